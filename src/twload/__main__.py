@@ -1,0 +1,3 @@
+from twload.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""Command line: parses arguments into plans and options, hands them on, shows results.
+
+User mistakes and unreachable targets end with one line on stderr and a non-zero
+exit code; a traceback is a bug (set TWLOAD_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, default_workers, parse_duration, parse_header, parse_target
+
+app = typer.Typer(
+    help="Load generator and TCP diagnostics for short-connection load tests (TIME_WAIT, ephemeral ports).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+
+EXIT_USAGE = 2
+EXIT_RUN = 1
+
+
+def fail(message: str, code: int = EXIT_RUN) -> None:
+    err.print(f"[bold red]twload:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def build_plan(
+    url: str, connections: int, duration: str | None, requests: int | None, workers: int | None,
+    method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
+    connect_timeout: str, close: str,
+) -> Plan:
+    if body is not None and body_file is not None:
+        raise PlanError("give --body or --body-file, not both")
+    try:
+        payload = body_file.read_bytes() if body_file else (body or "").encode()
+    except OSError as exc:
+        raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+    return Plan(
+        target=parse_target(url),
+        url=url,
+        connections=connections,
+        workers=workers or default_workers(),
+        duration_s=parse_duration(duration) if duration else (None if requests else 10.0),
+        requests=requests,
+        method=method.upper(),
+        headers=tuple(parse_header(h) for h in header),
+        body=payload,
+        close=close,
+        timeout_s=parse_duration(timeout),
+        connect_timeout_s=parse_duration(connect_timeout),
+    )
+
+
+@app.command()
+def run(
+    url: Annotated[str, typer.Argument(help="Target, e.g. http://127.0.0.1:8080/")],
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Concurrent connections.")] = 50,
+    duration: Annotated[str | None, typer.Option("-d", "--duration", help="How long: 10s, 1m, 500ms. Default 10s unless -n is given.")] = None,
+    requests: Annotated[int | None, typer.Option("-n", "--requests", help="Stop after this many requests.")] = None,
+    workers: Annotated[int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU count).")] = None,
+    method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
+    header: Annotated[list[str], typer.Option("-H", "--header", help="Extra header 'Name: value' (repeatable).")] = [],  # noqa: B006
+    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
+    body_file: Annotated[Path | None, typer.Option("--body-file", help="Request body from a file.")] = None,
+    timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "10s",
+    connect_timeout: Annotated[str, typer.Option("--connect-timeout", help="Connect timeout.")] = "5s",
+    close: Annotated[str, typer.Option("--close", help="keepalive | fin (client closes) | server (Connection: close, server closes) | rst (SO_LINGER 0).")] = "keepalive",
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.")] = False,
+) -> None:
+    """Generate load against URL; results stream to a run folder."""
+    from twload.engine.runner import execute
+
+    try:
+        plan = build_plan(url, connections, duration, requests, workers, method, header, body,
+                          body_file, timeout, connect_timeout, close)
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        from twload.report.text import render
+
+        print(render(summary))
+        err.print(f"results: {folder}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one and prints it.")] = 8080,
+    workers: Annotated[int, typer.Option("-w", "--workers", help="Processes sharing the port (SO_REUSEPORT).")] = 1,
+    body_size: Annotated[int, typer.Option("--body-size", help="Response body bytes.")] = 12,
+    delay: Annotated[str | None, typer.Option("--delay", help="Delay before each response, e.g. 5ms.")] = None,
+    close_after: Annotated[int, typer.Option("--close-after", help="Close after N requests on a connection (0: never).")] = 0,
+) -> None:
+    """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
+    from twload.serve import ServeOptions
+    from twload.serve import serve as serve_forever
+
+    try:
+        if workers < 1 or body_size < 0 or close_after < 0 or not 0 <= port <= 65535:
+            raise PlanError("--workers >= 1, --body-size >= 0, --close-after >= 0, 0 <= --port <= 65535")
+        options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after)
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    try:
+        serve_forever(options, announce=lambda line: print(line, flush=True))
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+@app.command()
+def demo(
+    duration: Annotated[str, typer.Option("-d", "--duration", help="Length of each strategy's run.")] = "5s",
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Connections per run.")] = 20,
+    workers: Annotated[int, typer.Option("-w", "--workers", help="Load worker processes per run.")] = 1,
+) -> None:
+    """Start `twload serve`, run each close strategy against it, compare who keeps TIME_WAIT."""
+    from twload.demo import run_demo
+
+    try:
+        seconds = parse_duration(duration)
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    code = run_demo(seconds, connections, workers, console=err)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("twload: interrupted")
+        sys.exit(130)
+    except Exception as exc:  # the promise: no tracebacks for users
+        if os.environ.get("TWLOAD_DEBUG"):
+            raise
+        err.print(f"[bold red]twload: internal error:[/] {type(exc).__name__}: {exc} (TWLOAD_DEBUG=1 shows more)")
+        sys.exit(EXIT_RUN)
+
+
+__all__ = ["app", "main", "CLOSE_STRATEGIES"]

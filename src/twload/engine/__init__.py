@@ -1,0 +1,1 @@
+"""The load engine: workers with one event loop each, and the supervisor that runs them."""

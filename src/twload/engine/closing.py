@@ -1,0 +1,39 @@
+"""Close strategies: what the client does when it is done with a connection.
+
+Which side closes first decides who keeps the 4-tuple in TIME_WAIT for 60 s
+(TCP_TIMEWAIT_LEN, include/net/tcp.h): the active closer does, see
+net/ipv4/tcp_input.c: tcp_fin and net/ipv4/tcp_minisocks.c: tcp_time_wait.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+# l_onoff=1, l_linger=0: close() drops the connection with an RST instead of a FIN,
+# so neither side enters TIME_WAIT (net/ipv4/tcp.c: __tcp_close, "sk->sk_lingertime == 0"
+# branch sends tcp_send_active_reset and moves straight to TCP_CLOSE).
+LINGER_RST = struct.pack("ii", 1, 0)
+
+WHY = {
+    "keepalive": "connections are reused; only the -c connections closed at the end leave TIME_WAIT",
+    "fin": "the client closes first, so every connection leaves a TIME_WAIT socket on the client",
+    "server": "Connection: close and read to EOF: the server closes first and holds the TIME_WAIT",
+    "rst": "SO_LINGER {1,0} closes with RST: no TIME_WAIT on either side",
+}
+
+
+def one_request_per_connection(close: str) -> bool:
+    return close != "keepalive"
+
+
+def asks_server_to_close(close: str) -> bool:
+    """`server`: the request carries Connection: close and the client waits for EOF."""
+    return close == "server"
+
+
+def prepare_socket(sock: socket.socket, close: str) -> None:
+    """Options that must be on the socket before it connects."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if close == "rst":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)

@@ -1,0 +1,44 @@
+"""HTTP/1.1 on the wire: request bytes built once per run, response framing helpers.
+
+Parsing itself is httptools (llhttp); this module only adds what llhttp does not
+expose: whether a response head declared its own length, which decides what an
+early EOF means.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twload.plan import Plan
+
+USER_AGENT = "twload"
+
+
+def build_request(plan: Plan, connection_close: bool) -> bytes:
+    """The whole request, ready to write. Built once: the hot path only writes it."""
+    names = {name.lower() for name, _ in plan.headers}
+    lines = [f"{plan.method} {plan.target.path} HTTP/1.1"]
+    if "host" not in names:
+        lines.append(f"Host: {plan.target.host_header}")
+    if "user-agent" not in names:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    lines.extend(f"{name}: {value}" for name, value in plan.headers)
+    if plan.body and "content-length" not in names:
+        lines.append(f"Content-Length: {len(plan.body)}")
+    if connection_close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + plan.body
+
+
+_LENGTH_FRAMED = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
+
+
+def head_declares_length(head: bytes) -> bool:
+    """True when the response head carries Content-Length or Transfer-Encoding.
+
+    Such a body ends by its own framing, so an EOF before the end is a truncated
+    response. Without either, the body is delimited by the server's close
+    (RFC 9112 section 6.3, rule 8) and EOF completes it.
+    """
+    end = head.find(b"\r\n\r\n")
+    return bool(_LENGTH_FRAMED.search(head if end < 0 else head[: end + 2]))

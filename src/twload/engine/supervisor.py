@@ -1,0 +1,273 @@
+"""Spawns the workers, merges their per-second snapshots, streams them, handles signals.
+
+The supervisor never touches the hot path: it reads one message per worker per
+second. Everything a worker reported before dying is kept; Ctrl-C and SIGTERM
+stop the workers, wait briefly for their last snapshot and still write a summary.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from twload.engine.closing import LINGER_RST
+from twload.engine.worker import errno_name, worker_main
+from twload.metrics import Totals, percentiles_us
+from twload.plan import Plan
+from twload.results import RunFolder
+
+READY_TIMEOUT_S = 30.0
+FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
+LATE_TICK_S = 1.5  # a second is written once every worker reported it, or this long after
+
+
+class RunError(Exception):
+    """The run could not start; the message is for the user."""
+
+
+def preflight(plan: Plan) -> None:
+    """One blocking connect, so an unreachable target is one clear line, not a flood of errors."""
+    target = plan.target
+    sock = socket.socket(target.family, socket.SOCK_STREAM)
+    sock.settimeout(plan.connect_timeout_s)
+    # Close with RST: the probe must not leave a TIME_WAIT socket of its own behind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    try:
+        sock.connect(target.address)
+    except TimeoutError:
+        raise RunError(
+            f"cannot connect to {target.address[0]}:{target.port}: "
+            f"no answer within {plan.connect_timeout_s:g}s (connect timeout)"
+        ) from None
+    except OSError as exc:
+        raise RunError(
+            f"cannot connect to {target.address[0]}:{target.port}: "
+            f"{exc.strerror or exc} ({errno_name(exc)})"
+        ) from None
+    finally:
+        sock.close()
+
+
+@dataclass
+class Progress:
+    """What the supervisor knows while running; handed to the progress display."""
+
+    elapsed_s: float = 0.0
+    planned_s: float | None = None
+    planned_requests: int | None = None
+    totals: Totals = field(default_factory=Totals)
+    last_sample: dict | None = None
+    stopping: str | None = None
+
+
+class Supervisor:
+    def __init__(self, plan: Plan, folder: RunFolder, on_progress=None) -> None:
+        self.plan = plan
+        self.folder = folder
+        self.on_progress = on_progress or (lambda progress: None)
+        self.progress = Progress(planned_s=plan.duration_s, planned_requests=plan.requests)
+        self.signal_received: int | None = None
+        self.worker_failures: list[str] = []
+        self.pending: dict[int, list[dict]] = {}
+        self.written_tick = 0
+        self.go_at = 0.0
+
+    # -- signals -------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        if self.signal_received is None:
+            self.signal_received = signum
+            self.progress.stopping = signal.Signals(signum).name
+
+    # -- samples -------------------------------------------------------------
+    def _add(self, tick: int, snap: dict) -> None:
+        self.progress.totals.add(snap)
+        tick = max(tick, self.written_tick + 1)  # a late second goes into the next line
+        self.pending.setdefault(tick, []).append(snap)
+
+    def _flush(self, live_workers: int, force: bool = False) -> None:
+        now = time.monotonic()
+        while self.pending:
+            tick = min(self.pending)
+            snaps = self.pending[tick]
+            if not (force or len(snaps) >= live_workers or now > self.go_at + tick + LATE_TICK_S):
+                return
+            del self.pending[tick]
+            self._write_sample(tick, snaps)
+
+    def _write_sample(self, tick: int, snaps: list[dict]) -> None:
+        merged = Totals()
+        for snap in snaps:
+            merged.add(snap)
+        # Every second is whole but the last one of a run, which ends when the run does.
+        span = min(1.0, max(0.001, time.monotonic() - self.go_at - (tick - 1)))
+        lat = percentiles_us(merged.latency)
+        sample = {
+            "t": tick,
+            "requests": merged.requests,
+            "rps": round(merged.requests / span, 1),
+            "connections_opened": merged.connections_opened,
+            "errors": dict(merged.errors),
+            "status": {str(k): v for k, v in merged.status.items()},
+            "latency_us": {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]},
+            "bytes_in": merged.bytes_in,
+            "bytes_out": merged.bytes_out,
+        }
+        encoded = merged.latency.encode() if merged.latency.get_total_count() else b""
+        self.folder.write_sample(sample, encoded)
+        self.written_tick = tick
+        self.progress.last_sample = sample
+
+    # -- the run -------------------------------------------------------------
+    def run(self) -> dict:
+        plan = self.plan
+        shares = plan.worker_shares()
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        start_event = ctx.Event()
+        stop_event = ctx.Event()
+        go_at_value = ctx.Value("d", 0.0)
+        procs = []
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            for index, (conns, budget) in enumerate(shares):
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(plan, index, conns, budget, messages, start_event, stop_event, go_at_value),
+                    name=f"twload-worker-{index}",
+                    daemon=True,
+                )
+                proc.start()
+                procs.append(proc)
+            self._wait_ready(messages, procs)
+            go_at_value.value = self.go_at = time.monotonic() + 0.05
+            start_event.set()
+            elapsed = self._collect(messages, procs, stop_event)
+        finally:
+            stop_event.set()
+            start_event.set()
+            for proc in procs:
+                proc.join(timeout=2.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=2.0)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self._summary(elapsed, len(shares))
+
+    def _wait_ready(self, messages, procs) -> None:
+        ready = set()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(ready) < len(procs):
+            if self.signal_received is not None:
+                raise RunError("interrupted before the run started")
+            if time.monotonic() > deadline:
+                raise RunError("workers did not start within 30 s")
+            dead = [p for p in procs if p.exitcode is not None]
+            if dead:
+                raise RunError(f"worker {dead[0].name} exited with code {dead[0].exitcode} before starting")
+            try:
+                kind, index, *_ = messages.get(timeout=0.1)
+            except queue_mod.Empty:
+                continue
+            if kind == "ready":
+                ready.add(index)
+
+    def _collect(self, messages, procs, stop_event) -> float:
+        finished: set[int] = set()
+        elapsed = 0.0
+        stop_sent_at = None
+        last_progress = 0.0
+        while len(finished) < len(procs):
+            now = time.monotonic()
+            self.progress.elapsed_s = max(0.0, now - self.go_at)
+            if self.signal_received is not None and stop_sent_at is None:
+                stop_event.set()
+                stop_sent_at = now
+            if stop_sent_at is not None and now - stop_sent_at > FINAL_GRACE_S:
+                for index, proc in enumerate(procs):
+                    if index not in finished:
+                        self.worker_failures.append(f"worker {index} did not stop in time; killed")
+                        proc.kill()
+                        finished.add(index)
+                break
+            try:
+                kind, index, tick, snap, worker_elapsed = messages.get(timeout=0.1)
+            except queue_mod.Empty:
+                kind = None
+            if kind in ("tick", "final"):
+                self._add(tick, snap)
+                if kind == "final":
+                    finished.add(index)
+                    elapsed = max(elapsed, worker_elapsed)
+            elif kind == "crash":
+                self.worker_failures.append(f"worker {index} crashed: {snap['error']}")
+                finished.add(index)
+            for index, proc in enumerate(procs):
+                if index not in finished and proc.exitcode is not None:
+                    self._drain(messages, finished)
+                    if index not in finished:
+                        self.worker_failures.append(f"worker {index} died with exit code {proc.exitcode}")
+                        finished.add(index)
+            self._flush(len(procs) - len(finished))
+            if now - last_progress >= 0.25:
+                last_progress = now
+                self.on_progress(self.progress)
+        self._drain(messages, finished)
+        self._flush(0, force=True)
+        self.on_progress(self.progress)
+        return elapsed or self.progress.elapsed_s
+
+    def _drain(self, messages, finished: set[int]) -> None:
+        """Take what is already queued (a dead worker's last seconds are worth keeping)."""
+        while True:
+            try:
+                kind, index, tick, snap, _ = messages.get_nowait()
+            except (queue_mod.Empty, EOFError, OSError):
+                return
+            if kind in ("tick", "final"):
+                self._add(tick, snap)
+                if kind == "final":
+                    finished.add(index)
+
+    def _summary(self, elapsed: float, workers: int) -> dict:
+        plan = self.plan
+        totals = self.progress.totals
+        summary = {
+            "url": plan.url,
+            "close": plan.close,
+            "connections": plan.connections,
+            "workers": workers,
+            "duration_s": round(elapsed, 3),
+            "requests": totals.requests,
+            "rps": round(totals.requests / elapsed, 1) if elapsed > 0 else 0.0,
+            "status": {str(k): v for k, v in sorted(totals.status.items())},
+            "errors": dict(sorted(totals.errors.items())),
+            "connections_opened": totals.connections_opened,
+            "latency_us": percentiles_us(totals.latency),
+            "connect_us": percentiles_us(totals.connect),
+            "bytes_in": totals.bytes_in,
+            "bytes_out": totals.bytes_out,
+        }
+        if plan.requests is not None:
+            summary["requests_planned"] = plan.requests
+        if plan.duration_s is not None:
+            summary["duration_planned_s"] = plan.duration_s
+        if self.signal_received is not None:
+            summary["interrupted"] = signal.Signals(self.signal_received).name
+        if self.worker_failures:
+            summary["worker_failures"] = self.worker_failures
+        return summary
+
+
+def exit_code_for(summary: dict) -> int:
+    """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal), else 0."""
+    interrupted = summary.get("interrupted")
+    if interrupted:
+        return 128 + signal.Signals[interrupted].value
+    return 0

@@ -1,0 +1,304 @@
+"""One worker process: one uvloop event loop driving N connection slots.
+
+Each slot loops: connect (timed), then hand the socket to a Connection protocol
+that sends requests from httptools callbacks without leaving the event loop.
+Nothing per request is allocated beyond what httptools and the histogram need.
+Every second the worker sends its Interval to the supervisor and starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import socket
+import time
+
+import httptools
+
+from twload.engine import closing
+from twload.engine.http1 import build_request, head_declares_length
+from twload.metrics import Interval
+from twload.plan import MAX_HEADER_BYTES, Plan
+
+SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
+DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
+BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
+
+
+def errno_name(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if code:
+        return errno.errorcode.get(code, f"errno_{code}")
+    return type(exc).__name__
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection: writes a request, parses the response, decides what next."""
+
+    __slots__ = (
+        "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
+        "head", "headers_done", "done", "failed",
+    )
+
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+        self.transport = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sent_at = 0.0
+        self.in_flight = False  # a request is out and its response (or EOF) is awaited
+        self.awaiting_eof = False  # response done, waiting for the server's FIN
+        self.head = b""
+        self.headers_done = False
+        self.done = w.loop.create_future()
+        self.failed = False
+
+    # -- asyncio callbacks ---------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.w.active.add(self)
+        self._send()
+
+    def data_received(self, data: bytes) -> None:
+        w = self.w
+        w.iv.bytes_in += len(data)
+        if not self.headers_done:
+            self.head = self.head + data if self.head else data
+            if len(self.head) > MAX_HEADER_BYTES:
+                self._fail("response_head_too_large")
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("protocol_error")
+
+    def eof_received(self):
+        if self.in_flight and not self.awaiting_eof:
+            if self.headers_done and not head_declares_length(self.head):
+                self.on_message_complete()  # body delimited by the server's close
+            else:
+                self._fail("eof_before_response")
+                return False
+        self.in_flight = False
+        return False  # let the transport close our side: the server closed first
+
+    def connection_lost(self, exc) -> None:
+        w = self.w
+        w.active.discard(self)
+        if exc is not None and not self.failed and self.in_flight and not w.stopping:
+            w.iv.errors[errno_name(exc)] += 1
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # -- httptools callbacks -------------------------------------------------
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if self.w.head_only:
+            self.on_message_complete()
+
+    def on_message_complete(self) -> None:
+        if not self.in_flight or self.awaiting_eof:
+            return
+        w = self.w
+        now = time.perf_counter()
+        iv = w.iv
+        iv.requests += 1
+        iv.status[self.parser.get_status_code()] += 1
+        iv.record_latency(int((now - self.sent_at) * 1_000_000))
+        self.headers_done = False
+        self.head = b""
+        close = w.plan.close
+        if close == "keepalive" and self.parser.should_keep_alive():
+            if w.take():
+                self._send(now)
+                return
+            self.in_flight = False
+            self.transport.close()
+        elif close == "fin":
+            self.in_flight = False
+            self.transport.close()  # client closes first: TIME_WAIT stays here
+        elif close == "rst":
+            self.in_flight = False
+            self.transport.abort()  # SO_LINGER {1,0} is set: close() sends RST
+        else:
+            # `server`, or a keep-alive response that announced its close: the server
+            # closes first, so wait for its FIN (eof_received) before closing ours.
+            # Closing as soon as the body is complete would race that FIN and leave
+            # TIME_WAIT on the client after all.
+            self.awaiting_eof = True
+            self.sent_at = now  # the EOF wait gets its own timeout
+
+    # -- helpers -------------------------------------------------------------
+    def _send(self, now: float | None = None) -> None:
+        w = self.w
+        self.transport.write(w.request)
+        w.iv.bytes_out += w.request_len
+        self.sent_at = time.perf_counter() if now is None else now
+        self.in_flight = True
+
+    def _fail(self, reason: str) -> None:
+        if not self.failed:
+            self.failed = True
+            self.w.iv.errors[reason] += 1
+        self.in_flight = False
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Worker:
+    def __init__(self, plan: Plan, index: int, connections: int, budget: int | None) -> None:
+        self.plan = plan
+        self.index = index
+        self.connections = connections
+        self.remaining = budget  # None: unlimited (duration-bound)
+        self.request = build_request(plan, closing.asks_server_to_close(plan.close))
+        self.request_len = len(self.request)
+        self.head_only = plan.method == "HEAD"
+        self.iv = Interval()
+        self.active: set[Connection] = set()
+        self.stopping = False
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+
+    def take(self) -> bool:
+        """Claim the right to send one more request."""
+        if self.stopping:
+            return False
+        if self.remaining is None:
+            return True
+        if self.remaining > 0:
+            self.remaining -= 1
+            return True
+        return False
+
+    async def slot(self) -> None:
+        loop = self.loop
+        plan = self.plan
+        target = plan.target
+        iv_connect_timeout = plan.connect_timeout_s
+        while self.take():
+            sock = socket.socket(target.family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            closing.prepare_socket(sock, plan.close)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(iv_connect_timeout):
+                    await loop.sock_connect(sock, target.address)
+            except TimeoutError:
+                sock.close()
+                self.iv.errors["connect_timeout"] += 1
+                continue
+            except OSError as exc:
+                sock.close()
+                self.iv.errors[errno_name(exc)] += 1
+                await asyncio.sleep(BACKOFF_S)
+                continue
+            except asyncio.CancelledError:
+                sock.close()
+                raise
+            iv = self.iv
+            iv.connections_opened += 1
+            iv.record_connect(int((time.perf_counter() - started) * 1_000_000))
+            conn = Connection(self)
+            try:
+                await loop.create_connection(lambda: conn, sock=sock)
+            except OSError as exc:
+                sock.close()
+                iv.errors[errno_name(exc)] += 1
+                continue
+            await conn.done
+
+    def sweep_timeouts(self) -> None:
+        now = time.perf_counter()
+        limit = self.plan.timeout_s
+        for conn in list(self.active):
+            if conn.in_flight and now - conn.sent_at > limit:
+                conn._fail("no_server_close" if conn.awaiting_eof else "timeout")
+
+    async def drain(self, grace_s: float) -> None:
+        """Let requests in flight finish, so connections close cleanly by their strategy.
+
+        Closing a socket with an unread response in its buffer sends RST instead of
+        FIN (net/ipv4/tcp.c: __tcp_close, data_was_unread), which would hide the
+        strategy's TIME_WAIT footprint at the end of every run.
+        """
+        for conn in list(self.active):
+            if not conn.in_flight and conn.transport is not None:
+                conn.transport.close()  # idle keep-alive connection: the client closes it
+        end = time.monotonic() + grace_s
+        while self.active and time.monotonic() < end:
+            await asyncio.sleep(0.005)
+
+    def take_snapshot(self) -> dict:
+        iv, self.iv = self.iv, Interval()
+        return iv.snapshot()
+
+    async def run(self, go_at: float, send) -> None:
+        """Run until the deadline, the budget or the stop flag; send(tick, snapshot) each second."""
+        self.loop = asyncio.get_running_loop()
+        plan = self.plan
+        delay = go_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        started = time.monotonic()
+        deadline = started + plan.duration_s if plan.duration_s else float("inf")
+        slots = [asyncio.ensure_future(self.slot()) for _ in range(self.connections)]
+        all_done = asyncio.gather(*slots, return_exceptions=True)
+        tick = 1
+        while not all_done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(all_done), SWEEP_S)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            self.sweep_timeouts()
+            if now >= started + tick:
+                send(tick, self.take_snapshot())
+                tick += 1
+            if now >= deadline or send.should_stop():
+                break
+        self.stopping = True  # no new requests; each connection closes as its strategy says
+        await self.drain(min(DRAIN_S, plan.timeout_s))
+        for conn in list(self.active):  # what is still out after the grace is abandoned
+            if conn.transport is not None:
+                conn.transport.abort()
+        for task in slots:
+            task.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+        await asyncio.sleep(0)  # let transports finish closing
+        send(tick, self.take_snapshot(), final=True, elapsed=time.monotonic() - started)
+
+
+class Channel:
+    """The worker's side of its link to the supervisor (a multiprocessing queue + events)."""
+
+    def __init__(self, index: int, queue, stop_event) -> None:
+        self.index = index
+        self.queue = queue
+        self.stop_event = stop_event
+
+    def __call__(self, tick: int, snapshot: dict, final: bool = False, elapsed: float = 0.0) -> None:
+        self.queue.put(("final" if final else "tick", self.index, tick, snapshot, elapsed))
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set()
+
+
+def worker_main(plan, index, connections, budget, queue, start_event, stop_event, go_at_value) -> None:
+    """Process entry point. SIGINT is the supervisor's to handle: it tells us to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import uvloop
+
+    worker = Worker(plan, index, connections, budget)
+    channel = Channel(index, queue, stop_event)
+    queue.put(("ready", index, 0, None, 0.0))
+    start_event.wait()
+    if stop_event.is_set():
+        return
+    try:
+        uvloop.run(worker.run(go_at_value.value, channel))
+    except BaseException as exc:  # report, then die: the supervisor keeps the others
+        queue.put(("crash", index, 0, {"error": f"{type(exc).__name__}: {exc}"}, 0.0))
+        raise
+    finally:
+        queue.close()
+        queue.join_thread()

@@ -1,0 +1,1 @@
+"""Thin adapters that read the kernel's own state (/proc, netlink, sysctls)."""

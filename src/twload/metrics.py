@@ -1,0 +1,98 @@
+"""Counters and HdrHistograms: recorded in workers, merged by the supervisor.
+
+A worker keeps one Interval and hands it over every second as a plain dict
+(histograms encoded in the HdrHistogram wire format), so the supervisor can
+merge, stream to disk, and keep what a dying worker already reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000  # 60 s: any longer wait is a timeout anyway
+SIGNIFICANT_DIGITS = 3
+PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+class Interval:
+    """What one worker saw since its last snapshot. Mutated on the hot path."""
+
+    __slots__ = (
+        "requests", "connections_opened", "bytes_in", "bytes_out",
+        "status", "errors", "latency", "connect",
+    )
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.connections_opened = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.latency = new_histogram()
+        self.connect = new_histogram()
+
+    def record_latency(self, us: int) -> None:
+        self.latency.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+
+    def record_connect(self, us: int) -> None:
+        self.connect.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+
+    def snapshot(self) -> dict:
+        return {
+            "requests": self.requests,
+            "connections_opened": self.connections_opened,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "status": dict(self.status),
+            "errors": dict(self.errors),
+            "latency": self.latency.encode() if self.latency.get_total_count() else b"",
+            "connect": self.connect.encode() if self.connect.get_total_count() else b"",
+        }
+
+
+class Totals:
+    """Merged view over snapshots, from any number of workers."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.connections_opened = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.status: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.latency = new_histogram()
+        self.connect = new_histogram()
+
+    def add(self, snap: dict) -> None:
+        self.requests += snap["requests"]
+        self.connections_opened += snap["connections_opened"]
+        self.bytes_in += snap["bytes_in"]
+        self.bytes_out += snap["bytes_out"]
+        self.status.update(snap["status"])
+        self.errors.update(snap["errors"])
+        if snap["latency"]:
+            self.latency.decode_and_add(snap["latency"])
+        if snap["connect"]:
+            self.connect.decode_and_add(snap["connect"])
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def percentiles_us(hist: HdrHistogram) -> dict:
+    """The summary's percentile block; zeros when nothing was recorded."""
+    if hist.get_total_count() == 0:
+        return {name: 0 for name, _ in PERCENTILES} | {"max": 0, "mean": 0.0}
+    out = {name: hist.get_value_at_percentile(p) for name, p in PERCENTILES}
+    out["max"] = hist.get_max_value()
+    out["mean"] = round(hist.get_mean_value(), 1)
+    return out

@@ -1,0 +1,146 @@
+"""Plan: what a run does, validated once, frozen, passed to every worker.
+
+Parsing helpers here are pure: they take strings and return values or raise
+PlanError with a message meant for the user (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
+
+MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
+
+
+class PlanError(ValueError):
+    """A user mistake: shown as one line on stderr, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # as the user wrote it (for the Host header)
+    port: int
+    path: str  # path + query, never empty
+    address: tuple  # resolved sockaddr, what connect() takes
+    family: int
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Target
+    url: str
+    connections: int = 50
+    workers: int = 1
+    duration_s: float | None = 10.0
+    requests: int | None = None
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    close: str = "keepalive"
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.close not in CLOSE_STRATEGIES:
+            raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {self.close!r}")
+        if self.connections < 1:
+            raise PlanError("--connections must be at least 1")
+        if self.workers < 1:
+            raise PlanError("--workers must be at least 1")
+        if self.duration_s is None and self.requests is None:
+            raise PlanError("give a --duration or a number of --requests")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise PlanError("--duration must be positive")
+        if self.requests is not None and self.requests < 1:
+            raise PlanError("--requests must be at least 1")
+        if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise PlanError("timeouts must be positive")
+
+    def worker_shares(self) -> list[tuple[int, int | None]]:
+        """(connections, request budget) for each worker; no worker gets nothing to do."""
+        workers = min(self.workers, self.connections)
+        if self.requests is not None:
+            workers = min(workers, self.requests)
+        shares = []
+        for i in range(workers):
+            conns = self.connections // workers + (1 if i < self.connections % workers else 0)
+            reqs = None
+            if self.requests is not None:
+                reqs = self.requests // workers + (1 if i < self.requests % workers else 0)
+                conns = min(conns, reqs)
+            shares.append((conns, reqs))
+        return shares
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10s', '1m', '500ms', '2h', bare '30' (seconds) -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise PlanError(f"bad duration {text!r}: use e.g. 10s, 1m, 500ms")
+    value = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if value <= 0:
+        raise PlanError(f"bad duration {text!r}: must be positive")
+    return value
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    name = name.strip()
+    if not sep or not name or any(c in name for c in " \t\r\n"):
+        raise PlanError(f"bad header {text!r}: use 'Name: value'")
+    if "\r" in value or "\n" in value:
+        raise PlanError(f"bad header {text!r}: no line breaks in a value")
+    return name, value.strip()
+
+
+def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
+    """Split and resolve a URL once, before any worker starts."""
+    if "://" not in url:
+        raise PlanError(f"bad URL {url!r}: give a scheme, e.g. http://127.0.0.1:8080/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http",):
+        if parts.scheme == "https":
+            raise PlanError("https:// is not supported yet (TLS is planned); use http://")
+        raise PlanError(f"unsupported scheme {parts.scheme!r} in {url!r}: use http://")
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise PlanError(f"bad port in URL {url!r}") from None
+    host = parts.hostname
+    if not host:
+        raise PlanError(f"bad URL {url!r}: no host")
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    try:
+        infos = resolve(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    family, _, _, _, address = infos[0]
+    return Target("http", host, port, path, address, family)
+
+
+def is_loopback(target: Target) -> bool:
+    return ipaddress.ip_address(target.address[0]).is_loopback
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)

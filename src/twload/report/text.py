@@ -1,0 +1,46 @@
+"""wrk-style text summary of a summary.json dict (pure: dict in, str out)."""
+
+from __future__ import annotations
+
+
+def fmt_us(us: float) -> str:
+    if us >= 1_000_000:
+        return f"{us / 1_000_000:.2f}s"
+    if us >= 1_000:
+        return f"{us / 1_000:.2f}ms"
+    return f"{us:.0f}us"
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f}{unit}" if unit != "B" else f"{n:.0f}B"
+        n /= 1024
+    return f"{n:.2f}GB"
+
+
+def render(summary: dict) -> str:
+    lat = summary["latency_us"]
+    con = summary["connect_us"]
+    dur = summary["duration_s"] or 1e-9
+    lines = [
+        f"twload @ {summary['url']}",
+        f"  {summary['workers']} workers, {summary['connections']} connections, close={summary['close']}",
+        "                 p50       p90       p99     p99.9       max      mean",
+        "  Latency  " + "".join(f"{fmt_us(lat[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
+        "  Connect  " + "".join(f"{fmt_us(con[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
+        f"  {summary['requests']} requests in {summary['duration_s']:.2f}s, "
+        f"{fmt_bytes(summary['bytes_in'])} read, {summary['connections_opened']} connections opened",
+    ]
+    other = {code: n for code, n in summary["status"].items() if not code.startswith("2")}
+    if other:
+        lines.append("  Non-2xx responses: " + ", ".join(f"{code} {n}" for code, n in other.items()))
+    if summary["errors"]:
+        lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
+    for failure in summary.get("worker_failures", []):
+        lines.append(f"  Worker failure: {failure}")
+    lines.append(f"Requests/sec: {summary['rps']:>12.2f}")
+    lines.append(f"Transfer/sec: {fmt_bytes(summary['bytes_in'] / dur):>12}")
+    if summary.get("interrupted"):
+        lines.append(f"(stopped early by {summary['interrupted']}: the numbers cover what was done)")
+    return "\n".join(lines)

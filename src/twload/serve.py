@@ -1,0 +1,202 @@
+"""`twload serve`: a small, fast HTTP/1.1 target with selectable close behaviour.
+
+uvloop + httptools, one process per worker, all listening on one port with
+SO_REUSEPORT so the kernel spreads connections. Every served request is counted
+in shared memory (one slot per worker, no lock: each slot has one writer), so
+GET /__twload/stats and the exit line report the exact total across workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+import httptools
+
+STATS_PATH = b"/__twload/stats"
+BACKLOG = 4096
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    body_size: int = 12
+    delay_s: float = 0.0
+    close_after: int = 0  # 0: never; N: the server closes after N requests on a connection
+
+
+def _response(body: bytes, close: bool, content_type: bytes = b"text/plain") -> bytes:
+    head = (
+        b"HTTP/1.1 200 OK\r\nServer: twload\r\nContent-Type: " + content_type
+        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+    )
+    if close:
+        head += b"Connection: close\r\n"
+    return head + b"\r\n" + body
+
+
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class App:
+    """What every connection of one worker shares: canned responses and the counter."""
+
+    def __init__(self, options: ServeOptions, counts, index: int) -> None:
+        body = (b"twload says hello\n" * (options.body_size // 18 + 1))[: options.body_size]
+        self.keep = _response(body, close=False)
+        self.close = _response(body, close=True)
+        self.options = options
+        self.counts = counts
+        self.index = index
+
+    def stats_body(self) -> bytes:
+        per_worker = list(self.counts)
+        return json.dumps({"requests": sum(per_worker), "per_worker": per_worker}).encode()
+
+
+class ServerConnection(asyncio.Protocol):
+    __slots__ = ("app", "transport", "parser", "url", "served", "closing", "loop")
+
+    def __init__(self, app: App, loop) -> None:
+        self.app = app
+        self.loop = loop
+        self.transport = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.served = 0
+        self.closing = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError:
+            self.closing = True
+            self.transport.write(BAD_REQUEST)
+            self.transport.close()
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_message_complete(self) -> None:
+        app = self.app
+        options = app.options
+        url, self.url = self.url, b""
+        keep = self.parser.should_keep_alive()
+        if url == STATS_PATH:
+            response = _response(app.stats_body(), not keep, b"application/json")
+        else:
+            self.served += 1
+            app.counts[app.index] += 1
+            if options.close_after and self.served >= options.close_after:
+                keep = False
+            response = app.keep if keep else app.close
+        if not keep:
+            self.closing = True  # ignore anything pipelined after a close
+        if options.delay_s:
+            self.loop.call_later(options.delay_s, self._reply, response, keep)
+        else:
+            self._reply(response, keep)
+
+    def _reply(self, response: bytes, keep: bool) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(response)
+        if not keep:
+            transport.close()  # the server closes first: TIME_WAIT stays on the server
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _serve_forever(options: ServeOptions, counts, index: int, port: int, ready, stop) -> None:
+    loop = asyncio.get_running_loop()
+    app = App(options, counts, index)
+    sock = _listening_socket(options.host, port)
+    sock.listen(BACKLOG)
+    server = await loop.create_server(lambda: ServerConnection(app, loop), sock=sock, backlog=BACKLOG)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ready()
+    await stop.wait()
+    server.close()
+
+
+def _worker(options: ServeOptions, counts, index: int, port: int, ready_event) -> None:
+    import uvloop
+
+    async def main() -> None:
+        await _serve_forever(options, counts, index, port, ready_event.set, asyncio.Event())
+
+    uvloop.run(main())
+
+
+def serve(options: ServeOptions, announce=print) -> int:
+    """Run until SIGINT/SIGTERM; return the number of requests served."""
+    import uvloop
+
+    # Reserve the port (and learn it, for --port 0) with a bound, never-listening
+    # socket: it shares the SO_REUSEPORT group but receives no connections.
+    reserve = _listening_socket(options.host, options.port)
+    port = reserve.getsockname()[1]
+    ctx = mp.get_context("fork")
+    counts = ctx.RawArray("q", options.workers)
+    url = f"http://{options.host}:{port}/"
+    if options.workers == 1:
+        async def main() -> None:
+            stop = asyncio.Event()
+            await _serve_forever(
+                options, counts, 0, port,
+                lambda: announce(f"twload serve listening on {url} (1 worker)"), stop,
+            )
+        uvloop.run(main())
+    else:
+        procs, events = [], []
+        for index in range(options.workers):
+            ready = ctx.Event()
+            proc = ctx.Process(target=_worker, args=(options, counts, index, port, ready), daemon=True)
+            proc.start()
+            procs.append(proc)
+            events.append(ready)
+        for ready in events:
+            ready.wait(timeout=30)
+        announce(f"twload serve listening on {url} ({options.workers} workers)")
+        stopped = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda s, f: stopped.append(s))
+        while not stopped and all(p.is_alive() for p in procs):
+            time.sleep(0.2)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+    reserve.close()
+    total = sum(counts)
+    announce(f"twload serve: served {total} requests")
+    sys.stdout.flush()
+    return total

@@ -1,0 +1,88 @@
+import socket
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twload.plan import Plan, PlanError, parse_duration, parse_header, parse_target
+
+
+def test_durations():
+    assert parse_duration("10s") == 10
+    assert parse_duration("1m") == 60
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("2h") == 7200
+    assert parse_duration("30") == 30
+    for bad in ("", "s", "10x", "-1s", "0s", "1.2.3s"):
+        with pytest.raises(PlanError):
+            parse_duration(bad)
+
+
+def test_headers():
+    assert parse_header("X-Test: a: b ") == ("X-Test", "a: b")
+    for bad in ("nocolon", ": v", "bad name: v", "X: a\r\nInjected: 1"):
+        with pytest.raises(PlanError):
+            parse_header(bad)
+
+
+def test_target_parsing():
+    t = parse_target("http://127.0.0.1:8080/path?q=1")
+    assert (t.host, t.port, t.path, t.address) == ("127.0.0.1", 8080, "/path?q=1", ("127.0.0.1", 8080))
+    assert t.host_header == "127.0.0.1:8080"
+    assert parse_target("http://127.0.0.1").path == "/"
+    assert parse_target("http://127.0.0.1/").host_header == "127.0.0.1"
+    assert parse_target("http://[::1]:81/").host_header == "[::1]:81"
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("127.0.0.1:80", "scheme"),
+        ("ftp://127.0.0.1/", "unsupported scheme"),
+        ("https://127.0.0.1/", "https"),
+        ("http://127.0.0.1:70000/", "bad port"),
+        ("http:///path", "no host"),
+    ],
+)
+def test_bad_urls(url, words):
+    with pytest.raises(PlanError, match=words):
+        parse_target(url)
+
+
+def test_unresolvable_host_is_a_user_error():
+    def resolver(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(PlanError, match="cannot resolve host 'nowhere.example'"):
+        parse_target("http://nowhere.example/", resolve=resolver)
+
+
+def plan(**kw):
+    return Plan(target=parse_target("http://127.0.0.1:9/"), url="http://127.0.0.1:9/", **kw)
+
+
+def test_plan_validation():
+    with pytest.raises(PlanError, match="--close"):
+        plan(close="linger")
+    with pytest.raises(PlanError):
+        plan(connections=0)
+    with pytest.raises(PlanError):
+        plan(duration_s=None, requests=None)
+
+
+@given(
+    connections=st.integers(1, 500),
+    workers=st.integers(1, 16),
+    requests=st.one_of(st.none(), st.integers(1, 10_000)),
+)
+def test_worker_shares_add_up(connections, workers, requests):
+    p = plan(connections=connections, workers=workers, requests=requests, duration_s=None if requests else 1.0)
+    shares = p.worker_shares()
+    assert 1 <= len(shares) <= workers
+    assert all(c >= 1 for c, _ in shares)
+    if requests is None:
+        assert sum(c for c, _ in shares) == connections
+    else:
+        assert sum(r for _, r in shares) == requests
+        assert all(c <= r for c, r in shares)
+        assert sum(c for c, _ in shares) <= connections
