@@ -96,6 +96,8 @@ class ServerConnection(asyncio.Protocol):
         self.url += url
 
     def on_message_complete(self) -> None:
+        if self.closing:
+            return  # pipelined after a request we answered with close: not served
         app = self.app
         options = app.options
         url, self.url = self.url, b""

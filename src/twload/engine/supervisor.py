@@ -72,7 +72,7 @@ class Supervisor:
         self.progress = Progress(planned_s=plan.duration_s, planned_requests=plan.requests)
         self.signal_received: int | None = None
         self.worker_failures: list[str] = []
-        self.pending: dict[int, list[dict]] = {}
+        self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
         self.go_at = 0.0
 
@@ -83,17 +83,20 @@ class Supervisor:
             self.progress.stopping = signal.Signals(signum).name
 
     # -- samples -------------------------------------------------------------
-    def _add(self, tick: int, snap: dict) -> None:
+    def _add(self, index: int, tick: int, snap: dict) -> None:
         self.progress.totals.add(snap)
-        tick = max(tick, self.written_tick + 1)  # a late second goes into the next line
-        self.pending.setdefault(tick, []).append(snap)
+        tick = max(tick, self.written_tick + 1)  # a second already written: count it in the next
+        reporters, snaps = self.pending.setdefault(tick, (set(), []))
+        reporters.add(index)
+        snaps.append(snap)
 
-    def _flush(self, live_workers: int, force: bool = False) -> None:
+    def _flush(self, unfinished: set[int], force: bool = False) -> None:
+        """Write each second once every worker still running has reported it (or it is late)."""
         now = time.monotonic()
         while self.pending:
             tick = min(self.pending)
-            snaps = self.pending[tick]
-            if not (force or len(snaps) >= live_workers or now > self.go_at + tick + LATE_TICK_S):
+            reporters, snaps = self.pending[tick]
+            if not (force or unfinished <= reporters or now > self.go_at + tick + LATE_TICK_S):
                 return
             del self.pending[tick]
             self._write_sample(tick, snaps)
@@ -201,7 +204,7 @@ class Supervisor:
             except queue_mod.Empty:
                 kind = None
             if kind in ("tick", "final"):
-                self._add(tick, snap)
+                self._add(index, tick, snap)
                 if kind == "final":
                     finished.add(index)
                     elapsed = max(elapsed, worker_elapsed)
@@ -214,12 +217,12 @@ class Supervisor:
                     if index not in finished:
                         self.worker_failures.append(f"worker {index} died with exit code {proc.exitcode}")
                         finished.add(index)
-            self._flush(len(procs) - len(finished))
+            self._flush(set(range(len(procs))) - finished)
             if now - last_progress >= 0.25:
                 last_progress = now
                 self.on_progress(self.progress)
         self._drain(messages, finished)
-        self._flush(0, force=True)
+        self._flush(set(), force=True)
         self.on_progress(self.progress)
         return elapsed or self.progress.elapsed_s
 
@@ -231,7 +234,7 @@ class Supervisor:
             except (queue_mod.Empty, EOFError, OSError):
                 return
             if kind in ("tick", "final"):
-                self._add(tick, snap)
+                self._add(index, tick, snap)
                 if kind == "final":
                     finished.add(index)
 

@@ -200,7 +200,7 @@ class Worker:
             iv.record_connect(int((time.perf_counter() - started) * 1_000_000))
             conn = Connection(self)
             try:
-                await loop.create_connection(lambda: conn, sock=sock)
+                await loop.create_connection(lambda c=conn: c, sock=sock)
             except OSError as exc:
                 sock.close()
                 iv.errors[errno_name(exc)] += 1

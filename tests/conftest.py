@@ -1,0 +1,175 @@
+"""Shared fixtures: real servers on loopback, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from twload.demo import EmbeddedServer
+from twload.engine.closing import LINGER_RST
+
+
+@pytest.fixture
+def twload_server():
+    """Factory: start `twload serve --port 0 ARGS...`; all are stopped at teardown."""
+    servers = []
+
+    def start(*args: str) -> EmbeddedServer:
+        server = EmbeddedServer(*args).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RawPeer:
+    """A loopback TCP peer that answers every connection with a handler(conn)."""
+
+    def __init__(self, handler) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        conn.settimeout(5)
+        try:
+            self.handler(conn, self.stopped)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.sock.close()
+        self.thread.join(timeout=2)
+
+
+@pytest.fixture
+def raw_peer():
+    peers = []
+
+    def start(handler) -> RawPeer:
+        peer = RawPeer(handler)
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.close()
+
+
+def run_cli(*args: str, timeout: float = 60, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "twload", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+class Nginx:
+    """nginx from Debian's package, on a free loopback port, with its own temp prefix."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
+        self.port = free_port()
+        self.access_log = self.dir / "access.log"
+        (self.dir / "nginx.conf").write_text(f"""
+worker_processes {workers};
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log {self.access_log};
+    client_body_temp_path {self.dir};
+    proxy_temp_path {self.dir};
+    fastcgi_temp_path {self.dir};
+    uwsgi_temp_path {self.dir};
+    scgi_temp_path {self.dir};
+    server {{
+        listen 127.0.0.1:{self.port} reuseport backlog=4096;
+        location / {{ return 200 "hello from nginx\\n"; }}
+    }}
+}}
+""")
+        self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                probe = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)  # leave no TIME_WAIT
+                probe.close()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}") from None
+                time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def access_lines(self) -> int:
+        # nginx writes the access log line when the request finishes; give it a moment
+        time.sleep(0.2)
+        return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish and flush logs
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def nginx():
+    if NGINX is None:
+        pytest.skip("SKIPPED LOUDLY: nginx is not installed (Debian package nginx; `make test` installs it as root)")
+    server = Nginx()
+    yield server
+    server.stop()

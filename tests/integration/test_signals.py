@@ -1,0 +1,62 @@
+"""Ctrl-C and SIGTERM during a run still leave a valid run folder and summary."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_leaves_valid_run_folder(twload_server, tmp_path, sig, code):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twload", "run", server.url, "-d", "60s", "-c", "4", "-w", "2",
+         "--out", str(out), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not samples.exists() or samples.stat().st_size == 0):
+        time.sleep(0.1)
+    assert samples.exists(), "no sample was streamed within 20 s"
+    os.kill(proc.pid, sig)  # only the supervisor: it must stop its workers itself
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads(stdout)
+    assert summary["interrupted"] == sig.name
+    assert summary["requests"] > 0
+    assert summary["duration_s"] < 30
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert sum(s["requests"] for s in lines) == summary["requests"]
+
+
+def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twload", "run", server.url, "-d", "3s", "-c", "4", "-w", "2",
+         "--out", str(out), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not samples.exists() or samples.stat().st_size == 0):
+        time.sleep(0.1)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    # workers are spawn children; the resource tracker, also a child, is not one of them
+    workers = [int(pid) for pid in children if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+    assert len(workers) == 2, children
+    victim = workers[0]
+    os.kill(victim, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert any("died" in failure for failure in summary["worker_failures"])
+    assert summary["requests"] > 0
