@@ -22,7 +22,12 @@ def new_histogram() -> HdrHistogram:
 
 
 class Interval:
-    """What one worker saw since its last snapshot. Mutated on the hot path."""
+    """What one worker saw since its last snapshot. Mutated on the hot path.
+
+    Latencies go into plain dicts (value -> count) first: a dict increment costs a
+    tenth of HdrHistogram.record_value in Python, and the histogram gets each
+    distinct value once per second, with its count, when the snapshot is taken.
+    """
 
     __slots__ = (
         "requests", "connections_opened", "bytes_in", "bytes_out",
@@ -36,14 +41,8 @@ class Interval:
         self.bytes_out = 0
         self.status: Counter = Counter()
         self.errors: Counter = Counter()
-        self.latency = new_histogram()
-        self.connect = new_histogram()
-
-    def record_latency(self, us: int) -> None:
-        self.latency.record_value(min(max(us, LOWEST_US), HIGHEST_US))
-
-    def record_connect(self, us: int) -> None:
-        self.connect.record_value(min(max(us, LOWEST_US), HIGHEST_US))
+        self.latency: dict[int, int] = {}
+        self.connect: dict[int, int] = {}
 
     def snapshot(self) -> dict:
         return {
@@ -53,9 +52,19 @@ class Interval:
             "bytes_out": self.bytes_out,
             "status": dict(self.status),
             "errors": dict(self.errors),
-            "latency": self.latency.encode() if self.latency.get_total_count() else b"",
-            "connect": self.connect.encode() if self.connect.get_total_count() else b"",
+            "latency": encode_counts(self.latency),
+            "connect": encode_counts(self.connect),
         }
+
+
+def encode_counts(counts: dict[int, int]) -> bytes:
+    """value -> count, as an encoded HdrHistogram (empty bytes when there is nothing)."""
+    if not counts:
+        return b""
+    hist = new_histogram()
+    for value, count in counts.items():
+        hist.record_value(min(max(value, LOWEST_US), HIGHEST_US), count)
+    return hist.encode()
 
 
 class Totals:

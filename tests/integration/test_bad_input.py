@@ -119,3 +119,43 @@ def test_peer_resetting_connections_counts_econnreset(raw_peer, tmp_path):
     summary = json_run(peer.url, tmp_path, "-n", "10", "-c", "2")
     assert summary["requests"] == 0
     assert summary["errors"] == {"ECONNRESET": 10}
+
+
+@pytest.fixture
+def full_backlog():
+    """A listener that never accepts, with its accept queue full: further SYNs go unanswered.
+
+    net/ipv4/tcp_ipv4.c: tcp_v4_conn_request drops the SYN when sk_acceptq_is_full,
+    so connect() hangs as it would against an unreachable host.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # the kernel queues backlog + 1 = 1 connection
+    fillers = [socket.create_connection(listener.getsockname(), timeout=2)]
+    yield listener.getsockname()[1], fillers
+    for s in fillers:
+        s.close()
+    listener.close()
+
+
+def test_unanswered_connect_is_one_line(full_backlog, tmp_path):
+    port, _ = full_backlog
+    proc = run_cli("run", f"http://127.0.0.1:{port}/", "-d", "1s", "--connect-timeout", "300ms", cwd=str(tmp_path))
+    assert_one_clean_line(proc, 1, "no answer within 0.3s")
+
+
+def test_connect_timeouts_are_counted(raw_peer, tmp_path):
+    """The target answers the pre-flight, then stops answering SYNs: timeouts are counted, the run ends."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    try:
+        started = time.monotonic()
+        # the pre-flight's connection fills the queue (it is never accepted), so workers' SYNs go unanswered
+        summary = json_run(f"http://127.0.0.1:{port}/", tmp_path, "-n", "3", "-c", "3", "--connect-timeout", "300ms")
+        assert time.monotonic() - started < 20
+        assert summary["requests"] == 0
+        assert summary["errors"] == {"connect_timeout": 3}
+    finally:
+        listener.close()

@@ -32,8 +32,6 @@ def asks_server_to_close(close: str) -> bool:
     return close == "server"
 
 
-def prepare_socket(sock: socket.socket, close: str) -> None:
-    """Options that must be on the socket before it connects."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if close == "rst":
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+def set_rst_on_close(sock) -> None:
+    """Make the next close() of this socket send RST (set once it is connected)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)

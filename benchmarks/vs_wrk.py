@@ -1,0 +1,207 @@
+"""twload against wrk (and ab, hey when installed), side by side, against one nginx.
+
+Prints req/s, generator CPU time per request (user + sys) and the ratio twload / wrk,
+for keep-alive and short connections (wrk: `Connection: close`; twload: --close server),
+with 1 process (generator and nginx pinned to different cores) and with 2. Then the
+generator's memory per open connection with 10,000 connections.
+
+Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
+    python benchmarks/vs_wrk.py [--duration 5] [--repeat 1] [--only keepalive|short]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TWLOAD = [sys.executable, "-m", "twload"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    def __init__(self, workers: int, cpus: str | None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-nginx-"))
+        self.port = free_port()
+        (self.dir / "nginx.conf").write_text(f"""
+worker_processes {workers};
+worker_rlimit_nofile 40000;
+daemon off;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log crit;
+events {{ worker_connections 30000; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path {self.dir};
+    proxy_temp_path {self.dir};
+    fastcgi_temp_path {self.dir};
+    uwsgi_temp_path {self.dir};
+    scgi_temp_path {self.dir};
+    server {{
+        listen 127.0.0.1:{self.port} reuseport backlog=8192;
+        location / {{ return 200 "hello from nginx\\n"; }}
+    }}
+}}
+""")
+        pin = ["taskset", "-c", cpus] if cpus else []
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([*pin, nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def timed(cmd: list[str]) -> tuple[str, float]:
+    """Run to the end; return stdout and the CPU seconds (user + sys) of it and its children."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read()
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return out, usage.ru_utime + usage.ru_stime
+
+
+def wrk(url, conns, threads, secs, close, pin):
+    cmd = [*pin, "wrk", f"-t{threads}", f"-c{conns}", f"-d{secs}s", url]
+    if close:
+        cmd[len(pin) + 1:len(pin) + 1] = ["-H", "Connection: close"]
+    out, cpu = timed(cmd)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = re.search(r"(\d+) requests in", out)
+    return float(match.group(1)) if match else 0.0, int(done.group(1)) if done else 0, cpu
+
+
+def twload(url, conns, workers, secs, close, pin):
+    cmd = [*pin, *TWLOAD, "run", url, "-c", str(conns), "-w", str(workers), "-d", f"{secs}s",
+           "--close", "server" if close else "keepalive", "--json", "--out", tempfile.mkdtemp(prefix="twb-")]
+    out, cpu = timed(cmd)
+    summary = json.loads(out)
+    return summary["rps"], summary["requests"], cpu
+
+
+def ab(url, conns, secs, close, pin):
+    if not shutil.which("ab"):
+        return None
+    cmd = [*pin, "ab", "-q", "-t", str(secs), "-n", "10000000", "-c", str(conns), *([] if close else ["-k"]), url]
+    out, cpu = timed(cmd)
+    match = re.search(r"Requests per second:\s+([\d.]+)", out)
+    done = re.search(r"Complete requests:\s+(\d+)", out)
+    return float(match.group(1)) if match else 0.0, int(done.group(1)) if done else 0, cpu
+
+
+def hey(url, conns, secs, close, pin):
+    if not shutil.which("hey"):
+        return None
+    cmd = [*pin, "hey", "-z", f"{secs}s", "-c", str(conns), *(["-disable-keepalive"] if close else []), url]
+    out, cpu = timed(cmd)
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    done = sum(int(n) for n in re.findall(r"\[\d+\]\s+(\d+) responses", out))
+    return float(match.group(1)) if match else 0.0, done, cpu
+
+
+def row(name, result):
+    if result is None:
+        return f"  {name:<10} (not installed)"
+    rps, done, cpu = result
+    per = f"{cpu / done * 1e6:8.1f}" if done else "     n/a"
+    return f"  {name:<10} {rps:>11.0f} req/s   {per} us CPU/req"
+
+
+def compare(duration: int, only: str | None) -> None:
+    cases = [("keepalive", False), ("short", True)]
+    for procs in (1, 2):
+        nginx = Nginx(workers=procs, cpus="1" if procs == 1 else None)
+        pin = ["taskset", "-c", "0"] if procs == 1 else []
+        try:
+            for label, close in cases:
+                if only and only != label:
+                    continue
+                conns = 50
+                print(f"\n{label}, {procs} process(es), {conns} connections, {duration}s"
+                      + (" (generator on core 0, nginx on core 1)" if procs == 1 else ""))
+                w = wrk(nginx.url, conns, procs, duration, close, pin)
+                t = twload(nginx.url, conns, procs, duration, close, pin)
+                results = {"wrk": w, "twload": t, "ab": ab(nginx.url, conns, duration, close, pin) if procs == 1
+                           else None, "hey": hey(nginx.url, conns, duration, close, pin)}
+                for name, result in results.items():
+                    print(row(name, result))
+                if w[0]:
+                    print(f"  ratio twload / wrk: {t[0] / w[0]:.2f}x req/s,"
+                          f" {(t[2] / max(t[1], 1)) / (w[2] / max(w[1], 1)):.2f}x CPU per request")
+        finally:
+            nginx.stop()
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def worker_rss(parent: int) -> int:
+    kids = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+    return sum(rss_kb(int(k)) for k in kids if "spawn_main" in Path(f"/proc/{k}/cmdline").read_text())
+
+
+def memory(conns: int = 10_000) -> None:
+    """RSS of the worker process with N open connections, beyond the same worker with 1."""
+    nginx = Nginx(workers=1, cpus=None)
+    try:
+        readings = {}
+        for n in (1, conns):
+            proc = subprocess.Popen([*TWLOAD, "run", nginx.url, "-c", str(n), "-w", "1", "-d", "8s", "-q",
+                                     "--out", tempfile.mkdtemp(prefix="twb-")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(6)
+            readings[n] = worker_rss(proc.pid)
+            proc.wait()
+        per = (readings[conns] - readings[1]) * 1024 / (conns - 1)
+        print(f"\nmemory: worker RSS {readings[1]} KB with 1 connection, {readings[conns]} KB with {conns}:"
+              f" {per / 1024:.2f} KB per open connection (target <= 5 KB)")
+    finally:
+        nginx.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--only", choices=["keepalive", "short"])
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx", "taskset"):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            sys.exit(f"benchmark needs {tool} (make bench installs the Debian packages)")
+    compare(args.duration, args.only)
+    if not args.no_memory:
+        memory()
+
+
+if __name__ == "__main__":
+    main()
