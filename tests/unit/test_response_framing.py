@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twload.engine.http1 import build_request, head_declares_length
-from twload.engine.worker import Connection, Worker
+from twload.engine.worker import Worker
 from twload.plan import MAX_HEADER_BYTES, Plan, parse_target
 
 
@@ -46,7 +46,7 @@ def make_conn(loop, close="keepalive", requests=1, method="GET"):
     worker = Worker(plan, 0, 1, requests)
     worker.loop = loop
     assert worker.take()  # the slot takes the first request's token before connecting
-    conn = Connection(worker)
+    conn = worker.connection_class(worker)
     transport = RecordingTransport()
     conn.connection_made(transport)
     return worker, conn, transport
@@ -170,3 +170,11 @@ def test_head_declares_length():
     assert head_declares_length(CHUNKED)
     assert not head_declares_length(CLOSE_DELIMITED)
     assert not head_declares_length(b"HTTP/1.1 200 OK\r\n\r\nContent-Length: 5\r\n")  # in the body
+
+
+def test_head_requests_on_a_kept_alive_connection(loop):
+    worker, conn, transport = make_conn(loop, method="HEAD", requests=3)
+    for _ in range(3):
+        conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    assert worker.iv.requests == 3 and not worker.iv.errors
+    assert len(transport.written) == 3

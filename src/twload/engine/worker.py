@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
-import socket
 import time
 
 import httptools
@@ -20,6 +19,8 @@ from twload.engine import closing
 from twload.engine.http1 import build_request, head_declares_length
 from twload.metrics import Interval
 from twload.plan import MAX_HEADER_BYTES, Plan
+
+perf_counter = time.perf_counter
 
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
@@ -38,7 +39,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
-        "head", "headers_done", "done", "failed", "connect_timed_out",
+        "head", "headers_done", "completed", "done", "failed", "connect_timed_out",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -48,8 +49,9 @@ class Connection(asyncio.Protocol):
         self.sent_at = 0.0
         self.in_flight = False  # a request is out and its response (or EOF) is awaited
         self.awaiting_eof = False  # response done, waiting for the server's FIN
-        self.head = b""
+        self.head = b""  # only kept for responses that take more than one read
         self.headers_done = False
+        self.completed = 0  # responses completed on this connection
         self.done = w.loop.create_future()
         self.failed = False
         self.connect_timed_out = False
@@ -61,7 +63,7 @@ class Connection(asyncio.Protocol):
         if started is not None:
             iv = w.iv
             iv.connections_opened += 1
-            us = int((time.perf_counter() - started[0]) * 1_000_000)
+            us = int((perf_counter() - started[0]) * 1_000_000)
             iv.connect[us] = iv.connect.get(us, 0) + 1
         self.transport = transport
         if w.plan.close == "rst":
@@ -72,15 +74,26 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         w = self.w
         w.iv.bytes_in += len(data)
-        if not self.headers_done:
-            self.head = self.head + data if self.head else data
-            if len(self.head) > MAX_HEADER_BYTES:
-                self._fail("response_head_too_large")
-                return
+        completed = self.completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail("protocol_error")
+            return
+        if self.completed == completed and not self.awaiting_eof:
+            self._keep_head(data)  # slow path: a response spread over several reads
+
+    def _keep_head(self, data: bytes) -> None:
+        """Keep the head of an unfinished response: its size is capped, and EOF needs its framing."""
+        if self.headers_done:
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.head = self.head[: end + 4]
+            self.headers_done = True
+        elif len(self.head) > MAX_HEADER_BYTES:
+            self._fail("response_head_too_large")
 
     def eof_received(self):
         if self.in_flight and not self.awaiting_eof:
@@ -101,28 +114,29 @@ class Connection(asyncio.Protocol):
             self.done.set_result(None)
 
     # -- httptools callbacks -------------------------------------------------
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        if self.w.head_only:
-            self.on_message_complete()
-
     def on_message_complete(self) -> None:
         if not self.in_flight or self.awaiting_eof:
             return
         w = self.w
-        now = time.perf_counter()
+        now = perf_counter()
+        self.completed += 1
         iv = w.iv
         iv.requests += 1
-        iv.status[self.parser.get_status_code()] += 1
+        status = iv.status
+        code = self.parser.get_status_code()
+        status[code] = status.get(code, 0) + 1
         us = int((now - self.sent_at) * 1_000_000)
         latency = iv.latency
         latency[us] = latency.get(us, 0) + 1
-        self.headers_done = False
-        self.head = b""
-        close = w.plan.close
+        if self.headers_done:
+            self.headers_done = False
+            self.head = b""
+        close = w.close
         if close == "keepalive" and self.parser.should_keep_alive():
             if w.take():
-                self._send(now)
+                self.sent_at = now
+                self.transport.write(w.request)
+                iv.bytes_out += w.request_len
                 return
             self.in_flight = False
             self.transport.close()
@@ -141,12 +155,12 @@ class Connection(asyncio.Protocol):
             self.sent_at = now  # the EOF wait gets its own timeout
 
     # -- helpers -------------------------------------------------------------
-    def _send(self, now: float | None = None) -> None:
+    def _send(self) -> None:
         w = self.w
+        self.sent_at = perf_counter()
+        self.in_flight = True
         self.transport.write(w.request)
         w.iv.bytes_out += w.request_len
-        self.sent_at = time.perf_counter() if now is None else now
-        self.in_flight = True
 
     def _fail(self, reason: str) -> None:
         if not self.failed:
@@ -157,6 +171,18 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
 
+class HeadConnection(Connection):
+    """For HEAD requests: the response has no body whatever its Content-Length says."""
+
+    __slots__ = ()
+
+    def on_headers_complete(self) -> None:
+        self.on_message_complete()
+        # llhttp would now wait for the Content-Length body that never comes; the
+        # next response needs a parser that starts afresh.
+        self.parser = httptools.HttpResponseParser(self)
+
+
 class Worker:
     def __init__(self, plan: Plan, index: int, connections: int, budget: int | None) -> None:
         self.plan = plan
@@ -165,7 +191,8 @@ class Worker:
         self.remaining = budget  # None: unlimited (duration-bound)
         self.request = build_request(plan, closing.asks_server_to_close(plan.close))
         self.request_len = len(self.request)
-        self.head_only = plan.method == "HEAD"
+        self.close = plan.close
+        self.connection_class = HeadConnection if plan.method == "HEAD" else Connection
         self.iv = Interval()
         self.active: set[Connection] = set()
         self.connecting: dict[Connection, tuple[float, asyncio.Task]] = {}
@@ -196,7 +223,7 @@ class Worker:
         host, port = self.plan.target.address[:2]
         connecting = self.connecting
         while self.take():
-            conn = Connection(self)
+            conn = self.connection_class(self)
             connecting[conn] = (time.perf_counter(), task)
             try:
                 await loop.create_connection(lambda c=conn: c, host, port)
