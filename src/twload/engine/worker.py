@@ -74,6 +74,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         w = self.w
         w.iv.bytes_in += len(data)
+        if not self.headers_done and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data):
+            return
         completed = self.completed
         try:
             self.parser.feed_data(data)
@@ -82,6 +84,14 @@ class Connection(asyncio.Protocol):
             return
         if self.completed == completed and not self.awaiting_eof:
             self._keep_head(data)  # slow path: a response spread over several reads
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """A read large enough to hold more than the allowed head: does the head end in time?"""
+        end = (self.head + data[: MAX_HEADER_BYTES + 4]).find(b"\r\n\r\n")
+        if 0 <= end <= MAX_HEADER_BYTES - 4:
+            return False
+        self._fail("response_head_too_large")
+        return True
 
     def _keep_head(self, data: bytes) -> None:
         """Keep the head of an unfinished response: its size is capped, and EOF needs its framing."""
