@@ -39,7 +39,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
-        "head", "headers_done", "completed", "done", "failed", "connect_timed_out",
+        "head", "headers_done", "completed", "failed", "connect_timed_out",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -52,7 +52,6 @@ class Connection(asyncio.Protocol):
         self.head = b""  # only kept for responses that take more than one read
         self.headers_done = False
         self.completed = 0  # responses completed on this connection
-        self.done = w.loop.create_future()
         self.failed = False
         self.connect_timed_out = False
 
@@ -120,8 +119,7 @@ class Connection(asyncio.Protocol):
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
             w.iv.errors[errno_name(exc)] += 1
-        if not self.done.done():
-            self.done.set_result(None)
+        w.start_slot()  # this slot's next connection (or its end)
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
@@ -206,8 +204,11 @@ class Worker:
         self.iv = Interval()
         self.active: set[Connection] = set()
         self.connecting: dict[Connection, tuple[float, asyncio.Task]] = {}
+        self.host, self.port = plan.target.address[:2]
         self.stopping = False
+        self.live_slots = 0
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.all_done: asyncio.Future = None  # type: ignore[assignment]
 
     def take(self) -> bool:
         """Claim the right to send one more request."""
@@ -220,36 +221,46 @@ class Worker:
             return True
         return False
 
-    async def slot(self) -> None:
-        """Connect, hand over to a Connection, repeat while there are requests to send.
+    # -- connection slots ----------------------------------------------------
+    # A slot is a place for one connection. It holds no task while its connection
+    # is open: a connect task lives only while connecting, and the connection
+    # starts the slot's next connect itself when it is lost. That keeps an idle
+    # kept-alive connection down to its transport, parser and protocol object.
 
-        uvloop connects in libuv (create_connection with a numeric host): about half
-        the CPU of sock_connect + create_connection(sock=...) per connection. The
-        connect timeout is enforced by the sweep, which cancels this task, because
-        an asyncio.timeout() per connect costs more than the connect path saves.
+    def start_slot(self) -> None:
+        """Open the slot's next connection, or end the slot when nothing is left to send."""
+        if not self.take():
+            self.live_slots -= 1
+            if self.live_slots == 0 and not self.all_done.done():
+                self.all_done.set_result(None)
+            return
+        conn = self.connection_class(self)
+        task = self.loop.create_task(self._connect(conn))
+        self.connecting[conn] = (perf_counter(), task)
+
+    async def _connect(self, conn: Connection) -> None:
+        """uvloop connects in libuv (create_connection with a numeric host): about half
+        the CPU of sock_connect + create_connection(sock=...). The connect timeout is
+        the sweep's job, because an asyncio.timeout() per connect costs more than that.
         """
-        loop = self.loop
-        task = asyncio.current_task()
-        host, port = self.plan.target.address[:2]
-        connecting = self.connecting
-        while self.take():
-            conn = self.connection_class(self)
-            connecting[conn] = (time.perf_counter(), task)
-            try:
-                await loop.create_connection(lambda c=conn: c, host, port)
-            except asyncio.CancelledError:
-                if not conn.connect_timed_out:
-                    raise
-                task.uncancel()
+        try:
+            await self.loop.create_connection(lambda: conn, self.host, self.port)
+        except asyncio.CancelledError:
+            self.connecting.pop(conn, None)
+            if conn.connect_timed_out:
                 self.iv.errors["connect_timeout"] += 1
-                continue
-            except OSError as exc:
-                self.iv.errors[errno_name(exc)] += 1
-                await asyncio.sleep(BACKOFF_S)
-                continue
-            finally:
-                connecting.pop(conn, None)
-            await conn.done
+                self.start_slot()
+            else:  # shutting down
+                self.stopping = True
+                self.start_slot()
+            return
+        except OSError as exc:
+            self.connecting.pop(conn, None)
+            self.iv.errors[errno_name(exc)] += 1
+            # a refusing target must not spin a core; the slot retries shortly
+            self.loop.call_later(BACKOFF_S, self.start_slot)
+            return
+        self.connecting.pop(conn, None)
 
     def sweep_timeouts(self) -> None:
         now = time.perf_counter()
@@ -290,8 +301,10 @@ class Worker:
             await asyncio.sleep(delay)
         started = time.monotonic()
         deadline = started + plan.duration_s if plan.duration_s else float("inf")
-        slots = [asyncio.ensure_future(self.slot()) for _ in range(self.connections)]
-        all_done = asyncio.gather(*slots, return_exceptions=True)
+        self.all_done = all_done = self.loop.create_future()
+        self.live_slots = self.connections
+        for _ in range(self.connections):
+            self.start_slot()
         tick = 1
         while not all_done.done():
             try:
@@ -310,9 +323,12 @@ class Worker:
         for conn in list(self.active):  # what is still out after the grace is abandoned
             if conn.transport is not None:
                 conn.transport.abort()
-        for task in slots:
+        for _, task in list(self.connecting.values()):
             task.cancel()
-        await asyncio.gather(*slots, return_exceptions=True)
+        try:
+            await asyncio.wait_for(asyncio.shield(all_done), DRAIN_S)
+        except TimeoutError:
+            pass
         await asyncio.sleep(0)  # let transports finish closing
         send(tick, self.take_snapshot(), final=True, elapsed=time.monotonic() - started)
 
