@@ -16,10 +16,10 @@ import struct
 LINGER_RST = struct.pack("ii", 1, 0)
 
 WHY = {
-    "keepalive": "connections are reused; only the -c connections closed at the end leave TIME_WAIT",
-    "fin": "the client closes first, so every connection leaves a TIME_WAIT socket on the client",
-    "server": "Connection: close and read to EOF: the server closes first and holds the TIME_WAIT",
-    "rst": "SO_LINGER {1,0} closes with RST: no TIME_WAIT on either side",
+    "keepalive": "reused: TIME_WAIT only for the -c closed at the end",
+    "fin": "client closes first: one client TIME_WAIT per connection",
+    "server": "Connection: close, read to EOF: the server closes first",
+    "rst": "SO_LINGER {1,0}: RST, no TIME_WAIT anywhere",
 }
 
 

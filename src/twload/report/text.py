@@ -19,13 +19,18 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.2f}GB"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def render(summary: dict) -> str:
     lat = summary["latency_us"]
     con = summary["connect_us"]
     dur = summary["duration_s"] or 1e-9
     lines = [
         f"twload @ {summary['url']}",
-        f"  {summary['workers']} workers, {summary['connections']} connections, close={summary['close']}",
+        f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
+        f" close={summary['close']}",
         "                 p50       p90       p99     p99.9       max      mean",
         "  Latency  " + "".join(f"{fmt_us(lat[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
         "  Connect  " + "".join(f"{fmt_us(con[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
