@@ -1,0 +1,136 @@
+"""Sysctls of the current network namespace, read from /proc/sys (and written, for doctor --fix).
+
+/proc/sys/net/* shows the network namespace of the process that opens it, so the
+same code reads a lab namespace when run with `ip netns exec`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PROC_SYS = Path("/proc/sys")
+
+# The sysctls the doctor and the port budget reason about. tcp_tw_recycle was removed
+# in Linux 4.12 (commit 4396e46187ca, "tcp: remove tcp_tw_recycle"); tcp_tw_reuse_delay
+# appeared in 6.13 (net/ipv4/sysctl_net_ipv4.c). Absent ones read as None.
+NAMES = (
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_tw_recycle",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_fin_timeout",
+    "net.core.somaxconn",
+)
+
+
+def sysctl_path(name: str) -> Path:
+    return PROC_SYS / name.replace(".", "/")
+
+
+def read_sysctl(name: str) -> str | None:
+    try:
+        return sysctl_path(name).read_text().strip()
+    except (FileNotFoundError, PermissionError):
+        return None
+
+
+def write_sysctl(name: str, value: str) -> None:
+    sysctl_path(name).write_text(f"{value}\n")
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What the doctor and the budget need to know about this host, as plain values."""
+
+    tcp_timestamps: int = 1
+    tcp_tw_reuse: int = 2
+    tcp_tw_reuse_delay_ms: int | None = 1000
+    tcp_tw_recycle: int | None = None
+    port_low: int = 32768
+    port_high: int = 60999
+    reserved_ports: int = 0
+    tcp_max_tw_buckets: int = 262144
+    tcp_fin_timeout: int = 60
+    somaxconn: int = 4096
+    nofile_soft: int = 1024
+    kernel_release: str = ""
+
+    @property
+    def ports(self) -> int:
+        """Ephemeral ports connect() may pick (inclusive range, less reserved ones)."""
+        return max(0, self.port_high - self.port_low + 1 - self.reserved_ports)
+
+    def raw(self) -> dict:
+        return asdict(self)
+
+
+def count_reserved(spec: str | None, low: int, high: int) -> int:
+    """'8080,9000-9010' -> how many of those ports fall inside [low, high]."""
+    count = 0
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        start, end = int(a), int(b or a)
+        count += max(0, min(end, high) - max(start, low) + 1)
+    return count
+
+
+def _int(value: str | None, default: int | None) -> int | None:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def gather() -> KernelFacts:
+    values = {name: read_sysctl(name) for name in NAMES}
+    low, high = (int(x) for x in (values["net.ipv4.ip_local_port_range"] or "32768 60999").split())
+    release = Path("/proc/sys/kernel/osrelease").read_text().strip()
+    return KernelFacts(
+        tcp_timestamps=_int(values["net.ipv4.tcp_timestamps"], 1),
+        tcp_tw_reuse=_int(values["net.ipv4.tcp_tw_reuse"], 0),
+        tcp_tw_reuse_delay_ms=_int(values["net.ipv4.tcp_tw_reuse_delay"], None),
+        tcp_tw_recycle=_int(values["net.ipv4.tcp_tw_recycle"], None),
+        port_low=low,
+        port_high=high,
+        reserved_ports=count_reserved(values["net.ipv4.ip_local_reserved_ports"], low, high),
+        tcp_max_tw_buckets=_int(values["net.ipv4.tcp_max_tw_buckets"], 262144),
+        tcp_fin_timeout=_int(values["net.ipv4.tcp_fin_timeout"], 60),
+        somaxconn=_int(values["net.core.somaxconn"], 4096),
+        nofile_soft=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        kernel_release=release,
+    )
+
+
+def sysctl_values() -> dict[str, str | None]:
+    return {name: read_sysctl(name) for name in NAMES}
+
+
+class SavedSysctls:
+    """Previous values written before `doctor --fix`, so `doctor --restore` can put them back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, previous: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        old = json.loads(self.path.read_text()) if self.path.exists() else {}
+        old.update({k: v for k, v in previous.items() if k not in old})  # keep the oldest value
+        self.path.write_text(json.dumps(old, indent=2) + "\n")
+
+    def restore(self) -> dict[str, str]:
+        if not self.path.exists():
+            return {}
+        saved = json.loads(self.path.read_text())
+        for name, value in saved.items():
+            write_sysctl(name, value)
+        self.path.unlink()
+        return saved
