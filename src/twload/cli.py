@@ -78,6 +78,7 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.")] = False,
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
     from twload.engine.runner import execute
@@ -87,7 +88,7 @@ def run(
                           body_file, timeout, connect_timeout, close)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err)
+    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
@@ -138,6 +139,54 @@ def demo(
         fail(str(exc), EXIT_USAGE)
     code = run_demo(seconds, connections, workers, console=err)
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    url: Annotated[str | None, typer.Argument(help="Target to probe (optional): timestamps, who closes first, keep-alive.")] = None,
+    close: Annotated[str, typer.Option("--close", help="The close strategy you plan to use.")] = "fin",
+    rate: Annotated[float | None, typer.Option("--rate", help="Planned new connections per second.")] = None,
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Planned concurrent connections.")] = 50,
+    sources: Annotated[int, typer.Option("--sources", help="Source addresses you plan to use.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Apply the suggested sysctl changes (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --fix: do not ask.")] = False,
+    restore: Annotated[bool, typer.Option("--restore", help="Put back the sysctls an earlier --fix changed.")] = False,
+) -> None:
+    """Say what will fail in a short-connection load test, why, and what to change."""
+    from twload.doctor_cli import run_doctor
+
+    try:
+        if close not in CLOSE_STRATEGIES:
+            raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {close!r}")
+        if sources < 1 or connections < 1 or (rate is not None and rate <= 0):
+            raise PlanError("--sources and --connections must be at least 1, --rate positive")
+        target = parse_target(url) if url else None
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    code = run_doctor(target, url, close, rate, connections, sources, as_json, fix, yes, restore, err)
+    raise typer.Exit(code)
+
+
+@app.command()
+def watch(
+    dst: Annotated[str | None, typer.Option("--dst", help="Only this destination, HOST:PORT.")] = None,
+    interval: Annotated[str, typer.Option("--interval", help="Time between readings.")] = "1s",
+    count: Annotated[int | None, typer.Option("--count", help="Stop after N readings.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per reading.")] = False,
+) -> None:
+    """Live TCP states per destination, TIME_WAIT first, with the share of the port budget in use."""
+    from twload.watch import parse_dst
+    from twload.watch import watch as watch_loop
+
+    try:
+        seconds = parse_duration(interval)
+        parse_dst(dst)
+        if count is not None and count < 1:
+            raise PlanError("--count must be at least 1")
+    except (PlanError, ValueError):
+        fail("bad --dst (HOST:PORT), --interval or --count", EXIT_USAGE)
+    watch_loop(dst, seconds, count, as_json, Console(highlight=False))
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ class Interval:
 
     __slots__ = (
         "requests", "connections_opened", "bytes_in", "bytes_out",
-        "status", "errors", "latency", "connect",
+        "status", "errors", "latency", "connect", "first_errors",
     )
 
     def __init__(self) -> None:
@@ -43,6 +43,7 @@ class Interval:
         self.errors: Counter = Counter()
         self.latency: dict[int, int] = {}
         self.connect: dict[int, int] = {}
+        self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
 
     def snapshot(self) -> dict:
         return {
@@ -54,6 +55,7 @@ class Interval:
             "errors": dict(self.errors),
             "latency": encode_counts(self.latency),
             "connect": encode_counts(self.connect),
+            "first_errors": self.first_errors,
         }
 
 
@@ -79,8 +81,9 @@ class Totals:
         self.errors: Counter = Counter()
         self.latency = new_histogram()
         self.connect = new_histogram()
+        self.first_errors: dict[str, dict] = {}
 
-    def add(self, snap: dict) -> None:
+    def add(self, snap: dict, worker: int = 0) -> None:
         self.requests += snap["requests"]
         self.connections_opened += snap["connections_opened"]
         self.bytes_in += snap["bytes_in"]
@@ -91,6 +94,10 @@ class Totals:
             self.latency.decode_and_add(snap["latency"])
         if snap["connect"]:
             self.connect.decode_and_add(snap["connect"])
+        for name, (connection, at_s) in snap.get("first_errors", {}).items():
+            known = self.first_errors.get(name)
+            if known is None or at_s < known["at_s"]:
+                self.first_errors[name] = {"at_s": at_s, "connection": connection, "worker": worker}
 
     @property
     def error_count(self) -> int:

@@ -27,6 +27,8 @@ def progress_line(progress) -> Text:
     line.append(f"{sample.get('rps', 0):>9.0f} req/s  ")
     line.append(f"errors {errors}", style="bold red" if errors else "")
     line.append(f"  p50 {fmt_us(lat.get('p50', 0))}  p99 {fmt_us(lat.get('p99', 0))}")
+    if progress.time_wait is not None:
+        line.append(f"  TIME_WAIT {progress.time_wait}", style="yellow" if progress.time_wait else "")
     if progress.stopping:
         line.append(f"  stopping ({progress.stopping})", style="yellow")
     return line

@@ -1,4 +1,4 @@
-"""Glue for one run: pre-flight, run folder, supervisor with live progress, summary."""
+"""Glue for one run: pre-flight, port budget, run folder, supervisor with live progress, summary."""
 
 from __future__ import annotations
 
@@ -7,22 +7,38 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from twload import preflight as pf
 from twload.engine.supervisor import RunError, Supervisor, exit_code_for, preflight
+from twload.kernel.sysctl import gather
 from twload.plan import Plan
 from twload.progress import live_progress
 from twload.results import RunFolder, default_run_dir
 
+EXIT_STRICT = 2
 
-def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console) -> tuple[dict, Path, int]:
+
+def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
+            strict: bool = False) -> tuple[dict, Path, int]:
     try:
-        preflight(plan)
+        info = preflight(plan)
     except RunError as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
+    kernel = gather()
+    budget = pf.plan_budget(plan, kernel, info.timestamps, pf.sockets_to_target(plan))
+    if pf.will_run_out(plan, budget):
+        console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps)}[/]", soft_wrap=True)
+        if strict:
+            console.print("[bold red]twload:[/] refusing to start (--strict)")
+            raise typer.Exit(EXIT_STRICT)
     folder = RunFolder(out or default_run_dir())
     try:
         with live_progress(console, show_progress) as on_progress:
-            summary = Supervisor(plan, folder, on_progress).run()
+            summary = Supervisor(plan, folder, on_progress, pf.time_wait_probe(plan)).run()
+        summary["target_timestamps"] = info.timestamps
+        summary["budget"] = pf.budget_block(budget)
+        if "EADDRNOTAVAIL" in summary["errors"]:
+            summary["advice"] = pf.advice(plan, kernel, info.timestamps)
         folder.write_summary(summary)
     except RunError as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)

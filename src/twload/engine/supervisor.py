@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from twload.engine.closing import LINGER_RST
 from twload.engine.worker import errno_name, worker_main
+from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import Totals, percentiles_us
 from twload.plan import Plan
 from twload.results import RunFolder
@@ -29,8 +30,12 @@ class RunError(Exception):
     """The run could not start; the message is for the user."""
 
 
-def preflight(plan: Plan) -> None:
-    """One blocking connect, so an unreachable target is one clear line, not a flood of errors."""
+def preflight(plan: Plan) -> TcpInfo:
+    """One blocking connect, so an unreachable target is one clear line, not a flood of errors.
+
+    Its TCP_INFO also tells whether the target negotiates timestamps, which decides
+    whether TIME_WAIT ports can be reused (see twload.budget).
+    """
     target = plan.target
     sock = socket.socket(target.family, socket.SOCK_STREAM)
     sock.settimeout(plan.connect_timeout_s)
@@ -38,6 +43,7 @@ def preflight(plan: Plan) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
     try:
         sock.connect(target.address)
+        return tcp_info(sock)
     except TimeoutError:
         raise RunError(
             f"cannot connect to {target.address[0]}:{target.port}: "
@@ -62,10 +68,12 @@ class Progress:
     totals: Totals = field(default_factory=Totals)
     last_sample: dict | None = None
     stopping: str | None = None
+    time_wait: int | None = None
+    time_wait_peak: int = 0
 
 
 class Supervisor:
-    def __init__(self, plan: Plan, folder: RunFolder, on_progress=None) -> None:
+    def __init__(self, plan: Plan, folder: RunFolder, on_progress=None, time_wait_probe=None) -> None:
         self.plan = plan
         self.folder = folder
         self.on_progress = on_progress or (lambda progress: None)
@@ -75,6 +83,7 @@ class Supervisor:
         self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
         self.go_at = 0.0
+        self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -84,7 +93,7 @@ class Supervisor:
 
     # -- samples -------------------------------------------------------------
     def _add(self, index: int, tick: int, snap: dict) -> None:
-        self.progress.totals.add(snap)
+        self.progress.totals.add(snap, index)
         tick = max(tick, self.written_tick + 1)  # a second already written: count it in the next
         reporters, snaps = self.pending.setdefault(tick, (set(), []))
         reporters.add(index)
@@ -119,6 +128,10 @@ class Supervisor:
             "bytes_in": merged.bytes_in,
             "bytes_out": merged.bytes_out,
         }
+        if self.time_wait_probe is not None:
+            sample["time_wait"] = count = self.time_wait_probe()
+            self.progress.time_wait = count
+            self.progress.time_wait_peak = max(self.progress.time_wait_peak, count)
         encoded = merged.latency.encode() if merged.latency.get_total_count() else b""
         self.folder.write_sample(sample, encoded)
         self.written_tick = tick
@@ -265,6 +278,10 @@ class Supervisor:
             summary["interrupted"] = signal.Signals(self.signal_received).name
         if self.worker_failures:
             summary["worker_failures"] = self.worker_failures
+        if totals.first_errors:
+            summary["first_errors"] = dict(sorted(totals.first_errors.items()))
+        if self.time_wait_probe is not None:
+            summary["time_wait_peak"] = self.progress.time_wait_peak
         return summary
 
 

@@ -118,7 +118,7 @@ class Connection(asyncio.Protocol):
         w = self.w
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
-            w.iv.errors[errno_name(exc)] += 1
+            w.count_error(errno_name(exc))
         w.start_slot()  # this slot's next connection (or its end)
 
     # -- httptools callbacks -------------------------------------------------
@@ -173,7 +173,7 @@ class Connection(asyncio.Protocol):
     def _fail(self, reason: str) -> None:
         if not self.failed:
             self.failed = True
-            self.w.iv.errors[reason] += 1
+            self.w.count_error(reason)
         self.in_flight = False
         if self.transport is not None:
             self.transport.abort()
@@ -207,8 +207,17 @@ class Worker:
         self.host, self.port = plan.target.address[:2]
         self.stopping = False
         self.live_slots = 0
+        self.attempts = 0  # connections attempted, counting this one
+        self.first_errors: dict[str, list] = {}
+        self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.all_done: asyncio.Future = None  # type: ignore[assignment]
+
+    def count_error(self, name: str) -> None:
+        self.iv.errors[name] += 1
+        if name not in self.first_errors:  # when and at which connection it first happened
+            self.first_errors[name] = [self.attempts, round(time.monotonic() - self.started, 6)]
+            self.iv.first_errors[name] = self.first_errors[name]
 
     def take(self) -> bool:
         """Claim the right to send one more request."""
@@ -234,6 +243,7 @@ class Worker:
             if self.live_slots == 0 and not self.all_done.done():
                 self.all_done.set_result(None)
             return
+        self.attempts += 1
         conn = self.connection_class(self)
         task = self.loop.create_task(self._connect(conn))
         self.connecting[conn] = (perf_counter(), task)
@@ -248,7 +258,7 @@ class Worker:
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
-                self.iv.errors["connect_timeout"] += 1
+                self.count_error("connect_timeout")
                 self.start_slot()
             else:  # shutting down
                 self.stopping = True
@@ -256,7 +266,7 @@ class Worker:
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
-            self.iv.errors[errno_name(exc)] += 1
+            self.count_error(errno_name(exc))
             # a refusing target must not spin a core; the slot retries shortly
             self.loop.call_later(BACKOFF_S, self.start_slot)
             return
@@ -299,7 +309,7 @@ class Worker:
         delay = go_at - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        started = time.monotonic()
+        self.started = started = time.monotonic()
         deadline = started + plan.duration_s if plan.duration_s else float("inf")
         self.all_done = all_done = self.loop.create_future()
         self.live_slots = self.connections

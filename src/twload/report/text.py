@@ -42,6 +42,15 @@ def render(summary: dict) -> str:
         lines.append("  Non-2xx responses: " + ", ".join(f"{code} {n}" for code, n in other.items()))
     if summary["errors"]:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
+    for name, first in summary.get("first_errors", {}).items():
+        lines.append(f"  First {name}: connection {first['connection']} of worker {first['worker']},"
+                     f" {first['at_s']:.3f}s into the run")
+    if summary.get("time_wait_peak") is not None:
+        budget = summary.get("budget", {})
+        share = f" of {budget['ports']} ports" if budget.get("ports") else ""
+        lines.append(f"  Client TIME_WAIT towards the target: peak {summary['time_wait_peak']}{share}")
+    for line in summary.get("advice", []):
+        lines.append(f"  Advice: {line}")
     for failure in summary.get("worker_failures", []):
         lines.append(f"  Worker failure: {failure}")
     lines.append(f"Requests/sec: {summary['rps']:>12.2f}")

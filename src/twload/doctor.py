@@ -1,0 +1,272 @@
+"""`twload doctor`: what will fail in a short-connection load test, why, and what to change.
+
+Rules are pure functions over plain facts (KernelFacts, TargetFacts, DoctorPlan)
+that return a Finding or None; gathering the facts (sysctls, a probe of the
+target) is the thin I/O part at the bottom. Each rule cites the kernel code it
+reasons from.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+
+import httptools
+
+from twload import budget
+from twload.engine.closing import LINGER_RST
+from twload.kernel.sysctl import KernelFacts
+from twload.kernel.tcpinfo import tcp_info
+from twload.plan import Target
+
+OK, WARNING, PROBLEM = "ok", "warning", "problem"
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    address: str
+    port: int
+    loopback: bool
+    reachable: bool = True
+    error: str | None = None
+    timestamps: bool | None = None  # negotiated in the handshake (TCP_INFO)
+    rtt_us: int | None = None
+    server_closes_first: bool | None = None  # after `Connection: close`
+    keepalive: bool | None = None  # keeps a connection open after a response
+
+
+@dataclass(frozen=True)
+class DoctorPlan:
+    close: str = "fin"
+    rate: float | None = None  # planned new connections per second
+    connections: int = 50
+    sources: int = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str
+    id: str
+    message: str
+    fix: dict = field(default_factory=dict)  # sysctl name -> value that --fix may apply
+
+    def public(self) -> dict:
+        return {"level": self.level, "id": self.id, "message": self.message}
+
+
+def budget_input(kernel: KernelFacts, target: TargetFacts | None, plan: DoctorPlan) -> budget.BudgetInput:
+    return budget.BudgetInput(
+        ports=kernel.ports, close=plan.close, connections=plan.connections, rate=plan.rate,
+        sources=plan.sources, tw_reuse=kernel.tcp_tw_reuse, reuse_delay_ms=kernel.tcp_tw_reuse_delay_ms,
+        # unknown target: assume timestamps when the client sends them (the kernel default)
+        timestamps=(target.timestamps if target and target.timestamps is not None else bool(kernel.tcp_timestamps)),
+        loopback=bool(target and target.loopback), max_tw_buckets=kernel.tcp_max_tw_buckets,
+    )
+
+
+# -- rules -------------------------------------------------------------------
+
+def rule_tw_recycle(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding:
+    # tcp_tw_recycle was removed in 4.12 (commit 4396e46187ca, "tcp: remove tcp_tw_recycle"):
+    # with per-connection timestamp offsets (4.10+) its per-peer PAWS check could not work.
+    if k.tcp_tw_recycle is None:
+        return Finding(OK, "tw_recycle", "tcp_tw_recycle does not exist on this kernel (removed in 4.12); "
+                       "it broke clients behind NAT")
+    if k.tcp_tw_recycle:
+        # 2.6.32 net/ipv4/tcp_ipv4.c: tcp_v4_conn_request drops a SYN whose timestamp is older
+        # than the last one seen from the same peer IP within TCP_PAWS_MSL (60 s).
+        return Finding(PROBLEM, "tw_recycle", "tcp_tw_recycle=1 drops SYNs from clients behind one NAT address "
+                       "(per-peer timestamp check): set it to 0", {"net.ipv4.tcp_tw_recycle": "0"})
+    return Finding(OK, "tw_recycle", "tcp_tw_recycle=0")
+
+
+def rule_client_timestamps(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    # net/ipv4/tcp_output.c: tcp_syn_options adds the timestamp option only with tcp_timestamps != 0
+    if k.tcp_timestamps == 0:
+        return Finding(WARNING, "client_timestamps", "tcp_timestamps=0 on this client: no connection negotiates "
+                       "timestamps, so tcp_tw_reuse can never apply", {"net.ipv4.tcp_timestamps": "1"})
+    return None
+
+
+def rule_tw_reuse(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    # net/ipv4/tcp_ipv4.c: tcp_twsk_unique — reuse needs tw_ts_recent_stamp (timestamps seen)
+    # and, with tcp_tw_reuse=2, a loopback address on both ends.
+    if p.close != "fin":
+        return None
+    delay = (k.tcp_tw_reuse_delay_ms or 1000) / 1000
+    if k.tcp_tw_reuse == 0:
+        fix = {"net.ipv4.tcp_tw_reuse": "1"} if not (t and t.timestamps is False) else {}
+        return Finding(WARNING, "tw_reuse", "tcp_tw_reuse=0: ports of connections the client closed stay "
+                       "unusable for 60 s (TIME_WAIT)", fix)
+    if t is not None and t.timestamps is False:
+        return Finding(PROBLEM, "tw_reuse", f"tcp_tw_reuse={k.tcp_tw_reuse} will not help: the target does not "
+                       "negotiate TCP timestamps (load balancers often disable them)")
+    if k.tcp_tw_reuse == 2 and t is not None and not t.loopback:
+        return Finding(WARNING, "tw_reuse", f"tcp_tw_reuse=2 reuses TIME_WAIT ports for loopback only; towards "
+                       f"{t.address} ports stay unusable for 60 s", {"net.ipv4.tcp_tw_reuse": "1"})
+    where = " (loopback)" if k.tcp_tw_reuse == 2 else ""
+    return Finding(OK, "tw_reuse", f"tcp_tw_reuse={k.tcp_tw_reuse}{where}: TIME_WAIT ports are reused after "
+                   f"{delay:g} s when timestamps are negotiated")
+
+
+def rule_port_budget(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    b = budget.compute(budget_input(k, t, p))
+    if not b.client_holds_time_wait:
+        return Finding(OK, "port_budget", f"--close {p.close} leaves no TIME_WAIT on the client: "
+                       "ports do not limit the rate")
+    if b.sustainable_new_conn_per_s is None:
+        return Finding(WARNING, "port_budget", f"tcp_max_tw_buckets={k.tcp_max_tw_buckets} is below the port range: "
+                       "TIME_WAIT sockets beyond it are destroyed at once (TcpExtTCPTimeWaitOverflow), so ports "
+                       "never run out, without TIME_WAIT's protection against old duplicates")
+    sustainable = b.sustainable_new_conn_per_s
+    if p.rate and b.exhausted_after_s is not None:
+        needed = budget.sources_needed(p.rate, k.ports, b.reuse_after_s)
+        return Finding(PROBLEM, "port_budget", f"at {p.rate:g} new connections/s with client close, {b.ports} ports "
+                       f"last {b.exhausted_after_s:.0f} s: use --close server or --close rst, or {needed} "
+                       "source addresses")
+    level = WARNING if not b.reuse_applies else OK
+    return Finding(level, "port_budget", f"{b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client "
+                   f"closes: at most {sustainable:.0f} new connections/s can be sustained with --close fin")
+
+
+def rule_port_range(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    if k.ports < 10000:
+        return Finding(WARNING, "port_range", f"ip_local_port_range {k.port_low}-{k.port_high} gives only {k.ports} "
+                       "ephemeral ports per destination", {"net.ipv4.ip_local_port_range": "1024 65535"})
+    return None
+
+
+def rule_fin_timeout(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    # net/ipv4/tcp.c: tcp_fin_time bounds FIN_WAIT2; TIME_WAIT is TCP_TIMEWAIT_LEN, fixed at 60 s.
+    if k.tcp_fin_timeout != 60:
+        return Finding(WARNING, "fin_timeout", f"tcp_fin_timeout={k.tcp_fin_timeout} does NOT shorten TIME_WAIT "
+                       "(fixed at 60 s); it only bounds FIN_WAIT2")
+    return None
+
+
+def rule_open_files(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
+    if k.nofile_soft < p.connections + 64:
+        return Finding(PROBLEM, "open_files", f"open-files limit {k.nofile_soft} is below {p.connections} "
+                       "connections: connect() will fail with EMFILE (raise it with ulimit -n)")
+    return None
+
+
+def rule_target(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> list[Finding]:
+    if t is None:
+        return []
+    if not t.reachable:
+        return [Finding(PROBLEM, "target", f"cannot reach {t.address}:{t.port}: {t.error}")]
+    found = [Finding(OK if t.timestamps else WARNING, "target_timestamps",
+                     f"target {'negotiates' if t.timestamps else 'does not negotiate'} TCP timestamps"
+                     + (f" (RTT {t.rtt_us} us)" if t.rtt_us is not None else ""))]
+    if t.server_closes_first is True:
+        found.append(Finding(OK, "server_close", "target closes first after Connection: close: --close server "
+                             "keeps TIME_WAIT off the client"))
+    elif t.server_closes_first is False:
+        found.append(Finding(WARNING, "server_close", "target does not close after Connection: close: --close server "
+                             "would wait for --timeout on every connection; use --close rst"))
+    if t.keepalive is False:
+        found.append(Finding(WARNING, "keepalive", "target closes connections after each response: keep-alive runs "
+                             "will open a connection per request"))
+    return found
+
+
+RULES = (rule_tw_recycle, rule_client_timestamps, rule_tw_reuse, rule_port_budget, rule_port_range,
+         rule_fin_timeout, rule_open_files)
+
+
+def diagnose(kernel: KernelFacts, target: TargetFacts | None, plan: DoctorPlan) -> list[Finding]:
+    findings = [f for rule in RULES if (f := rule(kernel, target, plan)) is not None]
+    return findings + rule_target(kernel, target, plan)
+
+
+def report(kernel: KernelFacts, sysctls: dict, target: TargetFacts | None, plan: DoctorPlan,
+           findings: list[Finding]) -> dict:
+    """The --json document (stable keys)."""
+    b = budget.compute(budget_input(kernel, target, plan))
+    return {
+        "sysctl": sysctls,
+        "target": None if target is None else {
+            "timestamps": target.timestamps, "server_closes_first": target.server_closes_first,
+            "keepalive": target.keepalive, "reachable": target.reachable, "address": target.address,
+            "port": target.port,
+        },
+        "budget": {"ports": b.ports, "reuse_after_s": b.reuse_after_s,
+                   "sustainable_new_conn_per_s": b.sustainable_new_conn_per_s},
+        "findings": [f.public() for f in findings],
+    }
+
+
+def proposed_fixes(findings: list[Finding]) -> dict[str, str]:
+    fixes: dict[str, str] = {}
+    for f in findings:
+        if f.level != OK:
+            fixes.update(f.fix)
+    return fixes
+
+
+# -- probing the target (I/O) ------------------------------------------------
+
+def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool]:
+    """Send one request; return (socket, response complete, server closed after it)."""
+    sock = socket.create_connection(target.address[:2], timeout=timeout)
+    done = {"complete": False}
+
+    class Proto:
+        def on_message_complete(self) -> None:
+            done["complete"] = True
+
+    parser = httptools.HttpResponseParser(Proto())
+    sock.sendall(request)
+    closed = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not data:
+            closed = True
+            break
+        parser.feed_data(data)
+        if done["complete"]:
+            sock.settimeout(0.3)  # does the server close right after the response?
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            break
+    return sock, done["complete"], closed
+
+
+def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
+    import ipaddress
+
+    address, port = target.address[0], target.port
+    loopback = ipaddress.ip_address(address).is_loopback
+    head = f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nUser-Agent: twload-doctor\r\n"
+    try:
+        sock, complete, closed = _exchange(target, (head + "\r\n").encode(), timeout)
+        info = tcp_info(sock)
+        keepalive = complete and not closed
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)  # leave no TIME_WAIT behind
+        sock.close()
+        sock, complete2, closed2 = _exchange(target, (head + "Connection: close\r\n\r\n").encode(), timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        sock.close()
+    except (OSError, httptools.HttpParserError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, httptools.HttpParserError):
+            reason = "the target does not speak HTTP"
+        return TargetFacts(address, port, loopback, reachable=False, error=reason)
+    return TargetFacts(
+        address, port, loopback, timestamps=info.timestamps, rtt_us=info.rtt_us,
+        server_closes_first=closed2 if complete2 else None, keepalive=keepalive,
+    )
+
+
+def as_text(findings: list[Finding]) -> str:
+    marks = {OK: "ok     ", WARNING: "warning", PROBLEM: "problem"}
+    return "\n".join(f"  {marks[f.level]}  {f.message}" for f in findings)
+

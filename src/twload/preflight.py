@@ -1,0 +1,77 @@
+"""Before and after a run: the port budget for the plan, and advice when ports ran out.
+
+Glue between the pure budget/doctor rules and what the runner measured (kernel
+facts, the pre-flight connection's TCP_INFO, sockets already held to the target).
+"""
+
+from __future__ import annotations
+
+from twload import budget, doctor
+from twload.kernel import sockdiag
+from twload.kernel.sysctl import KernelFacts
+from twload.plan import Plan, is_loopback
+
+
+def sockets_to_target(plan: Plan) -> int:
+    """Client-side sockets already holding a port towards the target (e.g. TIME_WAIT of an earlier run)."""
+    host, port = plan.target.address[:2]
+    socks, _ = sockdiag.sockets()
+    return sum(1 for s in socks if s.dst == host and s.dport == port and s.state != "LISTEN")
+
+
+def time_wait_probe(plan: Plan):
+    host, port = plan.target.address[:2]
+
+    def count() -> int:
+        socks, _ = sockdiag.sockets(1 << sockdiag.TIME_WAIT)
+        return sum(1 for s in socks if s.dst == host and s.dport == port)
+
+    return count
+
+
+def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int) -> budget.Budget:
+    return budget.compute(budget.BudgetInput(
+        ports=kernel.ports, close=plan.close, connections=plan.connections, sources=1,
+        tw_reuse=kernel.tcp_tw_reuse, reuse_delay_ms=kernel.tcp_tw_reuse_delay_ms, timestamps=timestamps,
+        loopback=is_loopback(plan.target), max_tw_buckets=kernel.tcp_max_tw_buckets, in_use=in_use,
+    ))
+
+
+def will_run_out(plan: Plan, b: budget.Budget) -> bool:
+    """True when the plan opens more connections than there are ports, with no reuse to save it."""
+    if b.exhausted_at_connection is None:
+        return False
+    return plan.requests is None or plan.requests >= b.exhausted_at_connection
+
+
+def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool) -> str:
+    why = (f"tcp_tw_reuse={kernel.tcp_tw_reuse}"
+           + ("" if timestamps else ", and the target does not negotiate TCP timestamps"))
+    free = b.exhausted_at_connection - 1
+    return (f"pre-flight: --close fin leaves each port in TIME_WAIT for 60 s and nothing reuses it ({why}): "
+            f"{free} ports are free towards {plan.target.address[0]}:{plan.target.port}, so connection "
+            f"{b.exhausted_at_connection} within 60 s fails with EADDRNOTAVAIL "
+            f"(sustainable: {b.sustainable_new_conn_per_s:.0f} new connections/s). "
+            "Use --close server or --close rst, or more source addresses.")
+
+
+def budget_block(b: budget.Budget) -> dict:
+    return {
+        "ports": b.ports,
+        "reuse_after_s": b.reuse_after_s,
+        "sustainable_new_conn_per_s": b.sustainable_new_conn_per_s,
+        "exhausted_at_connection": b.exhausted_at_connection,
+    }
+
+
+def advice(plan: Plan, kernel: KernelFacts, timestamps: bool) -> list[str]:
+    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL."""
+    target = doctor.TargetFacts(plan.target.address[0], plan.target.port, is_loopback(plan.target),
+                                timestamps=timestamps)
+    findings = doctor.diagnose(kernel, target, doctor.DoctorPlan(close=plan.close, connections=plan.connections))
+    wanted = {"tw_reuse", "port_budget", "client_timestamps", "port_range", "target_timestamps"}
+    lines = [f.message for f in findings if f.id in wanted and f.level != doctor.OK]
+    lines.append("EADDRNOTAVAIL: no free local port towards this target. The client closed first and its ports "
+                 "sit in TIME_WAIT for 60 s: use --close server (the server closes first) or --close rst, "
+                 "add source addresses, or keep connections alive.")
+    return lines
