@@ -1,0 +1,1 @@
+"""Real-kernel reproductions in network namespaces (root only)."""

@@ -1,0 +1,62 @@
+"""`twload doctor` and `twload watch` against real sockets on loopback."""
+
+import json
+import socket
+
+from tests.conftest import free_port, run_cli
+
+
+def test_doctor_probes_a_loopback_target(twload_server):
+    server = twload_server()
+    proc = run_cli("doctor", server.url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["target"]["timestamps"] is True  # loopback negotiates them by default
+    assert report["target"]["server_closes_first"] is True
+    assert report["target"]["keepalive"] is True
+    assert report["sysctl"]["net.ipv4.tcp_tw_recycle"] is None
+    assert report["budget"]["ports"] > 0
+    ids = {f["id"] for f in report["findings"]}
+    assert {"tw_recycle", "port_budget", "target_timestamps", "server_close"} <= ids
+
+
+def test_doctor_text_and_unreachable_target():
+    proc = run_cli("doctor", f"http://127.0.0.1:{free_port()}/")
+    assert proc.returncode == 2  # a problem was found
+    assert "cannot reach" in proc.stdout and "Traceback" not in proc.stderr
+    assert "NOT the TIME_WAIT length" in proc.stdout
+
+
+def test_doctor_sees_a_server_that_never_closes(raw_peer):
+    def keeps_open(conn, stopped):
+        while conn.recv(4096):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    peer = raw_peer(keeps_open)
+    report = json.loads(run_cli("doctor", peer.url, "--json").stdout)
+    assert report["target"]["server_closes_first"] is False
+    assert any(f["id"] == "server_close" and f["level"] == "warning" for f in report["findings"])
+
+
+def test_watch_counts_time_wait_per_destination(twload_server):
+    server = twload_server()
+    # five client-closed connections: five client TIME_WAIT sockets towards the server
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(4096)
+        s.close()
+    proc = run_cli("watch", "--dst", f"127.0.0.1:{server.port}", "--count", "2", "--interval", "100ms", "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 2
+    rows = lines[-1]["destinations"]
+    assert len(rows) == 1
+    assert rows[0]["dst"] == f"127.0.0.1:{server.port}" and rows[0]["time_wait"] == 5
+    assert lines[-1]["source"] == "netlink"
+
+
+def test_watch_table_renders(twload_server):
+    proc = run_cli("watch", "--count", "1")
+    assert proc.returncode == 0 and "TIME_WAIT" in proc.stdout
+    assert run_cli("watch", "--dst", "nonsense").returncode == 2

@@ -1,0 +1,156 @@
+"""The port-budget arithmetic and each doctor rule, over plain facts."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twload import budget, doctor
+from twload.kernel.sysctl import KernelFacts, count_reserved
+
+MODERN = KernelFacts(tcp_timestamps=1, tcp_tw_reuse=2, tcp_tw_reuse_delay_ms=1000, tcp_tw_recycle=None,
+                     port_low=32768, port_high=60999, tcp_max_tw_buckets=262144, nofile_soft=65536)
+REMOTE = doctor.TargetFacts("192.0.2.10", 80, loopback=False, timestamps=True, server_closes_first=True,
+                            keepalive=True)
+LB_NO_TS = doctor.TargetFacts("192.0.2.10", 80, loopback=False, timestamps=False)
+LOOP = doctor.TargetFacts("127.0.0.1", 8080, loopback=True, timestamps=True)
+
+
+def facts(**kw) -> KernelFacts:
+    return KernelFacts(**{**MODERN.raw(), **kw})
+
+
+def by_id(findings, rule_id):
+    return [f for f in findings if f.id == rule_id]
+
+
+def test_port_count_and_reserved_ports():
+    assert MODERN.ports == 28232
+    assert count_reserved("8080,40000-40009,70000", 32768, 60999) == 10
+    assert facts(reserved_ports=10).ports == 28222
+
+
+def test_client_close_without_reuse_is_about_470_per_second():
+    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", connections=1, tw_reuse=0))
+    assert b.reuse_after_s == 60
+    assert round(b.sustainable_new_conn_per_s) == 471  # (28232 - 1) / 60
+    assert b.exhausted_at_connection == 28233
+
+
+def test_rate_above_sustainable_gives_time_to_exhaustion():
+    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", connections=0, rate=2000, tw_reuse=0))
+    assert b.exhausted_after_s == pytest.approx(14.1, abs=0.1)
+
+
+def test_reuse_needs_timestamps_and_loopback_for_2():
+    assert budget.reuse_applies(1, True, False)
+    assert not budget.reuse_applies(1, False, False)
+    assert budget.reuse_applies(2, True, True)
+    assert not budget.reuse_applies(2, True, False)
+    assert not budget.reuse_applies(0, True, True)
+
+
+def test_reuse_delay_sets_the_hold_time():
+    b = budget.compute(budget.BudgetInput(ports=20, close="fin", tw_reuse=1, reuse_delay_ms=200, connections=0))
+    assert b.reuse_after_s == 0.2 and b.sustainable_new_conn_per_s == 100
+    assert b.exhausted_at_connection is None
+
+
+def test_server_and_rst_close_leave_no_limit():
+    for close in ("server", "rst", "keepalive"):
+        b = budget.compute(budget.BudgetInput(ports=20, close=close, tw_reuse=0))
+        assert not b.client_holds_time_wait and b.sustainable_new_conn_per_s is None
+
+
+def test_max_tw_buckets_below_the_range_removes_the_limit():
+    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", tw_reuse=0, max_tw_buckets=1000))
+    assert b.tw_bucket_capped and b.sustainable_new_conn_per_s is None
+
+
+@given(ports=st.integers(1, 60000), sources=st.integers(1, 16), rate=st.floats(1, 1e6))
+def test_more_sources_never_lower_the_sustainable_rate(ports, sources, rate):
+    big = 10**9  # tcp_max_tw_buckets out of the way: its own test is below
+    one = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, max_tw_buckets=big))
+    many = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, sources=sources,
+                                             max_tw_buckets=big))
+    assert many.sustainable_new_conn_per_s == pytest.approx(one.sustainable_new_conn_per_s * sources)
+    needed = budget.sources_needed(rate, ports)
+    enough = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, sources=needed,
+                                               max_tw_buckets=big))
+    assert enough.exhausted_after_s is None
+
+
+def test_timestamps_off_at_the_target():
+    found = by_id(doctor.diagnose(facts(tcp_tw_reuse=1), LB_NO_TS, doctor.DoctorPlan()), "tw_reuse")
+    assert found[0].level == doctor.PROBLEM
+    assert "will not help: the target does not negotiate TCP timestamps" in found[0].message
+
+
+def test_tw_reuse_0():
+    found = by_id(doctor.diagnose(facts(tcp_tw_reuse=0), REMOTE, doctor.DoctorPlan()), "tw_reuse")
+    assert found[0].level == doctor.WARNING and found[0].fix == {"net.ipv4.tcp_tw_reuse": "1"}
+
+
+def test_tw_reuse_1_with_timestamps_is_fine():
+    found = by_id(doctor.diagnose(facts(tcp_tw_reuse=1), REMOTE, doctor.DoctorPlan()), "tw_reuse")
+    assert found[0].level == doctor.OK
+
+
+def test_tw_reuse_2_loopback_vs_remote():
+    remote = by_id(doctor.diagnose(MODERN, REMOTE, doctor.DoctorPlan()), "tw_reuse")[0]
+    loop = by_id(doctor.diagnose(MODERN, LOOP, doctor.DoctorPlan()), "tw_reuse")[0]
+    assert remote.level == doctor.WARNING and "loopback only" in remote.message
+    assert loop.level == doctor.OK
+
+
+def test_budget_message_names_the_remedies():
+    found = by_id(doctor.diagnose(facts(tcp_tw_reuse=0), REMOTE, doctor.DoctorPlan(rate=2000)), "port_budget")[0]
+    assert found.level == doctor.PROBLEM
+    assert found.message == ("at 2000 new connections/s with client close, 28232 ports last 14 s: "
+                             "use --close server or --close rst, or 5 source addresses")
+
+
+def test_many_sources_make_the_rate_sustainable():
+    found = by_id(doctor.diagnose(facts(tcp_tw_reuse=0), REMOTE, doctor.DoctorPlan(rate=2000, sources=5)),
+                  "port_budget")[0]
+    assert found.level == doctor.WARNING  # sustainable, but only without reuse's help
+    assert f"at most {(5 * 28232 - 50) / 60:.0f} new connections/s" in found.message
+
+
+def test_narrow_port_range():
+    found = by_id(doctor.diagnose(facts(port_low=40000, port_high=40019), REMOTE, doctor.DoctorPlan()), "port_range")
+    assert found[0].level == doctor.WARNING and "only 20 ephemeral ports" in found[0].message
+
+
+def test_tw_recycle_present_and_absent():
+    absent = by_id(doctor.diagnose(MODERN, None, doctor.DoctorPlan()), "tw_recycle")[0]
+    assert "does not exist on this kernel (removed in 4.12)" in absent.message
+    on = by_id(doctor.diagnose(facts(tcp_tw_recycle=1), None, doctor.DoctorPlan()), "tw_recycle")[0]
+    assert on.level == doctor.PROBLEM and on.fix == {"net.ipv4.tcp_tw_recycle": "0"}
+
+
+def test_fin_timeout_is_not_time_wait():
+    assert not by_id(doctor.diagnose(MODERN, None, doctor.DoctorPlan()), "fin_timeout")
+    found = by_id(doctor.diagnose(facts(tcp_fin_timeout=15), None, doctor.DoctorPlan()), "fin_timeout")[0]
+    assert "does NOT shorten TIME_WAIT" in found.message
+
+
+def test_open_files_limit():
+    found = by_id(doctor.diagnose(facts(nofile_soft=1024), None, doctor.DoctorPlan(connections=5000)), "open_files")
+    assert found[0].level == doctor.PROBLEM and "EMFILE" in found[0].message
+
+
+def test_server_close_and_keepalive_findings():
+    t = doctor.TargetFacts("192.0.2.10", 80, False, timestamps=True, server_closes_first=False, keepalive=False)
+    findings = doctor.diagnose(MODERN, t, doctor.DoctorPlan())
+    assert by_id(findings, "server_close")[0].level == doctor.WARNING
+    assert by_id(findings, "keepalive")[0].level == doctor.WARNING
+
+
+def test_json_report_keys():
+    plan = doctor.DoctorPlan()
+    findings = doctor.diagnose(MODERN, REMOTE, plan)
+    report = doctor.report(MODERN, {"net.ipv4.tcp_tw_reuse": "2"}, REMOTE, plan, findings)
+    assert set(report) == {"sysctl", "target", "budget", "findings"}
+    assert {"timestamps", "server_closes_first", "keepalive"} <= set(report["target"])
+    assert set(report["budget"]) == {"ports", "reuse_after_s", "sustainable_new_conn_per_s"}
+    assert all(set(f) == {"level", "id", "message"} for f in report["findings"])
