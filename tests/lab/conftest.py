@@ -26,30 +26,15 @@ def direct():
     if reason:
         pytest.skip(reason)
     topo = topology.direct()
-    servers: list[subprocess.Popen] = []
-    topo.servers = servers
     try:
         yield topo
     finally:
-        for proc in servers:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
         topo.close()
 
 
 def start_server(topo, *args: str) -> str:
     """`twload serve` in the server namespace; returns its URL."""
-    proc = topo.server.popen(*topo.server.twload("serve", "--host", topo.server.address, "--port", "0", *args)[4:],
-                             stdout=subprocess.PIPE, text=True)
-    topo.servers.append(proc)
-    line = proc.stdout.readline()
-    assert "listening on" in line, line
-    return line.split("listening on ", 1)[1].split()[0]
+    return topo.lab.serve(topo.server, *args)
 
 
 def client_json(topo, *args: str, timeout: float = 120) -> tuple[dict, subprocess.CompletedProcess]:

@@ -10,4 +10,4 @@ def test_no_twl_namespace_remains():
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
-    assert topology.leftovers() == []
+    assert topology.leftovers(mine_only=True) == []

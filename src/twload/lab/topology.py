@@ -12,9 +12,10 @@ import os
 import secrets
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PREFIX = "twl-"
+CREATED: set[str] = set()  # every namespace this process made (removed ones included)
 
 
 class LabError(RuntimeError):
@@ -64,59 +65,229 @@ class Host:
         return self.run("cat", "/proc/sys/" + name.replace(".", "/")).stdout.strip()
 
 
+class Lab:
+    """A set of namespaces joined by veth pairs. Use as a context manager: everything is removed."""
+
+    def __init__(self, tag: str | None = None) -> None:
+        require_root()
+        self.tag = tag or secrets.token_hex(3)
+        self.names: list[str] = []
+        self.links = 0
+        self.hosts: dict[str, Host] = {}
+        self.processes: list[subprocess.Popen] = []
+        self.url: str | None = None  # the entry point, for topologies that have one (lb)
+        atexit.register(self.close)
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def namespace(self, role: str) -> str:
+        _, _, netns = _pyroute2()
+        name = f"{PREFIX}{self.tag}-{role}"
+        netns.create(name)
+        CREATED.add(name)
+        self.names.append(name)
+        _, NetNS, _ = _pyroute2()
+        with NetNS(name) as ns:
+            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        return name
+
+    def link(self, a: str, b: str) -> tuple[str, str]:
+        """A veth pair between namespaces a and b on 10.250.<n>.0/24 (.1 on a, .2 on b)."""
+        IPRoute, NetNS, _ = _pyroute2()
+        self.links += 1
+        n = self.links
+        ifa, ifb = f"{PREFIX}{self.tag}{n}a", f"{PREFIX}{self.tag}{n}b"
+        addresses = (f"10.250.{n}.1", f"10.250.{n}.2")
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=ifa, kind="veth", peer=ifb)
+            for ifname, name in ((ifa, a), (ifb, b)):
+                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=name)
+        for name, ifname, address in ((a, ifa, addresses[0]), (b, ifb, addresses[1])):
+            with NetNS(name) as ns:
+                index = ns.link_lookup(ifname=ifname)[0]
+                ns.addr("add", index=index, address=address, prefixlen=24)
+                ns.link("set", index=index, state="up")
+        return addresses
+
+    def add_address(self, name: str, address: str, like: str) -> None:
+        """One more address on the interface that carries `like` (for source-address scenarios)."""
+        _, NetNS, _ = _pyroute2()
+        with NetNS(name) as ns:
+            index = next(a["index"] for a in ns.get_addr() if a.get_attr("IFA_ADDRESS") == like)
+            ns.addr("add", index=index, address=address, prefixlen=24)
+
+    def default_route(self, name: str, via: str) -> None:
+        _, NetNS, _ = _pyroute2()
+        with NetNS(name) as ns:
+            ns.route("add", dst="0.0.0.0/0", gateway=via)
+
+    def host(self, role: str, netns_name: str, address: str) -> Host:
+        self.hosts[role] = Host(netns_name, address)
+        return self.hosts[role]
+
+    def start(self, host: Host, *args: str, **kw) -> subprocess.Popen:
+        """A long-running process in a namespace, stopped by PID when the lab closes."""
+        proc = host.popen(*args, **kw)
+        self.processes.append(proc)
+        return proc
+
+    def serve(self, host: Host, *args: str) -> str:
+        """`twload serve` in `host`; returns its URL."""
+        proc = self.start(host, sys.executable, "-m", "twload", "serve", "--host", host.address, "--port", "0",
+                          *args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise LabError(f"twload serve did not start in {host.netns}: {line.strip() or 'no output'}")
+        return line.split("listening on ", 1)[1].split()[0]
+
+    def close(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.processes.clear()
+        remove(self.names)  # removing a namespace removes its veth ends and nft tables
+        self.names.clear()
+
+
 @dataclass
 class Direct:
-    """client ns <-veth-> server ns, on 10.x.y.1 / 10.x.y.2 (a /24 chosen at random per topology)."""
+    """client ns <-veth-> server ns."""
 
     client: Host
     server: Host
-    names: list[str] = field(default_factory=list)
+    lab: Lab
 
     def close(self) -> None:
-        remove(self.names)
+        self.lab.close()
 
 
 def remove(names: list[str]) -> None:
     _, _, netns = _pyroute2()
     for name in names:
         try:
-            netns.remove(name)  # removing a namespace removes the veth ends inside it
+            netns.remove(name)
         except OSError:
             pass
 
 
 def direct(tag: str | None = None) -> Direct:
-    """Create the `direct` topology. Use as a context manager or call close()."""
-    require_root()
-    IPRoute, NetNS, netns = _pyroute2()
-    tag = tag or secrets.token_hex(3)
-    names = [f"{PREFIX}{tag}-c", f"{PREFIX}{tag}-s"]
-    subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:4], 16)}"
-    addresses = [f"{subnet}.1", f"{subnet}.2"]
-    ifnames = [f"{PREFIX}{tag}c", f"{PREFIX}{tag}s"]
-    atexit.register(remove, list(names))
+    lab = Lab(tag)
     try:
-        for name in names:
-            netns.create(name)
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=ifnames[0], kind="veth", peer=ifnames[1])
-            for ifname, name in zip(ifnames, names, strict=True):
-                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=name)
-        for name, ifname, address in zip(names, ifnames, addresses, strict=True):
-            with NetNS(name) as ns:
-                index = ns.link_lookup(ifname=ifname)[0]
-                ns.addr("add", index=index, address=address, prefixlen=24)
-                ns.link("set", index=index, state="up")
-                ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        c, s = lab.namespace("c"), lab.namespace("s")
+        a, b = lab.link(c, s)
+        return Direct(lab.host("client", c, a), lab.host("server", s, b), lab)
     except Exception:
-        remove(names)
+        lab.close()
         raise
-    return Direct(Host(names[0], addresses[0]), Host(names[1], addresses[1]), names)
 
 
-def leftovers() -> list[str]:
+def nat(clients: int, nat_ports: tuple[int, int] | None = None, tag: str | None = None) -> Lab:
+    """N client namespaces -> a NAT gateway (nftables masquerade, one public address) -> server."""
+    lab = Lab(tag)
+    try:
+        gw = lab.namespace("gw")
+        server = lab.namespace("s")
+        public, server_addr = lab.link(gw, server)
+        lab.host("server", server, server_addr)
+        lab.host("gateway", gw, public)
+        for i in range(clients):
+            name = lab.namespace(f"c{i + 1}")
+            gw_side, client_addr = lab.link(gw, name)
+            lab.default_route(name, gw_side)
+            lab.host(f"client{i + 1}", name, client_addr)
+        gateway = lab.hosts["gateway"]
+        gateway.sysctl("net.ipv4.ip_forward", 1)
+        ports = f" to :{nat_ports[0]}-{nat_ports[1]}" if nat_ports else ""
+        rules = (f"table ip {PREFIX}nat {{\n  chain post {{\n"
+                 "    type nat hook postrouting priority srcnat; policy accept;\n"
+                 f"    ip daddr {server_addr} meta l4proto tcp masquerade{ports}\n  }}\n}}\n")
+        proc = gateway.run("nft", "-f", "-", input=rules)
+        if proc.returncode != 0:
+            raise LabError(f"nft failed in {gw}: {proc.stderr.strip()}")
+        return lab
+    except Exception:
+        lab.close()
+        raise
+
+
+WAIT_FOR_PORT = """
+import socket, struct, time
+for _ in range(200):
+    try:
+        s = socket.create_connection(("{host}", {port}), 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST: leave no TIME_WAIT
+        s.close()
+        break
+    except OSError:
+        time.sleep(0.05)
+"""
+
+NGINX_LB = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    proxy_temp_path {dir};
+    fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir};
+    scgi_temp_path {dir};
+    server {{
+        listen {listen}:80 backlog=4096;
+        location / {{ proxy_pass {backend}; }}
+    }}
+}}
+"""
+
+
+def lb(tag: str | None = None) -> Lab:
+    """client ns -> load balancer ns (nginx, tcp_timestamps=0, as cloud LBs do) -> backend ns (twload serve)."""
+    import shutil
+    import tempfile
+
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if nginx is None:
+        raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
+    lab = Lab(tag)
+    try:
+        c, lbn, b = lab.namespace("c"), lab.namespace("lb"), lab.namespace("b")
+        lb_front, client_addr = lab.link(lbn, c)
+        lb_back, backend_addr = lab.link(lbn, b)
+        client = lab.host("client", c, client_addr)
+        balancer = lab.host("lb", lbn, lb_front)
+        backend = lab.host("backend", b, backend_addr)
+        balancer.sysctl("net.ipv4.tcp_timestamps", 0)
+        backend_url = lab.serve(backend)
+        workdir = tempfile.mkdtemp(prefix="twl-nginx-")
+        conf = f"{workdir}/nginx.conf"
+        with open(conf, "w") as fh:
+            fh.write(NGINX_LB.format(dir=workdir, listen=lb_front, backend=backend_url.rstrip("/")))
+        lab.start(balancer, nginx, "-p", workdir, "-c", conf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client.run(sys.executable, "-c", WAIT_FOR_PORT.format(host=lb_front, port=80))
+        lab.url = f"http://{lb_front}/"
+        return lab
+    except Exception:
+        lab.close()
+        raise
+
+
+def leftovers(mine_only: bool = False) -> list[str]:
+    """`twl-` namespaces that exist now (with mine_only: of those this process created)."""
     _, _, netns = _pyroute2()
-    return [name for name in netns.listnetns() if name.startswith(PREFIX)]
+    return [name for name in netns.listnetns()
+            if name.startswith(PREFIX) and (not mine_only or name in CREATED)]
 
 
 def clean() -> list[str]:

@@ -66,6 +66,7 @@ class Result:
     extra_delay_s: float = 0.0  # total added time to establish
     max_delay_s: float = 0.0
     tw_reused: int = 0  # TIME_WAIT ports taken over by connect() (TcpExtTWRecycled)
+    first_reuse_s: float | None = None
     tw_killed_by_syn: int = 0  # server TIME_WAIT taken over by a new SYN
     rules: Counter = field(default_factory=Counter)  # rule -> times it decided something
     established_by_host: Counter = field(default_factory=Counter)
@@ -84,6 +85,7 @@ class Result:
             "mean_extra_delay_s": round(self.extra_delay_s / self.retried, 6) if self.retried else 0.0,
             "max_extra_delay_s": round(self.max_delay_s, 6),
             "tw_reused": self.tw_reused,
+            "first_reuse_s": self.first_reuse_s,
             "tw_killed_by_syn": self.tw_killed_by_syn,
             "rules": dict(sorted(self.rules.items())),
             "established_by_host": dict(sorted(self.established_by_host.items())),
@@ -256,6 +258,8 @@ class Simulation:
             return
         if reused:
             r.tw_reused += 1
+            if r.first_reuse_s is None:
+                r.first_reuse_s = at
             r.rules["tcp_tw_reuse takes over a TIME_WAIT port (tcp_twsk_unique)"] += 1
         src = (client.ip, port)
         if self.nat is not None:

@@ -1,0 +1,142 @@
+"""Small measurements run inside a lab namespace: `python -m twload.lab.probes NAME ...` prints JSON.
+
+Each one drives real sockets and reads the kernel's own view (sock_diag, /proc/net
+counters); none of them is a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import socket
+import sys
+import time
+
+from twload.engine.closing import LINGER_RST
+from twload.kernel import sockdiag
+
+IP_BIND_ADDRESS_NO_PORT = 24  # include/uapi/linux/in.h
+REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
+
+
+def counters() -> dict[str, int]:
+    """Tcp and TcpExt counters of this namespace (what `nstat` shows)."""
+    out: dict[str, int] = {}
+    for path in ("/proc/net/snmp", "/proc/net/netstat"):
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+        for names, values in zip(lines[::2], lines[1::2], strict=False):
+            prefix, _, keys = names.partition(":")
+            if prefix not in ("Tcp", "TcpExt"):
+                continue
+            for key, value in zip(keys.split(), values.partition(":")[2].split(), strict=False):
+                out[prefix + key] = int(value)
+    return out
+
+
+def time_wait(dport: int | None = None, sport: int | None = None) -> int:
+    socks, _ = sockdiag.sockets(1 << sockdiag.TIME_WAIT)
+    return sum(1 for s in socks if (dport is None or s.dport == dport) and (sport is None or s.sport == sport))
+
+
+def exchange(host: str, port: int, source: str | None = None, timeout: float = 5.0) -> socket.socket:
+    """Connect (optionally from a source address, kernel-chosen port), send one request, read the reply."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    if source:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+    try:
+        sock.connect((host, port))
+        sock.sendall(REQUEST)
+        sock.recv(65536)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def tw_lifetime(host: str, port: int, limit: float) -> dict:
+    """Close one connection first and time its TIME_WAIT socket until the kernel drops it."""
+    sock = exchange(host, port)
+    local_port = sock.getsockname()[1]
+    sock.close()
+    closed = time.monotonic()
+    seen = False
+    while time.monotonic() - closed < limit:
+        present = time_wait(dport=port, sport=local_port) > 0
+        seen = seen or present
+        if seen and not present:
+            return {"time_wait_s": round(time.monotonic() - closed, 3)}
+        time.sleep(0.05)
+    return {"time_wait_s": None, "seen": seen}
+
+
+def reuse_delay(host: str, port: int, fill: int, limit: float) -> dict:
+    """Fill every ephemeral port with a client TIME_WAIT, then retry connect() until a port is reused."""
+    first_close = None
+    for _ in range(fill):
+        sock = exchange(host, port)
+        sock.close()
+        first_close = first_close or time.monotonic()
+    failures: dict[str, int] = {}
+    while time.monotonic() - first_close < limit:
+        try:
+            sock = exchange(host, port)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            failures[name] = failures.get(name, 0) + 1
+            time.sleep(0.005)
+            continue
+        delay = time.monotonic() - first_close
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        sock.close()
+        return {"reused_after_s": round(delay, 3), "failures": failures}
+    return {"reused_after_s": None, "failures": failures}
+
+
+def sources(host: str, port: int, addresses: list[str], count: int) -> dict:
+    """Round-robin over source addresses (IP_BIND_ADDRESS_NO_PORT), client closes first."""
+    ok, first_error = 0, None
+    for i in range(count):
+        try:
+            exchange(host, port, source=addresses[i % len(addresses)]).close()
+            ok += 1
+        except OSError as exc:
+            first_error = first_error or {"connection": i + 1, "errno": errno.errorcode.get(exc.errno or 0, "?")}
+    return {"succeeded": ok, "first_error": first_error}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m twload.lab.probes")
+    sub = parser.add_subparsers(dest="probe", required=True)
+    sub.add_parser("counters")
+    p = sub.add_parser("time-wait")
+    p.add_argument("--dport", type=int)
+    p.add_argument("--sport", type=int)
+    for name in ("tw-lifetime", "reuse-delay", "sources"):
+        p = sub.add_parser(name)
+        p.add_argument("host")
+        p.add_argument("port", type=int)
+        p.add_argument("--limit", type=float, default=70.0)
+        p.add_argument("--fill", type=int, default=2)
+        p.add_argument("--addresses", default="")
+        p.add_argument("--count", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.probe == "counters":
+        result = counters()
+    elif args.probe == "time-wait":
+        result = {"time_wait": time_wait(args.dport, args.sport)}
+    elif args.probe == "tw-lifetime":
+        result = tw_lifetime(args.host, args.port, args.limit)
+    elif args.probe == "reuse-delay":
+        result = reuse_delay(args.host, args.port, args.fill, args.limit)
+    else:
+        result = sources(args.host, args.port, [a for a in args.addresses.split(",") if a], args.count)
+    json.dump(result, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,294 @@
+"""Lab scenarios: each builds a topology, measures a claim on the real kernel, and says what the simulator predicts.
+
+A scenario returns Checks: claim, expected, measured, verdict, and (where the
+simulator models the same thing) the simulator's prediction and whether the two
+agree within the stated tolerance.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from twload.lab import topology
+from twload.lab.topology import Host, LabError
+from twload.sim.run import run_scenario
+
+NARROW = "40000 40019"  # 20 ports
+TWO_PORTS = "40000 40001"
+
+
+@dataclass
+class Check:
+    claim: str
+    expected: str
+    measured: str
+    passed: bool
+    sim: str | None = None  # what the simulator (6.x profile, same parameters) predicts
+    sim_agrees: bool | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "FAIL"
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"verdict": self.verdict}
+
+
+# -- helpers run inside namespaces ---------------------------------------------
+
+def twload_run(host: Host, url: str, *args: str, timeout: float = 120) -> tuple[dict, str]:
+    out = f"/tmp/{host.netns}-run-{time.monotonic_ns()}"
+    proc = host.run(sys.executable, "-m", "twload", "run", url, "-w", "1", "--json", "--out", out, *args,
+                    timeout=timeout)
+    if proc.returncode not in (0,) or not proc.stdout.strip():
+        raise LabError(f"twload run failed in {host.netns}: {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout), proc.stderr
+
+
+def probe(host: Host, *args: str, timeout: float = 120) -> dict:
+    proc = host.run(sys.executable, "-m", "twload.lab.probes", *args, timeout=timeout)
+    if proc.returncode != 0:
+        raise LabError(f"probe {args[0]} failed in {host.netns}: {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout)
+
+
+def counters(host: Host) -> dict[str, int]:
+    return probe(host, "counters")
+
+
+def delta(before: dict[str, int], after: dict[str, int], name: str) -> int:
+    return after.get(name, 0) - before.get(name, 0)
+
+
+def time_wait(host: Host, **kw) -> int:
+    args = [f"--{k}={v}" for k, v in kw.items()]
+    return probe(host, "time-wait", *args)["time_wait"]
+
+
+def port_of(url: str) -> int:
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+def sim(name: str, **overrides) -> dict:
+    return run_scenario(name, {k: str(v) for k, v in overrides.items()}, kernel="6.x")
+
+
+# -- scenarios -------------------------------------------------------------------
+
+def time_wait_60s() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        url = lab.serve(server)
+        lasted = probe(client, "tw-lifetime", server.address, str(port_of(url)), "--limit", "70")["time_wait_s"]
+    predicted = 60.0  # TCP_TIMEWAIT_LEN, the simulator's constant
+    ok = lasted is not None and 59.5 <= lasted <= 63.0
+    return [Check("TIME_WAIT lasts 60 s on the side that closes first", "60-63 s (timer slack)",
+                  f"{lasted} s", ok, f"{predicted:g} s", ok and abs(lasted - predicted) <= 3.0)]
+
+
+def client_close_exhaustion() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        client.sysctl("net.ipv4.ip_local_port_range", NARROW)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 0)
+        url = lab.serve(server)
+        summary, _ = twload_run(client, url, "-n", "40", "-c", "1", "--close", "fin")
+        other, _ = twload_run(client, lab.serve(server), "-n", "5", "-c", "1", "--close", "fin")
+    first = summary.get("first_errors", {}).get("EADDRNOTAVAIL", {}).get("connection")
+    predicted = sim("client-close-exhaustion", ports=20, rate=10, duration=4)
+    sim_before = predicted["established"]
+    return [
+        Check("client closes first, 20 ports: connections before EADDRNOTAVAIL equal the range", "20, then #21 fails",
+              f"{summary['requests']}, first EADDRNOTAVAIL at #{first}", summary["requests"] == 20 and first == 21,
+              f"{sim_before} before the first failure", sim_before == summary["requests"]),
+        Check("a different destination port still gets a port (4-tuple rule)", "5 of 5",
+              f"{other['requests']} of 5", other["requests"] == 5),
+    ]
+
+
+def tw_reuse() -> list[Check]:
+    checks = []
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        client.sysctl("net.ipv4.ip_local_port_range", TWO_PORTS)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 1)
+        has_delay = client.read_sysctl("net.ipv4.tcp_tw_reuse_delay") != ""
+        for delay_ms in ((1000, 200) if has_delay else (None,)):
+            if delay_ms:
+                client.sysctl("net.ipv4.tcp_tw_reuse_delay", delay_ms)
+            url = lab.serve(server)  # a fresh destination: its 4-tuples hold no TIME_WAIT yet
+            got = probe(client, "reuse-delay", server.address, str(port_of(url)), "--fill", "2", "--limit", "5")
+            measured = got["reused_after_s"]
+            want = (delay_ms or 1000) / 1000
+            predicted = sim("tw-reuse", ports=2, rate=200, duration=want + 1, tw_reuse_delay_ms=delay_ms or 1000)
+            first_reuse = predicted["first_reuse_s"]
+            ok = measured is not None and want <= measured <= want + 0.3
+            agree = measured is not None and first_reuse is not None and abs(measured - first_reuse) <= 0.15
+            checks.append(Check(
+                "tcp_tw_reuse=1 with timestamps: a TIME_WAIT port is reused after the delay"
+                + (f" (tcp_tw_reuse_delay={delay_ms})" if delay_ms else ""),
+                f"{want:g}-{want + 0.3:g} s", f"{measured} s", ok,
+                f"{first_reuse:.3f} s" if first_reuse is not None else "no reuse", agree))
+    return checks
+
+
+def tw_reuse_lb_no_timestamps() -> list[Check]:
+    with topology.lb() as lab:
+        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+        client.sysctl("net.ipv4.ip_local_port_range", TWO_PORTS)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 1)
+        got = probe(client, "reuse-delay", balancer.address, "80", "--fill", "2", "--limit", "4")
+    predicted = sim("tw-reuse-lb-no-timestamps", ports=2, rate=50, duration=4)
+    measured = got["reused_after_s"]
+    return [Check("tcp_tw_reuse=1 against a load balancer with timestamps off: no reuse until TIME_WAIT ends",
+                  "no reuse within 4 s", "none" if measured is None else f"reused after {measured} s",
+                  measured is None and got["failures"].get("EADDRNOTAVAIL", 0) > 0,
+                  f"{predicted['tw_reused']} reuses", predicted["tw_reused"] == 0 and measured is None)]
+
+
+def tw_reuse_2_loopback() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        local = lab.serve(Host(client.netns, "127.0.0.1"))  # before narrowing: it takes an ephemeral port
+        client.sysctl("net.ipv4.ip_local_port_range", TWO_PORTS)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 2)
+        on_lo = probe(client, "reuse-delay", "127.0.0.1", str(port_of(local)), "--fill", "2", "--limit", "4")
+        remote = lab.serve(server)
+        on_veth = probe(client, "reuse-delay", server.address, str(port_of(remote)), "--fill", "2", "--limit", "3")
+    lo_s, veth_s = on_lo["reused_after_s"], on_veth["reused_after_s"]
+    sim_lo = sim("tw-reuse", ports=2, rate=100, duration=3, tw_reuse=2, loopback="on")["tw_reused"]
+    sim_veth = sim("tw-reuse", ports=2, rate=100, duration=3, tw_reuse=2, loopback="off")["tw_reused"]
+    return [Check("tcp_tw_reuse=2 reuses TIME_WAIT ports on loopback only", "127.0.0.1: ~1 s; veth: none in 3 s",
+                  f"127.0.0.1: {lo_s} s; veth: {veth_s}", lo_s is not None and lo_s < 1.5 and veth_s is None,
+                  f"loopback reuses {sim_lo}, veth {sim_veth}", (sim_lo > 0) == (lo_s is not None)
+                  and (sim_veth > 0) == (veth_s is not None))]
+
+
+def server_close_lb() -> list[Check]:
+    with topology.lb() as lab:
+        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+        summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "server")
+        time.sleep(0.3)
+        client_tw = time_wait(client)
+        lb_tw = time_wait(balancer, sport=80)
+    predicted = sim("server-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
+    return [Check("--close server through a load balancer: the client holds no TIME_WAIT; the load balancer does",
+                  "client 0, LB >= 50", f"client {client_tw}, LB {lb_tw} ({summary['requests']} requests)",
+                  client_tw == 0 and lb_tw >= 50 and summary["requests"] == 50,
+                  f"peaks {predicted}", "client1" not in predicted and predicted.get("server", 0) > 0)]
+
+
+def rst_close() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        url = lab.serve(server)
+        before = counters(server)
+        summary, _ = twload_run(client, url, "-n", "50", "-c", "2", "--close", "rst")
+        time.sleep(0.3)
+        after = counters(server)
+        tw = (time_wait(client), time_wait(server))
+    resets = delta(before, after, "TcpEstabResets")
+    predicted = sim("rst-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
+    return [
+        Check("--close rst: nobody holds TIME_WAIT", "client 0, server 0", f"client {tw[0]}, server {tw[1]}",
+              tw == (0, 0) and summary["requests"] == 50, f"peaks {predicted}", predicted == {} and tw == (0, 0)),
+        Check("--close rst: the server sees each connection reset (ECONNRESET), not a clean EOF",
+              "TcpEstabResets +50", f"TcpEstabResets +{resets}", resets >= 50),
+    ]
+
+
+def nat_timewait_collision() -> list[Check]:
+    with topology.nat(2, (40000, 40001)) as lab:
+        server = lab.hosts["server"]
+        url = lab.serve(server)
+        before = counters(server)
+        procs = [lab.hosts[f"client{i}"].popen(
+            sys.executable, "-m", "twload", "run", url, "-w", "1", "-c", "1", "-d", "6s", "--close", "server",
+            "--connect-timeout", "2s", "--json", "--out", f"/tmp/{lab.tag}-nat-{i}",
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in (1, 2)]
+        summaries = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+        after = counters(server)
+    acked = delta(before, after, "TcpExtPAWSTimewait")
+    timeouts = sum(s["errors"].get("connect_timeout", 0) for s in summaries)
+    slowest = max(s["connect_us"]["max"] for s in summaries) / 1e6
+    predicted = sim("nat-timewait-collision", clients=2, nat_ports=2, rate=2, duration=6, connect_timeout=2)
+    sim_acked = predicted["syn_dropped"].get("PAWSTimewait", 0)
+    return [Check("behind a NAT with 2 ports, a reused quintuple meets the server's TIME_WAIT: the SYN gets an "
+                  "ACK, not a SYN-ACK, and the connect waits", "TcpExtPAWSTimewait > 0; connects delayed or timed out",
+                  f"TcpExtPAWSTimewait +{acked}; {timeouts} connect timeouts; slowest connect {slowest:.2f} s",
+                  acked > 0 and (timeouts > 0 or slowest >= 1.0),
+                  f"{sim_acked} SYNs answered with ACK, {predicted['failed'].get('connect_timeout', 0)} timeouts",
+                  (sim_acked > 0) == (acked > 0))]
+
+
+def source_addresses() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        client.sysctl("net.ipv4.ip_local_port_range", NARROW)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 0)
+        extra = [client.address.rsplit(".", 1)[0] + f".{n}" for n in (11, 12)]
+        for address in extra:
+            lab.add_address(client.netns, address, like=client.address)
+        one = probe(client, "sources", server.address, str(port_of(lab.serve(server))),
+                    "--addresses", client.address, "--count", "21")
+        three = probe(client, "sources", server.address, str(port_of(lab.serve(server))),
+                      "--addresses", ",".join([client.address, *extra]), "--count", "60")
+    first = one["first_error"] or {}
+    return [
+        Check("one source address, 20 ports: the 21st connection within 60 s fails", "20 ok, #21 EADDRNOTAVAIL",
+              f"{one['succeeded']} ok, #{first.get('connection')} {first.get('errno')}",
+              one["succeeded"] == 20 and first.get("connection") == 21 and first.get("errno") == "EADDRNOTAVAIL"),
+        Check("each added source address adds a whole port range (IP_BIND_ADDRESS_NO_PORT)", "3 addresses: 60 ok",
+              f"{three['succeeded']} ok", three["succeeded"] == 60),
+    ]
+
+
+def max_tw_buckets() -> list[Check]:
+    with topology.direct().lab as lab:
+        client, server = lab.hosts["client"], lab.hosts["server"]
+        client.sysctl("net.ipv4.tcp_max_tw_buckets", 10)
+        url = lab.serve(server)
+        before = counters(client)
+        summary, _ = twload_run(client, url, "-n", "30", "-c", "1", "--close", "fin")
+        after = counters(client)
+        tw = time_wait(client)
+    overflow = delta(before, after, "TcpExtTCPTimeWaitOverflow")
+    return [Check("tcp_max_tw_buckets=10: TIME_WAIT sockets beyond it are not kept", "10 kept, overflow +20",
+                  f"{tw} kept, TcpExtTCPTimeWaitOverflow +{overflow}",
+                  tw == 10 and overflow == 20 and summary["requests"] == 30)]
+
+
+@dataclass(frozen=True)
+class LabScenario:
+    name: str
+    summary: str
+    run: Callable[[], list[Check]]
+    seconds: int  # about how long it takes
+
+
+SCENARIOS = {s.name: s for s in (
+    LabScenario("time-wait-60s", "TIME_WAIT lasts 60 s on the side that closes first (measured)", time_wait_60s, 62),
+    LabScenario("client-close-exhaustion", "20 ports, client closes: #21 fails; another port works",
+                client_close_exhaustion, 3),
+    LabScenario("tw-reuse", "tcp_tw_reuse=1 + timestamps: TIME_WAIT port reused after ~1 s (and the delay sysctl)",
+                tw_reuse, 4),
+    LabScenario("tw-reuse-lb-no-timestamps", "the same against a load balancer with timestamps off: no reuse",
+                tw_reuse_lb_no_timestamps, 6),
+    LabScenario("tw-reuse-2-loopback", "tcp_tw_reuse=2 applies to loopback only", tw_reuse_2_loopback, 8),
+    LabScenario("server-close", "--close server through the lb: TIME_WAIT on the LB, none on the client",
+                server_close_lb, 4),
+    LabScenario("rst-close", "--close rst: no TIME_WAIT anywhere; the server counts resets", rst_close, 3),
+    LabScenario("nat-timewait-collision", "NAT reuses a quintuple in the server's TIME_WAIT: ACK instead of SYN-ACK",
+                nat_timewait_collision, 10),
+    LabScenario("source-addresses", "each added source address adds a port range", source_addresses, 3),
+    LabScenario("max-tw-buckets", "beyond tcp_max_tw_buckets TIME_WAIT sockets are not kept", max_tw_buckets, 3),
+)}
+
+
+def run(name: str) -> list[Check]:
+    return SCENARIOS[name].run()

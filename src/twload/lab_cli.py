@@ -1,0 +1,67 @@
+"""`twload lab run`: run scenarios, print their checks, clean up on every exit path."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from rich.console import Console
+from rich.table import Table
+
+from twload.lab import topology
+
+
+def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:
+    from twload.lab.scenarios import SCENARIOS
+
+    if not run_all and name is None:
+        err.print("[red]twload:[/] give a scenario name or --all (see `twload lab list`)")
+        return 2
+    if name is not None and name not in SCENARIOS:
+        err.print(f"[red]twload:[/] unknown lab scenario {name!r}: see `twload lab list`")
+        return 2
+    try:
+        topology.require_root()
+    except topology.LabError as exc:
+        err.print(f"[red]twload:[/] {exc}")
+        return 1
+    # SIGTERM ends the run like Ctrl-C, so the namespaces are removed by the same path
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    names = list(SCENARIOS) if run_all else [name]
+    results, failed = {}, False
+    try:
+        for scenario in names:
+            if not as_json:
+                err.print(f"lab: {scenario} (~{SCENARIOS[scenario].seconds}s) ...")
+            try:
+                checks = SCENARIOS[scenario].run()
+            except topology.LabError as exc:
+                err.print(f"[red]twload:[/] {scenario}: {exc}")
+                failed = True
+                continue
+            results[scenario] = checks
+            failed = failed or not all(c.passed for c in checks)
+            if compare_sim:
+                failed = failed or any(c.sim_agrees is False for c in checks)
+    except KeyboardInterrupt:  # each topology's context manager has removed its namespaces
+        err.print("interrupted; namespaces removed")
+        return 130
+    if as_json:
+        print(json.dumps({n: [c.as_dict() for c in checks] for n, checks in results.items()}, indent=2))
+    else:
+        table = Table(show_lines=True)
+        for column in ("scenario", "claim", "expected", "measured", "verdict"):
+            table.add_column(column)
+        if compare_sim:
+            table.add_column("simulator (6.x)")
+            table.add_column("agree")
+        for scenario, checks in results.items():
+            for c in checks:
+                row = [scenario, c.claim, c.expected, c.measured,
+                       f"[green]{c.verdict}[/]" if c.passed else f"[red]{c.verdict}[/]"]
+                if compare_sim:
+                    row += [c.sim or "(not modelled)",
+                            "" if c.sim_agrees is None else ("yes" if c.sim_agrees else "[red]NO[/]")]
+                table.add_row(*row)
+        Console(width=200).print(table)
+    return 1 if failed else 0
