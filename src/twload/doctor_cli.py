@@ -43,13 +43,13 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
         print(json.dumps(doctor.report(kernel, values, facts, plan, findings), indent=2))
     else:
         out.print(f"twload doctor — kernel {kernel.kernel_release}"
-                  + (f", target {url}" if url else " (give a URL to probe a target)"))
+                  + (f", target {url}" if url else " (give a URL to probe a target)"), soft_wrap=True)
         for name, value in values.items():
             note = "  (FIN_WAIT2 timeout, NOT the TIME_WAIT length)" if name.endswith("tcp_fin_timeout") else ""
             out.print(f"  {name} = {value if value is not None else '(absent)'}{note}")
         out.print(f"  open files limit = {kernel.nofile_soft}")
         for f in findings:
-            out.print(f"  {MARK[f.level]}  {f.message}")
+            out.print(f"  {MARK[f.level]}  {f.message}", soft_wrap=True)
     fixes = doctor.proposed_fixes(findings)
     if fix:
         if not fixes:

@@ -67,6 +67,8 @@ def render(rows: list[dict], previous: dict, interval: float, totals: Counter) -
 
 def watch(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console) -> None:
     ports = gather().ports
+    if not console.is_terminal:
+        console = Console(width=120, highlight=False)
     dst_filter = parse_dst(dst)
     previous: dict = {}
     n = 0
