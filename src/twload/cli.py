@@ -15,7 +15,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, default_workers, parse_duration, parse_header, parse_target
+from twload.plan import (
+    CLOSE_STRATEGIES,
+    Plan,
+    PlanError,
+    check_sources_local,
+    default_workers,
+    parse_duration,
+    parse_header,
+    parse_sources,
+    parse_target,
+)
 
 app = typer.Typer(
     help="Load generator and TCP diagnostics for short-connection load tests (TIME_WAIT, ephemeral ports).",
@@ -37,7 +47,7 @@ def fail(message: str, code: int = EXIT_RUN) -> None:
 def build_plan(
     url: str, connections: int, duration: str | None, requests: int | None, workers: int | None,
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
-    connect_timeout: str, close: str,
+    connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -45,8 +55,11 @@ def build_plan(
         payload = body_file.read_bytes() if body_file else (body or "").encode()
     except OSError as exc:
         raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+    target = parse_target(url)
+    sources = parse_sources(source) if source else ()
+    check_sources_local(sources, target)
     return Plan(
-        target=parse_target(url),
+        target=target,
         url=url,
         connections=connections,
         workers=workers or default_workers(),
@@ -58,6 +71,8 @@ def build_plan(
         close=close,
         timeout_s=parse_duration(timeout),
         connect_timeout_s=parse_duration(connect_timeout),
+        requests_per_connection=requests_per_connection,
+        sources=sources,
     )
 
 
@@ -75,20 +90,26 @@ def run(
     timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "10s",
     connect_timeout: Annotated[str, typer.Option("--connect-timeout", help="Connect timeout.")] = "5s",
     close: Annotated[str, typer.Option("--close", help="keepalive | fin (client closes) | server (Connection: close, server closes) | rst (SO_LINGER 0).")] = "keepalive",
+    source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
+    requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.")] = False,
+    threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
+    from twload import thresholds as gates
     from twload.engine.runner import execute
 
     try:
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
-                          body_file, timeout, connect_timeout, close)
+                          body_file, timeout, connect_timeout, close, requests_per_connection, source)
+        checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict)
+    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict,
+                                    thresholds=checks)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:

@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
@@ -52,7 +52,8 @@ class Plan:
     close: str = "keepalive"
     timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
-    extra: dict = field(default_factory=dict)
+    requests_per_connection: int | None = None  # None: 1 for fin/server/rst, unlimited for keepalive
+    sources: tuple[str, ...] = ()  # local addresses to connect from, round-robin
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -69,6 +70,15 @@ class Plan:
             raise PlanError("--requests must be at least 1")
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise PlanError("timeouts must be positive")
+        if self.requests_per_connection is not None and self.requests_per_connection < 1:
+            raise PlanError("--requests-per-connection must be at least 1")
+
+    @property
+    def per_connection(self) -> int | None:
+        """Requests on one connection before the close strategy applies (None: no limit)."""
+        if self.requests_per_connection is not None:
+            return self.requests_per_connection
+        return None if self.close == "keepalive" else 1
 
     def worker_shares(self) -> list[tuple[int, int | None]]:
         """(connections, request budget) for each worker; no worker gets nothing to do."""
@@ -136,6 +146,51 @@ def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
         raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
     family, _, _, _, address = infos[0]
     return Target("http", host, port, path, address, family)
+
+
+IP_BIND_ADDRESS_NO_PORT = 24  # include/uapi/linux/in.h
+MAX_SOURCES = 4096
+
+
+def parse_sources(text: str) -> tuple[str, ...]:
+    """'10.0.0.2,10.0.0.5-10.0.0.9,10.0.1.0/30' -> each address once, in order."""
+    out: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            if "/" in item:
+                network = ipaddress.ip_network(item, strict=False)
+                hosts = list(network.hosts()) or [network.network_address]
+            elif "-" in item:
+                first, last = (ipaddress.ip_address(x.strip()) for x in item.split("-", 1))
+                if last < first or int(last) - int(first) >= MAX_SOURCES:
+                    raise ValueError("empty or too large range")
+                hosts = [ipaddress.ip_address(n) for n in range(int(first), int(last) + 1)]
+            else:
+                hosts = [ipaddress.ip_address(item)]
+        except ValueError as exc:
+            raise PlanError(f"bad --source {item!r}: {exc}") from None
+        out.extend(str(h) for h in hosts if str(h) not in out)
+        if len(out) > MAX_SOURCES:
+            raise PlanError(f"--source: more than {MAX_SOURCES} addresses")
+    if not out:
+        raise PlanError("--source: no address given")
+    return tuple(out)
+
+
+def check_sources_local(sources: tuple[str, ...], target: Target) -> None:
+    """Each source must be an address of this host, of the target's family: bind() says so."""
+    for address in sources:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        if family != target.family:
+            raise PlanError(f"--source {address} is not of the target's address family")
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            try:
+                sock.bind((address, 0))
+            except OSError:
+                raise PlanError(f"--source {address} is not an address of this host") from None
 
 
 def is_loopback(target: Target) -> bool:

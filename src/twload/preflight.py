@@ -31,7 +31,7 @@ def time_wait_probe(plan: Plan):
 
 def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int) -> budget.Budget:
     return budget.compute(budget.BudgetInput(
-        ports=kernel.ports, close=plan.close, connections=plan.connections, sources=1,
+        ports=kernel.ports, close=plan.close, connections=plan.connections, sources=max(1, len(plan.sources)),
         tw_reuse=kernel.tcp_tw_reuse, reuse_delay_ms=kernel.tcp_tw_reuse_delay_ms, timestamps=timestamps,
         loopback=is_loopback(plan.target), max_tw_buckets=kernel.tcp_max_tw_buckets, in_use=in_use,
     ))

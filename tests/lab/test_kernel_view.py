@@ -98,3 +98,19 @@ def test_doctor_fix_and_restore_in_a_namespace(direct, tmp_path):
     restore = direct.client.run(*env_args, sys.executable, "-m", "twload", "doctor", "--restore")
     assert "net.ipv4.tcp_tw_reuse=0" in restore.stdout
     assert direct.client.read_sysctl("net.ipv4.tcp_tw_reuse") == "0"
+
+
+def test_each_source_address_adds_a_port_range(direct):
+    narrow(direct, tw_reuse=0)
+    extra = [direct.client.address.rsplit(".", 1)[0] + f".{n}" for n in (11, 12)]
+    for address in extra:
+        direct.lab.add_address(direct.client.netns, address, like=direct.client.address)
+    one, _ = client_json(direct, "run", start_server(direct), "-n", "21", "-c", "1", "-w", "1", "--close", "fin",
+                         "--source", direct.client.address, "--json", "--out", "/tmp/twl-lab-src-1")
+    assert one["requests"] == 20 and one["errors"] == {"EADDRNOTAVAIL": 1}
+    assert one["first_errors"]["EADDRNOTAVAIL"]["connection"] == 21
+    three, _ = client_json(direct, "run", start_server(direct), "-n", "60", "-c", "1", "-w", "1", "--close", "fin",
+                           "--source", ",".join([direct.client.address, *extra]), "--json",
+                           "--out", "/tmp/twl-lab-src-3")
+    assert three["requests"] == 60 and three["errors"] == {}
+    assert three["budget"]["ports"] == 60

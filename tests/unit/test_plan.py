@@ -86,3 +86,34 @@ def test_worker_shares_add_up(connections, workers, requests):
         assert sum(r for _, r in shares) == requests
         assert all(c <= r for c, r in shares)
         assert sum(c for c, _ in shares) <= connections
+
+
+def test_sources():
+    from twload.plan import parse_sources
+
+    assert parse_sources("10.0.0.2, 10.0.0.3") == ("10.0.0.2", "10.0.0.3")
+    assert parse_sources("10.0.0.2-10.0.0.5") == ("10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5")
+    assert parse_sources("10.0.0.0/29") == tuple(f"10.0.0.{i}" for i in range(1, 7))
+    assert parse_sources("10.0.0.7/32,10.0.0.7") == ("10.0.0.7",)
+    for bad in ("", "10.0.0.300", "10.0.0.9-10.0.0.2", "nope", "10.0.0.0-10.1.0.0"):
+        with pytest.raises(PlanError):
+            parse_sources(bad)
+
+
+def test_non_local_source_is_refused():
+    from twload.plan import check_sources_local
+
+    target = parse_target("http://127.0.0.1:9/")
+    check_sources_local(("127.0.0.2",), target)  # all of 127/8 is local
+    with pytest.raises(PlanError, match="not an address of this host"):
+        check_sources_local(("192.0.2.55",), target)
+    with pytest.raises(PlanError, match="address family"):
+        check_sources_local(("::1",), target)
+
+
+def test_requests_per_connection_defaults():
+    assert plan(close="keepalive").per_connection is None
+    assert plan(close="fin").per_connection == 1
+    assert plan(close="server", requests_per_connection=5).per_connection == 5
+    with pytest.raises(PlanError):
+        plan(requests_per_connection=0)

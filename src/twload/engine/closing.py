@@ -23,10 +23,6 @@ WHY = {
 }
 
 
-def one_request_per_connection(close: str) -> bool:
-    return close != "keepalive"
-
-
 def asks_server_to_close(close: str) -> bool:
     """`server`: the request carries Connection: close and the client waits for EOF."""
     return close == "server"

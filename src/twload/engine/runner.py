@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from twload import preflight as pf
+from twload import thresholds as gates
 from twload.engine.supervisor import RunError, Supervisor, exit_code_for, preflight
 from twload.kernel.sysctl import gather
 from twload.plan import Plan
@@ -15,10 +16,11 @@ from twload.progress import live_progress
 from twload.results import RunFolder, default_run_dir
 
 EXIT_STRICT = 2
+EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
 
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
-            strict: bool = False) -> tuple[dict, Path, int]:
+            strict: bool = False, thresholds: list | None = None) -> tuple[dict, Path, int]:
     try:
         info = preflight(plan)
     except RunError as exc:
@@ -39,10 +41,15 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         summary["budget"] = pf.budget_block(budget)
         if "EADDRNOTAVAIL" in summary["errors"]:
             summary["advice"] = pf.advice(plan, kernel, info.timestamps)
+        if thresholds:
+            summary["thresholds"] = gates.evaluate(thresholds, summary)
         folder.write_summary(summary)
     except RunError as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     finally:
         folder.close()
-    return summary, folder.path, exit_code_for(summary)
+    code = exit_code_for(summary)
+    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+        code = EXIT_THRESHOLD
+    return summary, folder.path, code

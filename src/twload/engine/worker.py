@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
+import socket
 import time
 
 import httptools
@@ -18,7 +19,7 @@ import httptools
 from twload.engine import closing
 from twload.engine.http1 import build_request, head_declares_length
 from twload.metrics import Interval
-from twload.plan import MAX_HEADER_BYTES, Plan
+from twload.plan import IP_BIND_ADDRESS_NO_PORT, MAX_HEADER_BYTES, Plan
 
 perf_counter = time.perf_counter
 
@@ -39,7 +40,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
-        "head", "headers_done", "completed", "failed", "connect_timed_out",
+        "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -52,6 +53,8 @@ class Connection(asyncio.Protocol):
         self.head = b""  # only kept for responses that take more than one read
         self.headers_done = False
         self.completed = 0  # responses completed on this connection
+        self.sent = 0  # requests written on this connection
+        self.asked_close = False  # the request in flight carries Connection: close
         self.failed = False
         self.connect_timed_out = False
 
@@ -139,36 +142,47 @@ class Connection(asyncio.Protocol):
         if self.headers_done:
             self.headers_done = False
             self.head = b""
-        close = w.close
-        if close == "keepalive" and self.parser.should_keep_alive():
-            if w.take():
-                self.sent_at = now
+        keep = self.parser.should_keep_alive()
+        limit = w.per_connection
+        if keep and not self.asked_close and (limit is None or self.completed < limit) and w.take():
+            self.sent_at = now
+            if limit is None:  # the hot keep-alive path: same bytes every time
                 self.transport.write(w.request)
                 iv.bytes_out += w.request_len
-                return
-            self.in_flight = False
-            self.transport.close()
-        elif close == "fin":
-            self.in_flight = False
-            self.transport.close()  # client closes first: TIME_WAIT stays here
-        elif close == "rst":
-            self.in_flight = False
+            else:
+                self._write_request()
+            return
+        self.in_flight = False
+        close = w.close
+        if close == "rst":
             self.transport.abort()  # SO_LINGER {1,0} is set: close() sends RST
-        else:
-            # `server`, or a keep-alive response that announced its close: the server
-            # closes first, so wait for its FIN (eof_received) before closing ours.
+        elif close == "fin":
+            self.transport.close()  # client closes first: TIME_WAIT stays here
+        elif self.asked_close or not keep:
+            # We asked for Connection: close, or the server announced its close: the
+            # server closes first, so wait for its FIN (eof_received) before closing ours.
             # Closing as soon as the body is complete would race that FIN and leave
             # TIME_WAIT on the client after all.
+            self.in_flight = True
             self.awaiting_eof = True
             self.sent_at = now  # the EOF wait gets its own timeout
+        else:
+            self.transport.close()  # out of requests on a kept-alive connection: the client closes
 
     # -- helpers -------------------------------------------------------------
     def _send(self) -> None:
-        w = self.w
         self.sent_at = perf_counter()
         self.in_flight = True
-        self.transport.write(w.request)
-        w.iv.bytes_out += w.request_len
+        self._write_request()
+
+    def _write_request(self) -> None:
+        w = self.w
+        self.sent += 1
+        last = w.per_connection is not None and self.sent >= w.per_connection
+        request = w.last_request if last else w.request
+        self.asked_close = last and w.close == "server"
+        self.transport.write(request)
+        w.iv.bytes_out += len(request)
 
     def _fail(self, reason: str) -> None:
         if not self.failed:
@@ -197,14 +211,20 @@ class Worker:
         self.index = index
         self.connections = connections
         self.remaining = budget  # None: unlimited (duration-bound)
-        self.request = build_request(plan, closing.asks_server_to_close(plan.close))
+        # Requests on a connection: all but the last are plain keep-alive requests; with
+        # --close server the last one carries Connection: close.
+        self.per_connection = plan.per_connection
+        self.request = build_request(plan, connection_close=False)
         self.request_len = len(self.request)
+        self.last_request = build_request(plan, closing.asks_server_to_close(plan.close))
         self.close = plan.close
         self.connection_class = HeadConnection if plan.method == "HEAD" else Connection
         self.iv = Interval()
         self.active: set[Connection] = set()
         self.connecting: dict[Connection, tuple[float, asyncio.Task]] = {}
         self.host, self.port = plan.target.address[:2]
+        self.sources = plan.sources
+        self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
         self.live_slots = 0
         self.attempts = 0  # connections attempted, counting this one
@@ -254,7 +274,10 @@ class Worker:
         the sweep's job, because an asyncio.timeout() per connect costs more than that.
         """
         try:
-            await self.loop.create_connection(lambda: conn, self.host, self.port)
+            if self.sources:
+                await self._connect_from_source(conn)
+            else:
+                await self.loop.create_connection(lambda: conn, self.host, self.port)
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
@@ -271,6 +294,26 @@ class Worker:
             self.loop.call_later(BACKOFF_S, self.start_slot)
             return
         self.connecting.pop(conn, None)
+
+    async def _connect_from_source(self, conn: Connection) -> None:
+        """Bind the next source address with IP_BIND_ADDRESS_NO_PORT, so the kernel still picks
+        the port at connect() time per 4-tuple (net/ipv4/inet_hashtables.c: __inet_hash_connect)
+        and each address brings a whole ephemeral range. A plain bind(addr, 0) would reserve a
+        port per socket up front, and connect() skips reserved ports even on other addresses."""
+        source = self.sources[self.next_source]
+        self.next_source = (self.next_source + 1) % len(self.sources)
+        target = self.plan.target
+        sock = socket.socket(target.family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((source, 0))
+            await self.loop.sock_connect(sock, target.address)
+            await self.loop.create_connection(lambda: conn, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
 
     def sweep_timeouts(self) -> None:
         now = time.perf_counter()

@@ -19,6 +19,15 @@ def fmt_bytes(n: float) -> str:
     return f"{n:.2f}GB"
 
 
+def _threshold_value(t: dict) -> str:
+    name = t["threshold"].lower()
+    if name.startswith(("errors", "error_rate")) and "%" in name:
+        return f"{t['observed'] * 100:.3g}%"
+    if name.startswith(("rps", "requests", "errors")):
+        return f"{t['observed']:g}"
+    return fmt_us(t["observed"])
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -55,6 +64,9 @@ def render(summary: dict) -> str:
         lines.append(f"  Worker failure: {failure}")
     lines.append(f"Requests/sec: {summary['rps']:>12.2f}")
     lines.append(f"Transfer/sec: {fmt_bytes(summary['bytes_in'] / dur):>12}")
+    for t in summary.get("thresholds", []):
+        shown = _threshold_value(t)
+        lines.append(f"Threshold {t['threshold']}: {'pass' if t['passed'] else 'FAIL'} (observed {shown})")
     if summary.get("interrupted"):
         lines.append(f"(stopped early by {summary['interrupted']}: the numbers cover what was done)")
     return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`twload run` options as a user would use them: thresholds and requests per connection."""
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import run_cli
+from twload.kernel.procnet import time_wait_by_side
+
+
+def run_json(*args, cwd):
+    proc = run_cli("run", *args, "--json", "-w", "1", cwd=cwd)
+    assert "Traceback" not in proc.stderr
+    return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
+
+
+def test_thresholds_gate_the_exit_code(twload_server, tmp_path):
+    server = twload_server()
+    proc, summary = run_json(server.url, "-n", "500", "-c", "4", "--threshold", "rps>1",
+                             "--threshold", "p99<30s", "--threshold", "errors<1%", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert [t["passed"] for t in summary["thresholds"]] == [True, True, True]
+    proc, summary = run_json(server.url, "-n", "500", "-c", "4", "--threshold", "rps>100000000",
+                             "--threshold", "p50<30s", cwd=str(tmp_path))
+    assert proc.returncode == 1
+    assert [t["passed"] for t in summary["thresholds"]] == [False, True]
+    text = run_cli("run", server.url, "-n", "100", "-c", "2", "-w", "1", "--threshold", "p99<1us", cwd=str(tmp_path))
+    assert text.returncode == 1 and "Threshold p99<1us: FAIL" in text.stdout
+
+
+def test_bad_threshold_is_a_usage_error(tmp_path):
+    proc = run_cli("run", "http://127.0.0.1:9/", "--threshold", "p99<fast", cwd=str(tmp_path))
+    assert proc.returncode == 2 and "bad threshold" in proc.stderr
+
+
+@pytest.mark.parametrize("close, client_tw, server_tw", [("fin", 30, 0), ("server", 0, 30), ("rst", 0, 0)])
+def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path, close, client_tw, server_tw):
+    server = twload_server()
+    proc, summary = run_json(server.url, "-n", "300", "-c", "3", "--close", close,
+                             "--requests-per-connection", "10", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert summary["requests"] == 300 and summary["errors"] == {}
+    assert summary["connections_opened"] == 30  # 10 requests on each, then the strategy
+    time.sleep(0.3)
+    assert time_wait_by_side(server.port) == {"client": client_tw, "server": server_tw}
+    assert server.stop() == 300
+
+
+def test_source_addresses_round_robin_on_loopback(twload_server, tmp_path):
+    from twload.kernel import sockdiag
+
+    server = twload_server()
+    proc, summary = run_json(server.url, "-n", "90", "-c", "3", "--close", "fin",
+                             "--source", "127.0.0.1-127.0.0.3", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert summary["requests"] == 90 and summary["errors"] == {}
+    time.sleep(0.3)
+    socks, _ = sockdiag.sockets()
+    sources = {s.src for s in socks if s.state == "TIME_WAIT" and s.dport == server.port}
+    assert sources == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+
+
+def test_non_local_source_is_one_line(tmp_path):
+    proc = run_cli("run", "http://127.0.0.1:9/", "--source", "192.0.2.55", cwd=str(tmp_path))
+    assert proc.returncode == 2 and "--source 192.0.2.55 is not an address of this host" in proc.stderr
