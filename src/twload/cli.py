@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from twload.engine.schedule import parse_stages
 from twload.plan import (
     CLOSE_STRATEGIES,
     Plan,
@@ -48,6 +49,7 @@ def build_plan(
     url: str, connections: int, duration: str | None, requests: int | None, workers: int | None,
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
+    rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -57,13 +59,20 @@ def build_plan(
         raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
     target = parse_target(url)
     sources = parse_sources(source) if source else ()
+    staged = parse_stages(stages, parse_duration) if stages else ()
+    open_loop = open_loop or rate is not None
+    if staged:
+        duration = None
+        if not open_loop:
+            connections = max(1, int(max(s.target for s in staged)))
     check_sources_local(sources, target)
     return Plan(
         target=target,
         url=url,
         connections=connections,
         workers=workers or default_workers(),
-        duration_s=parse_duration(duration) if duration else (None if requests else 10.0),
+        duration_s=(sum(s.duration_s for s in staged) if staged
+                    else parse_duration(duration) if duration else (None if requests else 10.0)),
         requests=requests,
         method=method.upper(),
         headers=tuple(parse_header(h) for h in header),
@@ -73,6 +82,10 @@ def build_plan(
         connect_timeout_s=parse_duration(connect_timeout),
         requests_per_connection=requests_per_connection,
         sources=sources,
+        rate=rate,
+        stages=staged,
+        open_loop=open_loop,
+        max_connections=max_connections,
     )
 
 
@@ -90,6 +103,10 @@ def run(
     timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "10s",
     connect_timeout: Annotated[str, typer.Option("--connect-timeout", help="Connect timeout.")] = "5s",
     close: Annotated[str, typer.Option("--close", help="keepalive | fin (client closes) | server (Connection: close, server closes) | rst (SO_LINGER 0).")] = "keepalive",
+    rate: Annotated[float | None, typer.Option("--rate", help="Open loop: requests per second, sent on schedule whatever the responses do (latency then counts from the intended send time).")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Ramps, k6 style: '30s:100,1m:1000,30s:0' — of the rate with --rate/--open-loop, else of the connections.")] = None,
+    open_loop: Annotated[bool, typer.Option("--open-loop", help="With --stages: the targets are rates.")] = False,
+    max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.")] = 10_000,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
@@ -104,7 +121,8 @@ def run(
 
     try:
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
-                          body_file, timeout, connect_timeout, close, requests_per_connection, source)
+                          body_file, timeout, connect_timeout, close, requests_per_connection, source,
+                          rate, stages, open_loop, max_connections)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -128,6 +146,8 @@ def serve(
     body_size: Annotated[int, typer.Option("--body-size", help="Response body bytes.")] = 12,
     delay: Annotated[str | None, typer.Option("--delay", help="Delay before each response, e.g. 5ms.")] = None,
     close_after: Annotated[int, typer.Option("--close-after", help="Close after N requests on a connection (0: never).")] = 0,
+    stall: Annotated[str | None, typer.Option("--stall", help="Once, stop answering for this long (e.g. 1s), like a GC pause.")] = None,
+    stall_after: Annotated[int, typer.Option("--stall-after", help="With --stall: after this many requests.")] = 0,
 ) -> None:
     """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
     from twload.serve import ServeOptions
@@ -136,7 +156,8 @@ def serve(
     try:
         if workers < 1 or body_size < 0 or close_after < 0 or not 0 <= port <= 65535:
             raise PlanError("--workers >= 1, --body-size >= 0, --close-after >= 0, 0 <= --port <= 65535")
-        options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after)
+        options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after,
+                               parse_duration(stall) if stall else 0.0, stall_after)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     try:

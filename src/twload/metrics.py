@@ -31,7 +31,7 @@ class Interval:
 
     __slots__ = (
         "requests", "connections_opened", "bytes_in", "bytes_out",
-        "status", "errors", "latency", "connect", "first_errors",
+        "status", "errors", "latency", "connect", "first_errors", "service", "max_lag_us",
     )
 
     def __init__(self) -> None:
@@ -44,6 +44,8 @@ class Interval:
         self.latency: dict[int, int] = {}
         self.connect: dict[int, int] = {}
         self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
+        self.service: dict[int, int] = {}  # open loop: from the actual send (latency is from the intended one)
+        self.max_lag_us = 0  # open loop: how late the scheduler dispatched a request
 
     def snapshot(self) -> dict:
         return {
@@ -56,6 +58,8 @@ class Interval:
             "latency": encode_counts(self.latency),
             "connect": encode_counts(self.connect),
             "first_errors": self.first_errors,
+            "service": encode_counts(self.service),
+            "max_lag_us": self.max_lag_us,
         }
 
 
@@ -82,6 +86,8 @@ class Totals:
         self.latency = new_histogram()
         self.connect = new_histogram()
         self.first_errors: dict[str, dict] = {}
+        self.service = new_histogram()
+        self.max_lag_us = 0
 
     def add(self, snap: dict, worker: int = 0) -> None:
         self.requests += snap["requests"]
@@ -94,6 +100,9 @@ class Totals:
             self.latency.decode_and_add(snap["latency"])
         if snap["connect"]:
             self.connect.decode_and_add(snap["connect"])
+        if snap.get("service"):
+            self.service.decode_and_add(snap["service"])
+        self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
         for name, (connection, at_s) in snap.get("first_errors", {}).items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:

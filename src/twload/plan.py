@@ -54,6 +54,10 @@ class Plan:
     connect_timeout_s: float = 5.0
     requests_per_connection: int | None = None  # None: 1 for fin/server/rst, unlimited for keepalive
     sources: tuple[str, ...] = ()  # local addresses to connect from, round-robin
+    rate: float | None = None  # open loop: requests per second
+    stages: tuple = ()  # schedule.Stage: ramps of the rate (open loop) or of the connections
+    open_loop: bool = False  # set when rate is given; with stages, says what they ramp
+    max_connections: int = 10_000  # open loop: connections are opened as needed, up to this
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -72,6 +76,24 @@ class Plan:
             raise PlanError("timeouts must be positive")
         if self.requests_per_connection is not None and self.requests_per_connection < 1:
             raise PlanError("--requests-per-connection must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise PlanError("--rate must be positive")
+        if self.rate is not None and not self.open_loop:
+            object.__setattr__(self, "open_loop", True)
+        if self.open_loop and self.rate is None and not self.stages:
+            raise PlanError("open loop needs --rate or --stages")
+        if self.max_connections < 1:
+            raise PlanError("--max-connections must be at least 1")
+
+    def schedule(self, share: float = 1.0):
+        """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""
+        from twload.engine.schedule import Schedule
+
+        if self.stages:
+            return Schedule(self.stages, share)
+        if self.open_loop:
+            return Schedule.constant(self.rate, self.duration_s, share)
+        return None
 
     @property
     def per_connection(self) -> int | None:
@@ -81,7 +103,24 @@ class Plan:
         return None if self.close == "keepalive" else 1
 
     def worker_shares(self) -> list[tuple[int, int | None]]:
-        """(connections, request budget) for each worker; no worker gets nothing to do."""
+        """(connections, request budget) for each worker; no worker gets nothing to do.
+
+        Open loop: the connections are each worker's share of --max-connections, and the
+        rate is split evenly (Worker.share). Staged closed loop: connections follow the
+        stages, split evenly too.
+        """
+        if self.open_loop or self.stages:
+            workers = min(self.workers, self.max_connections)
+            if self.requests is not None:
+                workers = min(workers, self.requests)
+            per = max(1, self.max_connections // workers)
+            shares = []
+            for i in range(workers):
+                reqs = None
+                if self.requests is not None:
+                    reqs = self.requests // workers + (1 if i < self.requests % workers else 0)
+                shares.append((per, reqs))
+            return shares
         workers = min(self.workers, self.connections)
         if self.requests is not None:
             workers = min(workers, self.requests)

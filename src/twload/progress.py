@@ -25,6 +25,8 @@ def progress_line(progress) -> Text:
     errors = totals.error_count
     line = Text(f"{bar} {head}  ")
     line.append(f"{sample.get('rps', 0):>9.0f} req/s  ")
+    if "target" in sample:
+        line.append(f"(target {sample['target']:g})  ")
     line.append(f"errors {errors}", style="bold red" if errors else "")
     line.append(f"  p50 {fmt_us(lat.get('p50', 0))}  p99 {fmt_us(lat.get('p99', 0))}")
     if progress.time_wait is not None:

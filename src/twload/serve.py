@@ -31,6 +31,8 @@ class ServeOptions:
     body_size: int = 12
     delay_s: float = 0.0
     close_after: int = 0  # 0: never; N: the server closes after N requests on a connection
+    stall_s: float = 0.0  # once, after stall_after requests, the whole worker stops for this long
+    stall_after: int = 0
 
 
 def _response(body: bytes, close: bool, content_type: bytes = b"text/plain") -> bytes:
@@ -56,6 +58,14 @@ class App:
         self.options = options
         self.counts = counts
         self.index = index
+        self.stalled = False
+
+    def maybe_stall(self) -> None:
+        """A one-time pause of the whole event loop, like a GC pause: for coordinated-omission tests."""
+        options = self.options
+        if options.stall_s and not self.stalled and self.counts[self.index] >= options.stall_after:
+            self.stalled = True
+            time.sleep(options.stall_s)
 
     def stats_body(self) -> bytes:
         per_worker = list(self.counts)
@@ -107,6 +117,7 @@ class ServerConnection(asyncio.Protocol):
         else:
             self.served += 1
             app.counts[app.index] += 1
+            app.maybe_stall()
             if options.close_after and self.served >= options.close_after:
                 keep = False
             response = app.keep if keep else app.close

@@ -34,16 +34,25 @@ def test_bad_threshold_is_a_usage_error(tmp_path):
     assert proc.returncode == 2 and "bad threshold" in proc.stderr
 
 
-@pytest.mark.parametrize("close, client_tw, server_tw", [("fin", 30, 0), ("server", 0, 30), ("rst", 0, 0)])
-def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path, close, client_tw, server_tw):
+@pytest.mark.parametrize("close", ["fin", "server", "rst"])
+def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path, close):
     server = twload_server()
     proc, summary = run_json(server.url, "-n", "300", "-c", "3", "--close", close,
                              "--requests-per-connection", "10", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert summary["requests"] == 300 and summary["errors"] == {}
-    assert summary["connections_opened"] == 30  # 10 requests on each, then the strategy
+    # 10 requests on each connection, then the strategy; when the budget runs out mid-connection
+    # (at most one per slot) that connection ends early and the client closes it
+    opened = summary["connections_opened"]
+    assert 30 <= opened <= 33
     time.sleep(0.3)
-    assert time_wait_by_side(server.port) == {"client": client_tw, "server": server_tw}
+    tw = time_wait_by_side(server.port)
+    if close == "fin":
+        assert tw == {"client": opened, "server": 0}
+    elif close == "server":
+        assert tw["server"] >= 30 - 3 and tw["client"] <= 3 and tw["client"] + tw["server"] == opened
+    else:
+        assert tw == {"client": 0, "server": 0}
     assert server.stop() == 300
 
 

@@ -84,6 +84,7 @@ class Supervisor:
         self.written_tick = 0
         self.go_at = 0.0
         self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
+        self.schedule = plan.schedule()
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -128,6 +129,10 @@ class Supervisor:
             "bytes_in": merged.bytes_in,
             "bytes_out": merged.bytes_out,
         }
+        if self.schedule is not None:  # the plan for this second: rate (open loop) or connections
+            sample["target"] = round(self.schedule.value(tick - 0.5), 2)
+        if self.plan.open_loop:
+            sample["max_lag_us"] = merged.max_lag_us
         if self.time_wait_probe is not None:
             sample["time_wait"] = count = self.time_wait_probe()
             self.progress.time_wait = count
@@ -154,7 +159,8 @@ class Supervisor:
             for index, (conns, budget) in enumerate(shares):
                 proc = ctx.Process(
                     target=worker_main,
-                    args=(plan, index, conns, budget, messages, start_event, stop_event, go_at_value),
+                    args=(plan, index, conns, budget, 1.0 / len(shares), messages, start_event, stop_event,
+                          go_at_value),
                     name=f"twload-worker-{index}",
                     daemon=True,
                 )
@@ -280,9 +286,29 @@ class Supervisor:
             summary["worker_failures"] = self.worker_failures
         if totals.first_errors:
             summary["first_errors"] = dict(sorted(totals.first_errors.items()))
+        if plan.open_loop:
+            summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
         if self.time_wait_probe is not None:
             summary["time_wait_peak"] = self.progress.time_wait_peak
         return summary
+
+
+def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dict:
+    """Target vs achieved rate, service time beside the CO-corrected latency, and the lag."""
+    finite = schedule.total_s != float("inf")
+    target = schedule.planned_requests() / schedule.total_s if finite else plan.rate
+    achieved = totals.requests / elapsed if elapsed > 0 else 0.0
+    block = {
+        "rate_target": round(target, 1),
+        "rate_achieved": round(achieved, 1),
+        "service_us": percentiles_us(totals.service),
+        "max_lag_us": totals.max_lag_us,
+    }
+    if achieved < 0.99 * target:
+        block["behind"] = (f"achieved {achieved:.0f} of {target:.0f} req/s: the target, the generator or the "
+                           f"connection pool (--max-connections {plan.max_connections}) could not keep up; "
+                           "latency counts from the intended send times")
+    return block
 
 
 def exit_code_for(summary: dict) -> int:

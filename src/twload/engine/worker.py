@@ -13,6 +13,7 @@ import errno
 import signal
 import socket
 import time
+from collections import deque
 
 import httptools
 
@@ -40,7 +41,8 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
-        "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out",
+        "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
+        "retired",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -55,6 +57,8 @@ class Connection(asyncio.Protocol):
         self.completed = 0  # responses completed on this connection
         self.sent = 0  # requests written on this connection
         self.asked_close = False  # the request in flight carries Connection: close
+        self.intended = 0.0  # open loop: when the request in flight was due (0: closed loop)
+        self.retired = False  # staged closed loop: its slot ends with it
         self.failed = False
         self.connect_timed_out = False
 
@@ -71,7 +75,10 @@ class Connection(asyncio.Protocol):
         if w.plan.close == "rst":
             closing.set_rst_on_close(transport.get_extra_info("socket"))
         w.active.add(self)
-        self._send()
+        if w.open_loop:
+            w.ready(self)  # the scheduler decides when it sends
+        else:
+            self._send()
 
     def data_received(self, data: bytes) -> None:
         w = self.w
@@ -122,7 +129,10 @@ class Connection(asyncio.Protocol):
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
             w.count_error(errno_name(exc))
-        w.start_slot()  # this slot's next connection (or its end)
+        if w.open_loop:
+            w.replenish()
+        elif not self.retired:
+            w.start_slot()  # this slot's next connection (or its end)
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
@@ -136,15 +146,26 @@ class Connection(asyncio.Protocol):
         status = iv.status
         code = self.parser.get_status_code()
         status[code] = status.get(code, 0) + 1
-        us = int((now - self.sent_at) * 1_000_000)
+        # open loop: from the intended send time (free of coordinated omission); closed: from the send
+        us = int((now - (self.intended or self.sent_at)) * 1_000_000)
         latency = iv.latency
         latency[us] = latency.get(us, 0) + 1
+        if self.intended:
+            service = iv.service
+            us = int((now - self.sent_at) * 1_000_000)
+            service[us] = service.get(us, 0) + 1
         if self.headers_done:
             self.headers_done = False
             self.head = b""
         keep = self.parser.should_keep_alive()
         limit = w.per_connection
-        if keep and not self.asked_close and (limit is None or self.completed < limit) and w.take():
+        if keep and not self.asked_close and (limit is None or self.completed < limit):
+            if w.open_loop:
+                self.in_flight = False
+                w.ready(self)
+                return
+            if (w.retire and w.claim_retirement(self)) or not w.take():
+                return self._end(keep, now)
             self.sent_at = now
             if limit is None:  # the hot keep-alive path: same bytes every time
                 self.transport.write(w.request)
@@ -152,8 +173,12 @@ class Connection(asyncio.Protocol):
             else:
                 self._write_request()
             return
+        self._end(keep, now)
+
+    def _end(self, keep: bool, now: float) -> None:
+        """No more requests on this connection: close it the way the strategy says."""
         self.in_flight = False
-        close = w.close
+        close = self.w.close
         if close == "rst":
             self.transport.abort()  # SO_LINGER {1,0} is set: close() sends RST
         elif close == "fin":
@@ -170,6 +195,11 @@ class Connection(asyncio.Protocol):
             self.transport.close()  # out of requests on a kept-alive connection: the client closes
 
     # -- helpers -------------------------------------------------------------
+    def start(self, intended: float) -> None:
+        """Open loop: send the request that was due at `intended`."""
+        self.intended = intended
+        self._send()
+
     def _send(self) -> None:
         self.sent_at = perf_counter()
         self.in_flight = True
@@ -206,8 +236,9 @@ class HeadConnection(Connection):
 
 
 class Worker:
-    def __init__(self, plan: Plan, index: int, connections: int, budget: int | None) -> None:
+    def __init__(self, plan: Plan, index: int, connections: int, budget: int | None, share: float = 1.0) -> None:
         self.plan = plan
+        self.share = share  # this worker's part of the rate or of the staged connections
         self.index = index
         self.connections = connections
         self.remaining = budget  # None: unlimited (duration-bound)
@@ -227,6 +258,14 @@ class Worker:
         self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
         self.live_slots = 0
+        self.retire = 0  # closed-loop stages: slots to end as their connections finish
+        self.schedule = None  # set by run(): the rate (open loop) or connections (staged closed loop)
+        # open loop (wrk2 / vegeta): requests are due at times that never wait for responses
+        self.open_loop = plan.open_loop
+        self.due: deque[float] = deque()  # intended send times waiting for a connection
+        self.idle: list[Connection] = []
+        self.max_connections = connections  # open loop: this worker's share of --max-connections
+        self.scheduled_all = False
         self.attempts = 0  # connections attempted, counting this one
         self.first_errors: dict[str, list] = {}
         self.started = time.monotonic()
@@ -258,15 +297,98 @@ class Worker:
 
     def start_slot(self) -> None:
         """Open the slot's next connection, or end the slot when nothing is left to send."""
+        if self.retire and not self.stopping:
+            self.retire -= 1
+            self.live_slots -= 1
+            return
         if not self.take():
             self.live_slots -= 1
-            if self.live_slots == 0 and not self.all_done.done():
+            # a staged plan may go down to 0 connections and up again: only the end ends it
+            if self.live_slots == 0 and (self.schedule is None or self.stopping) and not self.all_done.done():
                 self.all_done.set_result(None)
             return
+        self.open_connection()
+
+    def open_connection(self) -> None:
         self.attempts += 1
         conn = self.connection_class(self)
         task = self.loop.create_task(self._connect(conn))
         self.connecting[conn] = (perf_counter(), task)
+
+    def set_slots(self, target: int) -> None:
+        """Closed-loop stages: grow or shrink the number of connection slots towards target."""
+        current = self.live_slots - self.retire
+        if target > current:
+            back = min(self.retire, target - current)
+            self.retire -= back
+            for _ in range(target - current - back):
+                self.live_slots += 1
+                self.start_slot()
+        elif target < current:
+            self.retire += current - target
+            idle = [c for c in self.active if not c.in_flight and c.transport is not None and not c.retired]
+            for conn in idle[: current - target]:  # idle ones end now; busy ones after their response
+                self.claim_retirement(conn)
+                conn.transport.close()
+
+    def claim_retirement(self, conn: Connection) -> bool:
+        """This connection's slot ends with it (one of the retirements set_slots asked for)."""
+        if not self.retire:
+            return False
+        self.retire -= 1
+        self.live_slots -= 1
+        conn.retired = True
+        return True
+
+    # -- open loop -----------------------------------------------------------
+    def ready(self, conn: Connection) -> None:
+        """A connection with nothing in flight: give it the oldest overdue request, or park it."""
+        if self.due:
+            conn.start(self.due.popleft())
+        elif not self.stopping:
+            self.idle.append(conn)
+        else:
+            conn._end(True, perf_counter())
+
+    def dispatch(self, intended: float) -> None:
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.start(intended)
+                return
+        self.due.append(intended)
+        if len(self.active) + len(self.connecting) < self.max_connections:
+            self.open_connection()
+
+    def replenish(self) -> None:
+        """A connection ended: requests still due get a new one."""
+        if self.due and not self.stopping and len(self.active) + len(self.connecting) < self.max_connections:
+            self.open_connection()
+
+    async def scheduler(self, started: float) -> None:
+        """Dispatch every request at its intended time; never wait for a response to send the next."""
+        schedule = self.schedule
+        k = 0
+        due_at = schedule.send_time(0)
+        while due_at is not None and not self.stopping:
+            now = perf_counter() - started
+            while due_at is not None and due_at <= now:
+                if not self.take():
+                    due_at = None
+                    break
+                lag_us = int((now - due_at) * 1_000_000)
+                if lag_us > self.iv.max_lag_us:
+                    self.iv.max_lag_us = lag_us
+                self.dispatch(started + due_at)
+                k += 1
+                due_at = schedule.send_time(k)
+            if due_at is None:
+                break
+            await asyncio.sleep(max(0.0, due_at - (perf_counter() - started)))
+        self.scheduled_all = True
+
+    def open_loop_done(self) -> bool:
+        return self.scheduled_all and not self.due and not any(c.in_flight for c in self.active)
 
     async def _connect(self, conn: Connection) -> None:
         """uvloop connects in libuv (create_connection with a numeric host): about half
@@ -355,9 +477,16 @@ class Worker:
         self.started = started = time.monotonic()
         deadline = started + plan.duration_s if plan.duration_s else float("inf")
         self.all_done = all_done = self.loop.create_future()
-        self.live_slots = self.connections
-        for _ in range(self.connections):
-            self.start_slot()
+        self.schedule = plan.schedule(self.share)
+        scheduler = None
+        if self.open_loop:
+            scheduler = self.loop.create_task(self.scheduler(perf_counter()))
+        elif self.schedule is not None:
+            self.set_slots(round(self.schedule.value(0.0)))
+        else:
+            self.live_slots = self.connections
+            for _ in range(self.connections):
+                self.start_slot()
         tick = 1
         while not all_done.done():
             try:
@@ -366,18 +495,30 @@ class Worker:
                 pass
             now = time.monotonic()
             self.sweep_timeouts()
+            if self.schedule is not None and not self.open_loop:
+                self.set_slots(round(self.schedule.value(now - started)))
+            if self.open_loop and self.open_loop_done():
+                break
             if now >= started + tick:
                 send(tick, self.take_snapshot())
                 tick += 1
             if now >= deadline or send.should_stop():
                 break
         self.stopping = True  # no new requests; each connection closes as its strategy says
+        if scheduler is not None:
+            scheduler.cancel()
+            for conn in self.idle:
+                if conn.transport is not None:
+                    conn.transport.close()
+            self.idle.clear()
         await self.drain(min(DRAIN_S, plan.timeout_s))
         for conn in list(self.active):  # what is still out after the grace is abandoned
             if conn.transport is not None:
                 conn.transport.abort()
         for _, task in list(self.connecting.values()):
             task.cancel()
+        if (self.open_loop or self.live_slots <= 0) and not all_done.done():
+            all_done.set_result(None)  # no slots left to wind down
         try:
             await asyncio.wait_for(asyncio.shield(all_done), DRAIN_S)
         except TimeoutError:
@@ -401,12 +542,12 @@ class Channel:
         return self.stop_event.is_set()
 
 
-def worker_main(plan, index, connections, budget, queue, start_event, stop_event, go_at_value) -> None:
+def worker_main(plan, index, connections, budget, share, queue, start_event, stop_event, go_at_value) -> None:
     """Process entry point. SIGINT is the supervisor's to handle: it tells us to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import uvloop
 
-    worker = Worker(plan, index, connections, budget)
+    worker = Worker(plan, index, connections, budget, share)
     channel = Channel(index, queue, stop_event)
     queue.put(("ready", index, 0, None, 0.0))
     start_event.wait()

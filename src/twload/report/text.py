@@ -43,6 +43,9 @@ def render(summary: dict) -> str:
         "                 p50       p90       p99     p99.9       max      mean",
         "  Latency  " + "".join(f"{fmt_us(lat[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
         "  Connect  " + "".join(f"{fmt_us(con[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
+        *(["  Service  " + "".join(f"{fmt_us(summary['service_us'][k]):>10}"
+                                   for k in ("p50", "p90", "p99", "p99_9", "max", "mean"))]
+          if "service_us" in summary else []),
         f"  {summary['requests']} requests in {summary['duration_s']:.2f}s, "
         f"{fmt_bytes(summary['bytes_in'])} read, {summary['connections_opened']} connections opened",
     ]
@@ -51,6 +54,12 @@ def render(summary: dict) -> str:
         lines.append("  Non-2xx responses: " + ", ".join(f"{code} {n}" for code, n in other.items()))
     if summary["errors"]:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
+    if "rate_target" in summary:
+        lines.append(f"  Open loop: target {summary['rate_target']:.0f} req/s, achieved {summary['rate_achieved']:.0f}"
+                     f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}"
+                     " (Latency counts from the intended send time; Service from the actual send)")
+    if summary.get("behind"):
+        lines.append(f"  Behind: {summary['behind']}")
     for name, first in summary.get("first_errors", {}).items():
         lines.append(f"  First {name}: connection {first['connection']} of worker {first['worker']},"
                      f" {first['at_s']:.3f}s into the run")

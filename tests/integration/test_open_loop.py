@@ -1,0 +1,75 @@
+"""Open loop and stages against `twload serve`: latency from the intended send time, and ramps."""
+
+import json
+
+from hdrh.histogram import HdrHistogram
+
+from tests.conftest import run_cli
+
+RATE = 400
+
+
+def count_at_least(run_dir, us: int) -> int:
+    total = 0
+    for line in (run_dir / "latency.hdr").read_text().splitlines():
+        hist = HdrHistogram.decode(line.split(" ", 1)[1].encode())
+        total += sum(item.count_added_in_this_iter_step for item in hist.get_recorded_iterator()
+                     if item.value_iterated_to >= us)
+    return total
+
+
+def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server, tmp_path):
+    """Known answer: R requests are due during a 1 s stall; from their intended send times their
+    latencies spread over 1 s .. 0, so about R/2 are >= 0.5 s, while the service time of all but
+    the one request caught in the stall stays low."""
+    server = twload_server("--stall", "1s", "--stall-after", str(RATE))
+    out = tmp_path / "run"
+    proc = run_cli("run", server.url, "--rate", str(RATE), "-d", "4s", "-w", "1", "--max-connections", "1",
+                   "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["errors"] == {}
+    assert summary["requests"] == RATE * 4
+    slow = count_at_least(out, 500_000)
+    assert 0.3 * RATE <= slow <= 0.7 * RATE, slow
+    assert summary["latency_us"]["max"] >= 900_000
+    assert summary["service_us"]["p99"] < 100_000  # the queue waited, the server answered fast
+    assert summary["service_us"]["max"] >= 900_000  # the one request in flight during the stall
+    assert summary["rate_target"] == RATE
+
+
+def test_closed_loop_hides_the_same_stall(twload_server, tmp_path):
+    """The contrast: a closed loop sends nothing during the stall, so one request carries it all."""
+    server = twload_server("--stall", "1s", "--stall-after", "300")
+    out = tmp_path / "run"
+    proc = run_cli("run", server.url, "-c", "1", "-d", "3s", "-w", "1", "--json", "--out", str(out))
+    summary = json.loads(proc.stdout)
+    assert count_at_least(out, 500_000) == 1
+    assert "service_us" not in summary
+
+
+def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = run_cli("run", server.url, "--stages", "2s:200,2s:600", "--open-loop", "-w", "2", "--json",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    targets = [s["target"] for s in samples[:4]]
+    assert targets == [50, 150, 300, 500]  # the rate at the middle of each second
+    for s in samples[:4]:
+        assert abs(s["requests"] - s["target"]) <= 0.1 * s["target"] + 5
+    summary = json.loads(proc.stdout)
+    assert summary["rate_target"] == 250  # 0->200 over 2 s (200) + 200->600 over 2 s (800): 1000 in 4 s
+    assert abs(summary["requests"] - 1000) <= 10
+
+
+def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = run_cli("run", server.url, "--stages", "2s:8,1s:8,1s:2", "-w", "1", "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["target"] for s in samples[:4]] == [2, 6, 8, 5]
+    summary = json.loads(proc.stdout)
+    assert summary["connections_opened"] == 8  # grows to 8, shrinks without reconnecting
