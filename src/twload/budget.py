@@ -23,6 +23,7 @@ Pure: plain values in, plain values out. The kernel rules behind it:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 TIME_WAIT_S = 60.0  # TCP_TIMEWAIT_LEN, include/net/tcp.h
@@ -103,5 +104,9 @@ def compute(b: BudgetInput) -> Budget:
 
 def sources_needed(rate: float, ports: int, hold_s: float = TIME_WAIT_S) -> int:
     """Source addresses needed to sustain `rate` new connections/s with the client closing first."""
-    per_source = ports / hold_s
-    return max(1, -(-int(rate * 1000) // int(per_source * 1000))) if per_source > 0 else 0
+    if ports <= 0:
+        return 0
+    needed = max(1, math.ceil(rate * hold_s / ports))
+    while rate > needed * ports / hold_s:  # float rounding at the boundary
+        needed += 1
+    return needed
