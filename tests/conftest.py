@@ -112,7 +112,7 @@ NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin
 class Nginx:
     """nginx from Debian's package, on a free loopback port, with its own temp prefix."""
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, tls: tuple | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
         self.port = free_port()
         self.access_log = self.dir / "access.log"
@@ -130,7 +130,8 @@ http {{
     uwsgi_temp_path {self.dir};
     scgi_temp_path {self.dir};
     server {{
-        listen 127.0.0.1:{self.port} reuseport backlog=4096;
+        listen 127.0.0.1:{self.port} reuseport backlog=4096{" ssl" if tls else ""};
+        {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ""}
         location / {{ return 200 "hello from nginx\\n"; }}
     }}
 }}
@@ -148,7 +149,7 @@ http {{
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}") from None
                 time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
 
     def access_lines(self) -> int:
         # nginx writes the access log line when the request finishes; give it a moment

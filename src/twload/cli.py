@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -50,6 +51,7 @@ def build_plan(
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
+    insecure: bool = False, cacert: Path | None = None,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -86,6 +88,8 @@ def build_plan(
         stages=staged,
         open_loop=open_loop,
         max_connections=max_connections,
+        insecure=insecure,
+        cacert=str(cacert) if cacert else None,
     )
 
 
@@ -107,6 +111,8 @@ def run(
     stages: Annotated[str | None, typer.Option("--stages", help="Ramps, k6 style: '30s:100,1m:1000,30s:0' — of the rate with --rate/--open-loop, else of the connections.")] = None,
     open_loop: Annotated[bool, typer.Option("--open-loop", help="With --stages: the targets are rates.")] = False,
     max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.")] = 10_000,
+    insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")] = False,
+    cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
@@ -122,7 +128,7 @@ def run(
     try:
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
-                          rate, stages, open_loop, max_connections)
+                          rate, stages, open_loop, max_connections, insecure, cacert)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -148,6 +154,8 @@ def serve(
     close_after: Annotated[int, typer.Option("--close-after", help="Close after N requests on a connection (0: never).")] = 0,
     stall: Annotated[str | None, typer.Option("--stall", help="Once, stop answering for this long (e.g. 1s), like a GC pause.")] = None,
     stall_after: Annotated[int, typer.Option("--stall-after", help="With --stall: after this many requests.")] = 0,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate chain (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
     from twload.serve import ServeOptions
@@ -156,12 +164,17 @@ def serve(
     try:
         if workers < 1 or body_size < 0 or close_after < 0 or not 0 <= port <= 65535:
             raise PlanError("--workers >= 1, --body-size >= 0, --close-after >= 0, 0 <= --port <= 65535")
+        if (tls_cert is None) != (tls_key is None):
+            raise PlanError("give both --tls-cert and --tls-key")
         options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after,
-                               parse_duration(stall) if stall else 0.0, stall_after)
+                               parse_duration(stall) if stall else 0.0, stall_after,
+                               str(tls_cert) if tls_cert else None, str(tls_key) if tls_key else None)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     try:
         serve_forever(options, announce=lambda line: print(line, flush=True))
+    except ssl.SSLError as exc:
+        fail(f"cannot use --tls-cert/--tls-key: {exc.reason or exc}")
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 

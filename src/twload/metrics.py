@@ -31,7 +31,7 @@ class Interval:
 
     __slots__ = (
         "requests", "connections_opened", "bytes_in", "bytes_out",
-        "status", "errors", "latency", "connect", "first_errors", "service", "max_lag_us",
+        "status", "errors", "latency", "connect", "first_errors", "service", "max_lag_us", "tls",
     )
 
     def __init__(self) -> None:
@@ -46,6 +46,7 @@ class Interval:
         self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
         self.service: dict[int, int] = {}  # open loop: from the actual send (latency is from the intended one)
         self.max_lag_us = 0  # open loop: how late the scheduler dispatched a request
+        self.tls: dict[int, int] = {}  # TLS handshake times
 
     def snapshot(self) -> dict:
         return {
@@ -60,6 +61,7 @@ class Interval:
             "first_errors": self.first_errors,
             "service": encode_counts(self.service),
             "max_lag_us": self.max_lag_us,
+            "tls": encode_counts(self.tls),
         }
 
 
@@ -88,6 +90,7 @@ class Totals:
         self.first_errors: dict[str, dict] = {}
         self.service = new_histogram()
         self.max_lag_us = 0
+        self.tls = new_histogram()
 
     def add(self, snap: dict, worker: int = 0) -> None:
         self.requests += snap["requests"]
@@ -102,6 +105,8 @@ class Totals:
             self.connect.decode_and_add(snap["connect"])
         if snap.get("service"):
             self.service.decode_and_add(snap["service"])
+        if snap.get("tls"):
+            self.tls.decode_and_add(snap["tls"])
         self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
         for name, (connection, at_s) in snap.get("first_errors", {}).items():
             known = self.first_errors.get(name)

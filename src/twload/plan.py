@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -58,6 +59,8 @@ class Plan:
     stages: tuple = ()  # schedule.Stage: ramps of the rate (open loop) or of the connections
     open_loop: bool = False  # set when rate is given; with stages, says what they ramp
     max_connections: int = 10_000  # open loop: connections are opened as needed, up to this
+    insecure: bool = False  # TLS: do not verify the server's certificate
+    cacert: str | None = None  # TLS: trust this CA bundle (PEM) instead of the system's
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -165,12 +168,10 @@ def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
     if "://" not in url:
         raise PlanError(f"bad URL {url!r}: give a scheme, e.g. http://127.0.0.1:8080/")
     parts = urlsplit(url)
-    if parts.scheme not in ("http",):
-        if parts.scheme == "https":
-            raise PlanError("https:// is not supported yet (TLS is planned); use http://")
-        raise PlanError(f"unsupported scheme {parts.scheme!r} in {url!r}: use http://")
+    if parts.scheme not in ("http", "https"):
+        raise PlanError(f"unsupported scheme {parts.scheme!r} in {url!r}: use http:// or https://")
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise PlanError(f"bad port in URL {url!r}") from None
     host = parts.hostname
@@ -184,7 +185,7 @@ def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
     except (socket.gaierror, UnicodeError) as exc:
         raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
     family, _, _, _, address = infos[0]
-    return Target("http", host, port, path, address, family)
+    return Target(parts.scheme, host, port, path, address, family)
 
 
 IP_BIND_ADDRESS_NO_PORT = 24  # include/uapi/linux/in.h
@@ -230,6 +231,19 @@ def check_sources_local(sources: tuple[str, ...], target: Target) -> None:
                 sock.bind((address, 0))
             except OSError:
                 raise PlanError(f"--source {address} is not an address of this host") from None
+
+
+def tls_context(plan: Plan) -> ssl.SSLContext:
+    """Client TLS context: the system's trust store (or --cacert), SNI from the URL's host."""
+    try:
+        context = ssl.create_default_context(cafile=plan.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise PlanError(f"cannot load --cacert {plan.cacert}: {exc}") from None
+    if plan.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def is_loopback(target: Target) -> bool:

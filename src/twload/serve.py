@@ -13,6 +13,7 @@ import json
 import multiprocessing as mp
 import signal
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ class ServeOptions:
     close_after: int = 0  # 0: never; N: the server closes after N requests on a connection
     stall_s: float = 0.0  # once, after stall_after requests, the whole worker stops for this long
     stall_after: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def tls_context(self):
+        if not self.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
 
 
 def _response(body: bytes, close: bool, content_type: bytes = b"text/plain") -> bytes:
@@ -151,7 +162,8 @@ async def _serve_forever(options: ServeOptions, counts, index: int, port: int, r
     app = App(options, counts, index)
     sock = _listening_socket(options.host, port)
     sock.listen(BACKLOG)
-    server = await loop.create_server(lambda: ServerConnection(app, loop), sock=sock, backlog=BACKLOG)
+    server = await loop.create_server(lambda: ServerConnection(app, loop), sock=sock, backlog=BACKLOG,
+                                      ssl=options.tls_context())
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ready()
@@ -178,7 +190,8 @@ def serve(options: ServeOptions, announce=print) -> int:
     port = reserve.getsockname()[1]
     ctx = mp.get_context("fork")
     counts = ctx.RawArray("q", options.workers)
-    url = f"http://{options.host}:{port}/"
+    options.tls_context()  # a bad certificate or key fails here, before any worker starts
+    url = f"{'https' if options.tls_cert else 'http'}://{options.host}:{port}/"
     if options.workers == 1:
         async def main() -> None:
             stop = asyncio.Event()

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import queue as queue_mod
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from twload.engine.closing import LINGER_RST
 from twload.engine.worker import errno_name, worker_main
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import Totals, percentiles_us
-from twload.plan import Plan
+from twload.plan import Plan, tls_context
 from twload.results import RunFolder
 
 READY_TIMEOUT_S = 30.0
@@ -43,7 +44,14 @@ def preflight(plan: Plan) -> TcpInfo:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
     try:
         sock.connect(target.address)
-        return tcp_info(sock)
+        info = tcp_info(sock)
+        if target.scheme == "https":
+            tls_preflight(sock, plan)
+        return info
+    except ssl.SSLError as exc:
+        hint = " (use --cacert FILE, or --insecure)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
+        what = f"certificate verify failed: {exc.verify_message}" if exc.verify_message else (exc.reason or exc)
+        raise RunError(f"TLS handshake with {target.host}:{target.port} failed: {what}{hint}") from None
     except TimeoutError:
         raise RunError(
             f"cannot connect to {target.address[0]}:{target.port}: "
@@ -56,6 +64,13 @@ def preflight(plan: Plan) -> TcpInfo:
         ) from None
     finally:
         sock.close()
+
+
+def tls_preflight(sock: socket.socket, plan: Plan) -> None:
+    """A handshake with the plan's own settings, so a certificate problem is one clear line."""
+    context = tls_context(plan)
+    with context.wrap_socket(sock, server_hostname=plan.target.host, do_handshake_on_connect=True):
+        pass
 
 
 @dataclass
@@ -288,6 +303,8 @@ class Supervisor:
             summary["first_errors"] = dict(sorted(totals.first_errors.items()))
         if plan.open_loop:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
+        if plan.target.scheme == "https":
+            summary["tls_handshake_us"] = percentiles_us(totals.tls)
         if self.time_wait_probe is not None:
             summary["time_wait_peak"] = self.progress.time_wait_peak
         return summary

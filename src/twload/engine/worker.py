@@ -12,6 +12,7 @@ import asyncio
 import errno
 import signal
 import socket
+import ssl
 import time
 from collections import deque
 
@@ -20,7 +21,7 @@ import httptools
 from twload.engine import closing
 from twload.engine.http1 import build_request, head_declares_length
 from twload.metrics import Interval
-from twload.plan import IP_BIND_ADDRESS_NO_PORT, MAX_HEADER_BYTES, Plan
+from twload.plan import IP_BIND_ADDRESS_NO_PORT, MAX_HEADER_BYTES, Plan, tls_context
 
 perf_counter = time.perf_counter
 
@@ -42,7 +43,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
         "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
-        "retired",
+        "retired", "tls_started",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -59,6 +60,7 @@ class Connection(asyncio.Protocol):
         self.asked_close = False  # the request in flight carries Connection: close
         self.intended = 0.0  # open loop: when the request in flight was due (0: closed loop)
         self.retired = False  # staged closed loop: its slot ends with it
+        self.tls_started = 0.0  # TLS: when the TCP connect was done and the handshake began
         self.failed = False
         self.connect_timed_out = False
 
@@ -69,8 +71,13 @@ class Connection(asyncio.Protocol):
         if started is not None:
             iv = w.iv
             iv.connections_opened += 1
-            us = int((perf_counter() - started[0]) * 1_000_000)
+            now = perf_counter()
+            tcp_done = self.tls_started or now
+            us = int((tcp_done - started[0]) * 1_000_000)
             iv.connect[us] = iv.connect.get(us, 0) + 1
+            if self.tls_started:  # TLS: the handshake apart from the TCP connect
+                us = int((now - self.tls_started) * 1_000_000)
+                iv.tls[us] = iv.tls.get(us, 0) + 1
         self.transport = transport
         if w.plan.close == "rst":
             closing.set_rst_on_close(transport.get_extra_info("socket"))
@@ -255,6 +262,7 @@ class Worker:
         self.connecting: dict[Connection, tuple[float, asyncio.Task]] = {}
         self.host, self.port = plan.target.address[:2]
         self.sources = plan.sources
+        self.tls = tls_context(plan) if plan.target.scheme == "https" else None
         self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
         self.live_slots = 0
@@ -396,43 +404,70 @@ class Worker:
         the sweep's job, because an asyncio.timeout() per connect costs more than that.
         """
         try:
-            if self.sources:
-                await self._connect_from_source(conn)
+            if self.sources or self.tls is not None:
+                await self._connect_socket(conn)
             else:
                 await self.loop.create_connection(lambda: conn, self.host, self.port)
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
                 self.count_error("connect_timeout")
-                self.start_slot()
+                self.connect_failed(0.0)
             else:  # shutting down
                 self.stopping = True
-                self.start_slot()
+                if not self.open_loop:
+                    self.start_slot()
+            return
+        except ssl.SSLError as exc:
+            self.connecting.pop(conn, None)
+            self.count_error("tls_" + (exc.reason or "error").lower())
+            self.connect_failed(BACKOFF_S)
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
             self.count_error(errno_name(exc))
-            # a refusing target must not spin a core; the slot retries shortly
-            self.loop.call_later(BACKOFF_S, self.start_slot)
+            self.connect_failed(BACKOFF_S)  # a refusing target must not spin a core
             return
         self.connecting.pop(conn, None)
 
-    async def _connect_from_source(self, conn: Connection) -> None:
-        """Bind the next source address with IP_BIND_ADDRESS_NO_PORT, so the kernel still picks
+    def connect_failed(self, backoff_s: float) -> None:
+        """After a failed connect: the slot tries again (closed loop), or the request that
+        waited for this connection has failed and the next one gets a new try (open loop)."""
+        if self.open_loop:
+            if self.due:
+                self.due.popleft()
+            self.loop.call_later(backoff_s, self.replenish)
+        elif backoff_s:
+            self.loop.call_later(backoff_s, self.start_slot)
+        else:
+            self.start_slot()
+
+    async def _connect_socket(self, conn: Connection) -> None:
+        """The connect path for source addresses and TLS: our own socket, then the transport.
+
+        A source address is bound with IP_BIND_ADDRESS_NO_PORT, so the kernel still picks
         the port at connect() time per 4-tuple (net/ipv4/inet_hashtables.c: __inet_hash_connect)
         and each address brings a whole ephemeral range. A plain bind(addr, 0) would reserve a
-        port per socket up front, and connect() skips reserved ports even on other addresses."""
-        source = self.sources[self.next_source]
-        self.next_source = (self.next_source + 1) % len(self.sources)
+        port per socket up front, and connect() skips reserved ports even on other addresses.
+        With TLS the TCP connect and the handshake are timed apart.
+        """
         target = self.plan.target
         sock = socket.socket(target.family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind((source, 0))
+            if self.sources:
+                source = self.sources[self.next_source]
+                self.next_source = (self.next_source + 1) % len(self.sources)
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
             await self.loop.sock_connect(sock, target.address)
-            await self.loop.create_connection(lambda: conn, sock=sock)
+            if self.tls is None:
+                await self.loop.create_connection(lambda: conn, sock=sock)
+            else:
+                conn.tls_started = perf_counter()
+                await self.loop.create_connection(lambda: conn, sock=sock, ssl=self.tls,
+                                                  server_hostname=target.host)
         except BaseException:
             sock.close()
             raise

@@ -46,6 +46,9 @@ def render(summary: dict) -> str:
         *(["  Service  " + "".join(f"{fmt_us(summary['service_us'][k]):>10}"
                                    for k in ("p50", "p90", "p99", "p99_9", "max", "mean"))]
           if "service_us" in summary else []),
+        *(["  TLS      " + "".join(f"{fmt_us(summary['tls_handshake_us'][k]):>10}"
+                                   for k in ("p50", "p90", "p99", "p99_9", "max", "mean"))]
+          if "tls_handshake_us" in summary else []),
         f"  {summary['requests']} requests in {summary['duration_s']:.2f}s, "
         f"{fmt_bytes(summary['bytes_in'])} read, {summary['connections_opened']} connections opened",
     ]
