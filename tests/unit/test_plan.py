@@ -25,6 +25,11 @@ def test_headers():
             parse_header(bad)
 
 
+def test_https_target():
+    t = parse_target("https://127.0.0.1/x")
+    assert (t.scheme, t.port, t.host_header) == ("https", 443, "127.0.0.1")
+
+
 def test_target_parsing():
     t = parse_target("http://127.0.0.1:8080/path?q=1")
     assert (t.host, t.port, t.path, t.address) == ("127.0.0.1", 8080, "/path?q=1", ("127.0.0.1", 8080))
@@ -39,7 +44,6 @@ def test_target_parsing():
     [
         ("127.0.0.1:80", "scheme"),
         ("ftp://127.0.0.1/", "unsupported scheme"),
-        ("https://127.0.0.1/", "https"),
         ("http://127.0.0.1:70000/", "bad port"),
         ("http:///path", "no host"),
     ],
