@@ -314,7 +314,10 @@ def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dic
     """Target vs achieved rate, service time beside the CO-corrected latency, and the lag."""
     finite = schedule.total_s != float("inf")
     target = schedule.planned_requests() / schedule.total_s if finite else plan.rate
-    achieved = totals.requests / elapsed if elapsed > 0 else 0.0
+    # over the sending window the plan set (the drain of the last responses is not sending time);
+    # a generator that falls behind dispatches fewer requests inside it, and that shows
+    window = min(elapsed, schedule.total_s) if finite else elapsed
+    achieved = totals.requests / window if window > 0 else 0.0
     block = {
         "rate_target": round(target, 1),
         "rate_achieved": round(achieved, 1),
