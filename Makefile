@@ -34,7 +34,7 @@ test: $(STAMP) debs lint
 	$(BIN)/pytest
 
 bench: $(STAMP) debs
-	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/sim_million.py
+	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
 
 clean:
 	rm -rf $(VENV) twload-runs .pytest_cache
