@@ -10,13 +10,10 @@ import time
 import pytest
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_leaves_valid_run_folder(twload_server, tmp_path, sig, code):
-    server = twload_server()
-    out = tmp_path / "run"
+def start_run(url: str, duration: str, out):
+    """`twload run` with two workers, returned once its first sample is on disk."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "twload", "run", server.url, "-d", "60s", "-c", "4", "-w", "2",
-         "--out", str(out), "--json"],
+        [sys.executable, "-m", "twload", "run", url, "-d", duration, "-c", "4", "-w", "2", "--out", str(out), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     samples = out / "samples.jsonl"
@@ -24,6 +21,14 @@ def test_signal_leaves_valid_run_folder(twload_server, tmp_path, sig, code):
     while time.monotonic() < deadline and (not samples.exists() or samples.stat().st_size == 0):
         time.sleep(0.1)
     assert samples.exists(), "no sample was streamed within 20 s"
+    return proc, samples
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_leaves_valid_run_folder(twload_server, tmp_path, sig, code):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc, samples = start_run(server.url, "60s", out)
     os.kill(proc.pid, sig)  # only the supervisor: it must stop its workers itself
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == code, stderr
@@ -39,16 +44,7 @@ def test_signal_leaves_valid_run_folder(twload_server, tmp_path, sig, code):
 
 def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path):
     server = twload_server()
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "twload", "run", server.url, "-d", "3s", "-c", "4", "-w", "2",
-         "--out", str(out), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    samples = out / "samples.jsonl"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (not samples.exists() or samples.stat().st_size == 0):
-        time.sleep(0.1)
+    proc, _ = start_run(server.url, "3s", tmp_path / "run")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     # workers are spawn children; the resource tracker, also a child, is not one of them
     workers = [int(pid) for pid in children if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]

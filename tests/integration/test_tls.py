@@ -58,3 +58,10 @@ def test_https_against_nginx(certs, tmp_path):
         assert server.access_lines() == 1300
     finally:
         server.stop()
+
+
+def test_doctor_probes_an_https_target(twload_server, certs):
+    server = twload_server("--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "key.pem"))
+    report = json.loads(run_cli("doctor", server.url, "--json").stdout)
+    assert report["target"]["reachable"] is True
+    assert report["target"]["timestamps"] is True and report["target"]["server_closes_first"] is True

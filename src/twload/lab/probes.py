@@ -16,7 +16,6 @@ import time
 from twload.engine.closing import LINGER_RST
 from twload.kernel import sockdiag
 
-IP_BIND_ADDRESS_NO_PORT = 24  # include/uapi/linux/in.h
 REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
 
 
@@ -40,13 +39,10 @@ def time_wait(dport: int | None = None, sport: int | None = None) -> int:
     return sum(1 for s in socks if (dport is None or s.dport == dport) and (sport is None or s.sport == sport))
 
 
-def exchange(host: str, port: int, source: str | None = None, timeout: float = 5.0) -> socket.socket:
-    """Connect (optionally from a source address, kernel-chosen port), send one request, read the reply."""
+def exchange(host: str, port: int, timeout: float = 5.0) -> socket.socket:
+    """Connect, send one request, read the reply."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    if source:
-        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source, 0))
     try:
         sock.connect((host, port))
         sock.sendall(REQUEST)
@@ -96,18 +92,6 @@ def reuse_delay(host: str, port: int, fill: int, limit: float) -> dict:
     return {"reused_after_s": None, "failures": failures}
 
 
-def sources(host: str, port: int, addresses: list[str], count: int) -> dict:
-    """Round-robin over source addresses (IP_BIND_ADDRESS_NO_PORT), client closes first."""
-    ok, first_error = 0, None
-    for i in range(count):
-        try:
-            exchange(host, port, source=addresses[i % len(addresses)]).close()
-            ok += 1
-        except OSError as exc:
-            first_error = first_error or {"connection": i + 1, "errno": errno.errorcode.get(exc.errno or 0, "?")}
-    return {"succeeded": ok, "first_error": first_error}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m twload.lab.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -115,14 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("time-wait")
     p.add_argument("--dport", type=int)
     p.add_argument("--sport", type=int)
-    for name in ("tw-lifetime", "reuse-delay", "sources"):
+    for name in ("tw-lifetime", "reuse-delay"):
         p = sub.add_parser(name)
         p.add_argument("host")
         p.add_argument("port", type=int)
         p.add_argument("--limit", type=float, default=70.0)
         p.add_argument("--fill", type=int, default=2)
-        p.add_argument("--addresses", default="")
-        p.add_argument("--count", type=int, default=1)
     args = parser.parse_args(argv)
     if args.probe == "counters":
         result = counters()
@@ -130,10 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         result = {"time_wait": time_wait(args.dport, args.sport)}
     elif args.probe == "tw-lifetime":
         result = tw_lifetime(args.host, args.port, args.limit)
-    elif args.probe == "reuse-delay":
-        result = reuse_delay(args.host, args.port, args.fill, args.limit)
     else:
-        result = sources(args.host, args.port, [a for a in args.addresses.split(",") if a], args.count)
+        result = reuse_delay(args.host, args.port, args.fill, args.limit)
     json.dump(result, sys.stdout)
     print()
 

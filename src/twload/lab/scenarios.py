@@ -234,17 +234,17 @@ def source_addresses() -> list[Check]:
         extra = [client.address.rsplit(".", 1)[0] + f".{n}" for n in (11, 12)]
         for address in extra:
             lab.add_address(client.netns, address, like=client.address)
-        one = probe(client, "sources", server.address, str(port_of(lab.serve(server))),
-                    "--addresses", client.address, "--count", "21")
-        three = probe(client, "sources", server.address, str(port_of(lab.serve(server))),
-                      "--addresses", ",".join([client.address, *extra]), "--count", "60")
-    first = one["first_error"] or {}
+        one, _ = twload_run(client, lab.serve(server), "-n", "21", "-c", "1", "--close", "fin",
+                            "--source", client.address)
+        three, _ = twload_run(client, lab.serve(server), "-n", "60", "-c", "1", "--close", "fin",
+                              "--source", ",".join([client.address, *extra]))
+    first = one.get("first_errors", {}).get("EADDRNOTAVAIL", {}).get("connection")
     return [
         Check("one source address, 20 ports: the 21st connection within 60 s fails", "20 ok, #21 EADDRNOTAVAIL",
-              f"{one['succeeded']} ok, #{first.get('connection')} {first.get('errno')}",
-              one["succeeded"] == 20 and first.get("connection") == 21 and first.get("errno") == "EADDRNOTAVAIL"),
-        Check("each added source address adds a whole port range (IP_BIND_ADDRESS_NO_PORT)", "3 addresses: 60 ok",
-              f"{three['succeeded']} ok", three["succeeded"] == 60),
+              f"{one['requests']} ok, first EADDRNOTAVAIL at #{first}", one["requests"] == 20 and first == 21),
+        Check("each added source address adds a whole port range (--source, IP_BIND_ADDRESS_NO_PORT)",
+              "3 addresses: 60 ok", f"{three['requests']} ok, {sum(three['errors'].values())} errors",
+              three["requests"] == 60 and three["errors"] == {}),
     ]
 
 
