@@ -25,6 +25,7 @@ from twload.results import RunFolder
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
 LATE_TICK_S = 1.5  # a second is written once every worker reported it, or this long after
+LAG_WARNING_US = 50_000  # open loop: a dispatch this late is worth a line in the summary
 
 
 class RunError(Exception):
@@ -328,6 +329,9 @@ def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dic
         block["behind"] = (f"achieved {achieved:.0f} of {target:.0f} req/s: the target, the generator or the "
                            f"connection pool (--max-connections {plan.max_connections}) could not keep up; "
                            "latency counts from the intended send times")
+    elif totals.max_lag_us > LAG_WARNING_US:
+        block["behind"] = (f"the generator fell up to {totals.max_lag_us / 1000:.0f} ms behind its schedule at "
+                           "times (a busy machine?); those requests' latency includes that wait")
     return block
 
 

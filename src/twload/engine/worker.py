@@ -26,6 +26,7 @@ from twload.plan import IP_BIND_ADDRESS_NO_PORT, MAX_HEADER_BYTES, Plan, tls_con
 perf_counter = time.perf_counter
 
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
+MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
 BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
 
@@ -365,13 +366,20 @@ class Worker:
                 conn.start(intended)
                 return
         self.due.append(intended)
-        if len(self.active) + len(self.connecting) < self.max_connections:
+        self.grow_pool()
+
+    def grow_pool(self) -> None:
+        """Open a connection for waiting requests, but not one per request: a short hiccup would
+        then start a storm of connects (each far dearer than a request) that deepens the lag."""
+        connecting = len(self.connecting)
+        if (len(self.due) > connecting and connecting < MAX_CONNECTING
+                and len(self.active) + connecting < self.max_connections):
             self.open_connection()
 
     def replenish(self) -> None:
         """A connection ended: requests still due get a new one."""
-        if self.due and not self.stopping and len(self.active) + len(self.connecting) < self.max_connections:
-            self.open_connection()
+        if self.due and not self.stopping:
+            self.grow_pool()
 
     async def scheduler(self, started: float) -> None:
         """Dispatch every request at its intended time; never wait for a response to send the next."""
