@@ -23,8 +23,11 @@ def time_wait_probe(plan: Plan):
     host, port = plan.target.address[:2]
 
     def count() -> int:
-        socks, _ = sockdiag.sockets(1 << sockdiag.TIME_WAIT)
-        return sum(1 for s in socks if s.dst == host and s.dport == port)
+        try:
+            return sockdiag.count_time_wait_to(host, port)
+        except OSError:  # no netlink here: the slower /proc reading
+            socks = sockdiag.sockets_proc()
+            return sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == host and s.dport == port)
 
     return count
 

@@ -60,3 +60,17 @@ def test_watch_table_renders(twload_server):
     proc = run_cli("watch", "--count", "1")
     assert proc.returncode == 0 and "TIME_WAIT" in proc.stdout
     assert run_cli("watch", "--dst", "nonsense").returncode == 2
+
+
+def test_kernel_filtered_time_wait_count_matches_the_full_dump(twload_server):
+    from twload.kernel import sockdiag
+
+    server = twload_server()
+    for _ in range(7):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(4096)
+        s.close()
+    socks, _ = sockdiag.sockets()
+    full = sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == "127.0.0.1" and s.dport == server.port)
+    assert sockdiag.count_time_wait_to("127.0.0.1", server.port) == full == 7

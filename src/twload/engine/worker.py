@@ -1,8 +1,10 @@
-"""One worker process: one uvloop event loop driving N connection slots.
+"""One worker process: one uvloop event loop driving the connections.
 
-Each slot loops: connect (timed), then hand the socket to a Connection protocol
-that sends requests from httptools callbacks without leaving the event loop.
-Nothing per request is allocated beyond what httptools and the histogram need.
+Closed loop (-c): N slots, each a connection that sends its next request from the
+httptools callback of the previous response, and starts its successor itself when
+it is lost. Open loop (--rate): a scheduler dispatches requests at their intended
+times to idle connections, queueing them (and growing the pool) when none is free.
+Nothing per request is allocated beyond what httptools and the counters need.
 Every second the worker sends its Interval to the supervisor and starts a new one.
 """
 
@@ -555,6 +557,9 @@ class Worker:
                     conn.transport.close()
             self.idle.clear()
         await self.drain(min(DRAIN_S, plan.timeout_s))
+        if self.due:  # open loop: due, but no connection ever became free for them
+            self.iv.errors["not_sent"] += len(self.due)
+            self.due.clear()
         for conn in list(self.active):  # what is still out after the grace is abandoned
             if conn.transport is not None:
                 conn.transport.abort()
