@@ -27,6 +27,7 @@ from twload.plan import (
     parse_header,
     parse_sources,
     parse_target,
+    tls_context,
 )
 
 app = typer.Typer(
@@ -68,7 +69,7 @@ def build_plan(
         if not open_loop:
             connections = max(1, int(max(s.target for s in staged)))
     check_sources_local(sources, target)
-    return Plan(
+    plan = Plan(
         target=target,
         url=url,
         connections=connections,
@@ -91,6 +92,9 @@ def build_plan(
         insecure=insecure,
         cacert=str(cacert) if cacert else None,
     )
+    if target.scheme == "https":
+        tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
+    return plan
 
 
 @app.command()
@@ -108,7 +112,7 @@ def run(
     connect_timeout: Annotated[str, typer.Option("--connect-timeout", help="Connect timeout.")] = "5s",
     close: Annotated[str, typer.Option("--close", help="keepalive | fin (client closes) | server (Connection: close, server closes) | rst (SO_LINGER 0).")] = "keepalive",
     rate: Annotated[float | None, typer.Option("--rate", help="Open loop: requests per second, sent on schedule whatever the responses do (latency then counts from the intended send time).")] = None,
-    stages: Annotated[str | None, typer.Option("--stages", help="Ramps, k6 style: '30s:100,1m:1000,30s:0' — of the rate with --rate/--open-loop, else of the connections.")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Ramps, k6 style: '30s:100,1m:1000,30s:0' — of the rate with --rate/--open-loop, else of the connections. Sets the duration.")] = None,
     open_loop: Annotated[bool, typer.Option("--open-loop", help="With --stages: the targets are rates.")] = False,
     max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.")] = 10_000,
     insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")] = False,
