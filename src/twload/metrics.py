@@ -24,18 +24,10 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
-class Interval:
-    """What one worker saw since its last snapshot. Mutated on the hot path.
+class Counts:
+    """The plain counters a worker's second and a run's total share."""
 
-    Latencies go into plain dicts (value -> count) first: a dict increment costs a
-    tenth of HdrHistogram.record_value in Python, and the histogram gets each
-    distinct value once per second, with its count, when the snapshot is taken.
-    """
-
-    __slots__ = (
-        "requests", "connections_opened", "bytes_in", "bytes_out",
-        "status", "errors", "latency", "connect", "first_errors", "service", "max_lag_us", "tls",
-    )
+    __slots__ = ("requests", "connections_opened", "bytes_in", "bytes_out", "status", "errors", "max_lag_us")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -44,11 +36,25 @@ class Interval:
         self.bytes_out = 0
         self.status: Counter = Counter()
         self.errors: Counter = Counter()
+        self.max_lag_us = 0  # open loop: how late the scheduler dispatched a request
+
+
+class Interval(Counts):
+    """What one worker saw since its last snapshot. Mutated on the hot path.
+
+    Latencies go into plain dicts (value -> count) first: a dict increment costs a
+    tenth of HdrHistogram.record_value in Python, and the histogram gets each
+    distinct value once per second, with its count, when the snapshot is taken.
+    """
+
+    __slots__ = ("latency", "connect", "first_errors", "service", "tls")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.latency: dict[int, int] = {}
         self.connect: dict[int, int] = {}
         self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
         self.service: dict[int, int] = {}  # open loop: from the actual send (latency is from the intended one)
-        self.max_lag_us = 0  # open loop: how late the scheduler dispatched a request
         self.tls: dict[int, int] = {}  # TLS handshake times
 
     def snapshot(self) -> dict:
@@ -74,18 +80,14 @@ def encode_counts(counts: dict[int, int]) -> bytes:
     return hist.encode()
 
 
-class Totals:
+class Totals(Counts):
     """Merged view over snapshots, from any number of workers."""
 
+    __slots__ = ("first_errors", *HISTOGRAMS)
+
     def __init__(self) -> None:
-        self.requests = 0
-        self.connections_opened = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.status: Counter = Counter()
-        self.errors: Counter = Counter()
+        super().__init__()
         self.first_errors: dict[str, dict] = {}
-        self.max_lag_us = 0
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 

@@ -38,14 +38,18 @@ def test_doctor_sees_a_server_that_never_closes(raw_peer):
     assert any(f["id"] == "server_close" and f["level"] == "warning" for f in report["findings"])
 
 
-def test_watch_counts_time_wait_per_destination(twload_server):
-    server = twload_server()
-    # five client-closed connections: five client TIME_WAIT sockets towards the server
-    for _ in range(5):
-        s = socket.create_connection(("127.0.0.1", server.port))
+def client_closes(port: int, times: int) -> None:
+    """Connections the client closes first: one client TIME_WAIT socket each."""
+    for _ in range(times):
+        s = socket.create_connection(("127.0.0.1", port))
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         s.recv(4096)
         s.close()
+
+
+def test_watch_counts_time_wait_per_destination(twload_server):
+    server = twload_server()
+    client_closes(server.port, 5)
     proc = run_cli("watch", "--dst", f"127.0.0.1:{server.port}", "--count", "2", "--interval", "100ms", "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -66,11 +70,7 @@ def test_kernel_filtered_time_wait_count_matches_the_full_dump(twload_server):
     from twload.kernel import sockdiag
 
     server = twload_server()
-    for _ in range(7):
-        s = socket.create_connection(("127.0.0.1", server.port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        s.recv(4096)
-        s.close()
+    client_closes(server.port, 7)
     socks, _ = sockdiag.sockets()
     full = sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == "127.0.0.1" and s.dport == server.port)
     assert sockdiag.count_time_wait_to("127.0.0.1", server.port) == full == 7
