@@ -56,3 +56,28 @@ def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path):
     summary = json.loads(stdout)
     assert any("died" in failure for failure in summary["worker_failures"])
     assert summary["requests"] > 0
+
+
+def test_report_rebuilds_a_killed_run_from_its_streams(twload_server, tmp_path):
+    """SIGKILL gives the supervisor no chance to write summary.json: `twload report` rebuilds it."""
+    server = twload_server()
+    out = tmp_path / "run"
+    proc, samples = start_run(server.url, "60s", out)
+    time.sleep(1.5)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    proc.kill()
+    proc.wait(timeout=10)
+    time.sleep(0.5)  # the workers follow their supervisor (PR_SET_PDEATHSIG): no orphan keeps loading
+    assert all(not os.path.exists(f"/proc/{pid}") or "spawn_main" not in open(f"/proc/{pid}/cmdline").read()
+               for pid in workers)
+    assert not (out / "summary.json").exists()
+    lines = [json.loads(line) for line in samples.read_text().splitlines()]
+    report = subprocess.run([sys.executable, "-m", "twload", "report", str(out), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    rebuilt = json.loads(report.stdout)
+    assert rebuilt["rebuilt_from_samples"] is True
+    assert rebuilt["requests"] == sum(s["requests"] for s in lines) > 0
+    assert rebuilt["latency_us"]["p50"] > 0
+    text = subprocess.run([sys.executable, "-m", "twload", "report", str(out)], capture_output=True, text=True)
+    assert "requests in" in text.stdout and "rebuilt" in text.stderr

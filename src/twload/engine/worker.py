@@ -11,7 +11,10 @@ Every second the worker sends its Interval to the supervisor and starts a new on
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import multiprocessing
+import os
 import signal
 import socket
 import ssl
@@ -30,7 +33,8 @@ perf_counter = time.perf_counter
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
-BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
+BACKOFF_S = 0.001
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h  # after a failed connect, so a refusing target does not spin a core
 
 
 def errno_name(exc: BaseException) -> str:
@@ -575,6 +579,19 @@ class Worker:
         send(tick, self.take_snapshot(), final=True, elapsed=time.monotonic() - started)
 
 
+def die_with_parent() -> None:
+    """If the supervisor is killed outright, its workers get SIGTERM instead of loading on as
+    orphans (prctl PR_SET_PDEATHSIG, Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the parent is already gone
+        os._exit(1)
+
+
 class Channel:
     """The worker's side of its link to the supervisor (a multiprocessing queue + events)."""
 
@@ -593,6 +610,7 @@ class Channel:
 def worker_main(plan, index, connections, budget, share, queue, start_event, stop_event, go_at_value) -> None:
     """Process entry point. SIGINT is the supervisor's to handle: it tells us to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
     import uvloop
 
     worker = Worker(plan, index, connections, budget, share)

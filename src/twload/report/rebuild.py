@@ -1,0 +1,50 @@
+"""A summary from a run folder's streams, for a run that never wrote summary.json (killed, crashed).
+
+samples.jsonl has the counters of every second and latency.hdr the latency histogram
+of every second, so the totals and percentiles can be rebuilt exactly; only the
+connect-time histogram (not streamed) and the sub-second duration are lost.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from hdrh.histogram import HdrHistogram
+
+from twload.metrics import new_histogram, percentiles_us
+from twload.results import LATENCY_LOG, read_samples
+
+
+def rebuild_summary(folder: Path) -> dict:
+    samples = read_samples(folder)
+    latency = new_histogram()
+    log = Path(folder) / LATENCY_LOG
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if " " in line:
+                latency.add(HdrHistogram.decode(line.split(" ", 1)[1].encode()))
+    status: Counter = Counter()
+    errors: Counter = Counter()
+    for s in samples:
+        status.update(s["status"])
+        errors.update(s["errors"])
+    requests = sum(s["requests"] for s in samples)
+    duration = float(len(samples))
+    return {
+        "url": "(unknown: rebuilt from samples)",
+        "close": "?",
+        "connections": 0,
+        "workers": 0,
+        "duration_s": duration,
+        "requests": requests,
+        "rps": round(requests / duration, 1) if duration else 0.0,
+        "status": dict(sorted(status.items())),
+        "errors": dict(sorted(errors.items())),
+        "connections_opened": sum(s["connections_opened"] for s in samples),
+        "latency_us": percentiles_us(latency),
+        "connect_us": percentiles_us(new_histogram()),
+        "bytes_in": sum(s["bytes_in"] for s in samples),
+        "bytes_out": sum(s["bytes_out"] for s in samples),
+        "rebuilt_from_samples": True,
+    }
