@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTHON ?= python3
 # Debian packages the tests use as real peers and tools (installed only when missing).
-DEBS   := nginx wrk iproute2 nftables apache2-utils hey
+DEBS   := nginx wrk iproute2 nftables procps apache2-utils hey
 
 .PHONY: demo test lint debs bench clean
 
