@@ -99,6 +99,7 @@ class Supervisor:
         self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
         self.go_at = 0.0
+        self.worker_elapsed = 0.0  # the longest a finished worker ran
         self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
         self.schedule = plan.schedule()
 
@@ -218,7 +219,6 @@ class Supervisor:
 
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
-        elapsed = 0.0
         stop_sent_at = None
         last_progress = 0.0
         while len(finished) < len(procs):
@@ -235,17 +235,9 @@ class Supervisor:
                         finished.add(index)
                 break
             try:
-                kind, index, tick, snap, worker_elapsed = messages.get(timeout=0.1)
+                self._handle(messages.get(timeout=0.1), finished)
             except queue_mod.Empty:
-                kind = None
-            if kind in ("tick", "final"):
-                self._add(index, tick, snap)
-                if kind == "final":
-                    finished.add(index)
-                    elapsed = max(elapsed, worker_elapsed)
-            elif kind == "crash":
-                self.worker_failures.append(f"worker {index} crashed: {snap['error']}")
-                finished.add(index)
+                pass
             for index, proc in enumerate(procs):
                 if index not in finished and proc.exitcode is not None:
                     self._drain(messages, finished)
@@ -259,19 +251,28 @@ class Supervisor:
         self._drain(messages, finished)
         self._flush(set(), force=True)
         self.on_progress(self.progress)
-        return elapsed or self.progress.elapsed_s
+        return self.worker_elapsed or self.progress.elapsed_s
+
+    def _handle(self, message: tuple, finished: set[int]) -> None:
+        """One worker message: a second's snapshot, its last one, or its crash."""
+        kind, index, tick, snap, worker_elapsed = message
+        if kind in ("tick", "final"):
+            self._add(index, tick, snap)
+            if kind == "final":
+                finished.add(index)
+                self.worker_elapsed = max(self.worker_elapsed, worker_elapsed)
+        elif kind == "crash":
+            self.worker_failures.append(f"worker {index} crashed: {snap['error']}")
+            finished.add(index)
 
     def _drain(self, messages, finished: set[int]) -> None:
         """Take what is already queued (a dead worker's last seconds are worth keeping)."""
         while True:
             try:
-                kind, index, tick, snap, _ = messages.get_nowait()
+                message = messages.get_nowait()
             except (queue_mod.Empty, EOFError, OSError):
                 return
-            if kind in ("tick", "final"):
-                self._add(index, tick, snap)
-                if kind == "final":
-                    finished.add(index)
+            self._handle(message, finished)
 
     def _summary(self, elapsed: float, workers: int) -> dict:
         plan = self.plan
