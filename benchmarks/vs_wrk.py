@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from twload.lab.nginx import find_nginx, nginx_config
+
 TWLOAD = [sys.executable, "-m", "twload"]
 
 
@@ -37,30 +39,14 @@ class Nginx:
     def __init__(self, workers: int, cpus: str | None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-nginx-"))
         self.port = free_port()
-        (self.dir / "nginx.conf").write_text(f"""
-worker_processes {workers};
-worker_rlimit_nofile 40000;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log crit;
-events {{ worker_connections 30000; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {self.dir};
-    proxy_temp_path {self.dir};
-    fastcgi_temp_path {self.dir};
-    uwsgi_temp_path {self.dir};
-    scgi_temp_path {self.dir};
-    server {{
-        listen 127.0.0.1:{self.port} reuseport backlog=8192;
-        location / {{ return 200 "hello from nginx\\n"; }}
-    }}
-}}
-""")
+        (self.dir / "nginx.conf").write_text(nginx_config(
+            str(self.dir), workers=workers, connections=30000, main="worker_rlimit_nofile 40000;",
+            http="access_log off; keepalive_requests 1000000;", error_level="crit",
+            server=f"listen 127.0.0.1:{self.port} reuseport backlog=8192; "
+                   'location / { return 200 "hello from nginx\\n"; }'))
         pin = ["taskset", "-c", cpus] if cpus else []
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.proc = subprocess.Popen([*pin, nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")])
+        conf = str(self.dir / "nginx.conf")
+        self.proc = subprocess.Popen([*pin, find_nginx() or "nginx", "-p", str(self.dir), "-c", conf])
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()

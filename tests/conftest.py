@@ -17,6 +17,7 @@ import pytest
 
 from twload.demo import EmbeddedServer
 from twload.engine.closing import LINGER_RST
+from twload.lab.nginx import find_nginx, nginx_config
 
 
 @pytest.fixture
@@ -106,7 +107,7 @@ def run_cli(*args: str, timeout: float = 60, cwd: str | None = None) -> subproce
     )
 
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+NGINX = find_nginx()
 
 
 class Nginx:
@@ -116,26 +117,11 @@ class Nginx:
         self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
         self.port = free_port()
         self.access_log = self.dir / "access.log"
-        (self.dir / "nginx.conf").write_text(f"""
-worker_processes {workers};
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log warn;
-events {{ worker_connections 20000; }}
-http {{
-    access_log {self.access_log};
-    client_body_temp_path {self.dir};
-    proxy_temp_path {self.dir};
-    fastcgi_temp_path {self.dir};
-    uwsgi_temp_path {self.dir};
-    scgi_temp_path {self.dir};
-    server {{
-        listen 127.0.0.1:{self.port} reuseport backlog=4096{" ssl" if tls else ""};
-        {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else ""}
-        location / {{ return 200 "hello from nginx\\n"; }}
-    }}
-}}
-""")
+        tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};' if tls else ""
+        (self.dir / "nginx.conf").write_text(nginx_config(
+            str(self.dir), workers=workers, connections=20000, http=f"access_log {self.access_log};",
+            server=f"listen 127.0.0.1:{self.port} reuseport backlog=4096{' ssl' if tls else ''}; {tls_server} "
+                   'location / { return 200 "hello from nginx\\n"; }'))
         self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10

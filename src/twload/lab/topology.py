@@ -231,33 +231,13 @@ for _ in range(200):
         time.sleep(0.05)
 """
 
-NGINX_LB = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    server {{
-        listen {listen}:80 backlog=4096;
-        location / {{ proxy_pass {backend}; }}
-    }}
-}}
-"""
-
-
 def lb(tag: str | None = None) -> Lab:
     """client ns -> load balancer ns (nginx, tcp_timestamps=0, as cloud LBs do) -> backend ns (twload serve)."""
-    import shutil
     import tempfile
 
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    from twload.lab.nginx import find_nginx, nginx_config
+
+    nginx = find_nginx()
     if nginx is None:
         raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
     lab = Lab(tag)
@@ -273,7 +253,8 @@ def lb(tag: str | None = None) -> Lab:
         workdir = tempfile.mkdtemp(prefix="twl-nginx-")
         conf = f"{workdir}/nginx.conf"
         with open(conf, "w") as fh:
-            fh.write(NGINX_LB.format(dir=workdir, listen=lb_front, backend=backend_url.rstrip("/")))
+            fh.write(nginx_config(workdir, f"listen {lb_front}:80 backlog=4096; "
+                                           f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}"))
         lab.start(balancer, nginx, "-p", workdir, "-c", conf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client.run(sys.executable, "-c", WAIT_FOR_PORT.format(host=lb_front, port=80))
         lab.url = f"http://{lb_front}/"
