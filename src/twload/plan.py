@@ -112,30 +112,24 @@ class Plan:
         rate is split evenly (Worker.share). Staged closed loop: connections follow the
         stages, split evenly too.
         """
-        if self.open_loop or self.stages:
-            workers = min(self.workers, self.max_connections)
-            if self.requests is not None:
-                workers = min(workers, self.requests)
-            per = max(1, self.max_connections // workers)
-            shares = []
-            for i in range(workers):
-                reqs = None
-                if self.requests is not None:
-                    reqs = self.requests // workers + (1 if i < self.requests % workers else 0)
-                shares.append((per, reqs))
-            return shares
-        workers = min(self.workers, self.connections)
-        if self.requests is not None:
-            workers = min(workers, self.requests)
+        scheduled = self.open_loop or bool(self.stages)
+        pool = self.max_connections if scheduled else self.connections
+        workers = min(self.workers, pool, self.requests or pool)
         shares = []
         for i in range(workers):
-            conns = self.connections // workers + (1 if i < self.connections % workers else 0)
-            reqs = None
-            if self.requests is not None:
-                reqs = self.requests // workers + (1 if i < self.requests % workers else 0)
-                conns = min(conns, reqs)
+            reqs = None if self.requests is None else _part(self.requests, workers, i)
+            if scheduled:
+                conns = max(1, pool // workers)
+            else:
+                conns = _part(pool, workers, i)
+                conns = conns if reqs is None else min(conns, reqs)
             shares.append((conns, reqs))
         return shares
+
+
+def _part(total: int, parts: int, i: int) -> int:
+    """Worker i's share of total split over parts, the remainder going to the first ones."""
+    return total // parts + (1 if i < total % parts else 0)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
