@@ -19,7 +19,7 @@ from twload import budget
 from twload.engine.closing import LINGER_RST
 from twload.kernel.sysctl import KernelFacts
 from twload.kernel.tcpinfo import tcp_info
-from twload.plan import Target
+from twload.plan import Target, is_loopback
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
@@ -247,10 +247,8 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
 
 
 def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
-    import ipaddress
-
     address, port = target.address[0], target.port
-    loopback = ipaddress.ip_address(address).is_loopback
+    loopback = is_loopback(target)
     head = f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nUser-Agent: twload-doctor\r\n"
     try:
         sock, complete, closed = _exchange(target, (head + "\r\n").encode(), timeout)
@@ -270,9 +268,3 @@ def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
         address, port, loopback, timestamps=info.timestamps, rtt_us=info.rtt_us,
         server_closes_first=closed2 if complete2 else None, keepalive=keepalive,
     )
-
-
-def as_text(findings: list[Finding]) -> str:
-    marks = {OK: "ok     ", WARNING: "warning", PROBLEM: "problem"}
-    return "\n".join(f"  {marks[f.level]}  {f.message}" for f in findings)
-

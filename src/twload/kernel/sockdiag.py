@@ -12,7 +12,6 @@ through inet_twsk_diag_fill).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import struct
 from collections import Counter
@@ -130,12 +129,3 @@ def sockets(states: int = ALL_STATES) -> tuple[list[Sock], str]:
 
 def state_counts(socks: Iterable[Sock]) -> Counter:
     return Counter(s.state for s in socks)
-
-
-def time_wait_by_destination(socks: Iterable[Sock]) -> Counter:
-    """TIME_WAIT sockets per (local address, remote address:port): one port budget each."""
-    return Counter((s.src, f"{s.dst}:{s.dport}") for s in socks if s.state == "TIME_WAIT")
-
-
-def is_loopback(address: str) -> bool:
-    return ipaddress.ip_address(address).is_loopback
