@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Table
 
 from twload.engine.closing import WHY
-from twload.engine.supervisor import Supervisor
+from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import CLOSE_STRATEGIES, Plan, parse_target
 from twload.report.text import fmt_us
-from twload.results import RunFolder, default_run_dir
+from twload.results import default_run_dir
 
 SERVE_START_TIMEOUT_S = 15.0
 
@@ -78,12 +78,7 @@ def run_strategy(close: str, duration_s: float, connections: int, workers: int, 
             target=parse_target(server.url), url=server.url, connections=connections,
             workers=workers, duration_s=duration_s, close=close,
         )
-        run_folder = RunFolder(folder / close)
-        try:
-            summary = Supervisor(plan, run_folder).run()
-            run_folder.write_summary(summary)
-        finally:
-            run_folder.close()
+        summary = run_to_folder(plan, folder / close)
         time.sleep(0.2)  # let the last FIN/ACK exchanges settle into their states
         summary["time_wait"] = time_wait_by_side(server.port)
     return summary

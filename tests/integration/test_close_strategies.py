@@ -8,18 +8,15 @@ import time
 
 import pytest
 
-from twload.engine.supervisor import Supervisor
+from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import Plan, parse_target
-from twload.results import RunFolder, read_samples, read_summary
+from twload.results import read_samples, read_summary
 
 
 def run(url, tmp_path, **kw):
     plan = Plan(target=parse_target(url), url=url, workers=kw.pop("workers", 1), **kw)
-    folder = RunFolder(tmp_path / "run")
-    summary = Supervisor(plan, folder).run()
-    folder.write_summary(summary)
-    folder.close()
+    summary = run_to_folder(plan, tmp_path / "run")
     time.sleep(0.3)  # let the closing handshakes settle into their final states
     return summary
 

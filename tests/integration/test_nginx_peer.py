@@ -4,19 +4,16 @@ import time
 
 import pytest
 
-from twload.engine.supervisor import Supervisor
+from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import Plan, parse_target
-from twload.results import RunFolder
 
 
 @pytest.mark.parametrize("close, requests", [("keepalive", 3000), ("server", 1000), ("fin", 500), ("rst", 500)])
 def test_requests_equal_access_log(nginx, tmp_path, close, requests):
     plan = Plan(target=parse_target(nginx.url), url=nginx.url, close=close, requests=requests,
                 duration_s=None, connections=8, workers=2)
-    folder = RunFolder(tmp_path / "run")
-    summary = Supervisor(plan, folder).run()
-    folder.close()
+    summary = run_to_folder(plan, tmp_path / "run")
     assert summary["errors"] == {}
     assert summary["requests"] == requests
     assert summary["status"] == {"200": requests}

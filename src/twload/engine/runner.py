@@ -9,11 +9,11 @@ from rich.console import Console
 
 from twload import preflight as pf
 from twload import thresholds as gates
-from twload.engine.supervisor import RunError, Supervisor, exit_code_for, preflight
+from twload.engine.supervisor import RunError, exit_code_for, preflight, run_to_folder
 from twload.kernel.sysctl import gather
 from twload.plan import Plan
 from twload.progress import live_progress
-from twload.results import RunFolder, default_run_dir
+from twload.results import default_run_dir
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -33,23 +33,23 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if strict:
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
-    folder = RunFolder(out or default_run_dir())
-    try:
-        with live_progress(console, show_progress) as on_progress:
-            summary = Supervisor(plan, folder, on_progress, pf.time_wait_probe(plan)).run()
+    path = out or default_run_dir()
+
+    def finish(summary: dict) -> None:
         summary["target_timestamps"] = info.timestamps
         summary["budget"] = pf.budget_block(budget)
         if "EADDRNOTAVAIL" in summary["errors"]:
             summary["advice"] = pf.advice(plan, kernel, info.timestamps)
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
-        folder.write_summary(summary)
+
+    try:
+        with live_progress(console, show_progress) as on_progress:
+            summary = run_to_folder(plan, path, on_progress, pf.time_wait_probe(plan), finish)
     except RunError as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    finally:
-        folder.close()
     code = exit_code_for(summary)
     if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
         code = EXIT_THRESHOLD
-    return summary, folder.path, code
+    return summary, Path(path), code

@@ -14,6 +14,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from twload.engine.closing import LINGER_RST
 from twload.engine.worker import errno_name, worker_main
@@ -310,6 +311,19 @@ class Supervisor:
         if self.time_wait_probe is not None:
             summary["time_wait_peak"] = self.progress.time_wait_peak
         return summary
+
+
+def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None) -> dict:
+    """Run a plan into a run folder and write its summary; `finish` may add to it first."""
+    folder = RunFolder(path)
+    try:
+        summary = Supervisor(plan, folder, on_progress, time_wait_probe).run()
+        if finish is not None:
+            finish(summary)
+        folder.write_summary(summary)
+    finally:
+        folder.close()
+    return summary
 
 
 def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dict:
