@@ -41,10 +41,12 @@ def loop():
 
 
 def make_conn(loop, close="keepalive", requests=1, method="GET"):
+    """requests=None: a run bound by its duration, whose kept-alive connections run free."""
     plan = Plan(target=parse_target("http://127.0.0.1:9/"), url="http://127.0.0.1:9/",
-                close=close, requests=requests, duration_s=None, method=method)
+                close=close, requests=requests, duration_s=None if requests else 1.0, method=method)
     worker = Worker(plan, 0, 1, requests)
     worker.loop = loop
+    worker.follow_plan()
     assert worker.take()  # the slot takes the first request's token before connecting
     conn = worker.connection_class(worker)
     transport = RecordingTransport()
@@ -127,6 +129,31 @@ def test_oversized_head_is_counted(loop):
     assert transport.closed == "abort"
 
 
+@settings(max_examples=60, deadline=None)
+@given(cuts=cuts)
+def test_free_running_keepalive_any_split(loop, cuts):
+    worker, conn, transport = make_conn(loop, requests=None)
+    assert worker.free_run
+    feed(conn, CL + CHUNKED + CL, cuts)
+    assert worker.iv.requests == 3 and not worker.iv.errors
+    assert transport.written == [worker.request] * 4  # the first request, then one per response
+    assert len(worker.iv.latency) == 3
+    assert worker.iv.snapshot()["status"] == {200: 2, 201: 1}
+    worker.stop()  # the run ends: the response in flight is the connection's last
+    conn.data_received(CL)
+    assert worker.iv.requests == 4 and len(transport.written) == 4
+    assert transport.closed == "close"
+
+
+def test_oversized_head_completed_in_a_later_read_is_counted(loop):
+    worker, conn, transport = make_conn(loop, requests=None)
+    filler = b"X-Filler: " + b"a" * (MAX_HEADER_BYTES - 200) + b"\r\n"
+    conn.data_received(b"HTTP/1.1 200 OK\r\n" + filler)
+    conn.data_received(b"X-More: " + b"b" * 300 + b"\r\nContent-Length: 0\r\n\r\n")
+    assert worker.iv.errors == {"response_head_too_large": 1}
+    assert worker.iv.requests == 0 and transport.closed == "abort"
+
+
 def test_keepalive_sends_next_request_until_budget(loop):
     worker, conn, transport = make_conn(loop, requests=3)
     for _ in range(3):
@@ -153,7 +180,7 @@ def test_status_codes_counted(loop):
     worker, conn, _ = make_conn(loop, requests=2)
     conn.data_received(CL)
     conn.data_received(CL.replace(b"200 OK", b"503 Service Unavailable"))
-    assert dict(worker.iv.status) == {200: 1, 503: 1}
+    assert worker.iv.snapshot()["status"] == {200: 1, 503: 1}
 
 
 def test_request_bytes():

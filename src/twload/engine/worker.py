@@ -28,7 +28,9 @@ from twload.engine.http1 import build_request, head_declares_length
 from twload.metrics import Interval
 from twload.plan import IP_BIND_ADDRESS_NO_PORT, MAX_HEADER_BYTES, Plan, tls_context
 
-perf_counter = time.perf_counter
+# Times on the hot path are integer nanoseconds: (now - sent) // 1000 is a cheaper µs than
+# int((now - sent) * 1e6) on floats (callgrind: about 1,100 against 1,700 instructions).
+clock_ns = time.perf_counter_ns
 
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
@@ -57,7 +59,7 @@ class Connection(asyncio.Protocol):
         self.w = w
         self.transport = None
         self.parser = httptools.HttpResponseParser(self)
-        self.sent_at = 0.0
+        self.sent_at = 0  # clock_ns() of the request in flight
         self.in_flight = False  # a request is out and its response (or EOF) is awaited
         self.awaiting_eof = False  # response done, waiting for the server's FIN
         self.head = b""  # only kept for responses that take more than one read
@@ -65,9 +67,9 @@ class Connection(asyncio.Protocol):
         self.completed = 0  # responses completed on this connection
         self.sent = 0  # requests written on this connection
         self.asked_close = False  # the request in flight carries Connection: close
-        self.intended = 0.0  # open loop: when the request in flight was due (0: closed loop)
+        self.intended = 0  # open loop: clock_ns() when the request in flight was due (0: closed loop)
         self.retired = False  # staged closed loop: its slot ends with it
-        self.tls_started = 0.0  # TLS: when the TCP connect was done and the handshake began
+        self.tls_started = 0  # TLS: when the TCP connect was done and the handshake began
         self.failed = False
         self.connect_timed_out = False
 
@@ -78,13 +80,10 @@ class Connection(asyncio.Protocol):
         if started is not None:
             iv = w.iv
             iv.connections_opened += 1
-            now = perf_counter()
-            tcp_done = self.tls_started or now
-            us = int((tcp_done - started[0]) * 1_000_000)
-            iv.connect[us] = iv.connect.get(us, 0) + 1
+            now = clock_ns()
+            iv.connect.append(((self.tls_started or now) - started[0]) // 1000)
             if self.tls_started:  # TLS: the handshake apart from the TCP connect
-                us = int((now - self.tls_started) * 1_000_000)
-                iv.tls[us] = iv.tls.get(us, 0) + 1
+                iv.tls.append((now - self.tls_started) // 1000)
         self.transport = transport
         if w.plan.close == "rst":
             closing.set_rst_on_close(transport.get_extra_info("socket"))
@@ -95,9 +94,10 @@ class Connection(asyncio.Protocol):
             self._send()
 
     def data_received(self, data: bytes) -> None:
-        w = self.w
-        w.iv.bytes_in += len(data)
-        if not self.headers_done and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data):
+        self.w.iv.bytes_in += len(data)
+        # The head is capped. On the hot path the head is empty and the read small: two tests.
+        if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
+                and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
         completed = self.completed
         try:
@@ -150,27 +150,33 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
-        if not self.in_flight or self.awaiting_eof:
+        if self.awaiting_eof or not self.in_flight:
             return
+        now = clock_ns()
         w = self.w
-        now = perf_counter()
-        self.completed += 1
         iv = w.iv
         iv.requests += 1
-        status = iv.status
-        code = self.parser.get_status_code()
-        status[code] = status.get(code, 0) + 1
+        self.completed += 1
         # open loop: from the intended send time (free of coordinated omission); closed: from the send
-        us = int((now - (self.intended or self.sent_at)) * 1_000_000)
-        latency = iv.latency
-        latency[us] = latency.get(us, 0) + 1
-        if self.intended:
-            service = iv.service
-            us = int((now - self.sent_at) * 1_000_000)
-            service[us] = service.get(us, 0) + 1
+        iv.latency.append((now - (self.intended or self.sent_at)) // 1000)
+        parser = self.parser
+        iv.status.append(parser.get_status_code())
         if self.headers_done:
             self.headers_done = False
             self.head = b""
+        if w.free_run and parser.should_keep_alive():
+            # the hot keep-alive path: the same request bytes again, nothing else to decide
+            self.sent_at = now
+            self.transport.write(w.request)
+            iv.bytes_out += w.request_len
+            return
+        self._next(now)
+
+    def _next(self, now: int) -> None:
+        """After a response, off the hot path: send again, hand the connection back, or end it."""
+        w = self.w
+        if self.intended:
+            w.iv.service.append((now - self.sent_at) // 1000)
         keep = self.parser.should_keep_alive()
         limit = w.per_connection
         if keep and not self.asked_close and (limit is None or self.completed < limit):
@@ -181,15 +187,11 @@ class Connection(asyncio.Protocol):
             if (w.retire and w.claim_retirement(self)) or not w.take():
                 return self._end(keep, now)
             self.sent_at = now
-            if limit is None:  # the hot keep-alive path: same bytes every time
-                self.transport.write(w.request)
-                iv.bytes_out += w.request_len
-            else:
-                self._write_request()
+            self._write_request()
             return
         self._end(keep, now)
 
-    def _end(self, keep: bool, now: float) -> None:
+    def _end(self, keep: bool, now: int) -> None:
         """No more requests on this connection: close it the way the strategy says."""
         self.in_flight = False
         close = self.w.close
@@ -209,13 +211,13 @@ class Connection(asyncio.Protocol):
             self.transport.close()  # out of requests on a kept-alive connection: the client closes
 
     # -- helpers -------------------------------------------------------------
-    def start(self, intended: float) -> None:
+    def start(self, intended: int) -> None:
         """Open loop: send the request that was due at `intended`."""
         self.intended = intended
         self._send()
 
     def _send(self) -> None:
-        self.sent_at = perf_counter()
+        self.sent_at = clock_ns()
         self.in_flight = True
         self._write_request()
 
@@ -272,12 +274,15 @@ class Worker:
         self.tls = tls_context(plan) if plan.target.scheme == "https" else None
         self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
+        # No budget, stages, open loop or per-connection limit, and not stopping: a kept-alive
+        # response is simply followed by the next request (Connection.on_message_complete).
+        self.free_run = False
         self.live_slots = 0
         self.retire = 0  # closed-loop stages: slots to end as their connections finish
         self.schedule = None  # set by run(): the rate (open loop) or connections (staged closed loop)
         # open loop (wrk2 / vegeta): requests are due at times that never wait for responses
         self.open_loop = plan.open_loop
-        self.due: deque[float] = deque()  # intended send times waiting for a connection
+        self.due: deque[int] = deque()  # intended send times (clock_ns) waiting for a connection
         self.idle: list[Connection] = []
         self.max_connections = connections  # open loop: this worker's share of --max-connections
         self.scheduled_all = False
@@ -292,6 +297,16 @@ class Worker:
         if name not in self.first_errors:  # when and at which connection it first happened
             self.first_errors[name] = [self.attempts, round(time.monotonic() - self.started, 6)]
             self.iv.first_errors[name] = self.first_errors[name]
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.free_run = False
+
+    def follow_plan(self) -> None:
+        """The schedule this worker follows, and whether its connections may run free."""
+        self.schedule = self.plan.schedule(self.share)
+        self.free_run = (self.schedule is None and not self.open_loop and self.remaining is None
+                         and self.per_connection is None and not self.stopping)
 
     def take(self) -> bool:
         """Claim the right to send one more request."""
@@ -328,7 +343,7 @@ class Worker:
         self.attempts += 1
         conn = self.connection_class(self)
         task = self.loop.create_task(self._connect(conn))
-        self.connecting[conn] = (perf_counter(), task)
+        self.connecting[conn] = (clock_ns(), task)
 
     def set_slots(self, target: int) -> None:
         """Closed-loop stages: grow or shrink the number of connection slots towards target."""
@@ -363,9 +378,9 @@ class Worker:
         elif not self.stopping:
             self.idle.append(conn)
         else:
-            conn._end(True, perf_counter())
+            conn._end(True, clock_ns())
 
-    def dispatch(self, intended: float) -> None:
+    def dispatch(self, intended: int) -> None:
         while self.idle:
             conn = self.idle.pop()
             if conn.transport is not None and not conn.transport.is_closing():
@@ -387,13 +402,13 @@ class Worker:
         if self.due and not self.stopping:
             self.grow_pool()
 
-    async def scheduler(self, started: float) -> None:
+    async def scheduler(self, started: int) -> None:
         """Dispatch every request at its intended time; never wait for a response to send the next."""
         schedule = self.schedule
         k = 0
         due_at = schedule.send_time(0)
         while due_at is not None and not self.stopping:
-            now = perf_counter() - started
+            now = (clock_ns() - started) / 1e9
             while due_at is not None and due_at <= now:
                 if not self.take():
                     due_at = None
@@ -401,12 +416,12 @@ class Worker:
                 lag_us = int((now - due_at) * 1_000_000)
                 if lag_us > self.iv.max_lag_us:
                     self.iv.max_lag_us = lag_us
-                self.dispatch(started + due_at)
+                self.dispatch(started + int(due_at * 1e9))
                 k += 1
                 due_at = schedule.send_time(k)
             if due_at is None:
                 break
-            await asyncio.sleep(max(0.0, due_at - (perf_counter() - started)))
+            await asyncio.sleep(max(0.0, due_at - (clock_ns() - started) / 1e9))
         self.scheduled_all = True
 
     def open_loop_done(self) -> bool:
@@ -428,7 +443,7 @@ class Worker:
                 self.count_error("connect_timeout")
                 self.connect_failed(0.0)
             else:  # shutting down
-                self.stopping = True
+                self.stop()
                 if not self.open_loop:
                     self.start_slot()
             return
@@ -479,7 +494,7 @@ class Worker:
             if self.tls is None:
                 await self.loop.create_connection(lambda: conn, sock=sock)
             else:
-                conn.tls_started = perf_counter()
+                conn.tls_started = clock_ns()
                 await self.loop.create_connection(lambda: conn, sock=sock, ssl=self.tls,
                                                   server_hostname=target.host)
         except BaseException:
@@ -487,13 +502,13 @@ class Worker:
             raise
 
     def sweep_timeouts(self) -> None:
-        now = time.perf_counter()
-        connect_limit = self.plan.connect_timeout_s
+        now = clock_ns()
+        connect_limit = self.plan.connect_timeout_s * 1e9
         for conn, (started, task) in list(self.connecting.items()):
             if now - started > connect_limit and not conn.connect_timed_out:
                 conn.connect_timed_out = True
                 task.cancel()
-        limit = self.plan.timeout_s
+        limit = self.plan.timeout_s * 1e9
         for conn in list(self.active):
             if conn.in_flight and now - conn.sent_at > limit:
                 conn._fail("no_server_close" if conn.awaiting_eof else "timeout")
@@ -526,10 +541,10 @@ class Worker:
         self.started = started = time.monotonic()
         deadline = started + plan.duration_s if plan.duration_s else float("inf")
         self.all_done = all_done = self.loop.create_future()
-        self.schedule = plan.schedule(self.share)
+        self.follow_plan()
         scheduler = None
         if self.open_loop:
-            scheduler = self.loop.create_task(self.scheduler(perf_counter()))
+            scheduler = self.loop.create_task(self.scheduler(clock_ns()))
         elif self.schedule is not None:
             self.set_slots(round(self.schedule.value(0.0)))
         else:
@@ -553,7 +568,7 @@ class Worker:
                 tick += 1
             if now >= deadline or send.should_stop():
                 break
-        self.stopping = True  # no new requests; each connection closes as its strategy says
+        self.stop()  # no new requests; each connection closes as its strategy says
         if scheduler is not None:
             scheduler.cancel()
             for conn in self.idle:
