@@ -70,6 +70,7 @@ class Interval(Counts):
             "errors": dict(self.errors),
             "first_errors": self.first_errors,
             "max_lag_us": self.max_lag_us,
+            "sums_us": {name: sum(getattr(self, name)) for name in HISTOGRAMS},  # exact means, cheaply
         } | {name: encode_counts(Counter(getattr(self, name))) for name in HISTOGRAMS}
 
 
@@ -86,11 +87,12 @@ def encode_counts(counts: dict[int, int]) -> bytes:
 class Totals(Counts):
     """Merged view over snapshots, from any number of workers."""
 
-    __slots__ = ("first_errors", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
         self.first_errors: dict[str, dict] = {}
+        self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -101,6 +103,7 @@ class Totals(Counts):
         self.bytes_out += snap["bytes_out"]
         self.status.update(snap["status"])
         self.errors.update(snap["errors"])
+        self.sums_us.update(snap.get("sums_us", {}))
         for name in HISTOGRAMS:
             if snap.get(name):
                 getattr(self, name).decode_and_add(snap[name])
@@ -115,11 +118,19 @@ class Totals(Counts):
         return sum(self.errors.values())
 
 
-def percentiles_us(hist: HdrHistogram) -> dict:
-    """The summary's percentile block; zeros when nothing was recorded."""
-    if hist.get_total_count() == 0:
+def percentiles_us(hist: HdrHistogram, total_us: int | None = None) -> dict:
+    """The summary's percentile block; zeros when nothing was recorded.
+
+    The percentiles come from one pass over the counts. The mean is total_us / count
+    when the sum of the values is known; HdrHistogram.get_mean_value walks every
+    recorded value in Python (about 50 ms for a busy second), so it is only the
+    fallback, for runs rebuilt from their samples.
+    """
+    count = hist.get_total_count()
+    if count == 0:
         return {name: 0 for name, _ in PERCENTILES} | {"max": 0, "mean": 0.0}
-    out = {name: hist.get_value_at_percentile(p) for name, p in PERCENTILES}
+    values = hist.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+    out = {name: values[p] for name, p in PERCENTILES}
     out["max"] = hist.get_max_value()
-    out["mean"] = round(hist.get_mean_value(), 1)
+    out["mean"] = round(total_us / count if total_us is not None else hist.get_mean_value(), 1)
     return out

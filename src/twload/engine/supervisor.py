@@ -135,7 +135,7 @@ class Supervisor:
             merged.add(snap)
         # Every second is whole but the last one of a run, which ends when the run does.
         span = min(1.0, max(0.001, time.monotonic() - self.go_at - (tick - 1)))
-        lat = percentiles_us(merged.latency)
+        lat = percentiles_us(merged.latency, merged.sums_us["latency"])
         sample = {
             "t": tick,
             "requests": merged.requests,
@@ -289,8 +289,8 @@ class Supervisor:
             "status": {str(k): v for k, v in sorted(totals.status.items())},
             "errors": dict(sorted(totals.errors.items())),
             "connections_opened": totals.connections_opened,
-            "latency_us": percentiles_us(totals.latency),
-            "connect_us": percentiles_us(totals.connect),
+            "latency_us": percentiles_us(totals.latency, totals.sums_us["latency"]),
+            "connect_us": percentiles_us(totals.connect, totals.sums_us["connect"]),
             "bytes_in": totals.bytes_in,
             "bytes_out": totals.bytes_out,
         }
@@ -307,7 +307,7 @@ class Supervisor:
         if plan.open_loop:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
         if plan.target.scheme == "https":
-            summary["tls_handshake_us"] = percentiles_us(totals.tls)
+            summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
         if self.time_wait_probe is not None:
             summary["time_wait_peak"] = self.progress.time_wait_peak
         return summary
@@ -337,7 +337,7 @@ def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dic
     block = {
         "rate_target": round(target, 1),
         "rate_achieved": round(achieved, 1),
-        "service_us": percentiles_us(totals.service),
+        "service_us": percentiles_us(totals.service, totals.sums_us["service"]),
         "max_lag_us": totals.max_lag_us,
     }
     if achieved < 0.99 * target:
