@@ -1,12 +1,14 @@
 """twload against wrk (and ab, hey when installed), side by side, against one nginx.
 
 Prints req/s, generator CPU time per request (user + sys) and the ratio twload / wrk,
+and the same for py-floor, the least a uvloop + httptools client can do
+(benchmarks/floor_client.py), which shows how much of the gap is twload's own,
 for keep-alive and short connections (wrk: `Connection: close`; twload: --close server),
 with 1 process (generator and nginx pinned to different cores) and with 2. Then the
 generator's memory per open connection with 10,000 connections.
 
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
-    python benchmarks/vs_wrk.py [--duration 5] [--repeat 1] [--only keepalive|short]
+    python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--no-memory]
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ def twload(url, conns, workers, secs, close, pin):
     return summary["rps"], summary["requests"], cpu
 
 
+def floor(url, conns, secs, close, pin):
+    """The minimal uvloop + httptools client (benchmarks/floor_client.py): Python's floor."""
+    here = Path(__file__).with_name("floor_client.py")
+    cmd = [*pin, sys.executable, str(here), url, "--connections", str(conns), "--duration", str(secs)]
+    out, cpu = timed(cmd + (["--close"] if close else []))
+    rps = float(out.strip() or 0)
+    return rps, int(rps * secs), cpu
+
+
 def ab(url, conns, secs, close, pin):
     if not shutil.which("ab"):
         return None
@@ -113,33 +124,52 @@ def hey(url, conns, secs, close, pin):
 
 def row(name, result):
     if result is None:
-        return f"  {name:<10} (not installed)"
+        return f"  {name:<10} (not run)"
     rps, done, cpu = result
     per = f"{cpu / done * 1e6:8.1f}" if done else "     n/a"
     return f"  {name:<10} {rps:>11.0f} req/s   {per} us CPU/req"
 
 
-def compare(duration: int, only: str | None) -> None:
+def median_run(runs):
+    """The run with the median req/s (runs of one tool, alternated with the others')."""
+    runs = [r for r in runs if r is not None]
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2] if runs else None
+
+
+def compare(duration: int, only: str | None, repeat: int) -> None:
     cases = [("keepalive", False), ("short", True)]
     for procs in (1, 2):
         nginx = Nginx(workers=procs, cpus="1" if procs == 1 else None)
         pin = ["taskset", "-c", "0"] if procs == 1 else []
+        one = procs == 1
         try:
             for label, close in cases:
                 if only and only != label:
                     continue
                 conns = 50
-                print(f"\n{label}, {procs} process(es), {conns} connections, {duration}s"
-                      + (" (generator on core 0, nginx on core 1)" if procs == 1 else ""))
-                w = wrk(nginx.url, conns, procs, duration, close, pin)
-                t = twload(nginx.url, conns, procs, duration, close, pin)
-                results = {"wrk": w, "twload": t, "ab": ab(nginx.url, conns, duration, close, pin) if procs == 1
-                           else None, "hey": hey(nginx.url, conns, duration, close, pin)}
+                print(f"\n{label}, {procs} process(es), {conns} connections, {duration}s, median of {repeat}"
+                      + (" (generator on core 0, nginx on core 1)" if one else ""))
+                url = nginx.url
+                tools = {  # name -> (function, its arguments); None: not run in this case
+                    "wrk": (wrk, (url, conns, procs, duration, close, pin)),
+                    "twload": (twload, (url, conns, procs, duration, close, pin)),
+                    "py-floor": (floor, (url, conns, duration, close, pin)) if one else None,
+                    "ab": (ab, (url, conns, duration, close, pin)) if one else None,
+                    "hey": (hey, (url, conns, duration, close, pin)),
+                }
+                runs = {name: [] for name in tools}
+                for _ in range(repeat):  # alternate, so a noisy minute hits every tool alike
+                    for name, tool in tools.items():
+                        runs[name].append(tool[0](*tool[1]) if tool else None)
+                results = {name: median_run(r) for name, r in runs.items()}
                 for name, result in results.items():
                     print(row(name, result))
-                if w[0]:
-                    print(f"  ratio twload / wrk: {t[0] / w[0]:.2f}x req/s,"
-                          f" {(t[2] / max(t[1], 1)) / (w[2] / max(w[1], 1)):.2f}x CPU per request")
+                w = results["wrk"]
+                for name in ("twload", "py-floor"):
+                    t = results[name]
+                    if w and w[0] and t:
+                        print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
+                              f" {(t[2] / max(t[1], 1)) / (w[2] / max(w[1], 1)):.2f}x CPU per request")
         finally:
             nginx.stop()
 
@@ -179,12 +209,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--only", choices=["keepalive", "short"])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per tool, alternated; the median is shown")
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"benchmark needs {tool} (make bench installs the Debian packages)")
-    compare(args.duration, args.only)
+    compare(args.duration, args.only, args.repeat)
     if not args.no_memory:
         memory()
 
