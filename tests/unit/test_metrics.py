@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twload.metrics import PERCENTILES, HIGHEST_US, Interval, Totals, new_histogram, percentiles_us
+from twload.metrics import HIGHEST_US, PERCENTILES, Interval, Totals, new_histogram, percentiles_us
 
 latencies = st.lists(st.integers(0, HIGHEST_US), min_size=1, max_size=300)
 
