@@ -620,38 +620,40 @@ def calm_garbage_collector() -> None:
 
 
 class Channel:
-    """The worker's side of its link to the supervisor (a multiprocessing queue + events)."""
+    """The worker's side of its link to the supervisor (its pipe to the Inbox, and events)."""
 
-    def __init__(self, index: int, queue, stop_event) -> None:
+    def __init__(self, index: int, pipe, stop_event) -> None:
         self.index = index
-        self.queue = queue
+        self.pipe = pipe
         self.stop_event = stop_event
 
     def __call__(self, tick: int, snapshot: dict, final: bool = False, elapsed: float = 0.0) -> None:
-        self.queue.put(("final" if final else "tick", self.index, tick, snapshot, elapsed))
+        self.pipe.send(("final" if final else "tick", self.index, tick, snapshot, elapsed))
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
 
 
-def worker_main(plan, index, connections, budget, share, queue, start_event, stop_event, go_at_value) -> None:
+def worker_main(plan, index, connections, budget, share, pipe, start_event, stop_event, go_at_value) -> None:
     """Process entry point. SIGINT is the supervisor's to handle: it tells us to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     import uvloop
 
     worker = Worker(plan, index, connections, budget, share)
-    channel = Channel(index, queue, stop_event)
+    channel = Channel(index, pipe, stop_event)
     calm_garbage_collector()
-    queue.put(("ready", index, 0, None, 0.0))
+    pipe.send(("ready", index, 0, None, 0.0))
     start_event.wait()
     if stop_event.is_set():
         return
     try:
         uvloop.run(worker.run(go_at_value.value, channel))
     except BaseException as exc:  # report, then die: the supervisor keeps the others
-        queue.put(("crash", index, 0, {"error": f"{type(exc).__name__}: {exc}"}, 0.0))
+        try:
+            pipe.send(("crash", index, 0, {"error": f"{type(exc).__name__}: {exc}"}, 0.0))
+        except OSError:
+            pass  # the supervisor is gone too
         raise
     finally:
-        queue.close()
-        queue.join_thread()
+        pipe.close()
