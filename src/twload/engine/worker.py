@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
-import gc
 import multiprocessing
 import os
 import signal
@@ -37,7 +36,6 @@ SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
 BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
-GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython's default: 700)
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
 
@@ -609,16 +607,6 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def calm_garbage_collector() -> None:
-    """Every connection allocates a dozen tracked objects (task, futures, transport, parser),
-    so short connections run the collector every 60 connections, and each pass also walks
-    what the imports left. Freeze that heap out of its reach and collect young objects less often.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-
-
 class Channel:
     """The worker's side of its link to the supervisor (its pipe to the Inbox, and events)."""
 
@@ -642,7 +630,6 @@ def worker_main(plan, index, connections, budget, share, pipe, start_event, stop
 
     worker = Worker(plan, index, connections, budget, share)
     channel = Channel(index, pipe, stop_event)
-    calm_garbage_collector()
     pipe.send(("ready", index, 0, None, 0.0))
     start_event.wait()
     if stop_event.is_set():
