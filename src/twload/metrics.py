@@ -17,6 +17,7 @@ SIGNIFICANT_DIGITS = 3
 # latency: from the (intended) send; connect: TCP connect; service: from the actual send (open
 # loop); tls: the handshake. Recorded as value -> count dicts, merged as HdrHistograms.
 HISTOGRAMS = ("latency", "connect", "service", "tls")
+RECORDED = ("status", *HISTOGRAMS)  # what the hot path appends to lists (Interval)
 PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -44,12 +45,13 @@ class Interval(Counts):
 
     Latencies (µs) and status codes are appended to plain lists: list.append is the
     cheapest record Python has (measured with callgrind: about a third of a dict
-    increment, and HdrHistogram.record_value costs ten times that). They are counted
-    once a second, in C by collections.Counter, when the snapshot is taken, and the
-    histogram gets each distinct value once, with its count.
+    increment, and HdrHistogram.record_value costs ten times that). fold() counts them
+    in C with collections.Counter and empties the lists; the worker calls it ten times
+    a second, so the lists never hold more than a tenth of a second of responses. The
+    histogram gets each distinct value once, with its count, at the snapshot.
     """
 
-    __slots__ = ("latency", "connect", "first_errors", "service", "tls")
+    __slots__ = ("latency", "connect", "first_errors", "service", "tls", "counted", "sums_us")
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,19 +61,32 @@ class Interval(Counts):
         self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
         self.service: list[int] = []  # open loop: from the actual send (latency is from the intended one)
         self.tls: list[int] = []  # TLS handshake times
+        self.counted: dict[str, Counter] = {name: Counter() for name in RECORDED}  # what fold() took
+        self.sums_us: dict[str, int] = dict.fromkeys(HISTOGRAMS, 0)  # for exact means
+
+    def fold(self) -> None:
+        """Count what the hot path appended and empty the lists (the same list objects)."""
+        for name in RECORDED:
+            values = getattr(self, name)
+            if values:
+                self.counted[name].update(values)
+                if name in self.sums_us:
+                    self.sums_us[name] += sum(values)
+                values.clear()
 
     def snapshot(self) -> dict:
+        self.fold()
         return {
             "requests": self.requests,
             "connections_opened": self.connections_opened,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "status": dict(Counter(self.status)),
+            "status": dict(self.counted["status"]),
             "errors": dict(self.errors),
             "first_errors": self.first_errors,
             "max_lag_us": self.max_lag_us,
-            "sums_us": {name: sum(getattr(self, name)) for name in HISTOGRAMS},  # exact means, cheaply
-        } | {name: encode_counts(Counter(getattr(self, name))) for name in HISTOGRAMS}
+            "sums_us": dict(self.sums_us),
+        } | {name: encode_counts(self.counted[name]) for name in HISTOGRAMS}
 
 
 def encode_counts(counts: dict[int, int]) -> bytes:

@@ -21,14 +21,20 @@ def test_percentiles_in_one_pass_match_hdrhistogram(values):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seconds=st.lists(st.tuples(latencies, st.lists(st.sampled_from([200, 404, 503]))), min_size=1, max_size=4))
+@given(seconds=st.lists(st.tuples(latencies, st.lists(st.sampled_from([200, 404, 503])), st.integers(0, 300)),
+                        min_size=1, max_size=4))
 def test_snapshots_merge_into_exact_totals(seconds):
     totals = Totals()
     everything, statuses = [], []
-    for values, codes in seconds:
+    for values, codes, fold_at in seconds:
         iv = Interval()
-        iv.latency.extend(values)
-        iv.status.extend(codes)
+        latency_list = iv.latency
+        iv.latency.extend(values[:fold_at])
+        iv.status.extend(codes[:fold_at])
+        iv.fold()  # the worker's sweep, part way through a second
+        assert not iv.latency and iv.latency is latency_list
+        iv.latency.extend(values[fold_at:])
+        iv.status.extend(codes[fold_at:])
         totals.add(iv.snapshot())
         everything += values
         statuses += codes

@@ -559,6 +559,7 @@ class Worker:
                 pass
             now = time.monotonic()
             self.sweep_timeouts()
+            self.iv.fold()  # keeps the per-response lists short: memory stays flat under load
             if self.schedule is not None and not self.open_loop:
                 self.set_slots(round(self.schedule.value(now - started)))
             if self.open_loop and self.open_loop_done():
