@@ -191,7 +191,8 @@ def serve(options: ServeOptions, announce=print) -> int:
     ctx = mp.get_context("fork")
     counts = ctx.RawArray("q", options.workers)
     options.tls_context()  # a bad certificate or key fails here, before any worker starts
-    url = f"{'https' if options.tls_cert else 'http'}://{options.host}:{port}/"
+    host = f"[{options.host}]" if ":" in options.host else options.host  # an IPv6 literal (RFC 3986)
+    url = f"{'https' if options.tls_cert else 'http'}://{host}:{port}/"
     if options.workers == 1:
         async def main() -> None:
             stop = asyncio.Event()

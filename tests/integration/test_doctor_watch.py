@@ -3,6 +3,8 @@
 import json
 import socket
 
+import pytest
+
 from tests.conftest import free_port, run_cli
 
 
@@ -74,3 +76,22 @@ def test_kernel_filtered_time_wait_count_matches_the_full_dump(twload_server):
     socks, _ = sockdiag.sockets()
     full = sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == "127.0.0.1" and s.dport == server.port)
     assert sockdiag.count_time_wait_to("127.0.0.1", server.port) == full == 7
+
+
+def test_ipv6_target_time_wait_is_counted(twload_server, tmp_path):
+    """An IPv6 loopback target: serve prints a bracketed URL, run connects to it, and the
+    client TIME_WAIT it leaves is counted by the kernel-filtered netlink dump (AF_INET6)."""
+    from twload.kernel import sockdiag
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    server = twload_server("--host", "::1")
+    assert server.url.startswith("http://[::1]:")
+    proc = run_cli("run", server.url, "-c", "3", "-n", "12", "--close", "fin", "--json", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"] == 12 and not summary["errors"]
+    assert summary["time_wait_peak"] == 12  # fin: one client TIME_WAIT per connection
+    socks, _ = sockdiag.sockets()
+    full = sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == "::1" and s.dport == server.port)
+    assert sockdiag.count_time_wait_to("::1", server.port) == full == 12
