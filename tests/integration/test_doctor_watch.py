@@ -84,7 +84,8 @@ def test_ipv6_target_time_wait_is_counted(twload_server, tmp_path):
     from twload.kernel import sockdiag
 
     try:
-        socket.socket(socket.AF_INET6).bind(("::1", 0))
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
     except OSError as exc:
         pytest.skip(f"no IPv6 loopback here: {exc}")
     server = twload_server("--host", "::1")
