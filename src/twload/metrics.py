@@ -15,7 +15,7 @@ LOWEST_US = 1
 HIGHEST_US = 60_000_000  # 60 s: any longer wait is a timeout anyway
 SIGNIFICANT_DIGITS = 3
 # latency: from the (intended) send; connect: TCP connect; service: from the actual send (open
-# loop); tls: the handshake. Recorded as value -> count dicts, merged as HdrHistograms.
+# loop); tls: the handshake. Appended to lists on the hot path (Interval), merged as HdrHistograms.
 HISTOGRAMS = ("latency", "connect", "service", "tls")
 RECORDED = ("status", *HISTOGRAMS)  # what the hot path appends to lists (Interval)
 PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
