@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from twload.demo import EmbeddedServer
-from twload.engine.closing import LINGER_RST
+from twload.engine.strategies import LINGER_RST
 from twload.lab.nginx import find_nginx, nginx_config
+from twload.serve.embedded import EmbeddedServer
 
 
 @pytest.fixture

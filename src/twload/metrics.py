@@ -7,6 +7,7 @@ merge, stream to disk, and keep what a dying worker already reported.
 
 from __future__ import annotations
 
+import errno
 from collections import Counter
 
 from hdrh.histogram import HdrHistogram
@@ -149,3 +150,10 @@ def percentiles_us(hist: HdrHistogram, total_us: int | None = None) -> dict:
     out["max"] = hist.get_max_value()
     out["mean"] = round(total_us / count if total_us is not None else hist.get_mean_value(), 1)
     return out
+
+
+def errno_name(exc: BaseException) -> str:
+    code = getattr(exc, "errno", None)
+    if code:
+        return errno.errorcode.get(code, f"errno_{code}")
+    return type(exc).__name__

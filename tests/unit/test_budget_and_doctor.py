@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twload import budget, doctor
+from twload import budget
+from twload.doctor import rules as doctor
 from twload.kernel.sysctl import KernelFacts, count_reserved
 
 MODERN = KernelFacts(tcp_timestamps=1, tcp_tw_reuse=2, tcp_tw_reuse_delay_ms=1000, tcp_tw_recycle=None,

@@ -105,7 +105,7 @@ def test_sources():
 
 
 def test_non_local_source_is_refused():
-    from twload.plan import check_sources_local
+    from twload.engine.sources import check_sources_local
 
     target = parse_target("http://127.0.0.1:9/")
     check_sources_local(("127.0.0.2",), target)  # all of 127/8 is local

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twload.engine.asyncio_loop import Worker
 from twload.engine.http1 import build_request, head_declares_length
-from twload.engine.worker import Worker
 from twload.plan import MAX_HEADER_BYTES, Plan, parse_target
 
 

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twload.engine.schedule import Schedule, Stage, parse_stages
 from twload.plan import PlanError, parse_duration
+from twload.plan.schedule import Schedule, Stage, parse_stages
 
 
 def test_parse_stages():

@@ -10,18 +10,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue as queue_mod
 import signal
-import socket
-import ssl
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_readable
 from pathlib import Path
 
-from twload.engine.closing import LINGER_RST
-from twload.engine.worker import errno_name, worker_main
-from twload.kernel.tcpinfo import TcpInfo, tcp_info
+from twload.engine.worker import worker_main
 from twload.metrics import Totals, percentiles_us
-from twload.plan import Plan, tls_context
+from twload.plan import Plan
 from twload.results import RunFolder
 
 READY_TIMEOUT_S = 30.0
@@ -32,48 +28,6 @@ LAG_WARNING_US = 50_000  # open loop: a dispatch this late is worth a line in th
 
 class RunError(Exception):
     """The run could not start; the message is for the user."""
-
-
-def preflight(plan: Plan) -> TcpInfo:
-    """One blocking connect, so an unreachable target is one clear line, not a flood of errors.
-
-    Its TCP_INFO also tells whether the target negotiates timestamps, which decides
-    whether TIME_WAIT ports can be reused (see twload.budget).
-    """
-    target = plan.target
-    sock = socket.socket(target.family, socket.SOCK_STREAM)
-    sock.settimeout(plan.connect_timeout_s)
-    # Close with RST: the probe must not leave a TIME_WAIT socket of its own behind.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
-    try:
-        sock.connect(target.address)
-        info = tcp_info(sock)
-        if target.scheme == "https":
-            tls_preflight(sock, plan)
-        return info
-    except ssl.SSLError as exc:
-        hint = " (use --cacert FILE, or --insecure)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
-        what = f"certificate verify failed: {exc.verify_message}" if exc.verify_message else (exc.reason or exc)
-        raise RunError(f"TLS handshake with {target.host}:{target.port} failed: {what}{hint}") from None
-    except TimeoutError:
-        raise RunError(
-            f"cannot connect to {target.address[0]}:{target.port}: "
-            f"no answer within {plan.connect_timeout_s:g}s (connect timeout)"
-        ) from None
-    except OSError as exc:
-        raise RunError(
-            f"cannot connect to {target.address[0]}:{target.port}: "
-            f"{exc.strerror or exc} ({errno_name(exc)})"
-        ) from None
-    finally:
-        sock.close()
-
-
-def tls_preflight(sock: socket.socket, plan: Plan) -> None:
-    """A handshake with the plan's own settings, so a certificate problem is one clear line."""
-    context = tls_context(plan)
-    with context.wrap_socket(sock, server_hostname=plan.target.host, do_handshake_on_connect=True):
-        pass
 
 
 @dataclass

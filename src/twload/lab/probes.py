@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from twload.engine.closing import LINGER_RST
+from twload.engine.strategies import LINGER_RST
 from twload.kernel import sockdiag
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from twload.cli import EXIT_USAGE, app, fail
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import gather
+from twload.plan import PlanError, parse_duration
 
 
 def destination_rows(socks, dst_filter: tuple[str, int] | None, ports: int) -> list[dict]:
@@ -65,7 +69,7 @@ def render(rows: list[dict], previous: dict, interval: float, totals: Counter) -
     return table
 
 
-def watch(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console) -> None:
+def watch_loop(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console) -> None:
     ports = gather().ports
     if not console.is_terminal:
         console = Console(width=120, highlight=False)
@@ -102,3 +106,21 @@ def watch(dst: str | None, interval: float, count: int | None, as_json: bool, co
     finally:
         if live:
             live.stop()
+
+
+@app.command()
+def watch(
+    dst: Annotated[str | None, typer.Option("--dst", help="Only this destination, HOST:PORT.")] = None,
+    interval: Annotated[str, typer.Option("--interval", help="Time between readings.")] = "1s",
+    count: Annotated[int | None, typer.Option("--count", help="Stop after N readings.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per reading.")] = False,
+) -> None:
+    """Live TCP states per destination, TIME_WAIT first, with the share of the port budget in use."""
+    try:
+        seconds = parse_duration(interval)
+        parse_dst(dst)
+        if count is not None and count < 1:
+            raise PlanError("--count must be at least 1")
+    except (PlanError, ValueError):
+        fail("bad --dst (HOST:PORT), --interval or --count", EXIT_USAGE)
+    watch_loop(dst, seconds, count, as_json, Console(highlight=False))

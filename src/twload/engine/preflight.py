@@ -1,15 +1,68 @@
-"""Before and after a run: the port budget for the plan, and advice when ports ran out.
+"""Before and after a run: one probe connection to the target, the port budget for the plan,
+and advice when ports ran out.
 
-Glue between the pure budget/doctor rules and what the runner measured (kernel
-facts, the pre-flight connection's TCP_INFO, sockets already held to the target).
+Glue between the pure budget/doctor rules and what was measured (kernel facts, the probe
+connection's TCP_INFO, sockets already held to the target).
 """
 
 from __future__ import annotations
 
-from twload import budget, doctor
+import socket
+import ssl
+
+from twload import budget
+from twload.doctor import rules as doctor
+from twload.engine.strategies import LINGER_RST
+from twload.engine.supervisor import RunError
+from twload.engine.tls import tls_context
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import KernelFacts
+from twload.kernel.tcpinfo import TcpInfo, tcp_info
+from twload.metrics import errno_name
 from twload.plan import Plan, is_loopback
+
+
+def probe_target(plan: Plan) -> TcpInfo:
+    """One blocking connect, so an unreachable target is one clear line, not a flood of errors.
+
+    Its TCP_INFO also tells whether the target negotiates timestamps, which decides
+    whether TIME_WAIT ports can be reused (see twload.budget).
+    """
+    target = plan.target
+    sock = socket.socket(target.family, socket.SOCK_STREAM)
+    sock.settimeout(plan.connect_timeout_s)
+    # Close with RST: the probe must not leave a TIME_WAIT socket of its own behind.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    try:
+        sock.connect(target.address)
+        info = tcp_info(sock)
+        if target.scheme == "https":
+            tls_preflight(sock, plan)
+        return info
+    except ssl.SSLError as exc:
+        hint = " (use --cacert FILE, or --insecure)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
+        what = f"certificate verify failed: {exc.verify_message}" if exc.verify_message else (exc.reason or exc)
+        raise RunError(f"TLS handshake with {target.host}:{target.port} failed: {what}{hint}") from None
+    except TimeoutError:
+        raise RunError(
+            f"cannot connect to {target.address[0]}:{target.port}: "
+            f"no answer within {plan.connect_timeout_s:g}s (connect timeout)"
+        ) from None
+    except OSError as exc:
+        raise RunError(
+            f"cannot connect to {target.address[0]}:{target.port}: "
+            f"{exc.strerror or exc} ({errno_name(exc)})"
+        ) from None
+    finally:
+        sock.close()
+
+
+def tls_preflight(sock: socket.socket, plan: Plan) -> None:
+    """A handshake with the plan's own settings, so a certificate problem is one clear line."""
+    context = tls_context(plan)
+    with context.wrap_socket(sock, server_hostname=plan.target.host, do_handshake_on_connect=True):
+        pass
+
 
 
 def sockets_to_target(plan: Plan) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from twload.plan import PlanError
+from twload.plan.errors import PlanError
 
 
 @dataclass(frozen=True)

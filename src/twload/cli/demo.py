@@ -8,68 +8,22 @@ lasts 60 s: a shared port would mix in the previous strategy's leftovers).
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
-from twload.engine.closing import WHY
+from twload.cli import EXIT_USAGE, app, err, fail
+from twload.engine.strategies import WHY
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
-from twload.plan import CLOSE_STRATEGIES, Plan, parse_target
+from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration, parse_target
 from twload.report.text import fmt_us
 from twload.results import default_run_dir
-
-SERVE_START_TIMEOUT_S = 15.0
-
-
-class EmbeddedServer:
-    """`twload serve --port 0` in a child process; stopped by PID on exit."""
-
-    def __init__(self, *args: str) -> None:
-        self.args = args
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-
-    def __enter__(self) -> EmbeddedServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twload", "serve", "--port", "0", *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        line = self.proc.stdout.readline()  # "twload serve listening on URL (...)"
-        if "listening on" not in line or time.monotonic() > deadline:
-            self.__exit__()
-            raise RuntimeError(f"twload serve did not start: {line.strip() or 'no output'}")
-        self.url = line.split("listening on ", 1)[1].split()[0]
-        return self
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1].strip("/"))
-
-    def stop(self) -> int:
-        """Stop the server; return how many requests it served (its own count)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return -1
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            return -1
-        for line in out.splitlines():
-            if "served" in line:
-                return int(line.split("served", 1)[1].split()[0])
-        return -1
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+from twload.serve.embedded import EmbeddedServer
 
 
 def run_strategy(close: str, duration_s: float, connections: int, workers: int, folder: Path) -> dict:
@@ -124,3 +78,18 @@ def run_demo(duration_s: float, connections: int, workers: int, console: Console
     print(explain_port_wall())
     print(f"runs: {folder}{os.sep}")
     return 130 if interrupted else 0
+
+
+@app.command()
+def demo(
+    duration: Annotated[str, typer.Option("-d", "--duration", help="Length of each strategy's run.")] = "5s",
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Connections per run.")] = 20,
+    workers: Annotated[int, typer.Option("-w", "--workers", help="Load worker processes per run.")] = 1,
+) -> None:
+    """Start `twload serve`, run each close strategy against it, compare who keeps TIME_WAIT."""
+    try:
+        seconds = parse_duration(duration)
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    code = run_demo(seconds, connections, workers, console=err)
+    raise typer.Exit(code)

@@ -1,13 +1,16 @@
-"""`twload lab run`: run scenarios, print their checks, clean up on every exit path."""
+"""`twload lab`: list, run (print their checks, clean up on every exit path) and clean scenarios."""
 
 from __future__ import annotations
 
 import json
 import signal
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from twload.cli import app, err, fail
 from twload.lab import topology
 
 
@@ -65,3 +68,41 @@ def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, e
                 table.add_row(*row)
         Console(width=200).print(table)
     return 1 if failed else 0
+
+
+lab_app = typer.Typer(help="Prove each TIME_WAIT claim on the real kernel, in network namespaces (root).",
+                      no_args_is_help=True)
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("list")
+def lab_list() -> None:
+    """The lab scenarios, one line each."""
+    from twload.lab.scenarios import SCENARIOS
+
+    width = max(len(name) for name in SCENARIOS)
+    for s in SCENARIOS.values():
+        print(f"{s.name:<{width}}  ~{s.seconds:>2}s  {s.summary}")
+
+
+@lab_app.command("run")
+def lab_run(
+    name: Annotated[str | None, typer.Argument(help="Scenario name (twload lab list).")] = None,
+    run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
+    compare_sim: Annotated[bool, typer.Option("--compare-sim", help="Show the simulator's prediction beside each measurement.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Build the scenario's namespaces, measure, print claim / expected / measured / verdict."""
+    code = run_lab(name, run_all, compare_sim, as_json, err)
+    raise typer.Exit(code)
+
+
+@lab_app.command("clean")
+def lab_clean() -> None:
+    """Remove `twl-` namespaces left behind by an earlier crash."""
+    try:
+        topology.require_root()
+        removed = topology.clean()
+    except topology.LabError as exc:
+        fail(str(exc))
+    print("removed: " + (", ".join(removed) if removed else "nothing"))

@@ -1,19 +1,22 @@
-"""The doctor's I/O: gather facts, print findings, apply and restore sysctl fixes."""
+"""`twload doctor`: gather facts, print findings, apply and restore sysctl fixes."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from twload import doctor
+from twload.cli import EXIT_USAGE, app, err, fail
+from twload.doctor import rules
+from twload.doctor.probe import probe
 from twload.kernel import sysctl
-from twload.plan import Target
+from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_target
 
-MARK = {doctor.OK: "[green]ok     [/]", doctor.WARNING: "[yellow]warning[/]", doctor.PROBLEM: "[red]problem[/]"}
+MARK = {rules.OK: "[green]ok     [/]", rules.WARNING: "[yellow]warning[/]", rules.PROBLEM: "[red]problem[/]"}
 
 
 def state_file() -> Path:
@@ -35,12 +38,12 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
         out.print("restored: " + (", ".join(f"{k}={v}" for k, v in restored.items()) or "nothing was saved"))
         return 0
     kernel = sysctl.gather()
-    facts = doctor.probe(target) if target else None
-    plan = doctor.DoctorPlan(close=close, rate=rate, connections=connections, sources=sources)
-    findings = doctor.diagnose(kernel, facts, plan)
+    facts = probe(target) if target else None
+    plan = rules.DoctorPlan(close=close, rate=rate, connections=connections, sources=sources)
+    findings = rules.diagnose(kernel, facts, plan)
     values = sysctl.sysctl_values()
     if as_json:
-        print(json.dumps(doctor.report(kernel, values, facts, plan, findings), indent=2))
+        print(json.dumps(rules.report(kernel, values, facts, plan, findings), indent=2))
     else:
         out.print(f"twload doctor — kernel {kernel.kernel_release}"
                   + (f", target {url}" if url else " (give a URL to probe a target)"), soft_wrap=True)
@@ -50,7 +53,7 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
         out.print(f"  open files limit = {kernel.nofile_soft}")
         for f in findings:
             out.print(f"  {MARK[f.level]}  {f.message}", soft_wrap=True)
-    fixes = doctor.proposed_fixes(findings)
+    fixes = rules.proposed_fixes(findings)
     if fix:
         if not fixes:
             out.print("nothing to fix")
@@ -70,4 +73,29 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
     elif fixes and not as_json:
         out.print("suggested: " + ", ".join(f"sysctl -w {k}='{v}'" for k, v in fixes.items())
                   + "   (twload doctor --fix applies them)")
-    return 2 if any(f.level == doctor.PROBLEM for f in findings) else 0
+    return 2 if any(f.level == rules.PROBLEM for f in findings) else 0
+
+
+@app.command()
+def doctor(
+    url: Annotated[str | None, typer.Argument(help="Target to probe (optional): timestamps, who closes first, keep-alive.")] = None,
+    close: Annotated[str, typer.Option("--close", help="The close strategy you plan to use.")] = "fin",
+    rate: Annotated[float | None, typer.Option("--rate", help="Planned new connections per second.")] = None,
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Planned concurrent connections.")] = 50,
+    sources: Annotated[int, typer.Option("--sources", help="Source addresses you plan to use.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Apply the suggested sysctl changes (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --fix: do not ask.")] = False,
+    restore: Annotated[bool, typer.Option("--restore", help="Put back the sysctls an earlier --fix changed.")] = False,
+) -> None:
+    """Say what will fail in a short-connection load test, why, and what to change."""
+    try:
+        if close not in CLOSE_STRATEGIES:
+            raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {close!r}")
+        if sources < 1 or connections < 1 or (rate is not None and rate <= 0):
+            raise PlanError("--sources and --connections must be at least 1, --rate positive")
+        target = parse_target(url) if url else None
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    code = run_doctor(target, url, close, rate, connections, sources, as_json, fix, yes, restore, err)
+    raise typer.Exit(code)

@@ -1,26 +1,16 @@
-"""Plan: what a run does, validated once, frozen, passed to every worker.
-
-Parsing helpers here are pure: they take strings and return values or raise
-PlanError with a message meant for the user (one line, no traceback).
-"""
+"""Plan: what a run does, validated once, frozen, passed to every worker (pure: no I/O)."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-import socket
-import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+
+from twload.plan.errors import PlanError
+from twload.plan.schedule import Schedule
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
-
-
-class PlanError(ValueError):
-    """A user mistake: shown as one line on stderr, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +80,6 @@ class Plan:
 
     def schedule(self, share: float = 1.0):
         """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""
-        from twload.engine.schedule import Schedule
-
         if self.stages:
             return Schedule(self.stages, share)
         if self.open_loop:
@@ -132,117 +120,5 @@ def _part(total: int, parts: int, i: int) -> int:
     return total // parts + (1 if i < total % parts else 0)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(text: str) -> float:
-    """'10s', '1m', '500ms', '2h', bare '30' (seconds) -> seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise PlanError(f"bad duration {text!r}: use e.g. 10s, 1m, 500ms")
-    value = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if value <= 0:
-        raise PlanError(f"bad duration {text!r}: must be positive")
-    return value
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    name = name.strip()
-    if not sep or not name or any(c in name for c in " \t\r\n"):
-        raise PlanError(f"bad header {text!r}: use 'Name: value'")
-    if "\r" in value or "\n" in value:
-        raise PlanError(f"bad header {text!r}: no line breaks in a value")
-    return name, value.strip()
-
-
-def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
-    """Split and resolve a URL once, before any worker starts."""
-    if "://" not in url:
-        raise PlanError(f"bad URL {url!r}: give a scheme, e.g. http://127.0.0.1:8080/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise PlanError(f"unsupported scheme {parts.scheme!r} in {url!r}: use http:// or https://")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise PlanError(f"bad port in URL {url!r}") from None
-    host = parts.hostname
-    if not host:
-        raise PlanError(f"bad URL {url!r}: no host")
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    try:
-        infos = resolve(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    family, _, _, _, address = infos[0]
-    return Target(parts.scheme, host, port, path, address, family)
-
-
-IP_BIND_ADDRESS_NO_PORT = 24  # include/uapi/linux/in.h
-MAX_SOURCES = 4096
-
-
-def parse_sources(text: str) -> tuple[str, ...]:
-    """'10.0.0.2,10.0.0.5-10.0.0.9,10.0.1.0/30' -> each address once, in order."""
-    out: list[str] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        try:
-            if "/" in item:
-                network = ipaddress.ip_network(item, strict=False)
-                hosts = list(network.hosts()) or [network.network_address]
-            elif "-" in item:
-                first, last = (ipaddress.ip_address(x.strip()) for x in item.split("-", 1))
-                if last < first or int(last) - int(first) >= MAX_SOURCES:
-                    raise ValueError("empty or too large range")
-                hosts = [ipaddress.ip_address(n) for n in range(int(first), int(last) + 1)]
-            else:
-                hosts = [ipaddress.ip_address(item)]
-        except ValueError as exc:
-            raise PlanError(f"bad --source {item!r}: {exc}") from None
-        out.extend(str(h) for h in hosts if str(h) not in out)
-        if len(out) > MAX_SOURCES:
-            raise PlanError(f"--source: more than {MAX_SOURCES} addresses")
-    if not out:
-        raise PlanError("--source: no address given")
-    return tuple(out)
-
-
-def check_sources_local(sources: tuple[str, ...], target: Target) -> None:
-    """Each source must be an address of this host, of the target's family: bind() says so."""
-    for address in sources:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        if family != target.family:
-            raise PlanError(f"--source {address} is not of the target's address family")
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            try:
-                sock.bind((address, 0))
-            except OSError:
-                raise PlanError(f"--source {address} is not an address of this host") from None
-
-
-def tls_context(plan: Plan) -> ssl.SSLContext:
-    """Client TLS context: the system's trust store (or --cacert), SNI from the URL's host."""
-    try:
-        context = ssl.create_default_context(cafile=plan.cacert)
-    except (OSError, ssl.SSLError) as exc:
-        raise PlanError(f"cannot load --cacert {plan.cacert}: {exc}") from None
-    if plan.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 def is_loopback(target: Target) -> bool:
     return ipaddress.ip_address(target.address[0]).is_loopback
-
-
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)

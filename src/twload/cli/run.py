@@ -1,0 +1,168 @@
+"""`twload run`: the plan from the arguments, then pre-flight, port budget, run folder, supervisor with live
+progress, summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from twload import thresholds as gates
+from twload.cli import EXIT_USAGE, app, err, fail
+from twload.engine import preflight as pf
+from twload.engine.sources import check_sources_local
+from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
+from twload.engine.tls import tls_context
+from twload.kernel.sysctl import gather
+from twload.plan import (
+    Plan,
+    PlanError,
+    default_workers,
+    parse_duration,
+    parse_header,
+    parse_sources,
+    parse_stages,
+    parse_target,
+)
+from twload.report.progress import live_progress
+from twload.results import default_run_dir
+
+EXIT_STRICT = 2
+EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
+
+
+def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
+            strict: bool = False, thresholds: list | None = None) -> tuple[dict, Path, int]:
+    try:
+        info = pf.probe_target(plan)
+    except RunError as exc:
+        console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    kernel = gather()
+    budget = pf.plan_budget(plan, kernel, info.timestamps, pf.sockets_to_target(plan))
+    if pf.will_run_out(plan, budget):
+        console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps)}[/]", soft_wrap=True)
+        if strict:
+            console.print("[bold red]twload:[/] refusing to start (--strict)")
+            raise typer.Exit(EXIT_STRICT)
+    path = out or default_run_dir()
+
+    def finish(summary: dict) -> None:
+        summary["target_timestamps"] = info.timestamps
+        summary["budget"] = pf.budget_block(budget)
+        if "EADDRNOTAVAIL" in summary["errors"]:
+            summary["advice"] = pf.advice(plan, kernel, info.timestamps)
+        if thresholds:
+            summary["thresholds"] = gates.evaluate(thresholds, summary)
+
+    try:
+        with live_progress(console, show_progress) as on_progress:
+            summary = run_to_folder(plan, path, on_progress, pf.time_wait_probe(plan), finish)
+    except RunError as exc:
+        console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    code = exit_code_for(summary)
+    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+        code = EXIT_THRESHOLD
+    return summary, Path(path), code
+
+
+def build_plan(
+    url: str, connections: int, duration: str | None, requests: int | None, workers: int | None,
+    method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
+    connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
+    rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
+    insecure: bool = False, cacert: Path | None = None,
+) -> Plan:
+    if body is not None and body_file is not None:
+        raise PlanError("give --body or --body-file, not both")
+    try:
+        payload = body_file.read_bytes() if body_file else (body or "").encode()
+    except OSError as exc:
+        raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+    target = parse_target(url)
+    sources = parse_sources(source) if source else ()
+    staged = parse_stages(stages, parse_duration) if stages else ()
+    open_loop = open_loop or rate is not None
+    if staged:
+        duration = None
+        if not open_loop:
+            connections = max(1, int(max(s.target for s in staged)))
+    check_sources_local(sources, target)
+    plan = Plan(
+        target=target,
+        url=url,
+        connections=connections,
+        workers=workers or default_workers(),
+        duration_s=(sum(s.duration_s for s in staged) if staged
+                    else parse_duration(duration) if duration else (None if requests else 10.0)),
+        requests=requests,
+        method=method.upper(),
+        headers=tuple(parse_header(h) for h in header),
+        body=payload,
+        close=close,
+        timeout_s=parse_duration(timeout),
+        connect_timeout_s=parse_duration(connect_timeout),
+        requests_per_connection=requests_per_connection,
+        sources=sources,
+        rate=rate,
+        stages=staged,
+        open_loop=open_loop,
+        max_connections=max_connections,
+        insecure=insecure,
+        cacert=str(cacert) if cacert else None,
+    )
+    if target.scheme == "https":
+        tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
+    return plan
+
+
+@app.command()
+def run(
+    url: Annotated[str, typer.Argument(help="Target, e.g. http://127.0.0.1:8080/")],
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Concurrent connections.")] = 50,
+    duration: Annotated[str | None, typer.Option("-d", "--duration", help="How long: 10s, 1m, 500ms. Default 10s unless -n is given.")] = None,
+    requests: Annotated[int | None, typer.Option("-n", "--requests", help="Stop after this many requests.")] = None,
+    workers: Annotated[int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU count).")] = None,
+    method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
+    header: Annotated[list[str], typer.Option("-H", "--header", help="Extra header 'Name: value' (repeatable).")] = [],  # noqa: B006
+    body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
+    body_file: Annotated[Path | None, typer.Option("--body-file", help="Request body from a file.")] = None,
+    timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "10s",
+    connect_timeout: Annotated[str, typer.Option("--connect-timeout", help="Connect timeout.")] = "5s",
+    close: Annotated[str, typer.Option("--close", help="keepalive | fin (client closes) | server (Connection: close, server closes) | rst (SO_LINGER 0).")] = "keepalive",
+    rate: Annotated[float | None, typer.Option("--rate", help="Open loop: requests per second, sent on schedule whatever the responses do (latency then counts from the intended send time).")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Ramps, k6 style: '30s:100,1m:1000,30s:0' — of the rate with --rate/--open-loop, else of the connections. Sets the duration.")] = None,
+    open_loop: Annotated[bool, typer.Option("--open-loop", help="With --stages: the targets are rates.")] = False,
+    max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.")] = 10_000,
+    insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")] = False,
+    cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
+    requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.")] = False,
+    threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
+) -> None:
+    """Generate load against URL; results stream to a run folder."""
+    try:
+        plan = build_plan(url, connections, duration, requests, workers, method, header, body,
+                          body_file, timeout, connect_timeout, close, requests_per_connection, source,
+                          rate, stages, open_loop, max_connections, insecure, cacert)
+        checks = [gates.parse(t) for t in threshold]
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict,
+                                    thresholds=checks)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        from twload.report.text import render
+
+        print(render(summary))
+        err.print(f"results: {folder}", highlight=False)
+    raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""`twload doctor`: pure rules (rules.py) and the target probe (probe.py)."""

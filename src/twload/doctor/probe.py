@@ -1,0 +1,75 @@
+"""The doctor's probe of a target: two real requests, TCP_INFO, who closes first (I/O)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import httptools
+
+from twload.doctor.rules import TargetFacts
+from twload.engine.strategies import LINGER_RST
+from twload.kernel.tcpinfo import tcp_info
+from twload.plan import Target, is_loopback
+
+
+def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool]:
+    """Send one request; return (socket, response complete, server closed after it)."""
+    sock = socket.create_connection(target.address[:2], timeout=timeout)
+    if target.scheme == "https":  # the doctor looks at TCP, not at the certificate
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname=target.host)
+    done = {"complete": False}
+
+    class Proto:
+        def on_message_complete(self) -> None:
+            done["complete"] = True
+
+    parser = httptools.HttpResponseParser(Proto())
+    sock.sendall(request)
+    closed = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not data:
+            closed = True
+            break
+        parser.feed_data(data)
+        if done["complete"]:
+            sock.settimeout(0.3)  # does the server close right after the response?
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            break
+    return sock, done["complete"], closed
+
+
+def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
+    address, port = target.address[0], target.port
+    loopback = is_loopback(target)
+    head = f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nUser-Agent: twload-doctor\r\n"
+    try:
+        sock, complete, closed = _exchange(target, (head + "\r\n").encode(), timeout)
+        info = tcp_info(sock)
+        keepalive = complete and not closed
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)  # leave no TIME_WAIT behind
+        sock.close()
+        sock, complete2, closed2 = _exchange(target, (head + "Connection: close\r\n\r\n").encode(), timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        sock.close()
+    except (OSError, httptools.HttpParserError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, httptools.HttpParserError):
+            reason = "the target does not speak HTTP"
+        return TargetFacts(address, port, loopback, reachable=False, error=reason)
+    return TargetFacts(
+        address, port, loopback, timestamps=info.timestamps, rtt_us=info.rtt_us,
+        server_closes_first=closed2 if complete2 else None, keepalive=keepalive,
+    )

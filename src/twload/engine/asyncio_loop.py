@@ -1,0 +1,584 @@
+"""The asyncio engine: one uvloop event loop driving a worker's connections (used for https://).
+
+Closed loop (-c): N slots, each a connection that sends its next request from the
+httptools callback of the previous response, and starts its successor itself when
+it is lost. Open loop (--rate): a scheduler dispatches requests at their intended
+times to idle connections, queueing them (and growing the pool) when none is free.
+Nothing per request is allocated beyond what httptools and the counters need.
+Every second the worker sends its Interval to the supervisor and starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+
+import httptools
+
+from twload.engine import strategies as closing
+from twload.engine.http1 import build_request, head_declares_length
+from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
+from twload.engine.tls import tls_context
+from twload.metrics import Interval, errno_name
+from twload.plan import MAX_HEADER_BYTES, Plan
+
+# Times on the hot path are integer nanoseconds: (now - sent) // 1000 is a cheaper µs than
+# int((now - sent) * 1e6) on floats (callgrind: about 1,100 against 1,700 instructions).
+clock_ns = time.perf_counter_ns
+
+SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
+MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
+DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
+BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection: writes a request, parses the response, decides what next."""
+
+    __slots__ = (
+        "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
+        "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
+        "retired", "tls_started",
+    )
+
+    def __init__(self, w: Worker) -> None:
+        self.w = w
+        self.transport = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sent_at = 0  # clock_ns() of the request in flight
+        self.in_flight = False  # a request is out and its response (or EOF) is awaited
+        self.awaiting_eof = False  # response done, waiting for the server's FIN
+        self.head = b""  # only kept for responses that take more than one read
+        self.headers_done = False
+        self.completed = 0  # responses completed on this connection
+        self.sent = 0  # requests written on this connection
+        self.asked_close = False  # the request in flight carries Connection: close
+        self.intended = 0  # open loop: clock_ns() when the request in flight was due (0: closed loop)
+        self.retired = False  # staged closed loop: its slot ends with it
+        self.tls_started = 0  # TLS: when the TCP connect was done and the handshake began
+        self.failed = False
+        self.connect_timed_out = False
+
+    # -- asyncio callbacks ---------------------------------------------------
+    def connection_made(self, transport) -> None:
+        w = self.w
+        started = w.connecting.get(self)
+        if started is not None:
+            iv = w.iv
+            iv.connections_opened += 1
+            now = clock_ns()
+            iv.connect.append(((self.tls_started or now) - started[0]) // 1000)
+            if self.tls_started:  # TLS: the handshake apart from the TCP connect
+                iv.tls.append((now - self.tls_started) // 1000)
+        self.transport = transport
+        if w.plan.close == "rst":
+            closing.set_rst_on_close(transport.get_extra_info("socket"))
+        w.active.add(self)
+        if w.open_loop:
+            w.ready(self)  # the scheduler decides when it sends
+        else:
+            self._send()
+
+    def data_received(self, data: bytes) -> None:
+        self.w.iv.bytes_in += len(data)
+        # The head is capped. On the hot path the head is empty and the read small: two tests.
+        if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
+                and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
+            return
+        completed = self.completed
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail("protocol_error")
+            return
+        if self.completed == completed and not self.awaiting_eof:
+            self._keep_head(data)  # slow path: a response spread over several reads
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """A read large enough to hold more than the allowed head: does the head end in time?"""
+        end = (self.head + data[: MAX_HEADER_BYTES + 4]).find(b"\r\n\r\n")
+        if 0 <= end <= MAX_HEADER_BYTES - 4:
+            return False
+        self._fail("response_head_too_large")
+        return True
+
+    def _keep_head(self, data: bytes) -> None:
+        """Keep the head of an unfinished response: its size is capped, and EOF needs its framing."""
+        if self.headers_done:
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
+            self.head = self.head[: end + 4]
+            self.headers_done = True
+        elif len(self.head) > MAX_HEADER_BYTES:
+            self._fail("response_head_too_large")
+
+    def eof_received(self):
+        if self.in_flight and not self.awaiting_eof:
+            if self.headers_done and not head_declares_length(self.head):
+                self.on_message_complete()  # body delimited by the server's close
+            else:
+                self._fail("eof_before_response")
+                return False
+        self.in_flight = False
+        return False  # let the transport close our side: the server closed first
+
+    def connection_lost(self, exc) -> None:
+        w = self.w
+        w.active.discard(self)
+        if exc is not None and not self.failed and self.in_flight and not w.stopping:
+            w.count_error(errno_name(exc))
+        if w.open_loop:
+            w.replenish()
+        elif not self.retired:
+            w.start_slot()  # this slot's next connection (or its end)
+
+    # -- httptools callbacks -------------------------------------------------
+    def on_message_complete(self) -> None:
+        if self.awaiting_eof or not self.in_flight:
+            return
+        now = clock_ns()
+        w = self.w
+        iv = w.iv
+        iv.requests += 1
+        self.completed += 1
+        # open loop: from the intended send time (free of coordinated omission); closed: from the send
+        iv.latency.append((now - (self.intended or self.sent_at)) // 1000)
+        parser = self.parser
+        iv.status.append(parser.get_status_code())
+        if self.headers_done:
+            self.headers_done = False
+            self.head = b""
+        if w.free_run and parser.should_keep_alive():
+            # the hot keep-alive path: the same request bytes again, nothing else to decide
+            self.sent_at = now
+            self.transport.write(w.request)
+            iv.bytes_out += w.request_len
+            return
+        self._next(now)
+
+    def _next(self, now: int) -> None:
+        """After a response, off the hot path: send again, hand the connection back, or end it."""
+        w = self.w
+        if self.intended:
+            w.iv.service.append((now - self.sent_at) // 1000)
+        keep = self.parser.should_keep_alive()
+        limit = w.per_connection
+        if keep and not self.asked_close and (limit is None or self.completed < limit):
+            if w.open_loop:
+                self.in_flight = False
+                w.ready(self)
+                return
+            if (w.retire and w.claim_retirement(self)) or not w.take():
+                return self._end(keep, now)
+            self.sent_at = now
+            self._write_request()
+            return
+        self._end(keep, now)
+
+    def _end(self, keep: bool, now: int) -> None:
+        """No more requests on this connection: close it the way the strategy says."""
+        self.in_flight = False
+        close = self.w.close
+        if close == "rst":
+            self.transport.abort()  # SO_LINGER {1,0} is set: close() sends RST
+        elif close == "fin":
+            self.transport.close()  # client closes first: TIME_WAIT stays here
+        elif self.asked_close or not keep:
+            # We asked for Connection: close, or the server announced its close: the
+            # server closes first, so wait for its FIN (eof_received) before closing ours.
+            # Closing as soon as the body is complete would race that FIN and leave
+            # TIME_WAIT on the client after all.
+            self.in_flight = True
+            self.awaiting_eof = True
+            self.sent_at = now  # the EOF wait gets its own timeout
+        else:
+            self.transport.close()  # out of requests on a kept-alive connection: the client closes
+
+    # -- helpers -------------------------------------------------------------
+    def start(self, intended: int) -> None:
+        """Open loop: send the request that was due at `intended`."""
+        self.intended = intended
+        self._send()
+
+    def _send(self) -> None:
+        self.sent_at = clock_ns()
+        self.in_flight = True
+        self._write_request()
+
+    def _write_request(self) -> None:
+        w = self.w
+        self.sent += 1
+        last = w.per_connection is not None and self.sent >= w.per_connection
+        request = w.last_request if last else w.request
+        self.asked_close = last and w.close == "server"
+        self.transport.write(request)
+        w.iv.bytes_out += len(request)
+
+    def _fail(self, reason: str) -> None:
+        if not self.failed:
+            self.failed = True
+            self.w.count_error(reason)
+        self.in_flight = False
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class HeadConnection(Connection):
+    """For HEAD requests: the response has no body whatever its Content-Length says."""
+
+    __slots__ = ()
+
+    def on_headers_complete(self) -> None:
+        self.on_message_complete()
+        # llhttp would now wait for the Content-Length body that never comes; the
+        # next response needs a parser that starts afresh.
+        self.parser = httptools.HttpResponseParser(self)
+
+
+class Worker:
+    def __init__(self, plan: Plan, index: int, connections: int, budget: int | None, share: float = 1.0) -> None:
+        self.plan = plan
+        self.share = share  # this worker's part of the rate or of the staged connections
+        self.index = index
+        self.connections = connections
+        self.remaining = budget  # None: unlimited (duration-bound)
+        # Requests on a connection: all but the last are plain keep-alive requests; with
+        # --close server the last one carries Connection: close.
+        self.per_connection = plan.per_connection
+        self.request = build_request(plan, connection_close=False)
+        self.request_len = len(self.request)
+        self.last_request = build_request(plan, closing.asks_server_to_close(plan.close))
+        self.close = plan.close
+        self.connection_class = HeadConnection if plan.method == "HEAD" else Connection
+        self.iv = Interval()
+        self.active: set[Connection] = set()
+        self.connecting: dict[Connection, tuple[float, asyncio.Task]] = {}
+        self.host, self.port = plan.target.address[:2]
+        self.sources = plan.sources
+        self.tls = tls_context(plan) if plan.target.scheme == "https" else None
+        self.next_source = index % len(plan.sources) if plan.sources else 0
+        self.stopping = False
+        # No budget, stages, open loop or per-connection limit, and not stopping: a kept-alive
+        # response is simply followed by the next request (Connection.on_message_complete).
+        self.free_run = False
+        self.live_slots = 0
+        self.retire = 0  # closed-loop stages: slots to end as their connections finish
+        self.schedule = None  # set by run(): the rate (open loop) or connections (staged closed loop)
+        # open loop (wrk2 / vegeta): requests are due at times that never wait for responses
+        self.open_loop = plan.open_loop
+        self.due: deque[int] = deque()  # intended send times (clock_ns) waiting for a connection
+        self.idle: list[Connection] = []
+        self.max_connections = connections  # open loop: this worker's share of --max-connections
+        self.scheduled_all = False
+        self.attempts = 0  # connections attempted, counting this one
+        self.first_errors: dict[str, list] = {}
+        self.started = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.all_done: asyncio.Future = None  # type: ignore[assignment]
+
+    def count_error(self, name: str) -> None:
+        self.iv.errors[name] += 1
+        if name not in self.first_errors:  # when and at which connection it first happened
+            self.first_errors[name] = [self.attempts, round(time.monotonic() - self.started, 6)]
+            self.iv.first_errors[name] = self.first_errors[name]
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.free_run = False
+
+    def follow_plan(self) -> None:
+        """The schedule this worker follows, and whether its connections may run free."""
+        self.schedule = self.plan.schedule(self.share)
+        self.free_run = (self.schedule is None and not self.open_loop and self.remaining is None
+                         and self.per_connection is None and not self.stopping)
+
+    def take(self) -> bool:
+        """Claim the right to send one more request."""
+        if self.stopping:
+            return False
+        if self.remaining is None:
+            return True
+        if self.remaining > 0:
+            self.remaining -= 1
+            return True
+        return False
+
+    # -- connection slots ----------------------------------------------------
+    # A slot is a place for one connection. It holds no task while its connection
+    # is open: a connect task lives only while connecting, and the connection
+    # starts the slot's next connect itself when it is lost. That keeps an idle
+    # kept-alive connection down to its transport, parser and protocol object.
+
+    def start_slot(self) -> None:
+        """Open the slot's next connection, or end the slot when nothing is left to send."""
+        if self.retire and not self.stopping:
+            self.retire -= 1
+            self.live_slots -= 1
+            return
+        if not self.take():
+            self.live_slots -= 1
+            # a staged plan may go down to 0 connections and up again: only the end ends it
+            if self.live_slots == 0 and (self.schedule is None or self.stopping) and not self.all_done.done():
+                self.all_done.set_result(None)
+            return
+        self.open_connection()
+
+    def open_connection(self) -> None:
+        self.attempts += 1
+        conn = self.connection_class(self)
+        task = self.loop.create_task(self._connect(conn))
+        self.connecting[conn] = (clock_ns(), task)
+
+    def set_slots(self, target: int) -> None:
+        """Closed-loop stages: grow or shrink the number of connection slots towards target."""
+        current = self.live_slots - self.retire
+        if target > current:
+            back = min(self.retire, target - current)
+            self.retire -= back
+            for _ in range(target - current - back):
+                self.live_slots += 1
+                self.start_slot()
+        elif target < current:
+            self.retire += current - target
+            idle = [c for c in self.active if not c.in_flight and c.transport is not None and not c.retired]
+            for conn in idle[: current - target]:  # idle ones end now; busy ones after their response
+                self.claim_retirement(conn)
+                conn.transport.close()
+
+    def claim_retirement(self, conn: Connection) -> bool:
+        """This connection's slot ends with it (one of the retirements set_slots asked for)."""
+        if not self.retire:
+            return False
+        self.retire -= 1
+        self.live_slots -= 1
+        conn.retired = True
+        return True
+
+    # -- open loop -----------------------------------------------------------
+    def ready(self, conn: Connection) -> None:
+        """A connection with nothing in flight: give it the oldest overdue request, or park it."""
+        if self.due:
+            conn.start(self.due.popleft())
+        elif not self.stopping:
+            self.idle.append(conn)
+        else:
+            conn._end(True, clock_ns())
+
+    def dispatch(self, intended: int) -> None:
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.transport is not None and not conn.transport.is_closing():
+                conn.start(intended)
+                return
+        self.due.append(intended)
+        self.grow_pool()
+
+    def grow_pool(self) -> None:
+        """Open a connection for waiting requests, but not one per request: a short hiccup would
+        then start a storm of connects (each far dearer than a request) that deepens the lag."""
+        connecting = len(self.connecting)
+        if (len(self.due) > connecting and connecting < MAX_CONNECTING
+                and len(self.active) + connecting < self.max_connections):
+            self.open_connection()
+
+    def replenish(self) -> None:
+        """A connection ended: requests still due get a new one."""
+        if self.due and not self.stopping:
+            self.grow_pool()
+
+    async def scheduler(self, started: int) -> None:
+        """Dispatch every request at its intended time; never wait for a response to send the next."""
+        schedule = self.schedule
+        k = 0
+        due_at = schedule.send_time(0)
+        while due_at is not None and not self.stopping:
+            now = (clock_ns() - started) / 1e9
+            while due_at is not None and due_at <= now:
+                if not self.take():
+                    due_at = None
+                    break
+                lag_us = int((now - due_at) * 1_000_000)
+                if lag_us > self.iv.max_lag_us:
+                    self.iv.max_lag_us = lag_us
+                self.dispatch(started + int(due_at * 1e9))
+                k += 1
+                due_at = schedule.send_time(k)
+            if due_at is None:
+                break
+            await asyncio.sleep(max(0.0, due_at - (clock_ns() - started) / 1e9))
+        self.scheduled_all = True
+
+    def open_loop_done(self) -> bool:
+        return self.scheduled_all and not self.due and not any(c.in_flight for c in self.active)
+
+    async def _connect(self, conn: Connection) -> None:
+        """uvloop connects in libuv (create_connection with a numeric host): about half
+        the CPU of sock_connect + create_connection(sock=...). The connect timeout is
+        the sweep's job, because an asyncio.timeout() per connect costs more than that.
+        """
+        try:
+            if self.sources or self.tls is not None:
+                await self._connect_socket(conn)
+            else:
+                await self.loop.create_connection(lambda: conn, self.host, self.port)
+        except asyncio.CancelledError:
+            self.connecting.pop(conn, None)
+            if conn.connect_timed_out:
+                self.count_error("connect_timeout")
+                self.connect_failed(0.0)
+            else:  # shutting down
+                self.stop()
+                if not self.open_loop:
+                    self.start_slot()
+            return
+        except ssl.SSLError as exc:
+            self.connecting.pop(conn, None)
+            self.count_error("tls_" + (exc.reason or "error").lower())
+            self.connect_failed(BACKOFF_S)
+            return
+        except OSError as exc:
+            self.connecting.pop(conn, None)
+            self.count_error(errno_name(exc))
+            self.connect_failed(BACKOFF_S)  # a refusing target must not spin a core
+            return
+        self.connecting.pop(conn, None)
+
+    def connect_failed(self, backoff_s: float) -> None:
+        """After a failed connect: the slot tries again (closed loop), or the request that
+        waited for this connection has failed and the next one gets a new try (open loop)."""
+        if self.open_loop:
+            if self.due:
+                self.due.popleft()
+            self.loop.call_later(backoff_s, self.replenish)
+        elif backoff_s:
+            self.loop.call_later(backoff_s, self.start_slot)
+        else:
+            self.start_slot()
+
+    async def _connect_socket(self, conn: Connection) -> None:
+        """The connect path for source addresses and TLS: our own socket, then the transport.
+
+        A source address is bound with IP_BIND_ADDRESS_NO_PORT, so the kernel still picks
+        the port at connect() time per 4-tuple (net/ipv4/inet_hashtables.c: __inet_hash_connect)
+        and each address brings a whole ephemeral range. A plain bind(addr, 0) would reserve a
+        port per socket up front, and connect() skips reserved ports even on other addresses.
+        With TLS the TCP connect and the handshake are timed apart.
+        """
+        target = self.plan.target
+        sock = socket.socket(target.family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.sources:
+                source = self.sources[self.next_source]
+                self.next_source = (self.next_source + 1) % len(self.sources)
+                sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.bind((source, 0))
+            await self.loop.sock_connect(sock, target.address)
+            if self.tls is None:
+                await self.loop.create_connection(lambda: conn, sock=sock)
+            else:
+                conn.tls_started = clock_ns()
+                await self.loop.create_connection(lambda: conn, sock=sock, ssl=self.tls,
+                                                  server_hostname=target.host)
+        except BaseException:
+            sock.close()
+            raise
+
+    def sweep_timeouts(self) -> None:
+        now = clock_ns()
+        connect_limit = self.plan.connect_timeout_s * 1e9
+        for conn, (started, task) in list(self.connecting.items()):
+            if now - started > connect_limit and not conn.connect_timed_out:
+                conn.connect_timed_out = True
+                task.cancel()
+        limit = self.plan.timeout_s * 1e9
+        for conn in list(self.active):
+            if conn.in_flight and now - conn.sent_at > limit:
+                conn._fail("no_server_close" if conn.awaiting_eof else "timeout")
+
+    async def drain(self, grace_s: float) -> None:
+        """Let requests in flight finish, so connections close cleanly by their strategy.
+
+        Closing a socket with an unread response in its buffer sends RST instead of
+        FIN (net/ipv4/tcp.c: __tcp_close, data_was_unread), which would hide the
+        strategy's TIME_WAIT footprint at the end of every run.
+        """
+        for conn in list(self.active):
+            if not conn.in_flight and conn.transport is not None:
+                conn.transport.close()  # idle keep-alive connection: the client closes it
+        end = time.monotonic() + grace_s
+        while self.active and time.monotonic() < end:
+            await asyncio.sleep(0.005)
+
+    def take_snapshot(self) -> dict:
+        iv, self.iv = self.iv, Interval()
+        return iv.snapshot()
+
+    async def run(self, go_at: float, send) -> None:
+        """Run until the deadline, the budget or the stop flag; send(tick, snapshot) each second."""
+        self.loop = asyncio.get_running_loop()
+        plan = self.plan
+        delay = go_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.started = started = time.monotonic()
+        deadline = started + plan.duration_s if plan.duration_s else float("inf")
+        self.all_done = all_done = self.loop.create_future()
+        self.follow_plan()
+        scheduler = None
+        if self.open_loop:
+            scheduler = self.loop.create_task(self.scheduler(clock_ns()))
+        elif self.schedule is not None:
+            self.set_slots(round(self.schedule.value(0.0)))
+        else:
+            self.live_slots = self.connections
+            for _ in range(self.connections):
+                self.start_slot()
+        tick = 1
+        while not all_done.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(all_done), SWEEP_S)
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            self.sweep_timeouts()
+            self.iv.fold()  # keeps the per-response lists short: memory stays flat under load
+            if self.schedule is not None and not self.open_loop:
+                self.set_slots(round(self.schedule.value(now - started)))
+            if self.open_loop and self.open_loop_done():
+                break
+            if now >= started + tick:
+                send(tick, self.take_snapshot())
+                tick += 1
+            if now >= deadline or send.should_stop():
+                break
+        self.stop()  # no new requests; each connection closes as its strategy says
+        if scheduler is not None:
+            scheduler.cancel()
+            for conn in self.idle:
+                if conn.transport is not None:
+                    conn.transport.close()
+            self.idle.clear()
+        await self.drain(min(DRAIN_S, plan.timeout_s))
+        if self.due:  # open loop: due, but no connection ever became free for them
+            self.iv.errors["not_sent"] += len(self.due)
+            self.due.clear()
+        for conn in list(self.active):  # what is still out after the grace is abandoned
+            if conn.transport is not None:
+                conn.transport.abort()
+        for _, task in list(self.connecting.values()):
+            task.cancel()
+        if (self.open_loop or self.live_slots <= 0) and not all_done.done():
+            all_done.set_result(None)  # no slots left to wind down
+        try:
+            await asyncio.wait_for(asyncio.shield(all_done), DRAIN_S)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0)  # let transports finish closing
+        send(tick, self.take_snapshot(), final=True, elapsed=time.monotonic() - started)

@@ -1,0 +1,20 @@
+"""The client's TLS context, built from the plan."""
+
+from __future__ import annotations
+
+import ssl
+
+from twload.plan import Plan, PlanError
+
+
+def tls_context(plan: Plan) -> ssl.SSLContext:
+    """Client TLS context: the system's trust store (or --cacert), SNI from the URL's host."""
+    try:
+        context = ssl.create_default_context(cafile=plan.cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise PlanError(f"cannot load --cacert {plan.cacert}: {exc}") from None
+    if plan.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context

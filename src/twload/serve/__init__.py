@@ -1,0 +1,1 @@
+"""The embedded target: the server (server.py) and the child-process runner (embedded.py)."""
