@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_readable
 from pathlib import Path
 
+from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, percentiles_us
 from twload.plan import Plan
@@ -71,7 +72,7 @@ class Inbox:
         self._writer.close()
         self._writer = None
 
-    def get(self, timeout: float | None = None) -> tuple:
+    def get(self, timeout: float | None = None) -> Message:
         """The next message from any worker; queue.Empty when none came within timeout."""
         while self.readers:
             ready = wait_readable(self.readers, timeout)
@@ -85,7 +86,7 @@ class Inbox:
                     reader.close()
         raise queue_mod.Empty
 
-    def get_nowait(self) -> tuple:
+    def get_nowait(self) -> Message:
         return self.get(timeout=0)
 
     def close(self) -> None:
@@ -219,11 +220,11 @@ class Supervisor:
             if dead:
                 raise RunError(f"worker {dead[0].name} exited with code {dead[0].exitcode} before starting")
             try:
-                kind, index, *_ = messages.get(timeout=0.1)
+                message = messages.get(timeout=0.1)
             except queue_mod.Empty:
                 continue
-            if kind == "ready":
-                ready.add(index)
+            if isinstance(message, Ready):
+                ready.add(message.worker)
 
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
@@ -261,17 +262,18 @@ class Supervisor:
         self.on_progress(self.progress)
         return self.worker_elapsed or self.progress.elapsed_s
 
-    def _handle(self, message: tuple, finished: set[int]) -> None:
+    def _handle(self, message: Message, finished: set[int]) -> None:
         """One worker message: a second's snapshot, its last one, or its crash."""
-        kind, index, tick, snap, worker_elapsed = message
-        if kind in ("tick", "final"):
-            self._add(index, tick, snap)
-            if kind == "final":
-                finished.add(index)
-                self.worker_elapsed = max(self.worker_elapsed, worker_elapsed)
-        elif kind == "crash":
-            self.worker_failures.append(f"worker {index} crashed: {snap['error']}")
-            finished.add(index)
+        match message:
+            case Tick(worker, tick, snap):
+                self._add(worker, tick, snap)
+            case Final(worker, tick, snap, elapsed_s):
+                self._add(worker, tick, snap)
+                finished.add(worker)
+                self.worker_elapsed = max(self.worker_elapsed, elapsed_s)
+            case Crash(worker, error):
+                self.worker_failures.append(f"worker {worker} crashed: {error}")
+                finished.add(worker)
 
     def _drain(self, messages, finished: set[int]) -> None:
         """Take what is already queued (a dead worker's last seconds are worth keeping)."""

@@ -8,6 +8,7 @@ import os
 import signal
 
 from twload.engine.asyncio_loop import Worker
+from twload.engine.messages import Crash, Final, Ready, Tick
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
@@ -34,7 +35,7 @@ class Channel:
         self.stop_event = stop_event
 
     def __call__(self, tick: int, snapshot: dict, final: bool = False, elapsed: float = 0.0) -> None:
-        self.pipe.send(("final" if final else "tick", self.index, tick, snapshot, elapsed))
+        self.pipe.send(Final(self.index, tick, snapshot, elapsed) if final else Tick(self.index, tick, snapshot))
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
@@ -48,7 +49,7 @@ def worker_main(plan, index, connections, budget, share, pipe, start_event, stop
 
     worker = Worker(plan, index, connections, budget, share)
     channel = Channel(index, pipe, stop_event)
-    pipe.send(("ready", index, 0, None, 0.0))
+    pipe.send(Ready(index))
     start_event.wait()
     if stop_event.is_set():
         return
@@ -56,7 +57,7 @@ def worker_main(plan, index, connections, budget, share, pipe, start_event, stop
         uvloop.run(worker.run(go_at_value.value, channel))
     except BaseException as exc:  # report, then die: the supervisor keeps the others
         try:
-            pipe.send(("crash", index, 0, {"error": f"{type(exc).__name__}: {exc}"}, 0.0))
+            pipe.send(Crash(index, f"{type(exc).__name__}: {exc}"))
         except OSError:
             pass  # the supervisor is gone too
         raise

@@ -1,0 +1,42 @@
+"""What a worker process tells its supervisor, over its pipe: small typed records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker is set up and waits for the common start."""
+
+    worker: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One second's snapshot (metrics.Interval.snapshot): `tick` is the second it belongs to."""
+
+    worker: int
+    tick: int
+    snapshot: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The worker's last snapshot; it has stopped after running `elapsed_s`."""
+
+    worker: int
+    tick: int
+    snapshot: dict
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """The worker's loop raised: it reports and dies; the others go on."""
+
+    worker: int
+    error: str
+
+
+Message = Ready | Tick | Final | Crash
