@@ -18,7 +18,7 @@ SIGNIFICANT_DIGITS = 3
 # latency: from the (intended) send; connect: TCP connect; service: from the actual send (open
 # loop); tls: the handshake. Appended to lists on the hot path (Interval), merged as HdrHistograms.
 HISTOGRAMS = ("latency", "connect", "service", "tls")
-RECORDED = ("status", *HISTOGRAMS)  # what the hot path appends to lists (Interval)
+RECORDED = ("status_codes", *HISTOGRAMS)  # what the hot path appends to lists (Interval)
 PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -52,11 +52,11 @@ class Interval(Counts):
     histogram gets each distinct value once, with its count, at the snapshot.
     """
 
-    __slots__ = ("latency", "connect", "first_errors", "service", "tls", "counted", "sums_us")
+    __slots__ = ("status_codes", "latency", "connect", "first_errors", "service", "tls", "counted", "sums_us")
 
     def __init__(self) -> None:
         super().__init__()
-        self.status: list[int] = []  # one status code per response
+        self.status_codes: list[int] = []  # one status code per response; fold() counts them
         self.latency: list[int] = []
         self.connect: list[int] = []
         self.first_errors: dict[str, list] = {}  # name -> [connection number, seconds into the run]
@@ -82,7 +82,7 @@ class Interval(Counts):
             "connections_opened": self.connections_opened,
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
-            "status": dict(self.counted["status"]),
+            "status": dict(self.counted["status_codes"]),
             "errors": dict(self.errors),
             "first_errors": self.first_errors,
             "max_lag_us": self.max_lag_us,

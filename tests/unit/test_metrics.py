@@ -30,11 +30,11 @@ def test_snapshots_merge_into_exact_totals(seconds):
         iv = Interval()
         latency_list = iv.latency
         iv.latency.extend(values[:fold_at])
-        iv.status.extend(codes[:fold_at])
+        iv.status_codes.extend(codes[:fold_at])
         iv.fold()  # the worker's sweep, part way through a second
         assert not iv.latency and iv.latency is latency_list
         iv.latency.extend(values[fold_at:])
-        iv.status.extend(codes[fold_at:])
+        iv.status_codes.extend(codes[fold_at:])
         totals.add(iv.snapshot())
         everything += values
         statuses += codes

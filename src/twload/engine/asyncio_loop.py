@@ -149,7 +149,7 @@ class Connection(asyncio.Protocol):
         # open loop: from the intended send time (free of coordinated omission); closed: from the send
         iv.latency.append((now - (self.intended or self.sent_at)) // 1000)
         parser = self.parser
-        iv.status.append(parser.get_status_code())
+        iv.status_codes.append(parser.get_status_code())
         if self.headers_done:
             self.headers_done = False
             self.head = b""
