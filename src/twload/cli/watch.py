@@ -78,7 +78,6 @@ def watch_loop(dst: str | None, interval: float, count: int | None, as_json: boo
     n = 0
 
     def step():
-        nonlocal previous
         socks, source = sockdiag.sockets()
         rows = destination_rows(socks, dst_filter, ports)
         totals = sockdiag.state_counts(socks)
