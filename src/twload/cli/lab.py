@@ -29,7 +29,7 @@ def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, e
         err.print(f"[red]twload:[/] {exc}")
         return 1
     # SIGTERM ends the run like Ctrl-C, so the namespaces are removed by the same path
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     names = list(SCENARIOS) if run_all else [name]
     results, failed = {}, False
     try:
