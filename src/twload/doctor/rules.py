@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from twload import budget
-from twload.kernel.sysctl import KernelFacts
+from twload.facts import KernelFacts
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import resource
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from twload.facts import KernelFacts  # pure data, defined apart; callers may still import it from here
 
 PROC_SYS = Path("/proc/sys")
 
@@ -42,32 +43,6 @@ def read_sysctl(name: str) -> str | None:
 
 def write_sysctl(name: str, value: str) -> None:
     sysctl_path(name).write_text(f"{value}\n")
-
-
-@dataclass(frozen=True)
-class KernelFacts:
-    """What the doctor and the budget need to know about this host, as plain values."""
-
-    tcp_timestamps: int = 1
-    tcp_tw_reuse: int = 2
-    tcp_tw_reuse_delay_ms: int | None = 1000
-    tcp_tw_recycle: int | None = None
-    port_low: int = 32768
-    port_high: int = 60999
-    reserved_ports: int = 0
-    tcp_max_tw_buckets: int = 262144
-    tcp_fin_timeout: int = 60
-    somaxconn: int = 4096
-    nofile_soft: int = 1024
-    kernel_release: str = ""
-
-    @property
-    def ports(self) -> int:
-        """Ephemeral ports connect() may pick (inclusive range, less reserved ones)."""
-        return max(0, self.port_high - self.port_low + 1 - self.reserved_ports)
-
-    def raw(self) -> dict:
-        return asdict(self)
 
 
 def count_reserved(spec: str | None, low: int, high: int) -> int:
