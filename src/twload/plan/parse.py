@@ -8,7 +8,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
+from collections.abc import Callable
+from socket import IPPROTO_TCP, SOCK_STREAM, gaierror, getaddrinfo  # name resolution only: no socket here
+from typing import Any
 from urllib.parse import urlsplit
 
 from twload.plan.errors import PlanError
@@ -41,7 +43,7 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
-def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
+def parse_target(url: str, resolve: Callable[..., list[Any]] = getaddrinfo) -> Target:
     """Split and resolve a URL once, before any worker starts."""
     if "://" not in url:
         raise PlanError(f"bad URL {url!r}: give a scheme, e.g. http://127.0.0.1:8080/")
@@ -59,8 +61,8 @@ def parse_target(url: str, resolve=socket.getaddrinfo) -> Target:
     if parts.query:
         path += "?" + parts.query
     try:
-        infos = resolve(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
+        infos = resolve(host, port, type=SOCK_STREAM, proto=IPPROTO_TCP)
+    except (gaierror, UnicodeError) as exc:
         raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
     family, _, _, _, address = infos[0]
     return Target(parts.scheme, host, port, path, address, family)
