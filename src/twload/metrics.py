@@ -102,6 +102,10 @@ def encode_counts(counts: dict[int, int]) -> bytes:
 
 class Totals(Counts):
     """Merged view over snapshots, from any number of workers."""
+    latency: HdrHistogram  # one per name in HISTOGRAMS, set in __init__
+    connect: HdrHistogram
+    service: HdrHistogram
+    tls: HdrHistogram
 
     __slots__ = ("first_errors", "sums_us", *HISTOGRAMS)
 

@@ -78,11 +78,12 @@ class Plan:
         if self.max_connections < 1:
             raise PlanError("--max-connections must be at least 1")
 
-    def schedule(self, share: float = 1.0):
+    def schedule(self, share: float = 1.0) -> Schedule | None:
         """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""
         if self.stages:
             return Schedule(self.stages, share)
         if self.open_loop:
+            assert self.rate is not None  # __post_init__: open loop without stages has a rate
             return Schedule.constant(self.rate, self.duration_s, share)
         return None
 

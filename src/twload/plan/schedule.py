@@ -10,6 +10,7 @@ number of connections.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twload.plan.errors import PlanError
@@ -21,7 +22,7 @@ class Stage:
     target: float
 
 
-def parse_stages(text: str, parse_duration) -> tuple[Stage, ...]:
+def parse_stages(text: str, parse_duration: Callable[[str], float]) -> tuple[Stage, ...]:
     stages = []
     for item in (part.strip() for part in text.split(",")):
         duration, sep, target = item.partition(":")

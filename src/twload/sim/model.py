@@ -19,7 +19,9 @@ import hashlib
 import heapq
 import random
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from twload.sim import kernels
 from twload.sim.kernels import PER_4TUPLE, PER_ADDRESS_PAIR, PER_CONNECTION, KernelProfile, s32
@@ -27,6 +29,9 @@ from twload.sim.nat import NatGateway
 
 SERVER_IP = "198.51.100.80"  # documentation prefix: nothing here is ever sent anywhere
 SERVER_PORT = 80
+
+# (held port entry, now) -> may connect() take that TIME_WAIT port over
+ReuseCheck = Callable[[tuple, float], bool]
 
 
 @dataclass
@@ -92,7 +97,7 @@ class Result:
         }
 
 
-def _hash32(*parts) -> int:
+def _hash32(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=4).digest(), "big")
 
 
@@ -147,7 +152,7 @@ class PortPool:
         # (port, free_at, TIME_WAIT token or None, entered_s, last_ts_recv_s) in the order ports were taken
         self.held: deque = deque()
 
-    def allocate(self, now: float, may_reuse, owner: Host) -> tuple[int | None, bool]:
+    def allocate(self, now: float, may_reuse: ReuseCheck, owner: Host) -> tuple[int | None, bool]:
         """(port, reused a TIME_WAIT port) or (None, False): EADDRNOTAVAIL."""
         held = self.held
         while held and held[0][1] <= now:  # TIME_WAIT ended, or the connection closed cleanly
@@ -202,7 +207,7 @@ class Simulation:
         self.reuse_check = self.may_reuse(p.loopback)
 
     # -- scheduling ----------------------------------------------------------
-    def push(self, at: float, kind: str, data) -> None:
+    def push(self, at: float, kind: str, data: Any) -> None:
         self.seq += 1
         heapq.heappush(self.events, (at, self.seq, kind, data))
 
@@ -236,11 +241,11 @@ class Simulation:
             r.first_failure_s = at
 
     # -- a connection --------------------------------------------------------
-    def may_reuse(self, loopback: bool):
+    def may_reuse(self, loopback: bool) -> ReuseCheck:
         profile, tw_reuse, delay = self.profile, self.tw_reuse, self.p.tw_reuse_delay_ms
         ts_seen = self.p.client_timestamps and self.p.server_timestamps
 
-        def check(entry, now: float) -> bool:
+        def check(entry: tuple, now: float) -> bool:
             _, _, _, entered, last_ts_recv = entry
             return kernels.reuse_allowed(profile, tw_reuse, loopback, ts_seen, entered, last_ts_recv, now, delay)
 

@@ -56,7 +56,7 @@ SCENARIOS = {s.name: s for s in (
 PARAM_NAMES = {f.name for f in fields(Params)} - {"trace", "seed"}
 
 
-def coerce(name: str, text: str, current):
+def coerce(name: str, text: str, current: object) -> bool | str | int | float:
     """A --set value typed like the parameter's default."""
     if isinstance(current, bool) or name in ("server_timestamps", "client_timestamps", "tw_recycle", "nat",
                                              "loopback"):
