@@ -99,7 +99,9 @@ def test_sources():
     assert parse_sources("10.0.0.2-10.0.0.5") == ("10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5")
     assert parse_sources("10.0.0.0/29") == tuple(f"10.0.0.{i}" for i in range(1, 7))
     assert parse_sources("10.0.0.7/32,10.0.0.7") == ("10.0.0.7",)
-    for bad in ("", "10.0.0.300", "10.0.0.9-10.0.0.2", "nope", "10.0.0.0-10.1.0.0"):
+    assert parse_sources("fd00::1-fd00::3") == ("fd00::1", "fd00::2", "fd00::3")
+    assert parse_sources("::1-::2") == ("::1", "::2")
+    for bad in ("", "10.0.0.300", "10.0.0.9-10.0.0.2", "nope", "10.0.0.0-10.1.0.0", "10.0.0.1-::1", "::1-10.0.0.1"):
         with pytest.raises(PlanError):
             parse_sources(bad)
 

@@ -80,9 +80,12 @@ def parse_sources(text: str) -> tuple[str, ...]:
                 hosts = list(network.hosts()) or [network.network_address]
             elif "-" in item:
                 first, last = (ipaddress.ip_address(x.strip()) for x in item.split("-", 1))
-                if last < first or int(last) - int(first) >= MAX_SOURCES:
+                if first.version != last.version:
+                    raise ValueError("a range is IPv4 or IPv6, not both")
+                if int(last) < int(first) or int(last) - int(first) >= MAX_SOURCES:
                     raise ValueError("empty or too large range")
-                hosts = [ipaddress.ip_address(n) for n in range(int(first), int(last) + 1)]
+                # first + n keeps the address family (ip_address(1) would be IPv4 0.0.0.1 even for ::1)
+                hosts = [first + n for n in range(int(last) - int(first) + 1)]
             else:
                 hosts = [ipaddress.ip_address(item)]
         except ValueError as exc:
