@@ -1,0 +1,168 @@
+"""The layering rules, proved by reading the source's imports with ast (nothing is imported).
+
+Pure modules take plain values and return plain values: they import no I/O (sockets, ssl,
+event loops) and nothing from the adapters (engine, kernel, lab) or the command line, not even
+through another twload module. Only the command line imports the command line. Every import
+counts: at the top, inside a function, relative, or by importlib with a literal name.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "twload"
+
+# Pure: plain values in, plain values out (DESIGN.md, "Architecture").
+PURE_PACKAGES = ("twload.plan", "twload.sim")
+PURE_MODULES = (
+    "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",
+    "twload.report.text", "twload.report.rebuild", "twload.report.numbers",  # numbers: when it lands
+)
+FORBIDDEN_IN_PURE = (
+    "twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe",
+    "socket", "ssl", "asyncio", "uvloop", "selectors",
+)
+# The one exception, kept narrow: parse_target resolves the host name once, before any worker
+# starts. It may take name resolution from socket, and nothing else (no socket object).
+NAME_RESOLUTION = {("twload.plan.parse", "socket"): {"getaddrinfo", "gaierror", "SOCK_STREAM", "IPPROTO_TCP"}}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+MODULES = all_modules()
+
+
+def is_package(name: str) -> bool:
+    return MODULES.get(name, Path()).name == "__init__.py"
+
+
+def imports_of(name: str, source: str | None = None) -> list[tuple[str, set[str] | None]]:
+    """(module imported, names taken from it or None for the whole module), every import in the file."""
+    tree = ast.parse(source if source is not None else MODULES[name].read_text(encoding="utf-8"))
+    package = name if is_package(name) else name.rpartition(".")[0]
+    found: list[tuple[str, set[str] | None]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            names = {alias.name for alias in node.names}
+            found.append((base, names))
+            # `from twload import budget` imports the module twload.budget
+            found += [(f"{base}.{n}", None) for n in names if f"{base}.{n}" in MODULES]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__")))):
+            found.append((node.args[0].value, None))
+    return found
+
+
+def within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def twload_closure(start: str) -> dict[str, str]:
+    """Every twload module that importing `start` runs (parent packages included) -> who imported it."""
+    seen: dict[str, str] = {}
+    todo = [(start, "")]
+    while todo:
+        name, by = todo.pop()
+        if name in seen or name not in MODULES:
+            continue
+        seen[name] = by
+        parent = name.rpartition(".")[0]
+        if parent:
+            todo.append((parent, name))
+        todo += [(imported, name) for imported, _ in imports_of(name) if within(imported, "twload")]
+    return seen
+
+
+def pure_modules() -> list[str]:
+    names = [n for n in MODULES if any(within(n, p) for p in PURE_PACKAGES)]
+    return sorted(names + [n for n in PURE_MODULES if n in MODULES])
+
+
+def violations_in_pure(name: str) -> list[str]:
+    """Forbidden imports made by `name` or by any twload module it imports, with the chain."""
+    out = []
+    for module, by in twload_closure(name).items():
+        for imported, names in imports_of(module):
+            allowed = NAME_RESOLUTION.get((module, imported))
+            if allowed is not None and names is not None and names <= allowed:
+                continue
+            for forbidden in FORBIDDEN_IN_PURE:
+                if within(imported, forbidden):
+                    chain = f" (reached through {by})" if module != name else ""
+                    out.append(f"{module} imports {imported}{chain}")
+    return out
+
+
+def test_the_pure_modules_are_found():
+    pure = pure_modules()
+    for expected in ("twload.plan.model", "twload.plan.parse", "twload.plan.schedule", "twload.sim.model",
+                     "twload.budget", "twload.doctor.rules", "twload.report.text", "twload.facts"):
+        assert expected in pure
+
+
+@pytest.mark.parametrize("name", pure_modules())
+def test_pure_module_imports_no_io_and_no_adapter(name):
+    assert violations_in_pure(name) == []
+
+
+def test_only_the_command_line_imports_the_command_line():
+    offenders = [
+        f"{name} imports {imported}"
+        for name in MODULES
+        if not within(name, "twload.cli") and name != "twload.__main__"  # `python -m twload` starts the cli
+        for imported, _ in imports_of(name)
+        if within(imported, "twload.cli")
+    ]
+    assert offenders == []
+
+
+def test_the_engine_never_imports_the_command_line():
+    offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.engine")
+                 for imported, _ in imports_of(name) if within(imported, "twload.cli")]
+    assert offenders == []
+
+
+# -- the reader itself: each way of importing is seen ------------------------------------------
+
+@pytest.mark.parametrize("source, expected", [
+    ("import socket", "socket"),
+    ("import asyncio.events", "asyncio.events"),
+    ("def f():\n    from ssl import create_default_context", "ssl"),
+    ("from ..engine import supervisor", "twload.engine"),
+    ("from ..kernel.sysctl import gather", "twload.kernel.sysctl"),
+    ("from twload import cli", "twload.cli"),
+    ("import importlib\nimportlib.import_module('twload.lab.topology')", "twload.lab.topology"),
+])
+def test_every_form_of_import_is_read(source, expected):
+    assert expected in [imported for imported, _ in imports_of("twload.plan.model", source)]
+
+
+def test_name_resolution_is_the_only_socket_import_plan_may_make():
+    allowed = NAME_RESOLUTION[("twload.plan.parse", "socket")]
+    found = [names for imported, names in imports_of("twload.plan.parse") if imported == "socket"]
+    assert found and all(names is not None and names <= allowed for names in found)
+    # a whole-module import, or a socket object, is not name resolution
+    for source in ("import socket", "from socket import socket", "from socket import create_connection"):
+        taken = [names for imported, names in imports_of("twload.plan.parse", source) if imported == "socket"]
+        assert not all(names is not None and names <= allowed for names in taken)
