@@ -1,0 +1,102 @@
+"""The run folder: each sample is on disk as soon as it is written, the summary appears whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from hdrh.histogram import HdrHistogram
+
+from twload.metrics import new_histogram
+from twload.results import (
+    LATENCY_LOG,
+    SAMPLES,
+    SUMMARY,
+    RunFolder,
+    default_run_dir,
+    read_samples,
+    read_summary,
+)
+
+
+def test_samples_and_summary_read_back(tmp_path):
+    folder = RunFolder(tmp_path / "a" / "run")  # parents are created
+    samples = [{"t": 1, "requests": 10, "status": {"200": 10}}, {"t": 2, "requests": 0, "errors": {"EPIPE": 1}}]
+    for sample in samples:
+        folder.write_sample(sample)
+    summary = {"url": "http://127.0.0.1:1/", "requests": 10, "latency_us": {"p50": 120}}
+    written = folder.write_summary(summary)
+    folder.close()
+    assert written == folder.path / SUMMARY
+    assert read_samples(folder.path) == samples
+    assert read_summary(folder.path) == summary
+    assert sorted(p.name for p in folder.path.iterdir()) == sorted([SAMPLES, SUMMARY, LATENCY_LOG])  # no .tmp left
+
+
+def test_each_sample_is_flushed_as_it_is_written(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    try:
+        for tick in (1, 2, 3):
+            folder.write_sample({"t": tick, "requests": tick})
+            # read by another file object while the folder is still open: already on disk
+            assert [s["t"] for s in read_samples(folder.path)] == list(range(1, tick + 1))
+    finally:
+        folder.close()
+
+
+def test_samples_survive_a_process_that_dies_without_closing(tmp_path):
+    """os._exit skips every close and flush: what a kill -9 or a crash leaves behind."""
+    script = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from twload.results import RunFolder
+        folder = RunFolder(Path({str(tmp_path / "run")!r}))
+        for tick in (1, 2, 3):
+            folder.write_sample({{"t": tick, "requests": 5}}, b"")
+        os._exit(9)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert done.returncode == 9
+    assert [s["t"] for s in read_samples(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_the_latency_log_holds_one_decodable_histogram_per_second(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    hist = new_histogram()
+    for value in (100, 250, 250, 9000):
+        hist.record_value(value)
+    folder.write_sample({"t": 1, "requests": 4}, hist.encode())
+    folder.write_sample({"t": 2, "requests": 0}, b"")  # an empty second: no line
+    folder.close()
+    lines = (folder.path / LATENCY_LOG).read_text(encoding="ascii").splitlines()
+    assert len(lines) == 1
+    tick, encoded = lines[0].split(" ", 1)
+    decoded = HdrHistogram.decode(encoded.encode("ascii"))
+    assert tick == "1"
+    assert decoded.get_total_count() == 4
+    assert decoded.get_value_at_percentile(50) == hist.get_value_at_percentile(50)
+    assert decoded.get_max_value() == hist.get_max_value()
+
+
+def test_a_later_summary_replaces_the_earlier_one(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.write_summary({"requests": 1})
+    folder.write_summary({"requests": 2, "interrupted": "SIGINT"})
+    folder.close()
+    text = (folder.path / SUMMARY).read_text(encoding="utf-8")
+    assert json.loads(text) == {"requests": 2, "interrupted": "SIGINT"}
+
+
+def test_read_samples_skips_blank_lines(tmp_path):
+    (tmp_path / SAMPLES).write_text('{"t":1}\n\n{"t":2}\n', encoding="utf-8")
+    assert read_samples(tmp_path) == [{"t": 1}, {"t": 2}]
+
+
+def test_default_run_dir_never_names_an_existing_folder(tmp_path):
+    first = default_run_dir(str(tmp_path), prefix="demo-")
+    assert first.parent == tmp_path and first.name.startswith("demo-") and not first.exists()
+    first.mkdir()
+    second = default_run_dir(str(tmp_path), prefix="demo-")
+    assert second != first and not second.exists()
