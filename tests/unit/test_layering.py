@@ -146,6 +146,21 @@ def test_the_engine_never_imports_the_command_line():
     assert offenders == []
 
 
+def test_kernel_is_the_floor_under_engine_doctor_lab_and_cli():
+    """kernel/ reads the kernel (sysctls, sock_diag, /proc, TCP_INFO); it imports no floor above it."""
+    above = ("twload.engine", "twload.doctor", "twload.lab", "twload.serve", "twload.cli", "twload.report")
+    offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.kernel")
+                 for imported, _ in imports_of(name) if any(within(imported, a) for a in above)]
+    assert offenders == []
+
+
+def test_reports_read_the_run_folder_not_the_live_system():
+    adapters = (*ADAPTERS, "twload.doctor")
+    offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.report")
+                 for imported, _ in imports_of(name) if any(within(imported, a) for a in adapters)]
+    assert offenders == []
+
+
 # -- the reader itself: each way of importing is seen ------------------------------------------
 
 @pytest.mark.parametrize("source, expected", [
