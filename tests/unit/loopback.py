@@ -15,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 
 POLL_S, POLL_ROUNDS = 0.01, 500  # a bound on waiting for the kernel, not a timing assertion
+REREADS = 20  # whole-table reads that may each skip a socket under churn: a few tries suffice
 
 
 def own_address(salt: int = 0) -> str:
@@ -65,8 +66,8 @@ def peer(address: str) -> Iterator[Peer]:
         yield Peer(stack, address)
 
 
-def wait_until(done: Callable[[], bool]) -> bool:
-    for _ in range(POLL_ROUNDS):
+def wait_until(done: Callable[[], bool], rounds: int = POLL_ROUNDS) -> bool:
+    for _ in range(rounds):
         if done():
             return True
         time.sleep(POLL_S)
