@@ -1,12 +1,7 @@
-"""The port-budget arithmetic and each doctor rule, over plain facts."""
+"""Each doctor rule (twload.doctor.rules) over plain facts."""
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from twload import budget
 from twload.doctor import rules as doctor
-from twload.kernel.sysctl import KernelFacts, count_reserved
+from twload.kernel.sysctl import KernelFacts
 
 MODERN = KernelFacts(tcp_timestamps=1, tcp_tw_reuse=2, tcp_tw_reuse_delay_ms=1000, tcp_tw_recycle=None,
                      port_low=32768, port_high=60999, tcp_max_tw_buckets=262144, nofile_soft=65536)
@@ -22,62 +17,6 @@ def facts(**kw) -> KernelFacts:
 
 def by_id(findings, rule_id):
     return [f for f in findings if f.id == rule_id]
-
-
-def test_port_count_and_reserved_ports():
-    assert MODERN.ports == 28232
-    assert count_reserved("8080,40000-40009,70000", 32768, 60999) == 10
-    assert facts(reserved_ports=10).ports == 28222
-
-
-def test_client_close_without_reuse_is_about_470_per_second():
-    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", connections=1, tw_reuse=0))
-    assert b.reuse_after_s == 60
-    assert round(b.sustainable_new_conn_per_s) == 471  # (28232 - 1) / 60
-    assert b.exhausted_at_connection == 28233
-
-
-def test_rate_above_sustainable_gives_time_to_exhaustion():
-    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", connections=0, rate=2000, tw_reuse=0))
-    assert b.exhausted_after_s == pytest.approx(14.1, abs=0.1)
-
-
-def test_reuse_needs_timestamps_and_loopback_for_2():
-    assert budget.reuse_applies(1, True, False)
-    assert not budget.reuse_applies(1, False, False)
-    assert budget.reuse_applies(2, True, True)
-    assert not budget.reuse_applies(2, True, False)
-    assert not budget.reuse_applies(0, True, True)
-
-
-def test_reuse_delay_sets_the_hold_time():
-    b = budget.compute(budget.BudgetInput(ports=20, close="fin", tw_reuse=1, reuse_delay_ms=200, connections=0))
-    assert b.reuse_after_s == 0.2 and b.sustainable_new_conn_per_s == 100
-    assert b.exhausted_at_connection is None
-
-
-def test_server_and_rst_close_leave_no_limit():
-    for close in ("server", "rst", "keepalive"):
-        b = budget.compute(budget.BudgetInput(ports=20, close=close, tw_reuse=0))
-        assert not b.client_holds_time_wait and b.sustainable_new_conn_per_s is None
-
-
-def test_max_tw_buckets_below_the_range_removes_the_limit():
-    b = budget.compute(budget.BudgetInput(ports=28232, close="fin", tw_reuse=0, max_tw_buckets=1000))
-    assert b.tw_bucket_capped and b.sustainable_new_conn_per_s is None
-
-
-@given(ports=st.integers(1, 60000), sources=st.integers(1, 16), rate=st.floats(1, 1e6))
-def test_more_sources_never_lower_the_sustainable_rate(ports, sources, rate):
-    big = 10**9  # tcp_max_tw_buckets out of the way: its own test is below
-    one = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, max_tw_buckets=big))
-    many = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, sources=sources,
-                                             max_tw_buckets=big))
-    assert many.sustainable_new_conn_per_s == pytest.approx(one.sustainable_new_conn_per_s * sources)
-    needed = budget.sources_needed(rate, ports)
-    enough = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, sources=needed,
-                                               max_tw_buckets=big))
-    assert enough.exhausted_after_s is None
 
 
 def test_timestamps_off_at_the_target():
