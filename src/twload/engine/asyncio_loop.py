@@ -19,6 +19,7 @@ from collections import deque
 import httptools
 
 from twload.engine import strategies as closing
+from twload.engine.backoff import ConnectBackoff
 from twload.engine.http1 import build_request, head_declares_length
 from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
 from twload.engine.tls import tls_context
@@ -32,7 +33,6 @@ clock_ns = time.perf_counter_ns
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
-BACKOFF_S = 0.001  # after a failed connect, so a refusing target does not spin a core
 
 
 class Connection(asyncio.Protocol):
@@ -67,6 +67,7 @@ class Connection(asyncio.Protocol):
         w = self.w
         started = w.connecting.get(self)
         if started is not None:
+            w.backoff.succeeded()
             iv = w.iv
             iv.connections_opened += 1
             now = clock_ns()
@@ -132,6 +133,8 @@ class Connection(asyncio.Protocol):
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
             w.count_error(errno_name(exc))
+        if w.waiting:
+            w.wake_one()  # this connection's port may be free now: a slot in backoff tries at once
         if w.open_loop:
             w.replenish()
         elif not self.retired:
@@ -277,6 +280,9 @@ class Worker:
         self.scheduled_all = False
         self.attempts = 0  # connections attempted, counting this one
         self.first_errors: dict[str, list] = {}
+        self.backoff = ConnectBackoff()  # after failed connects: wait, growing, never spin
+        self.waiting: dict[int, asyncio.TimerHandle] = {}  # closed-loop slots in backoff, oldest first
+        self.waits = 0  # keys for self.waiting
         self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.all_done: asyncio.Future = None  # type: ignore[assignment]
@@ -290,6 +296,8 @@ class Worker:
     def stop(self) -> None:
         self.stopping = True
         self.free_run = False
+        while self.waiting:  # slots in backoff end now rather than at their next try
+            self.wake_one()
 
     def follow_plan(self) -> None:
         """The schedule this worker follows, and whether its connections may run free."""
@@ -430,7 +438,7 @@ class Worker:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
                 self.count_error("connect_timeout")
-                self.connect_failed(0.0)
+                self.connect_failed()
             else:  # shutting down
                 self.stop()
                 if not self.open_loop:
@@ -439,26 +447,39 @@ class Worker:
         except ssl.SSLError as exc:
             self.connecting.pop(conn, None)
             self.count_error("tls_" + (exc.reason or "error").lower())
-            self.connect_failed(BACKOFF_S)
+            self.connect_failed()
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
             self.count_error(errno_name(exc))
-            self.connect_failed(BACKOFF_S)  # a refusing target must not spin a core
+            self.connect_failed()  # a refusing target or the port wall must not spin a core
             return
         self.connecting.pop(conn, None)
 
-    def connect_failed(self, backoff_s: float) -> None:
-        """After a failed connect: the slot tries again (closed loop), or the request that
-        waited for this connection has failed and the next one gets a new try (open loop)."""
+    def connect_failed(self) -> None:
+        """After a failed connect, and a wait that grows while connects keep failing: the slot
+        tries again (closed loop), or the request that waited for this connection has failed and
+        the next one gets a new try (open loop)."""
+        wait_s = self.backoff.failed()
         if self.open_loop:
             if self.due:
                 self.due.popleft()
-            self.loop.call_later(backoff_s, self.replenish)
-        elif backoff_s:
-            self.loop.call_later(backoff_s, self.start_slot)
+            self.loop.call_later(wait_s, self.replenish)
+        elif self.stopping:
+            self.start_slot()  # ends the slot
         else:
+            self.waits += 1
+            self.waiting[self.waits] = self.loop.call_later(wait_s, self._waited, self.waits)
+
+    def _waited(self, key: int) -> None:
+        if self.waiting.pop(key, None) is not None:
             self.start_slot()
+
+    def wake_one(self) -> None:
+        """The slot that has waited longest tries now (a port may have come free, or the run stops)."""
+        key = next(iter(self.waiting))
+        self.waiting.pop(key).cancel()
+        self.start_slot()
 
     async def _connect_socket(self, conn: Connection) -> None:
         """The connect path for source addresses and TLS: our own socket, then the transport.
