@@ -107,11 +107,12 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
         self.first_errors: dict[str, dict] = {}
+        self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
@@ -128,6 +129,8 @@ class Totals(Counts):
             if snap.get(name):
                 getattr(self, name).decode_and_add(snap[name])
         self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
+        if not self.peer_bytes and snap.get("peer_bytes"):
+            self.peer_bytes = bytes(snap["peer_bytes"])
         for name, (connection, at_s) in snap.get("first_errors", {}).items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:
@@ -154,6 +157,11 @@ def percentiles_us(hist: HdrHistogram, total_us: int | None = None) -> dict:
     out["max"] = hist.get_max_value()
     out["mean"] = round(total_us / count if total_us is not None else hist.get_mean_value(), 1)
     return out
+
+
+def escaped(data: bytes) -> str:
+    """Bytes from the network as one printable line: ASCII kept, the rest escaped (\\r, \\n, \\xNN)."""
+    return repr(bytes(data))[2:-1]
 
 
 def errno_name(exc: BaseException) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from tests.conftest import free_port
+import json
+
+from tests.conftest import free_port, run_cli
 from twload.engine.supervisor import run_to_folder
+from twload.metrics import escaped
 from twload.plan import Plan, parse_target
 
 
@@ -16,3 +19,30 @@ def test_a_refusing_target_gets_tens_of_connects_per_slot_not_thousands(tmp_path
     # ramp. Retrying after a fixed 1 ms gave thousands; spinning, tens of thousands.
     assert 20 <= refused <= 20 * 25
     assert summary["requests"] == 0
+
+
+BANNER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"  # 40 bytes, then binary: 64 are kept
+
+
+def ssh_banner(conn, stopped) -> None:
+    conn.sendall(BANNER + bytes(range(40)))
+    while not stopped.is_set() and conn.recv(4096):
+        pass
+
+
+def test_a_peer_that_does_not_speak_http_is_shown_once_escaped(raw_peer, tmp_path):
+    peer = raw_peer(ssh_banner)
+    proc = run_cli("run", peer.url, "-d", "1s", "-c", "2", "-w", "1", "--out", str(tmp_path / "run"),
+                   cwd=str(tmp_path))
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["peer_bytes"] == escaped(BANNER + bytes(range(24)))
+    assert summary["peer_bytes"].startswith("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n\\x00\\x01")
+    assert summary["requests"] == 0 and summary["errors"]["protocol_error"] >= 1
+    assert proc.stdout.count("SSH-2.0-OpenSSH_9.2p1") == 1
+    assert "Latency  (none: no response completed)" in proc.stdout
+    assert "0us" not in proc.stdout.split("Connect")[0]  # no latency row made of zeros
+
+
+def test_bytes_from_the_network_are_escaped():
+    assert escaped(b"\x00\xffab\r\n\\") == "\\x00\\xffab\\r\\n\\\\"

@@ -33,6 +33,7 @@ clock_ns = time.perf_counter_ns
 SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
+PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to show the user
 
 
 class Connection(asyncio.Protocol):
@@ -93,6 +94,8 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
+            if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
+                self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
             self._fail("protocol_error")
             return
         if self.completed == completed and not self.awaiting_eof:
@@ -283,6 +286,8 @@ class Worker:
         self.backoff = ConnectBackoff()  # after failed connects: wait, growing, never spin
         self.waiting: dict[int, asyncio.TimerHandle] = {}  # closed-loop slots in backoff, oldest first
         self.waits = 0  # keys for self.waiting
+        self.peer_bytes = b""  # the first bytes of the first response that was not HTTP
+        self.peer_bytes_reported = False
         self.started = time.monotonic()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.all_done: asyncio.Future = None  # type: ignore[assignment]
@@ -539,7 +544,11 @@ class Worker:
 
     def take_snapshot(self) -> dict:
         iv, self.iv = self.iv, Interval()
-        return iv.snapshot()
+        snap = iv.snapshot()
+        if self.peer_bytes and not self.peer_bytes_reported:  # once per worker (CONTRACTS.md)
+            snap["peer_bytes"] = self.peer_bytes
+            self.peer_bytes_reported = True
+        return snap
 
     async def run(self, go_at: float, send) -> None:
         """Run until the deadline, the budget or the stop flag; send(tick, snapshot) each second."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
-from twload.metrics import Totals, percentiles_us
+from twload.metrics import Totals, escaped, percentiles_us
 from twload.plan import Plan
 from twload.results import RunFolder
 
@@ -313,6 +313,8 @@ class Supervisor:
             summary["worker_failures"] = self.worker_failures
         if totals.first_errors:
             summary["first_errors"] = dict(sorted(totals.first_errors.items()))
+        if totals.peer_bytes:
+            summary["peer_bytes"] = escaped(totals.peer_bytes)
         if plan.open_loop:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
         if plan.target.scheme == "https":

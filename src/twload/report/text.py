@@ -32,23 +32,31 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+COLUMNS = ("p50", "p90", "p99", "p99_9", "max", "mean")
+
+
+def latency_rows(summary: dict) -> list[str]:
+    """The percentile table; a row of nothing measured says so instead of showing zeros."""
+    rows = [("Latency", "latency_us", summary["requests"]), ("Connect", "connect_us", summary["connections_opened"]),
+            ("Service", "service_us", summary["requests"]), ("TLS", "tls_handshake_us", summary["connections_opened"])]
+    lines = ["                 p50       p90       p99     p99.9       max      mean"]
+    for label, key, measured in rows:
+        if key not in summary:
+            continue
+        if measured:
+            lines.append(f"  {label:<9}" + "".join(f"{fmt_us(summary[key][k]):>10}" for k in COLUMNS))
+        else:
+            lines.append(f"  {label:<9}(none: no {'response' if key != 'connect_us' else 'connection'} completed)")
+    return lines
+
+
 def render(summary: dict) -> str:
-    lat = summary["latency_us"]
-    con = summary["connect_us"]
     dur = summary["duration_s"] or 1e-9
     lines = [
         f"twload @ {summary['url']}",
         f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
         f" close={summary['close']}",
-        "                 p50       p90       p99     p99.9       max      mean",
-        "  Latency  " + "".join(f"{fmt_us(lat[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
-        "  Connect  " + "".join(f"{fmt_us(con[k]):>10}" for k in ("p50", "p90", "p99", "p99_9", "max", "mean")),
-        *(["  Service  " + "".join(f"{fmt_us(summary['service_us'][k]):>10}"
-                                   for k in ("p50", "p90", "p99", "p99_9", "max", "mean"))]
-          if "service_us" in summary else []),
-        *(["  TLS      " + "".join(f"{fmt_us(summary['tls_handshake_us'][k]):>10}"
-                                   for k in ("p50", "p90", "p99", "p99_9", "max", "mean"))]
-          if "tls_handshake_us" in summary else []),
+        *latency_rows(summary),
         f"  {summary['requests']} requests in {summary['duration_s']:.2f}s, "
         f"{fmt_bytes(summary['bytes_in'])} read, {summary['connections_opened']} connections opened",
     ]
@@ -57,6 +65,8 @@ def render(summary: dict) -> str:
         lines.append("  Non-2xx responses: " + ", ".join(f"{code} {n}" for code, n in other.items()))
     if summary["errors"]:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
+    if summary.get("peer_bytes"):
+        lines.append(f"  The peer did not answer HTTP; it sent: {summary['peer_bytes']}")
     if "rate_target" in summary:
         lines.append(f"  Open loop: target {summary['rate_target']:.0f} req/s, achieved {summary['rate_achieved']:.0f}"
                      f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}"
