@@ -6,7 +6,7 @@ against a 500-port client) that measures nothing and delays the end of the run.
 So the wait doubles with each failure in a row, up to CONNECT_BACKOFF_MAX_S, and a
 successful connect starts it afresh. A slot waiting here is also woken at once when
 a connection of its worker closes, because that may have freed a port. The compiled
-core follows the same constants (CONTRACTS.md, decisions log, 09:45 diagnosis).
+core follows the same constants (CONTRACTS.md, decisions log, 09:33 diagnosis).
 """
 
 from __future__ import annotations
