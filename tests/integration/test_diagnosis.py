@@ -46,3 +46,24 @@ def test_a_peer_that_does_not_speak_http_is_shown_once_escaped(raw_peer, tmp_pat
 
 def test_bytes_from_the_network_are_escaped():
     assert escaped(b"\x00\xffab\r\n\\") == "\\x00\\xffab\\r\\n\\\\"
+
+
+def test_the_port_probe_counts_every_client_socket_towards_the_target():
+    import socket
+
+    from twload.engine.preflight import PortProbe
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        probe = PortProbe(Plan(target=parse_target(url), url=url))
+        assert probe() == 0 and probe.in_use == 0  # the listener holds no client port
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        accepted = [listener.accept()[0] for _ in clients]
+        try:
+            assert probe() == 0 and probe.in_use == 3  # the accepted ends are the server's, not counted
+        finally:
+            for s in clients + accepted:
+                s.close()

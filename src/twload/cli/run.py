@@ -58,9 +58,10 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 
+    probe = pf.time_wait_probe(plan)
     try:
-        with live_progress(console, show_progress) as on_progress:
-            summary = run_to_folder(plan, path, on_progress, pf.time_wait_probe(plan), finish)
+        with live_progress(console, show_progress, budget.ports, probe) as on_progress:
+            summary = run_to_folder(plan, path, on_progress, probe, finish)
     except RunError as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None

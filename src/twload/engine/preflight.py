@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections import Counter
 
 from twload import budget
 from twload.doctor import rules as doctor
@@ -72,17 +73,27 @@ def sockets_to_target(plan: Plan) -> int:
     return sum(1 for s in socks if s.dst == host and s.dport == port and s.state != "LISTEN")
 
 
-def time_wait_probe(plan: Plan):
-    host, port = plan.target.address[:2]
+class PortProbe:
+    """Client sockets towards the target, read once a second: called, it gives the TIME_WAIT count
+    (the supervisor's samples); `in_use` keeps every local port held towards the target at that
+    reading (all states but LISTEN), for the live line's ports against the budget."""
 
-    def count() -> int:
+    def __init__(self, plan: Plan) -> None:
+        self.host, self.port = plan.target.address[:2]
+        self.in_use: int | None = None
+
+    def __call__(self) -> int:
         try:
-            return sockdiag.count_time_wait_to(host, port)
+            counts = sockdiag.count_states_to(self.host, self.port)
         except OSError:  # no netlink here: the slower /proc reading
-            socks = sockdiag.sockets_proc()
-            return sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == host and s.dport == port)
+            counts = Counter(s.state for s in sockdiag.sockets_proc()
+                             if s.dst == self.host and s.dport == self.port and s.state != "LISTEN")
+        self.in_use = sum(counts.values())
+        return counts.get("TIME_WAIT", 0)
 
-    return count
+
+def time_wait_probe(plan: Plan) -> PortProbe:
+    return PortProbe(plan)
 
 
 def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int) -> budget.Budget:

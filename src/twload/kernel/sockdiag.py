@@ -107,6 +107,25 @@ def count_time_wait_to(address: str, port: int) -> int:
     return count
 
 
+LISTEN = 10
+
+
+def count_states_to(address: str, port: int) -> Counter:
+    """Client sockets towards address:port by state name (every state but LISTEN holds a local port).
+
+    The same kernel-side port filter and byte comparison as count_time_wait_to, once a second.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    packed = socket.inet_pton(family, address)
+    port_bytes = struct.pack(">H", port)
+    width = len(packed)
+    counts: Counter = Counter()
+    for data, body in _messages(family, ALL_STATES & ~(1 << LISTEN), dport_filter(port)):
+        if data[body + 6: body + 8] == port_bytes and data[body + 24: body + 24 + width] == packed:
+            counts[procnet.STATES.get(data[body + 1], str(data[body + 1]))] += 1
+    return counts
+
+
 def sockets_netlink(states: int = ALL_STATES) -> list[Sock]:
     return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _dump(family, states)]
 
