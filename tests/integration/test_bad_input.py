@@ -46,8 +46,9 @@ def test_refused_port_is_one_line(tmp_path):
 def json_run(url, tmp_path, *args):
     proc = run_cli("run", url, "--json", "-w", "1", "--out", str(tmp_path / "run"), *args, timeout=60)
     assert "Traceback" not in proc.stderr
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)
+    assert proc.returncode == (0 if summary["requests"] else 1), proc.stderr  # 1: nothing succeeded
+    return summary
 
 
 def test_non_http_peer_counts_protocol_errors(raw_peer, tmp_path):

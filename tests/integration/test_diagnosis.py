@@ -35,6 +35,7 @@ def test_a_peer_that_does_not_speak_http_is_shown_once_escaped(raw_peer, tmp_pat
     proc = run_cli("run", peer.url, "-d", "1s", "-c", "2", "-w", "1", "--out", str(tmp_path / "run"),
                    cwd=str(tmp_path))
     assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1  # nothing succeeded
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["peer_bytes"] == escaped(BANNER + bytes(range(24)))
     assert summary["peer_bytes"].startswith("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\\r\\n\\x00\\x01")
@@ -67,3 +68,16 @@ def test_the_port_probe_counts_every_client_socket_towards_the_target():
         finally:
             for s in clients + accepted:
                 s.close()
+
+
+def test_max_errors_stops_the_run_and_says_so(raw_peer, tmp_path):
+    peer = raw_peer(ssh_banner)
+    proc = run_cli("run", peer.url, "-d", "30s", "-c", "2", "-w", "1", "--max-errors", "5",
+                   "--out", str(tmp_path / "run"), cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stopped_by"] == "max_errors" and summary["max_errors"] == 5
+    assert summary["errors"]["protocol_error"] > 5
+    assert summary["duration_s"] < 30  # stopped, not run out
+    assert "more than 5 errors (--max-errors)" in proc.stdout
+    assert proc.stdout.startswith("No request got a response.")

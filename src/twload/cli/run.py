@@ -54,6 +54,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         summary["target_timestamps"] = info.timestamps
         summary["budget"] = pf.budget_block(budget)
         if "EADDRNOTAVAIL" in summary["errors"]:
+            summary["wall"] = pf.wall_line(plan, budget, summary)
             summary["advice"] = pf.advice(plan, kernel, info.timestamps)
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
@@ -76,7 +77,7 @@ def build_plan(
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
-    insecure: bool = False, cacert: Path | None = None,
+    insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -115,6 +116,7 @@ def build_plan(
         max_connections=max_connections,
         insecure=insecure,
         cacert=str(cacert) if cacert else None,
+        max_errors=max_errors,
     )
     if target.scheme == "https":
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
@@ -147,13 +149,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.")] = False,
+    max_errors: Annotated[int | None, typer.Option("--max-errors", help="Stop the run once more than N errors were counted; exit 1.")] = None,
     threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
     try:
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
-                          rate, stages, open_loop, max_connections, insecure, cacert)
+                          rate, stages, open_loop, max_connections, insecure, cacert, max_errors)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -122,6 +122,16 @@ def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool)
             "Use --close server or --close rst, or more source addresses.")
 
 
+def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
+    """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why."""
+    first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
+    when = f" from {first['at_s']:.2f}s (connection {first['connection']} of worker {first['worker']})" if first else ""
+    held = (f"; {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
+            if b.client_holds_time_wait else f"; {b.ports} ports")
+    return (f"At the port wall{when}: no free local port towards {plan.target.address[0]}:{plan.target.port} "
+            f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
+
+
 def budget_block(b: budget.Budget) -> dict:
     return {
         "ports": b.ports,

@@ -102,6 +102,7 @@ class Supervisor:
         self.on_progress = on_progress or (lambda progress: None)
         self.progress = Progress(planned_s=plan.duration_s, planned_requests=plan.requests)
         self.signal_received: int | None = None
+        self.stopped_by: str | None = None  # "max_errors" when --max-errors ended the run
         self.worker_failures: list[str] = []
         self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
@@ -233,7 +234,11 @@ class Supervisor:
         while len(finished) < len(procs):
             now = time.monotonic()
             self.progress.elapsed_s = max(0.0, now - self.go_at)
-            if self.signal_received is not None and stop_sent_at is None:
+            if (stop_sent_at is None and self.plan.max_errors is not None
+                    and self.progress.totals.error_count > self.plan.max_errors):
+                self.stopped_by = "max_errors"
+                self.progress.stopping = f"more than {self.plan.max_errors} errors"
+            if (self.signal_received is not None or self.stopped_by) and stop_sent_at is None:
                 stop_event.set()
                 stop_sent_at = now
             if stop_sent_at is not None and now - stop_sent_at > FINAL_GRACE_S:
@@ -309,6 +314,9 @@ class Supervisor:
             summary["duration_planned_s"] = plan.duration_s
         if self.signal_received is not None:
             summary["interrupted"] = signal.Signals(self.signal_received).name
+        if self.stopped_by:
+            summary["stopped_by"] = self.stopped_by
+            summary["max_errors"] = plan.max_errors
         if self.worker_failures:
             summary["worker_failures"] = self.worker_failures
         if totals.first_errors:
@@ -361,9 +369,15 @@ def open_loop_block(schedule, totals: Totals, elapsed: float, plan: Plan) -> dic
     return block
 
 
+EXIT_FAILED = 1  # nothing succeeded, or --max-errors stopped the run
+
+
 def exit_code_for(summary: dict) -> int:
-    """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal), else 0."""
+    """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal); 1 when no request got a
+    response or --max-errors stopped the run; else 0."""
     interrupted = summary.get("interrupted")
     if interrupted:
         return 128 + signal.Signals[interrupted].value
+    if summary.get("stopped_by") or summary["requests"] == 0:
+        return EXIT_FAILED
     return 0

@@ -51,6 +51,7 @@ class Plan:
     max_connections: int = 10_000  # open loop: connections are opened as needed, up to this
     insecure: bool = False  # TLS: do not verify the server's certificate
     cacert: str | None = None  # TLS: trust this CA bundle (PEM) instead of the system's
+    max_errors: int | None = None  # stop the run once more errors than this were counted
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -77,6 +78,8 @@ class Plan:
             raise PlanError("open loop needs --rate or --stages")
         if self.max_connections < 1:
             raise PlanError("--max-connections must be at least 1")
+        if self.max_errors is not None and self.max_errors < 0:
+            raise PlanError("--max-errors must be 0 or more")
 
     def schedule(self, share: float = 1.0) -> Schedule | None:
         """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""

@@ -53,6 +53,8 @@ def latency_rows(summary: dict) -> list[str]:
 def render(summary: dict) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
+        *([summary["wall"]] if summary.get("wall") else []),  # the cause first, for whoever reads one line
+        *(["No request got a response."] if not summary["requests"] else []),
         f"twload @ {summary['url']}",
         f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
         f" close={summary['close']}",
@@ -89,6 +91,9 @@ def render(summary: dict) -> str:
     for t in summary.get("thresholds", []):
         shown = _threshold_value(t)
         lines.append(f"Threshold {t['threshold']}: {'pass' if t['passed'] else 'FAIL'} (observed {shown})")
+    if summary.get("stopped_by") == "max_errors":
+        lines.append(f"(stopped early: more than {summary['max_errors']} errors (--max-errors); "
+                     "the numbers cover what was done)")
     if summary.get("interrupted"):
         lines.append(f"(stopped early by {summary['interrupted']}: the numbers cover what was done)")
     return "\n".join(lines)

@@ -1,0 +1,30 @@
+"""The text summary (report/text.py): the cause first, nothing made of zeros, within 80 columns."""
+
+from twload.report.text import render
+
+ZERO = {"p50": 0, "p90": 0, "p99": 0, "p99_9": 0, "max": 0, "mean": 0.0}
+SOME = {"p50": 120, "p90": 300, "p99": 900, "p99_9": 1500, "max": 2000, "mean": 150.0}
+
+
+def summary(**kw) -> dict:
+    base = {"url": "http://10.0.0.1/", "workers": 2, "connections": 50, "close": "fin", "duration_s": 3.0,
+            "requests": 500, "rps": 166.7, "status": {"200": 500}, "errors": {}, "connections_opened": 500,
+            "latency_us": SOME, "connect_us": SOME, "bytes_in": 50_000, "bytes_out": 40_000}
+    return base | kw
+
+
+def test_a_run_at_the_wall_says_so_on_its_first_line():
+    text = render(summary(errors={"EADDRNOTAVAIL": 11488}, wall="At the port wall from 0.06s: ..."))
+    assert text.splitlines()[0] == "At the port wall from 0.06s: ..."
+
+
+def test_nothing_succeeded_is_said_first_and_no_row_of_zeros():
+    text = render(summary(requests=0, rps=0.0, status={}, errors={"protocol_error": 7114}, latency_us=ZERO))
+    assert text.splitlines()[0] == "No request got a response."
+    assert "  Latency  (none: no response completed)" in text
+    assert " 0us" not in text
+
+
+def test_max_errors_is_named():
+    text = render(summary(errors={"ECONNRESET": 11}, stopped_by="max_errors", max_errors=10))
+    assert "more than 10 errors (--max-errors)" in text
