@@ -81,3 +81,26 @@ def test_max_errors_stops_the_run_and_says_so(raw_peer, tmp_path):
     assert summary["duration_s"] < 30  # stopped, not run out
     assert "more than 5 errors (--max-errors)" in proc.stdout
     assert proc.stdout.startswith("No request got a response.")
+
+
+def test_https_against_plain_http_is_one_line_that_says_try_http(twload_server, tmp_path):
+    server = twload_server()
+    url = server.url.replace("http://", "https://")
+    for extra in ((), ("-k",)):
+        proc = run_cli("run", url, "-d", "1s", "-w", "1", *extra, cwd=str(tmp_path))
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"twload: the server at 127.0.0.1:{server.port} did not answer TLS "
+                         f"(WRONG_VERSION_NUMBER): is it plain HTTP? try {server.url}"]
+
+
+def test_a_peer_that_closes_during_the_handshake_gets_the_same_hint():
+    import ssl
+
+    from twload.engine.preflight import tls_failure
+
+    url = "https://127.0.0.1:8443/x"
+    plan = Plan(target=parse_target(url), url=url)
+    line = tls_failure(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), plan)
+    assert line == ("the server at 127.0.0.1:8443 closed the connection during the TLS handshake: "
+                    "is it plain HTTP? try http://127.0.0.1:8443/x")

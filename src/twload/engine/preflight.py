@@ -34,17 +34,20 @@ def probe_target(plan: Plan) -> TcpInfo:
     sock.settimeout(plan.connect_timeout_s)
     # Close with RST: the probe must not leave a TIME_WAIT socket of its own behind.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    connected = False
     try:
         sock.connect(target.address)
+        connected = True
         info = tcp_info(sock)
         if target.scheme == "https":
             tls_preflight(sock, plan)
         return info
     except ssl.SSLError as exc:
-        hint = " (use --cacert FILE, or --insecure)" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else ""
-        what = f"certificate verify failed: {exc.verify_message}" if exc.verify_message else (exc.reason or exc)
-        raise RunError(f"TLS handshake with {target.host}:{target.port} failed: {what}{hint}") from None
+        raise RunError(tls_failure(exc, plan)) from None
     except TimeoutError:
+        if connected and target.scheme == "https":  # the TCP connect worked; the handshake got no answer
+            raise RunError(f"the server at {target.host}:{target.port} did not answer the TLS handshake within "
+                           f"{plan.connect_timeout_s:g}s: is it plain HTTP? try {plain_url(plan)}") from None
         raise RunError(
             f"cannot connect to {target.address[0]}:{target.port}: "
             f"no answer within {plan.connect_timeout_s:g}s (connect timeout)"
@@ -56,6 +59,32 @@ def probe_target(plan: Plan) -> TcpInfo:
         ) from None
     finally:
         sock.close()
+
+
+# OpenSSL's reasons for a first reply that is not a TLS record (ssl/record/ssl3_record.c and
+# rec_layer_s3.c in 3.0; "record layer failure" in 3.2+): the peer most likely spoke plain HTTP.
+NOT_TLS_REASONS = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL",
+                   "HTTP_REQUEST", "RECORD_LENGTH_MISMATCH")
+
+
+def plain_url(plan: Plan) -> str:
+    return "http://" + plan.url.split("://", 1)[-1]
+
+
+def tls_failure(exc: ssl.SSLError, plan: Plan) -> str:
+    """One line for a failed pre-flight handshake: the cause, and what to try."""
+    target = plan.target
+    where = f"{target.host}:{target.port}"
+    reason = getattr(exc, "reason", None)  # set by the ssl module on errors it raises
+    if reason in NOT_TLS_REASONS:
+        return f"the server at {where} did not answer TLS ({reason}): is it plain HTTP? try {plain_url(plan)}"
+    if isinstance(exc, ssl.SSLEOFError):
+        return (f"the server at {where} closed the connection during the TLS handshake: "
+                f"is it plain HTTP? try {plain_url(plan)}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS handshake with {where} failed: certificate verify failed: {exc.verify_message} "
+                "(use --cacert FILE, or --insecure)")
+    return f"TLS handshake with {where} failed: {reason or exc}"
 
 
 def tls_preflight(sock: socket.socket, plan: Plan) -> None:
