@@ -7,6 +7,7 @@ connection's TCP_INFO, sockets already held to the target).
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 from collections import Counter
@@ -17,7 +18,7 @@ from twload.engine.strategies import LINGER_RST
 from twload.engine.supervisor import RunError
 from twload.engine.tls import tls_context
 from twload.kernel import sockdiag
-from twload.kernel.sysctl import KernelFacts
+from twload.kernel.sysctl import KernelFacts, gather
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import errno_name
 from twload.plan import Plan, is_loopback
@@ -53,12 +54,40 @@ def probe_target(plan: Plan) -> TcpInfo:
             f"no answer within {plan.connect_timeout_s:g}s (connect timeout)"
         ) from None
     except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise RunError(no_free_port(plan, held_ports(plan), gather().ports)) from None
         raise RunError(
             f"cannot connect to {target.address[0]}:{target.port}: "
             f"{exc.strerror or exc} ({errno_name(exc)})"
         ) from None
     finally:
         sock.close()
+
+
+def held_ports(plan: Plan) -> Counter:
+    """Client sockets towards the target by state; empty when sock_diag cannot be read."""
+    host, port = plan.target.address[:2]
+    try:
+        return sockdiag.count_states_to(host, port)
+    except OSError:
+        return Counter()
+
+
+def no_free_port(plan: Plan, held: Counter, ports: int) -> str:
+    """connect() found no free local port: how many are held towards the target, and in what state."""
+    host, port = plan.target.address[:2]
+    line = f"cannot connect to {host}:{port}: no free local port (EADDRNOTAVAIL)"
+    tw = held.get("TIME_WAIT", 0)
+    others = sum(held.values()) - tw
+    if tw:
+        # TCP_TIMEWAIT_LEN (include/net/tcp.h): each stays up to 60 s after the client closed it
+        line += f": {tw} client sockets towards it are in TIME_WAIT (up to 60 s each)"
+        if others:
+            line += f" and {others} in other states"
+    elif others:
+        line += f": {others} client sockets towards it are open"
+    line += f", of {ports} ephemeral ports. Wait for them to expire, or see `twload doctor {plan.url}`"
+    return line
 
 
 # OpenSSL's reasons for a first reply that is not a TLS record (ssl/record/ssl3_record.c and
