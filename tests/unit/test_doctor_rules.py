@@ -94,3 +94,27 @@ def test_json_report_keys():
     assert {"timestamps", "server_closes_first", "keepalive"} <= set(report["target"])
     assert set(report["budget"]) == {"ports", "reuse_after_s", "sustainable_new_conn_per_s"}
     assert all(set(f) == {"level", "id", "message"} for f in report["findings"])
+
+
+def test_advice_says_each_thing_once_and_the_remedy_once():
+    findings = doctor.diagnose(facts(tcp_tw_reuse=1), LB_NO_TS, doctor.DoctorPlan(close="fin"))
+    lines = doctor.advice(findings)
+    assert sum("timestamps" in line for line in lines) == 1  # tw_reuse already names the target's timestamps
+    assert sum("--close server" in line for line in lines) == 1
+    assert len(lines) == len(set(lines))
+
+
+def test_advice_with_source_addresses_counts_their_ports():
+    plan = doctor.DoctorPlan(close="fin", sources=5, connections=1)
+    lines = doctor.advice(doctor.diagnose(facts(tcp_tw_reuse=0, port_low=40000, port_high=40499), LB_NO_TS, plan))
+    budget_line = next(line for line in lines if "ports" in line and "each unusable" in line)
+    assert budget_line.startswith("2500 ports (5 source addresses x 500), each unusable for 60 s")
+    assert "at most 42 new connections/s" in budget_line  # (2500 - 1) / 60
+
+
+def test_a_client_without_timestamps_is_not_blamed_on_the_target():
+    target = doctor.TargetFacts("192.0.2.10", 80, loopback=False, timestamps=False)
+    findings = doctor.diagnose(facts(tcp_timestamps=0, tcp_tw_reuse=1), target, doctor.DoctorPlan())
+    assert not by_id(findings, "tw_reuse")
+    assert "this client sends none (tcp_timestamps=0)" in by_id(findings, "target_timestamps")[0].message
+    assert by_id(findings, "client_timestamps")[0].level == doctor.WARNING

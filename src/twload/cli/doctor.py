@@ -14,7 +14,7 @@ from twload.cli import EXIT_USAGE, app, err, fail
 from twload.doctor import rules
 from twload.doctor.probe import probe
 from twload.kernel import sysctl
-from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_target
+from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_sources, parse_target
 
 MARK = {rules.OK: "[green]ok     [/]", rules.WARNING: "[yellow]warning[/]", rules.PROBLEM: "[red]problem[/]"}
 
@@ -82,7 +82,8 @@ def doctor(
     close: Annotated[str, typer.Option("--close", help="The close strategy you plan to use.")] = "fin",
     rate: Annotated[float | None, typer.Option("--rate", help="Planned new connections per second.")] = None,
     connections: Annotated[int, typer.Option("-c", "--connections", help="Planned concurrent connections.")] = 50,
-    sources: Annotated[int, typer.Option("--sources", help="Source addresses you plan to use.")] = 1,
+    source: Annotated[str | None, typer.Option("--source", help="Source addresses you plan to use, as for `run --source`: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29.")] = None,
+    sources: Annotated[int | None, typer.Option("--sources", hidden=True, help="Old spelling: how many source addresses.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     fix: Annotated[bool, typer.Option("--fix", help="Apply the suggested sysctl changes (asks first).")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="With --fix: do not ask.")] = False,
@@ -92,10 +93,13 @@ def doctor(
     try:
         if close not in CLOSE_STRATEGIES:
             raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {close!r}")
-        if sources < 1 or connections < 1 or (rate is not None and rate <= 0):
-            raise PlanError("--sources and --connections must be at least 1, --rate positive")
+        if source is not None and sources is not None:
+            raise PlanError("give --source ADDRESSES (or the old --sources N), not both")
+        count = len(parse_sources(source)) if source else (sources if sources is not None else 1)
+        if count < 1 or connections < 1 or (rate is not None and rate <= 0):
+            raise PlanError("--source needs at least one address, --connections at least 1, --rate positive")
         target = parse_target(url) if url else None
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    code = run_doctor(target, url, close, rate, connections, sources, as_json, fix, yes, restore, err)
+    code = run_doctor(target, url, close, rate, connections, count, as_json, fix, yes, restore, err)
     raise typer.Exit(code)

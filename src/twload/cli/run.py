@@ -42,9 +42,10 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     kernel = gather()
-    budget = pf.plan_budget(plan, kernel, info.timestamps, pf.sockets_to_target(plan))
+    in_use = pf.sockets_to_target(plan)
+    budget = pf.plan_budget(plan, kernel, info.timestamps, in_use)
     if pf.will_run_out(plan, budget):
-        console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps)}[/]", soft_wrap=True)
+        console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps, in_use)}[/]", soft_wrap=True)
         if strict:
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
@@ -55,7 +56,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         summary["budget"] = pf.budget_block(budget)
         if "EADDRNOTAVAIL" in summary["errors"]:
             summary["wall"] = pf.wall_line(plan, budget, summary)
-            summary["advice"] = pf.advice(plan, kernel, info.timestamps)
+            summary["advice"] = pf.advice(plan, kernel, info.timestamps, in_use)
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 

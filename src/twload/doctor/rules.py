@@ -35,6 +35,7 @@ class DoctorPlan:
     rate: float | None = None  # planned new connections per second
     connections: int = 50
     sources: int = 1
+    in_use: int = 0  # ports already held towards the target (an earlier run's TIME_WAIT, other clients)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def budget_input(kernel: KernelFacts, target: TargetFacts | None, plan: DoctorPl
         sources=plan.sources, tw_reuse=kernel.tcp_tw_reuse, reuse_delay_ms=kernel.tcp_tw_reuse_delay_ms,
         # unknown target: assume timestamps when the client sends them (the kernel default)
         timestamps=(target.timestamps if target and target.timestamps is not None else bool(kernel.tcp_timestamps)),
-        loopback=bool(target and target.loopback), max_tw_buckets=kernel.tcp_max_tw_buckets,
+        loopback=bool(target and target.loopback), max_tw_buckets=kernel.tcp_max_tw_buckets, in_use=plan.in_use,
     )
 
 
@@ -85,8 +86,8 @@ def rule_client_timestamps(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan)
 def rule_tw_reuse(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
     # net/ipv4/tcp_ipv4.c: tcp_twsk_unique — reuse needs tw_ts_recent_stamp (timestamps seen)
     # and, with tcp_tw_reuse=2, a loopback address on both ends.
-    if p.close != "fin":
-        return None
+    if p.close != "fin" or k.tcp_timestamps == 0:
+        return None  # a client that sends no timestamps: rule_client_timestamps says why reuse cannot help
     delay = (k.tcp_tw_reuse_delay_ms or 1000) / 1000
     if k.tcp_tw_reuse == 0:
         fix = {"net.ipv4.tcp_tw_reuse": "1"} if not (t and t.timestamps is False) else {}
@@ -113,13 +114,14 @@ def rule_port_budget(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Fi
                        "TIME_WAIT sockets beyond it are destroyed at once (TcpExtTCPTimeWaitOverflow), so ports "
                        "never run out, without TIME_WAIT's protection against old duplicates")
     sustainable = b.sustainable_new_conn_per_s
+    ports = f"{b.ports} ports" + (f" ({p.sources} source addresses x {k.ports})" if p.sources > 1 else "")
     if p.rate and b.exhausted_after_s is not None:
         needed = budget.sources_needed(p.rate, k.ports, b.reuse_after_s)
-        return Finding(PROBLEM, "port_budget", f"at {p.rate:g} new connections/s with client close, {b.ports} ports "
+        return Finding(PROBLEM, "port_budget", f"at {p.rate:g} new connections/s with client close, {ports} "
                        f"last {b.exhausted_after_s:.0f} s: use --close server or --close rst, or {needed} "
                        "source addresses")
     level = WARNING if not b.reuse_applies else OK
-    return Finding(level, "port_budget", f"{b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client "
+    return Finding(level, "port_budget", f"{ports}, each unusable for {b.reuse_after_s:g} s after the client "
                    f"closes: at most {sustainable:.0f} new connections/s can be sustained with --close fin")
 
 
@@ -150,9 +152,13 @@ def rule_target(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> list[Fi
         return []
     if not t.reachable:
         return [Finding(PROBLEM, "target", f"cannot reach {t.address}:{t.port}: {t.error}")]
-    found = [Finding(OK if t.timestamps else WARNING, "target_timestamps",
-                     f"target {'negotiates' if t.timestamps else 'does not negotiate'} TCP timestamps"
-                     + (f" (RTT {t.rtt_us} us)" if t.rtt_us is not None else ""))]
+    rtt = f" (RTT {t.rtt_us} us)" if t.rtt_us is not None else ""
+    if not t.timestamps and k.tcp_timestamps == 0:  # the client offered none: the target's side is unknown
+        found = [Finding(WARNING, "target_timestamps", f"no TCP timestamps with the target: this client sends "
+                         f"none (tcp_timestamps=0){rtt}")]
+    else:
+        found = [Finding(OK if t.timestamps else WARNING, "target_timestamps",
+                         f"target {'negotiates' if t.timestamps else 'does not negotiate'} TCP timestamps{rtt}")]
     if t.server_closes_first is True:
         found.append(Finding(OK, "server_close", "target closes first after Connection: close: --close server "
                              "keeps TIME_WAIT off the client"))
@@ -172,6 +178,25 @@ RULES = (rule_tw_recycle, rule_client_timestamps, rule_tw_reuse, rule_port_budge
 def diagnose(kernel: KernelFacts, target: TargetFacts | None, plan: DoctorPlan) -> list[Finding]:
     findings = [f for rule in RULES if (f := rule(kernel, target, plan)) is not None]
     return findings + rule_target(kernel, target, plan)
+
+
+ADVICE = ("port_budget", "tw_reuse", "client_timestamps", "target_timestamps", "port_range")
+PORT_WALL = ("EADDRNOTAVAIL: no free local port towards this target. The client closed first and its ports sit "
+             "in TIME_WAIT for 60 s")
+REMEDY = "use --close server (the server closes first) or --close rst, add source addresses, or keep connections alive"
+
+
+def advice(findings: list[Finding]) -> list[str]:
+    """For a run that hit the port wall: the findings that explain it, each said once, then the remedy
+    unless a finding already gave it."""
+    picked = {f.id: f for f in findings if f.id in ADVICE and f.level != OK}
+    reuse = picked.get("tw_reuse")
+    if reuse is not None and "timestamps" in reuse.message:
+        picked.pop("target_timestamps", None)  # tw_reuse already says the target negotiates none
+    lines = [picked[i].message for i in ADVICE if i in picked]
+    remedy_given = any("--close server" in line for line in lines)
+    lines.append(PORT_WALL + ("." if remedy_given else f": {REMEDY}."))
+    return lines
 
 
 def report(kernel: KernelFacts, sysctls: dict, target: TargetFacts | None, plan: DoctorPlan,

@@ -126,9 +126,7 @@ def tls_preflight(sock: socket.socket, plan: Plan) -> None:
 
 def sockets_to_target(plan: Plan) -> int:
     """Client-side sockets already holding a port towards the target (e.g. TIME_WAIT of an earlier run)."""
-    host, port = plan.target.address[:2]
-    socks, _ = sockdiag.sockets()
-    return sum(1 for s in socks if s.dst == host and s.dport == port and s.state != "LISTEN")
+    return sum(held_ports(plan).values())
 
 
 class PortProbe:
@@ -154,12 +152,19 @@ def time_wait_probe(plan: Plan) -> PortProbe:
     return PortProbe(plan)
 
 
-def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int) -> budget.Budget:
-    return budget.compute(budget.BudgetInput(
-        ports=kernel.ports, close=plan.close, connections=plan.connections, sources=max(1, len(plan.sources)),
-        tw_reuse=kernel.tcp_tw_reuse, reuse_delay_ms=kernel.tcp_tw_reuse_delay_ms, timestamps=timestamps,
-        loopback=is_loopback(plan.target), max_tw_buckets=kernel.tcp_max_tw_buckets, in_use=in_use,
-    ))
+def doctor_view(plan: Plan, timestamps: bool | None, in_use: int) -> tuple[doctor.TargetFacts, doctor.DoctorPlan]:
+    """The run's plan as the doctor's facts: the pre-flight, the live line, the summary and the advice
+    all take their port budget from doctor.budget_input over these, so their numbers agree."""
+    target = doctor.TargetFacts(plan.target.address[0], plan.target.port, is_loopback(plan.target),
+                                timestamps=timestamps)
+    per_connection = plan.per_connection or 1
+    rate = plan.rate / per_connection if plan.rate and plan.close != "keepalive" else None  # new connections/s
+    return target, doctor.DoctorPlan(close=plan.close, rate=rate, connections=plan.connections,
+                                     sources=max(1, len(plan.sources)), in_use=in_use)
+
+
+def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool | None, in_use: int) -> budget.Budget:
+    return budget.compute(doctor.budget_input(kernel, *doctor_view(plan, timestamps, in_use)))
 
 
 def will_run_out(plan: Plan, b: budget.Budget) -> bool:
@@ -169,12 +174,13 @@ def will_run_out(plan: Plan, b: budget.Budget) -> bool:
     return plan.requests is None or plan.requests >= b.exhausted_at_connection
 
 
-def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool) -> str:
+def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool, in_use: int = 0) -> str:
     why = (f"tcp_tw_reuse={kernel.tcp_tw_reuse}"
            + ("" if timestamps else ", and the target does not negotiate TCP timestamps"))
     free = b.exhausted_at_connection - 1
+    held = f" ({in_use} of {b.ports} still held from before, freed within 60 s)" if in_use else f" (of {b.ports})"
     return (f"pre-flight: --close fin leaves each port in TIME_WAIT for 60 s and nothing reuses it ({why}): "
-            f"{free} ports are free towards {plan.target.address[0]}:{plan.target.port}, so connection "
+            f"{free} ports are free towards {plan.target.address[0]}:{plan.target.port}{held}, so connection "
             f"{b.exhausted_at_connection} within 60 s fails with EADDRNOTAVAIL "
             f"(sustainable: {b.sustainable_new_conn_per_s:.0f} new connections/s). "
             "Use --close server or --close rst, or more source addresses.")
@@ -183,10 +189,11 @@ def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool)
 def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
     """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why."""
     first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-    when = f" from {first['at_s']:.2f}s (connection {first['connection']} of worker {first['worker']})" if first else ""
-    held = (f"; {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
-            if b.client_holds_time_wait else f"; {b.ports} ports")
-    return (f"At the port wall{when}: no free local port towards {plan.target.address[0]}:{plan.target.port} "
+    when = f" from {first['at_s']:.2f}s" if first else ""
+    held = (f"; the budget: {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
+            if b.client_holds_time_wait else f"; the budget: {b.ports} ports")
+    return (f"At the port wall{when}, after {summary['connections_opened']} connections: no free local port "
+            f"towards {plan.target.address[0]}:{plan.target.port} "
             f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
 
 
@@ -199,14 +206,7 @@ def budget_block(b: budget.Budget) -> dict:
     }
 
 
-def advice(plan: Plan, kernel: KernelFacts, timestamps: bool) -> list[str]:
-    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL."""
-    target = doctor.TargetFacts(plan.target.address[0], plan.target.port, is_loopback(plan.target),
-                                timestamps=timestamps)
-    findings = doctor.diagnose(kernel, target, doctor.DoctorPlan(close=plan.close, connections=plan.connections))
-    wanted = {"tw_reuse", "port_budget", "client_timestamps", "port_range", "target_timestamps"}
-    lines = [f.message for f in findings if f.id in wanted and f.level != doctor.OK]
-    lines.append("EADDRNOTAVAIL: no free local port towards this target. The client closed first and its ports "
-                 "sit in TIME_WAIT for 60 s: use --close server (the server closes first) or --close rst, "
-                 "add source addresses, or keep connections alive.")
-    return lines
+def advice(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int = 0) -> list[str]:
+    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL (each line once)."""
+    target, doctor_plan = doctor_view(plan, timestamps, in_use)
+    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan))
