@@ -118,3 +118,13 @@ def test_a_client_without_timestamps_is_not_blamed_on_the_target():
     assert not by_id(findings, "tw_reuse")
     assert "this client sends none (tcp_timestamps=0)" in by_id(findings, "target_timestamps")[0].message
     assert by_id(findings, "client_timestamps")[0].level == doctor.WARNING
+
+
+def test_a_wider_port_range_leaves_well_known_and_service_ports_alone_and_names_reserved_ports():
+    found = by_id(doctor.diagnose(facts(port_low=40000, port_high=40499, reserved_ports=0), REMOTE,
+                                  doctor.DoctorPlan()), "port_range")[0]
+    low, high = (int(x) for x in found.fix["net.ipv4.ip_local_port_range"].split())
+    assert low >= 1024 and high <= 65535 and high - low + 1 >= 28232  # wider than the default, no well-known port
+    assert (low + high) % 2 == 1  # ends of different parity (ip-sysctl.rst)
+    assert "net.ipv4.ip_local_reserved_ports (none reserved now)" in found.message
+    assert "below 10000 (the well-known ones included)" in found.message

@@ -125,11 +125,26 @@ def rule_port_budget(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Fi
                    f"closes: at most {sustainable:.0f} new connections/s can be sustained with --close fin")
 
 
+# A wider range that leaves the well-known ports (below 1024) and 1024-9999, where most services
+# listen, to them. Documentation/networking/ip-sysctl.rst (ip_local_port_range) asks for the two
+# ends to differ in parity: 10000 is even, 65535 odd.
+SUGGESTED_PORT_RANGE = (10000, 65535)
+
+
 def rule_port_range(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
-    if k.ports < 10000:
-        return Finding(WARNING, "port_range", f"ip_local_port_range {k.port_low}-{k.port_high} gives only {k.ports} "
-                       "ephemeral ports per destination", {"net.ipv4.ip_local_port_range": "1024 65535"})
-    return None
+    if k.ports >= 10000:
+        return None
+    low, high = SUGGESTED_PORT_RANGE
+    # net/ipv4/inet_hashtables.c: __inet_hash_connect skips inet_is_local_reserved_port(), and a
+    # listener cannot bind a port an outgoing connection holds: a service that listens inside the
+    # new range (the default range starts at 32768, so many pick ports below it) must be reserved.
+    reserved = f"{k.reserved_ports} reserved now" if k.reserved_ports else "none reserved now"
+    return Finding(WARNING, "port_range", f"ip_local_port_range {k.port_low}-{k.port_high} gives only {k.ports} "
+                   f"ephemeral ports per destination; {low}-{high} gives {high - low + 1 - k.reserved_ports} and "
+                   f"leaves ports below {low} (the well-known ones included) to services. Services listening "
+                   f"between {low} and 32767 must first be listed in net.ipv4.ip_local_reserved_ports "
+                   f"({reserved}), or a connection may hold their port when they restart",
+                   {"net.ipv4.ip_local_port_range": f"{low} {high}"})
 
 
 def rule_fin_timeout(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> Finding | None:
