@@ -104,3 +104,25 @@ def test_a_peer_that_closes_during_the_handshake_gets_the_same_hint():
     line = tls_failure(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"), plan)
     assert line == ("the server at 127.0.0.1:8443 closed the connection during the TLS handshake: "
                     "is it plain HTTP? try http://127.0.0.1:8443/x")
+
+
+def test_watch_shows_the_listener_side_and_its_header_honours_dst():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        accepted = [listener.accept()[0] for _ in clients]
+        try:
+            proc = run_cli("watch", "--dst", f"127.0.0.1:{port}", "--count", "1", "--json")
+        finally:
+            for s in clients + accepted:
+                s.close()
+    assert proc.returncode == 0, proc.stderr
+    reading = json.loads(proc.stdout)
+    assert reading["listeners"] == [{"local": f"127.0.0.1:{port}", "time_wait": 0, "established": 3,
+                                     "other": 0, "peers": 1}]
+    assert reading["destinations"][0]["established"] == 3
+    assert reading["states"] == {"ESTABLISHED": 6}  # both ends of the 3 connections, nothing else on the host

@@ -1,48 +1,32 @@
 """`twload watch`: live TCP state counts per destination, TIME_WAIT first, from sock_diag.
 
-The rows are pure functions of two snapshots (now and the previous one), so the
-table and the --json lines are the same numbers.
+The rows are pure functions of two snapshots (now and the previous one, twload.watch_rows), so
+the table and the --json lines are the same numbers. Two views: the client side (by destination,
+against the port budget) and the listener side (by local listening port: a server or a load
+balancer that closes first keeps its TIME_WAIT there).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from twload.cli import EXIT_USAGE, app, fail
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import gather
 from twload.plan import PlanError, parse_duration
+from twload.watch_rows import destination_rows, header_totals, listener_rows, trend
 
-
-def destination_rows(socks, dst_filter: tuple[str, int] | None, ports: int) -> list[dict]:
-    """One row per (local address, remote address:port) with client-side sockets, TIME_WAIT first."""
-    listening = {s.sport for s in socks if s.state == "LISTEN"}
-    states: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    for s in socks:
-        if s.state == "LISTEN" or s.sport in listening:
-            continue  # server-side sockets use the listener's port, not the ephemeral budget
-        if dst_filter and (s.dst, s.dport) != dst_filter:
-            continue
-        states[(s.src, f"{s.dst}:{s.dport}")][s.state] += 1
-    rows = []
-    for (src, dst), counts in states.items():
-        held = sum(counts.values())  # every state but LISTEN holds its ephemeral port
-        rows.append({
-            "src": src, "dst": dst, "time_wait": counts.get("TIME_WAIT", 0),
-            "established": counts.get("ESTABLISHED", 0),
-            "other": held - counts.get("TIME_WAIT", 0) - counts.get("ESTABLISHED", 0),
-            "budget_used": round(held / ports, 4) if ports else 1.0,
-        })
-    rows.sort(key=lambda r: (-r["time_wait"], -r["established"], r["dst"]))
-    return rows
+ROWS_SHOWN = 30
 
 
 def parse_dst(text: str | None) -> tuple[str, int] | None:
@@ -52,27 +36,52 @@ def parse_dst(text: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def render(rows: list[dict], previous: dict, interval: float, totals: Counter) -> Table:
-    table = Table(title="TCP sockets by destination (client side)   "
-                  + "  ".join(f"{k} {v}" for k, v in totals.most_common(4)), title_justify="left")
-    for column in ("source", "destination", "TIME_WAIT", "trend/s", "ESTABLISHED", "other", "port budget"):
-        table.add_column(column, justify="left" if column in ("source", "destination") else "right")
-    for row in rows[:30]:
-        key = (row["src"], row["dst"])
-        trend = (row["time_wait"] - previous.get(key, row["time_wait"])) / interval
+def new_table(title: str, columns: tuple[str, ...], left: int) -> Table:
+    """A compact table: at 80 columns an IPv4 row fits, and a longer address wraps instead of being cut."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < left else "right", overflow="fold")
+    return table
+
+
+def client_table(rows: list[dict], previous: dict, interval: float) -> Table:
+    table = new_table("Client side, by destination (budget: share of ephemeral ports used)",
+                      ("source", "destination", "TIME_WAIT", "Δ/s", "ESTAB", "other", "budget"), left=2)
+    for row in rows[:ROWS_SHOWN]:
         gauge = row["budget_used"]
         style = "red" if gauge > 0.9 else "yellow" if gauge > 0.5 else ""
-        table.add_row(row["src"], row["dst"], str(row["time_wait"]), f"{trend:+.0f}", str(row["established"]),
-                      str(row["other"]), f"[{style}]{gauge:6.1%}[/]" if style else f"{gauge:6.1%}")
+        table.add_row(row["src"], row["dst"], str(row["time_wait"]),
+                      f"{trend(row, previous, interval, (row['src'], row['dst'])):+.0f}", str(row["established"]),
+                      str(row["other"]), f"[{style}]{gauge:.1%}[/]" if style else f"{gauge:.1%}")
     if not rows:
         table.add_row("-", "(no client connections)", "0", "", "0", "0", "0%")
     return table
 
 
+def listener_table(rows: list[dict], previous: dict, interval: float) -> Table:
+    table = new_table("Listener side, by local port (connections accepted here)",
+                      ("listening on", "TIME_WAIT", "Δ/s", "ESTAB", "other", "peers"), left=1)
+    for row in rows[:ROWS_SHOWN]:
+        table.add_row(row["local"], str(row["time_wait"]), f"{trend(row, previous, interval, row['local']):+.0f}",
+                      str(row["established"]), str(row["other"]), str(row["peers"]))
+    return table
+
+
+def header(totals: Counter, dst: str | None) -> Text:
+    scope = f"TCP sockets of {dst}" if dst else "TCP sockets (all)"
+    return Text(f"{scope}: " + (", ".join(f"{k} {v}" for k, v in totals.most_common(5)) or "none"))
+
+
+def render(rows: list[dict], listeners: list[dict], previous: dict, interval: float, totals: Counter,
+           dst: str | None) -> Group:
+    parts = [header(totals, dst), client_table(rows, previous, interval)]
+    if listeners:
+        parts.append(listener_table(listeners, previous, interval))
+    return Group(*parts)
+
+
 def watch_loop(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console) -> None:
     ports = gather().ports
-    if not console.is_terminal:
-        console = Console(width=120, highlight=False)
     dst_filter = parse_dst(dst)
     previous: dict = {}
     n = 0
@@ -80,25 +89,26 @@ def watch_loop(dst: str | None, interval: float, count: int | None, as_json: boo
     def step():
         socks, source = sockdiag.sockets()
         rows = destination_rows(socks, dst_filter, ports)
-        totals = sockdiag.state_counts(socks)
-        return rows, totals, source
+        listeners = listener_rows(socks, dst_filter)
+        return rows, listeners, header_totals(socks, dst_filter), source
 
     live = None if as_json or not console.is_terminal else Live(console=console, auto_refresh=False)
     try:
         if live:
             live.start()
         while count is None or n < count:
-            rows, totals, source = step()
+            rows, listeners, totals, source = step()
             if as_json:
                 print(json.dumps({"t": round(time.time(), 3), "source": source, "states": dict(totals),
-                                  "destinations": rows}), flush=True)
+                                  "destinations": rows, "listeners": listeners}), flush=True)
             else:
-                table = render(rows, previous, interval, totals)
+                view = render(rows, listeners, previous, interval, totals, dst)
                 if live:
-                    live.update(table, refresh=True)
+                    live.update(view, refresh=True)
                 else:
-                    console.print(table)
+                    console.print(view)
             previous = {(r["src"], r["dst"]): r["time_wait"] for r in rows}
+            previous.update({r["local"]: r["time_wait"] for r in listeners})
             n += 1
             if count is None or n < count:
                 time.sleep(interval)
@@ -109,12 +119,13 @@ def watch_loop(dst: str | None, interval: float, count: int | None, as_json: boo
 
 @app.command()
 def watch(
-    dst: Annotated[str | None, typer.Option("--dst", help="Only this destination, HOST:PORT.")] = None,
+    dst: Annotated[str | None, typer.Option("--dst", help="Only this destination, HOST:PORT (or this local listening address).")] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between readings.")] = "1s",
     count: Annotated[int | None, typer.Option("--count", help="Stop after N readings.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per reading.")] = False,
 ) -> None:
-    """Live TCP states per destination, TIME_WAIT first, with the share of the port budget in use."""
+    """Live TCP states per destination and per listening port, TIME_WAIT first, with the share of the port budget
+    in use."""
     try:
         seconds = parse_duration(interval)
         parse_dst(dst)
