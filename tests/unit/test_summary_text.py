@@ -28,3 +28,15 @@ def test_nothing_succeeded_is_said_first_and_no_row_of_zeros():
 def test_max_errors_is_named():
     text = render(summary(errors={"ECONNRESET": 11}, stopped_by="max_errors", max_errors=10))
     assert "more than 10 errors (--max-errors)" in text
+
+
+def test_long_lines_wrap_to_the_width_and_lose_nothing():
+    advice = ("2500 ports (5 source addresses x 500), each unusable for 60 s after the client closes: at most "
+              "42 new connections/s can be sustained with --close fin")
+    url = "http://a-very-long-host-name.example.internal:8080/" + "x" * 60
+    for width in (80, 100):
+        text = render(summary(url=url, advice=[advice], rate_target=1000.0, rate_achieved=412.0, max_lag_us=1500,
+                              service_us=SOME), width)
+        assert all(len(line) <= width for line in text.splitlines() if url not in line)  # a URL is never cut
+        assert url in text
+        assert f"Advice: {advice}" in " ".join(text.split())

@@ -39,7 +39,8 @@ def main() -> None:
     except Exception as exc:  # the promise: no tracebacks for users
         if os.environ.get("TWLOAD_DEBUG"):
             raise
-        err.print(f"[bold red]twload: internal error:[/] {type(exc).__name__}: {exc} (TWLOAD_DEBUG=1 shows more)")
+        err.print(f"[bold red]twload: internal error:[/] {type(exc).__name__}: {exc} (TWLOAD_DEBUG=1 shows more)",
+                  soft_wrap=True)  # one line, as every error
         sys.exit(EXIT_RUN)
 
 

@@ -22,6 +22,7 @@ from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration, parse_target
 from twload.report.text import fmt_us
+from twload.report.wrap import terminal_width, wrap_line
 from twload.results import default_run_dir
 from twload.serve.embedded import EmbeddedServer
 
@@ -42,16 +43,18 @@ def explain_port_wall() -> str:
     low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     ports = high - low + 1
     reuse = Path("/proc/sys/net/ipv4/tcp_tw_reuse").read_text().strip()
-    return (
-        f"Why: with `fin` every connection leaves the client a TIME_WAIT socket for 60 s. This host has\n"
-        f"{ports} ephemeral ports per destination, so a client that closes first sustains only\n"
-        f"{ports} / 60 s = {ports // 60} new connections per second before connect() fails with\n"
+    text = (
+        f"Why: with `fin` every connection leaves the client a TIME_WAIT socket for 60 s. This host has "
+        f"{ports} ephemeral ports per destination, so a client that closes first sustains only "
+        f"{ports} / 60 s = {ports // 60} new connections per second before connect() fails with "
         f"EADDRNOTAVAIL. Here tcp_tw_reuse={reuse}"
-        + (" lets loopback reuse those ports after 1 s, which is why `fin` keeps going\n"
+        + (" lets loopback reuse those ports after 1 s, which is why `fin` keeps going "
            "on 127.0.0.1 but not against a remote host or a load balancer without TCP timestamps."
            if reuse in ("1", "2") else ".")
-        + "\n`server` and `rst` leave no TIME_WAIT on the client and never hit that wall."
     )
+    return "\n".join([*wrap_line(text, terminal_width(), hang=0),
+                      *wrap_line("`server` and `rst` leave no TIME_WAIT on the client and never hit that wall.",
+                                 terminal_width(), hang=0)])
 
 
 def run_demo(duration_s: float, connections: int, workers: int, console: Console) -> int:
@@ -74,7 +77,7 @@ def run_demo(duration_s: float, connections: int, workers: int, console: Console
         if summary.get("interrupted"):
             interrupted = True
             break
-    Console(width=max(140, Console().width)).print(table)
+    Console().print(table)  # the terminal's width: the "why" column wraps
     print(explain_port_wall())
     print(f"runs: {folder}{os.sep}")
     return 130 if interrupted else 0

@@ -9,6 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from twload.cli import EXIT_USAGE, app, err, fail
 from twload.doctor import rules
@@ -23,6 +26,16 @@ def state_file() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     netns = os.readlink("/proc/self/ns/net").strip("net:[]")  # sysctls are per network namespace
     return Path(base) / "twload" / f"saved-sysctls-netns-{netns}.json"
+
+
+def findings_table(findings: list[rules.Finding]) -> Padding:
+    """One row per finding; a long message wraps under itself, beside its mark."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for f in findings:
+        grid.add_row(MARK[f.level], Text(f.message))
+    return Padding(grid, (0, 0, 0, 2))
 
 
 def run_doctor(target: Target | None, url: str | None, close: str, rate: float | None, connections: int,
@@ -51,8 +64,7 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
             note = "  (FIN_WAIT2 timeout, NOT the TIME_WAIT length)" if name.endswith("tcp_fin_timeout") else ""
             out.print(f"  {name} = {value if value is not None else '(absent)'}{note}")
         out.print(f"  open files limit = {kernel.nofile_soft}")
-        for f in findings:
-            out.print(f"  {MARK[f.level]}  {f.message}", soft_wrap=True)
+        out.print(findings_table(findings))
     fixes = rules.proposed_fixes(findings)
     if fix:
         if not fixes:
@@ -71,8 +83,9 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
             return 1
         out.print(f"applied; `twload doctor --restore` puts the previous values back ({saved.path})")
     elif fixes and not as_json:
-        out.print("suggested: " + ", ".join(f"sysctl -w {k}='{v}'" for k, v in fixes.items())
-                  + "   (twload doctor --fix applies them)")
+        out.print("suggested (twload doctor --fix applies them):")
+        for k, v in fixes.items():
+            out.print(f"  sysctl -w {k}='{v}'")
     return 2 if any(f.level == rules.PROBLEM for f in findings) else 0
 
 

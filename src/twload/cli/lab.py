@@ -12,6 +12,7 @@ from rich.table import Table
 
 from twload.cli import app, err, fail
 from twload.lab import topology
+from twload.report.wrap import terminal_width, wrap_line
 
 
 def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:
@@ -66,7 +67,7 @@ def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, e
                     row += [c.sim or "(not modelled)",
                             "" if c.sim_agrees is None else ("yes" if c.sim_agrees else "[red]NO[/]")]
                 table.add_row(*row)
-        Console(width=200).print(table)
+        Console().print(table)  # the terminal's width: the columns wrap
     return 1 if failed else 0
 
 
@@ -82,7 +83,7 @@ def lab_list() -> None:
 
     width = max(len(name) for name in SCENARIOS)
     for s in SCENARIOS.values():
-        print(f"{s.name:<{width}}  ~{s.seconds:>2}s  {s.summary}")
+        print("\n".join(wrap_line(f"{s.name:<{width}}  ~{s.seconds:>2}s  {s.summary}", terminal_width(), width + 7)))
 
 
 @lab_app.command("run")

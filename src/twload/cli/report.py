@@ -11,6 +11,7 @@ import typer
 from twload.cli import EXIT_USAGE, app, err, fail
 from twload.report.rebuild import rebuild_summary
 from twload.report.text import render
+from twload.report.wrap import terminal_width
 from twload.results import SAMPLES, SUMMARY, read_summary
 
 
@@ -27,4 +28,4 @@ def report(
         err.print("no summary.json (the run did not finish): rebuilt from samples.jsonl and latency.hdr")
     else:
         fail(f"{run_dir} is not a twload run folder (no summary.json, no samples.jsonl)", EXIT_USAGE)
-    print(json.dumps(summary, indent=2) if as_json else render(summary))
+    print(json.dumps(summary, indent=2) if as_json else render(summary, terminal_width()))

@@ -167,7 +167,8 @@ def run(
         print(json.dumps(summary, indent=2))
     else:
         from twload.report.text import render
+        from twload.report.wrap import terminal_width
 
-        print(render(summary))
+        print(render(summary, terminal_width()))
         err.print(f"results: {folder}", highlight=False)
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ import typer
 
 from twload.cli import EXIT_USAGE, app, fail
 from twload.plan import PlanError
+from twload.report.wrap import terminal_width, wrap_line
 
 simulate_app = typer.Typer(help="A deterministic model of TIME_WAIT, PAWS, tw_reuse and tw_recycle across kernels and NAT.",
                            no_args_is_help=True)
@@ -22,8 +23,10 @@ def simulate_list() -> None:
 
     width = max(len(name) for name in SCENARIOS)
     for scenario in SCENARIOS.values():
-        print(f"{scenario.name:<{width}}  {scenario.summary}")
-    print(f"\ncommon --set keys: {', '.join(COMMON)}; kernels: 2.6.32 4.4 4.10 4.11 4.12 6.x")
+        print("\n".join(wrap_line(f"{scenario.name:<{width}}  {scenario.summary}", terminal_width(), width + 2)))
+    print()
+    print("\n".join(wrap_line(f"common --set keys: {', '.join(COMMON)}; kernels: 2.6.32 4.4 4.10 4.11 4.12 6.x",
+                              terminal_width())))
 
 
 @simulate_app.command("run")
@@ -56,4 +59,4 @@ def simulate_run(
         return
     from twload.report.sim_text import render_simulation
 
-    print(render_simulation(result))
+    print(render_simulation(result, terminal_width()))

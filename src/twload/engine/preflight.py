@@ -179,11 +179,16 @@ def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool,
            + ("" if timestamps else ", and the target does not negotiate TCP timestamps"))
     free = b.exhausted_at_connection - 1
     held = f" ({in_use} of {b.ports} still held from before, freed within 60 s)" if in_use else f" (of {b.ports})"
-    return (f"pre-flight: --close fin leaves each port in TIME_WAIT for 60 s and nothing reuses it ({why}): "
-            f"{free} ports are free towards {plan.target.address[0]}:{plan.target.port}{held}, so connection "
-            f"{b.exhausted_at_connection} within 60 s fails with EADDRNOTAVAIL "
-            f"(sustainable: {b.sustainable_new_conn_per_s:.0f} new connections/s). "
-            "Use --close server or --close rst, or more source addresses.")
+    # short lines, each a whole statement, so the warning reads the same at 80 columns and in a log
+    return "\n".join([
+        f"pre-flight: ports towards {plan.target.address[0]}:{plan.target.port} will run out.",
+        "  --close fin leaves each port in TIME_WAIT for 60 s and nothing reuses it:",
+        f"  {why}.",
+        f"  {free} ports are free{held},",
+        f"  so connection {b.exhausted_at_connection} within 60 s fails with EADDRNOTAVAIL",
+        f"  (sustainable: {b.sustainable_new_conn_per_s:.0f} new connections/s).",
+        "  Use --close server or --close rst, or more source addresses.",
+    ])
 
 
 def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:

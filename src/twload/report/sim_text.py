@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from twload.report.wrap import wrap_lines
 
-def render_simulation(r: dict) -> str:
+
+def render_simulation(r: dict, width: int = 80) -> str:
     p = r["params"]
     lines = [f"twload simulate {r['scenario']} — kernel {r['kernel']}, seed {p['seed']}"]
     shown = ("ports", "rate", "duration", "clients", "close", "server_timestamps", "tw_reuse", "tw_recycle", "nat")
@@ -26,4 +28,4 @@ def render_simulation(r: dict) -> str:
         lines.append(f"  TIME_WAIT ports reused by connect(): {r['tw_reused']}")
     lines.append("  why:")
     lines.extend(f"    {line}" for line in r["explanation"])
-    return "\n".join(lines)
+    return "\n".join(wrap_lines(lines, width))

@@ -1,6 +1,8 @@
-"""wrk-style text summary of a summary.json dict (pure: dict in, str out)."""
+"""wrk-style text summary of a summary.json dict (pure: dict in, str out), wrapped to a width."""
 
 from __future__ import annotations
+
+from twload.report.wrap import wrap_lines
 
 
 def fmt_us(us: float) -> str:
@@ -50,7 +52,7 @@ def latency_rows(summary: dict) -> list[str]:
     return lines
 
 
-def render(summary: dict) -> str:
+def render(summary: dict, width: int = 80) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
         *([summary["wall"]] if summary.get("wall") else []),  # the cause first, for whoever reads one line
@@ -71,8 +73,8 @@ def render(summary: dict) -> str:
         lines.append(f"  The peer did not answer HTTP; it sent: {summary['peer_bytes']}")
     if "rate_target" in summary:
         lines.append(f"  Open loop: target {summary['rate_target']:.0f} req/s, achieved {summary['rate_achieved']:.0f}"
-                     f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}"
-                     " (Latency counts from the intended send time; Service from the actual send)")
+                     f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}")
+        lines.append("    (Latency counts from the intended send time; Service from the actual send)")
     if summary.get("behind"):
         lines.append(f"  Behind: {summary['behind']}")
     for name, first in summary.get("first_errors", {}).items():
@@ -96,4 +98,4 @@ def render(summary: dict) -> str:
                      "the numbers cover what was done)")
     if summary.get("interrupted"):
         lines.append(f"(stopped early by {summary['interrupted']}: the numbers cover what was done)")
-    return "\n".join(lines)
+    return "\n".join(wrap_lines(lines, width))
