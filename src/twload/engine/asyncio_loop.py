@@ -42,7 +42,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
         "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
-        "retired", "tls_started",
+        "retired", "tls_started", "number",
     )
 
     def __init__(self, w: Worker) -> None:
@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self.tls_started = 0  # TLS: when the TCP connect was done and the handshake began
         self.failed = False
         self.connect_timed_out = False
+        self.number = w.attempts  # this worker's connection number (the attempt that opened it)
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -135,7 +136,7 @@ class Connection(asyncio.Protocol):
         w = self.w
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
-            w.count_error(errno_name(exc))
+            w.count_error(errno_name(exc), self.number)
         if w.waiting:
             w.wake_one()  # this connection's port may be free now: a slot in backoff tries at once
         if w.open_loop:
@@ -228,7 +229,7 @@ class Connection(asyncio.Protocol):
     def _fail(self, reason: str) -> None:
         if not self.failed:
             self.failed = True
-            self.w.count_error(reason)
+            self.w.count_error(reason, self.number)
         self.in_flight = False
         if self.transport is not None:
             self.transport.abort()
@@ -292,10 +293,11 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.all_done: asyncio.Future = None  # type: ignore[assignment]
 
-    def count_error(self, name: str) -> None:
+    def count_error(self, name: str, connection: int) -> None:
         self.iv.errors[name] += 1
         if name not in self.first_errors:  # when and at which connection it first happened
-            self.first_errors[name] = [self.attempts, round(time.monotonic() - self.started, 6)]
+            # the failing connection's own number: with many slots, attempts has run ahead of it
+            self.first_errors[name] = [connection, round(time.monotonic() - self.started, 6)]
             self.iv.first_errors[name] = self.first_errors[name]
 
     def stop(self) -> None:
@@ -442,7 +444,7 @@ class Worker:
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
-                self.count_error("connect_timeout")
+                self.count_error("connect_timeout", conn.number)
                 self.connect_failed()
             else:  # shutting down
                 self.stop()
@@ -451,12 +453,12 @@ class Worker:
             return
         except ssl.SSLError as exc:
             self.connecting.pop(conn, None)
-            self.count_error("tls_" + (exc.reason or "error").lower())
+            self.count_error("tls_" + (exc.reason or "error").lower(), conn.number)
             self.connect_failed()
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
-            self.count_error(errno_name(exc))
+            self.count_error(errno_name(exc), conn.number)
             self.connect_failed()  # a refusing target or the port wall must not spin a core
             return
         self.connecting.pop(conn, None)
