@@ -128,3 +128,11 @@ def test_a_wider_port_range_leaves_well_known_and_service_ports_alone_and_names_
     assert (low + high) % 2 == 1  # ends of different parity (ip-sysctl.rst)
     assert "net.ipv4.ip_local_reserved_ports (none reserved now)" in found.message
     assert "below 10000 (the well-known ones included)" in found.message
+
+
+def test_advice_at_the_wall_without_client_close_blames_open_connections_not_time_wait():
+    findings = doctor.diagnose(facts(port_low=40000, port_high=40019), REMOTE, doctor.DoctorPlan(close="keepalive"))
+    lines = doctor.advice(findings, "keepalive")
+    assert lines[-1].startswith("EADDRNOTAVAIL: no free local port towards this target: its open connections")
+    assert not any("TIME_WAIT for 60 s" in line for line in lines)
+    assert any(line.startswith("ip_local_port_range 40000-40019") for line in lines)

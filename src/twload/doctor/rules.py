@@ -199,11 +199,16 @@ ADVICE = ("port_budget", "tw_reuse", "client_timestamps", "target_timestamps", "
 PORT_WALL = ("EADDRNOTAVAIL: no free local port towards this target. The client closed first and its ports sit "
              "in TIME_WAIT for 60 s")
 REMEDY = "use --close server (the server closes first) or --close rst, add source addresses, or keep connections alive"
+PORTS_HELD_OPEN = ("EADDRNOTAVAIL: no free local port towards this target: its open connections (and sockets still "
+                   "closing) hold them all. Use fewer connections (-c), add source addresses, or widen "
+                   "ip_local_port_range.")
 
 
-def advice(findings: list[Finding]) -> list[str]:
+def advice(findings: list[Finding], close: str = "fin") -> list[str]:
     """For a run that hit the port wall: the findings that explain it, each said once, then the remedy
     unless a finding already gave it."""
+    if close != "fin":  # no TIME_WAIT on the client: the ports are held by connections still open
+        return [f.message for f in findings if f.id == "port_range" and f.level != OK] + [PORTS_HELD_OPEN]
     picked = {f.id: f for f in findings if f.id in ADVICE and f.level != OK}
     reuse = picked.get("tw_reuse")
     if reuse is not None and "timestamps" in reuse.message:

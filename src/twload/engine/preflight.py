@@ -196,7 +196,7 @@ def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
     first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
     when = f" from {first['at_s']:.2f}s" if first else ""
     held = (f"; the budget: {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
-            if b.client_holds_time_wait else f"; the budget: {b.ports} ports")
+            if b.client_holds_time_wait else f"; the budget: {b.ports} ports, held while connections are open")
     return (f"At the port wall{when}, after {summary['connections_opened']} connections: no free local port "
             f"towards {plan.target.address[0]}:{plan.target.port} "
             f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
@@ -214,4 +214,4 @@ def budget_block(b: budget.Budget) -> dict:
 def advice(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int = 0) -> list[str]:
     """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL (each line once)."""
     target, doctor_plan = doctor_view(plan, timestamps, in_use)
-    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan))
+    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan), plan.close)
