@@ -21,3 +21,11 @@ def test_a_second_of_failures_costs_tens_of_tries_not_thousands():
         spent += b.failed()
         tries += 1
     assert tries <= 20
+
+
+def test_a_slots_wait_follows_from_its_previous_one():
+    from twload.engine.backoff import next_wait
+
+    assert next_wait(0.0) == CONNECT_BACKOFF_FIRST_S  # the slot's first failure (or first since a success)
+    assert next_wait(0.004) == 0.008
+    assert next_wait(CONNECT_BACKOFF_MAX_S) == CONNECT_BACKOFF_MAX_S

@@ -19,7 +19,7 @@ from collections import deque
 import httptools
 
 from twload.engine import strategies as closing
-from twload.engine.backoff import ConnectBackoff
+from twload.engine.backoff import ConnectBackoff, next_wait
 from twload.engine.http1 import build_request, head_declares_length
 from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
 from twload.engine.tls import tls_context
@@ -42,10 +42,10 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
         "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
-        "retired", "tls_started", "number",
+        "retired", "tls_started", "number", "waited_s",
     )
 
-    def __init__(self, w: Worker) -> None:
+    def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
         self.w = w
         self.transport = None
         self.parser = httptools.HttpResponseParser(self)
@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self.failed = False
         self.connect_timed_out = False
         self.number = w.attempts  # this worker's connection number (the attempt that opened it)
+        self.waited_s = waited_s  # the slot's backoff before this attempt (0: its last connect succeeded)
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -137,12 +138,15 @@ class Connection(asyncio.Protocol):
         w.active.discard(self)
         if exc is not None and not self.failed and self.in_flight and not w.stopping:
             w.count_error(errno_name(exc), self.number)
-        if w.waiting:
-            w.wake_one()  # this connection's port may be free now: a slot in backoff tries at once
         if w.open_loop:
             w.replenish()
         elif not self.retired:
-            w.start_slot()  # this slot's next connection (or its end)
+            w.start_slot()  # this slot's next connection (or its end): it takes the port this one freed
+        elif w.waiting:
+            # the slot ended with its connection, so its port (unless in TIME_WAIT) is free: a slot in
+            # backoff tries at once. Waking one while this slot reconnects too would only make one of
+            # the two fail for the one port (measured: ~900 EADDRNOTAVAIL/s with 5 slots too many).
+            w.wake_one()
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
@@ -284,8 +288,9 @@ class Worker:
         self.scheduled_all = False
         self.attempts = 0  # connections attempted, counting this one
         self.first_errors: dict[str, list] = {}
-        self.backoff = ConnectBackoff()  # after failed connects: wait, growing, never spin
-        self.waiting: dict[int, asyncio.TimerHandle] = {}  # closed-loop slots in backoff, oldest first
+        self.backoff = ConnectBackoff()  # open loop: after failed connects, wait, growing, never spin
+        # closed-loop slots in backoff, oldest first: key -> (timer, the wait they are in)
+        self.waiting: dict[int, tuple[asyncio.TimerHandle, float]] = {}
         self.waits = 0  # keys for self.waiting
         self.peer_bytes = b""  # the first bytes of the first response that was not HTTP
         self.peer_bytes_reported = False
@@ -329,8 +334,9 @@ class Worker:
     # starts the slot's next connect itself when it is lost. That keeps an idle
     # kept-alive connection down to its transport, parser and protocol object.
 
-    def start_slot(self) -> None:
-        """Open the slot's next connection, or end the slot when nothing is left to send."""
+    def start_slot(self, waited_s: float = 0.0) -> None:
+        """Open the slot's next connection, or end the slot when nothing is left to send.
+        `waited_s`: the backoff the slot is in after failed connects (0: none)."""
         if self.retire and not self.stopping:
             self.retire -= 1
             self.live_slots -= 1
@@ -341,11 +347,11 @@ class Worker:
             if self.live_slots == 0 and (self.schedule is None or self.stopping) and not self.all_done.done():
                 self.all_done.set_result(None)
             return
-        self.open_connection()
+        self.open_connection(waited_s)
 
-    def open_connection(self) -> None:
+    def open_connection(self, waited_s: float = 0.0) -> None:
         self.attempts += 1
-        conn = self.connection_class(self)
+        conn = self.connection_class(self, waited_s)
         task = self.loop.create_task(self._connect(conn))
         self.connecting[conn] = (clock_ns(), task)
 
@@ -445,7 +451,7 @@ class Worker:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
                 self.count_error("connect_timeout", conn.number)
-                self.connect_failed()
+                self.connect_failed(conn)
             else:  # shutting down
                 self.stop()
                 if not self.open_loop:
@@ -454,39 +460,41 @@ class Worker:
         except ssl.SSLError as exc:
             self.connecting.pop(conn, None)
             self.count_error("tls_" + (exc.reason or "error").lower(), conn.number)
-            self.connect_failed()
+            self.connect_failed(conn)
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
             self.count_error(errno_name(exc), conn.number)
-            self.connect_failed()  # a refusing target or the port wall must not spin a core
+            self.connect_failed(conn)  # a refusing target or the port wall must not spin a core
             return
         self.connecting.pop(conn, None)
 
-    def connect_failed(self) -> None:
-        """After a failed connect, and a wait that grows while connects keep failing: the slot
-        tries again (closed loop), or the request that waited for this connection has failed and
-        the next one gets a new try (open loop)."""
-        wait_s = self.backoff.failed()
+    def connect_failed(self, conn: Connection) -> None:
+        """After a failed connect, and a wait that grows while the slot's connects keep failing:
+        the slot tries again (closed loop), or the request that waited for this connection has
+        failed and the next one gets a new try (open loop)."""
         if self.open_loop:
             if self.due:
                 self.due.popleft()
-            self.loop.call_later(wait_s, self.replenish)
+            self.loop.call_later(self.backoff.failed(), self.replenish)
         elif self.stopping:
             self.start_slot()  # ends the slot
         else:
+            wait_s = next_wait(conn.waited_s)
             self.waits += 1
-            self.waiting[self.waits] = self.loop.call_later(wait_s, self._waited, self.waits)
+            self.waiting[self.waits] = (self.loop.call_later(wait_s, self._waited, self.waits), wait_s)
 
     def _waited(self, key: int) -> None:
-        if self.waiting.pop(key, None) is not None:
-            self.start_slot()
+        waiting = self.waiting.pop(key, None)
+        if waiting is not None:
+            self.start_slot(waiting[1])
 
     def wake_one(self) -> None:
         """The slot that has waited longest tries now (a port may have come free, or the run stops)."""
         key = next(iter(self.waiting))
-        self.waiting.pop(key).cancel()
-        self.start_slot()
+        timer, wait_s = self.waiting.pop(key)
+        timer.cancel()
+        self.start_slot(wait_s)
 
     async def _connect_socket(self, conn: Connection) -> None:
         """The connect path for source addresses and TLS: our own socket, then the transport.
