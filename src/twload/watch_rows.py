@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from typing import Protocol
 
-from twload.kernel.procnet import Sock
+
+class Sock(Protocol):
+    """One socket as kernel.procnet.Sock and kernel.sockdiag read it (kept as a shape: no import
+    from the kernel adapters into a pure module)."""
+
+    state: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
 
 
 def listening_ports(socks: Iterable[Sock]) -> set[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
 
 import typer
@@ -28,6 +29,11 @@ EXIT_RUN = 1
 def fail(message: str, code: int = EXIT_RUN) -> None:
     err.print(f"[bold red]twload:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
+
+
+def terminal_width() -> int:
+    """COLUMNS when set, else the terminal's width, else 80 (output to a file or a pipe)."""
+    return shutil.get_terminal_size((80, 24)).columns
 
 
 def main() -> None:

@@ -16,13 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twload.cli import EXIT_USAGE, app, err, fail
+from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.engine.strategies import WHY
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration, parse_target
 from twload.report.text import fmt_us
-from twload.report.wrap import terminal_width, wrap_line
+from twload.report.wrap import wrap_line
 from twload.results import default_run_dir
 from twload.serve.embedded import EmbeddedServer
 

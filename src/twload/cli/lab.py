@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from twload.cli import app, err, fail
+from twload.cli import app, err, fail, terminal_width
 from twload.lab import topology
-from twload.report.wrap import terminal_width, wrap_line
+from twload.report.wrap import wrap_line
 
 
 def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:

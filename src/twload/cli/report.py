@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from twload.cli import EXIT_USAGE, app, err, fail
+from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.report.rebuild import rebuild_summary
 from twload.report.text import render
-from twload.report.wrap import terminal_width
 from twload.results import SAMPLES, SUMMARY, read_summary
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from twload import thresholds as gates
-from twload.cli import EXIT_USAGE, app, err, fail
+from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.engine import preflight as pf
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
@@ -167,7 +167,6 @@ def run(
         print(json.dumps(summary, indent=2))
     else:
         from twload.report.text import render
-        from twload.report.wrap import terminal_width
 
         print(render(summary, terminal_width()))
         err.print(f"results: {folder}", highlight=False)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from twload.cli import EXIT_USAGE, app, fail
+from twload.cli import EXIT_USAGE, app, fail, terminal_width
 from twload.plan import PlanError
-from twload.report.wrap import terminal_width, wrap_line
+from twload.report.wrap import wrap_line
 
 simulate_app = typer.Typer(help="A deterministic model of TIME_WAIT, PAWS, tw_reuse and tw_recycle across kernels and NAT.",
                            no_args_is_help=True)

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 NARROWEST = 40  # below this, wrapping helps no one: lines stay as they are
-
-
-def terminal_width() -> int:
-    """COLUMNS when set, else the terminal's width, else 80 (output to a file or a pipe)."""
-    return shutil.get_terminal_size((80, 24)).columns
 
 
 def wrap_line(line: str, width: int, hang: int = 4) -> list[str]:
