@@ -54,3 +54,13 @@ def test_keepalive_with_every_port_in_time_wait_names_the_count(direct):
     assert len(lines) == 1, proc.stderr
     assert "no free local port (EADDRNOTAVAIL): 20 client sockets towards it are in TIME_WAIT" in lines[0]
     assert "of 20 ephemeral ports" in lines[0] and f"twload doctor {url}" in lines[0]
+
+
+def test_doctor_at_the_wall_says_what_holds_the_ports(direct):
+    narrow(direct)
+    url = start_server(direct)
+    client_json(direct, "run", url, "-n", "20", "-c", "1", "-w", "1", "--close", "fin", "--json",
+                "--out", "/tmp/twl-lab-wall-doctor")
+    doctor, proc = client_json(direct, "doctor", url, "--json")
+    target = next(f for f in doctor["findings"] if f["id"] == "target")
+    assert "no free local port (EADDRNOTAVAIL): 20 client sockets towards it are in TIME_WAIT" in target["message"]

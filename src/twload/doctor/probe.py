@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 import time
@@ -10,6 +11,7 @@ import httptools
 
 from twload.doctor.rules import TargetFacts
 from twload.engine.strategies import LINGER_RST
+from twload.kernel import sockdiag
 from twload.kernel.tcpinfo import tcp_info
 from twload.plan import Target, is_loopback
 
@@ -51,6 +53,18 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
     return sock, done["complete"], closed
 
 
+def no_free_port(address: str, port: int) -> str:
+    """EADDRNOTAVAIL: every local port towards the target is held; say by what (sock_diag)."""
+    try:
+        held = sockdiag.count_states_to(address, port)
+    except OSError:
+        return "no free local port (EADDRNOTAVAIL)"
+    time_wait = held.get("TIME_WAIT", 0)
+    return (f"no free local port (EADDRNOTAVAIL): {time_wait} client sockets towards it are in TIME_WAIT "
+            f"(up to 60 s each), {sum(held.values()) - time_wait} in other states; what follows assumes "
+            "the target's timestamps from this client's settings")
+
+
 def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
     address, port = target.address[0], target.port
     loopback = is_loopback(target)
@@ -68,6 +82,8 @@ def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if isinstance(exc, httptools.HttpParserError):
             reason = "the target does not speak HTTP"
+        elif getattr(exc, "errno", None) == errno.EADDRNOTAVAIL:
+            reason = no_free_port(address, port)
         return TargetFacts(address, port, loopback, reachable=False, error=reason)
     return TargetFacts(
         address, port, loopback, timestamps=info.timestamps, rtt_us=info.rtt_us,
