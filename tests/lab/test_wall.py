@@ -16,11 +16,10 @@ def narrow(topo) -> None:
     topo.client.sysctl("net.ipv4.tcp_tw_reuse", 0)
 
 
-def test_the_wall_backs_off_and_the_summary_says_so_first(direct):
+def test_the_wall_backs_off_and_the_summary_says_so_first(direct, tmp_path):
     narrow(direct)
     url = start_server(direct)
-    out = "/tmp/twl-lab-wall-backoff"
-    subprocess.run(["rm", "-rf", out], check=False)
+    out = str(tmp_path / "run")
     proc = subprocess.run(direct.client.twload("run", url, "-d", "2s", "-c", "5", "-w", "1", "--close", "fin",
                                                "--out", out), capture_output=True, text=True, timeout=120,
                           env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
@@ -41,11 +40,11 @@ def test_the_wall_backs_off_and_the_summary_says_so_first(direct):
     assert all(len(line) <= 80 for line in proc.stdout.splitlines())
 
 
-def test_keepalive_with_every_port_in_time_wait_names_the_count(direct):
+def test_keepalive_with_every_port_in_time_wait_names_the_count(direct, tmp_path):
     narrow(direct)
     url = start_server(direct)
     summary, _ = client_json(direct, "run", url, "-n", "20", "-c", "1", "-w", "1", "--close", "fin", "--json",
-                             "--out", "/tmp/twl-lab-wall-fill")
+                             "--out", str(tmp_path / "fill"))
     assert summary["requests"] == 20  # every one of the 20 ports is now in TIME_WAIT
     proc = subprocess.run(direct.client.twload("run", url, "-d", "1s", "-c", "1", "-w", "1"),
                           capture_output=True, text=True, timeout=60)
@@ -56,11 +55,11 @@ def test_keepalive_with_every_port_in_time_wait_names_the_count(direct):
     assert "of 20 ephemeral ports" in lines[0] and f"twload doctor {url}" in lines[0]
 
 
-def test_doctor_at_the_wall_says_what_holds_the_ports(direct):
+def test_doctor_at_the_wall_says_what_holds_the_ports(direct, tmp_path):
     narrow(direct)
     url = start_server(direct)
     client_json(direct, "run", url, "-n", "20", "-c", "1", "-w", "1", "--close", "fin", "--json",
-                "--out", "/tmp/twl-lab-wall-doctor")
+                "--out", str(tmp_path / "fill"))
     doctor, proc = client_json(direct, "doctor", url, "--json")
     target = next(f for f in doctor["findings"] if f["id"] == "target")
     assert "no free local port (EADDRNOTAVAIL): 20 client sockets towards it are in TIME_WAIT" in target["message"]
