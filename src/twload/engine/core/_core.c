@@ -1,0 +1,362 @@
+/* twload.engine.core._core: the CPython face of one worker's compiled loop.
+ *
+ * Core(...) holds a worker's connections; run(until_ns) runs the loop with the GIL released
+ * until then (or until nothing is left to do); collect() copies the interval's counters and
+ * histogram counts into buffers Python owns and zeroes them. No Python object per request.
+ */
+#define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE
+#include <Python.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+typedef struct {
+    PyObject_HEAD
+    core *k;
+    int started;
+} CoreObject;
+
+static int parse_address(const char *host, int port, unsigned scope_id, struct sockaddr_storage *out, socklen_t *len) {
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        v6->sin6_scope_id = scope_id;
+        *len = sizeof *v6;
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "not a numeric IP address: %s", host);
+    return -1;
+}
+
+static char *copy_bytes(const char *data, Py_ssize_t len) {
+    char *out = malloc(len ? (size_t)len : 1);
+    if (out) memcpy(out, data, (size_t)len);
+    return out;
+}
+
+static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"host", "port", "request", "last_request", "close", "per_connection", "budget",
+                             "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
+                             "open_loop", "staged", "io", "max_head", "scope_id", NULL};
+    const char *host = NULL, *io = "epoll";
+    int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
+    unsigned per_connection = 0, max_head = 65536, scope_id = 0;
+    long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
+    Py_buffer request = {0}, last_request = {0};
+    PyObject *sources = NULL;
+    if (self->k) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsII", kwlist, &host, &port, &request,
+                                     &last_request, &close_mode, &per_connection, &budget, &head, &timeout_ns,
+                                     &connect_timeout_ns, &sources, &source_start, &capacity, &open_loop, &staged,
+                                     &io, &max_head, &scope_id))
+        return -1;
+    int ok = -1;
+    if (!host || !request.obj || !last_request.obj || !sources) {
+        PyErr_SetString(PyExc_TypeError, "Core needs host, request, last_request and sources");
+        goto out;
+    }
+    core *k = calloc(1, sizeof *k);
+    if (!k) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    self->k = k;
+    if (capacity < 1 || close_mode < CLOSE_KEEPALIVE || close_mode > CLOSE_RST) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be >= 1 and close one of 0..3");
+        goto out;
+    }
+    if (strcmp(io, "epoll") == 0) {
+        k->io = &epoll_backend;
+#ifdef TWLOAD_HAVE_URING
+    } else if (strcmp(io, "uring") == 0) {
+        k->io = &uring_backend;
+#endif
+    } else {
+        PyErr_Format(PyExc_ValueError, "I/O backend %s is not available in this build", io);
+        goto out;
+    }
+    if (parse_address(host, port, scope_id, &k->target, &k->target_len) < 0) goto out;
+    k->request = copy_bytes(request.buf, request.len);
+    k->last_request = copy_bytes(last_request.buf, last_request.len);
+    if (!k->request || !k->last_request) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    k->request_len = (uint32_t)request.len;
+    k->last_request_len = (uint32_t)last_request.len;
+    k->close_mode = close_mode;
+    k->per_connection = per_connection;
+    k->budget = budget;
+    k->head_request = head;
+    k->max_head = max_head;
+    k->timeout_ns = timeout_ns;
+    k->connect_timeout_ns = connect_timeout_ns;
+    k->open_loop = open_loop;
+    k->staged = staged;
+    PyObject *seq = PySequence_Fast(sources, "sources must be a sequence of addresses");
+    if (!seq) goto out;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > 0) {
+        k->sources = calloc((size_t)n, sizeof *k->sources);
+        k->source_lens = calloc((size_t)n, sizeof *k->source_lens);
+        if (!k->sources || !k->source_lens) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            goto out;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const char *address = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+            if (!address || parse_address(address, 0, 0, &k->sources[i], &k->source_lens[i]) < 0) {
+                Py_DECREF(seq);
+                goto out;
+            }
+        }
+        k->n_sources = (int)n;
+        k->next_source = source_start % (int)n;
+    }
+    Py_DECREF(seq);
+    int r = core_init(k, capacity);
+    if (r < 0) {
+        errno = -r;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto out;
+    }
+    ok = 0;
+out:
+    PyBuffer_Release(&request);
+    PyBuffer_Release(&last_request);
+    return ok;
+}
+
+static void Core_dealloc(CoreObject *self) {
+    if (self->k) {
+        core_fini(self->k);
+        free(self->k);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static core *ready_core(CoreObject *self) {
+    if (!self->k || !self->k->conns) PyErr_SetString(PyExc_RuntimeError, "Core is not initialised");
+    return self->k && self->k->conns ? self->k : NULL;
+}
+
+static PyObject *Core_start(CoreObject *self, PyObject *args) {
+    long long started_ns;
+    int connections;
+    core *k = ready_core(self);
+    if (!k || !PyArg_ParseTuple(args, "Li", &started_ns, &connections)) return NULL;
+    if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "Core already started");
+        return NULL;
+    }
+    self->started = 1;
+    core_start(k, started_ns, connections);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_run(CoreObject *self, PyObject *args) {
+    long long until;
+    core *k = ready_core(self);
+    if (!k || !PyArg_ParseTuple(args, "L", &until)) return NULL;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = core_run(k, until);
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        errno = -r;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(r);
+}
+
+static PyObject *Core_set_connections(CoreObject *self, PyObject *args) {
+    int n;
+    core *k = ready_core(self);
+    if (!k || !PyArg_ParseTuple(args, "i", &n)) return NULL;
+    core_set_connections(k, n < 0 ? 0 : n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_add_due(CoreObject *self, PyObject *args) {
+    Py_buffer times;
+    core *k = ready_core(self);
+    if (!k || !PyArg_ParseTuple(args, "y*", &times)) return NULL;
+    if (times.len % (Py_ssize_t)sizeof(int64_t)) {
+        PyBuffer_Release(&times);
+        PyErr_SetString(PyExc_ValueError, "add_due takes int64 send times (array('q'))");
+        return NULL;
+    }
+    int r = core_add_due(k, times.buf, (size_t)times.len / sizeof(int64_t));
+    PyBuffer_Release(&times);
+    if (r < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_schedule_done(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = ready_core(self);
+    if (!k) return NULL;
+    k->schedule_done = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_stop(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = ready_core(self);
+    if (!k) return NULL;
+    core_stop(k);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_abandon(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = ready_core(self);
+    if (!k) return NULL;
+    core_abandon(k);
+    Py_RETURN_NONE;
+}
+
+static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t len) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->len != len) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_ValueError, "collect: a buffer of %zd bytes is needed", len);
+        return -1;
+    }
+    return 0;
+}
+
+/* collect(stats, latency, connect, service): each a writable int64 buffer (array('q')) of
+   STATS_LEN / HIST_LEN items. The interval's counts are copied there and zeroed here. */
+static PyObject *Core_collect(CoreObject *self, PyObject *args) {
+    PyObject *objs[1 + N_HIST];
+    Py_buffer views[1 + N_HIST];
+    core *k = ready_core(self);
+    if (!k || !PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3])) return NULL;
+    int got = 0;
+    for (; got < 1 + N_HIST; got++)
+        if (writable(objs[got], &views[got], (Py_ssize_t)sizeof(int64_t) * (got ? H_LEN : S_LEN)) < 0) break;
+    if (got == 1 + N_HIST) {
+        memcpy(views[0].buf, k->stats, sizeof k->stats);
+        memset(k->stats, 0, sizeof(int64_t) * S_INTERVAL_LEN);
+        for (int h = 0; h < N_HIST; h++) {
+            memcpy(views[1 + h].buf, k->hist[h], sizeof k->hist[h]);
+            memset(k->hist[h], 0, sizeof k->hist[h]);
+        }
+    }
+    for (int i = 0; i < got; i++) PyBuffer_Release(&views[i]);
+    if (got < 1 + N_HIST) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Core_get_in_flight(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(self->k ? self->k->in_flight : 0);
+}
+
+static PyObject *Core_get_open(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(self->k ? self->k->n_fd : 0);
+}
+
+static PyObject *Core_get_io(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyUnicode_FromString(self->k && self->k->io ? self->k->io->name : "");
+}
+
+static PyMethodDef Core_methods[] = {
+    {"start", (PyCFunction)Core_start, METH_VARARGS, "start(started_ns, connections): open the closed loop's slots"},
+    {"run", (PyCFunction)Core_run, METH_VARARGS,
+     "run(until_ns) -> done: run the loop without the GIL until then; True when nothing is left to do"},
+    {"set_connections", (PyCFunction)Core_set_connections, METH_VARARGS, "staged closed loop: the slot count"},
+    {"add_due", (PyCFunction)Core_add_due, METH_VARARGS, "open loop: more intended send times (int64 ns)"},
+    {"schedule_done", (PyCFunction)Core_schedule_done, METH_NOARGS, "open loop: no more send times will come"},
+    {"stop", (PyCFunction)Core_stop, METH_NOARGS, "no new request from now on; in-flight ones drain"},
+    {"abandon", (PyCFunction)Core_abandon, METH_NOARGS, "count what is still in flight as abandoned, close all"},
+    {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Core_getset[] = {
+    {"in_flight", (getter)Core_get_in_flight, NULL, "requests written and not yet answered", NULL},
+    {"open", (getter)Core_get_open, NULL, "sockets open (connecting or connected)", NULL},
+    {"io", (getter)Core_get_io, NULL, "the I/O backend", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "twload.engine.core._core.Core",
+    .tp_basicsize = sizeof(CoreObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One worker's compiled event loop",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_methods = Core_methods,
+    .tp_getset = Core_getset,
+};
+
+static PyObject *uring_available(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
+#ifdef TWLOAD_HAVE_URING
+    return PyBool_FromLong(uring_usable());
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef module_methods[] = {
+    {"uring_available", uring_available, METH_NOARGS,
+     "True when this build has io_uring and the kernel lets this process use it"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core", "twload's compiled engine core", -1, module_methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    if (PyType_Ready(&CoreType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    struct { const char *name; long value; } constants[] = {
+        {"STATS_LEN", S_LEN}, {"HIST_LEN", H_LEN}, {"S_REQUESTS", S_REQUESTS}, {"S_OPENED", S_OPENED},
+        {"S_BYTES_IN", S_BYTES_IN}, {"S_BYTES_OUT", S_BYTES_OUT}, {"S_MAX_LAG_US", S_MAX_LAG_US},
+        {"S_SUM_LATENCY", S_SUM_LATENCY}, {"S_SUM_CONNECT", S_SUM_CONNECT}, {"S_SUM_SERVICE", S_SUM_SERVICE},
+        {"S_STATUS", S_STATUS}, {"N_STATUS", N_STATUS}, {"S_ERRORS", S_ERRORS}, {"N_ERRORS", N_ERRORS},
+        {"S_FIRST_CONN", S_FIRST_CONN}, {"S_FIRST_NS", S_FIRST_NS}, {"E_CONNECT_TIMEOUT", E_CONNECT_TIMEOUT},
+        {"E_TIMEOUT", E_TIMEOUT}, {"E_NO_SERVER_CLOSE", E_NO_SERVER_CLOSE}, {"E_PROTOCOL", E_PROTOCOL},
+        {"E_HEAD_TOO_LARGE", E_HEAD_TOO_LARGE}, {"E_EOF_BEFORE_RESPONSE", E_EOF_BEFORE_RESPONSE},
+        {"E_NOT_SENT", E_NOT_SENT}, {"E_ABANDONED", E_ABANDONED}, {"E_OTHER_ERRNO", E_OTHER_ERRNO},
+        {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
+        {"CLOSE_RST", CLOSE_RST},
+#ifdef TWLOAD_HAVE_URING
+        {"HAVE_URING", 1},
+#else
+        {"HAVE_URING", 0},
+#endif
+    };
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
+        if (PyModule_AddIntConstant(m, constants[i].name, constants[i].value) < 0) {
+            Py_DECREF(m);
+            return NULL;
+        }
+    return m;
+}

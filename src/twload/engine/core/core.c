@@ -1,0 +1,656 @@
+/* What a connection does next, whatever the I/O backend: slots, close strategies, open-loop
+ * dispatch, timeouts, connect backoff, and the counters and histograms Python collects.
+ *
+ * The backends (loop_epoll.c, loop_uring.c) do the I/O and report what happened through
+ * core_connected / core_sent / core_received / core_peer_closed / core_connect_failed /
+ * core_fail. Any of these may close the connection and start the slot's next one in the same
+ * conn struct (its gen changes): a backend must not touch a conn after such a call unless
+ * its gen is unchanged.
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24 /* include/uapi/linux/in.h */
+#endif
+
+#define MAX_CONNECTING 16        /* open loop: connects in progress at once, per worker */
+#define BACKOFF_MAX_MS 100       /* a failing slot retries at least this often */
+#define SWEEP_NS 50000000LL      /* timeouts are checked this often */
+#define READ_BUFFER (64 * 1024)  /* one per worker */
+
+int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int slot_of(const core *k, const conn *c) { return (int)(c - k->conns); }
+
+/* hdr_histogram.c: counts_index_for(), for unit magnitude 0 */
+static int hist_index(int64_t v) {
+    int pow2ceiling = 64 - __builtin_clzll((uint64_t)v | H_SUB_MASK);
+    int bucket = pow2ceiling - (H_SUB_HALF_MAG + 1);
+    int sub = (int)(v >> bucket);
+    return ((bucket + 1) << H_SUB_HALF_MAG) + (sub - H_SUB_HALF);
+}
+
+static void record(core *k, int h, int sum_slot, int64_t ns) {
+    int64_t us = ns / 1000;
+    k->stats[sum_slot] += us;  /* the exact sum, for the mean (as metrics.Interval.fold) */
+    if (us < 1) us = 1;
+    if (us > H_HIGHEST) us = H_HIGHEST;
+    k->hist[h][hist_index(us)]++;
+}
+
+static void count_error(core *k, const conn *c, int error) {
+    int i = (error > 0 && error < 256) || (error >= E_CONNECT_TIMEOUT && error < N_ERRORS) ? error : E_OTHER_ERRNO;
+    k->stats[S_ERRORS + i]++;
+    if (k->stats[S_FIRST_CONN + i] == 0) {
+        uint32_t number = c && c->number ? c->number : k->attempts;
+        k->stats[S_FIRST_CONN + i] = number ? number : 1;
+        k->stats[S_FIRST_NS + i] = now_ns() - k->started_ns;
+    }
+}
+
+static int take(core *k) {
+    if (k->stopping) return 0;
+    if (k->budget < 0) return 1;
+    if (k->budget > 0) {
+        k->budget--;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- open loop: intended send times ---- */
+
+static void scan_due(core *k, int64_t now) {
+    while (k->due_seen < k->due_len && k->due[k->due_seen] <= now) {
+        int64_t lag_us = (now - k->due[k->due_seen]) / 1000;
+        if (lag_us > k->stats[S_MAX_LAG_US]) k->stats[S_MAX_LAG_US] = lag_us;
+        k->due_seen++;
+    }
+}
+
+static int overdue(const core *k) { return k->due_head < k->due_seen; }
+
+static int64_t pop_due(core *k) { return k->due[k->due_head++]; }
+
+int core_add_due(core *k, const int64_t *times, size_t n) {
+    if (k->due_head > 0 && k->due_head * 2 >= k->due_len) {  /* compact */
+        memmove(k->due, k->due + k->due_head, (k->due_len - k->due_head) * sizeof(int64_t));
+        k->due_len -= k->due_head;
+        k->due_seen -= k->due_head;
+        k->due_head = 0;
+    }
+    if (k->due_len + n > k->due_cap) {
+        size_t cap = k->due_cap ? k->due_cap : 1024;
+        while (cap < k->due_len + n) cap *= 2;
+        int64_t *grown = realloc(k->due, cap * sizeof(int64_t));
+        if (!grown) return -ENOMEM;
+        k->due = grown;
+        k->due_cap = cap;
+    }
+    memcpy(k->due + k->due_len, times, n * sizeof(int64_t));
+    k->due_len += n;
+    return 0;
+}
+
+/* ---- setup ---- */
+
+int core_init(core *k, int capacity) {
+    k->capacity = capacity;
+    k->conns = calloc((size_t)capacity, sizeof(conn));
+    k->idle = calloc((size_t)capacity, sizeof(int));
+    k->free_slots = calloc((size_t)capacity, sizeof(int));
+    k->rbuf_len = READ_BUFFER;
+    k->rbuf = malloc(k->rbuf_len);
+    if (!k->conns || !k->idle || !k->free_slots || !k->rbuf) return -ENOMEM;
+    for (int i = 0; i < capacity; i++) {
+        k->conns[i].fd = -1;
+        k->conns[i].next_backoff = -1;
+        k->free_slots[i] = capacity - 1 - i;  /* slot 0 on top */
+    }
+    k->n_free = capacity;
+    k->backoff_head = k->backoff_tail = -1;
+    return k->io->init(k);
+}
+
+void core_fini(core *k) {
+    if (k->conns) {
+        for (int i = 0; i < k->capacity; i++)
+            if (k->conns[i].fd >= 0) {
+                k->io->close(k, &k->conns[i]);
+                k->conns[i].fd = -1;
+            }
+    }
+    if (k->io_state) k->io->fini(k);
+    free(k->conns);
+    free(k->idle);
+    free(k->free_slots);
+    free(k->rbuf);
+    free(k->due);
+    free(k->sources);
+    free(k->source_lens);
+    free(k->request);
+    free(k->last_request);
+    k->conns = NULL;
+}
+
+/* ---- backoff list (FIFO through conn.next_backoff) ---- */
+
+static void backoff_push(core *k, conn *c) {
+    int i = slot_of(k, c);
+    c->next_backoff = -1;
+    c->flags |= F_IN_BACKOFF;
+    if (k->backoff_tail >= 0) k->conns[k->backoff_tail].next_backoff = i;
+    else k->backoff_head = i;
+    k->backoff_tail = i;
+}
+
+static void backoff_remove(core *k, int prev, conn *c) {
+    int next = c->next_backoff;
+    if (prev >= 0) k->conns[prev].next_backoff = next;
+    else k->backoff_head = next;
+    if (k->backoff_tail == slot_of(k, c)) k->backoff_tail = prev;
+    c->next_backoff = -1;
+    c->flags &= (uint16_t)~F_IN_BACKOFF;
+}
+
+/* ---- slots ---- */
+
+static void start_slot(core *k, conn *c);
+static void grow_pool(core *k);
+static void next_request(core *k, conn *c);
+
+/* forget the connection: its fd closed, its counts of connecting / in flight undone */
+static void drop(core *k, conn *c) {
+    if (c->state == C_CONNECTING) k->n_connecting--;
+    if (c->flags & F_IN_FLIGHT) k->in_flight--;
+    if (c->fd >= 0) {
+        k->io->close(k, c);
+        c->fd = -1;
+        k->n_fd--;
+    }
+    c->gen++;
+    c->flags &= (F_RETIRED | F_IN_IDLE | F_IN_BACKOFF);
+    c->state = C_FREE;
+    c->intended = 0;
+}
+
+static void free_slot(core *k, conn *c) {
+    c->state = C_FREE;
+    k->free_slots[k->n_free++] = slot_of(k, c);
+}
+
+static void retry(core *k, conn *c) {
+    c->state = C_FREE;
+    if (k->open_loop) {
+        free_slot(k, c);
+        grow_pool(k);
+    } else {
+        start_slot(k, c);
+    }
+}
+
+/* the slot of a closed connection goes on: its next connection, or a freed place */
+static void slot_after(core *k, conn *c) {
+    /* A connection of ours closed, so a port may be free: a slot waiting after a failed
+       connect (EADDRNOTAVAIL) tries again now rather than at the end of its backoff. */
+    if (k->backoff_head >= 0 && !k->stopping) {
+        conn *waiting = &k->conns[k->backoff_head];
+        backoff_remove(k, -1, waiting);
+        retry(k, waiting);
+    }
+    if (k->open_loop) {
+        free_slot(k, c);
+        grow_pool(k);
+    } else if (c->flags & F_RETIRED) {
+        c->flags &= (uint16_t)~F_RETIRED;
+    } else {
+        start_slot(k, c);
+    }
+}
+
+void core_close(core *k, conn *c) {
+    drop(k, c);
+    slot_after(k, c);
+}
+
+void core_open(core *k, conn *c) {
+    int64_t now = now_ns();
+    k->attempts++;
+    c->number = k->attempts;
+    c->t_start = now;
+    c->sent = c->completed = c->woff = 0;
+    c->flags &= (F_RETIRED | F_IN_IDLE | F_HAS_REQUEST);
+    int family = k->target.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+        core_connect_failed(k, c, errno);
+        return;
+    }
+    c->fd = fd;
+    c->state = C_CONNECTING;
+    k->n_fd++;
+    k->n_connecting++;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (k->close_mode == CLOSE_RST) {
+        /* l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT on either side
+           (net/ipv4/tcp.c: __tcp_close, the sk_lingertime == 0 branch) */
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    if (k->n_sources) {
+        /* The port is still chosen at connect() per 4-tuple
+           (net/ipv4/inet_hashtables.c: __inet_hash_connect): each address brings a whole range. */
+        int i = k->next_source;
+        k->next_source = (k->next_source + 1) % k->n_sources;
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&k->sources[i], k->source_lens[i]) < 0) {
+            core_connect_failed(k, c, errno);
+            return;
+        }
+    }
+    t1_init(&c->parser, k->head_request, k->max_head);
+    int r = k->io->open(k, c);
+    if (r < 0) core_connect_failed(k, c, -r);
+}
+
+static void start_slot(core *k, conn *c) {
+    if (k->retire > 0 && !k->stopping) {
+        k->retire--;
+        k->live_slots--;
+        c->state = C_FREE;
+        return;
+    }
+    if (!take(k)) {
+        k->live_slots--;
+        c->state = C_FREE;
+        return;
+    }
+    c->intended = 0;
+    c->flags |= F_HAS_REQUEST;
+    core_open(k, c);
+}
+
+/* open loop: more connections while requests wait for one, at most MAX_CONNECTING connects at
+   once (each connect costs far more than a request: opening one per waiting request would turn
+   a short hiccup into a storm of connects) */
+static void grow_pool(core *k) {
+    if (!k->open_loop || k->stopping) return;
+    scan_due(k, now_ns());
+    while (overdue(k) && k->n_connecting < MAX_CONNECTING && k->n_free > 0) {
+        conn *c = &k->conns[k->free_slots[--k->n_free]];
+        c->intended = pop_due(k);  /* written as soon as the connect allows */
+        c->flags |= F_HAS_REQUEST;
+        core_open(k, c);
+    }
+}
+
+void core_connect_failed(core *k, conn *c, int err) {
+    count_error(k, c, err);
+    /* Open loop: the request that waited for this connection has this error as its result. */
+    int had_request = (c->flags & F_HAS_REQUEST) && c->intended;
+    drop(k, c);
+    c->flags &= (uint16_t)~F_HAS_REQUEST;
+    if (k->open_loop && !had_request && overdue(k)) pop_due(k);
+    if (k->stopping) {
+        if (k->open_loop) free_slot(k, c);
+        else k->live_slots--;
+        return;
+    }
+    /* back off: 1, 2, 4 ... ms, at most BACKOFF_MAX_MS, so a refusing target does not spin a core */
+    int64_t wait_ms = 1LL << c->backoff_exp;
+    if (wait_ms >= BACKOFF_MAX_MS) wait_ms = BACKOFF_MAX_MS;
+    else c->backoff_exp++;
+    c->t_retry = now_ns() + wait_ms * 1000000LL;
+    c->state = C_BACKOFF;
+    backoff_push(k, c);
+}
+
+/* Connected. Returns 1 when the backend should write c's request now. */
+int core_connected(core *k, conn *c, int64_t now) {
+    k->n_connecting--;
+    c->state = C_READING;
+    c->backoff_exp = 0;
+    k->stats[S_OPENED]++;
+    record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
+    if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */
+        if (k->open_loop && (c->flags & F_HAS_REQUEST)) count_error(k, c, E_NOT_SENT);
+        core_close(k, c);
+        return 0;
+    }
+    if (c->flags & F_HAS_REQUEST) return 1;
+    c->state = C_IDLE;  /* open loop, nothing assigned: the tick hands it the next due request */
+    return 0;
+}
+
+const char *core_request(core *k, conn *c, uint32_t *len) {
+    int last = (c->flags & F_IN_FLIGHT) ? (c->flags & F_LAST) != 0
+                                        : k->per_connection && c->sent + 1 >= k->per_connection;
+    *len = last ? k->last_request_len : k->request_len;
+    return last ? k->last_request : k->request;
+}
+
+void core_begin(core *k, conn *c, int64_t t) {
+    int last = k->per_connection && c->sent + 1 >= k->per_connection;
+    c->sent++;
+    c->woff = 0;
+    c->t_start = t;
+    c->flags |= F_IN_FLIGHT;
+    c->flags &= (uint16_t)~(F_LAST | F_ASKED_CLOSE);
+    if (last) c->flags |= F_LAST;
+    if (last && k->close_mode == CLOSE_SERVER) c->flags |= F_ASKED_CLOSE;
+    k->in_flight++;
+    c->state = C_SENDING;
+}
+
+void core_sent(core *k, conn *c, size_t n) {
+    uint32_t len;
+    core_request(k, c, &len);
+    c->woff += (uint32_t)n;
+    k->stats[S_BYTES_OUT] += (int64_t)n;
+    if (c->woff >= len && c->state == C_SENDING) c->state = C_READING;
+}
+
+/* ---- after a response ---- */
+
+/* No more requests on this connection: close it the way the strategy says. */
+static void end(core *k, conn *c, int server_keeps_alive, int64_t now) {
+    if (k->close_mode == CLOSE_RST || k->close_mode == CLOSE_FIN) {
+        core_close(k, c);  /* rst: SO_LINGER {1,0} is set, close() sends RST; fin: TIME_WAIT stays here */
+    } else if ((c->flags & F_ASKED_CLOSE) || !server_keeps_alive) {
+        /* We asked for Connection: close, or the server announced its close: the server
+           closes first, so wait for its FIN before closing ours. Closing as soon as the body
+           is complete would race that FIN and leave TIME_WAIT on the client after all. */
+        if (c->flags & F_PEER_CLOSED) {
+            core_close(k, c);
+        } else {
+            c->state = C_AWAIT_EOF;
+            c->t_start = now;  /* the wait for EOF gets its own timeout */
+        }
+    } else {
+        core_close(k, c);  /* out of requests on a kept-alive connection: the client closes */
+    }
+}
+
+/* open loop: a connection with nothing in flight gets the oldest overdue request, or waits */
+static void ready(core *k, conn *c) {
+    c->state = C_IDLE;
+    if (k->stopping) {
+        core_close(k, c);
+        return;
+    }
+    scan_due(k, now_ns());
+    if (overdue(k)) {
+        c->intended = pop_due(k);
+        c->flags |= F_HAS_REQUEST;
+        next_request(k, c);
+        return;
+    }
+    if (!(c->flags & F_IN_IDLE)) {
+        c->flags |= F_IN_IDLE;
+        k->idle[k->n_idle++] = slot_of(k, c);
+    }
+}
+
+static int claim_retirement(core *k, conn *c) {
+    if (!k->retire) return 0;
+    k->retire--;
+    k->live_slots--;
+    c->flags |= F_RETIRED;
+    return 1;
+}
+
+static void next_request(core *k, conn *c) {
+    t1_init(&c->parser, k->head_request, k->max_head);
+    c->woff = 0;
+    c->state = C_SENDING;
+    k->io->send(k, c);
+}
+
+static void response_done(core *k, conn *c, int surplus) {
+    int64_t now = now_ns();
+    k->stats[S_REQUESTS]++;
+    int status = c->parser.status;
+    k->stats[S_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
+    /* open loop: from the intended send time (free of coordinated omission); closed: from the send */
+    record(k, H_LATENCY, S_SUM_LATENCY, now - (c->intended ? c->intended : c->t_start));
+    if (c->intended) record(k, H_SERVICE, S_SUM_SERVICE, now - c->t_start);
+    c->completed++;
+    c->intended = 0;
+    c->flags &= (uint16_t)~(F_IN_FLIGHT | F_HAS_REQUEST);
+    k->in_flight--;
+    if (c->state == C_SENDING) {  /* answered before the request was all out: do not reuse */
+        core_close(k, c);
+        return;
+    }
+    if (surplus) {  /* bytes after the response that nobody asked for: this connection is done */
+        core_close(k, c);
+        return;
+    }
+    int server_keeps_alive = c->parser.keep_alive && !(c->flags & F_PEER_CLOSED);
+    int keep = server_keeps_alive && !(c->flags & F_ASKED_CLOSE) &&
+               (!k->per_connection || c->completed < k->per_connection);
+    if (keep) {
+        if (k->open_loop) {
+            ready(k, c);
+        } else if (claim_retirement(k, c) || !take(k)) {
+            end(k, c, 1, now);
+        } else {
+            c->flags |= F_HAS_REQUEST;
+            next_request(k, c);
+        }
+        return;
+    }
+    end(k, c, server_keeps_alive, now);
+}
+
+static int parse_error(int r) {
+    return r == T1_ERR_HEAD_TOO_LARGE ? E_HEAD_TOO_LARGE : r == T1_ERR_EOF ? E_EOF_BEFORE_RESPONSE : E_PROTOCOL;
+}
+
+int core_received(core *k, conn *c, const char *data, size_t len) {
+    uint32_t gen = c->gen;
+    k->stats[S_BYTES_IN] += (int64_t)len;
+    if (!(c->flags & F_IN_FLIGHT)) return 0;  /* awaiting EOF, or idle: bytes nobody asked for */
+    size_t used = 0;
+    int r = t1_feed(&c->parser, data, len, &used);
+    if (r == T1_MORE) return 0;
+    if (r == T1_DONE) response_done(k, c, used < len);
+    else core_fail(k, c, parse_error(r));
+    return c->gen != gen;
+}
+
+void core_peer_closed(core *k, conn *c) {
+    c->flags |= F_PEER_CLOSED;
+    if (c->flags & F_IN_FLIGHT) {
+        int r = t1_eof(&c->parser);
+        if (r == T1_DONE) response_done(k, c, 0);  /* a body delimited by the server's close */
+        else core_fail(k, c, parse_error(r));
+        return;
+    }
+    core_close(k, c);  /* awaited EOF, or the server closed an idle connection */
+}
+
+void core_fail(core *k, conn *c, int error) {
+    count_error(k, c, error);
+    core_close(k, c);
+}
+
+/* ---- timers ---- */
+
+static void sweep(core *k, int64_t now) {
+    for (int i = 0; i < k->capacity; i++) {
+        conn *c = &k->conns[i];
+        switch (c->state) {
+        case C_CONNECTING:
+            if (now - c->t_start > k->connect_timeout_ns) core_connect_failed(k, c, E_CONNECT_TIMEOUT);
+            break;
+        case C_SENDING:
+        case C_READING:
+            if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_TIMEOUT);
+            break;
+        case C_AWAIT_EOF:
+            if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_NO_SERVER_CLOSE);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+void core_tick(core *k, int64_t now) {
+    for (int prev = -1, i = k->backoff_head; i >= 0;) {
+        conn *c = &k->conns[i];
+        int next = c->next_backoff;
+        if (c->t_retry <= now) {
+            backoff_remove(k, prev, c);
+            retry(k, c);
+        } else {
+            prev = i;
+        }
+        i = next;
+    }
+    if (k->open_loop && !k->stopping) {
+        scan_due(k, now);
+        while (overdue(k) && k->n_idle > 0) {
+            conn *c = &k->conns[k->idle[--k->n_idle]];
+            c->flags &= (uint16_t)~F_IN_IDLE;
+            if (c->state != C_IDLE) continue;  /* closed since it was parked */
+            c->intended = pop_due(k);
+            c->flags |= F_HAS_REQUEST;
+            next_request(k, c);
+        }
+        grow_pool(k);
+    }
+    if (now >= k->next_sweep) {
+        sweep(k, now);
+        k->next_sweep = now + SWEEP_NS;
+    }
+}
+
+int64_t core_next_timer(core *k, int64_t now, int64_t until) {
+    int64_t t = until < k->next_sweep ? until : k->next_sweep;
+    for (int i = k->backoff_head; i >= 0; i = k->conns[i].next_backoff)
+        if (k->conns[i].t_retry < t) t = k->conns[i].t_retry;
+    if (k->open_loop && !k->stopping && k->due_seen < k->due_len && k->due[k->due_seen] < t)
+        t = k->due[k->due_seen];
+    return t < now ? now : t;
+}
+
+int core_done(core *k) {
+    if (k->stopping) return k->n_fd == 0 && k->in_flight == 0;
+    if (k->open_loop)
+        return k->schedule_done && k->due_head == k->due_len && k->in_flight == 0 && k->n_connecting == 0;
+    return k->live_slots == 0 && !k->staged;
+}
+
+int core_run(core *k, int64_t until) {
+    for (;;) {
+        int64_t now = now_ns();
+        core_tick(k, now);
+        if (core_done(k)) return 1;
+        if (now >= until) return 0;
+        int r = k->io->poll(k, until);
+        if (r < 0) return r;
+    }
+}
+
+/* ---- the run's phases ---- */
+
+void core_start(core *k, int64_t started_ns, int connections) {
+    k->started_ns = started_ns;
+    k->next_sweep = started_ns + SWEEP_NS;
+    if (k->open_loop || k->staged) return;
+    if (connections > k->capacity) connections = k->capacity;
+    k->live_slots = connections;
+    for (int i = 0; i < connections; i++) start_slot(k, &k->conns[i]);
+}
+
+void core_set_connections(core *k, int target) {
+    if (k->open_loop || k->stopping) return;
+    if (target > k->capacity) target = k->capacity;
+    int current = k->live_slots - k->retire;
+    if (target > current) {
+        int back = k->retire < target - current ? k->retire : target - current;
+        k->retire -= back;
+        int more = target - current - back;
+        for (int i = 0; i < k->capacity && more > 0; i++) {
+            conn *c = &k->conns[i];
+            if (c->state != C_FREE || (c->flags & F_RETIRED)) continue;
+            k->live_slots++;
+            more--;
+            start_slot(k, c);
+        }
+    } else if (target < current) {
+        k->retire += current - target;  /* busy slots end after their response, waiting ones now */
+        for (int prev = -1, i = k->backoff_head; i >= 0 && k->retire > 0;) {
+            conn *c = &k->conns[i];
+            int next = c->next_backoff;
+            backoff_remove(k, prev, c);
+            k->retire--;
+            k->live_slots--;
+            c->state = C_FREE;
+            i = next;
+        }
+    }
+}
+
+/* No new request from now on: idle and not-yet-used connections close, the rest drain. */
+void core_stop(core *k) {
+    if (k->stopping) return;
+    int64_t now = now_ns();
+    k->stopping = 1;
+    k->stop_ns = now;
+    if (k->open_loop) {
+        scan_due(k, now);
+        while (overdue(k)) {  /* due, but no connection became free for them */
+            pop_due(k);
+            count_error(k, NULL, E_NOT_SENT);
+        }
+        k->due_head = k->due_seen = k->due_len = 0;
+    }
+    while (k->backoff_head >= 0) {
+        conn *c = &k->conns[k->backoff_head];
+        backoff_remove(k, -1, c);
+        if (k->open_loop) free_slot(k, c);
+        else {
+            c->state = C_FREE;
+            k->live_slots--;
+        }
+    }
+    for (int i = 0; i < k->capacity; i++) {
+        conn *c = &k->conns[i];
+        if (c->state == C_IDLE || (c->state == C_CONNECTING && !(c->flags & F_IN_FLIGHT))) {
+            if (c->state == C_CONNECTING && k->open_loop && (c->flags & F_HAS_REQUEST))
+                count_error(k, c, E_NOT_SENT);
+            core_close(k, c);  /* slot_after: the slot ends, since take() now fails */
+        }
+    }
+}
+
+/* The drain bound is over: what is still in flight is abandoned, every connection closes. */
+void core_abandon(core *k) {
+    core_stop(k);
+    for (int i = 0; i < k->capacity; i++) {
+        conn *c = &k->conns[i];
+        if (c->state == C_FREE || c->state == C_BACKOFF) continue;
+        if (c->flags & F_IN_FLIGHT) count_error(k, c, E_ABANDONED);
+        drop(k, c);
+    }
+    k->live_slots = 0;
+    k->retire = 0;
+    k->n_idle = 0;
+}

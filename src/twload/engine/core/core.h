@@ -1,0 +1,179 @@
+/* The compiled core's state: one worker's connections, counters and histograms.
+ *
+ * Shared by the backends (loop_epoll.c, loop_uring.c), the logic they have in common
+ * (core.c) and the CPython binding (_core.c). In wrk's style (wrk.c: one struct per
+ * thread) everything a worker owns hangs off one `core` struct; a connection is a small
+ * fixed-size slot in one array, and there is one read buffer per worker.
+ */
+#ifndef TWLOAD_CORE_H
+#define TWLOAD_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef TWLOAD_PARSER_STUB
+#include "t1_stub.h"
+#else
+#include "http1_parse.h"
+#endif
+
+/* ---- counters handed to Python: one int64 array, this layout (mirrored in __init__.py) ---- */
+enum {
+    S_REQUESTS, S_OPENED, S_BYTES_IN, S_BYTES_OUT, S_MAX_LAG_US, S_SUM_LATENCY, S_SUM_CONNECT,
+    S_SUM_SERVICE,
+    S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
+    N_STATUS = 1000,
+    S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
+    N_ERRORS = 272,
+    S_FIRST_CONN = S_ERRORS + N_ERRORS, /* per error: connection number of its first time (0: never) */
+    S_FIRST_NS = S_FIRST_CONN + N_ERRORS, /* per error: ns into the run of its first time */
+    S_LEN = S_FIRST_NS + N_ERRORS,
+    S_INTERVAL_LEN = S_FIRST_CONN,    /* collect() zeroes these; first errors stay */
+};
+/* error slots past the errno range; names in __init__.py (CONTRACTS.md "Error names") */
+enum {
+    E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
+    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO,
+};
+
+/* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
+ * sub_bucket_count 2048 (half 1024, half magnitude 10), unit magnitude 0, 16 buckets, so
+ * counts_len = (16 + 1) * 1024. Index arithmetic as in HdrHistogram_c: hdr_histogram.c
+ * counts_index_for(). Python checks these numbers against hdrh at import. */
+enum { H_SUB_HALF_MAG = 10, H_SUB_HALF = 1024, H_SUB_MASK = 2047, H_LEN = 17 * 1024 };
+enum { H_LATENCY, H_CONNECT, H_SERVICE, N_HIST };
+#define H_HIGHEST 60000000LL
+
+/* ---- connections ---- */
+enum { C_FREE, C_BACKOFF, C_CONNECTING, C_SENDING, C_READING, C_AWAIT_EOF, C_IDLE };
+enum { CLOSE_KEEPALIVE, CLOSE_FIN, CLOSE_SERVER, CLOSE_RST };
+
+enum {
+    F_IN_FLIGHT = 1,     /* a request is (being) written and its result is not yet counted */
+    F_ASKED_CLOSE = 2,   /* the request in flight carries Connection: close */
+    F_RETIRED = 4,       /* staged closed loop: the slot ends with this connection */
+    F_HAS_REQUEST = 8,   /* connecting with a request to write once connected */
+    F_LAST = 16,         /* the request being written is the last_request */
+    F_IN_IDLE = 32,      /* open loop: on the idle stack */
+    F_PEER_CLOSED = 64,  /* EOF (or EPOLLRDHUP) seen */
+    F_IN_BACKOFF = 128,  /* on the backoff list */
+    F_WATCH_OUT = 256,   /* epoll: registered for EPOLLOUT too */
+};
+
+typedef struct conn {
+    int fd;
+    uint8_t state;
+    uint8_t backoff_exp;   /* the slot's next connect after a failure waits 2^backoff_exp ms (<= 128) */
+    uint16_t flags;
+    uint32_t gen;          /* bumped at every close: stale completions are ignored */
+    uint32_t number;       /* connection attempt number (first_errors) */
+    uint32_t sent;         /* requests written on this connection */
+    uint32_t completed;    /* responses completed on this connection */
+    uint32_t woff;         /* bytes of the current request written so far */
+    int64_t t_start;       /* connect start, later the send time of the request in flight */
+    int64_t intended;      /* open loop: when the request in flight was due (0: closed loop) */
+    int64_t t_retry;       /* C_BACKOFF: when to try again */
+    int32_t next_backoff;  /* backoff list link (slot index, -1 ends) */
+    uint32_t uring_pending;/* io_uring: operations submitted and not yet completed */
+    t1_parser parser;
+} conn;
+
+struct backend;
+
+typedef struct core {
+    /* plan */
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    struct sockaddr_storage *sources;
+    socklen_t *source_lens;
+    int n_sources, next_source;
+    char *request, *last_request;
+    uint32_t request_len, last_request_len;
+    int close_mode;
+    uint32_t per_connection;  /* 0: unlimited */
+    int64_t budget;           /* requests left to take; -1: unlimited */
+    int head_request;
+    uint32_t max_head;
+    int64_t timeout_ns, connect_timeout_ns;
+    int open_loop, staged;
+
+    /* connections */
+    conn *conns;
+    int capacity;
+    int live_slots, retire;   /* closed loop */
+    int n_fd, n_connecting, in_flight;
+    uint32_t attempts;
+    int32_t backoff_head, backoff_tail;
+    int *idle;                /* open loop: idle connections (stack of slot indexes) */
+    int n_idle;
+    int *free_slots;          /* open loop: unused slots (stack) */
+    int n_free;
+
+    /* open loop: intended send times (ns), in order */
+    int64_t *due;
+    size_t due_head, due_len, due_cap, due_seen;
+    int schedule_done;
+
+    int stopping;
+    int64_t started_ns, stop_ns, next_sweep;
+
+    char *rbuf;
+    size_t rbuf_len;
+
+    int64_t stats[S_LEN];
+    int64_t hist[N_HIST][H_LEN];
+
+    const struct backend *io;
+    void *io_state;
+} core;
+
+/* what a backend provides (loop_epoll.c, loop_uring.c) */
+typedef struct backend {
+    const char *name;
+    int (*init)(core *k);          /* 0 or -errno */
+    void (*fini)(core *k);
+    /* the connect of slot c (socket already made, options set): start it; on failure return -errno */
+    int (*open)(core *k, conn *c);
+    /* start writing c's current request (c->woff bytes done) */
+    void (*send)(core *k, conn *c);
+    void (*close)(core *k, conn *c);
+    /* wait for and handle events until `until` (ns) at most; returns -errno on a loop failure */
+    int (*poll)(core *k, int64_t until);
+} backend;
+
+extern const backend epoll_backend;
+#ifdef TWLOAD_HAVE_URING
+extern const backend uring_backend;
+int uring_usable(void);
+#endif
+
+/* core.c: the logic both backends share */
+int64_t now_ns(void);
+int core_init(core *k, int capacity);
+int core_run(core *k, int64_t until);         /* 1: nothing left to do, 0: until reached, <0: -errno */
+void core_close(core *k, conn *c);            /* close c without counting anything, then its slot goes on */
+void core_fini(core *k);
+void core_error(core *k, conn *c, int slot);
+void core_start(core *k, int64_t started_ns, int connections);
+void core_set_connections(core *k, int target);
+int core_add_due(core *k, const int64_t *times, size_t n);
+void core_tick(core *k, int64_t now);        /* timers: backoff, due requests, timeouts */
+int64_t core_next_timer(core *k, int64_t now, int64_t until);
+int core_done(core *k);
+void core_stop(core *k);
+void core_abandon(core *k);
+
+void core_open(core *k, conn *c);             /* a new connection for slot c */
+void core_connect_failed(core *k, conn *c, int err);
+int core_connected(core *k, conn *c, int64_t now);  /* 1: write the request now */
+/* c's request (normal or last) for its next send */
+const char *core_request(core *k, conn *c, uint32_t *len);
+void core_begin(core *k, conn *c, int64_t t);  /* the request starts going out at t: the clock runs */
+void core_sent(core *k, conn *c, size_t n);   /* n more bytes of the request were written */
+int core_received(core *k, conn *c, const char *data, size_t len); /* 0 if c is still open */
+void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
+void core_fail(core *k, conn *c, int error);
+void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
+
+#endif

@@ -1,0 +1,171 @@
+/* The epoll backend: edge-triggered, one epoll_ctl per connection.
+ *
+ * A connection is registered once, after connect() and the first write: EPOLLIN | EPOLLRDHUP
+ * (plus EPOLLOUT while a connect or a write waits). Edge-triggered, so a read that returns
+ * less than the buffer means the receive queue is empty (net/ipv4/tcp.c: tcp_recvmsg_locked
+ * copies until the queue runs dry) and no EAGAIN read is needed; EPOLLRDHUP says the FIN has
+ * arrived (net/ipv4/tcp.c: tcp_poll sets EPOLLRDHUP on RCV_SHUTDOWN), which spares the read
+ * that would return 0.
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#define EVENTS 512
+
+typedef struct {
+    int epfd;
+    struct epoll_event events[EVENTS];
+} epoll_state;
+
+static uint64_t tag(const core *k, const conn *c) { return (uint64_t)(c - k->conns) | ((uint64_t)c->gen << 32); }
+
+static int ep_init(core *k) {
+    epoll_state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        int err = errno;
+        free(s);
+        return -err;
+    }
+    k->io_state = s;
+    return 0;
+}
+
+static void ep_fini(core *k) {
+    epoll_state *s = k->io_state;
+    close(s->epfd);
+    free(s);
+    k->io_state = NULL;
+}
+
+/* Write what is left of c's request. 0: all out or waiting for EPOLLOUT; -errno: failed. */
+static int write_request(core *k, conn *c) {
+    uint32_t len;
+    const char *req = core_request(k, c, &len);
+    while (c->woff < len || !(c->flags & F_IN_FLIGHT)) {
+        int64_t t = now_ns();
+        ssize_t n = send(c->fd, req + c->woff, len - c->woff, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) return 1;
+            return -errno;
+        }
+        if (!(c->flags & F_IN_FLIGHT)) core_begin(k, c, t);  /* the clock starts with the first byte out */
+        core_sent(k, c, (size_t)n);
+    }
+    return 0;
+}
+
+static void watch_out(core *k, conn *c) {
+    if (c->flags & F_WATCH_OUT) return;
+    epoll_state *s = k->io_state;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.u64 = tag(k, c)};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0) c->flags |= F_WATCH_OUT;
+}
+
+static int ep_open(core *k, conn *c) {
+    epoll_state *s = k->io_state;
+    if (connect(c->fd, (struct sockaddr *)&k->target, k->target_len) < 0 && errno != EINPROGRESS) return -errno;
+    /* Write at once: over loopback the handshake is done by the time connect() returns, and a
+       write to a socket still in SYN_SENT just says EAGAIN (net/core/stream.c:
+       sk_stream_wait_connect with a zero timeout). */
+    if (c->flags & F_HAS_REQUEST) {
+        uint32_t len;
+        const char *req = core_request(k, c, &len);
+        int64_t t = now_ns();
+        ssize_t n = send(c->fd, req, len, MSG_NOSIGNAL);
+        if (n >= 0) {
+            core_connected(k, c, now_ns());
+            core_begin(k, c, t);
+            core_sent(k, c, (size_t)n);
+        } else if (errno != EAGAIN) {
+            return -errno;  /* e.g. ECONNREFUSED: the RST came back within connect() */
+        }
+    }
+    int waiting = c->state == C_CONNECTING || c->state == C_SENDING;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (waiting ? EPOLLOUT : 0),
+                             .data.u64 = tag(k, c)};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) return -errno;
+    if (waiting) c->flags |= F_WATCH_OUT;
+    return 0;
+}
+
+static void ep_send(core *k, conn *c) {
+    uint32_t gen = c->gen;
+    int r = write_request(k, c);
+    if (r < 0) core_fail(k, c, -r);
+    else if (r > 0 && c->gen == gen) watch_out(k, c);
+}
+
+static void ep_close(core *k, conn *c) {
+    (void)k;
+    close(c->fd);  /* also leaves the epoll set: the fd is not shared */
+}
+
+static void readable(core *k, conn *c, uint32_t events) {
+    for (;;) {
+        ssize_t n = recv(c->fd, k->rbuf, k->rbuf_len, 0);
+        if (n > 0) {
+            if (core_received(k, c, k->rbuf, (size_t)n)) return;  /* closed (and maybe reused) */
+            if ((size_t)n < k->rbuf_len) {
+                if (events & (EPOLLRDHUP | EPOLLHUP)) core_peer_closed(k, c);
+                return;
+            }
+            continue;
+        }
+        if (n == 0) {
+            core_peer_closed(k, c);
+            return;
+        }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        if (c->flags & F_IN_FLIGHT) core_fail(k, c, errno);  /* e.g. ECONNRESET */
+        else core_close(k, c);
+        return;
+    }
+}
+
+static void handle(core *k, conn *c, uint32_t events) {
+    uint32_t gen = c->gen;
+    if (c->state == C_CONNECTING) {
+        if (events & (EPOLLERR | EPOLLHUP)) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+            core_connect_failed(k, c, err ? err : ECONNREFUSED);
+            return;
+        }
+        if (!(events & EPOLLOUT)) return;
+        if (!core_connected(k, c, now_ns()) || c->gen != gen) return;  /* closed, or idle (open loop) */
+        ep_send(k, c);
+        if (c->gen != gen) return;
+    } else if (c->state == C_SENDING && (events & EPOLLOUT)) {
+        ep_send(k, c);
+        if (c->gen != gen) return;
+    }
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable(k, c, events);
+}
+
+static int ep_poll(core *k, int64_t until) {
+    epoll_state *s = k->io_state;
+    int64_t now = now_ns();
+    int64_t wake = core_next_timer(k, now, until);
+    int timeout_ms = (int)((wake - now + 999999) / 1000000);
+    int n = epoll_wait(s->epfd, s->events, EVENTS, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < n; i++) {
+        uint64_t data = s->events[i].data.u64;
+        conn *c = &k->conns[(uint32_t)data];
+        if (c->gen != (uint32_t)(data >> 32) || c->fd < 0) continue;  /* closed earlier in this batch */
+        handle(k, c, s->events[i].events);
+    }
+    return 0;
+}
+
+const backend epoll_backend = {"epoll", ep_init, ep_fini, ep_open, ep_send, ep_close, ep_poll};
