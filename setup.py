@@ -19,14 +19,9 @@ def have_header(name: str) -> bool:
     return any((Path(d) / name).exists() for d in INCLUDE_DIRS)
 
 
-sources = ["_core.c", "core.c", "loop_epoll.c"]
+sources = ["_core.c", "core.c", "loop_epoll.c", "http1_parse.c"]
 macros: list[tuple[str, str | None]] = []
 libraries: list[str] = []
-if (CORE / "http1_parse.c").exists():
-    sources.append("http1_parse.c")
-else:  # the fuzzed parser is not in this tree yet: a stand-in with its API
-    sources.append("t1_stub.c")
-    macros.append(("TWLOAD_PARSER_STUB", None))
 if have_header("liburing.h") and os.environ.get("TWLOAD_NO_URING") != "1":
     sources.append("loop_uring.c")
     macros.append(("TWLOAD_HAVE_URING", None))
@@ -35,8 +30,9 @@ if have_header("liburing.h") and os.environ.get("TWLOAD_NO_URING") != "1":
 compile_args = ["-O2", "-Wall", "-Wextra", "-Werror", "-std=gnu11"]
 link_args: list[str] = []
 if os.environ.get("TWLOAD_SANITIZE") == "1":
-    compile_args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1"]
-    link_args += ["-fsanitize=address,undefined"]
+    sanitize = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+    compile_args += [*sanitize, "-O1", "-g"]
+    link_args += sanitize
 
 setup(
     ext_modules=[

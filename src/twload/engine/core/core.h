@@ -12,11 +12,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#ifdef TWLOAD_PARSER_STUB
-#include "t1_stub.h"
-#else
 #include "http1_parse.h"
-#endif
 
 /* ---- counters handed to Python: one int64 array, this layout (mirrored in __init__.py) ---- */
 enum {
