@@ -12,7 +12,9 @@ from rich.console import Console
 
 from twload import thresholds as gates
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
+from twload.engine import core
 from twload.engine import preflight as pf
+from twload.engine.limits import file_limit_problem
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
@@ -78,7 +80,8 @@ def build_plan(
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
-    insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None,
+    insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
+    io: str = "auto",
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -118,7 +121,17 @@ def build_plan(
         insecure=insecure,
         cacert=str(cacert) if cacert else None,
         max_errors=max_errors,
+        engine=engine,
+        io=io,
     )
+    problem = file_limit_problem(plan)
+    if problem:
+        raise PlanError(problem)
+    if plan.engine_choice == "core" and plan.io == "uring" and not core.uring_available():
+        raise PlanError("--io uring: io_uring is not usable here (not built with liburing, "
+                        "or blocked by sysctl kernel.io_uring_disabled or seccomp); use --io epoll or auto")
+    if plan.engine == "core" and not core.available():
+        raise PlanError("--engine core: the compiled core is not built (pip install -e . builds it)")
     if target.scheme == "https":
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
     return plan
@@ -145,6 +158,8 @@ def run(
     insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.")] = False,
     cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core for http://, asyncio for https://) | core (C event loop, http:// only) | asyncio (uvloop, also TLS).")] = "auto",
+    io: Annotated[str, typer.Option("--io", help="The core's I/O: auto (io_uring where the kernel allows it, else epoll) | epoll | uring.")] = "auto",
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
@@ -157,7 +172,7 @@ def run(
     try:
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
-                          rate, stages, open_loop, max_connections, insecure, cacert, max_errors)
+                          rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

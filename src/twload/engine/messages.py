@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The worker is set up and waits for the common start."""
+    """The worker is set up and waits for the common start; it says which loop it runs."""
 
     worker: int
+    engine: str = "asyncio"  # "core" or "asyncio"
+    io: str = "epoll"  # the core's backend, "epoll" or "uring"; uvloop (libuv) polls with epoll
 
 
 @dataclass(frozen=True, slots=True)

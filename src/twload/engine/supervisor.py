@@ -104,6 +104,7 @@ class Supervisor:
         self.signal_received: int | None = None
         self.stopped_by: str | None = None  # "max_errors" when --max-errors ended the run
         self.worker_failures: list[str] = []
+        self.engine: dict[str, str] = {}  # {"engine": "core"|"asyncio", "io": "epoll"|"uring"}, from Ready
         self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
         self.go_at = 0.0
@@ -226,6 +227,9 @@ class Supervisor:
                 continue
             if isinstance(message, Ready):
                 ready.add(message.worker)
+                self.engine = {"engine": message.engine, "io": message.io}
+            elif isinstance(message, Crash):
+                raise RunError(f"worker {message.worker} could not start: {message.error}")
 
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
@@ -297,6 +301,7 @@ class Supervisor:
             "close": plan.close,
             "connections": plan.connections,
             "workers": workers,
+            **self.engine,
             "duration_s": round(elapsed, 3),
             "requests": totals.requests,
             "rps": round(totals.requests / elapsed, 1) if elapsed > 0 else 0.0,

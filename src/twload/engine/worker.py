@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import resource
 import signal
 
-from twload.engine.asyncio_loop import Worker
 from twload.engine.messages import Crash, Final, Ready, Tick
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
@@ -41,20 +41,52 @@ class Channel:
         return self.stop_event.is_set()
 
 
+def raise_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (what a process may open); returns it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+    return hard
+
+
+def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
+    """The loop this worker runs: the compiled core for http:// (unless --engine asyncio), else uvloop."""
+    if plan.engine_choice == "core":
+        from twload.engine import core
+
+        if core.available() or plan.engine == "core":
+            return "core", core.CoreWorker(plan, index, connections, budget, share, io=core.choose_io(plan.io))
+    from twload.engine.asyncio_loop import Worker
+
+    return "asyncio", Worker(plan, index, connections, budget, share)
+
+
 def worker_main(plan, index, connections, budget, share, pipe, start_event, stop_event, go_at_value) -> None:
     """Process entry point. SIGINT is the supervisor's to handle: it tells us to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
-    import uvloop
-
-    worker = Worker(plan, index, connections, budget, share)
+    raise_file_limit()
+    try:
+        engine, worker = make_worker(plan, index, connections, budget, share)
+    except BaseException as exc:
+        pipe.send(Crash(index, f"{type(exc).__name__}: {exc}"))
+        pipe.close()
+        raise
     channel = Channel(index, pipe, stop_event)
-    pipe.send(Ready(index))
+    pipe.send(Ready(index, engine, getattr(worker, "io", "epoll")))
     start_event.wait()
     if stop_event.is_set():
         return
     try:
-        uvloop.run(worker.run(go_at_value.value, channel))
+        if engine == "core":
+            worker.run(go_at_value.value, channel)
+        else:
+            import uvloop
+
+            uvloop.run(worker.run(go_at_value.value, channel))
     except BaseException as exc:  # report, then die: the supervisor keeps the others
         try:
             pipe.send(Crash(index, f"{type(exc).__name__}: {exc}"))

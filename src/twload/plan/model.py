@@ -9,6 +9,8 @@ from twload.plan.errors import PlanError
 from twload.plan.schedule import Schedule
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
+ENGINES = ("auto", "core", "asyncio")
+IO_BACKENDS = ("auto", "epoll", "uring")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
 
@@ -52,6 +54,8 @@ class Plan:
     insecure: bool = False  # TLS: do not verify the server's certificate
     cacert: str | None = None  # TLS: trust this CA bundle (PEM) instead of the system's
     max_errors: int | None = None  # stop the run once more errors than this were counted
+    engine: str = "auto"  # auto: the compiled core for http://, asyncio (uvloop) for https://
+    io: str = "auto"  # the core's I/O backend: auto (io_uring where the kernel allows it), epoll, uring
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -80,6 +84,21 @@ class Plan:
             raise PlanError("--max-connections must be at least 1")
         if self.max_errors is not None and self.max_errors < 0:
             raise PlanError("--max-errors must be 0 or more")
+        if self.engine not in ENGINES:
+            raise PlanError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
+        if self.io not in IO_BACKENDS:
+            raise PlanError(f"--io must be one of {', '.join(IO_BACKENDS)}, not {self.io!r}")
+        if self.engine == "core" and self.target.scheme == "https":
+            raise PlanError("--engine core speaks plain http:// only; https:// runs on --engine asyncio (or auto)")
+        if self.io != "auto" and self.engine_choice == "asyncio":
+            raise PlanError(f"--io {self.io} is for the core engine; this run uses asyncio (uvloop)")
+
+    @property
+    def engine_choice(self) -> str:
+        """The engine this plan asks for: the compiled core for http://, asyncio for https://."""
+        if self.engine == "auto":
+            return "asyncio" if self.target.scheme == "https" else "core"
+        return self.engine
 
     def schedule(self, share: float = 1.0) -> Schedule | None:
         """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""

@@ -13,12 +13,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EVENTS 512
 
 typedef struct {
     int epfd;
+    int pwait2;  /* epoll_pwait2 works here */
     struct epoll_event events[EVENTS];
 } epoll_state;
 
@@ -33,6 +35,7 @@ static int ep_init(core *k) {
         free(s);
         return -err;
     }
+    s->pwait2 = 1;
     k->io_state = s;
     return 0;
 }
@@ -156,8 +159,14 @@ static int ep_poll(core *k, int64_t until) {
     epoll_state *s = k->io_state;
     int64_t now = now_ns();
     int64_t wake = core_next_timer(k, now, until);
-    int timeout_ms = (int)((wake - now + 999999) / 1000000);
-    int n = epoll_wait(s->epfd, s->events, EVENTS, timeout_ms);
+    int n = -1;
+    if (s->pwait2) {
+        /* ns timeouts (Linux 5.11+): open-loop send times are not rounded up to a millisecond */
+        struct timespec ts = {(wake - now) / 1000000000LL, (wake - now) % 1000000000LL};
+        n = epoll_pwait2(s->epfd, s->events, EVENTS, &ts, NULL);
+        if (n < 0 && errno == ENOSYS) s->pwait2 = 0;
+    }
+    if (!s->pwait2) n = epoll_wait(s->epfd, s->events, EVENTS, (int)((wake - now + 999999) / 1000000));
     if (n < 0) return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {
         uint64_t data = s->events[i].data.u64;
