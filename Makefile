@@ -2,19 +2,30 @@
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.core-built
+CORE_SRC := $(wildcard src/twload/engine/core/*.c src/twload/engine/core/*.h)
 PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
 # benchmarks' peers are the second, and a failure to get them only warns.
-DEBS     := nginx iproute2 nftables procps
+# gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
+DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev
 DEBS_OPT := wrk apache2-utils hey
 
-.PHONY: demo test lint debs bench clean
+.PHONY: demo test lint debs bench clean core
 
-$(STAMP): pyproject.toml
+# debs first (order-only): the core's build looks for liburing.h
+$(STAMP): pyproject.toml setup.py | debs
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
+
+# The compiled core again whenever a C file changes (pip install -e . built it the first time).
+$(CORE): $(STAMP) $(CORE_SRC)
+	$(BIN)/python setup.py -q build_ext --inplace
+	touch $(CORE)
+
+core: $(CORE)
 
 debs:
 	@missing=""; for p in $(DEBS) $(DEBS_OPT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -29,18 +40,18 @@ debs:
 			|| case " $(DEBS_OPT) " in *" $$p "*) echo "WARNING: could not install $$p (benchmarks only)";; *) exit 1;; esac; \
 	done
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/twload demo
 
-lint: $(STAMP)
+lint: $(CORE)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) debs lint
+test: $(CORE) debs lint
 	$(BIN)/pytest
 
-bench: $(STAMP) debs
+bench: $(CORE) debs
 	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
 
 clean:
-	rm -rf $(VENV) twload-runs .pytest_cache
+	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so

@@ -10,9 +10,9 @@ from twload.plan import Plan, parse_target
 
 
 @pytest.mark.parametrize("close, requests", [("keepalive", 3000), ("server", 1000), ("fin", 500), ("rst", 500)])
-def test_requests_equal_access_log(nginx, tmp_path, close, requests):
+def test_requests_equal_access_log(nginx, tmp_path, engine, close, requests):
     plan = Plan(target=parse_target(nginx.url), url=nginx.url, close=close, requests=requests,
-                duration_s=None, connections=8, workers=2)
+                duration_s=None, connections=8, workers=2, engine=engine)
     summary = run_to_folder(plan, tmp_path / "run")
     assert summary["errors"] == {}
     assert summary["requests"] == requests

@@ -18,14 +18,14 @@ def count_at_least(run_dir, us: int) -> int:
     return total
 
 
-def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server, tmp_path):
+def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server, tmp_path, engine):
     """Known answer: R requests are due during a 1 s stall; from their intended send times their
     latencies spread over 1 s .. 0, so about R/2 are >= 0.5 s, while the service time of all but
     the one request caught in the stall stays low."""
     server = twload_server("--stall", "1s", "--stall-after", str(RATE))
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--rate", str(RATE), "-d", "4s", "-w", "1", "--max-connections", "1",
-                   "--json", "--out", str(out))
+    proc = run_cli("run", server.url, "--engine", engine, "--rate", str(RATE), "-d", "4s", "-w", "1",
+                   "--max-connections", "1", "--json", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["errors"] == {}
@@ -38,21 +38,21 @@ def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server,
     assert summary["rate_target"] == RATE
 
 
-def test_closed_loop_hides_the_same_stall(twload_server, tmp_path):
+def test_closed_loop_hides_the_same_stall(twload_server, tmp_path, engine):
     """The contrast: a closed loop sends nothing during the stall, so one request carries it all."""
     server = twload_server("--stall", "1s", "--stall-after", "300")
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "-c", "1", "-d", "3s", "-w", "1", "--json", "--out", str(out))
+    proc = run_cli("run", server.url, "--engine", engine, "-c", "1", "-d", "3s", "-w", "1", "--json", "--out", str(out))
     summary = json.loads(proc.stdout)
     assert count_at_least(out, 500_000) == 1
     assert "service_us" not in summary
 
 
-def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path):
+def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path, engine):
     server = twload_server()
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--stages", "2s:200,2s:600", "--open-loop", "-w", "2", "--json",
-                   "--out", str(out))
+    proc = run_cli("run", server.url, "--engine", engine, "--stages", "2s:200,2s:600", "--open-loop", "-w", "2",
+                   "--json", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     targets = [s["target"] for s in samples[:4]]
@@ -64,10 +64,11 @@ def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path):
     assert abs(summary["requests"] - 1000) <= 10
 
 
-def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path):
+def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path, engine):
     server = twload_server()
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--stages", "2s:8,1s:8,1s:2", "-w", "1", "--json", "--out", str(out))
+    proc = run_cli("run", server.url, "--engine", engine, "--stages", "2s:8,1s:8,1s:2", "-w", "1", "--json",
+                   "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert [s["target"] for s in samples[:4]] == [2, 6, 8, 5]
