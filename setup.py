@@ -22,7 +22,7 @@ def have_header(name: str) -> bool:
 sources = ["_core.c", "core.c", "loop_epoll.c", "http1_parse.c"]
 macros: list[tuple[str, str | None]] = []
 libraries: list[str] = []
-if have_header("liburing.h") and (CORE / "loop_uring.c").exists() and os.environ.get("TWLOAD_NO_URING") != "1":
+if have_header("liburing.h") and os.environ.get("TWLOAD_NO_URING") != "1":
     sources.append("loop_uring.c")
     macros.append(("TWLOAD_HAVE_URING", None))
     libraries.append("uring")

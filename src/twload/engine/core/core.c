@@ -561,8 +561,10 @@ int core_run(core *k, int64_t until) {
     for (;;) {
         int64_t now = now_ns();
         core_tick(k, now);
-        if (core_done(k)) return 1;
-        if (now >= until) return 0;
+        if (core_done(k) || now >= until) {
+            k->io->flush(k);
+            return core_done(k);
+        }
         int r = k->io->poll(k, until);
         if (r < 0) return r;
     }
@@ -650,6 +652,7 @@ void core_abandon(core *k) {
         if (c->flags & F_IN_FLIGHT) count_error(k, c, E_ABANDONED);
         drop(k, c);
     }
+    k->io->flush(k);
     k->live_slots = 0;
     k->retire = 0;
     k->n_idle = 0;

@@ -55,6 +55,7 @@ enum {
     F_PEER_CLOSED = 64,  /* EOF (or EPOLLRDHUP) seen */
     F_IN_BACKOFF = 128,  /* on the backoff list */
     F_WATCH_OUT = 256,   /* epoll: registered for EPOLLOUT too */
+    F_RECV_PENDING = 512,/* io_uring: a recv is submitted (or queued) */
 };
 
 typedef struct conn {
@@ -71,7 +72,6 @@ typedef struct conn {
     int64_t intended;      /* open loop: when the request in flight was due (0: closed loop) */
     int64_t t_retry;       /* C_BACKOFF: when to try again */
     int32_t next_backoff;  /* backoff list link (slot index, -1 ends) */
-    uint32_t uring_pending;/* io_uring: operations submitted and not yet completed */
     t1_parser parser;
 } conn;
 
@@ -134,6 +134,7 @@ typedef struct backend {
     /* start writing c's current request (c->woff bytes done) */
     void (*send)(core *k, conn *c);
     void (*close)(core *k, conn *c);
+    void (*flush)(core *k);        /* hand the kernel what is queued (io_uring), before returning to Python */
     /* wait for and handle events until `until` (ns) at most; returns -errno on a loop failure */
     int (*poll)(core *k, int64_t until);
 } backend;

@@ -177,4 +177,6 @@ static int ep_poll(core *k, int64_t until) {
     return 0;
 }
 
-const backend epoll_backend = {"epoll", ep_init, ep_fini, ep_open, ep_send, ep_close, ep_poll};
+static void ep_flush(core *k) { (void)k; }
+
+const backend epoll_backend = {"epoll", ep_init, ep_fini, ep_open, ep_send, ep_close, ep_flush, ep_poll};

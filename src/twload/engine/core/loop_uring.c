@@ -1,0 +1,322 @@
+/* The io_uring backend (liburing): the same connection logic as epoll, with the I/O submitted
+ * in batches, so a whole short connection costs the syscalls socket() and setsockopt() and a
+ * share of one io_uring_enter.
+ *
+ * A new connection is three linked submissions: connect -> send -> recv. The send's success
+ * completion is suppressed (IOSQE_CQE_SKIP_SUCCESS, Linux 5.17), so the ring posts the
+ * connect (for the connect time), the recv, and failures only. Reads take a buffer from one
+ * ring of provided buffers shared by the worker (io_uring_register_buf_ring, Linux 5.19), not
+ * one per connection. A close is an ASYNC_CANCEL of whatever is pending on the socket, hard
+ * linked to the CLOSE: a plain link would be cut when the cancel finds nothing (-ENOENT), and a
+ * pending recv holds a reference to the file, so the socket would not close (io_uring/cancel.c,
+ * io_uring/openclose.c). The latency clock of a request starts when it is submitted to the
+ * kernel, not when it is queued here.
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define QUEUE_DEPTH 4096
+#define BUF_GROUP 1
+#define BUF_COUNT 64          /* power of two */
+#define BUF_SIZE (16 * 1024)  /* 1 MiB of read buffers per worker */
+
+enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE };
+
+typedef struct {
+    int slot;
+    uint32_t gen;
+} pending_begin;
+
+typedef struct {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br;
+    size_t br_size;
+    char *bufs;
+    pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
+    int n_begins;
+} uring_state;
+
+static uint64_t tag(const core *k, const conn *c, int op) {
+    return (uint64_t)(c - k->conns) | ((uint64_t)(c->gen & 0xffffff) << 32) | ((uint64_t)op << 56);
+}
+
+/* submit what is queued; the requests in it start their clocks now */
+static int submit(core *k) {
+    uring_state *s = k->io_state;
+    int64_t now = now_ns();
+    for (int i = 0; i < s->n_begins; i++) {
+        conn *c = &k->conns[s->begins[i].slot];
+        if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = now;
+    }
+    s->n_begins = 0;
+    return io_uring_submit(&s->ring);
+}
+
+static struct io_uring_sqe *get_sqe(core *k) {
+    uring_state *s = k->io_state;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {  /* the submission queue is full: hand it over and take a fresh entry */
+        submit(k);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    return sqe;
+}
+
+/* three entries at once, so a link is never split by a submit in its middle */
+static int reserve(core *k, unsigned n) {
+    uring_state *s = k->io_state;
+    if (io_uring_sq_space_left(&s->ring) < n) submit(k);
+    return io_uring_sq_space_left(&s->ring) >= n ? 0 : -EBUSY;
+}
+
+static void queue_recv(core *k, conn *c) {
+    struct io_uring_sqe *sqe = get_sqe(k);
+    io_uring_prep_recv(sqe, c->fd, NULL, BUF_SIZE, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_RECV));
+    c->flags |= F_RECV_PENDING;
+}
+
+/* the request, linked to the recv of its response when `link` (the recv must be queued next);
+   the clock starts at submit */
+static void queue_request(core *k, conn *c, int link) {
+    uring_state *s = k->io_state;
+    uint32_t len;
+    const char *req = core_request(k, c, &len);
+    struct io_uring_sqe *sqe = get_sqe(k);
+    /* MSG_WAITALL: a short send is retried in the kernel, not reported as done (Linux 5.18) */
+    io_uring_prep_send(sqe, c->fd, req, len, MSG_NOSIGNAL | MSG_WAITALL);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS | (link ? IOSQE_IO_LINK : 0);
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_SEND));
+    core_begin(k, c, now_ns());
+    s->begins[s->n_begins].slot = (int)(c - k->conns);
+    s->begins[s->n_begins].gen = c->gen;
+    s->n_begins++;
+}
+
+static int ur_open(core *k, conn *c) {
+    if (reserve(k, 3) < 0) return -EBUSY;
+    struct io_uring_sqe *sqe = get_sqe(k);
+    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_CONNECT));
+    if (c->flags & F_HAS_REQUEST) {
+        queue_request(k, c, 1);
+        c->state = C_CONNECTING;  /* in flight from submit, but connecting until the connect completes */
+    }
+    queue_recv(k, c);
+    return 0;
+}
+
+static void ur_send(core *k, conn *c) {
+    uint32_t len;
+    if (reserve(k, 2) < 0) {
+        core_fail(k, c, EBUSY);
+        return;
+    }
+    core_request(k, c, &len);
+    int link = !(c->flags & F_RECV_PENDING);  /* an idle connection may have its recv out already */
+    queue_request(k, c, link);
+    core_sent(k, c, len);
+    if (link) queue_recv(k, c);
+}
+
+static void ur_close(core *k, conn *c) {
+    if (reserve(k, 2) < 0) {
+        close(c->fd);
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(k);
+    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+    sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_CANCEL));
+    sqe = get_sqe(k);
+    io_uring_prep_close(sqe, c->fd);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_CLOSE));
+}
+
+static void ur_flush(core *k) { submit(k); }
+
+static void give_back(uring_state *s, int bid) {
+    io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * BUF_SIZE, BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(BUF_COUNT), 0);
+    io_uring_buf_ring_advance(s->br, 1);
+}
+
+static void completed(core *k, struct io_uring_cqe *cqe) {
+    uring_state *s = k->io_state;
+    uint64_t data = cqe->user_data;
+    int op = (int)(data >> 56);
+    conn *c = &k->conns[(uint32_t)data];
+    int bid = (cqe->flags & IORING_CQE_F_BUFFER) ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+    int stale = ((c->gen & 0xffffff) != ((data >> 32) & 0xffffff)) || c->fd < 0;
+    int res = cqe->res;
+    if (stale || op == OP_CANCEL || op == OP_CLOSE) {
+        if (bid >= 0) give_back(s, bid);
+        return;
+    }
+    uint32_t gen = c->gen;
+    switch (op) {
+    case OP_CONNECT:
+        if (res < 0) {
+            core_connect_failed(k, c, -res);
+        } else if (core_connected(k, c, now_ns()) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
+            uint32_t len;
+            core_request(k, c, &len);
+            core_sent(k, c, len);  /* the linked send went out with the connect */
+        }
+        break;
+    case OP_SEND:  /* only failures are posted */
+        if (res == -ECANCELED) break;  /* its connect failed, and said so */
+        if (c->flags & F_IN_FLIGHT) core_fail(k, c, -res);
+        else core_close(k, c);
+        break;
+    case OP_RECV:
+        c->flags &= (uint16_t)~F_RECV_PENDING;
+        if (res > 0) {
+            int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+            give_back(s, bid);
+            if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
+                queue_recv(k, c);
+        } else if (res == 0) {
+            if (bid >= 0) give_back(s, bid);
+            core_peer_closed(k, c);
+        } else if (res == -ENOBUFS) {
+            queue_recv(k, c);  /* every buffer is in use in this batch: read again */
+        } else if (res == -ECANCELED) {
+            if (c->state != C_CONNECTING) queue_recv(k, c);
+        } else if (c->flags & F_IN_FLIGHT) {
+            core_fail(k, c, -res);  /* e.g. ECONNRESET */
+        } else {
+            core_close(k, c);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static int ur_poll(core *k, int64_t until) {
+    uring_state *s = k->io_state;
+    int64_t now = now_ns();
+    int64_t wake = core_next_timer(k, now, until);
+    struct __kernel_timespec ts = {(wake - now) / 1000000000LL, (wake - now) % 1000000000LL};
+    struct io_uring_cqe *cqe;
+    int64_t started = now_ns();
+    for (int i = 0; i < s->n_begins; i++) {
+        conn *c = &k->conns[s->begins[i].slot];
+        if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = started;
+    }
+    s->n_begins = 0;
+    int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+    if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) return r;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&s->ring, head, cqe) {
+        completed(k, cqe);
+        n++;
+        if (n >= 4 * QUEUE_DEPTH) break;
+    }
+    io_uring_cq_advance(&s->ring, n);
+    return 0;
+}
+
+static int ring_init(struct io_uring *ring, unsigned entries) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+    int r = io_uring_queue_init_params(entries, ring, &p);
+    if (r == -EINVAL) {  /* an older kernel without these flags */
+        memset(&p, 0, sizeof p);
+        r = io_uring_queue_init_params(entries, ring, &p);
+    }
+    if (r == 0 && !(p.features & IORING_FEAT_CQE_SKIP)) {
+        io_uring_queue_exit(ring);
+        r = -ENOTSUP;
+    }
+    return r;
+}
+
+static int ur_init(core *k) {
+    uring_state *s = calloc(1, sizeof *s);
+    if (!s) return -ENOMEM;
+    s->begins = calloc((size_t)k->capacity + 1, sizeof *s->begins);
+    int r = s->begins ? ring_init(&s->ring, QUEUE_DEPTH) : -ENOMEM;
+    if (r < 0) {
+        free(s->begins);
+        free(s);
+        return r;
+    }
+    s->br_size = BUF_COUNT * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
+    if (mem == MAP_FAILED || !s->bufs) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->br = mem;
+    io_uring_buf_ring_init(s->br);
+    struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)s->br, .ring_entries = BUF_COUNT, .bgid = BUF_GROUP};
+    r = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (r < 0) goto fail;
+    for (int i = 0; i < BUF_COUNT; i++)
+        io_uring_buf_ring_add(s->br, s->bufs + (size_t)i * BUF_SIZE, BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(BUF_COUNT), i);
+    io_uring_buf_ring_advance(s->br, BUF_COUNT);
+    k->io_state = s;
+    return 0;
+fail:
+    if (mem != MAP_FAILED) munmap(mem, s->br_size);
+    free(s->bufs);
+    io_uring_queue_exit(&s->ring);
+    free(s->begins);
+    free(s);
+    return r;
+}
+
+static void ur_fini(core *k) {
+    uring_state *s = k->io_state;
+    submit(k);  /* the queued closes */
+    io_uring_queue_exit(&s->ring);
+    munmap(s->br, s->br_size);
+    free(s->bufs);
+    free(s->begins);
+    free(s);
+    k->io_state = NULL;
+}
+
+/* io_uring can be missing (kernel), disabled (sysctl kernel.io_uring_disabled) or filtered
+   (seccomp, e.g. in containers): try what this backend needs, in this process. */
+int uring_usable(void) {
+    struct io_uring ring;
+    if (ring_init(&ring, 4) < 0) return 0;
+    int ok = 1;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+    int ops[] = {IORING_OP_CONNECT, IORING_OP_SEND, IORING_OP_RECV, IORING_OP_ASYNC_CANCEL, IORING_OP_CLOSE};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (!probe || !io_uring_opcode_supported(probe, ops[i])) ok = 0;
+    if (probe) io_uring_free_probe(probe);
+    if (ok) {  /* provided buffer rings: Linux 5.19 */
+        size_t size = 4 * sizeof(struct io_uring_buf);
+        void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        if (mem == MAP_FAILED) {
+            ok = 0;
+        } else {
+            struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)mem, .ring_entries = 4, .bgid = BUF_GROUP};
+            ok = io_uring_register_buf_ring(&ring, &reg, 0) == 0;
+            munmap(mem, size);
+        }
+    }
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+const backend uring_backend = {"uring", ur_init, ur_fini, ur_open, ur_send, ur_close, ur_flush, ur_poll};
