@@ -30,6 +30,7 @@ def test_https_against_twload_serve(twload_server, certs, tmp_path):
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout)
         assert summary["requests"] == 200 and summary["errors"] == {}
+        assert summary["engine"] == "asyncio"  # --engine auto: TLS runs on uvloop
         assert summary["tls_handshake_us"]["p50"] > 0  # timed apart from the TCP connect
         assert summary["connections_opened"] == (4 if close == "keepalive" else 200)
     assert server.stop() == 400

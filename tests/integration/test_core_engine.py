@@ -1,0 +1,195 @@
+"""What only the compiled core does: its two I/O backends, the automatic choices, the file limit,
+connect backoff and the drain bound. Counts are checked against a real nginx's access log."""
+
+import json
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import free_port, run_cli
+from twload.engine import core
+from twload.engine.supervisor import run_to_folder
+from twload.plan import Plan, parse_target
+
+BACKENDS = ["epoll", pytest.param("uring", marks=pytest.mark.skipif(
+    not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)"))]
+
+
+def run_core(url, tmp_path, io, **kw):
+    plan = Plan(target=parse_target(url), url=url, engine="core", io=io, **kw)
+    return run_to_folder(plan, tmp_path / "run")
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+@pytest.mark.parametrize("close", ["keepalive", "server", "fin", "rst"])
+def test_each_backend_counts_what_nginx_logs(nginx, tmp_path, io, close):
+    summary = run_core(nginx.url, tmp_path, io, close=close, requests=600, duration_s=None, connections=6, workers=1)
+    assert (summary["engine"], summary["io"]) == ("core", io)
+    assert summary["errors"] == {}
+    assert summary["requests"] == 600 and summary["status"] == {"200": 600}
+    assert nginx.access_lines() == 600
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+@pytest.mark.parametrize("close", ["keepalive", "server", "fin", "rst"])
+def test_duration_bound_runs_count_what_nginx_logs(nginx, tmp_path, io, close):
+    """Requests in flight at the deadline drain: every one nginx answered is counted, once."""
+    summary = run_core(nginx.url, tmp_path, io, close=close, duration_s=1.0, connections=8, workers=2)
+    assert summary["errors"] == {}
+    assert summary["requests"] > 0
+    assert nginx.access_lines() == summary["requests"]
+
+
+def test_auto_uses_the_core_for_http_and_the_best_backend(nginx, tmp_path):
+    proc = run_cli("run", nginx.url, "-n", "50", "-c", "2", "-w", "1", "--json", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["engine"] == "core"
+    assert summary["io"] == ("uring" if core.uring_available() else "epoll")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["https://127.0.0.1:9/", "--engine", "core"], "--engine core speaks plain http:// only"),
+    (["http://127.0.0.1:9/", "--engine", "asyncio", "--io", "uring"], "--io uring is for the core engine"),
+    (["http://127.0.0.1:9/", "--io", "kqueue"], "--io must be one of"),
+    (["http://127.0.0.1:9/", "--engine", "rust"], "--engine must be one of"),
+])
+def test_engine_mistakes_are_one_line(args, words, tmp_path):
+    proc = run_cli("run", *args, cwd=str(tmp_path))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_more_connections_than_files_is_said_before_the_run(tmp_path):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard > 1_000_000:
+        pytest.skip("no finite hard RLIMIT_NOFILE to exceed")
+    proc = run_cli("run", "http://127.0.0.1:9/", "-c", str(hard + 10), "-w", "1", cwd=str(tmp_path))
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"at most {hard:,}" in lines[0] and "--workers 2" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("engine", ["core", "asyncio"])
+def test_workers_raise_their_soft_file_limit(nginx, tmp_path, engine):
+    """Started with a soft limit of 256 files, a worker still opens 400 connections."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1000:
+        pytest.skip("hard RLIMIT_NOFILE below 1000")
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "twload", "run", nginx.url, "-c", "400", "-n", "800", "-w", "1", "--engine", engine,
+         "--json", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120, preexec_fn=low_soft_limit)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["errors"] == {} and summary["requests"] == 800
+    assert summary["connections_opened"] == 400
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_refused_connects_back_off(tmp_path, io):
+    """A refusing target must not spin a core: a slot waits up to ~100 ms between tries."""
+    port = free_port()
+    summary = run_core(f"http://127.0.0.1:{port}/", tmp_path, io, duration_s=1.0, connections=2, workers=1)
+    refused = summary["errors"].get("ECONNREFUSED", 0)
+    # 1+2+4+...+64 ms, then every 100 ms: about 15 tries per slot in 1 s (no backoff: tens of thousands)
+    assert 2 <= refused <= 2 * 25, summary["errors"]
+    assert summary["requests"] == 0
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_requests_still_out_after_the_drain_bound_are_abandoned(raw_peer, tmp_path, io):
+    def stall(conn, stopped):
+        conn.recv(4096)
+        stopped.wait(10)
+
+    peer = raw_peer(stall)
+    started = time.monotonic()
+    summary = run_core(peer.url, tmp_path, io, duration_s=0.5, connections=3, workers=1, timeout_s=30.0)
+    assert time.monotonic() - started < 10  # duration + the drain bound (1 s), not the 30 s timeout
+    assert summary["requests"] == 0
+    assert summary["errors"] == {"abandoned_at_stop": 3}
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_head_requests_and_chunked_bodies(raw_peer, tmp_path, io):
+    """HEAD: no body whatever Content-Length says; chunked with trailers on the same connection."""
+    def answer(conn, stopped):
+        data = b""
+        while not stopped.is_set():
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, data = data.partition(b"\r\n\r\n")
+                if head.startswith(b"HEAD"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                else:
+                    conn.sendall(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\n")
+
+    peer = raw_peer(answer)
+    head = run_core(peer.url, tmp_path / "head", io, method="HEAD", requests=50, duration_s=None, connections=2)
+    assert head["errors"] == {} and head["status"] == {"200": 50} and head["connections_opened"] == 2
+    get = run_core(peer.url, tmp_path / "get", io, requests=50, duration_s=None, connections=2)
+    assert get["errors"] == {} and get["status"] == {"201": 50} and get["connections_opened"] == 2
+
+
+def test_open_loop_on_the_core_keeps_its_schedule(nginx, tmp_path):
+    summary = run_core(nginx.url, tmp_path, "epoll", rate=500.0, duration_s=2.0, workers=1)
+    assert summary["errors"] == {}
+    assert abs(summary["requests"] - 1000) <= 2
+    assert nginx.access_lines() == summary["requests"]
+
+
+def test_source_addresses_on_the_core(nginx, tmp_path):
+    summary = run_core(nginx.url, tmp_path, "epoll", close="fin", requests=60, duration_s=None, connections=3,
+                       workers=1, sources=("127.0.0.1", "127.0.0.2", "127.0.0.3"))
+    assert summary["errors"] == {} and summary["requests"] == 60
+    assert nginx.access_lines() == 60
+
+
+def test_close_of_a_listening_socket_under_load_is_counted_not_raised(tmp_path):
+    """A peer that accepts and closes at once: each request gets eof_before_response (or a reset)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    import threading
+
+    stop = threading.Event()
+
+    def accept_and_close():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.close()
+
+    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread.start()
+    try:
+        summary = run_core(f"http://127.0.0.1:{port}/", tmp_path, "epoll", requests=20, duration_s=None,
+                           connections=2, workers=1)
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        listener.close()
+    assert summary["requests"] == 0
+    assert sum(summary["errors"].values()) == 20
+    assert set(summary["errors"]) <= {"eof_before_response", "ECONNRESET", "EPIPE"}
