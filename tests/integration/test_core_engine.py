@@ -193,3 +193,29 @@ def test_close_of_a_listening_socket_under_load_is_counted_not_raised(tmp_path):
     assert summary["requests"] == 0
     assert sum(summary["errors"].values()) == 20
     assert set(summary["errors"]) <= {"eof_before_response", "ECONNRESET", "EPIPE"}
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_a_non_http_peer_shows_its_first_bytes(raw_peer, tmp_path, io):
+    def ssh_banner(conn, stopped):
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        time.sleep(0.01)
+
+    peer = raw_peer(ssh_banner)
+    plan = Plan(target=parse_target(peer.url), url=peer.url, engine="core", io=io, requests=5, duration_s=None,
+                connections=1, workers=1)
+    from twload.engine.core import CoreWorker
+
+    worker = CoreWorker(plan, 0, 1, 5, io=io)
+    snaps = []
+
+    class Send:
+        def __call__(self, tick, snapshot, final=False, elapsed=0.0):
+            snaps.append(snapshot)
+
+        def should_stop(self):
+            return False
+
+    worker.run(time.monotonic(), Send())
+    assert snaps[-1]["errors"].get("protocol_error", 0) >= 1
+    assert [s["peer_bytes"] for s in snaps if s.get("peer_bytes")] == [b"SSH-2.0-OpenSSH_9.2\r\n"]

@@ -151,6 +151,9 @@ class CoreWorker:
                         "service": stats[_core.S_SUM_SERVICE], "tls": 0},
             "tls": b"",
         }
+        peer_bytes = self.core.peer_bytes()
+        if peer_bytes:  # once per worker (CONTRACTS.md decisions log, diagnosis #14)
+            snap["peer_bytes"] = peer_bytes
         values = self.values
         for name, counts in hists.items():
             snap[name] = encode_counts({values[i]: c for i, c in enumerate(counts) if c})

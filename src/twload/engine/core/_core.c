@@ -265,6 +265,16 @@ static PyObject *Core_collect(CoreObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* peer_bytes() -> bytes: the first bytes of a non-HTTP peer, once (b"" before and after) */
+static PyObject *Core_peer_bytes(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = ready_core(self);
+    if (!k) return NULL;
+    if (k->peer_len <= 0) return PyBytes_FromStringAndSize("", 0);
+    PyObject *out = PyBytes_FromStringAndSize(k->peer_bytes, k->peer_len);
+    k->peer_len = -1;
+    return out;
+}
+
 static PyObject *Core_get_in_flight(CoreObject *self, void *Py_UNUSED(closure)) {
     return PyLong_FromLong(self->k ? self->k->in_flight : 0);
 }
@@ -287,6 +297,7 @@ static PyMethodDef Core_methods[] = {
     {"stop", (PyCFunction)Core_stop, METH_NOARGS, "no new request from now on; in-flight ones drain"},
     {"abandon", (PyCFunction)Core_abandon, METH_NOARGS, "count what is still in flight as abandoned, close all"},
     {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service)"},
+    {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
     {NULL, NULL, 0, NULL},
 };
 

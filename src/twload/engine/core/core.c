@@ -182,7 +182,7 @@ static void drop(core *k, conn *c) {
         k->n_fd--;
     }
     c->gen++;
-    c->flags &= (F_RETIRED | F_IN_IDLE | F_IN_BACKOFF);
+    c->flags &= (F_RETIRED | F_IN_IDLE | F_IN_BACKOFF);  /* F_READ_ANY too goes: a new connection */
     c->state = C_FREE;
     c->intended = 0;
 }
@@ -310,10 +310,11 @@ void core_connect_failed(core *k, conn *c, int err) {
         else k->live_slots--;
         return;
     }
-    /* back off: 1, 2, 4 ... ms, at most BACKOFF_MAX_MS, so a refusing target does not spin a core */
-    int64_t wait_ms = 1LL << c->backoff_exp;
+    /* back off: 1, 2, 4 ... ms for each failed connect in a row in this worker, at most
+       BACKOFF_MAX_MS, so a refusing target does not spin a core (as the asyncio engine) */
+    int64_t wait_ms = 1LL << k->backoff_exp;
     if (wait_ms >= BACKOFF_MAX_MS) wait_ms = BACKOFF_MAX_MS;
-    else c->backoff_exp++;
+    else k->backoff_exp++;
     c->t_retry = now_ns() + wait_ms * 1000000LL;
     c->state = C_BACKOFF;
     backoff_push(k, c);
@@ -323,7 +324,7 @@ void core_connect_failed(core *k, conn *c, int err) {
 int core_connected(core *k, conn *c, int64_t now) {
     k->n_connecting--;
     c->state = C_READING;
-    c->backoff_exp = 0;
+    k->backoff_exp = 0;
     k->stats[S_OPENED]++;
     record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
     if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */
@@ -467,9 +468,21 @@ int core_received(core *k, conn *c, const char *data, size_t len) {
     if (!(c->flags & F_IN_FLIGHT)) return 0;  /* awaiting EOF, or idle: bytes nobody asked for */
     size_t used = 0;
     int r = t1_feed(&c->parser, data, len, &used);
-    if (r == T1_MORE) return 0;
-    if (r == T1_DONE) response_done(k, c, used < len);
-    else core_fail(k, c, parse_error(r));
+    if (r == T1_MORE) {
+        c->flags |= F_READ_ANY;
+        return 0;
+    }
+    if (r == T1_DONE) {
+        response_done(k, c, used < len);
+    } else {
+        if (r == T1_ERR_PROTOCOL && k->peer_len == 0 && !(c->flags & F_READ_ANY)) {
+            /* what the peer speaks instead of HTTP: the start of this connection's first read */
+            k->peer_len = len < sizeof k->peer_bytes ? (int)len : (int)sizeof k->peer_bytes;
+            memcpy(k->peer_bytes, data, (size_t)k->peer_len);
+        }
+        core_fail(k, c, parse_error(r));
+    }
+    if (c->gen == gen) c->flags |= F_READ_ANY;
     return c->gen != gen;
 }
 

@@ -56,12 +56,13 @@ enum {
     F_IN_BACKOFF = 128,  /* on the backoff list */
     F_WATCH_OUT = 256,   /* epoll: registered for EPOLLOUT too */
     F_RECV_PENDING = 512,/* io_uring: a recv is submitted (or queued) */
+    F_READ_ANY = 1024,   /* bytes were read on this connection */
 };
 
 typedef struct conn {
     int fd;
     uint8_t state;
-    uint8_t backoff_exp;   /* the slot's next connect after a failure waits 2^backoff_exp ms (<= 128) */
+    uint8_t spare;
     uint16_t flags;
     uint32_t gen;          /* bumped at every close: stale completions are ignored */
     uint32_t number;       /* connection attempt number (first_errors) */
@@ -101,6 +102,7 @@ typedef struct core {
     int n_fd, n_connecting, in_flight;
     uint32_t attempts;
     int32_t backoff_head, backoff_tail;
+    int backoff_exp;          /* after a failed connect a slot waits min(2^backoff_exp, 100) ms; a success resets it */
     int *idle;                /* open loop: idle connections (stack of slot indexes) */
     int n_idle;
     int *free_slots;          /* open loop: unused slots (stack) */
@@ -114,6 +116,8 @@ typedef struct core {
     int stopping;
     int64_t started_ns, stop_ns, next_sweep;
 
+    char peer_bytes[64];      /* the first bytes of the first connection whose response was not HTTP */
+    int peer_len;             /* > 0: kept, not yet handed to Python; -1: handed over */
     char *rbuf;
     size_t rbuf_len;
 
