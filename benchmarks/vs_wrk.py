@@ -1,14 +1,17 @@
 """twload against wrk (and ab, hey when installed), side by side, against one nginx.
 
-Prints req/s, generator CPU time per request (user + sys) and the ratio twload / wrk,
-and the same for py-floor, the least a uvloop + httptools client can do
-(benchmarks/floor_client.py), which shows how much of the gap is twload's own,
-for keep-alive and short connections (wrk: `Connection: close`; twload: --close server),
-with 1 process (generator and nginx pinned to different cores) and with 2. Then the
-generator's memory per open connection with 10,000 connections.
+Prints req/s, generator CPU time per request (user + sys) and the ratio to wrk in the same
+run, for twload's compiled core (epoll, and io_uring where the kernel allows it), its asyncio
+(uvloop) engine, and py-floor, the least a uvloop + httptools client can do
+(benchmarks/floor_client.py), for keep-alive and short connections (wrk: `Connection: close`;
+twload: --close server), with 1 process (generator and nginx pinned to different cores) and
+with 2. twload's CPU includes its supervisor and interpreter start-up. Then syscalls per short
+connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
+are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
     python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--no-memory]
+        [--no-syscalls]
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ from pathlib import Path
 from twload.lab.nginx import find_nginx, nginx_config
 
 TWLOAD = [sys.executable, "-m", "twload"]
+TWLOAD_ENGINES = {"core-epoll": ("core", "epoll"), "core-uring": ("core", "uring"), "asyncio": ("asyncio", "auto")}
+
+
+def uring_available() -> bool:
+    from twload.engine import core
+
+    return core.uring_available()
 
 
 def free_port() -> int:
@@ -85,9 +95,11 @@ def wrk(url, conns, threads, secs, close, pin):
     return float(match.group(1)) if match else 0.0, int(done.group(1)) if done else 0, cpu
 
 
-def twload(url, conns, workers, secs, close, pin):
+def twload(url, conns, workers, secs, close, pin, engine="core-epoll"):
+    kind, io = TWLOAD_ENGINES[engine]
     cmd = [*pin, *TWLOAD, "run", url, "-c", str(conns), "-w", str(workers), "-d", f"{secs}s",
-           "--close", "server" if close else "keepalive", "--json", "--out", tempfile.mkdtemp(prefix="twb-")]
+           "--engine", kind, "--io", io, "--close", "server" if close else "keepalive", "--json",
+           "--out", tempfile.mkdtemp(prefix="twb-")]
     out, cpu = timed(cmd)
     summary = json.loads(out)
     return summary["rps"], summary["requests"], cpu
@@ -124,10 +136,10 @@ def hey(url, conns, secs, close, pin):
 
 def row(name, result):
     if result is None:
-        return f"  {name:<10} (not run)"
+        return f"  {name:<12} (not run)"
     rps, done, cpu = result
     per = f"{cpu / done * 1e6:8.1f}" if done else "     n/a"
-    return f"  {name:<10} {rps:>11.0f} req/s   {per} us CPU/req"
+    return f"  {name:<12} {rps:>11.0f} req/s   {per} us CPU/req"
 
 
 def median_run(runs):
@@ -150,9 +162,12 @@ def compare(duration: int, only: str | None, repeat: int) -> None:
                 print(f"\n{label}, {procs} process(es), {conns} connections, {duration}s, median of {repeat}"
                       + (" (generator on core 0, nginx on core 1)" if one else ""))
                 url = nginx.url
+                uring = uring_available()
                 tools = {  # name -> (function, its arguments); None: not run in this case
                     "wrk": (wrk, (url, conns, procs, duration, close, pin)),
-                    "twload": (twload, (url, conns, procs, duration, close, pin)),
+                    "core-epoll": (twload, (url, conns, procs, duration, close, pin, "core-epoll")),
+                    "core-uring": (twload, (url, conns, procs, duration, close, pin, "core-uring")) if uring else None,
+                    "asyncio": (twload, (url, conns, procs, duration, close, pin, "asyncio")),
                     "py-floor": (floor, (url, conns, duration, close, pin)) if one else None,
                     "ab": (ab, (url, conns, duration, close, pin)) if one else None,
                     "hey": (hey, (url, conns, duration, close, pin)),
@@ -165,7 +180,7 @@ def compare(duration: int, only: str | None, repeat: int) -> None:
                 for name, result in results.items():
                     print(row(name, result))
                 w = results["wrk"]
-                for name in ("twload", "py-floor"):
+                for name in ("core-epoll", "core-uring", "asyncio", "py-floor"):
                     t = results[name]
                     if w and w[0] and t:
                         print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
@@ -190,17 +205,61 @@ def memory(conns: int = 10_000) -> None:
     """RSS of the worker process with N open connections, beyond the same worker with 1."""
     nginx = Nginx(workers=1, cpus=None)
     try:
-        readings = {}
-        for n in (1, conns):
-            proc = subprocess.Popen([*TWLOAD, "run", nginx.url, "-c", str(n), "-w", "1", "-d", "8s", "-q",
-                                     "--out", tempfile.mkdtemp(prefix="twb-")],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(6)
-            readings[n] = worker_rss(proc.pid)
-            proc.wait()
-        per = (readings[conns] - readings[1]) * 1024 / (conns - 1)
-        print(f"\nmemory: worker RSS {readings[1]} KB with 1 connection, {readings[conns]} KB with {conns}:"
-              f" {per / 1024:.2f} KB per open connection (target <= 5 KB)")
+        for engine in ("core-epoll", "asyncio"):
+            kind, io = TWLOAD_ENGINES[engine]
+            readings = {}
+            for n in (1, conns):
+                proc = subprocess.Popen([*TWLOAD, "run", nginx.url, "-c", str(n), "-w", "1", "-d", "8s", "-q",
+                                         "--engine", kind, "--io", io, "--out", tempfile.mkdtemp(prefix="twb-")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(6)
+                readings[n] = worker_rss(proc.pid)
+                proc.wait()
+            per = (readings[conns] - readings[1]) * 1024 / (conns - 1)
+            print(f"\nmemory, {engine}: worker RSS {readings[1]} KB with 1 connection, {readings[conns]} KB with"
+                  f" {conns}: {per / 1024:.2f} KB per open connection (target <= 1 KB)")
+    finally:
+        nginx.stop()
+
+
+def strace_calls(cmd: list[str]) -> tuple[int, str]:
+    """Total syscalls of cmd and its children (strace -c -f), and cmd's stdout."""
+    with tempfile.NamedTemporaryFile(prefix="twb-strace-", suffix=".txt") as summary:
+        out = subprocess.run(["strace", "-c", "-f", "-o", summary.name, *cmd], capture_output=True, text=True,
+                             timeout=300).stdout
+        for line in Path(summary.name).read_text().splitlines():
+            fields = line.split()
+            if fields and fields[-1] == "total":
+                return int(fields[3]), out
+    return 0, out
+
+
+def syscalls(short_n: int = 300, long_n: int = 3300) -> None:
+    """Syscalls per short connection (--close server / Connection: close), 10 connections.
+
+    twload: the difference of two runs of short_n and long_n requests, divided by the difference,
+    so interpreter start-up and the supervisor cancel out. wrk: its total over the requests it made.
+    """
+    if not shutil.which("strace"):
+        print("\nsyscalls: strace not installed (Debian package strace)")
+        return
+    nginx = Nginx(workers=1, cpus=None)
+    try:
+        print(f"\nsyscalls per short connection (strace -c -f; twload: runs of {long_n} minus {short_n} requests)")
+        calls, out = strace_calls(["wrk", "-t1", "-c10", "-d2s", "-H", "Connection: close", nginx.url])
+        done = re.search(r"(\d+) requests in", out)
+        if done and int(done.group(1)):
+            print(f"  {'wrk':<12} {calls / int(done.group(1)):6.2f}")
+        for engine, (kind, io) in TWLOAD_ENGINES.items():
+            if io == "uring" and not uring_available():
+                continue
+            totals = []
+            for n in (short_n, long_n):
+                calls, _ = strace_calls([*TWLOAD, "run", nginx.url, "-n", str(n), "-c", "10", "-w", "1", "-q",
+                                         "--close", "server", "--engine", kind, "--io", io,
+                                         "--out", tempfile.mkdtemp(prefix="twb-")])
+                totals.append(calls)
+            print(f"  {engine:<12} {(totals[1] - totals[0]) / (long_n - short_n):6.2f}")
     finally:
         nginx.stop()
 
@@ -211,11 +270,14 @@ def main() -> None:
     parser.add_argument("--only", choices=["keepalive", "short"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool, alternated; the median is shown")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-syscalls", action="store_true")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"benchmark needs {tool} (make bench installs the Debian packages)")
     compare(args.duration, args.only, args.repeat)
+    if not args.no_syscalls:
+        syscalls()
     if not args.no_memory:
         memory()
 
