@@ -26,6 +26,11 @@
 #define BACKOFF_MAX_MS 100       /* a failing slot retries at least this often */
 #define SWEEP_NS 50000000LL      /* timeouts are checked this often */
 #define READ_BUFFER (64 * 1024)  /* one per worker */
+/* Connects started per turn of the loop; the rest wait on the backoff list with t_retry 0. With
+   tens of thousands of slots (the start, or a mass timeout), each connect() costing a port search
+   (net/ipv4/inet_hashtables.c: __inet_hash_connect) would otherwise keep the loop from its
+   timers, the stop flag and the deadline for seconds. */
+#define OPENS_PER_TURN 512
 
 int64_t now_ns(void) {
     struct timespec ts;
@@ -169,6 +174,7 @@ static void backoff_remove(core *k, int prev, conn *c) {
 /* ---- slots ---- */
 
 static void start_slot(core *k, conn *c);
+static void open_or_queue(core *k, conn *c);
 static void grow_pool(core *k);
 static void next_request(core *k, conn *c);
 
@@ -192,11 +198,25 @@ static void free_slot(core *k, conn *c) {
     k->free_slots[k->n_free++] = slot_of(k, c);
 }
 
+/* closed loop: a slot with its request taken connects now, or in a later turn */
+static void open_or_queue(core *k, conn *c) {
+    if (k->opens_left > 0) {
+        k->opens_left--;
+        core_open(k, c);
+    } else {
+        c->state = C_BACKOFF;
+        c->t_retry = 0;
+        backoff_push(k, c);
+    }
+}
+
 static void retry(core *k, conn *c) {
     c->state = C_FREE;
     if (k->open_loop) {
         free_slot(k, c);
         grow_pool(k);
+    } else if (c->flags & F_HAS_REQUEST) {
+        open_or_queue(k, c);  /* queued by open_or_queue: its request is taken already */
     } else {
         start_slot(k, c);
     }
@@ -281,7 +301,7 @@ static void start_slot(core *k, conn *c) {
     }
     c->intended = 0;
     c->flags |= F_HAS_REQUEST;
-    core_open(k, c);
+    open_or_queue(k, c);
 }
 
 /* open loop: more connections while requests wait for one, at most MAX_CONNECTING connects at
@@ -525,7 +545,8 @@ static void sweep(core *k, int64_t now) {
 }
 
 void core_tick(core *k, int64_t now) {
-    for (int prev = -1, i = k->backoff_head; i >= 0;) {
+    k->opens_left = OPENS_PER_TURN;
+    for (int prev = -1, i = k->backoff_head; i >= 0 && k->opens_left > 0;) {
         conn *c = &k->conns[i];
         int next = c->next_backoff;
         if (c->t_retry <= now) {
@@ -590,6 +611,7 @@ void core_start(core *k, int64_t started_ns, int connections) {
     k->next_sweep = started_ns + SWEEP_NS;
     if (k->open_loop || k->staged) return;
     if (connections > k->capacity) connections = k->capacity;
+    k->opens_left = OPENS_PER_TURN;
     k->live_slots = connections;
     for (int i = 0; i < connections; i++) start_slot(k, &k->conns[i]);
 }
@@ -618,6 +640,7 @@ void core_set_connections(core *k, int target) {
             k->retire--;
             k->live_slots--;
             c->state = C_FREE;
+            c->flags &= (uint16_t)~F_HAS_REQUEST;
             i = next;
         }
     }
@@ -640,6 +663,7 @@ void core_stop(core *k) {
     while (k->backoff_head >= 0) {
         conn *c = &k->conns[k->backoff_head];
         backoff_remove(k, -1, c);
+        c->flags &= (uint16_t)~F_HAS_REQUEST;  /* a queued connect: nothing was written */
         if (k->open_loop) free_slot(k, c);
         else {
             c->state = C_FREE;

@@ -102,6 +102,7 @@ typedef struct core {
     int n_fd, n_connecting, in_flight;
     uint32_t attempts;
     int32_t backoff_head, backoff_tail;
+    int opens_left;           /* connects this turn of the loop may still start (OPENS_PER_TURN) */
     int backoff_exp;          /* after a failed connect a slot waits min(2^backoff_exp, 100) ms; a success resets it */
     int *idle;                /* open loop: idle connections (stack of slot indexes) */
     int n_idle;
