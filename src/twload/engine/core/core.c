@@ -30,7 +30,7 @@
    tens of thousands of slots (the start, or a mass timeout), each connect() costing a port search
    (net/ipv4/inet_hashtables.c: __inet_hash_connect) would otherwise keep the loop from its
    timers, the stop flag and the deadline for seconds. */
-#define OPENS_PER_TURN 512
+#define OPENS_PER_TURN 128
 
 int64_t now_ns(void) {
     struct timespec ts;
