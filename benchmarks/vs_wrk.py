@@ -5,7 +5,8 @@ run, for twload's compiled core (epoll, and io_uring where the kernel allows it)
 (uvloop) engine, and py-floor, the least a uvloop + httptools client can do
 (benchmarks/floor_client.py), for keep-alive and short connections (wrk: `Connection: close`;
 twload: --close server), with 1 process (generator and nginx pinned to different cores) and
-with 2. twload's CPU includes its supervisor and interpreter start-up. Then syscalls per short
+with 2. twload's CPU is that of the run less that of a one-request run (interpreter start-up,
+imports, spawning workers), measured apart; its supervisor is included. Then syscalls per short
 connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
 are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
@@ -95,6 +96,21 @@ def wrk(url, conns, threads, secs, close, pin):
     return float(match.group(1)) if match else 0.0, int(done.group(1)) if done else 0, cpu
 
 
+STARTUP_CPU: dict[tuple, float] = {}
+
+
+def startup_cpu(url, workers, pin, engine) -> float:
+    """CPU of a twload run that makes one request: interpreter start-up, imports, spawning the
+    workers, writing the run folder. Subtracted, so CPU per request is the load's own cost."""
+    key = (url, workers, engine)
+    if key not in STARTUP_CPU:
+        kind, io = TWLOAD_ENGINES[engine]
+        cpus = [timed([*pin, *TWLOAD, "run", url, "-n", "1", "-c", "1", "-w", str(workers), "--engine", kind,
+                       "--io", io, "--json", "--out", tempfile.mkdtemp(prefix="twb-")])[1] for _ in range(3)]
+        STARTUP_CPU[key] = min(cpus)
+    return STARTUP_CPU[key]
+
+
 def twload(url, conns, workers, secs, close, pin, engine="core-epoll"):
     kind, io = TWLOAD_ENGINES[engine]
     cmd = [*pin, *TWLOAD, "run", url, "-c", str(conns), "-w", str(workers), "-d", f"{secs}s",
@@ -102,7 +118,7 @@ def twload(url, conns, workers, secs, close, pin, engine="core-epoll"):
            "--out", tempfile.mkdtemp(prefix="twb-")]
     out, cpu = timed(cmd)
     summary = json.loads(out)
-    return summary["rps"], summary["requests"], cpu
+    return summary["rps"], summary["requests"], max(0.0, cpu - startup_cpu(url, workers, pin, engine))
 
 
 def floor(url, conns, secs, close, pin):
