@@ -328,7 +328,18 @@ static PyObject *uring_available(PyObject *Py_UNUSED(module), PyObject *Py_UNUSE
 #endif
 }
 
+static PyObject *hist_index_py(PyObject *Py_UNUSED(module), PyObject *arg) {
+    long long v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) return NULL;
+    if (v < 1 || v > H_HIGHEST) {
+        PyErr_SetString(PyExc_ValueError, "value out of the histogram's range");
+        return NULL;
+    }
+    return PyLong_FromLong(hist_index(v));
+}
+
 static PyMethodDef module_methods[] = {
+    {"hist_index", hist_index_py, METH_O, "the slot of a value (µs) in the HdrHistogram counts array, as recorded"},
     {"uring_available", uring_available, METH_NOARGS,
      "True when this build has io_uring and the kernel lets this process use it"},
     {NULL, NULL, 0, NULL},

@@ -41,7 +41,7 @@ int64_t now_ns(void) {
 static int slot_of(const core *k, const conn *c) { return (int)(c - k->conns); }
 
 /* hdr_histogram.c: counts_index_for(), for unit magnitude 0 */
-static int hist_index(int64_t v) {
+int hist_index(int64_t v) {
     int pow2ceiling = 64 - __builtin_clzll((uint64_t)v | H_SUB_MASK);
     int bucket = pow2ceiling - (H_SUB_HALF_MAG + 1);
     int sub = (int)(v >> bucket);

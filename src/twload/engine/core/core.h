@@ -152,6 +152,7 @@ int uring_usable(void);
 
 /* core.c: the logic both backends share */
 int64_t now_ns(void);
+int hist_index(int64_t v);                    /* a value's slot in the HdrHistogram counts array */
 int core_init(core *k, int capacity);
 int core_run(core *k, int64_t until);         /* 1: nothing left to do, 0: until reached, <0: -errno */
 void core_close(core *k, conn *c);            /* close c without counting anything, then its slot goes on */
