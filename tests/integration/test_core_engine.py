@@ -219,3 +219,32 @@ def test_a_non_http_peer_shows_its_first_bytes(raw_peer, tmp_path, io):
     worker.run(time.monotonic(), Send())
     assert snaps[-1]["errors"].get("protocol_error", 0) >= 1
     assert [s["peer_bytes"] for s in snaps if s.get("peer_bytes")] == [b"SSH-2.0-OpenSSH_9.2\r\n"]
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_method_headers_and_body_go_out_as_built(raw_peer, tmp_path, io):
+    seen = []
+
+    def echo_length(conn, stopped):
+        data = b""
+        while not stopped.is_set():
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            while b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                if len(rest) < length:
+                    break
+                seen.append((head.split(b"\r\n")[0], b"x-twload-test: 1" in head.lower(), rest[:length]))
+                data = rest[length:]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    peer = raw_peer(echo_length)
+    body = b"a" * 100_000  # larger than a socket buffer's first write on some kernels
+    summary = run_core(peer.url, tmp_path, io, method="POST", headers=(("X-Twload-Test", "1"),), body=body,
+                       requests=6, duration_s=None, connections=2, workers=1)
+    assert summary["errors"] == {} and summary["requests"] == 6
+    assert seen == [(b"POST / HTTP/1.1", True, body)] * 6
