@@ -224,18 +224,19 @@ static void retry(core *k, conn *c) {
 
 /* the slot of a closed connection goes on: its next connection, or a freed place */
 static void slot_after(core *k, conn *c) {
-    /* A connection of ours closed, so a port may be free: a slot waiting after a failed
-       connect (EADDRNOTAVAIL) tries again now rather than at the end of its backoff. */
-    if (k->backoff_head >= 0 && !k->stopping) {
-        conn *waiting = &k->conns[k->backoff_head];
-        backoff_remove(k, -1, waiting);
-        retry(k, waiting);
-    }
     if (k->open_loop) {
         free_slot(k, c);
         grow_pool(k);
     } else if (c->flags & F_RETIRED) {
         c->flags &= (uint16_t)~F_RETIRED;
+        /* The slot ended with its connection, so its port may be free: the slot waiting longest
+           after a failed connect (EADDRNOTAVAIL) tries now rather than at the end of its wait.
+           A slot that reconnects takes its own freed port, so it wakes nobody. */
+        if (k->backoff_head >= 0 && !k->stopping) {
+            conn *waiting = &k->conns[k->backoff_head];
+            backoff_remove(k, -1, waiting);
+            retry(k, waiting);
+        }
     } else {
         start_slot(k, c);
     }
@@ -330,11 +331,15 @@ void core_connect_failed(core *k, conn *c, int err) {
         else k->live_slots--;
         return;
     }
-    /* back off: 1, 2, 4 ... ms for each failed connect in a row in this worker, at most
-       BACKOFF_MAX_MS, so a refusing target does not spin a core (as the asyncio engine) */
-    int64_t wait_ms = 1LL << k->backoff_exp;
+    /* Back off, so a refusing target or the port wall does not spin a core: 1, 2, 4 ... ms, at
+       most BACKOFF_MAX_MS, growing with the slot's failed connects in a row (open loop: the
+       worker's); a successful connect starts it afresh. Per slot: with more slots than ports, the
+       slots holding a port keep succeeding, and a worker-wide wait reset by them would let the
+       others retry every millisecond (engine/backoff.py, as the asyncio engine). */
+    uint8_t *exp = k->open_loop ? &k->backoff_exp_open : &c->backoff_exp;
+    int64_t wait_ms = 1LL << *exp;
     if (wait_ms >= BACKOFF_MAX_MS) wait_ms = BACKOFF_MAX_MS;
-    else k->backoff_exp++;
+    else (*exp)++;
     c->t_retry = now_ns() + wait_ms * 1000000LL;
     c->state = C_BACKOFF;
     backoff_push(k, c);
@@ -344,7 +349,8 @@ void core_connect_failed(core *k, conn *c, int err) {
 int core_connected(core *k, conn *c, int64_t now) {
     k->n_connecting--;
     c->state = C_READING;
-    k->backoff_exp = 0;
+    c->backoff_exp = 0;
+    k->backoff_exp_open = 0;
     k->stats[S_OPENED]++;
     record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
     if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */

@@ -62,7 +62,7 @@ enum {
 typedef struct conn {
     int fd;
     uint8_t state;
-    uint8_t spare;
+    uint8_t backoff_exp;   /* closed loop: this slot waits 2^backoff_exp ms after its next failed connect */
     uint16_t flags;
     uint32_t gen;          /* bumped at every close: stale completions are ignored */
     uint32_t number;       /* connection attempt number (first_errors) */
@@ -103,7 +103,7 @@ typedef struct core {
     uint32_t attempts;
     int32_t backoff_head, backoff_tail;
     int opens_left;           /* connects this turn of the loop may still start (OPENS_PER_TURN) */
-    int backoff_exp;          /* after a failed connect a slot waits min(2^backoff_exp, 100) ms; a success resets it */
+    uint8_t backoff_exp_open; /* open loop (no slots): the worker's wait after a failed connect, as conn.backoff_exp */
     int *idle;                /* open loop: idle connections (stack of slot indexes) */
     int n_idle;
     int *free_slots;          /* open loop: unused slots (stack) */
