@@ -142,7 +142,12 @@ class Nginx:
         time.sleep(0.2)
         return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
 
-    def stop(self) -> None:
+    def quit_and_count(self) -> int:
+        """Stop nginx gracefully (it finishes and logs every request it read), then count its log."""
+        self.quit()
+        return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
+
+    def quit(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)  # graceful: finish and flush logs
             try:
@@ -150,6 +155,9 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        self.quit()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
