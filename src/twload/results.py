@@ -1,5 +1,8 @@
 """The run folder: samples streamed as they come, summary written at the end.
 
+One folder holds exactly one run: a folder that already holds one is refused, never
+appended to (two runs' seconds in one samples.jsonl would be double-counted).
+
 samples.jsonl gets one line per second, flushed at once, so a crash or Ctrl-C
 loses at most the second in progress. summary.json is written atomically
 (temp file + rename): a reader never sees half of it.
@@ -15,6 +18,11 @@ from pathlib import Path
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
 LATENCY_LOG = "latency.hdr"  # one base64 HdrHistogram per second, for other tools
+RUN_FILES = (SAMPLES, SUMMARY, LATENCY_LOG)
+
+
+class RunFolderExists(Exception):
+    """The folder already holds a run; the message is one line for the user."""
 
 
 def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
@@ -27,12 +35,24 @@ def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
     return path
 
 
+def check_fresh(path: Path) -> None:
+    """Raise RunFolderExists when `path` already holds (part of) a run."""
+    held = [name for name in RUN_FILES if (Path(path) / name).exists()]
+    if held:
+        raise RunFolderExists(f"{path} already holds a run ({held[0]}); give a new or empty --out folder")
+
+
 class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        check_fresh(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._samples = open(self.path / SAMPLES, "a", encoding="utf-8")
-        self._hdr = open(self.path / LATENCY_LOG, "a", encoding="ascii")
+        # "x": created here or refused, so two runs started at once cannot share the folder either
+        try:
+            self._samples = open(self.path / SAMPLES, "x", encoding="utf-8")
+            self._hdr = open(self.path / LATENCY_LOG, "x", encoding="ascii")
+        except FileExistsError:
+            raise RunFolderExists(f"{path} already holds a run; give a new or empty --out folder") from None
 
     def write_sample(self, sample: dict, latency_encoded: bytes = b"") -> None:
         self._samples.write(json.dumps(sample, separators=(",", ":")) + "\n")

@@ -28,7 +28,7 @@ from twload.plan import (
     parse_target,
 )
 from twload.report.progress import live_progress
-from twload.results import default_run_dir
+from twload.results import RunFolderExists, check_fresh, default_run_dir
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -37,8 +37,10 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None) -> tuple[dict, Path, int]:
     try:
+        if out is not None:
+            check_fresh(out)  # before the probe: a refused folder costs the target nothing
         info = pf.probe_target(plan)
-    except RunError as exc:
+    except (RunError, RunFolderExists) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     kernel = gather()
@@ -64,7 +66,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     try:
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
             summary = run_to_folder(plan, path, on_progress, probe, finish)
-    except RunError as exc:
+    except (RunError, RunFolderExists) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = exit_code_for(summary)
