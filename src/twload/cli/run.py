@@ -16,7 +16,7 @@ from twload.engine import preflight as pf
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
-from twload.kernel.sysctl import gather
+from twload.kernel.sysctl import gather, sysctl_values
 from twload.plan import (
     Plan,
     PlanError,
@@ -28,7 +28,7 @@ from twload.plan import (
     parse_target,
 )
 from twload.report.progress import live_progress
-from twload.results import RunFolderExists, check_fresh, default_run_dir
+from twload.results import RunFolderExists, check_fresh, default_run_dir, plan_record
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -52,6 +52,8 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
     path = out or default_run_dir()
+    record = plan_record(plan, sysctl_values(),
+                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)})
 
     def finish(summary: dict) -> None:
         summary["target_timestamps"] = info.timestamps
@@ -65,7 +67,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     probe = pf.time_wait_probe(plan)
     try:
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
-            summary = run_to_folder(plan, path, on_progress, probe, finish)
+            summary = run_to_folder(plan, path, on_progress, probe, finish, record)
     except (RunError, RunFolderExists) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -19,7 +19,7 @@ from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, escaped, percentiles_us
 from twload.plan import Plan
-from twload.results import RunFolder
+from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
@@ -332,10 +332,14 @@ class Supervisor:
         return summary
 
 
-def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None) -> dict:
-    """Run a plan into a run folder and write its summary; `finish` may add to it first."""
+def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None,
+                  record: dict | None = None) -> dict:
+    """Run a plan into a run folder and write its summary; `finish` may add to it first.
+
+    plan.json (`record`, by default the plan alone) is on disk before any worker starts."""
     folder = RunFolder(path)
     try:
+        folder.write_plan(record if record is not None else plan_record(plan))
         summary = Supervisor(plan, folder, on_progress, time_wait_probe).run()
         if finish is not None:
             finish(summary)

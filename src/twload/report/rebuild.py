@@ -1,8 +1,9 @@
 """A summary from a run folder's streams, for a run that never wrote summary.json (killed, crashed).
 
-samples.jsonl has the counters of every second and latency.hdr the latency histogram
-of every second, so the totals and percentiles can be rebuilt exactly; only the
-connect-time histogram (not streamed) and the sub-second duration are lost.
+plan.json says what the run was (URL, close strategy, connections, workers), samples.jsonl
+has the counters of every second and latency.hdr the latency histogram of every second,
+so the totals and percentiles can be rebuilt exactly; only the connect-time histogram
+(not streamed) and the sub-second duration are lost.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from hdrh.histogram import HdrHistogram
 
 from twload.metrics import new_histogram, percentiles_us
-from twload.results import LATENCY_LOG, read_samples
+from twload.results import LATENCY_LOG, read_plan, read_samples
 
 
 def rebuild_summary(folder: Path) -> dict:
@@ -31,11 +32,12 @@ def rebuild_summary(folder: Path) -> dict:
         errors.update(s["errors"])
     requests = sum(s["requests"] for s in samples)
     duration = float(len(samples))
-    return {
-        "url": "(unknown: rebuilt from samples)",
-        "close": "?",
-        "connections": 0,
-        "workers": 0,
+    plan = (read_plan(folder) or {}).get("plan", {})
+    summary = {
+        "url": plan.get("url", "(unknown: rebuilt from samples)"),
+        "close": plan.get("close", "?"),
+        "connections": plan.get("connections", 0),
+        "workers": plan.get("worker_processes", plan.get("workers", 0)),
         "duration_s": duration,
         "requests": requests,
         "rps": round(requests / duration, 1) if duration else 0.0,
@@ -48,3 +50,8 @@ def rebuild_summary(folder: Path) -> dict:
         "bytes_out": sum(s["bytes_out"] for s in samples),
         "rebuilt_from_samples": True,
     }
+    if plan.get("requests") is not None:
+        summary["requests_planned"] = plan["requests"]
+    if plan.get("duration_s") is not None:
+        summary["duration_planned_s"] = plan["duration_s"]
+    return summary
