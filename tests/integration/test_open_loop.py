@@ -2,17 +2,15 @@
 
 import json
 
-from hdrh.histogram import HdrHistogram
-
 from tests.conftest import run_cli
+from twload.results import read_hdrh
 
 RATE = 400
 
 
 def count_at_least(run_dir, us: int) -> int:
     total = 0
-    for line in (run_dir / "latency.hdr").read_text().splitlines():
-        hist = HdrHistogram.decode(line.split(" ", 1)[1].encode())
+    for hist in read_hdrh(run_dir):
         total += sum(item.count_added_in_this_iter_step for item in hist.get_recorded_iterator()
                      if item.value_iterated_to >= us)
     return total

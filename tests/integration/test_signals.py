@@ -90,6 +90,7 @@ def test_report_rebuilds_a_killed_run_from_its_streams(twload_server, tmp_path):
     assert record["preflight"]["budget"]["ports"] > 0
     assert rebuilt["requests"] == sum(s["requests"] for s in lines) > 0
     assert rebuilt["latency_us"]["p50"] > 0
+    assert rebuilt["connect_us"]["p50"] > 0  # hdrh-connect.log streams it too
     text = subprocess.run([sys.executable, "-m", "twload", "report", str(out)], capture_output=True, text=True)
     assert "requests in" in text.stdout and "rebuilt" in text.stderr
     assert f"twload @ {server.url}" in text.stdout

@@ -143,6 +143,7 @@ class Supervisor:
         # Every second is whole but the last one of a run, which ends when the run does.
         span = min(1.0, max(0.001, time.monotonic() - self.go_at - (tick - 1)))
         lat = percentiles_us(merged.latency, merged.sums_us["latency"])
+        con = percentiles_us(merged.connect, merged.sums_us["connect"])
         sample = {
             "t": tick,
             "requests": merged.requests,
@@ -150,7 +151,8 @@ class Supervisor:
             "connections_opened": merged.connections_opened,
             "errors": dict(merged.errors),
             "status": {str(k): v for k, v in merged.status.items()},
-            "latency_us": {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]},
+            "latency_us": {key: lat[key] for key in ("p50", "p90", "p99", "p99_9", "max")},
+            "connect_us": {"p50": con["p50"], "p99": con["p99"]},
             "bytes_in": merged.bytes_in,
             "bytes_out": merged.bytes_out,
         }
@@ -162,8 +164,7 @@ class Supervisor:
             sample["time_wait"] = count = self.time_wait_probe()
             self.progress.time_wait = count
             self.progress.time_wait_peak = max(self.progress.time_wait_peak, count)
-        encoded = merged.latency.encode() if merged.latency.get_total_count() else b""
-        self.folder.write_sample(sample, encoded)
+        self.folder.write_sample(sample, {"latency": merged.latency, "connect": merged.connect}, span)
         self.written_tick = tick
         self.progress.last_sample = sample
 
@@ -194,6 +195,7 @@ class Supervisor:
                 procs.append(proc)
             self._wait_ready(messages, procs)
             go_at_value.value = self.go_at = time.monotonic() + 0.05
+            self.folder.begin(time.time() + 0.05)  # the interval logs' time 0, on the wall clock
             start_event.set()
             elapsed = self._collect(messages, procs, stop_event)
         finally:
