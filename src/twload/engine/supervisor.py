@@ -23,6 +23,10 @@ from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
+# A worker drains for at most DRAIN_S (asyncio_loop: 1 s, twice at most) after its duration; one
+# still running this long after the planned end is stuck: the watchdog kills it, the others' data
+# stays. Generous, because a kill loses the worker's unsent second: only a stuck worker gets it.
+WATCHDOG_GRACE_S = 10.0
 LATE_TICK_S = 1.5  # a second is written once every worker reported it, or this long after
 LAG_WARNING_US = 50_000  # open loop: a dispatch this late is worth a line in the summary
 
@@ -197,7 +201,12 @@ class Supervisor:
             go_at_value.value = self.go_at = time.monotonic() + 0.05
             self.folder.begin(time.time() + 0.05)  # the interval logs' time 0, on the wall clock
             start_event.set()
-            elapsed = self._collect(messages, procs, stop_event)
+            try:
+                elapsed = self._collect(messages, procs, stop_event)
+            except Exception as exc:  # keep what was collected: the summary is still written
+                self.worker_failures.append(f"collecting the workers' data failed: {type(exc).__name__}: {exc}")
+                self._flush(set(), force=True)
+                elapsed = self.worker_elapsed or self.progress.elapsed_s
         finally:
             stop_event.set()
             start_event.set()
@@ -229,6 +238,18 @@ class Supervisor:
             if isinstance(message, Ready):
                 ready.add(message.worker)
 
+    def _watchdog(self, procs, finished: set[int], now: float) -> None:
+        """Past the planned end plus WATCHDOG_GRACE_S: kill each worker still running, by name."""
+        if self.plan.duration_s is None or now < self.go_at + self.plan.duration_s + WATCHDOG_GRACE_S:
+            return
+        for index, proc in enumerate(procs):
+            if index not in finished:
+                self.worker_failures.append(
+                    f"worker {index} still running {WATCHDOG_GRACE_S:g} s after the planned end "
+                    f"({self.plan.duration_s:g} s); killed by the watchdog")
+                proc.kill()
+                finished.add(index)
+
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
         stop_sent_at = None
@@ -236,6 +257,7 @@ class Supervisor:
         while len(finished) < len(procs):
             now = time.monotonic()
             self.progress.elapsed_s = max(0.0, now - self.go_at)
+            self._watchdog(procs, finished, now)
             if (stop_sent_at is None and self.plan.max_errors is not None
                     and self.progress.totals.error_count > self.plan.max_errors):
                 self.stopped_by = "max_errors"
@@ -343,9 +365,10 @@ def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None
     try:
         folder.write_plan(record if record is not None else plan_record(plan))
         summary = Supervisor(plan, folder, on_progress, time_wait_probe).run()
+        folder.write_summary(summary)  # on disk at once, whatever `finish` does
         if finish is not None:
             finish(summary)
-        folder.write_summary(summary)
+            folder.write_summary(summary)
     finally:
         folder.close()
     return summary
