@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from twload.engine.asyncio_loop import DRAIN_S
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.plan import Plan, parse_target
@@ -88,7 +89,9 @@ def test_duration_run_streams_samples_and_matches_server_count(twload_server, tm
     assert sum(s["requests"] for s in samples) == summary["requests"]
     # requests still in flight at the deadline drain within the grace: nothing is lost or double counted
     assert summary["requests"] == served
-    assert 1.9 < summary["duration_s"] < 4.0
+    # the workers ran for the duration, and stopped: the drain after it is bounded (2 x DRAIN_S),
+    # with room for a loaded machine
+    assert 1.9 < summary["duration_s"] < 2.0 + 2 * DRAIN_S + 4.0
     for key in ("p50", "p75", "p90", "p99", "p99_9", "max", "mean"):
         assert key in summary["latency_us"] and key in summary["connect_us"]
     assert summary["latency_us"]["p50"] <= summary["latency_us"]["p99"] <= summary["latency_us"]["max"]
