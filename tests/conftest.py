@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from twload.engine.strategies import LINGER_RST
+from twload.kernel.procnet import time_wait_by_side
 from twload.lab.nginx import find_nginx, nginx_config
 from twload.serve.embedded import EmbeddedServer
 
@@ -105,6 +106,21 @@ def run_cli(*args: str, timeout: float = 60, cwd: str | None = None) -> subproce
         capture_output=True, text=True, timeout=timeout, cwd=cwd,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def time_wait_until(port: int, want, tries: int = 40, pause_s: float = 0.05) -> dict[str, int]:
+    """time_wait_by_side(port), read again (bounded) until want(counts) holds; the last reading.
+
+    A /proc/net/tcp read resumes by position, so it may skip or repeat a socket while other
+    programs open and close theirs; a TIME_WAIT socket itself stays 60 s, so the true counts do
+    not move between the reads, and a closing handshake still in progress settles meanwhile."""
+    counts = time_wait_by_side(port)
+    for _ in range(tries):
+        if want(counts):
+            break
+        time.sleep(pause_s)
+        counts = time_wait_by_side(port)
+    return counts
 
 
 NGINX = find_nginx()

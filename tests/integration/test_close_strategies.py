@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from tests.conftest import time_wait_until
 from twload.engine.asyncio_loop import DRAIN_S
 from twload.engine.supervisor import run_to_folder
-from twload.kernel.procnet import time_wait_by_side
 from twload.plan import Plan, parse_target
 from twload.results import read_samples, read_summary
 
@@ -29,7 +29,7 @@ N = 300
 def test_fin_leaves_time_wait_on_the_client(twload_server, tmp_path, workers):
     server = twload_server()
     summary = run(server.url, tmp_path, close="fin", requests=N, duration_s=None, connections=4, workers=workers)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw == {"client": N, "server": 0})
     assert summary["requests"] == N and summary["errors"] == {}
     assert summary["connections_opened"] == N
     assert tw == {"client": N, "server": 0}
@@ -39,7 +39,7 @@ def test_fin_leaves_time_wait_on_the_client(twload_server, tmp_path, workers):
 def test_server_close_leaves_time_wait_on_the_server_only(twload_server, tmp_path):
     server = twload_server()
     summary = run(server.url, tmp_path, close="server", requests=N, duration_s=None, connections=4)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw == {"client": 0, "server": N})
     assert summary["requests"] == N and summary["errors"] == {}
     assert tw == {"client": 0, "server": N}
     assert server.stop() == N
@@ -48,7 +48,7 @@ def test_server_close_leaves_time_wait_on_the_server_only(twload_server, tmp_pat
 def test_rst_leaves_no_time_wait(twload_server, tmp_path):
     server = twload_server()
     summary = run(server.url, tmp_path, close="rst", requests=N, duration_s=None, connections=4)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw == {"client": 0, "server": 0})
     assert summary["requests"] == N and summary["errors"] == {}
     assert tw == {"client": 0, "server": 0}
     assert server.stop() == N
@@ -57,7 +57,7 @@ def test_rst_leaves_no_time_wait(twload_server, tmp_path):
 def test_keepalive_only_the_opened_connections(twload_server, tmp_path):
     server = twload_server()
     summary = run(server.url, tmp_path, close="keepalive", requests=2000, duration_s=None, connections=7)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw == {"client": 7, "server": 0})
     assert summary["requests"] == 2000 and summary["errors"] == {}
     assert summary["connections_opened"] == 7
     assert tw == {"client": 7, "server": 0}
@@ -72,7 +72,7 @@ def test_keepalive_reconnects_when_the_server_closes(twload_server, tmp_path):
     # mid-connection (at most one per slot) the client closes that one itself.
     opened = summary["connections_opened"]
     assert 50 <= opened <= 55
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw["server"] + tw["client"] == opened)
     assert tw["server"] >= 50 - 5 and tw["client"] <= 5
     assert tw["server"] + tw["client"] == opened
     assert server.stop() == 500

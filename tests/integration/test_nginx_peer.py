@@ -1,11 +1,9 @@
 """Against a real nginx (Debian package): twload's count equals nginx's access log."""
 
-import time
-
 import pytest
 
+from tests.conftest import time_wait_until
 from twload.engine.supervisor import run_to_folder
-from twload.kernel.procnet import time_wait_by_side
 from twload.plan import Plan, parse_target
 
 
@@ -28,13 +26,11 @@ def test_requests_equal_access_log(nginx, tmp_path, close, requests, engine):
     assert summary["errors"] == {}
     assert summary["requests"] == requests
     assert summary["status"] == {"200": requests}
-    time.sleep(0.2)
-    tw = time_wait_by_side(nginx.port)
+    expected = {"server": {"client": 0, "server": requests}, "rst": {"client": 0, "server": 0}}.get(close)
+    tw = time_wait_until(nginx.port, lambda tw: expected is None or tw == expected)
     assert nginx.quit_and_count() == requests
-    if close == "server":
-        assert tw["client"] == 0 and tw["server"] == requests
-    elif close == "rst":
-        assert tw == {"client": 0, "server": 0}
+    if expected is not None:
+        assert tw == expected
 
 
 @pytest.mark.parametrize("close", ["keepalive", "server", "fin", "rst"])

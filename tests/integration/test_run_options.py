@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_cli
-from twload.kernel.procnet import time_wait_by_side
+from tests.conftest import run_cli, time_wait_until
 
 
 def run_json(*args, cwd):
@@ -45,8 +44,7 @@ def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path
     # (at most one per slot) that connection ends early and the client closes it
     opened = summary["connections_opened"]
     assert 30 <= opened <= 33
-    time.sleep(0.3)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw["client"] + tw["server"] == opened or close == "rst")
     if close == "fin":
         assert tw == {"client": opened, "server": 0}
     elif close == "server":
