@@ -71,7 +71,10 @@ class EmbeddedServer:
             out, _ = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait(timeout=10)  # the pipes may stay open in its own children: do not read to EOF
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
             return -1
         for line in out.splitlines():
             if "served" in line:
