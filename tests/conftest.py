@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from twload.engine.strategies import LINGER_RST
+from twload.kernel.procnet import time_wait_by_side
 from twload.lab.nginx import find_nginx, nginx_config
 from twload.serve.embedded import EmbeddedServer
 
@@ -107,6 +108,21 @@ def run_cli(*args: str, timeout: float = 60, cwd: str | None = None) -> subproce
     )
 
 
+def time_wait_until(port: int, want, tries: int = 40, pause_s: float = 0.05) -> dict[str, int]:
+    """time_wait_by_side(port), read again (bounded) until want(counts) holds; the last reading.
+
+    A /proc/net/tcp read resumes by position, so it may skip or repeat a socket while other
+    programs open and close theirs; a TIME_WAIT socket itself stays 60 s, so the true counts do
+    not move between the reads, and a closing handshake still in progress settles meanwhile."""
+    counts = time_wait_by_side(port)
+    for _ in range(tries):
+        if want(counts):
+            break
+        time.sleep(pause_s)
+        counts = time_wait_by_side(port)
+    return counts
+
+
 NGINX = find_nginx()
 
 
@@ -142,7 +158,12 @@ class Nginx:
         time.sleep(0.2)
         return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
 
-    def stop(self) -> None:
+    def quit_and_count(self) -> int:
+        """Stop nginx gracefully (it finishes and logs every request it read), then count its log."""
+        self.quit()
+        return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
+
+    def quit(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)  # graceful: finish and flush logs
             try:
@@ -150,6 +171,9 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def stop(self) -> None:
+        self.quit()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -1,20 +1,46 @@
-"""The run folder: samples streamed as they come, summary written at the end.
+"""The run folder: plan.json at the start, samples streamed as they come, summary at the end.
+
+One folder holds exactly one run: a folder that already holds one is refused, never
+appended to (two runs' seconds in one samples.jsonl would be double-counted).
 
 samples.jsonl gets one line per second, flushed at once, so a crash or Ctrl-C
-loses at most the second in progress. summary.json is written atomically
-(temp file + rename): a reader never sees half of it.
+loses at most the second in progress. plan.json says what the run was, so that a
+killed run can still be understood. hdrh.log (latency) and hdrh-connect.log (connect time)
+are standard HdrHistogram interval logs, one interval per second, written and read with the
+hdrhistogram package's own log writer and reader, so HdrHistogram's tools read them too.
+plan.json and summary.json are written atomically
+(temp file + rename): a reader never sees half of one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import socket
+import sys
 import time
 from pathlib import Path
 
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader, HistogramLogWriter
+
+from twload import __version__
+from twload.metrics import new_histogram
+from twload.plan import Plan
+
+PLAN = "plan.json"
 SAMPLES = "samples.jsonl"
 SUMMARY = "summary.json"
-LATENCY_LOG = "latency.hdr"  # one base64 HdrHistogram per second, for other tools
+HDRH_LOG = "hdrh.log"  # latency, µs
+HDRH_CONNECT_LOG = "hdrh-connect.log"  # connect time, µs
+RUN_FILES = (PLAN, SAMPLES, SUMMARY, HDRH_LOG, HDRH_CONNECT_LOG)
+# The interval log's max column is in ms (the unit its tools assume); the values are µs.
+US_PER_MS = 1000.0
+
+
+class RunFolderExists(Exception):
+    """The folder already holds a run; the message is one line for the user."""
 
 
 def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
@@ -27,36 +53,166 @@ def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
     return path
 
 
+def check_fresh(path: Path) -> None:
+    """Raise RunFolderExists when `path` already holds (part of) a run."""
+    held = [name for name in RUN_FILES if (Path(path) / name).exists()]
+    if held:
+        raise RunFolderExists(f"{path} already holds a run ({held[0]}); give a new or empty --out folder")
+
+
+def plan_fields(plan: Plan) -> dict:
+    """The plan as plain JSON values (the body by its size only: it may be large or binary)."""
+    fields = {
+        "url": plan.url,
+        "method": plan.method,
+        "headers": [list(h) for h in plan.headers],
+        "body_bytes": len(plan.body),
+        "close": plan.close,
+        "connections": plan.connections,
+        "requests_per_connection": plan.requests_per_connection,
+        "per_connection": plan.per_connection,
+        "workers": plan.workers,
+        "worker_processes": len(plan.worker_shares()),  # fewer than asked when there is less to share
+        "duration_s": plan.duration_s,
+        "requests": plan.requests,
+        "rate": plan.rate,
+        "stages": [[s.duration_s, s.target] for s in plan.stages],
+        "open_loop": plan.open_loop,
+        "max_connections": plan.max_connections,
+        "timeout_s": plan.timeout_s,
+        "connect_timeout_s": plan.connect_timeout_s,
+        "sources": list(plan.sources),
+    }
+    engine = getattr(plan, "engine", None)  # the field comes with the compiled core
+    if engine is not None:
+        fields["engine"] = engine
+    return fields
+
+
+def plan_record(plan: Plan, sysctls: dict | None = None, preflight: dict | None = None) -> dict:
+    """What plan.json holds: the command, the plan, where and when it ran, the kernel's settings."""
+    now = time.time()
+    return {
+        "command": list(sys.argv),
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "started_epoch_s": round(now, 3),
+        "host": socket.gethostname(),
+        "kernel": platform.release(),
+        "twload_version": __version__,
+        "plan": plan_fields(plan),
+        "sysctls": sysctls or {},
+        "preflight": preflight or {},
+    }
+
+
+def _write_atomic(final: Path, text: str) -> None:
+    tmp = final.with_name(final.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, final)
+
+
+class IntervalLog:
+    """One HdrHistogram interval log (format 1.2), written by hdrh's HistogramLogWriter."""
+
+    def __init__(self, path: Path, base_epoch_s: float) -> None:
+        self.writer = HistogramLogWriter(open(path, "x", encoding="ascii"))
+        # StartTime and BaseTime must print the same: the reader skips intervals that start
+        # before StartTime, and the first one starts at BaseTime + 0
+        base_epoch_s = round(base_epoch_s, 3)
+        self.base_ms = base_epoch_s * 1000.0
+        self.writer.base_time = self.base_ms  # interval start times are relative to the base
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(base_epoch_s))
+        self.writer.output_log_format_version()
+        # hdrh's output_start_time() calls a datetime method that does not exist (hdrhistogram
+        # 0.10); this is the line it means to write, and the one its reader parses
+        self.writer.output_comment(f"[StartTime: {self.base_ms / 1000.0:f} (seconds since epoch), {stamp}]")
+        self.writer.output_base_time(self.base_ms)
+        self.writer.output_legend()
+        self.writer.log.flush()
+
+    def write(self, hist: HdrHistogram, start_s: float, span_s: float) -> None:
+        hist.set_start_time_stamp(self.base_ms + start_s * 1000.0)
+        hist.set_end_time_stamp(self.base_ms + (start_s + span_s) * 1000.0)
+        self.writer.output_interval_histogram(hist, max_value_unit_ratio=US_PER_MS)
+        self.writer.log.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        check_fresh(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._samples = open(self.path / SAMPLES, "a", encoding="utf-8")
-        self._hdr = open(self.path / LATENCY_LOG, "a", encoding="ascii")
+        # "x": created here or refused, so two runs started at once cannot share the folder either
+        try:
+            self._samples = open(self.path / SAMPLES, "x", encoding="utf-8")
+        except FileExistsError:
+            raise RunFolderExists(f"{path} already holds a run; give a new or empty --out folder") from None
+        self._logs: dict[str, IntervalLog] = {}
 
-    def write_sample(self, sample: dict, latency_encoded: bytes = b"") -> None:
+    def write_plan(self, record: dict) -> None:
+        _write_atomic(self.path / PLAN, json.dumps(record, indent=2) + "\n")
+
+    def begin(self, base_epoch_s: float) -> None:
+        """The wall-clock time of the run's second 0: the interval logs count from it."""
+        try:
+            self._logs = {
+                "latency": IntervalLog(self.path / HDRH_LOG, base_epoch_s),
+                "connect": IntervalLog(self.path / HDRH_CONNECT_LOG, base_epoch_s),
+            }
+        except FileExistsError:
+            raise RunFolderExists(f"{self.path} already holds a run; give a new or empty --out folder") from None
+
+    def write_sample(self, sample: dict, histograms: dict[str, HdrHistogram] | None = None,
+                     span_s: float = 1.0) -> None:
+        """One second: its line in samples.jsonl, its non-empty histograms in the interval logs."""
         self._samples.write(json.dumps(sample, separators=(",", ":")) + "\n")
         self._samples.flush()
-        if latency_encoded:
-            self._hdr.write(f"{sample['t']} {latency_encoded.decode('ascii')}\n")
-            self._hdr.flush()
+        for name, hist in (histograms or {}).items():
+            log = self._logs.get(name)
+            if log is not None and hist.get_total_count():
+                log.write(hist, sample["t"] - 1.0, span_s)
 
     def write_summary(self, summary: dict) -> Path:
         final = self.path / SUMMARY
-        tmp = final.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, final)
+        _write_atomic(final, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         return final
 
     def close(self) -> None:
         self._samples.close()
-        self._hdr.close()
+        for log in self._logs.values():
+            log.close()
 
 
 def read_summary(path: Path) -> dict:
     return json.loads((Path(path) / SUMMARY).read_text(encoding="utf-8"))
 
 
+def read_plan(path: Path) -> dict | None:
+    """plan.json, or None for a folder without one (older runs)."""
+    try:
+        return json.loads((Path(path) / PLAN).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def read_samples(path: Path) -> list[dict]:
     with open(Path(path) / SAMPLES, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def read_hdrh(path: Path, name: str = HDRH_LOG) -> list[HdrHistogram]:
+    """Every interval histogram of one of the run's interval logs, read by hdrh's HistogramLogReader."""
+    log = Path(path) / name
+    if not log.exists():
+        return []
+    reader = HistogramLogReader(str(log), new_histogram())
+    try:
+        intervals = []
+        while (hist := reader.get_next_interval_histogram()) is not None:
+            intervals.append(hist)
+        return intervals
+    finally:
+        reader.close()

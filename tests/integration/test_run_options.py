@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import run_cli
-from twload.kernel.procnet import time_wait_by_side
+from tests.conftest import run_cli, time_wait_until
 
 
 def run_json(*args, cwd, engine="auto"):
@@ -46,8 +45,7 @@ def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path
     # (at most one per slot) that connection ends early and the client closes it
     opened = summary["connections_opened"]
     assert 30 <= opened <= 33
-    time.sleep(0.3)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw["client"] + tw["server"] == opened or close == "rst")
     if close == "fin":
         assert tw == {"client": opened, "server": 0}
     elif close == "server":
@@ -74,3 +72,22 @@ def test_source_addresses_round_robin_on_loopback(twload_server, tmp_path, engin
 def test_non_local_source_is_one_line(tmp_path):
     proc = run_cli("run", "http://127.0.0.1:9/", "--source", "192.0.2.55", cwd=str(tmp_path))
     assert proc.returncode == 2 and "--source 192.0.2.55 is not an address of this host" in proc.stderr
+
+
+def test_a_folder_holding_a_run_is_refused(twload_server, tmp_path):
+    """One run per folder: a second run into the same --out is refused in one line, never appended."""
+    server = twload_server()
+    out = tmp_path / "run"
+    proc, summary = run_json(server.url, "-n", "200", "-c", "2", "--out", str(out), cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = run_cli("run", server.url, "-n", "200", "-c", "2", "-w", "1", "--out", str(out), cwd=str(tmp_path))
+    assert again.returncode == 1
+    assert "Traceback" not in again.stderr
+    assert f"{out} already holds a run" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing appended
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc, summary = run_json(server.url, "-n", "50", "-c", "1", "--out", str(empty), cwd=str(tmp_path))
+    assert proc.returncode == 0 and summary["requests"] == 50  # an empty folder is fine

@@ -4,7 +4,7 @@ import json
 import socket
 import time
 
-from twload.kernel.procnet import time_wait_by_side
+from tests.conftest import time_wait_until
 
 
 def http(port, request: bytes, read_to_eof=True) -> bytes:
@@ -34,8 +34,7 @@ def test_counts_across_workers_and_honours_connection_close(twload_server):
         assert len(raw.split(b"\r\n\r\n", 1)[1]) == 100
     assert stats(server.port) == {"requests": 40, "per_worker": stats(server.port)["per_worker"]}
     assert sum(stats(server.port)["per_worker"]) == 40
-    time.sleep(0.2)
-    tw = time_wait_by_side(server.port)
+    tw = time_wait_until(server.port, lambda tw: tw["server"] >= 40 and tw["client"] == 0)
     assert tw["server"] >= 40 and tw["client"] == 0  # the server closed first every time
     assert server.stop() == 40
 

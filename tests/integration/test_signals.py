@@ -78,7 +78,21 @@ def test_report_rebuilds_a_killed_run_from_its_streams(twload_server, tmp_path, 
     assert report.returncode == 0, report.stderr
     rebuilt = json.loads(report.stdout)
     assert rebuilt["rebuilt_from_samples"] is True
+    # plan.json, written at the start, says what the run was
+    described = (rebuilt["url"], rebuilt["close"], rebuilt["connections"], rebuilt["workers"])
+    assert described == (server.url, "keepalive", 4, 2)
+    assert rebuilt["duration_planned_s"] == 60.0
+    record = json.loads((out / "plan.json").read_text())
+    assert record["command"][1:3] == ["run", server.url]
+    assert record["plan"]["method"] == "GET" and record["plan"]["body_bytes"] == 0
+    assert record["started_utc"].endswith("Z") and record["host"] and record["kernel"] == os.uname().release
+    assert record["sysctls"]["net.ipv4.ip_local_port_range"]
+    assert record["preflight"]["target_timestamps"] in (True, False)
+    assert record["preflight"]["budget"]["ports"] > 0
     assert rebuilt["requests"] == sum(s["requests"] for s in lines) > 0
     assert rebuilt["latency_us"]["p50"] > 0
+    assert rebuilt["connect_us"]["p50"] > 0  # hdrh-connect.log streams it too
     text = subprocess.run([sys.executable, "-m", "twload", "report", str(out)], capture_output=True, text=True)
     assert "requests in" in text.stdout and "rebuilt" in text.stderr
+    assert f"twload @ {server.url}" in text.stdout
+    assert "4 connections" in text.stdout and "close=keepalive" in text.stdout

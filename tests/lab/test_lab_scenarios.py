@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -17,7 +18,8 @@ def needs_lab():
     if reason:
         pytest.skip(reason)
     yield
-    assert topology.leftovers(mine_only=True) == [], "a scenario left namespaces behind"
+    # also those of `twload lab run` subprocesses: their owner PID is dead once they exit
+    assert topology.leftovers(mine_only=True) + topology.orphans() == [], "a scenario left namespaces behind"
 
 
 @pytest.mark.parametrize("name", list(scenarios.SCENARIOS))
@@ -49,8 +51,43 @@ def test_without_root_it_says_so():
     assert "Traceback" not in proc.stderr
 
 
-def test_clean_removes_leftovers_of_a_crash():
-    subprocess.run(["ip", "netns", "add", "twl-crashed-test"], check=True)
-    proc = subprocess.run([sys.executable, "-m", "twload", "lab", "clean"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "twl-crashed-test" in proc.stdout
-    assert "twl-crashed-test" not in topology.leftovers()
+def dead_pid() -> int:
+    """The PID of a process that has exited (a crashed lab's owner)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_clean_removes_leftovers_of_a_crash_and_spares_a_running_lab():
+    crashed, running = f"twl-{dead_pid()}-crashed-c", f"twl-{os.getpid()}-running-c"
+    for name in (crashed, running):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "twload", "lab", "clean"], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0 and crashed in proc.stdout and running not in proc.stdout
+        assert crashed not in topology.leftovers()
+        assert running in topology.leftovers()  # its owner (this process) is alive
+    finally:
+        topology.remove([crashed, running])
+
+
+def test_lab_runs_while_clean_runs_beside_it():
+    """20 times: `twload lab clean` while a `twload lab run` has its namespaces up. Clean must not
+    pull a running lab's namespaces from under it (they carry their owner's PID), and the lab
+    must not lose them otherwise (pyroute2's forked helpers once tore it down)."""
+    for i in range(20):
+        lab = subprocess.Popen([sys.executable, "-m", "twload", "lab", "run", "rst-close", "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        prefix = f"{topology.PREFIX}{lab.pid}-"
+        deadline = time.monotonic() + 60
+        while lab.poll() is None and time.monotonic() < deadline:
+            if any(name.startswith(prefix) for name in topology.leftovers()):
+                break
+            time.sleep(0.05)
+        clean = subprocess.run([sys.executable, "-m", "twload", "lab", "clean"], capture_output=True, text=True,
+                               timeout=60)
+        stdout, stderr = lab.communicate(timeout=120)
+        assert clean.returncode == 0 and prefix not in clean.stdout, clean.stdout + clean.stderr
+        assert lab.returncode == 0, f"run {i + 1}: {stderr}"
+        assert {c["verdict"] for c in json.loads(stdout)["rst-close"]} == {"pass"}

@@ -1,4 +1,5 @@
-"""Runs last in tests/lab: every namespace the lab tests made is gone."""
+"""Runs last in tests/lab: every namespace the lab tests made is gone, those of `twload lab run`
+subprocesses included (their owner PID is dead, so they count as orphans)."""
 
 import pytest
 
@@ -10,4 +11,4 @@ def test_no_twl_namespace_remains():
     reason = lab_unavailable()
     if reason:
         pytest.skip(reason)
-    assert topology.leftovers(mine_only=True) == []
+    assert topology.leftovers(mine_only=True) + topology.orphans() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from typing import Annotated
 
@@ -13,6 +14,19 @@ from rich.table import Table
 from twload.cli import app, err, fail, terminal_width
 from twload.lab import topology
 from twload.report.wrap import wrap_line
+
+
+def stop_on_sigterm(owner: int):
+    """A SIGTERM handler for the lab's process. pyroute2 forks helpers that inherit it and
+    stops them with SIGTERM: in a helper it must end that helper, not unwind a copy of the
+    lab's stack there (whose cleanup would remove the namespaces the real lab still uses)."""
+
+    def handler(signum, frame) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    return handler
 
 
 def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:
@@ -30,7 +44,7 @@ def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, e
         err.print(f"[red]twload:[/] {exc}")
         return 1
     # SIGTERM ends the run like Ctrl-C, so the namespaces are removed by the same path
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop_on_sigterm(os.getpid()))
     names = list(SCENARIOS) if run_all else [name]
     results, failed = {}, False
     try:
@@ -100,7 +114,7 @@ def lab_run(
 
 @lab_app.command("clean")
 def lab_clean() -> None:
-    """Remove `twl-` namespaces left behind by an earlier crash."""
+    """Remove `twl-` namespaces left behind by a lab that crashed (never those of a running lab)."""
     try:
         topology.require_root()
         removed = topology.clean()

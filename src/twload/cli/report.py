@@ -24,7 +24,7 @@ def report(
         summary = read_summary(run_dir)
     elif (run_dir / SAMPLES).exists():
         summary = rebuild_summary(run_dir)
-        err.print("no summary.json (the run did not finish): rebuilt from samples.jsonl and latency.hdr")
+        err.print("no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
     else:
         fail(f"{run_dir} is not a twload run folder (no summary.json, no samples.jsonl)", EXIT_USAGE)
     print(json.dumps(summary, indent=2) if as_json else render(summary, terminal_width()))

@@ -18,7 +18,7 @@ from twload.engine.limits import file_limit_problem
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
-from twload.kernel.sysctl import gather
+from twload.kernel.sysctl import gather, sysctl_values
 from twload.plan import (
     Plan,
     PlanError,
@@ -30,7 +30,7 @@ from twload.plan import (
     parse_target,
 )
 from twload.report.progress import live_progress
-from twload.results import default_run_dir
+from twload.results import RunFolderExists, check_fresh, default_run_dir, plan_record
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -39,8 +39,10 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None) -> tuple[dict, Path, int]:
     try:
+        if out is not None:
+            check_fresh(out)  # before the probe: a refused folder costs the target nothing
         info = pf.probe_target(plan)
-    except RunError as exc:
+    except (RunError, RunFolderExists) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     kernel = gather()
@@ -52,6 +54,8 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
     path = out or default_run_dir()
+    record = plan_record(plan, sysctl_values(),
+                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)})
 
     def finish(summary: dict) -> None:
         summary["target_timestamps"] = info.timestamps
@@ -65,8 +69,8 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     probe = pf.time_wait_probe(plan)
     try:
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
-            summary = run_to_folder(plan, path, on_progress, probe, finish)
-    except RunError as exc:
+            summary = run_to_folder(plan, path, on_progress, probe, finish, record)
+    except (RunError, RunFolderExists) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = exit_code_for(summary)

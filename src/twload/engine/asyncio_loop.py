@@ -68,6 +68,12 @@ class Connection(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         w = self.w
+        if w.stopping:
+            # The run is over: this connect carries no request yet, so it is closed unused and
+            # counts nothing (no request is written after stop).
+            self.transport = transport
+            transport.close()
+            return
         started = w.connecting.get(self)
         if started is not None:
             w.backoff.succeeded()
@@ -136,7 +142,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         w = self.w
         w.active.discard(self)
-        if exc is not None and not self.failed and self.in_flight and not w.stopping:
+        if exc is not None and not self.failed and self.in_flight:  # also while draining: a result
             w.count_error(errno_name(exc), self.number)
         if w.open_loop:
             w.replenish()
@@ -383,12 +389,12 @@ class Worker:
     # -- open loop -----------------------------------------------------------
     def ready(self, conn: Connection) -> None:
         """A connection with nothing in flight: give it the oldest overdue request, or park it."""
-        if self.due:
-            conn.start(self.due.popleft())
-        elif not self.stopping:
-            self.idle.append(conn)
-        else:
+        if self.stopping:  # no request is written after stop; what is still due is not_sent
             conn._end(True, clock_ns())
+        elif self.due:
+            conn.start(self.due.popleft())
+        else:
+            self.idle.append(conn)
 
     def dispatch(self, intended: int) -> None:
         while self.idle:
@@ -552,6 +558,17 @@ class Worker:
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.005)
 
+    def abandon_in_flight(self) -> None:
+        """After the drain bound: a request still without its response is counted
+        abandoned_at_stop (once), and every connection left is closed."""
+        for conn in list(self.active):
+            if conn.in_flight and not conn.awaiting_eof and not conn.failed:
+                conn.failed = True
+                self.count_error("abandoned_at_stop", conn.number)
+            conn.in_flight = False
+            if conn.transport is not None:
+                conn.transport.abort()
+
     def take_snapshot(self) -> dict:
         iv, self.iv = self.iv, Interval()
         snap = iv.snapshot()
@@ -609,9 +626,7 @@ class Worker:
         if self.due:  # open loop: due, but no connection ever became free for them
             self.iv.errors["not_sent"] += len(self.due)
             self.due.clear()
-        for conn in list(self.active):  # what is still out after the grace is abandoned
-            if conn.transport is not None:
-                conn.transport.abort()
+        self.abandon_in_flight()
         for _, task in list(self.connecting.values()):
             task.cancel()
         if (self.open_loop or self.live_slots <= 0) and not all_done.done():

@@ -19,10 +19,14 @@ from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, escaped, percentiles_us
 from twload.plan import Plan
-from twload.results import RunFolder
+from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
+# A worker drains for at most DRAIN_S (asyncio_loop: 1 s, twice at most) after its duration; one
+# still running this long after the planned end is stuck: the watchdog kills it, the others' data
+# stays. Generous, because a kill loses the worker's unsent second: only a stuck worker gets it.
+WATCHDOG_GRACE_S = 10.0
 LATE_TICK_S = 1.5  # a second is written once every worker reported it, or this long after
 LAG_WARNING_US = 50_000  # open loop: a dispatch this late is worth a line in the summary
 
@@ -144,6 +148,7 @@ class Supervisor:
         # Every second is whole but the last one of a run, which ends when the run does.
         span = min(1.0, max(0.001, time.monotonic() - self.go_at - (tick - 1)))
         lat = percentiles_us(merged.latency, merged.sums_us["latency"])
+        con = percentiles_us(merged.connect, merged.sums_us["connect"])
         sample = {
             "t": tick,
             "requests": merged.requests,
@@ -151,7 +156,8 @@ class Supervisor:
             "connections_opened": merged.connections_opened,
             "errors": dict(merged.errors),
             "status": {str(k): v for k, v in merged.status.items()},
-            "latency_us": {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]},
+            "latency_us": {key: lat[key] for key in ("p50", "p90", "p99", "p99_9", "max")},
+            "connect_us": {"p50": con["p50"], "p99": con["p99"]},
             "bytes_in": merged.bytes_in,
             "bytes_out": merged.bytes_out,
         }
@@ -163,8 +169,7 @@ class Supervisor:
             sample["time_wait"] = count = self.time_wait_probe()
             self.progress.time_wait = count
             self.progress.time_wait_peak = max(self.progress.time_wait_peak, count)
-        encoded = merged.latency.encode() if merged.latency.get_total_count() else b""
-        self.folder.write_sample(sample, encoded)
+        self.folder.write_sample(sample, {"latency": merged.latency, "connect": merged.connect}, span)
         self.written_tick = tick
         self.progress.last_sample = sample
 
@@ -195,8 +200,14 @@ class Supervisor:
                 procs.append(proc)
             self._wait_ready(messages, procs)
             go_at_value.value = self.go_at = time.monotonic() + 0.05
+            self.folder.begin(time.time() + 0.05)  # the interval logs' time 0, on the wall clock
             start_event.set()
-            elapsed = self._collect(messages, procs, stop_event)
+            try:
+                elapsed = self._collect(messages, procs, stop_event)
+            except Exception as exc:  # keep what was collected: the summary is still written
+                self.worker_failures.append(f"collecting the workers' data failed: {type(exc).__name__}: {exc}")
+                self._flush(set(), force=True)
+                elapsed = self.worker_elapsed or self.progress.elapsed_s
         finally:
             stop_event.set()
             start_event.set()
@@ -231,6 +242,18 @@ class Supervisor:
             elif isinstance(message, Crash):
                 raise RunError(f"worker {message.worker} could not start: {message.error}")
 
+    def _watchdog(self, procs, finished: set[int], now: float) -> None:
+        """Past the planned end plus WATCHDOG_GRACE_S: kill each worker still running, by name."""
+        if self.plan.duration_s is None or now < self.go_at + self.plan.duration_s + WATCHDOG_GRACE_S:
+            return
+        for index, proc in enumerate(procs):
+            if index not in finished:
+                self.worker_failures.append(
+                    f"worker {index} still running {WATCHDOG_GRACE_S:g} s after the planned end "
+                    f"({self.plan.duration_s:g} s); killed by the watchdog")
+                proc.kill()
+                finished.add(index)
+
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
         stop_sent_at = None
@@ -238,6 +261,7 @@ class Supervisor:
         while len(finished) < len(procs):
             now = time.monotonic()
             self.progress.elapsed_s = max(0.0, now - self.go_at)
+            self._watchdog(procs, finished, now)
             if (stop_sent_at is None and self.plan.max_errors is not None
                     and self.progress.totals.error_count > self.plan.max_errors):
                 self.stopped_by = "max_errors"
@@ -337,14 +361,19 @@ class Supervisor:
         return summary
 
 
-def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None) -> dict:
-    """Run a plan into a run folder and write its summary; `finish` may add to it first."""
+def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None,
+                  record: dict | None = None) -> dict:
+    """Run a plan into a run folder and write its summary; `finish` may add to it first.
+
+    plan.json (`record`, by default the plan alone) is on disk before any worker starts."""
     folder = RunFolder(path)
     try:
+        folder.write_plan(record if record is not None else plan_record(plan))
         summary = Supervisor(plan, folder, on_progress, time_wait_probe).run()
+        folder.write_summary(summary)  # on disk at once, whatever `finish` does
         if finish is not None:
             finish(summary)
-        folder.write_summary(summary)
+            folder.write_summary(summary)
     finally:
         folder.close()
     return summary

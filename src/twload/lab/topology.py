@@ -3,6 +3,12 @@
 Everything created here is named with the `twl-` prefix and removed on every exit
 path (context manager, atexit, and `clean()` for leftovers of a crash). Addresses
 are private addresses that exist only inside these namespaces.
+
+A lab owns its namespaces: their names carry the owner's PID (`twl-<pid>-<tag>-<role>`),
+and `clean()` removes only those whose owner is gone, never a running lab's. Namespaces
+are opened without O_CREAT, so one that vanished is an error rather than a new empty
+namespace of the same name (pyroute2's NetNS creates by default), and veth ends are
+created directly inside their namespaces, never in the host's.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from twload.serve.embedded import read_first_line
+
 PREFIX = "twl-"
+SERVE_START_TIMEOUT_S = 30.0
 CREATED: set[str] = set()  # every namespace this process made (removed ones included)
 
 
@@ -33,6 +42,31 @@ def _pyroute2():
     except ImportError as exc:  # pragma: no cover - a dependency of the package
         raise LabError(f"pyroute2 is not installed: {exc}") from None
     return IPRoute, NetNS, netns
+
+
+def open_netns(name: str):
+    """An existing namespace (flags=0: never created here); a vanished one is a LabError."""
+    _, NetNS, _ = _pyroute2()
+    try:
+        return NetNS(name, flags=0)
+    except FileNotFoundError:
+        raise LabError(f"network namespace {name} vanished while the lab was using it") from None
+
+
+def owner_of(name: str) -> int | None:
+    """The PID in `twl-<pid>-...`, or None for a name without one (an older lab's)."""
+    head = name[len(PREFIX):].split("-", 1)[0]
+    return int(head) if name.startswith(PREFIX) and head.isdigit() else None
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 @dataclass
@@ -76,6 +110,9 @@ class Lab:
         self.hosts: dict[str, Host] = {}
         self.processes: list[subprocess.Popen] = []
         self.url: str | None = None  # the entry point, for topologies that have one (lb)
+        # pyroute2 forks helper children (netns.create, NetNS sockets) that inherit this object,
+        # its atexit hook and the stack around it: only the owner may tear the lab down
+        self.owner = os.getpid()
         atexit.register(self.close)
 
     def __enter__(self) -> Lab:
@@ -86,43 +123,37 @@ class Lab:
 
     def namespace(self, role: str) -> str:
         _, _, netns = _pyroute2()
-        name = f"{PREFIX}{self.tag}-{role}"
+        name = f"{PREFIX}{os.getpid()}-{self.tag}-{role}"  # the owner's PID: clean() spares a live lab
         netns.create(name)
         CREATED.add(name)
         self.names.append(name)
-        _, NetNS, _ = _pyroute2()
-        with NetNS(name) as ns:
-            ns.link("set", index=ns.link_lookup(ifname="lo")[0], state="up")
+        with open_netns(name) as ns:
+            ns.link("set", index=_index(ns, "lo", name), state="up")
         return name
 
     def link(self, a: str, b: str) -> tuple[str, str]:
         """A veth pair between namespaces a and b on 10.250.<n>.0/24 (.1 on a, .2 on b)."""
-        IPRoute, NetNS, _ = _pyroute2()
         self.links += 1
         n = self.links
         ifa, ifb = f"{PREFIX}{self.tag}{n}a", f"{PREFIX}{self.tag}{n}b"
         addresses = (f"10.250.{n}.1", f"10.250.{n}.2")
-        with IPRoute() as ipr:
-            ipr.link("add", ifname=ifa, kind="veth", peer=ifb)
-            for ifname, name in ((ifa, a), (ifb, b)):
-                ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_fd=name)
+        with open_netns(a) as ns:  # made in a, its peer in b: the host's namespace never sees them
+            ns.link("add", ifname=ifa, kind="veth", peer={"ifname": ifb, "net_ns_fd": f"/var/run/netns/{b}"})
         for name, ifname, address in ((a, ifa, addresses[0]), (b, ifb, addresses[1])):
-            with NetNS(name) as ns:
-                index = ns.link_lookup(ifname=ifname)[0]
+            with open_netns(name) as ns:
+                index = _index(ns, ifname, name)
                 ns.addr("add", index=index, address=address, prefixlen=24)
                 ns.link("set", index=index, state="up")
         return addresses
 
     def add_address(self, name: str, address: str, like: str) -> None:
         """One more address on the interface that carries `like` (for source-address scenarios)."""
-        _, NetNS, _ = _pyroute2()
-        with NetNS(name) as ns:
+        with open_netns(name) as ns:
             index = next(a["index"] for a in ns.get_addr() if a.get_attr("IFA_ADDRESS") == like)
             ns.addr("add", index=index, address=address, prefixlen=24)
 
     def default_route(self, name: str, via: str) -> None:
-        _, NetNS, _ = _pyroute2()
-        with NetNS(name) as ns:
+        with open_netns(name) as ns:
             ns.route("add", dst="0.0.0.0/0", gateway=via)
 
     def host(self, role: str, netns_name: str, address: str) -> Host:
@@ -139,12 +170,14 @@ class Lab:
         """`twload serve` in `host`; returns its URL."""
         proc = self.start(host, sys.executable, "-m", "twload", "serve", "--host", host.address, "--port", "0",
                           *args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = proc.stdout.readline()
+        line = read_first_line(proc.stdout, SERVE_START_TIMEOUT_S)  # bounded: a stuck child is an error
         if "listening on" not in line:
             raise LabError(f"twload serve did not start in {host.netns}: {line.strip() or 'no output'}")
         return line.split("listening on ", 1)[1].split()[0]
 
     def close(self) -> None:
+        if os.getpid() != self.owner:
+            return
         for proc in self.processes:
             if proc.poll() is None:
                 proc.terminate()
@@ -168,6 +201,13 @@ class Direct:
 
     def close(self) -> None:
         self.lab.close()
+
+
+def _index(ns, ifname: str, netns_name: str) -> int:
+    found = ns.link_lookup(ifname=ifname)
+    if not found:
+        raise LabError(f"interface {ifname} is missing from network namespace {netns_name}")
+    return found[0]
 
 
 def remove(names: list[str]) -> None:
@@ -271,8 +311,16 @@ def leftovers(mine_only: bool = False) -> list[str]:
             if name.startswith(PREFIX) and (not mine_only or name in CREATED)]
 
 
+def orphans() -> list[str]:
+    """`twl-<pid>-` namespaces whose owner process is gone: left by a lab that crashed.
+
+    A name without an owner PID is not counted: it may belong to a running lab of an
+    older twload, and cleaning never touches a running lab's namespaces."""
+    return [name for name in leftovers() if (owner := owner_of(name)) is not None and not is_alive(owner)]
+
+
 def clean() -> list[str]:
-    """Remove every `twl-` namespace left by an earlier crash."""
-    names = leftovers()
+    """Remove the namespaces of labs that are no longer running (left by a crash)."""
+    names = orphans()
     remove(names)
     return names

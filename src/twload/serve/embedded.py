@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import selectors
 import signal
 import subprocess
 import sys
 import time
 
 SERVE_START_TIMEOUT_S = 15.0
+LINE_LIMIT = 4096  # a first line longer than this is not the one we wait for
+
+
+def read_first_line(stream, timeout_s: float) -> str:
+    """A child's next line from its pipe, waiting at most timeout_s ("" on timeout or EOF).
+
+    Reads byte by byte from the descriptor, so nothing after the line is taken from the
+    stream's own buffer (the caller may communicate() later); a line is ~100 bytes.
+    """
+    fd = stream.fileno()
+    deadline = time.monotonic() + timeout_s
+    data = bytearray()
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while len(data) < LINE_LIMIT:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            data += byte
+            if byte == b"\n":
+                break
+    return data.decode("utf-8", "replace")
 
 
 class EmbeddedServer:
@@ -23,9 +50,9 @@ class EmbeddedServer:
             [sys.executable, "-m", "twload", "serve", "--port", "0", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        deadline = time.monotonic() + SERVE_START_TIMEOUT_S
-        line = self.proc.stdout.readline()  # "twload serve listening on URL (...)"
-        if "listening on" not in line or time.monotonic() > deadline:
+        # "twload serve listening on URL (...)", within a bound: a stuck child must not hang us
+        line = read_first_line(self.proc.stdout, SERVE_START_TIMEOUT_S)
+        if "listening on" not in line:
             self.__exit__()
             raise RuntimeError(f"twload serve did not start: {line.strip() or 'no output'}")
         self.url = line.split("listening on ", 1)[1].split()[0]
@@ -44,7 +71,10 @@ class EmbeddedServer:
             out, _ = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait(timeout=10)  # the pipes may stay open in its own children: do not read to EOF
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
             return -1
         for line in out.splitlines():
             if "served" in line:

@@ -1,0 +1,49 @@
+"""The run folder's streams as other tools read them: hdrh.log is a standard HdrHistogram interval log."""
+
+import json
+
+from hdrh.log import HistogramLogReader
+
+from tests.conftest import run_cli
+from twload.metrics import new_histogram
+from twload.results import HDRH_CONNECT_LOG, HDRH_LOG, read_samples
+
+
+def read_with_hdrh(path) -> list:
+    """Every interval of a log, read by the hdrhistogram package's own reader (no code of ours)."""
+    reader = HistogramLogReader(str(path), new_histogram())
+    intervals = []
+    while (hist := reader.get_next_interval_histogram()) is not None:
+        intervals.append(hist)
+    reader.close()
+    return intervals
+
+
+def test_interval_logs_hold_every_response_and_connect(twload_server, tmp_path):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = run_cli("run", server.url, "-d", "2500ms", "-c", "4", "-w", "2", "--close", "fin", "--json",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    samples = read_samples(out)
+    text = (out / HDRH_LOG).read_text()
+    assert text.startswith("#[Histogram log format version 1.2]\n")
+    assert "#[StartTime: " in text and "#[BaseTime: " in text
+    assert '"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"' in text
+    latency = read_with_hdrh(out / HDRH_LOG)
+    # one interval per second that had responses, each with that second's count
+    assert [h.get_total_count() for h in latency] == [s["requests"] for s in samples if s["requests"]]
+    assert sum(h.get_total_count() for h in latency) == summary["requests"] > 0
+    # intervals are in order, whole seconds apart, on the run's clock
+    starts = [h.get_start_time_stamp() - latency[0].get_start_time_stamp() for h in latency]
+    assert [round(ms / 1000.0, 3) for ms in starts] == list(range(len(starts)))
+    connect = read_with_hdrh(out / HDRH_CONNECT_LOG)
+    assert sum(h.get_total_count() for h in connect) == summary["connections_opened"] > 0
+    for s in samples:
+        if s["requests"]:
+            assert set(s["latency_us"]) == {"p50", "p90", "p99", "p99_9", "max"}
+            assert 0 < s["latency_us"]["p50"] <= s["latency_us"]["p90"] <= s["latency_us"]["p99"]
+            assert s["latency_us"]["p99"] <= s["latency_us"]["p99_9"] <= s["latency_us"]["max"]
+            assert 0 < s["connect_us"]["p50"] <= s["connect_us"]["p99"]
+    assert not (out / "latency.hdr").exists()
