@@ -23,11 +23,11 @@ from twload.serve.embedded import EmbeddedServer
 
 @pytest.fixture
 def twload_server():
-    """Factory: start `twload serve --port 0 ARGS...`; all are stopped at teardown."""
+    """Factory: start `twload serve --port <a quiet port> ARGS...`; all are stopped at teardown."""
     servers = []
 
     def start(*args: str) -> EmbeddedServer:
-        server = EmbeddedServer(*args).__enter__()
+        server = EmbeddedServer("--port", str(free_port()), *args).__enter__()
         servers.append(server)
         return server
 
@@ -36,10 +36,31 @@ def twload_server():
         server.stop()
 
 
+# Test servers listen below the ephemeral range (32768-60999 here), on a port no socket on this
+# host has used lately. A port taken from bind(0) comes from the ephemeral range, where earlier
+# tests' client sockets and TIME_WAIT leftovers (60 s) may carry the same number, and the tests'
+# TIME_WAIT counts by port (procnet.time_wait_by_side) would count them too.
+QUIET_PORTS = range(20000, 32000)
+_next_quiet = [QUIET_PORTS.start + os.getpid() % len(QUIET_PORTS)]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port that no socket in any state uses now, from QUIET_PORTS, cycling."""
+    from twload.kernel.procnet import read_socks
+
+    busy = {p for s in read_socks() for p in (s.sport, s.dport)}
+    for _ in range(len(QUIET_PORTS)):
+        port = _next_quiet[0]
+        _next_quiet[0] = QUIET_PORTS.start + (port + 1 - QUIET_PORTS.start) % len(QUIET_PORTS)
+        if port in busy:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no quiet loopback port left in 20000-32000")
 
 
 class RawPeer:
