@@ -36,7 +36,7 @@ h2 { font-size: 18px; margin: 28px 0 4px; }
 .sub { color: #555; font-size: 13px; overflow-wrap: anywhere; }
 .verdict { border-left: 6px solid; background: #fff; padding: 12px 16px; margin: 14px 0; font-size: 17px;
            box-shadow: 0 1px 2px rgba(0,0,0,.08); }
-.verdict b { text-transform: uppercase; font-size: 12px; letter-spacing: .05em; display: block; }
+.verdict .label { text-transform: uppercase; font-size: 12px; letter-spacing: .05em; display: block; }
 .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
 .tile { background: #fff; padding: 8px 10px; box-shadow: 0 1px 2px rgba(0,0,0,.08); }
 .tile .v { font-size: 20px; font-weight: 600; }
@@ -101,8 +101,8 @@ def _compared(runs: list[dict], comparison: dict) -> str:
         f"<li><b>{escape(label)}</b>: {escape(v['text'])}</li>"
         for label, v in zip(comparison["runs"], comparison["verdicts"], strict=True))
     worst = max((v["level"] for v in comparison["verdicts"]), key=list(LEVEL_COLORS).index)
-    head = (f"<div class=\"verdict\" style=\"border-color:{LEVEL_COLORS[worst]}\"><b>verdicts</b><ul>{verdicts}</ul>"
-            "</div>")
+    head = (f"<div class=\"verdict\" style=\"border-color:{LEVEL_COLORS[worst]}\">"
+            f"<b class=\"label\">verdicts</b><ul>{verdicts}</ul></div>")
     sections = [
         ("Key figures", "Each run beside the first; the percentage is the difference to the first run.",
          _comparison_table(comparison)),
@@ -124,7 +124,7 @@ def _section(title: str, reading: str, content: str) -> str:
 def _verdict(v: dict) -> str:
     label = {"ok": "verdict", "errors": "verdict: errors", "wall": "verdict: port wall",
              "failed": "verdict: failed"}[v["level"]]
-    return (f"<div class=\"verdict\" style=\"border-color:{LEVEL_COLORS[v['level']]}\"><b>{label}</b>"
+    return (f"<div class=\"verdict\" style=\"border-color:{LEVEL_COLORS[v['level']]}\"><b class=\"label\">{label}</b>"
             f"{escape(v['text'])}</div>")
 
 
@@ -152,7 +152,7 @@ def _tiles(r: dict) -> str:
 def _plot(fig: go.Figure, name: str) -> str:
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 40},
                       legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0},
-                      font={"size": 12}, hovermode="x unified")
+                      font={"size": 12}, hovermode="x unified", legend_traceorder="normal")
     inner = fig.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False, config=PLOT_CONFIG,
                         div_id=f"plot-{name}")
     return f"<div class=\"plot\" data-plot=\"{name}\">{inner}</div>"
@@ -222,7 +222,7 @@ def _comparison_table(comparison: dict) -> str:
             shown = _figure(value, row["unit"])
             css = ""
             if diff and diff not in ("=", "new") and row["higher_is_better"] is not None:
-                up = diff.startswith("+")
+                up = diff.startswith(("+", "x"))  # x: a factor, always up
                 css = "better" if up == row["higher_is_better"] else "worse"
             extra = f" <span class=\"{css}\">({escape(diff)})</span>" if diff and diff != "=" else ""
             cells += f"<td class=n>{escape(shown)}{extra}</td>"
@@ -352,7 +352,7 @@ def ports_figure(r: dict) -> go.Figure:
                       annotation_text="predicted wall", annotation_position="top left")
     if hit:
         fig.add_vline(x=w["first_eaddrnotavail_s"], line={"color": "#c62828", "width": 2},
-                      annotation_text=f"first EADDRNOTAVAIL {w['first_eaddrnotavail_s']:.2f} s",
+                      annotation_text=f"first EADDRNOTAVAIL {w['first_eaddrnotavail_s']:.3f} s",
                       annotation_position="bottom right")
     fig.update_yaxes(title_text="sockets / ports", rangemode="tozero")
     fig.update_xaxes(title_text="seconds into the run", rangemode="tozero")
@@ -366,8 +366,10 @@ def time_wait_figure(runs: list[dict]) -> go.Figure:
         if "time_wait" in s:
             fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait"], name=r["name"], mode="lines+markers",
                                      line={"color": COLORS[i % len(COLORS)]}))
-    ports = {r["wall"]["ports"] for r in runs if r["wall"].get("ports")}
-    for p in ports:
+    # a run's budget line only where its TIME_WAIT came near it (else it flattens the others to nothing)
+    ports = {r["wall"]["ports"] for r in runs
+             if r["wall"].get("ports") and (r["wall"].get("time_wait_peak") or 0) >= 0.05 * r["wall"]["ports"]}
+    for p in sorted(ports):
         fig.add_hline(y=p, line={"color": "#c62828", "width": 1}, annotation_text=f"port budget {p:,}",
                       annotation_position="top left")
     fig.update_yaxes(title_text="client TIME_WAIT", rangemode="tozero")

@@ -277,7 +277,7 @@ def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
             when = w["first_eaddrnotavail_s"]
             why = (f": {_n(w['free_ports'])} free ports, each held {w['hold_s']:g} s in TIME_WAIT"
                    if w.get("free_ports") and w.get("hold_s") else "")
-            text = (f"the generator hit the port wall after {when:.2f} s{why}"
+            text = (f"the generator hit the port wall after {when:.3f} s{why}"
                     if when is not None else f"the generator hit the port wall{why}")
         share = errors[WALL_ERROR] / max(1, tot["errors"])
         tail = ("; EADDRNOTAVAIL is the client running out of local ports, so the server was not the limit"
@@ -354,7 +354,7 @@ def _ports_reading(w: dict, meta: dict, measured: bool) -> str:
     elif not measured:
         parts.append("client TIME_WAIT was not measured in this run")
     if w.get("first_eaddrnotavail_s") is not None:
-        parts.append(f"the first EADDRNOTAVAIL came {w['first_eaddrnotavail_s']:.2f} s into the run")
+        parts.append(f"the first EADDRNOTAVAIL came {w['first_eaddrnotavail_s']:.3f} s into the run")
     if w.get("predicted_connection"):
         at = f" at {w['predicted_at_s']:.2f} s" if w.get("predicted_at_s") is not None else ""
         seen = (f", the run's first failure was connection {_n(w['first_eaddrnotavail_connection'])}"
