@@ -132,7 +132,8 @@ def _tiles(r: dict) -> str:
     t = r["totals"]
     meta = r["run"]
     tiles = [
-        ("close, connections", f"{meta.get('close', '?')}, {meta.get('connections', '?')}"),
+        (("close, rate", f"{meta.get('close', '?')}, {meta['rate']:g}/s") if meta.get("rate") else
+         ("close, connections", f"{meta.get('close', '?')}, {meta.get('connections', '?')}")),
         ("requests/s", f"{t['rps']:,.0f}"),
         ("requests", f"{t['requests']:,}"),
         ("errors", f"{t['errors']:,}" + (f" ({t['error_rate']:.1%})" if t["errors"] else "")),
@@ -349,7 +350,7 @@ def ports_figure(r: dict) -> go.Figure:
                       annotation_position="bottom right")
     if w.get("predicted_at_s") is not None:
         fig.add_vline(x=w["predicted_at_s"], line={"color": "#555", "dash": "dash", "width": 1},
-                      annotation_text="predicted wall", annotation_position="top left")
+                      annotation_text=f"predicted wall {w['predicted_at_s']:.2f} s", annotation_position="top left")
     if hit:
         fig.add_vline(x=w["first_eaddrnotavail_s"], line={"color": "#c62828", "width": 2},
                       annotation_text=f"first EADDRNOTAVAIL {w['first_eaddrnotavail_s']:.3f} s",

@@ -188,9 +188,14 @@ def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
     budget = files.summary.get("budget") or ((files.plan or {}).get("preflight") or {}).get("budget") or {}
     at_connection = budget.get("exhausted_at_connection")
     first_wall = next((r["at_s"] for r in firsts if r["name"] == WALL_ERROR), None)
-    # a time for the wall only where the pre-flight could give one (an open-loop rate); a closed loop's
-    # prediction is a connection number, compared with the first failing connection below
+    # a time for the wall only where there is a planned steady rate (open loop): the free ports last
+    # free_ports / rate seconds. A closed loop's prediction is a connection number, compared with the
+    # first failing connection instead.
     predicted_at_s = budget.get("exhausted_after_s")
+    rate = ((files.plan or {}).get("plan") or {}).get("rate") or files.summary.get("rate_target")
+    steady = not ((files.plan or {}).get("plan") or {}).get("stages")
+    if predicted_at_s is None and at_connection and rate and steady:
+        predicted_at_s = round((at_connection - 1) / rate, 3)
     first = next((r for r in firsts if r["name"] == WALL_ERROR), {})
     return {
         "ports": budget.get("ports"),
@@ -233,7 +238,7 @@ def describe_run(files: RunFiles) -> dict:
         "workers": plan.get("workers") or summary.get("workers") or None,
         "duration_s": plan.get("duration_s") or summary.get("duration_planned_s"),
         "requests": plan.get("requests") or summary.get("requests_planned"),
-        "rate": plan.get("rate"),
+        "rate": plan.get("rate") or summary.get("rate_target"),
         "stages": plan.get("stages") or None,
         "method": plan.get("method"),
         "engine": plan.get("engine") or summary.get("engine"),
