@@ -67,7 +67,9 @@ def write_run(folder: Path, seconds: list[Second], *, summary: dict | None = Non
                 writer.output_legend()
                 for t, sec in enumerate(seconds, start=1):
                     if getattr(sec, attr):
-                        writer.output_interval_histogram(_hist(getattr(sec, attr)), t - 1 or 1e-9, t, 1000.0)
+                        # the last second is cut short, as a run's last interval is
+                        end = t - 0.95 if t == len(seconds) else t
+                        writer.output_interval_histogram(_hist(getattr(sec, attr)), t - 1 or 1e-9, end, 1000.0)
     elif log == "legacy":
         with open(folder / "latency.hdr", "w") as fh:
             for t, sec in enumerate(seconds, start=1):

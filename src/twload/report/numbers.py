@@ -72,13 +72,16 @@ def read_run(folder: Path) -> RunFiles:
 
 
 def read_interval_log(path: Path) -> dict[int, HdrHistogram]:
-    """Second t (1-based, as samples.jsonl counts) -> the histogram of the interval ending then."""
+    """Second t (1-based, as samples.jsonl counts) -> the histogram of the interval starting at t - 1.
+
+    By its start, not its end: the run's last interval is shorter than a second.
+    """
     reader = HistogramLogReader(str(path), new_histogram())
     out: dict[int, HdrHistogram] = {}
     try:
         while (hist := reader.get_next_interval_histogram()) is not None:
-            end_s = hist.get_end_time_stamp() / 1000.0 - reader.get_start_time_sec()
-            t = max(1, round(end_s))
+            start_s = hist.get_start_time_stamp() / 1000.0 - reader.get_start_time_sec()
+            t = max(1, round(start_s) + 1)
             if t in out:
                 out[t].add(hist)
             else:
@@ -308,6 +311,8 @@ def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
     text = text[0].upper() + text[1:]
     if summary.get("interrupted"):
         text += f" Stopped early by {summary['interrupted']}."
+    if summary.get("stopped_by") == "max_errors":
+        text += " Stopped early: more errors than --max-errors allows."
     return {"level": level, "text": unfinished + text}
 
 
