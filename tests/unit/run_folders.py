@@ -51,8 +51,8 @@ def write_run(folder: Path, seconds: list[Second], *, summary: dict | None = Non
                            {"p50": 0, "p99": 0, "max": 0}),
             "bytes_in": 100 * len(sec.latencies_us), "bytes_out": 50 * len(sec.latencies_us),
         }
-        if con and not short_samples:
-            sample["connect_us"] = {"p50": con["p50"], "p99": con["p99"]}
+        if not short_samples:  # a second without connects has zeros, as the supervisor writes it
+            sample["connect_us"] = {"p50": con["p50"], "p99": con["p99"]} if con else {"p50": 0, "p99": 0}
         if sec.time_wait is not None:
             sample["time_wait"] = sec.time_wait
         lines.append(json.dumps(sample))

@@ -99,6 +99,7 @@ def test_run_at_the_wall_says_so_with_the_summarys_numbers(at_wall):
     assert "connection 501" in r["readings"]["ports"] and "connection 507" in r["readings"]["ports"]
     assert r["series"]["errors"]["EADDRNOTAVAIL"] == [1400, 2100, 2050]
     assert r["series"]["latency_p99"][1] is None  # no response in second 2: no latency, not 0
+    assert r["series"]["connect_p99"] == [1000, None, None]  # nor a connect time of 0
     assert r["context"]["advice"] == ["a", "b"]  # each advice line once
 
 

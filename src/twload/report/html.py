@@ -190,7 +190,8 @@ def _errors_tables(r: dict) -> str:
 def _context(r: dict) -> str:
     ctx = r["context"]
     plan = _table(["plan", ""], [[k, _show(v)] for k, v in ctx["plan"].items()])
-    sysctls = (_table(["sysctl", "value"], [[k, _show(v)] for k, v in ctx["sysctls"].items()]) if ctx["sysctls"]
+    sysctls = (_table(["sysctl", "value"], [[k, "(not in this kernel)" if v is None else _show(v)]
+                                             for k, v in ctx["sysctls"].items()]) if ctx["sysctls"]
                else "<p>No sysctls recorded: this run folder has no plan.json (an older twload wrote it).</p>")
     wall = r["wall"]
     budget_rows = [[label, _show(wall[k])] for k, label in BUDGET_ROWS if wall.get(k) is not None]

@@ -140,10 +140,11 @@ def series(files: RunFiles) -> dict:
 
 def _percentile(sample: dict, block: str, key: str, histograms: dict[int, HdrHistogram]) -> int | None:
     """What the sample says (the live line showed it), else the same second's histogram from the log."""
-    if sample.get("requests", 0) == 0 and block == "latency_us":
-        return None  # no response that second: no latency, not a latency of 0
+    counted = sample.get("requests", 0) if block == "latency_us" else sample.get("connections_opened", 0)
+    if counted == 0:
+        return None  # no response (no connect) that second: no time at all, not a time of 0
     value = sample.get(block, {}).get(key)
-    if value is not None:
+    if value:  # 0 is what an empty histogram reports (1 µs is the lowest it records)
         return value
     hist = histograms.get(sample["t"])
     if hist is None or hist.get_total_count() == 0:
