@@ -137,6 +137,7 @@ def test_two_runs_compared_with_differences_to_the_first(normal, at_wall):
     assert rows["requests"]["vs_first"] == ["", "-33%"]
     assert rows["errors"]["vs_first"] == ["", "new"]
     assert rows["TIME_WAIT peak"]["values"] == [4, 500] and rows["TIME_WAIT peak"]["vs_first"][1] == "x125"
+    assert comparison["readings"]["throughput"].startswith("requests/s: normal 250; wall 167 (-33%)")
     text = render_comparison(comparison)
     assert all(len(line) <= 80 for line in text.splitlines()), text
     assert "A = normal" in text and "B = wall" in text

@@ -7,6 +7,7 @@ figures with differences, and the same plots with one line per run on shared axe
 
 from __future__ import annotations
 
+import itertools
 from html import escape
 
 import plotly.graph_objects as go
@@ -106,13 +107,11 @@ def _compared(runs: list[dict], comparison: dict) -> str:
     sections = [
         ("Key figures", "Each run beside the first; the percentage is the difference to the first run.",
          _comparison_table(comparison)),
-        ("1. Throughput", "Requests per second of each run on the same axes.",
-         _plot(throughput_figure(runs), "throughput")),
-        ("2. Latency p99 over time", "The p99 of each second, per run.", _plot(p99_figure(runs), "latency")),
-        ("3. Latency distribution", "HdrHistogram percentile plot of each whole run.",
+        ("1. Throughput", comparison["readings"]["throughput"], _plot(throughput_figure(runs), "throughput")),
+        ("2. Latency p99 over time", comparison["readings"]["latency"], _plot(p99_figure(runs), "latency")),
+        ("3. Latency distribution", comparison["readings"]["distribution"],
          _plot(distribution_figure(runs), "distribution")),
-        ("4. Client TIME_WAIT", "Client sockets in TIME_WAIT towards the target, per run.",
-         _plot(time_wait_figure(runs), "ports")),
+        ("4. Client TIME_WAIT", comparison["readings"]["ports"], _plot(time_wait_figure(runs), "ports")),
     ]
     return head + "".join(_section(*s) for s in sections)
 
@@ -244,6 +243,13 @@ def _figure(value: object, unit: str) -> str:
 
 # -- figures --------------------------------------------------------------------------------------
 
+LOG_TICKS_MS = [m * 10.0**e for e in range(-3, 6) for m in (1, 2, 5)]
+
+
+def _log_ms_axis(fig: go.Figure, title: str) -> None:
+    fig.update_yaxes(title_text=title, type="log", tickvals=LOG_TICKS_MS, ticktext=[f"{v:g}" for v in LOG_TICKS_MS])
+
+
 def _ms(values: list) -> list:
     return [None if v is None else v / 1000.0 for v in values]
 
@@ -287,7 +293,7 @@ def latency_figure(r: dict) -> go.Figure:
         if any(v is not None for v in s[key]):
             fig.add_trace(go.Scatter(x=s["t"], y=_ms(s[key]), name=key.replace("_", " "), mode="lines",
                                      line={"color": COLORS[5], "dash": dash}))
-    fig.update_yaxes(title_text="ms (log scale)", type="log")
+    _log_ms_axis(fig, "ms (log scale)")
     fig.update_xaxes(title_text="seconds into the run")
     return fig
 
@@ -297,7 +303,7 @@ def p99_figure(runs: list[dict]) -> go.Figure:
     for i, r in enumerate(runs):
         fig.add_trace(go.Scatter(x=r["series"]["t"], y=_ms(r["series"]["latency_p99"]), name=r["name"],
                                  mode="lines+markers", line={"color": COLORS[i % len(COLORS)]}))
-    fig.update_yaxes(title_text="p99 ms (log scale)", type="log")
+    _log_ms_axis(fig, "p99 ms (log scale)")
     fig.update_xaxes(title_text="seconds into the run")
     return fig
 
@@ -368,6 +374,10 @@ def time_wait_figure(runs: list[dict]) -> go.Figure:
         if "time_wait" in s:
             fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait"], name=r["name"], mode="lines+markers",
                                      line={"color": COLORS[i % len(COLORS)]}))
+        else:  # an older run folder: no TIME_WAIT measured, its connections opened stand in (dotted)
+            opened = list(itertools.accumulate(s["connections_opened"]))
+            fig.add_trace(go.Scatter(x=s["t"], y=opened, name=f"{r['name']}: connections opened so far",
+                                     mode="lines", line={"color": COLORS[i % len(COLORS)], "dash": "dot"}))
     # a run's budget line only where its TIME_WAIT came near it (else it flattens the others to nothing)
     ports = {r["wall"]["ports"] for r in runs
              if r["wall"].get("ports") and (r["wall"].get("time_wait_peak") or 0) >= 0.05 * r["wall"]["ports"]}

@@ -13,7 +13,6 @@ of hdrh.log, no plan.json): each missing part leaves its section empty, never an
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -461,18 +460,30 @@ def compare(runs: list[dict]) -> dict:
         rows.append({"figure": label, "unit": unit, "higher_is_better": better, "values": values,
                      "vs_first": [""] + [difference(values[0], v) for v in values[1:]]})
     labels = [run_label(r) for r in runs]
-    return {"runs": labels, "rows": rows, "verdicts": [r["verdict"] for r in runs]}
+    by_figure = {row["figure"]: row for row in rows}
+
+    def line(figure: str, shown) -> str:
+        row = by_figure[figure]
+        cells = [f"{r['name']} {shown(v)}" + (f" ({d})" if d and d != "=" else "")
+                 for r, v, d in zip(runs, row["values"], row["vs_first"], strict=True)]
+        return f"{figure}: " + "; ".join(cells) + "."
+
+    def count(v: float | None) -> str:
+        return "-" if v is None else _n(v)
+
+    readings = {
+        "throughput": line("requests/s", count),
+        "latency": line("latency p99", fmt_us),
+        "distribution": line("latency p99.9", fmt_us),
+        "ports": line("TIME_WAIT peak", count),
+    }
+    return {"runs": labels, "rows": rows, "verdicts": [r["verdict"] for r in runs], "readings": readings}
 
 
 def run_label(r: dict) -> str:
     close = r["run"].get("close")
-    conns = r["run"].get("connections")
-    what = ", ".join(x for x in (f"close={close}" if close else "", f"c={conns}" if conns else "") if x)
+    rate, conns = r["run"].get("rate"), r["run"].get("connections")
+    load = f"rate={rate:g}/s" if rate else f"c={conns}" if conns else ""
+    what = ", ".join(x for x in (f"close={close}" if close else "", load) if x)
     return f"{r['name']} ({what})" if what else r["name"]
 
-
-def errors_by_name(runs: list[dict]) -> Counter:
-    total: Counter = Counter()
-    for r in runs:
-        total.update(r["errors"])
-    return total
