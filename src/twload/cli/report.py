@@ -45,6 +45,8 @@ def build(folders: list[Path], fmt: str) -> str:
         return render_html(runs, comparison)
     if comparison:
         return render_comparison(comparison)
+    if files[0].summary.get("wall"):  # the summary's own first line says it already
+        return render(files[0].summary)
     return f"Verdict: {runs[0]['verdict']['text']}\n" + render(files[0].summary)
 
 
