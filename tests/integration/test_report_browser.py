@@ -103,3 +103,18 @@ def test_two_runs_compared_render_offline(twload_server, tmp_path):
     print(f"screenshot: {page.shot}")
     check(page, {"throughput", "latency", "distribution", "ports"})
     assert "keepalive" in page.verdict and "rst" in page.verdict, page.verdict
+
+
+def test_report_of_a_killed_run_renders(tmp_path):
+    """No summary.json (SIGKILL): the page still draws every plot and says the run did not finish."""
+    from tests.unit.run_folders import Second, plan_json, write_run
+
+    seconds = [Second(latencies_us=[300 + i for i in range(100)], connect_us=[90], connections_opened=1, time_wait=0),
+               Second(latencies_us=[400] * 80, errors={"ECONNRESET": 2}, time_wait=0)]
+    run = write_run(tmp_path / "killed", seconds, plan=plan_json())
+    proc = run_cli("report", str(run), "--format", "html")
+    assert proc.returncode == 0 and "did not finish" in proc.stderr, proc.stderr
+    page = open_in_chromium(run / "report.html", tmp_path / "killed.png", tmp_path / "profile")
+    print(f"screenshot: {page.shot}")
+    check(page, {"throughput", "latency", "distribution", "ports"})
+    assert "did not finish" in page.verdict, page.verdict
