@@ -166,3 +166,19 @@ def test_html_is_self_contained_with_a_plot_per_section(normal):
     assert page.count('class="plot"') == 4
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing to fetch
     assert "Plotly.newPlot" in page and "751 requests" in page
+
+
+def test_killed_run_with_interval_logs_has_its_percentiles_and_peak(tmp_path):
+    r = numbers_of(write_run(tmp_path / "killed", NORMAL, plan=plan_json()))
+    assert r["finished"] is False
+    assert r["totals"]["latency_us"]["max"] >= 9000 and r["totals"]["latency_us"]["p50"] > 0
+    assert r["totals"]["connect_us"]["p99"] == 80
+    assert r["wall"]["time_wait_peak"] == 4  # from the samples, as the summary would have said
+
+
+def test_log_axis_ticks_are_labelled_in_full():
+    from twload.report.html import log_ticks_ms
+
+    assert log_ticks_ms([0.5, 200]) == [0.5, 1, 2, 5, 10, 20, 50, 100, 200]
+    assert log_ticks_ms([0.3, 0.4]) == [0.2, 0.3, 0.4, 0.5, 0.6]  # less than a decade: finer steps
+    assert log_ticks_ms([None, 0]) == []

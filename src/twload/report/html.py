@@ -130,9 +130,9 @@ def _verdict(v: dict) -> str:
 def _tiles(r: dict) -> str:
     t = r["totals"]
     meta = r["run"]
+    load = f"{meta['rate']:g} req/s planned" if meta.get("rate") else f"{meta.get('connections', '?')} connections"
     tiles = [
-        (("close, rate", f"{meta.get('close', '?')}, {meta['rate']:g}/s") if meta.get("rate") else
-         ("close, connections", f"{meta.get('close', '?')}, {meta.get('connections', '?')}")),
+        (f"close, {load}", meta.get("close", "?")),
         ("requests/s", f"{t['rps']:,.0f}"),
         ("requests", f"{t['requests']:,}"),
         ("errors", f"{t['errors']:,}" + (f" ({t['error_rate']:.1%})" if t["errors"] else "")),
@@ -243,11 +243,21 @@ def _figure(value: object, unit: str) -> str:
 
 # -- figures --------------------------------------------------------------------------------------
 
-LOG_TICKS_MS = [m * 10.0**e for e in range(-3, 6) for m in (1, 2, 5)]
+def log_ticks_ms(values: list) -> list[float]:
+    """Ticks for a log latency axis, labelled in full (plotly would print 20 ms as "2"): 1-2-5 steps,
+    or finer where the data spans less than a decade, so an axis never has only one label."""
+    shown = [v for v in values if v]
+    if not shown:
+        return []
+    low, high = min(shown), max(shown)
+    steps = (1, 2, 5) if high / low > 10 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
+    return [round(m * 10.0**e, 6) for e in range(-3, 6) for m in steps if low / 1.5 <= m * 10.0**e <= high * 1.5]
 
 
 def _log_ms_axis(fig: go.Figure, title: str) -> None:
-    fig.update_yaxes(title_text=title, type="log", tickvals=LOG_TICKS_MS, ticktext=[f"{v:g}" for v in LOG_TICKS_MS])
+    values = [v for trace in fig.data for v in (trace.y or ()) if v is not None]
+    ticks = log_ticks_ms(values)
+    fig.update_yaxes(title_text=title, type="log", tickvals=ticks, ticktext=[f"{v:g}" for v in ticks])
 
 
 def _ms(values: list) -> list:
@@ -291,8 +301,8 @@ def latency_figure(r: dict) -> go.Figure:
                                  line={"color": COLORS[i]}, connectgaps=False))
     for key, dash in (("connect_p50", "dot"), ("connect_p99", "dash")):
         if any(v is not None for v in s[key]):
-            fig.add_trace(go.Scatter(x=s["t"], y=_ms(s[key]), name=key.replace("_", " "), mode="lines",
-                                     line={"color": COLORS[5], "dash": dash}))
+            fig.add_trace(go.Scatter(x=s["t"], y=_ms(s[key]), name=key.replace("_", " "), mode="lines+markers",
+                                     line={"color": COLORS[5], "dash": dash}, marker={"size": 4}))
     _log_ms_axis(fig, "ms (log scale)")
     fig.update_xaxes(title_text="seconds into the run")
     return fig

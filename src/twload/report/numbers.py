@@ -67,7 +67,17 @@ def read_run(folder: Path) -> RunFiles:
     else:
         latency = read_legacy_log(folder / LEGACY_LATENCY_LOG)
     connect = read_interval_log(folder / HDRH_CONNECT_LOG) if (folder / HDRH_CONNECT_LOG).exists() else {}
+    if not has_summary:
+        fill_from_logs(summary, latency, connect)
     return RunFiles(str(folder), plan, summary, has_summary, samples, latency, connect)
+
+
+def fill_from_logs(summary: dict, latency: dict[int, HdrHistogram], connect: dict[int, HdrHistogram]) -> None:
+    """A rebuilt summary's percentiles, where it could not read the logs itself: the same computation."""
+    for key, logged in (("latency_us", latency), ("connect_us", connect)):
+        total = merged(logged)
+        if total is not None and total.get_total_count() and not summary.get(key, {}).get("p50"):
+            summary[key] = percentiles_us(total)
 
 
 def read_interval_log(path: Path) -> dict[int, HdrHistogram]:
@@ -209,7 +219,8 @@ def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
         "predicted_at_s": predicted_at_s,
         "first_eaddrnotavail_s": first_wall,
         "first_eaddrnotavail_connection": first.get("connection"),
-        "time_wait_peak": files.summary.get("time_wait_peak", max(filter(None, s.get("time_wait", [])), default=None)),
+        "time_wait_peak": files.summary.get(
+            "time_wait_peak", max((v for v in s.get("time_wait", []) if v is not None), default=None)),
     }
 
 
