@@ -176,7 +176,8 @@ def _errors_tables(r: dict) -> str:
     rows = []
     for name, n in sorted(r["errors"].items(), key=lambda kv: -kv[1]):
         first = firsts.get(name, {})
-        at = f"{first['at_s']:.3f} s" if first.get("at_s") is not None else ""
+        at = "" if first.get("at_s") is None else (
+            f"{first['at_s']:.3f} s" if first.get("exact") else f"{first['at_s']:g}-{first['at_s'] + 1:g} s")
         conn = "" if first.get("connection") is None else (
             f"connection {first['connection']}" + (f" of worker {first['worker']}" if first.get("worker") is not None
                                                    else ""))

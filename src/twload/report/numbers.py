@@ -188,11 +188,12 @@ def first_errors(summary: dict, s: dict) -> list[dict]:
         if name in known:
             first = known[name]
             rows.append({"name": name, "at_s": first["at_s"], "connection": first.get("connection"),
-                         "worker": first.get("worker")})
+                         "worker": first.get("worker"), "exact": True})
         else:
             column = s["errors"][name]
             t = next(t for t, n in zip(s["t"], column, strict=True) if n)
-            rows.append({"name": name, "at_s": float(t - 1), "connection": None, "worker": None})
+            # only the second is known: it started then
+            rows.append({"name": name, "at_s": float(t - 1), "connection": None, "worker": None, "exact": False})
     return sorted(rows, key=lambda r: r["at_s"])
 
 
