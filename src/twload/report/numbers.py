@@ -13,8 +13,10 @@ of hdrh.log, no plan.json): each missing part leaves its section empty, never an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
@@ -466,7 +468,7 @@ def difference(base: float | None, value: float | None) -> str:
 
 def compare(runs: list[dict]) -> dict:
     """A table of the key figures, one column per run, and each run's difference to the first."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, get, unit, better in COMPARED:
         values = [get(r) for r in runs]
         rows.append({"figure": label, "unit": unit, "higher_is_better": better, "values": values,
@@ -474,7 +476,7 @@ def compare(runs: list[dict]) -> dict:
     labels = [run_label(r) for r in runs]
     by_figure = {row["figure"]: row for row in rows}
 
-    def line(figure: str, shown) -> str:
+    def line(figure: str, shown: Callable[[Any], str]) -> str:
         row = by_figure[figure]
         cells = [f"{r['name']} {shown(v)}" + (f" ({d})" if d and d != "=" else "")
                  for r, v, d in zip(runs, row["values"], row["vs_first"], strict=True)]
