@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 from tests.conftest import run_cli
 from tests.unit.run_folders import Second, plan_json, summary_of, write_run
@@ -28,7 +31,8 @@ def test_one_run_in_each_format(tmp_path):
 def test_two_runs_compared_within_80_columns(tmp_path):
     a = write_run(tmp_path / "a", SECONDS, summary=summary_of(SECONDS))
     b = write_run(tmp_path / "b", SECONDS[:1], summary=summary_of(SECONDS[:1]))
-    proc = run_cli("report", str(a), str(b))
+    proc = subprocess.run([sys.executable, "-m", "twload", "report", str(a), str(b)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     assert "2 runs compared" in proc.stdout and "-55%" in proc.stdout  # requests 110 -> 50
     assert all(len(line) <= 80 for line in proc.stdout.splitlines()), proc.stdout

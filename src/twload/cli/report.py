@@ -7,13 +7,14 @@ summary is rebuilt from the streamed samples.
 from __future__ import annotations
 
 import json
+import textwrap
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from twload.cli import EXIT_USAGE, app, err, fail
+from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.report import numbers
 from twload.report.compare_text import render_comparison
 from twload.report.text import render
@@ -28,7 +29,7 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def build(folders: list[Path], fmt: str) -> str:
+def build(folders: list[Path], fmt: str, width: int = 80) -> str:
     """The report of these run folders in this format (numbers.ReportError for a folder that is not a run)."""
     files = [numbers.read_run(folder) for folder in folders]
     runs = [numbers.run_numbers(f) for f in files]
@@ -44,10 +45,11 @@ def build(folders: list[Path], fmt: str) -> str:
 
         return render_html(runs, comparison)
     if comparison:
-        return render_comparison(comparison)
+        return render_comparison(comparison, width)
     if files[0].summary.get("wall"):  # the summary's own first line says it already
-        return render(files[0].summary)
-    return f"Verdict: {runs[0]['verdict']['text']}\n" + render(files[0].summary)
+        return render(files[0].summary, width)
+    verdict = textwrap.fill(f"Verdict: {runs[0]['verdict']['text']}", width, subsequent_indent="  ")
+    return verdict + "\n" + render(files[0].summary, width)
 
 
 def write_html(folder: Path) -> Path:
@@ -74,7 +76,7 @@ def report(
                 err.print("no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
             print(json.dumps(files.summary, indent=2))
             return
-        text = build(runs, fmt.value)
+        text = build(runs, fmt.value, terminal_width())
         for folder in runs:
             if not (folder / "summary.json").exists():
                 err.print(f"{folder}: no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")

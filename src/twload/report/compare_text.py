@@ -1,4 +1,4 @@
-"""Several runs side by side as text, within 80 columns (pure: numbers in, str out)."""
+"""Several runs side by side as text, within the terminal's width (pure: numbers in, str out)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import textwrap
 
 from twload.report.numbers import fmt_us
 
-WIDTH = 80
 LABEL = 20
 
 
@@ -20,10 +19,10 @@ def _value(value: object, unit: str) -> str:
     return f"{value:,.0f}" if isinstance(value, int | float) else str(value)
 
 
-def render_comparison(comparison: dict) -> str:
+def render_comparison(comparison: dict, width: int = 80) -> str:
     """Runs are lettered A, B, … (named below the table); each cell is the value and its change against A."""
     letters = [chr(ord("A") + i) for i in range(len(comparison["runs"]))]
-    cell = min(20, max(12, (WIDTH - LABEL) // max(1, len(letters))))
+    cell = min(20, max(12, (width - LABEL) // max(1, len(letters))))
     lines = [f"twload: {len(letters)} runs compared (changes against A)"]
     lines.append(" " * LABEL + "".join(f"{letter:>{cell}}" for letter in letters))
     for row in comparison["rows"]:
@@ -36,5 +35,5 @@ def render_comparison(comparison: dict) -> str:
         lines.append(f"{row['figure']:<{LABEL}}" + "".join(cells))
     for letter, label, verdict in zip(letters, comparison["runs"], comparison["verdicts"], strict=True):
         lines.append(f"{letter} = {label}")
-        lines.extend(textwrap.wrap(verdict["text"], WIDTH, initial_indent="    ", subsequent_indent="    "))
+        lines.extend(textwrap.wrap(verdict["text"], width, initial_indent="    ", subsequent_indent="    "))
     return "\n".join(lines)
