@@ -7,6 +7,7 @@ message (pytest keeps tmp_path of the last runs), for a look at what failed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,8 @@ def check(page: Page, expected_plots: set[str]) -> None:
 def test_report_of_a_real_run_renders_offline(twload_server, tmp_path):
     server = twload_server()
     run_with_report(server.url, tmp_path / "run")
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert all("ports_in_use" in s and "time_wait" in s for s in samples)  # what section 4 draws
     page = open_in_chromium(tmp_path / "run" / "report.html", tmp_path / "report.png", tmp_path / "profile")
     print(f"screenshot: {page.shot}")
     check(page, {"throughput", "latency", "distribution", "ports"})
