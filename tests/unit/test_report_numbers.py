@@ -182,3 +182,9 @@ def test_log_axis_ticks_are_labelled_in_full():
     assert log_ticks_ms([0.5, 200]) == [0.5, 1, 2, 5, 10, 20, 50, 100, 200]
     assert log_ticks_ms([0.3, 0.4]) == [0.2, 0.3, 0.4, 0.5, 0.6]  # less than a decade: finer steps
     assert log_ticks_ms([None, 0]) == []
+
+
+def test_a_damaged_file_is_one_clear_error(normal):
+    (normal / "summary.json").write_text('{"requests": ')
+    with pytest.raises(numbers.ReportError, match="damaged"):
+        numbers.read_run(normal)

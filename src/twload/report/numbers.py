@@ -62,13 +62,15 @@ def read_run(folder: Path) -> RunFiles:
         samples = read_samples(folder) if (folder / SAMPLES).exists() else []
         summary = read_summary(folder) if has_summary else rebuild_summary(folder)
         plan = json.loads((folder / PLAN).read_text(encoding="utf-8")) if (folder / PLAN).exists() else None
-    except (ValueError, KeyError) as exc:
-        raise ReportError(f"{folder}: a file of the run is damaged ({exc})") from None
-    if (folder / HDRH_LOG).exists():
-        latency = read_interval_log(folder / HDRH_LOG)
-    else:
-        latency = read_legacy_log(folder / LEGACY_LATENCY_LOG)
-    connect = read_interval_log(folder / HDRH_CONNECT_LOG) if (folder / HDRH_CONNECT_LOG).exists() else {}
+        if (folder / HDRH_LOG).exists():
+            latency = read_interval_log(folder / HDRH_LOG)
+        else:
+            latency = read_legacy_log(folder / LEGACY_LATENCY_LOG)
+        connect = read_interval_log(folder / HDRH_CONNECT_LOG) if (folder / HDRH_CONNECT_LOG).exists() else {}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ReportError(f"{folder}: a file of the run is damaged ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise ReportError(f"{folder}: cannot read {exc.filename}: {exc.strerror}") from None
     if not has_summary:
         fill_from_logs(summary, latency, connect)
     return RunFiles(str(folder), plan, summary, has_summary, samples, latency, connect)
