@@ -188,3 +188,11 @@ def test_a_damaged_file_is_one_clear_error(normal):
     (normal / "summary.json").write_text('{"requests": ')
     with pytest.raises(numbers.ReportError, match="damaged"):
         numbers.read_run(normal)
+
+
+def test_open_loop_wall_time_is_the_preflights_own(tmp_path):
+    budget = WALL_BUDGET | {"exhausted_after_s": 2.25}  # what preflight.budget_block wrote at a planned rate
+    summary = summary_of(WALL, close="fin", first_errors=WALL_FIRST, budget=budget, rate_target=200.0)
+    r = numbers_of(write_run(tmp_path / "open", WALL, summary=summary))
+    assert r["wall"]["predicted_at_s"] == 2.25
+    assert "would fail at 2.25 s" in r["readings"]["ports"]

@@ -206,14 +206,10 @@ def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
     budget = files.summary.get("budget") or ((files.plan or {}).get("preflight") or {}).get("budget") or {}
     at_connection = budget.get("exhausted_at_connection")
     first_wall = next((r["at_s"] for r in firsts if r["name"] == WALL_ERROR), None)
-    # a time for the wall only where there is a planned steady rate (open loop): the free ports last
-    # free_ports / rate seconds. A closed loop's prediction is a connection number, compared with the
-    # first failing connection instead.
+    # a time for the wall only where the pre-flight gave one (a planned rate: open loop), its own
+    # number, as its advice says it; a closed loop's prediction is a connection number, compared
+    # with the first failing connection instead
     predicted_at_s = budget.get("exhausted_after_s")
-    rate = ((files.plan or {}).get("plan") or {}).get("rate") or files.summary.get("rate_target")
-    steady = not ((files.plan or {}).get("plan") or {}).get("stages")
-    if predicted_at_s is None and at_connection and rate and steady:
-        predicted_at_s = round((at_connection - 1) / rate, 3)
     first = next((r for r in firsts if r["name"] == WALL_ERROR), {})
     return {
         "ports": budget.get("ports"),
