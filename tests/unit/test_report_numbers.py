@@ -195,4 +195,4 @@ def test_open_loop_wall_time_is_the_preflights_own(tmp_path):
     summary = summary_of(WALL, close="fin", first_errors=WALL_FIRST, budget=budget, rate_target=200.0)
     r = numbers_of(write_run(tmp_path / "open", WALL, summary=summary))
     assert r["wall"]["predicted_at_s"] == 2.25
-    assert "would fail at 2.25 s" in r["readings"]["ports"]
+    assert "the wall at 2.25 s at the planned rate" in r["readings"]["ports"]

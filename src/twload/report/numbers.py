@@ -378,7 +378,8 @@ def _ports_reading(w: dict, meta: dict, measured: bool) -> str:
     if w.get("first_eaddrnotavail_s") is not None:
         parts.append(f"the first EADDRNOTAVAIL came {w['first_eaddrnotavail_s']:.3f} s into the run")
     if w.get("predicted_connection"):
-        at = f" at {w['predicted_at_s']:.2f} s" if w.get("predicted_at_s") is not None else ""
+        at = ("" if w.get("predicted_at_s") is None
+              else f" (the wall at {w['predicted_at_s']:.2f} s at the planned rate)")
         seen = (f", the run's first failure was connection {_n(w['first_eaddrnotavail_connection'])}"
                 if w.get("first_eaddrnotavail_connection") is not None else "")
         parts.append(f"the pre-flight predicted connection {_n(w['predicted_connection'])} would fail{at}{seen}")
