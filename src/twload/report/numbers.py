@@ -12,7 +12,6 @@ of hdrh.log, no plan.json): each missing part leaves its section empty, never an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,8 @@ from hdrh.log import HistogramLogReader
 
 from twload.metrics import new_histogram, percentiles_us
 from twload.report.rebuild import rebuild_summary
-from twload.results import SAMPLES, SUMMARY, read_samples, read_summary
+from twload.results import HDRH_CONNECT_LOG, HDRH_LOG, SAMPLES, SUMMARY, read_plan, read_samples, read_summary
 
-PLAN = "plan.json"
-HDRH_LOG = "hdrh.log"  # standard HdrHistogram interval log of the latency, one interval per second
-HDRH_CONNECT_LOG = "hdrh-connect.log"
 LEGACY_LATENCY_LOG = "latency.hdr"  # older run folders: "t base64" per line
 PERCENTILE_LINES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"))
 WALL_ERROR = "EADDRNOTAVAIL"  # connect() found no free local port (the port wall)
@@ -61,7 +57,7 @@ def read_run(folder: Path) -> RunFiles:
     try:
         samples = read_samples(folder) if (folder / SAMPLES).exists() else []
         summary = read_summary(folder) if has_summary else rebuild_summary(folder)
-        plan = json.loads((folder / PLAN).read_text(encoding="utf-8")) if (folder / PLAN).exists() else None
+        plan = read_plan(folder)
         if (folder / HDRH_LOG).exists():
             latency = read_interval_log(folder / HDRH_LOG)
         else:
