@@ -27,7 +27,8 @@ PERCENTILE_TICKS = ((2, "50%"), (10, "90%"), (100, "99%"), (1000, "99.9%"), (10_
 BUDGET_ROWS = (("ports", "ephemeral ports towards the target"), ("free_ports", "free at the start"),
                ("hold_s", "a port is unusable after close for (s)"),
                ("sustainable_new_conn_per_s", "sustainable new connections/s"),
-               ("predicted_connection", "first connection predicted to fail"))
+               ("predicted_connection", "first connection predicted to fail"),
+               ("predicted_at_s", "the wall at the planned rate (s)"))
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
        background: #f6f7f9; }

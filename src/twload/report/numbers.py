@@ -252,7 +252,8 @@ def describe_run(files: RunFiles) -> dict:
         "rate": plan.get("rate") or summary.get("rate_target"),
         "stages": plan.get("stages") or None,
         "method": plan.get("method"),
-        "engine": plan.get("engine") or summary.get("engine"),
+        "engine": summary.get("engine") or plan.get("engine"),  # what ran, not what was asked ("auto")
+        "io": summary.get("io"),
         "sources": plan.get("sources") or None,
         "started_utc": (files.plan or {}).get("started_utc"),
         "host": (files.plan or {}).get("host"),
