@@ -7,8 +7,9 @@ CORE_SRC := $(wildcard src/twload/engine/core/*.c src/twload/engine/core/*.h)
 PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
 # benchmarks' peers are the second, and a failure to get them only warns.
-# gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
-DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev
+# gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only);
+# chromium opens the HTML report in its browser test.
+DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev chromium
 DEBS_OPT := wrk apache2-utils hey
 
 .PHONY: demo test lint debs bench clean core

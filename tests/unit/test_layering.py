@@ -20,8 +20,8 @@ PACKAGE = SRC / "twload"
 PURE_PACKAGES = ("twload.plan", "twload.sim")
 PURE_MODULES = (
     "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",
-    "twload.report.text", "twload.report.rebuild", "twload.report.numbers",  # numbers: when it lands
-    "twload.report.wrap", "twload.watch_rows",
+    "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
+    "twload.report.compare_text", "twload.report.html", "twload.report.wrap", "twload.watch_rows",
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
 IO = ("socket", "ssl", "asyncio", "uvloop", "selectors")

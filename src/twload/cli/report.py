@@ -1,30 +1,94 @@
-"""`twload report RUN`: a run folder's summary again, rebuilt from its samples when the run never finished."""
+"""`twload report RUN [RUN ...]`: one run described, or several compared; text, JSON, CSV or HTML.
+
+Reads only the run folders (never a running engine), so a killed run reports too: its
+summary is rebuilt from the streamed samples.
+"""
 
 from __future__ import annotations
 
 import json
+import textwrap
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
-from twload.report.rebuild import rebuild_summary
+from twload.report import numbers
+from twload.report.compare_text import render_comparison
 from twload.report.text import render
-from twload.results import SAMPLES, SUMMARY, read_summary
+
+REPORT_HTML = "report.html"
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+    html = "html"
+    csv = "csv"
+
+
+def build(folders: list[Path], fmt: str, width: int = 80) -> str:
+    """The report of these run folders in this format (numbers.ReportError for a folder that is not a run)."""
+    files = [numbers.read_run(folder) for folder in folders]
+    runs = [numbers.run_numbers(f) for f in files]
+    comparison = numbers.compare(runs) if len(runs) > 1 else None
+    if fmt == "json":
+        return json.dumps({"runs": runs, "comparison": comparison} if comparison else runs[0], indent=2)
+    if fmt == "csv":
+        from twload.report.csv import render_csv
+
+        return render_csv(runs)
+    if fmt == "html":
+        from twload.report.html import render_html  # plotly loads only when it is needed
+
+        return render_html(runs, comparison)
+    if comparison:
+        return render_comparison(comparison, width)
+    if files[0].summary.get("wall"):  # the summary's own first line says it already
+        return render(files[0].summary, width)
+    verdict = textwrap.fill(f"Verdict: {runs[0]['verdict']['text']}", width, subsequent_indent="  ")
+    return verdict + "\n" + render(files[0].summary, width)
+
+
+def write_html(folder: Path) -> Path:
+    """report.html into the run folder (used by `twload run --report`)."""
+    path = Path(folder) / REPORT_HTML
+    path.write_text(build([Path(folder)], "html"), encoding="utf-8")
+    return path
 
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder (twload-runs/<time>/).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print summary.json instead of text.")] = False,
+    runs: Annotated[list[Path], typer.Argument(help="One or more run folders (twload-runs/<time>/); several are compared side by side.", metavar="RUN...")],
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text | json | html | csv (csv: one row per second).")] = Format.text,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (html default: RUN/report.html for one run).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary.json (rebuilt for a killed run).")] = False,
 ) -> None:
-    """Show a run folder's summary; rebuilds it from the streamed samples if the run never finished."""
-    if (run_dir / SUMMARY).exists():
-        summary = read_summary(run_dir)
-    elif (run_dir / SAMPLES).exists():
-        summary = rebuild_summary(run_dir)
-        err.print("no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
-    else:
-        fail(f"{run_dir} is not a twload run folder (no summary.json, no samples.jsonl)", EXIT_USAGE)
-    print(json.dumps(summary, indent=2) if as_json else render(summary, terminal_width()))
+    """Describe a run folder, or compare several; rebuilds the summary of a run that never finished."""
+    try:
+        if as_json:
+            if len(runs) != 1:
+                fail("--json prints one run's summary; use --format json for several", EXIT_USAGE)
+            files = numbers.read_run(runs[0])
+            if not files.finished:
+                err.print("no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
+            print(json.dumps(files.summary, indent=2))
+            return
+        text = build(runs, fmt.value, terminal_width())
+        for folder in runs:
+            if not (folder / "summary.json").exists():
+                err.print(f"{folder}: no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
+    except numbers.ReportError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if output is None and fmt is Format.html:
+        output = runs[0] / REPORT_HTML if len(runs) == 1 else Path("twload-compare.html")
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}", EXIT_USAGE)
+    err.print(f"report: {output}", highlight=False)

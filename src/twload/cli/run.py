@@ -171,6 +171,7 @@ def run(
     strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.")] = False,
     max_errors: Annotated[int | None, typer.Option("--max-errors", help="Stop the run once more than N errors were counted; exit 1.")] = None,
     threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
+    report: Annotated[bool, typer.Option("--report", help="Also write report.html (plots, verdict; works offline) into the run folder.")] = False,
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
     try:
@@ -182,6 +183,10 @@ def run(
         fail(str(exc), EXIT_USAGE)
     summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict,
                                     thresholds=checks)
+    if report:
+        from twload.cli.report import write_html
+
+        err.print(f"report: {write_html(folder)}", highlight=False)
     if as_json:
         print(json.dumps(summary, indent=2))
     else:

@@ -208,6 +208,7 @@ def budget_block(b: budget.Budget) -> dict:
         "reuse_after_s": b.reuse_after_s,
         "sustainable_new_conn_per_s": b.sustainable_new_conn_per_s,
         "exhausted_at_connection": b.exhausted_at_connection,
+        "exhausted_after_s": b.exhausted_after_s,  # at a planned rate (open loop); the report draws it
     }
 
 

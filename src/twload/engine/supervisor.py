@@ -169,6 +169,9 @@ class Supervisor:
             sample["time_wait"] = count = self.time_wait_probe()
             self.progress.time_wait = count
             self.progress.time_wait_peak = max(self.progress.time_wait_peak, count)
+            in_use = getattr(self.time_wait_probe, "in_use", None)  # preflight.PortProbe: every state but LISTEN
+            if in_use is not None:
+                sample["ports_in_use"] = in_use  # the report draws it against the port budget
         self.folder.write_sample(sample, {"latency": merged.latency, "connect": merged.connect}, span)
         self.written_tick = tick
         self.progress.last_sample = sample
