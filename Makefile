@@ -8,10 +8,11 @@ PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
 # benchmarks' peers are the second, and a failure to get them only warns.
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
-DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev
+# clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`.
+DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev clang libclang-rt-14-dev
 DEBS_OPT := wrk apache2-utils hey
 
-.PHONY: demo test lint debs bench clean core
+.PHONY: demo test lint debs bench clean core ctest fuzz
 
 # debs first (order-only): the core's build looks for liburing.h
 $(STAMP): pyproject.toml setup.py | debs
@@ -47,11 +48,34 @@ lint: $(CORE)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(CORE) debs lint
+test: $(CORE) debs lint ctest fuzz
 	$(BIN)/pytest
+
+# The C response parser: its unit test (also part of the pytest suite), and libFuzzer with
+# ASan + UBSan over it for FUZZ_SECONDS, seeded from fuzz/corpus; new inputs go to fuzz/build.
+CORE_DIR      := src/twload/engine/core
+FUZZ_BUILD    := fuzz/build
+FUZZ_SECONDS  ?= 60
+FUZZER        := $(FUZZ_BUILD)/fuzz_http1_parse
+
+ctest: $(CORE)
+	$(BIN)/pytest -q tests/unit/test_http1_parse_c.py
+
+$(FUZZER): fuzz/fuzz_http1_parse.c $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
+	mkdir -p $(FUZZ_BUILD)
+	clang -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all -I$(CORE_DIR) fuzz/fuzz_http1_parse.c $(CORE_DIR)/http1_parse.c -o $@
+
+fuzz: debs $(FUZZER)
+	mkdir -p $(FUZZ_BUILD)/corpus
+	@echo "fuzzing the response parser for $(FUZZ_SECONDS) s (log: $(FUZZ_BUILD)/fuzz.log)"
+	@$(FUZZER) $(FUZZ_BUILD)/corpus fuzz/corpus -dict=fuzz/http1.dict -max_len=16384 \
+		-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/ -print_final_stats=1 \
+		>$(FUZZ_BUILD)/fuzz.log 2>&1 || { tail -n 80 $(FUZZ_BUILD)/fuzz.log; echo "fuzz: crash, input saved in $(FUZZ_BUILD)/"; exit 1; }
+	@grep -E '^(Done|stat::(average_exec_per_sec|new_units_added|peak_rss_mb))' $(FUZZ_BUILD)/fuzz.log
 
 bench: $(CORE) debs
 	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
 
 clean:
-	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so
+	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so $(FUZZ_BUILD)
