@@ -12,7 +12,7 @@ PYTHON ?= python3
 DEBS     := nginx iproute2 nftables procps gcc libc6-dev liburing-dev clang libclang-rt-14-dev
 DEBS_OPT := wrk apache2-utils hey
 
-.PHONY: demo test lint debs bench clean core ctest fuzz
+.PHONY: demo test lint debs bench clean core ctest fuzz sanitize
 
 # debs first (order-only): the core's build looks for liburing.h
 $(STAMP): pyproject.toml setup.py | debs
@@ -48,7 +48,7 @@ lint: $(CORE)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(CORE) debs lint ctest fuzz
+test: $(CORE) debs lint ctest fuzz sanitize
 	$(BIN)/pytest
 
 # The C response parser: its unit test (also part of the pytest suite), and libFuzzer with
@@ -74,8 +74,34 @@ fuzz: debs $(FUZZER)
 		>$(FUZZ_BUILD)/fuzz.log 2>&1 || { tail -n 80 $(FUZZ_BUILD)/fuzz.log; echo "fuzz: crash, input saved in $(FUZZ_BUILD)/"; exit 1; }
 	@grep -E '^(Done|stat::(average_exec_per_sec|new_units_added|peak_rss_mb))' $(FUZZ_BUILD)/fuzz.log
 
+# The compiled core with ASan + UBSan (setup.py honours TWLOAD_SANITIZE=1), installed from a
+# copy of the tree into its own venv so the normal build is not touched, then the core
+# engine's integration tests run against it. CPython itself is not instrumented: the ASan
+# runtime is preloaded and leak checking is off. Any sanitizer report (written to
+# $(SAN_LOGS), from the test process and every worker it spawns) fails the target.
+SAN_VENV  := .venv-sanitize
+SAN_TREE  := $(SAN_VENV)/tree
+SAN_LOGS  := $(SAN_VENV)/logs
+SAN_TESTS ?= tests/integration
+SAN_PYTEST_ARGS ?= -k core
+
+sanitize: debs
+	test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)
+	rm -rf $(SAN_TREE) $(SAN_LOGS) && mkdir -p $(SAN_TREE) $(SAN_LOGS)
+	tar -cf - --exclude=./.git --exclude=./.venv --exclude=./$(SAN_VENV) --exclude=./build \
+		--exclude=./fuzz/build --exclude='*.so' --exclude='*.egg-info' --exclude=./twload-runs . | tar -xf - -C $(SAN_TREE)
+	cd $(SAN_TREE) && export CC=gcc TWLOAD_SANITIZE=1 && ../bin/python -m pip install -q ".[test]" \
+		&& ../bin/python -m pip install -q --force-reinstall --no-deps .
+	ldd $$(find $(SAN_VENV)/lib -name '_core*.so') | grep -q libasan || { echo "sanitize: _core is not built with ASan"; exit 1; }
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(SAN_LOGS)/asan \
+	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOGS)/ubsan \
+		$(SAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS)
+	@if ls $(SAN_LOGS)/* >/dev/null 2>&1; then cat $(SAN_LOGS)/*; echo "sanitize: sanitizer reports above"; exit 1; fi
+	@echo "sanitize: no ASan/UBSan reports"
+
 bench: $(CORE) debs
 	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
 
 clean:
-	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so $(FUZZ_BUILD)
+	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so $(FUZZ_BUILD) $(SAN_VENV)
