@@ -77,8 +77,10 @@ fuzz: debs $(FUZZER)
 # The compiled core with ASan + UBSan (setup.py honours TWLOAD_SANITIZE=1), installed from a
 # copy of the tree into its own venv so the normal build is not touched, then the core
 # engine's integration tests run against it. CPython itself is not instrumented: the ASan
-# runtime is preloaded and leak checking is off. Any sanitizer report (written to
-# $(SAN_LOGS), from the test process and every worker it spawns) fails the target.
+# runtime is preloaded and leak checking is off. Built with clang, whose UBSan lives in
+# the ASan runtime and so honours log_path (gcc's libubsan beside libasan only writes to
+# stderr): any report, from the test process or a worker it spawns, lands in $(SAN_LOGS)
+# and fails the target.
 SAN_VENV  := .venv-sanitize
 SAN_TREE  := $(SAN_VENV)/tree
 SAN_LOGS  := $(SAN_VENV)/logs
@@ -90,15 +92,16 @@ sanitize: debs
 	rm -rf $(SAN_TREE) $(SAN_LOGS) && mkdir -p $(SAN_TREE) $(SAN_LOGS)
 	tar -cf - --exclude=./.git --exclude=./.venv --exclude=./$(SAN_VENV) --exclude=./build \
 		--exclude=./fuzz/build --exclude='*.so' --exclude='*.egg-info' --exclude=./twload-runs . | tar -xf - -C $(SAN_TREE)
-	cd $(SAN_TREE) && export CC=gcc TWLOAD_SANITIZE=1 && ../bin/python -m pip install -q ".[test]" \
-		&& ../bin/python -m pip install -q --force-reinstall --no-deps .
-	ldd $$(find $(SAN_VENV)/lib -name '_core*.so') | grep -q libasan || { echo "sanitize: _core is not built with ASan"; exit 1; }
-	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	cd $(SAN_TREE) && export CC=clang LDFLAGS=-shared-libasan TWLOAD_SANITIZE=1 \
+		&& ../bin/python -m pip install -q ".[test]" && ../bin/python -m pip install -q --force-reinstall --no-deps .
+	ldd $$(find $(SAN_VENV)/lib -name '_core*.so') | grep -q libclang_rt.asan \
+		|| { echo "sanitize: _core is not built with ASan"; exit 1; }
+	LD_PRELOAD=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(SAN_LOGS)/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOGS)/ubsan \
-		$(SAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS)
-	@if ls $(SAN_LOGS)/* >/dev/null 2>&1; then cat $(SAN_LOGS)/*; echo "sanitize: sanitizer reports above"; exit 1; fi
-	@echo "sanitize: no ASan/UBSan reports"
+		$(SAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS); rc=$$?; \
+	if ls $(SAN_LOGS)/* >/dev/null 2>&1; then cat $(SAN_LOGS)/*; echo "sanitize: sanitizer reports above"; exit 1; fi; \
+	[ $$rc = 0 ] && echo "sanitize: tests passed, no ASan/UBSan reports"; exit $$rc
 
 bench: $(CORE) debs
 	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
