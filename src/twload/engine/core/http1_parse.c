@@ -584,6 +584,8 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
         return T1_ERR_PROTOCOL;
     if (p->state == S_ERR_TOO_LARGE)
         return T1_ERR_HEAD_TOO_LARGE;
+    if (len == 0) /* buf may then be NULL, where even NULL + 0 is undefined */
+        return T1_MORE;
 
     while (q < end) {
         size_t avail = (size_t)(end - q);
