@@ -80,7 +80,8 @@ fuzz: debs $(FUZZER)
 # runtime is preloaded and leak checking is off. Built with clang, whose UBSan lives in
 # the ASan runtime and so honours log_path (gcc's libubsan beside libasan only writes to
 # stderr): any report, from the test process or a worker it spawns, lands in $(SAN_LOGS)
-# and fails the target.
+# and fails the target. The runtime is preloaded into Python processes only, through
+# tests/sanitize/ (python-asan is sys.executable; ASan preloaded into pgrep deadlocks).
 SAN_VENV  := .venv-sanitize
 SAN_TREE  := $(SAN_VENV)/tree
 SAN_LOGS  := $(SAN_VENV)/logs
@@ -96,10 +97,12 @@ sanitize: debs
 		&& ../bin/python -m pip install -q ".[test]" && ../bin/python -m pip install -q --force-reinstall --no-deps .
 	ldd $$(find $(SAN_VENV)/lib -name '_core*.so') | grep -q libclang_rt.asan \
 		|| { echo "sanitize: _core is not built with ASan"; exit 1; }
-	LD_PRELOAD=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
+	cp tests/sanitize/python-asan $(SAN_VENV)/bin/
+	cp tests/sanitize/sitecustomize.py $$($(SAN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/
+	TWLOAD_ASAN_RUNTIME=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(SAN_LOGS)/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOGS)/ubsan \
-		$(SAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS); rc=$$?; \
+		$(SAN_VENV)/bin/python-asan -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS); rc=$$?; \
 	if ls $(SAN_LOGS)/* >/dev/null 2>&1; then cat $(SAN_LOGS)/*; echo "sanitize: sanitizer reports above"; exit 1; fi; \
 	[ $$rc = 0 ] && echo "sanitize: tests passed, no ASan/UBSan reports"; exit $$rc
 
