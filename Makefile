@@ -98,7 +98,7 @@ sanitize: debs
 	ldd $$(find $(SAN_VENV)/lib -name '_core*.so') | grep -q libclang_rt.asan \
 		|| { echo "sanitize: _core is not built with ASan"; exit 1; }
 	cp tests/sanitize/python-asan $(SAN_VENV)/bin/
-	cp tests/sanitize/sitecustomize.py $$($(SAN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/
+	cp tests/sanitize/twload_asan.pth $$($(SAN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/
 	TWLOAD_ASAN_RUNTIME=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(SAN_LOGS)/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOGS)/ubsan \
