@@ -1,10 +1,13 @@
 /* Incremental HTTP/1.1 response parser: see http1_parse.h for the contract.
  *
- * One byte-at-a-time state machine for the head, chunk-size lines and trailers;
- * bodies and chunk data are skipped in bulk. Nothing is stored but a few flags and
- * counters: header names are matched against the three that decide framing
- * (Content-Length, Transfer-Encoding, Connection) while they stream past, and
- * list values are tokenised the same way.
+ * One byte-at-a-time state machine for the head, chunk-size lines and trailers, with
+ * fast paths beside it: a header line wholly in the buffer is read in one go, and runs
+ * of bytes that need no decision are skipped by a table lookup each; bodies and chunk
+ * data are skipped in bulk. Nothing is stored but a few flags and counters: header
+ * names are matched against the three that decide framing (Content-Length,
+ * Transfer-Encoding, Connection) while they stream past, and list values are
+ * tokenised the same way. The fuzzer (fuzz/) checks that the fast paths and the
+ * byte-at-a-time path agree on every input.
  */
 #include "http1_parse.h"
 
