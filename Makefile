@@ -86,9 +86,10 @@ SAN_VENV  := .venv-sanitize
 SAN_TREE  := $(SAN_VENV)/tree
 SAN_LOGS  := $(SAN_VENV)/logs
 SAN_TESTS ?= tests/integration
-# The stall test's known answer needs the client to catch up at 400 req/s on one connection,
-# which ASan's slowdown on a loaded machine does not always allow (714 of 400 slow, once).
-SAN_PYTEST_ARGS ?= -k "core and not one_second_stall"
+# Left out: two tests whose counts need the client's full speed, which ASan's 2-3x slowdown
+# on a loaded machine takes away (seen once each: 714 slow requests of at most 280 after a
+# 1 s stall; 989 of 1000 scheduled requests in a 2 s open loop, no error counted).
+SAN_PYTEST_ARGS ?= -k "core and not one_second_stall and not keeps_its_schedule"
 
 sanitize: debs
 	test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)
