@@ -346,12 +346,16 @@ static void check_pipeline(void)
     }
 }
 
-/* Errors and completion are sticky until t1_init. */
+/* An empty read changes nothing; errors and completion are sticky until t1_init. */
 static void check_sticky(void)
 {
     t1_parser p;
     size_t used = 99;
     t1_init(&p, 0, KIB64);
+    if (t1_feed(&p, NULL, 0, &used) != T1_MORE || used != 0 || t1_eof(&p) != T1_ERR_EOF) {
+        printf("FAIL an empty read\n");
+        failures++;
+    }
     if (t1_feed(&p, "X", 1, &used) != T1_ERR_PROTOCOL || used != 1
         || t1_feed(&p, CL, sizeof(CL) - 1, &used) != T1_ERR_PROTOCOL || used != 0
         || t1_eof(&p) != T1_ERR_PROTOCOL) {

@@ -1,10 +1,13 @@
 /* Incremental HTTP/1.1 response parser: see http1_parse.h for the contract.
  *
- * One byte-at-a-time state machine for the head, chunk-size lines and trailers;
- * bodies and chunk data are skipped in bulk. Nothing is stored but a few flags and
- * counters: header names are matched against the three that decide framing
- * (Content-Length, Transfer-Encoding, Connection) while they stream past, and
- * list values are tokenised the same way.
+ * One byte-at-a-time state machine for the head, chunk-size lines and trailers, with
+ * fast paths beside it: a header line wholly in the buffer is read in one go, and runs
+ * of bytes that need no decision are skipped by a table lookup each; bodies and chunk
+ * data are skipped in bulk. Nothing is stored but a few flags and counters: header
+ * names are matched against the three that decide framing (Content-Length,
+ * Transfer-Encoding, Connection) while they stream past, and list values are
+ * tokenised the same way. The fuzzer (fuzz/) checks that the fast paths and the
+ * byte-at-a-time path agree on every input.
  */
 #include "http1_parse.h"
 
@@ -42,26 +45,37 @@ static const uint8_t FIELD_LENGTHS[3] = {14, 17, 10};
 static const char *const TOKENS[3] = {"close", "keep-alive", "chunked"};
 static const uint8_t TOKEN_LENGTHS[3] = {5, 10, 7};
 
+/* Byte classes. C_TCHAR: a token character (RFC 9110 section 5.6.2). C_TEXT: field-vchar,
+ * SP, HTAB or obs-text, what a header value, reason phrase or chunk extension may hold
+ * (not CR, LF, NUL or the other controls). */
+enum { C_TCHAR = 1, C_TEXT = 2 };
+static const uint8_t CLASS[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 3, 3, 2,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2,
+    2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 2, 3, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
 static int is_tchar(unsigned c)
 {
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
-        return 1;
-    if (c >= '0' && c <= '9')
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
+    return CLASS[c & 0xff] & C_TCHAR;
 }
 
-/* field-vchar / SP / HTAB / obs-text: what a header value, reason phrase or chunk
- * extension may hold. Excludes CR, LF, NUL and the other controls. */
 static int is_text(unsigned c)
 {
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
+    return CLASS[c & 0xff] & C_TEXT;
 }
 
 static int is_ows(unsigned c)
@@ -80,7 +94,7 @@ static int hex_value(unsigned c)
 }
 
 /* Narrow `mask` (bits over `names`) to the names whose byte at p->pos is c. */
-static uint8_t match_byte(uint8_t mask, const char *const *names, const uint8_t *lengths,
+static inline uint8_t match_byte(uint8_t mask, const char *const *names, const uint8_t *lengths,
                           uint8_t pos, unsigned c)
 {
     unsigned lower = (c >= 'A' && c <= 'Z') ? (c | 0x20) : c;
@@ -403,7 +417,10 @@ static int step(t1_parser *p, unsigned c)
         }
         if (!is_tchar(c)) /* also obs-fold (SP/HTAB): refused, RFC 9112 section 5.2 */
             return -1;
-        p->match = (p->flags & F_TRAILER) ? 0 : 7;
+        /* Only names starting c or t can be one of the three: the others are skipped fast. */
+        p->match = 0;
+        if (!(p->flags & F_TRAILER) && ((c | 0x20) == 'c' || (c | 0x20) == 't'))
+            p->match = FIELD_CONTENT_LENGTH | FIELD_TRANSFER_ENCODING | FIELD_CONNECTION;
         p->pos = 0;
         p->state = S_HNAME;
         /* fall through */
@@ -495,6 +512,56 @@ static int step(t1_parser *p, unsigned c)
     }
 }
 
+/* A name of the three that decide framing, compared without case; else FIELD_OTHER. */
+static uint8_t field_of_name(const unsigned char *name, size_t len)
+{
+    for (unsigned i = 0; i < 3; i++) {
+        if (len != FIELD_LENGTHS[i])
+            continue;
+        size_t k = 0;
+        while (k < len && (name[k] | 0x20) == (unsigned char)FIELD_NAMES[i][k])
+            k++; /* | 0x20 maps only '-' (0x2d) onto itself among the bytes that can differ */
+        if (k == len)
+            return (uint8_t)(1u << i);
+    }
+    return FIELD_OTHER;
+}
+
+/* The common case, a whole header line in the buffer, read in one go. Returns 1 with
+ * *next after its CRLF; -1 if its value is wrong (Content-Length); 0 to leave the line
+ * to step(): cut off, over the cap, or not well-formed, where step() then finds the same
+ * end or the same error byte by byte. */
+static int header_line(t1_parser *p, const unsigned char *q, const unsigned char *end,
+                       const unsigned char **next)
+{
+    const unsigned char *colon = q;
+    while (colon < end && (CLASS[*colon] & C_TCHAR))
+        colon++;
+    if (colon == q || colon == end || *colon != ':')
+        return 0;
+    const unsigned char *cr = colon + 1;
+    while (cr < end && (CLASS[*cr] & C_TEXT))
+        cr++;
+    if (end - cr < 2 || cr[0] != '\r' || cr[1] != '\n')
+        return 0;
+    size_t line = (size_t)(cr + 2 - q);
+    if (line > p->max_head_bytes - p->head_bytes)
+        return 0;
+    p->field = (p->flags & F_TRAILER) ? FIELD_OTHER : field_of_name(q, (size_t)(colon - q));
+    if (p->field) {
+        p->pos = 0;
+        p->elem = E_START;
+        for (const unsigned char *v = colon + 1; v < cr; v++)
+            if (field_byte(p, *v) < 0)
+                return -1;
+        if (field_end(p) < 0)
+            return -1;
+    }
+    p->head_bytes += (uint32_t)line;
+    *next = cr + 2;
+    return 1;
+}
+
 static int fail(t1_parser *p, int err)
 {
     p->state = err == T1_ERR_HEAD_TOO_LARGE ? S_ERR_TOO_LARGE : S_ERR_PROTOCOL;
@@ -520,6 +587,8 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
         return T1_ERR_PROTOCOL;
     if (p->state == S_ERR_TOO_LARGE)
         return T1_ERR_HEAD_TOO_LARGE;
+    if (len == 0) /* buf may then be NULL, where even NULL + 0 is undefined */
+        return T1_MORE;
 
     while (q < end) {
         size_t avail = (size_t)(end - q);
@@ -542,15 +611,32 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
             *used = (size_t)(q - start);
             return T1_DONE;
         }
-        case S_HVAL:
-            if (p->field == FIELD_OTHER) { /* the common case: a value nobody needs, skipped fast */
-                const unsigned char *v = q;
-                while (v < end && *v != '\r' && is_text(*v))
-                    v++;
-                if ((size_t)(v - q) > p->max_head_bytes - p->head_bytes) {
-                    *used = (size_t)(v - start);
-                    return too_large(p);
+        case S_HDR_START:
+            if (*q != '\r') {
+                const unsigned char *next = q;
+                int rc = header_line(p, q, end, &next);
+                if (rc < 0) {
+                    *used = (size_t)(end - start);
+                    return fail(p, T1_ERR_PROTOCOL);
                 }
+                if (rc > 0) {
+                    q = next;
+                    continue;
+                }
+            }
+            break;
+        case S_REASON:
+        case S_HVAL:
+        case S_HNAME:
+            /* Runs that need no decision (a reason phrase, a name that matches none of the
+             * three, a value nobody needs) are skipped fast, up to the head cap. */
+            if (p->state == S_HVAL ? p->field == FIELD_OTHER : p->state == S_REASON || !p->match) {
+                uint8_t cls = p->state == S_HNAME ? C_TCHAR : C_TEXT;
+                uint32_t room = p->max_head_bytes - p->head_bytes;
+                const unsigned char *stop = avail < room ? end : q + room;
+                const unsigned char *v = q;
+                while (v < stop && (CLASS[*v] & cls))
+                    v++;
                 p->head_bytes += (uint32_t)(v - q);
                 q = v;
                 if (q == end)

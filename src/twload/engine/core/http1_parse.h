@@ -9,14 +9,21 @@
  *                                           T1_DONE: response complete after `used`
  *                                                    bytes; the rest is the next one's
  *                                           < 0:     error, the connection is unusable
+ *                                           T1_DONE and errors stay until t1_init
+ *                                           (later feeds return them, used = 0)
  *   rc = t1_eof(&p);                        the peer closed: T1_DONE if that ends a
  *                                           close-delimited body, else T1_ERR_EOF
  *
  * Framing follows RFC 9112 section 6.3: no body for HEAD, 1xx, 204, 304;
  * Transfer-Encoding with chunked last (extensions, trailers); Content-Length;
  * otherwise the body runs to EOF. 1xx interim responses (100, 103...) are skipped;
- * 101 is final. Lines end in CRLF (bare LF is refused, as llhttp does); empty
- * lines before the status line are ignored; obs-fold is refused.
+ * 101 is final (keep_alive 0: the connection speaks another protocol now).
+ * Lines end in CRLF (bare LF is refused, as llhttp does); empty lines before the
+ * status line are ignored; obs-fold is refused. max_head_bytes caps each head
+ * (status line through the blank line; every 1xx head on its own) and the trailer
+ * section (T1_ERR_HEAD_TOO_LARGE), and each chunk-size line (T1_ERR_PROTOCOL).
+ * Transfer-Encoding together with Content-Length is a protocol error (as in llhttp);
+ * identical repeated Content-Length values are one length, differing ones an error.
  */
 #ifndef TWLOAD_HTTP1_PARSE_H
 #define TWLOAD_HTTP1_PARSE_H
