@@ -100,6 +100,10 @@ class Inbox:
 
 
 class Supervisor:
+    # The distributed run (twload.distributed) reuses this class with more patient bounds.
+    late_tick_s = LATE_TICK_S
+    final_grace_s = FINAL_GRACE_S
+
     def __init__(self, plan: Plan, folder: RunFolder, on_progress=None, time_wait_probe=None) -> None:
         self.plan = plan
         self.folder = folder
@@ -136,7 +140,7 @@ class Supervisor:
         while self.pending:
             tick = min(self.pending)
             reporters, snaps = self.pending[tick]
-            if not (force or unfinished <= reporters or now > self.go_at + tick + LATE_TICK_S):
+            if not (force or unfinished <= reporters or now > self.go_at + tick + self.late_tick_s):
                 return
             del self.pending[tick]
             self._write_sample(tick, snaps)
@@ -202,8 +206,9 @@ class Supervisor:
                 messages.started()
                 procs.append(proc)
             self._wait_ready(messages, procs)
-            go_at_value.value = self.go_at = time.monotonic() + 0.05
-            self.folder.begin(time.time() + 0.05)  # the interval logs' time 0, on the wall clock
+            go_at_value.value = self.go_at = self._start_instant()
+            # the interval logs' time 0, on the wall clock
+            self.folder.begin(time.time() + (self.go_at - time.monotonic()))
             start_event.set()
             try:
                 elapsed = self._collect(messages, procs, stop_event)
@@ -257,6 +262,10 @@ class Supervisor:
                 proc.kill()
                 finished.add(index)
 
+    def _start_instant(self) -> float:
+        """When the workers start (time.monotonic()); every worker is ready by now."""
+        return time.monotonic() + 0.05
+
     def _collect(self, messages, procs, stop_event) -> float:
         finished: set[int] = set()
         stop_sent_at = None
@@ -272,7 +281,7 @@ class Supervisor:
             if (self.signal_received is not None or self.stopped_by) and stop_sent_at is None:
                 stop_event.set()
                 stop_sent_at = now
-            if stop_sent_at is not None and now - stop_sent_at > FINAL_GRACE_S:
+            if stop_sent_at is not None and now - stop_sent_at > self.final_grace_s:
                 for index, proc in enumerate(procs):
                     if index not in finished:
                         self.worker_failures.append(f"worker {index} did not stop in time; killed")
@@ -287,7 +296,7 @@ class Supervisor:
                 if index not in finished and proc.exitcode is not None:
                     self._drain(messages, finished)
                     if index not in finished:
-                        self.worker_failures.append(f"worker {index} died with exit code {proc.exitcode}")
+                        self.worker_failures.append(self._death(index, proc))
                         finished.add(index)
             self._flush(set(range(len(procs))) - finished)
             if now - last_progress >= 0.25:
@@ -297,6 +306,10 @@ class Supervisor:
         self._flush(set(), force=True)
         self.on_progress(self.progress)
         return self.worker_elapsed or self.progress.elapsed_s
+
+    def _death(self, index: int, proc) -> str:
+        """The summary's line for a worker that ended without its last snapshot."""
+        return f"worker {index} died with exit code {proc.exitcode}"
 
     def _handle(self, message: Message, finished: set[int]) -> None:
         """One worker message: a second's snapshot, its last one, or its crash."""
