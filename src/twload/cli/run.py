@@ -12,6 +12,7 @@ from rich.console import Console
 
 from twload import thresholds as gates
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
+from twload.distributed.spec import parse_cluster
 from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import file_limit_problem
@@ -85,7 +86,7 @@ def build_plan(
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "auto",
+    io: str = "auto", sources_here: bool = True,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -101,7 +102,8 @@ def build_plan(
         duration = None
         if not open_loop:
             connections = max(1, int(max(s.target for s in staged)))
-    check_sources_local(sources, target)
+    if sources_here:  # a distributed run checks them on each worker's host
+        check_sources_local(sources, target)
     plan = Plan(
         target=target,
         url=url,
@@ -141,6 +143,22 @@ def build_plan(
     return plan
 
 
+def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
+                        checks: list, strict: bool) -> tuple[dict, Path, int]:
+    from twload.distributed.run import DistributedError  # imports dask: only here
+    from twload.distributed.run import execute as run_on_cluster
+
+    try:
+        return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks)
+    except PlanError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except DistributedError as exc:
+        fail(str(exc), exc.exit_code)
+    except RunError as exc:
+        fail(str(exc))
+    raise AssertionError("unreachable")
+
+
 @app.command()
 def run(
     url: Annotated[str, typer.Argument(help="Target, e.g. http://127.0.0.1:8080/")],
@@ -172,17 +190,27 @@ def run(
     max_errors: Annotated[int | None, typer.Option("--max-errors", help="Stop the run once more than N errors were counted; exit 1.")] = None,
     threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
     report: Annotated[bool, typer.Option("--report", help="Also write report.html (plots, verdict; works offline) into the run folder.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Spread the run over a Dask LocalCluster of N worker processes on 127.0.0.1: local:N (-w then counts engine processes per Dask worker; default: its threads).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Spread the run over an existing Dask cluster: tcp://HOST:PORT (trusted networks only) or tls://HOST:PORT.")] = None,
+    tls_ca_file: Annotated[str | None, typer.Option("--tls-ca-file", help="Dask TLS: CA certificate (PEM) for a tls:// scheduler.")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Dask TLS: this client's certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="Dask TLS: this client's private key (PEM).")] = None,
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
     try:
+        spec = parse_cluster(cluster, scheduler, tls_ca_file, tls_cert, tls_key)
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
-                          rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io)
+                          rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
+                          sources_here=spec is None)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err, strict=strict,
-                                    thresholds=checks)
+    if spec is not None:
+        summary, folder, code = execute_distributed(plan, spec, workers, out, not quiet and not as_json, checks, strict)
+    else:
+        summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err,
+                                        strict=strict, thresholds=checks)
     if report:
         from twload.cli.report import write_html
 

@@ -52,6 +52,18 @@ def latency_rows(summary: dict) -> list[str]:
     return lines
 
 
+def dask_worker_line(w: dict) -> str:
+    """One Dask worker of a distributed run: where it ran, what it did, where it hit its wall."""
+    errors = sum(w["errors"].values())
+    line = f"  Dask worker {w['host']} {','.join(w['sources'])}: {w['requests']} req, {errors} errors"
+    wall = w.get("first_errors", {}).get("EADDRNOTAVAIL")
+    if wall:
+        line += f", wall at conn {wall['connection']} ({wall['at_s']:.2f}s)"
+    if "lost_at_s" in w:
+        line += f", LOST at {w['lost_at_s']:.1f}s"
+    return line
+
+
 def render(summary: dict, width: int = 80) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
@@ -88,6 +100,7 @@ def render(summary: dict, width: int = 80) -> str:
         lines.append(f"  Advice: {line}")
     for failure in summary.get("worker_failures", []):
         lines.append(f"  Worker failure: {failure}")
+    lines += [dask_worker_line(w) for w in summary.get("workers_detail", [])]
     lines.append(f"Requests/sec: {summary['rps']:>12.2f}")
     lines.append(f"Transfer/sec: {fmt_bytes(summary['bytes_in'] / dur):>12}")
     for t in summary.get("thresholds", []):

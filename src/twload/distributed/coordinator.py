@@ -1,0 +1,325 @@
+"""The coordinator: a run over Dask workers, merged into one run folder by the local supervisor's code.
+
+DaskRun is engine.supervisor.Supervisor with Dask in place of multiprocessing: each
+shard (one per Dask worker) is a task, its messages arrive as events on the run's
+topic, a Dask Variable carries the common start instant and a Dask Event the stop.
+The Supervisor's own collecting, per-second merging (histograms added, never
+percentiles averaged), signal handling and summary do the rest unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import signal
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+from twload import __version__
+from twload.distributed.messages import ShardDone, ShardError, ShardReady, ShardTick, decode
+from twload.distributed.spec import ClusterSpec
+from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
+from twload.distributed.task import names, run_shard
+from twload.engine.supervisor import FINAL_GRACE_S, RunError, Supervisor
+from twload.plan import Plan
+
+CONNECT_TIMEOUT_S = 10.0  # to reach a --scheduler
+WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for one
+READY_TIMEOUT_S = 90.0  # every shard's pre-flight and engine processes (slow on a busy host)
+GO_DELAY_S = 1.0  # the start instant is this far ahead when announced: every shard hears it in time
+WATCH_S = 0.5  # how often the scheduler's worker list is read to notice a lost worker
+FINISHED_GRACE_S = 3.0  # a task ended: its last events may still be on their way
+
+
+class DistributedError(RunError):
+    """The cluster could not be used, or the run was refused; the message is for the user."""
+
+    exit_code = 1
+
+
+@contextmanager
+def connect(spec: ClusterSpec):
+    """A Dask Client: to a LocalCluster on 127.0.0.1, or to --scheduler with Dask's TLS when asked."""
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its lost-worker logs are our summary's job
+    if spec.local_workers:
+        # Loopback only and no dashboard: a scheduler runs whatever it is sent.
+        with LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
+                          host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL) as cluster:
+            with Client(cluster) as client:
+                yield client
+        return
+    security = None
+    if spec.tls_ca_file:
+        security = Security(tls_ca_file=spec.tls_ca_file, tls_client_cert=spec.tls_cert,
+                            tls_client_key=spec.tls_key, require_encryption=True)
+    try:
+        client = Client(spec.scheduler, security=security, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, ValueError, TypeError) as exc:
+        raise DistributedError(f"cannot reach the Dask scheduler at {spec.scheduler}: {one_line(exc)}") from None
+    with client:
+        yield client
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def worker_slots(client) -> list[WorkerSlot]:
+    """The cluster's workers, in a stable order; waits a little for a first one."""
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
+    except TimeoutError:
+        raise DistributedError(f"the Dask scheduler has no workers (waited {WORKERS_WAIT_S:g} s)") from None
+    workers = client.scheduler_info()["workers"]
+    return [WorkerSlot(address, info.get("host", address), int(info.get("nthreads", 1)))
+            for address, info in sorted(workers.items())]
+
+
+class Events:
+    """The shards' messages as they arrive on the run's topic (what Supervisor._collect reads)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+
+    def __call__(self, event) -> None:  # runs on the Client's event loop
+        _, payload = event
+        self.queue.put(decode(payload))
+
+    def get(self, timeout: float | None = None):
+        return self.queue.get(timeout=timeout)
+
+    def get_nowait(self):
+        return self.queue.get_nowait()
+
+
+class LiveWorkers:
+    """The scheduler's worker list, read at most every WATCH_S."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.read_at = 0.0
+        self.addresses: set[str] = set()
+
+    def alive(self, address: str) -> bool:
+        now = time.monotonic()
+        if now - self.read_at >= WATCH_S:
+            self.read_at = now
+            try:
+                self.addresses = set(self.client.scheduler_info()["workers"])
+            except OSError:  # the scheduler itself is gone: no worker can be reached
+                self.addresses = set()
+        return address in self.addresses
+
+
+class ShardHandle:
+    """A shard's task, seen the way the Supervisor sees a worker process (exitcode, kill)."""
+
+    def __init__(self, shard: Shard, future, live: LiveWorkers, run: DaskRun) -> None:
+        self.shard = shard
+        self.future = future
+        self.live = live
+        self.run = run
+        self.lost_at_s: float | None = None
+        self.finished_seen: float | None = None
+
+    @property
+    def exitcode(self) -> int | None:
+        if not self.live.alive(self.shard.worker.address):
+            if self.lost_at_s is None:  # seconds into the run (0 when lost before its start)
+                self.lost_at_s = max(0.0, time.monotonic() - self.run.go_at) if self.run.go_at else 0.0
+            return -signal.SIGKILL
+        status = self.future.status
+        if status in ("error", "cancelled"):
+            return 1
+        if status == "finished":
+            now = time.monotonic()
+            self.finished_seen = self.finished_seen or now
+            if now - self.finished_seen > FINISHED_GRACE_S:
+                return 0
+        return None
+
+    def kill(self) -> None:
+        """Cannot kill a Dask task: it got the stop Event and kills its own shard program."""
+        self.future.cancel()
+
+
+class DaskRun(Supervisor):
+    # A shard writes its second when its engines reported it (or 1.5 s late), then the event
+    # crosses the scheduler: the coordinator waits longer before writing a second without it.
+    late_tick_s = 3.0
+    final_grace_s = FINAL_GRACE_S + 15.0
+
+    def __init__(self, plan: Plan, folder, client, shards: list[Shard], on_progress=None, on_ready=None) -> None:
+        super().__init__(plan, folder, on_progress, time_wait_probe=self._time_wait)
+        self.client = client
+        self.shards = shards
+        self.on_ready = on_ready or (lambda details: None)  # may raise RunError to refuse the start
+        self.run_id = secrets.token_hex(4)
+        self.details: dict[int, dict] = {}
+        self.shard_summaries: dict[int, dict] = {}
+        self.shard_counts: dict[int, dict] = {s.index: new_counts() for s in shards}
+        self.shard_time_wait: dict[int, int] = {}
+        self.handles: list[ShardHandle] = []
+
+    # -- the Supervisor's hooks ----------------------------------------------
+    def _time_wait(self) -> int:
+        """Client TIME_WAIT towards the target: shards on one host and namespace count the same sockets."""
+        by_netns: dict[str, int] = {}
+        for index, count in self.shard_time_wait.items():
+            key = self.details.get(index, {}).get("netns", str(index))
+            by_netns[key] = max(by_netns.get(key, 0), count)
+        return sum(by_netns.values())
+
+    def _death(self, index: int, proc) -> str:
+        address = self.shards[index].worker.address
+        if proc.lost_at_s is not None:
+            return (f"Dask worker {address} lost {proc.lost_at_s:.1f}s into the run; "
+                    "its seconds until then are kept, the others went on")
+        return f"Dask worker {address}: its task ended (exit code {proc.exitcode}) without its last second"
+
+    def _handle(self, message, finished: set[int]) -> None:
+        match message:
+            case ShardTick(shard, tick, snapshots, time_wait):
+                for snap in snapshots:
+                    self._add(shard, tick, snap)
+                    add_counts(self.shard_counts[shard], snap)
+                if time_wait is not None:
+                    self.shard_time_wait[shard] = time_wait
+            case ShardDone(shard, summary):
+                self.shard_summaries[shard] = summary
+                self.worker_elapsed = max(self.worker_elapsed, summary["duration_s"])
+                finished.add(shard)
+            case ShardError(shard, error):
+                self.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
+                finished.add(shard)
+            case ShardReady(shard, detail):
+                self.details[shard] = detail
+
+    # -- the run -------------------------------------------------------------
+    def run(self) -> dict:
+        from distributed import Event, Variable
+
+        topic, go_name, stop_name = names(self.run_id)
+        events = Events()
+        go, stop = Variable(go_name, client=self.client), Event(stop_name, client=self.client)
+        self.client.subscribe_topic(topic, events)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started = False
+        live = LiveWorkers(self.client)
+        try:
+            for shard in self.shards:
+                future = self.client.submit(run_shard, shard.index, shard.plan, self.run_id, __version__,
+                                            key=f"twload-shard-{self.run_id}-{shard.index}", pure=False,
+                                            workers=[shard.worker.address], allow_other_workers=False)
+                self.handles.append(ShardHandle(shard, future, live, self))
+            self._wait_ready(events, self.handles)
+            self.on_ready([self.details[s.index] for s in self.shards])
+            # wall-clock time is what hosts share; this process counts the same instant in monotonic time
+            go.set(time.time() + GO_DELAY_S)
+            self.go_at = time.monotonic() + GO_DELAY_S
+            started = True
+            elapsed = self._collect(events, self.handles, stop)
+        finally:
+            if not started:
+                go.set(-1.0)  # every shard waiting for the start: stop instead
+            stop.set()
+            self._settle()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.client.unsubscribe_topic(topic)
+        return self._distributed_summary(elapsed)
+
+    def _wait_ready(self, messages, procs) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(self.details) < len(self.shards):
+            if self.signal_received is not None:
+                raise RunError("interrupted before the run started")
+            if time.monotonic() > deadline:
+                raise DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s")
+            for handle in procs:
+                if handle.shard.index not in self.details and handle.exitcode is not None:
+                    raise DistributedError(f"Dask worker {handle.shard.worker.address} was lost before the start")
+            try:
+                message = messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(message, ShardError):
+                raise DistributedError(f"Dask worker {self.shards[message.shard].worker.address} "
+                                       f"({self.shards[message.shard].worker.host}): {message.error}")
+            if isinstance(message, ShardReady):
+                self.details[message.shard] = message.detail
+
+    def _settle(self) -> None:
+        """Let the tasks return (they stop their shards), so the cluster is free for the next run."""
+        from distributed import wait
+
+        futures = [h.future for h in self.handles]
+        try:
+            wait(futures, timeout=KILL_GRACE_S)
+        except TimeoutError:
+            pass
+        self.client.cancel(futures)
+
+    # -- the summary ---------------------------------------------------------
+    def _distributed_summary(self, elapsed: float) -> dict:
+        summary = self._summary(elapsed, sum(len(s.plan.worker_shares()) for s in self.shards))
+        preflights = [self.details[s.index] for s in self.shards]
+        summary["dask_workers"] = len(self.shards)
+        summary["workers_detail"] = [self._detail(h) for h in self.handles]
+        timestamps = {p["target_timestamps"] for p in preflights}
+        summary["target_timestamps"] = timestamps.pop() if len(timestamps) == 1 else None
+        summary["budget"] = merged_budget(preflights)
+        failures = [f"Dask worker {self.shards[i].worker.address}: {line}"
+                    for i, s in sorted(self.shard_summaries.items()) for line in s.get("worker_failures", [])]
+        if failures:
+            summary["worker_failures"] = summary.get("worker_failures", []) + failures
+        lost = [h.shard.worker.address for h in self.handles if h.lost_at_s is not None]
+        if lost:
+            summary["lost_workers"] = lost
+        if "EADDRNOTAVAIL" in summary["errors"]:
+            advice = [line for line in [wall_line(preflights)] if line]
+            for shard_summary in self.shard_summaries.values():
+                advice += [line for line in shard_summary.get("advice", []) if line not in advice]
+            summary["advice"] = advice
+        return summary
+
+    def _detail(self, handle: ShardHandle) -> dict:
+        index = handle.shard.index
+        counts = self.shard_counts[index]
+        own = self.shard_summaries.get(index, {})
+        detail = {
+            "dask_worker": handle.shard.worker.address,
+            **{k: v for k, v in self.details[index].items() if k in ("host", "sources", "engine_processes",
+                                                                        "connections")},
+            "requests": counts["requests"],
+            "connections_opened": counts["connections_opened"],
+            "errors": dict(sorted(counts["errors"].items())),
+            "status": {str(k): v for k, v in sorted(counts["status"].items())},
+        }
+        for key in ("duration_s", "first_errors", "time_wait_peak", "interrupted", "worker_failures"):
+            if key in own:
+                detail[key] = own[key]
+        if handle.lost_at_s is not None:
+            detail["lost_at_s"] = round(handle.lost_at_s, 3)
+        detail["preflight"] = {k: v for k, v in self.details[index].items()
+                               if k not in ("host", "sources", "engine_processes", "connections", "pid")}
+        return detail
+
+
+KILL_GRACE_S = 10.0  # at the end, how long the tasks get to return
+
+
+def new_counts() -> dict:
+    return {"requests": 0, "connections_opened": 0, "errors": Counter(), "status": Counter()}
+
+
+def add_counts(counts: dict, snap: dict) -> None:
+    counts["requests"] += snap["requests"]
+    counts["connections_opened"] += snap["connections_opened"]
+    counts["errors"].update(snap["errors"])
+    counts["status"].update(snap["status"])

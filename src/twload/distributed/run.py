@@ -1,0 +1,68 @@
+"""`twload run … --cluster local:N | --scheduler URL`: the distributed run, from plan to summary.
+
+Called by cli/run.py in place of its local execute(); the same run folder comes out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from twload import thresholds as gates
+from twload.distributed.coordinator import DaskRun, DistributedError, connect, worker_slots
+from twload.distributed.spec import ClusterSpec
+from twload.distributed.split import merged_budget, split, wall_line
+from twload.engine.supervisor import exit_code_for
+from twload.plan import Plan
+from twload.report.progress import live_progress
+from twload.results import RunFolder, default_run_dir
+
+EXIT_WORKER_LOST = 3  # the run went on without a lost Dask worker: its numbers cover less than planned
+EXIT_STRICT = 2
+
+
+class Refused(DistributedError):
+    exit_code = EXIT_STRICT
+
+
+def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out: Path | None,
+            show_progress: bool, console: Console, strict: bool = False,
+            thresholds: list | None = None) -> tuple[dict, Path, int]:
+    """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
+    if spec.plain_beyond_loopback:
+        console.print(f"[yellow]note: {spec.scheduler} is plain tcp://: whoever reaches it runs code on its "
+                      "workers; use it on a trusted network only, or tls:// (--tls-*)[/]", soft_wrap=True)
+
+    def on_ready(preflights: list[dict]) -> None:
+        warnings = [p["warning"] for p in preflights if "warning" in p]
+        if not warnings:
+            return
+        budget = merged_budget(preflights)
+        line = wall_line(preflights) or f"{len(preflights)} workers"
+        exhausted = budget["exhausted_at_connection"]
+        more = (f"; connection {exhausted:,} within 60 s fails with EADDRNOTAVAIL" if exhausted else "")
+        console.print(f"[yellow]pre-flight: {line}{more}. {len(warnings)} of {len(preflights)} workers: "
+                      f"{warnings[0]}[/]", soft_wrap=True)
+        if strict:
+            raise Refused("refusing to start (--strict)")
+
+    path = Path(out or default_run_dir())
+    with connect(spec) as client:
+        shards = split(plan, worker_slots(client), processes_per_worker)
+        folder = RunFolder(path)
+        try:
+            with live_progress(console, show_progress) as on_progress:
+                summary = DaskRun(plan, folder, client, shards, on_progress, on_ready).run()
+            summary["cluster"] = spec.label
+            if thresholds:
+                summary["thresholds"] = gates.evaluate(thresholds, summary)
+            folder.write_summary(summary)
+        finally:
+            folder.close()
+    code = exit_code_for(summary)
+    if code == 0 and summary.get("lost_workers"):
+        code = EXIT_WORKER_LOST
+    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+        code = 1
+    return summary, path, code

@@ -1,0 +1,181 @@
+"""One Dask worker's part of a run: a process of its own, started by the Dask task with subprocess.
+
+A Dask worker process is daemonic and may not start multiprocessing children, so the
+task starts this program, which is an ordinary twload run on its host: its own
+pre-flight (sysctls, port range, TIME_WAIT already held towards the target), then the
+normal supervisor and engine processes. Instead of writing a run folder it sends
+each second's snapshots to the coordinator, over a pipe to the task and on through
+the scheduler; the coordinator merges every worker's seconds into one run folder.
+
+    python -m twload.distributed.shard PIPE_FD PARENT_PID
+    stdin: the pickled (shard index, Plan), then one line: the start instant
+           (time.time() seconds, the same instant for every shard) or "stop"
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import time
+from typing import BinaryIO
+
+from twload.distributed.messages import ShardDone, ShardError, ShardMessage, ShardReady, ShardTick, encode
+from twload.engine import preflight as pf
+from twload.engine.sources import check_sources_local
+from twload.engine.supervisor import RunError, Supervisor
+from twload.kernel.sysctl import KernelFacts, gather
+from twload.plan import Plan, PlanError
+
+FRAME = struct.Struct("!I")  # length of each pickled message on the pipe
+PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
+
+
+class Outbox:
+    """Length-framed messages to the Dask task; a task that is gone only ends the reporting."""
+
+    def __init__(self, pipe: BinaryIO) -> None:
+        self.pipe = pipe
+        self.broken = False
+
+    def send(self, message: ShardMessage) -> None:
+        if self.broken:
+            return
+        payload = encode(message)
+        try:
+            self.pipe.write(FRAME.pack(len(payload)) + payload)
+            self.pipe.flush()
+        except OSError:  # the Dask worker died: the run stops (SIGTERM from the kernel), nobody listens
+            self.broken = True
+
+
+def read_frames(pipe: BinaryIO):
+    """The task's side: each message's bytes, until the shard and its children closed the pipe."""
+    while True:
+        head = pipe.read(FRAME.size)
+        if len(head) < FRAME.size:
+            return
+        payload = pipe.read(FRAME.unpack(head)[0])
+        if not payload:
+            return
+        yield payload
+
+
+def die_with_task(parent_pid: int) -> None:
+    """SIGTERM when the task's thread dies (a Dask worker killed outright), so no load goes on
+    unseen; prctl(PR_SET_PDEATHSIG) fires when the thread that started us exits (prctl(2))."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # it died before we could ask
+        sys.exit(1)
+
+
+def netns_id() -> str:
+    """Host and network namespace: shards that share both see the same TIME_WAIT sockets."""
+    try:
+        inode = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        inode = 0
+    return f"{socket.gethostname()}:{inode}"
+
+
+def route_source(plan: Plan) -> str:
+    """The address this host's routing picks towards the target (a UDP connect sends nothing)."""
+    with socket.socket(plan.target.family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(plan.target.address)
+            return sock.getsockname()[0]
+        except OSError:
+            return "?"
+
+
+def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
+    """This host's own pre-flight, as the coordinator's summary shows it per worker."""
+    check_sources_local(plan.sources, plan.target)
+    info = pf.probe_target(plan)
+    kernel = gather()
+    held = pf.sockets_to_target(plan)
+    budget = pf.plan_budget(plan, kernel, info.timestamps, held)
+    detail = {
+        "host": socket.gethostname(),
+        "netns": netns_id(),
+        "pid": os.getpid(),
+        "sources": list(plan.sources) or [route_source(plan)],
+        "engine_processes": len(plan.worker_shares()),
+        "connections": plan.connections,
+        "port_range": f"{kernel.port_low}-{kernel.port_high}",
+        "tcp_tw_reuse": kernel.tcp_tw_reuse,
+        "tcp_timestamps": kernel.tcp_timestamps,
+        "target_timestamps": info.timestamps,
+        "time_wait_held": held,
+        "budget": pf.budget_block(budget),
+    }
+    if pf.will_run_out(plan, budget):
+        detail["warning"] = pf.warning(plan, budget, kernel, info.timestamps)
+    return detail, kernel, info.timestamps
+
+
+class ShardSupervisor(Supervisor):
+    """The local supervisor, started at the coordinator's instant, sending seconds instead of writing them."""
+
+    def __init__(self, plan: Plan, index: int, detail: dict, outbox: Outbox, go_line) -> None:
+        super().__init__(plan, folder=None, time_wait_probe=pf.time_wait_probe(plan))  # type: ignore[arg-type]
+        self.index = index
+        self.detail = detail
+        self.outbox = outbox
+        self.go_line = go_line
+
+    def _start_instant(self) -> float:
+        self.outbox.send(ShardReady(self.index, self.detail))
+        line = self.go_line().strip()
+        if not line or line == b"stop":
+            raise RunError("stopped before the start")
+        go_wall = float(line)
+        # the agreed instant is wall-clock time (hosts keep it in step with NTP); the engines count monotonic
+        return time.monotonic() + (go_wall - time.time())
+
+    def _write_sample(self, tick: int, snaps: list[dict]) -> None:
+        time_wait = None
+        if self.time_wait_probe is not None:
+            time_wait = self.time_wait_probe()
+            self.progress.time_wait_peak = max(self.progress.time_wait_peak, time_wait)
+        self.outbox.send(ShardTick(self.index, tick, snaps, time_wait))
+        self.written_tick = tick
+
+
+def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
+    try:
+        detail, kernel, timestamps = preflight(plan)
+        summary = ShardSupervisor(plan, index, detail, outbox, go_line).run()
+    except (PlanError, RunError) as exc:
+        outbox.send(ShardError(index, str(exc)))
+        return 1
+    if "EADDRNOTAVAIL" in summary["errors"]:
+        summary["advice"] = pf.advice(plan, kernel, timestamps)
+    outbox.send(ShardDone(index, summary))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    fd, parent_pid = int(argv[1]), int(argv[2])
+    die_with_task(parent_pid)
+    outbox = Outbox(os.fdopen(fd, "wb"))
+    stdin = sys.stdin.buffer
+    index, plan = pickle.load(stdin)
+    try:
+        return run(index, plan, outbox, stdin.readline)
+    except Exception as exc:  # a bug, but the user gets one line in the summary, not a silent worker
+        outbox.send(ShardError(index, f"internal error: {type(exc).__name__}: {exc}"))
+        if os.environ.get("TWLOAD_DEBUG"):
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
