@@ -294,8 +294,8 @@ class DaskRun(Supervisor):
         own = self.shard_summaries.get(index, {})
         detail = {
             "dask_worker": handle.shard.worker.address,
-            **{k: v for k, v in self.details[index].items() if k in ("host", "sources", "engine_processes",
-                                                                        "connections")},
+            **{k: v for k, v in self.details[index].items() if k in ("host", "pid", "sources",
+                                                                        "engine_processes", "connections")},
             "requests": counts["requests"],
             "connections_opened": counts["connections_opened"],
             "errors": dict(sorted(counts["errors"].items())),
