@@ -263,6 +263,12 @@ def max_tw_buckets() -> list[Check]:
                   tw == 10 and overflow == 20 and summary["requests"] == 30)]
 
 
+def dask_scale_out() -> list[Check]:
+    from twload.lab import dask_scaleout  # imports dask only when asked
+
+    return dask_scaleout.checks()
+
+
 @dataclass(frozen=True)
 class LabScenario:
     name: str
@@ -287,6 +293,8 @@ SCENARIOS = {s.name: s for s in (
                 nat_timewait_collision, 10),
     LabScenario("source-addresses", "each added source address adds a port range", source_addresses, 3),
     LabScenario("max-tw-buckets", "beyond tcp_max_tw_buckets TIME_WAIT sockets are not kept", max_tw_buckets, 3),
+    LabScenario("dask-scale-out", "2, then 3 Dask workers in their own namespaces: the port wall moves out",
+                dask_scale_out, 60),
 )}
 
 
