@@ -111,7 +111,7 @@ sanitize: debs
 	[ $$rc = 0 ] && echo "sanitize: tests passed, no ASan/UBSan reports"; exit $$rc
 
 bench: $(CORE) debs
-	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py
+	$(BIN)/python benchmarks/vs_wrk.py && $(BIN)/python benchmarks/open_loop.py && $(BIN)/python benchmarks/sim_million.py && $(BIN)/python benchmarks/dask_overhead.py
 
 clean:
 	rm -rf $(VENV) twload-runs .pytest_cache build src/twload/engine/core/*.so $(FUZZ_BUILD) $(SAN_VENV)

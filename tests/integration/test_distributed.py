@@ -221,3 +221,26 @@ def test_bad_cluster_options_are_usage_errors():
         proc = run_cli("run", "http://127.0.0.1:9/", *args, "-n", "1")
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_the_folder(twload_server, tmp_path):
+    server = twload_server()
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "twload", "run", server.url, "--cluster", "local:2", "-c", "2",
+                             "-d", "60s", "--out", str(out), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = out / "samples.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not samples.exists() or samples.stat().st_size == 0):
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)  # the coordinator only: it must stop every worker's run itself
+    stdout, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] == "SIGINT" and summary["duration_s"] < 40
+    assert all(w.get("interrupted") == "SIGINT" and w["requests"] > 0 for w in summary["workers_detail"])
+    assert "lost_workers" not in summary
+    assert_folder_adds_up(out, summary)
+    abandoned = summary["errors"].get("abandoned_at_stop", 0)  # written, no response within the drain bound
+    assert summary["requests"] <= server.stop() <= summary["requests"] + abandoned
