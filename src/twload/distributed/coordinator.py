@@ -256,14 +256,16 @@ class DaskRun(Supervisor):
 
     def _settle(self) -> None:
         """Let the tasks return (they stop their shards), so the cluster is free for the next run."""
-        from distributed import wait
+        from distributed import Variable, wait
 
         futures = [h.future for h in self.handles]
+        running = [h.future for h in self.handles if h.lost_at_s is None]  # a lost worker's task never ends
         try:
-            wait(futures, timeout=KILL_GRACE_S)
+            wait(running, timeout=KILL_GRACE_S)
         except TimeoutError:
             pass
         self.client.cancel(futures)
+        Variable(names(self.run_id)[1], client=self.client).delete()
 
     # -- the summary ---------------------------------------------------------
     def _distributed_summary(self, elapsed: float) -> dict:
