@@ -28,6 +28,7 @@ from twload.distributed.messages import ShardDone, ShardError, ShardMessage, Sha
 from twload.engine import preflight as pf
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, Supervisor
+from twload.kernel import sockdiag
 from twload.kernel.sysctl import KernelFacts, gather
 from twload.plan import Plan, PlanError
 
@@ -95,13 +96,22 @@ def route_source(plan: Plan) -> str:
             return "?"
 
 
+def listeners_in_range(kernel: KernelFacts) -> int:
+    """Listening sockets on ephemeral ports: connect() skips a port that bind() reserved, whatever the
+    destination (net/ipv4/inet_hashtables.c: __inet_hash_connect, tb->fastreuse >= 0, Linux 6.x). A Dask
+    worker's own listeners take random ports from this range unless given fixed ones."""
+    socks, _ = sockdiag.sockets()
+    return len({s.sport for s in socks if s.state == "LISTEN" and kernel.port_low <= s.sport <= kernel.port_high})
+
+
 def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
     """This host's own pre-flight, as the coordinator's summary shows it per worker."""
     check_sources_local(plan.sources, plan.target)
     info = pf.probe_target(plan)
     kernel = gather()
     held = pf.sockets_to_target(plan)
-    budget = pf.plan_budget(plan, kernel, info.timestamps, held)
+    listeners = listeners_in_range(kernel)
+    budget = pf.plan_budget(plan, kernel, info.timestamps, held + listeners)
     detail = {
         "host": socket.gethostname(),
         "netns": netns_id(),
@@ -114,6 +124,7 @@ def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
         "tcp_timestamps": kernel.tcp_timestamps,
         "target_timestamps": info.timestamps,
         "time_wait_held": held,
+        "listeners_in_range": listeners,
         "budget": pf.budget_block(budget),
     }
     if pf.will_run_out(plan, budget):
