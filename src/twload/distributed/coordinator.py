@@ -30,6 +30,7 @@ WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for on
 READY_TIMEOUT_S = 90.0  # every shard's pre-flight and engine processes (slow on a busy host)
 GO_DELAY_S = 1.0  # the start instant is this far ahead when announced: every shard hears it in time
 WATCH_S = 0.5  # how often the scheduler's worker list is read to notice a lost worker
+SCHEDULER_SILENT_S = 15.0  # the scheduler has not answered for this long: every worker counts as lost
 FINISHED_GRACE_S = 3.0  # a task ended: its last events may still be on their way
 
 
@@ -103,7 +104,8 @@ class LiveWorkers:
     def __init__(self, client) -> None:
         self.client = client
         self.read_at = 0.0
-        self.addresses: set[str] = set()
+        self.answered_at = time.monotonic()
+        self.addresses: set[str] | None = None  # None: not read yet, everyone counts as alive
 
     def alive(self, address: str) -> bool:
         now = time.monotonic()
@@ -111,9 +113,11 @@ class LiveWorkers:
             self.read_at = now
             try:
                 self.addresses = set(self.client.scheduler_info()["workers"])
-            except OSError:  # the scheduler itself is gone: no worker can be reached
-                self.addresses = set()
-        return address in self.addresses
+                self.answered_at = now
+            except OSError:  # one slow answer is no loss; a scheduler silent this long has lost them all
+                if now - self.answered_at > SCHEDULER_SILENT_S:
+                    self.addresses = set()
+        return self.addresses is None or address in self.addresses
 
 
 class ShardHandle:
@@ -225,13 +229,16 @@ class DaskRun(Supervisor):
             started = True
             elapsed = self._collect(events, self.handles, stop)
         finally:
-            if not started:
-                go.set(-1.0)  # every shard waiting for the start: stop instead
-            stop.set()
-            self._settle()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.client.unsubscribe_topic(topic)
+            try:
+                if not started:
+                    go.set(-1.0)  # every shard waiting for the start: stop instead
+                stop.set()
+                self._settle()
+                self.client.unsubscribe_topic(topic)
+            except OSError:  # the scheduler is gone: nothing left to tell or to wait for
+                pass
         return self._distributed_summary(elapsed)
 
     def _wait_ready(self, messages, procs) -> None:
