@@ -119,7 +119,7 @@ def test_coordinator_merges_shard_seconds_exactly(tmp_path_factory, seconds):
             for latencies in per_process:
                 iv = Interval()
                 iv.latency.extend(latencies)
-                iv.status.extend([200] * len(latencies))
+                iv.status_codes.extend([200] * len(latencies))
                 iv.requests = len(latencies)
                 snaps.append(iv.snapshot())
                 for v in latencies:
