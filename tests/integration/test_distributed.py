@@ -124,11 +124,14 @@ def test_local_cluster_counts_equal_the_servers(twload_server, tmp_path):
 
 
 def test_local_cluster_against_nginx_access_log(nginx, tmp_path):
+    # 127.0.0.0/8 is all on lo: two source addresses, one per Dask worker, each with its own ports
     summary, proc = run_json(nginx.url, "--cluster", "local:2", "-n", "600", "-c", "6", "--close", "fin",
-                             "--out", str(tmp_path / "run"))
+                             "--source", "127.0.0.1,127.0.0.2", "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
-    assert summary["requests"] == 600 and summary["errors"] == {}
+    assert summary["requests"] == 600 and summary["errors"] == {}, summary
     assert [w["requests"] for w in summary["workers_detail"]] == [300, 300]
+    assert [w["sources"] for w in summary["workers_detail"]] == [["127.0.0.1"], ["127.0.0.2"]]
+    assert summary["budget"]["ports"] == sum(w["preflight"]["budget"]["ports"] for w in summary["workers_detail"])
     assert nginx.access_lines() == 600
 
 

@@ -137,3 +137,12 @@ def test_coordinator_merges_shard_seconds_exactly(tmp_path_factory, seconds):
     assert merged.get_max_value() == single.get_max_value()
     assert sum(s["requests"] for s in read_samples(folder.path)) == requests
     assert finished == set(range(shards))
+
+
+def test_workers_advice_is_said_once_when_every_worker_says_it(tmp_path):
+    the_plan = plan()
+    run = DaskRun(the_plan, RunFolder(tmp_path), None, [Shard(i, w, the_plan) for i, w in enumerate(slots(2))])
+    run.details = {0: {"host": "a", "sources": ["10.0.0.1"]}, 1: {"host": "b", "sources": ["10.0.0.2"]}}
+    run.shard_summaries = {0: {"advice": ["tw_reuse=0", "only 100 ports"]}, 1: {"advice": ["tw_reuse=0"]}}
+    assert run._workers_advice() == ["each worker: tw_reuse=0", "a 10.0.0.1: only 100 ports"]
+    run.folder.close()

@@ -291,11 +291,29 @@ class DaskRun(Supervisor):
         if lost:
             summary["lost_workers"] = lost
         if "EADDRNOTAVAIL" in summary["errors"]:
-            advice = [line for line in [wall_line(preflights)] if line]
-            for shard_summary in self.shard_summaries.values():
-                advice += [line for line in shard_summary.get("advice", []) if line not in advice]
-            summary["advice"] = advice
+            summary["advice"] = [line for line in [wall_line(preflights)] if line] + self._workers_advice()
         return summary
+
+    def _workers_advice(self) -> list[str]:
+        """Each worker's own advice (its sysctls, its ports): said once when every worker says it."""
+        by_line: dict[str, list[int]] = {}
+        for index, shard_summary in sorted(self.shard_summaries.items()):
+            for line in shard_summary.get("advice", []):
+                by_line.setdefault(line, []).append(index)
+        advice = []
+        for line, indexes in by_line.items():
+            if len(self.shards) == 1:
+                advice.append(line)
+            elif len(indexes) == len(self.shards):
+                advice.append(f"each worker: {line}")
+            else:
+                where = ", ".join(self._where(i) for i in indexes)
+                advice.append(f"{where}: {line}")
+        return advice
+
+    def _where(self, index: int) -> str:
+        detail = self.details.get(index, {})
+        return f"{detail.get('host', '?')} {','.join(detail.get('sources', []))}"
 
     def _detail(self, handle: ShardHandle) -> dict:
         index = handle.shard.index

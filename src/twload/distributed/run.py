@@ -42,8 +42,9 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
         line = wall_line(preflights) or f"{len(preflights)} workers"
         exhausted = budget["exhausted_at_connection"]
         more = (f"; connection {exhausted:,} within 60 s fails with EADDRNOTAVAIL" if exhausted else "")
-        console.print(f"[yellow]pre-flight: {line}{more}. {len(warnings)} of {len(preflights)} workers: "
-                      f"{warnings[0]}[/]", soft_wrap=True)
+        which = "each worker" if len(warnings) == len(preflights) else f"{len(warnings)} of {len(preflights)} workers"
+        console.print(f"[yellow]pre-flight: {line}{more}. {which.capitalize()}: "
+                      f"{warnings[0].removeprefix('pre-flight: ')}[/]", soft_wrap=True)
         if strict:
             raise Refused("refusing to start (--strict)")
 
