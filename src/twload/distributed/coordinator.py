@@ -147,6 +147,16 @@ class ShardHandle:
                 return 0
         return None
 
+    def why(self) -> str:
+        """Why the shard's task ended before its run started, for the user."""
+        if self.lost_at_s is not None:
+            return "the worker was lost before the start"
+        if self.future.status == "error":
+            exc = self.future.exception()
+            hint = " (is twload installed on the worker?)" if isinstance(exc, ImportError) else ""
+            return f"the task failed: {type(exc).__name__}: {one_line(exc)}{hint}"
+        return f"the task ended ({self.future.status}) before the start"
+
     def kill(self) -> None:
         """Cannot kill a Dask task: it got the stop Event and kills its own shard program."""
         self.future.cancel()
@@ -250,7 +260,7 @@ class DaskRun(Supervisor):
                 raise DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s")
             for handle in procs:
                 if handle.shard.index not in self.details and handle.exitcode is not None:
-                    raise DistributedError(f"Dask worker {handle.shard.worker.address} was lost before the start")
+                    raise DistributedError(f"Dask worker {handle.shard.worker.address}: {handle.why()}")
             try:
                 message = messages.get(timeout=0.1)
             except queue.Empty:
@@ -259,6 +269,8 @@ class DaskRun(Supervisor):
                 raise DistributedError(f"Dask worker {self.shards[message.shard].worker.address} "
                                        f"({self.shards[message.shard].worker.host}): {message.error}")
             if isinstance(message, ShardReady):
+                # the worker's clock against ours (its message's transit makes it look a little behind)
+                message.detail["clock_offset_s"] = round(message.detail.pop("clock_s") - time.time(), 3)
                 self.details[message.shard] = message.detail
 
     def _settle(self) -> None:

@@ -20,6 +20,7 @@ from twload.results import RunFolder, default_run_dir
 
 EXIT_WORKER_LOST = 3  # the run went on without a lost Dask worker: its numbers cover less than planned
 EXIT_STRICT = 2
+CLOCK_SKEW_WARN_S = 0.25  # the start instant is wall-clock time; a worker this far off starts visibly apart
 
 
 class Refused(DistributedError):
@@ -35,6 +36,10 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
                       "workers; use it on a trusted network only, or tls:// (--tls-*)[/]", soft_wrap=True)
 
     def on_ready(preflights: list[dict]) -> None:
+        skewed = [p for p in preflights if abs(p["clock_offset_s"]) > CLOCK_SKEW_WARN_S]
+        for p in skewed:
+            console.print(f"[yellow]{p['host']}'s clock is {p['clock_offset_s']:+.2f} s from this host's: it starts "
+                          "that much off the common instant (run NTP on every host)[/]", soft_wrap=True)
         warnings = [p["warning"] for p in preflights if "warning" in p]
         if not warnings:
             return

@@ -143,6 +143,7 @@ class ShardSupervisor(Supervisor):
         self.go_line = go_line
 
     def _start_instant(self) -> float:
+        self.detail["clock_s"] = time.time()  # the start is agreed in wall-clock time: the coordinator checks
         self.outbox.send(ShardReady(self.index, self.detail))
         line = self.go_line().strip()
         if not line or line == b"stop":
