@@ -132,11 +132,18 @@ def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
     return detail, kernel, info.timestamps
 
 
+class NoFolder:
+    """A shard writes no run folder (the coordinator does); the supervisor's calls on it do nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 class ShardSupervisor(Supervisor):
     """The local supervisor, started at the coordinator's instant, sending seconds instead of writing them."""
 
     def __init__(self, plan: Plan, index: int, detail: dict, outbox: Outbox, go_line) -> None:
-        super().__init__(plan, folder=None, time_wait_probe=pf.time_wait_probe(plan))  # type: ignore[arg-type]
+        super().__init__(plan, folder=NoFolder(), time_wait_probe=pf.time_wait_probe(plan))  # type: ignore[arg-type]
         self.index = index
         self.detail = detail
         self.outbox = outbox
