@@ -299,6 +299,10 @@ class DaskRun(Supervisor):
                     for i, s in sorted(self.shard_summaries.items()) for line in s.get("worker_failures", [])]
         if failures:
             summary["worker_failures"] = summary.get("worker_failures", []) + failures
+        for key in ("engine", "io"):  # what each shard's engine processes reported (the compiled core's)
+            values = sorted({str(s[key]) for s in self.shard_summaries.values() if s.get(key) is not None})
+            if values:
+                summary[key] = values[0] if len(values) == 1 else ",".join(values)
         lost = [h.shard.worker.address for h in self.handles if h.lost_at_s is not None]
         if lost:
             summary["lost_workers"] = lost
@@ -340,7 +344,8 @@ class DaskRun(Supervisor):
             "errors": dict(sorted(counts["errors"].items())),
             "status": {str(k): v for k, v in sorted(counts["status"].items())},
         }
-        for key in ("duration_s", "first_errors", "time_wait_peak", "interrupted", "worker_failures"):
+        for key in ("duration_s", "first_errors", "time_wait_peak", "interrupted", "stopped_by", "worker_failures",
+                    "engine", "io"):
             if key in own:
                 detail[key] = own[key]
         if handle.lost_at_s is not None:
