@@ -48,9 +48,11 @@ def connect(spec: ClusterSpec):
 
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its lost-worker logs are our summary's job
     if spec.local_workers:
-        # Loopback only and no dashboard: a scheduler runs whatever it is sent.
+        # Loopback only and no dashboard: a scheduler runs whatever it is sent. Its HTTP server (/health)
+        # still listens: on a random port, since the default 8787 may be another run's (a warning, then).
         with LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL) as cluster:
+                          host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
+                          scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}) as cluster:
             with Client(cluster) as client:
                 yield client
         return
