@@ -309,8 +309,20 @@ class DaskRun(Supervisor):
         if lost:
             summary["lost_workers"] = lost
         if "EADDRNOTAVAIL" in summary["errors"]:
+            summary["wall"] = self._wall(summary, preflights)
             summary["advice"] = [line for line in [wall_line(preflights)] if line] + self._workers_advice()
         return summary
+
+    def _wall(self, summary: dict, preflights: list[dict]) -> str:
+        """The summary's first line at the port wall (as a local run's), with the workers' budget."""
+        first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
+        when = f" from {first['at_s']:.2f}s" if first else ""
+        walled = sum(1 for counts in self.shard_counts.values() if counts["errors"].get("EADDRNOTAVAIL"))
+        budget = wall_line(preflights) or f"{summary['budget']['ports']} ports in all"
+        target = self.plan.target
+        return (f"At the port wall{when} on {walled} of {len(self.shards)} workers, after "
+                f"{summary['connections_opened']} connections: no free local port towards {target.address[0]}:"
+                f"{target.port} (EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}); {budget}.")
 
     def _workers_advice(self) -> list[str]:
         """Each worker's own advice (its sysctls, its ports): said once when every worker says it."""

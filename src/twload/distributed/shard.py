@@ -128,7 +128,7 @@ def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
         "budget": pf.budget_block(budget),
     }
     if pf.will_run_out(plan, budget):
-        detail["warning"] = pf.warning(plan, budget, kernel, info.timestamps)
+        detail["warning"] = pf.warning(plan, budget, kernel, info.timestamps, held + listeners)
     return detail, kernel, info.timestamps
 
 
@@ -176,7 +176,8 @@ def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
         outbox.send(ShardError(index, str(exc)))
         return 1
     if "EADDRNOTAVAIL" in summary["errors"]:
-        summary["advice"] = pf.advice(plan, kernel, timestamps)
+        in_use = detail["time_wait_held"] + detail["listeners_in_range"]
+        summary["advice"] = pf.advice(plan, kernel, timestamps, in_use)
     outbox.send(ShardDone(index, summary))
     return 0
 
