@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 
+import dask
+
 from twload import __version__
 from twload.distributed.messages import ShardDone, ShardError, ShardReady, ShardTick, decode
 from twload.distributed.spec import ClusterSpec
@@ -29,9 +31,19 @@ CONNECT_TIMEOUT_S = 10.0  # to reach a --scheduler
 WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for one
 READY_TIMEOUT_S = 90.0  # every shard's pre-flight and engine processes (slow on a busy host)
 GO_DELAY_S = 1.0  # the start instant is this far ahead when announced: every shard hears it in time
-WATCH_S = 0.5  # how often the scheduler's worker list is read to notice a lost worker
+WATCH_S = 2.0  # how often the scheduler's worker list is read to notice a lost worker (a costly request)
 SCHEDULER_SILENT_S = 15.0  # the scheduler has not answered for this long: every worker counts as lost
 FINISHED_GRACE_S = 3.0  # a task ended: its last events may still be on their way
+
+
+# A local cluster runs one long task per worker, on the same host as the load: Dask's periodic
+# watchers (a stack sampler every 10 ms, event-loop ticks every 20 ms, memory and system monitors)
+# cost that host CPU the engines want, and tell us nothing. Nannies pass this config to their workers.
+QUIET_LOCAL_CLUSTER = {"distributed": {
+    "worker": {"profile": {"enabled": False}, "memory": {"monitor-interval": "2s"}},
+    "admin": {"tick": {"interval": "1s", "limit": "30s"},
+              "system-monitor": {"interval": "2s", "gil": {"enabled": False}}},
+}}
 
 
 class DistributedError(RunError):
@@ -48,6 +60,7 @@ def connect(spec: ClusterSpec):
 
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its lost-worker logs are our summary's job
     if spec.local_workers:
+        dask.config.update(dask.config.config, QUIET_LOCAL_CLUSTER, priority="new")
         # Loopback only and no dashboard: a scheduler runs whatever it is sent. Its HTTP server (/health)
         # still listens: on a random port, since the default 8787 may be another run's (a warning, then).
         with LocalCluster(n_workers=spec.local_workers, threads_per_worker=1, processes=True,
