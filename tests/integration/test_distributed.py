@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import free_port, run_cli
 from twload.metrics import Totals
+from twload.results import HDRH_LOG, read_hdrh
 
 DASK_START_S = 60.0  # a busy 2-core host starts a Dask process in seconds, not this long
 
@@ -114,13 +115,16 @@ def test_local_cluster_counts_equal_the_servers(twload_server, tmp_path):
     assert all(w["dask_worker"].startswith("tcp://127.0.0.1:") for w in detail)  # the cluster stays on loopback
     assert all(w["preflight"]["target_timestamps"] is True for w in detail)
     assert_folder_adds_up(out, summary)
-    # the per-second histograms on disk, added, are the run's histogram: its percentiles come out the same
+    # the per-second histograms on disk (hdrh.log, read with hdrh's own reader), added, are the run's
+    # histogram: its percentiles come out the same
     totals = Totals()
-    for line in (out / "latency.hdr").read_text().splitlines():
-        totals.latency.decode_and_add(line.split()[1])
+    for hist in read_hdrh(out, HDRH_LOG):
+        totals.latency.add(hist)
     assert totals.latency.get_total_count() == summary["requests"]
     for name, p in (("p50", 50), ("p99", 99), ("p99_9", 99.9)):
         assert totals.latency.get_value_at_percentile(p) == summary["latency_us"][name]
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["cluster"] == "local:2" and len(plan["dask_workers"]) == 2
 
 
 def test_local_cluster_against_nginx_access_log(nginx, tmp_path):
@@ -247,3 +251,10 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_folder(twload_server, tmp_path)
     assert_folder_adds_up(out, summary)
     abandoned = summary["errors"].get("abandoned_at_stop", 0)  # written, no response within the drain bound
     assert summary["requests"] <= server.stop() <= summary["requests"] + abandoned
+
+
+def test_a_folder_holding_a_run_is_refused_before_the_cluster_starts(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    proc = run_cli("run", "http://127.0.0.1:9/", "--cluster", "local:1", "-n", "1", "--out", str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "already holds a run" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -249,8 +249,10 @@ class DaskRun(Supervisor):
             self._wait_ready(events, self.handles)
             self.on_ready([self.details[s.index] for s in self.shards])
             # wall-clock time is what hosts share; this process counts the same instant in monotonic time
-            go.set(time.time() + GO_DELAY_S)
+            go_wall = time.time() + GO_DELAY_S
+            go.set(go_wall)
             self.go_at = time.monotonic() + GO_DELAY_S
+            self.folder.begin(go_wall)  # the interval logs' time 0
             started = True
             elapsed = self._collect(events, self.handles, stop)
         finally:
