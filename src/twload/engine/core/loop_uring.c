@@ -196,6 +196,8 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
             if (c->state != C_CONNECTING) queue_recv(k, c);
         } else if (c->flags & F_IN_FLIGHT) {
             core_fail(k, c, -res);  /* e.g. ECONNRESET */
+        } else if (c->state == C_AWAIT_EOF) {
+            core_close_error(k, c, -res);
         } else {
             core_close(k, c);
         }
