@@ -62,12 +62,12 @@ def sockstat_tcp_pages() -> int:
     return 0
 
 
-def run(url: str, connections: int, workers: int, sources: str, duration: int) -> dict:
+def run(url: str, connections: int, workers: int, sources: str, duration: int, io: str) -> dict:
     """One keep-alive run; the engine workers' peak summed RSS (kB) while it ran."""
     folder = tempfile.mkdtemp(prefix="twb-many-")
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "twload", "run", url, "-c", str(connections), "-w", str(workers),
-                             "--source", sources, "-d", f"{duration}s", "--engine", "core", "--json",
+                             "--source", sources, "-d", f"{duration}s", "--engine", "core", "--io", io, "--json",
                              "--out", folder + "/r"], stdout=subprocess.PIPE, text=True)
     peak_rss = peak_mem = 0
     while proc.poll() is None:
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--connections", default="10000,100000")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--sources", default="127.0.0.2-127.0.0.5")
+    parser.add_argument("--io", default="auto", help="the core's I/O backend: auto, epoll or uring")
     args = parser.parse_args()
     import resource
 
@@ -97,14 +98,14 @@ def main() -> None:
         try:
             print(server.stdout.readline().strip(), flush=True)
             url = f"http://127.0.0.1:{port}/"
-            base = run(url, BASE, workers, args.sources, 3)
-            big = run(url, n, workers, args.sources, args.duration)
+            base = run(url, BASE, workers, args.sources, 3, args.io)
+            big = run(url, n, workers, args.sources, args.duration, args.io)
         finally:
             server.terminate()
             server.wait(30)
         s = big["summary"]
         per_conn = (big["rss_kb"] - base["rss_kb"]) * 1024 / (n - BASE)
-        print(f"{n:>7,} connections, {workers} workers: opened {s['connections_opened']:,}, requests "
+        print(f"{n:>7,} connections, {workers} workers, io {s['io']}: opened {s['connections_opened']:,}, requests "
               f"{s['requests']:,}, errors {s['errors']}, run {s['duration_s']:.2f} s for -d {args.duration}s "
               f"(command {big['wall_s']:.1f} s)")
         print(f"         engine workers' RSS {big['rss_kb'] / 1024:.1f} MB (at {BASE}: {base['rss_kb'] / 1024:.1f} MB)"

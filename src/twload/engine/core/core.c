@@ -604,8 +604,13 @@ void core_tick(core *k, int64_t now) {
 
 int64_t core_next_timer(core *k, int64_t now, int64_t until) {
     int64_t t = until < k->next_sweep ? until : k->next_sweep;
-    for (int i = k->backoff_head; i >= 0; i = k->conns[i].next_backoff)
+    for (int i = k->backoff_head; i >= 0; i = k->conns[i].next_backoff) {
         if (k->conns[i].t_retry < t) t = k->conns[i].t_retry;
+        /* due already (a connect queued by OPENS_PER_TURN has t_retry 0): no need to walk on. During
+           a connect storm the list holds tens of thousands of queued slots, and walking all of
+           them before every poll took most of the loop's time. */
+        if (t <= now) return now;
+    }
     if (k->open_loop && !k->stopping && k->due_seen < k->due_len && k->due[k->due_seen] < t)
         t = k->due[k->due_seen];
     return t < now ? now : t;
