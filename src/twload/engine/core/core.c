@@ -716,6 +716,7 @@ void core_stop(core *k) {
 /* The drain bound is over: what is still in flight is abandoned, every connection closes. */
 void core_abandon(core *k) {
     core_stop(k);
+    k->abandoning = 1;
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         if (c->state == C_FREE || c->state == C_BACKOFF) continue;

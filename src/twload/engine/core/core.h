@@ -120,6 +120,7 @@ typedef struct core {
     int schedule_done;
 
     int stopping;
+    int abandoning;           /* core_abandon closes everything: backends may close the plain way */
     int64_t started_ns, stop_ns, next_sweep;
 
     char peer_bytes[64];      /* the first bytes of the first connection whose response was not HTTP */
