@@ -20,6 +20,7 @@ ENGINES = [("core", "epoll"),
            pytest.param(("core", "uring"), marks=pytest.mark.skipif(
                not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)")),
            ("asyncio", "auto")]
+ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
@@ -86,7 +87,7 @@ def test_a_reset_after_a_complete_response_counts_the_same_on_both_engines(reset
     assert all(value == (12, {"ECONNRESET": 12}) for value in results.values()), results
 
 
-@pytest.mark.parametrize("engine_io", ENGINES)
+@pytest.mark.parametrize("engine_io", ENGINES, ids=ENGINE_IDS)
 def test_a_close_pending_at_stop_gets_its_drain_time(resetting_peer, tmp_path, engine_io):
     """Responses complete at 0 s, the server's reset comes at 0.3 s, the stop at 0.2 s: the drain
     waits for it, so each connection counts its response and its reset, and nothing is abandoned."""

@@ -549,10 +549,10 @@ class Worker:
             sock.close()
             raise
 
-    def sweep_timeouts(self) -> None:
+    def sweep_timeouts(self, requests_only: bool = False) -> None:
         now = clock_ns()
         connect_limit = self.plan.connect_timeout_s * 1e9
-        for conn, (started, task) in list(self.connecting.items()):
+        for conn, (started, task) in [] if requests_only else list(self.connecting.items()):
             if now - started > connect_limit and not conn.connect_timed_out:
                 conn.connect_timed_out = True
                 task.cancel()
@@ -572,8 +572,14 @@ class Worker:
             if not conn.in_flight and conn.transport is not None:
                 conn.transport.close()  # idle keep-alive connection: the client closes it
         end = time.monotonic() + grace_s
+        next_sweep = time.monotonic() + SWEEP_S
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.005)
+            if time.monotonic() >= next_sweep:
+                # --timeout holds in the drain too (as in the core): a request past it is a timeout,
+                # not abandoned_at_stop. Connects still pending at stop carry nothing: not swept.
+                self.sweep_timeouts(requests_only=True)
+                next_sweep += SWEEP_S
 
     def abandon_in_flight(self) -> None:
         """After the drain bound: a request still without its response is counted
