@@ -292,6 +292,7 @@ class Worker:
         self.idle: list[Connection] = []
         self.max_connections = connections  # open loop: this worker's share of --max-connections
         self.scheduled_all = False
+        self.next_send = 0  # open loop: index of the next send time the scheduler has not dispatched
         self.attempts = 0  # connections attempted, counting this one
         self.first_errors: dict[str, list] = {}
         self.backoff = ConnectBackoff()  # open loop: after failed connects, wait, growing, never spin
@@ -434,11 +435,27 @@ class Worker:
                     self.iv.max_lag_us = lag_us
                 self.dispatch(started + int(due_at * 1e9))
                 k += 1
+                self.next_send = k
                 due_at = schedule.send_time(k)
             if due_at is None:
                 break
             await asyncio.sleep(max(0.0, due_at - (clock_ns() - started) / 1e9))
         self.scheduled_all = True
+
+    def count_missed_sends(self, stopped_at: float) -> None:
+        """Send times up to the stop that the scheduler had not reached (a busy loop) were due too:
+        not_sent, like those that waited in self.due (CONTRACTS.md: every due request has a result)."""
+        if self.schedule is None or self.scheduled_all:
+            return
+        k = self.next_send
+        due_at = self.schedule.send_time(k)
+        while due_at is not None and due_at <= stopped_at and (self.remaining is None or self.remaining > 0):
+            if self.remaining is not None:
+                self.remaining -= 1
+            self.iv.errors["not_sent"] += 1
+            k += 1
+            due_at = self.schedule.send_time(k)
+        self.next_send = k
 
     def open_loop_done(self) -> bool:
         return self.scheduled_all and not self.due and not any(c.in_flight for c in self.active)
@@ -532,10 +549,10 @@ class Worker:
             sock.close()
             raise
 
-    def sweep_timeouts(self) -> None:
+    def sweep_timeouts(self, requests_only: bool = False) -> None:
         now = clock_ns()
         connect_limit = self.plan.connect_timeout_s * 1e9
-        for conn, (started, task) in list(self.connecting.items()):
+        for conn, (started, task) in [] if requests_only else list(self.connecting.items()):
             if now - started > connect_limit and not conn.connect_timed_out:
                 conn.connect_timed_out = True
                 task.cancel()
@@ -555,8 +572,14 @@ class Worker:
             if not conn.in_flight and conn.transport is not None:
                 conn.transport.close()  # idle keep-alive connection: the client closes it
         end = time.monotonic() + grace_s
+        next_sweep = time.monotonic() + SWEEP_S
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.005)
+            if time.monotonic() >= next_sweep:
+                # --timeout holds in the drain too (as in the core): a request past it is a timeout,
+                # not abandoned_at_stop. Connects still pending at stop carry nothing: not swept.
+                self.sweep_timeouts(requests_only=True)
+                next_sweep += SWEEP_S
 
     def abandon_in_flight(self) -> None:
         """After the drain bound: a request still without its response is counted
@@ -615,9 +638,11 @@ class Worker:
                 tick += 1
             if now >= deadline or send.should_stop():
                 break
+        stopped_at = time.monotonic() - started
         self.stop()  # no new requests; each connection closes as its strategy says
         if scheduler is not None:
             scheduler.cancel()
+            self.count_missed_sends(stopped_at)
             for conn in self.idle:
                 if conn.transport is not None:
                     conn.transport.close()

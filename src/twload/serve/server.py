@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
+import resource
 import signal
 import socket
 import ssl
@@ -21,7 +22,32 @@ from dataclasses import dataclass
 import httptools
 
 STATS_PATH = b"/__twload/stats"
-BACKLOG = 4096
+# The kernel caps a listen backlog at net.core.somaxconn (net/socket.c: __sys_listen), so ask for the
+# most: a storm of 100,000 connects overflows a short accept queue, and each dropped SYN costs the
+# client a 1 s retransmit (net/ipv4/tcp_timer.c: TCP_TIMEOUT_INIT).
+BACKLOG = 65535
+FILES_BESIDES_SOCKETS = 64  # the worker's listening socket, event loop, pipes, stdio, the interpreter's own
+
+
+def raise_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (workers inherit it); returns the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+        return hard
+    return soft
+
+
+def capacity_note(workers: int, file_limit: int) -> str:
+    """How many connections the workers can hold: beyond that accept() fails with EMFILE and connections
+    wait in the kernel's accept queue unanswered, established as far as the client can tell."""
+    if file_limit == resource.RLIM_INFINITY:
+        return ""
+    most = workers * max(0, file_limit - FILES_BESIDES_SOCKETS)
+    return f"; at most ~{most:,} connections ({file_limit:,} open files per worker: more need more --workers)"
 
 
 @dataclass(frozen=True)
@@ -188,6 +214,7 @@ def serve(options: ServeOptions, announce=print) -> int:
     # socket: it shares the SO_REUSEPORT group but receives no connections.
     reserve = _listening_socket(options.host, options.port)
     port = reserve.getsockname()[1]
+    note = capacity_note(options.workers, raise_file_limit())
     ctx = mp.get_context("fork")
     counts = ctx.RawArray("q", options.workers)
     options.tls_context()  # a bad certificate or key fails here, before any worker starts
@@ -198,7 +225,7 @@ def serve(options: ServeOptions, announce=print) -> int:
             stop = asyncio.Event()
             await _serve_forever(
                 options, counts, 0, port,
-                lambda: announce(f"twload serve listening on {url} (1 worker)"), stop,
+                lambda: announce(f"twload serve listening on {url} (1 worker{note})"), stop,
             )
         uvloop.run(main())
     else:
@@ -211,7 +238,7 @@ def serve(options: ServeOptions, announce=print) -> int:
             events.append(ready)
         for ready in events:
             ready.wait(timeout=30)
-        announce(f"twload serve listening on {url} ({options.workers} workers)")
+        announce(f"twload serve listening on {url} ({options.workers} workers{note})")
         stopped = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda s, f: stopped.append(s))

@@ -68,12 +68,24 @@ static void count_error(core *k, const conn *c, int error) {
 
 static int take(core *k) {
     if (k->stopping) return 0;
-    if (k->budget < 0) return 1;
+    if (k->budget < 0) {
+        k->stats[S_TAKEN]++;
+        return 1;
+    }
     if (k->budget > 0) {
         k->budget--;
+        k->stats[S_TAKEN]++;
         return 1;
     }
     return 0;
+}
+
+/* A request taken for c was never written and the run ends (stop, abandon, retirement): open loop,
+   it was due, so it is not_sent; closed loop, it leaves the ledger (CONTRACTS.md: a connect
+   that completes after stop carries nothing and counts nothing). */
+static void withdraw(core *k, const conn *c) {
+    if (k->open_loop) count_error(k, c, E_NOT_SENT);
+    else k->stats[S_WITHDRAWN]++;
 }
 
 /* ---- open loop: intended send times ---- */
@@ -83,6 +95,7 @@ static void scan_due(core *k, int64_t now) {
         int64_t lag_us = (now - k->due[k->due_seen]) / 1000;
         if (lag_us > k->stats[S_MAX_LAG_US]) k->stats[S_MAX_LAG_US] = lag_us;
         k->due_seen++;
+        k->stats[S_TAKEN]++;
     }
 }
 
@@ -354,7 +367,7 @@ int core_connected(core *k, conn *c, int64_t now) {
     k->stats[S_OPENED]++;
     record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
     if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */
-        if (k->open_loop && (c->flags & F_HAS_REQUEST)) count_error(k, c, E_NOT_SENT);
+        if (c->flags & F_HAS_REQUEST) withdraw(k, c);
         core_close(k, c);
         return 0;
     }
@@ -528,6 +541,14 @@ void core_fail(core *k, conn *c, int error) {
     core_close(k, c);
 }
 
+/* --close server: the response is counted, but the server's close went wrong (it reset, or never
+   closed): counted by name, as the asyncio engine does, outside the ledger of request results. */
+void core_close_error(core *k, conn *c, int error) {
+    count_error(k, c, error);
+    k->stats[S_CLOSE_ERRORS]++;
+    core_close(k, c);
+}
+
 /* ---- timers ---- */
 
 static void sweep(core *k, int64_t now) {
@@ -542,7 +563,7 @@ static void sweep(core *k, int64_t now) {
             if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_TIMEOUT);
             break;
         case C_AWAIT_EOF:
-            if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_NO_SERVER_CLOSE);
+            if (now - c->t_start > k->timeout_ns) core_close_error(k, c, E_NO_SERVER_CLOSE);
             break;
         default:
             break;
@@ -583,8 +604,13 @@ void core_tick(core *k, int64_t now) {
 
 int64_t core_next_timer(core *k, int64_t now, int64_t until) {
     int64_t t = until < k->next_sweep ? until : k->next_sweep;
-    for (int i = k->backoff_head; i >= 0; i = k->conns[i].next_backoff)
+    for (int i = k->backoff_head; i >= 0; i = k->conns[i].next_backoff) {
         if (k->conns[i].t_retry < t) t = k->conns[i].t_retry;
+        /* due already (a connect queued by OPENS_PER_TURN has t_retry 0): no need to walk on. During
+           a connect storm the list holds tens of thousands of queued slots, and walking all of
+           them before every poll took most of the loop's time. */
+        if (t <= now) return now;
+    }
     if (k->open_loop && !k->stopping && k->due_seen < k->due_len && k->due[k->due_seen] < t)
         t = k->due[k->due_seen];
     return t < now ? now : t;
@@ -646,6 +672,7 @@ void core_set_connections(core *k, int target) {
             k->retire--;
             k->live_slots--;
             c->state = C_FREE;
+            if (c->flags & F_HAS_REQUEST) withdraw(k, c);
             c->flags &= (uint16_t)~F_HAS_REQUEST;
             i = next;
         }
@@ -669,7 +696,8 @@ void core_stop(core *k) {
     while (k->backoff_head >= 0) {
         conn *c = &k->conns[k->backoff_head];
         backoff_remove(k, -1, c);
-        c->flags &= (uint16_t)~F_HAS_REQUEST;  /* a queued connect: nothing was written */
+        if (c->flags & F_HAS_REQUEST) withdraw(k, c);  /* a queued connect: nothing was written */
+        c->flags &= (uint16_t)~F_HAS_REQUEST;
         if (k->open_loop) free_slot(k, c);
         else {
             c->state = C_FREE;
@@ -679,8 +707,7 @@ void core_stop(core *k) {
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         if (c->state == C_IDLE || (c->state == C_CONNECTING && !(c->flags & F_IN_FLIGHT))) {
-            if (c->state == C_CONNECTING && k->open_loop && (c->flags & F_HAS_REQUEST))
-                count_error(k, c, E_NOT_SENT);
+            if (c->state == C_CONNECTING && (c->flags & F_HAS_REQUEST)) withdraw(k, c);
             core_close(k, c);  /* slot_after: the slot ends, since take() now fails */
         }
     }
@@ -689,10 +716,12 @@ void core_stop(core *k) {
 /* The drain bound is over: what is still in flight is abandoned, every connection closes. */
 void core_abandon(core *k) {
     core_stop(k);
+    k->abandoning = 1;
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         if (c->state == C_FREE || c->state == C_BACKOFF) continue;
         if (c->flags & F_IN_FLIGHT) count_error(k, c, E_ABANDONED);
+        else if (c->flags & F_HAS_REQUEST) withdraw(k, c);
         drop(k, c);
     }
     k->io->flush(k);

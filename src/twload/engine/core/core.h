@@ -18,6 +18,11 @@
 enum {
     S_REQUESTS, S_OPENED, S_BYTES_IN, S_BYTES_OUT, S_MAX_LAG_US, S_SUM_LATENCY, S_SUM_CONNECT,
     S_SUM_SERVICE,
+    /* the result ledger (CONTRACTS.md: every request taken yields exactly one result): requests
+       taken (closed loop: take(); open loop: send times that became due), and those taken but
+       dropped before a byte was written (closed loop, at stop or retirement) */
+    S_TAKEN, S_WITHDRAWN,
+    S_CLOSE_ERRORS,  /* errors on a connection whose response was counted (awaiting the server's FIN) */
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
     S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
@@ -115,6 +120,7 @@ typedef struct core {
     int schedule_done;
 
     int stopping;
+    int abandoning;           /* core_abandon closes everything: backends may close the plain way */
     int64_t started_ns, stop_ns, next_sweep;
 
     char peer_bytes[64];      /* the first bytes of the first connection whose response was not HTTP */
@@ -177,6 +183,7 @@ void core_sent(core *k, conn *c, size_t n);   /* n more bytes of the request wer
 int core_received(core *k, conn *c, const char *data, size_t len); /* 0 if c is still open */
 void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_fail(core *k, conn *c, int error);
+void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 
 #endif

@@ -130,7 +130,12 @@ static void ur_send(core *k, conn *c) {
 }
 
 static void ur_close(core *k, conn *c) {
-    if (reserve(k, 2) < 0) {
+    /* At the end of the run, a plain close(): each ASYNC_CANCEL by fd walks every request pending in
+       the ring (io_uring/cancel.c: io_async_cancel_one over the cancel tables), so cancelling tens of
+       thousands of connections one by one is quadratic (measured: 40,000 connections over 3
+       workers, the run ended ~1.9 s after duration + drain). The recvs still pending keep their
+       sockets open until the ring is torn down (core_fini: io_uring_queue_exit cancels them all). */
+    if (k->abandoning || reserve(k, 2) < 0) {
         close(c->fd);
         return;
     }
@@ -196,6 +201,8 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
             if (c->state != C_CONNECTING) queue_recv(k, c);
         } else if (c->flags & F_IN_FLIGHT) {
             core_fail(k, c, -res);  /* e.g. ECONNRESET */
+        } else if (c->state == C_AWAIT_EOF) {
+            core_close_error(k, c, -res);
         } else {
             core_close(k, c);
         }

@@ -1,0 +1,97 @@
+"""The same bad peer against both engines gives identical error dicts (differential testing).
+
+Decided (CONTRACTS.md decisions log, 10:57 UTC core2): with --close server, a complete response is
+counted as a response; if the server then resets instead of closing with FIN, the reset is counted
+as ECONNRESET as well (as no_server_close is when it never closes): both describe the close, not the
+request, and both engines count them."""
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from twload.engine import core
+from twload.engine.supervisor import run_to_folder
+from twload.plan import Plan, parse_target
+
+ENGINES = [("core", "epoll"),
+           pytest.param(("core", "uring"), marks=pytest.mark.skipif(
+               not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)")),
+           ("asyncio", "auto")]
+ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+class ResettingPeer:
+    """Answers each request completely, waits, then resets (SO_LINGER 0) instead of closing with FIN."""
+
+    def __init__(self, wait_s: float = 0.1) -> None:
+        self.wait_s = wait_s
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(2)
+            try:
+                if conn.recv(4096):
+                    conn.sendall(RESPONSE)
+                    time.sleep(self.wait_s)  # the client now waits for our FIN
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(2)
+        self.listener.close()
+
+
+@pytest.fixture
+def resetting_peer():
+    peer = ResettingPeer()
+    yield peer
+    peer.close()
+
+
+def run(url, tmp_path, engine_io, name, **kw):
+    engine, io = engine_io
+    plan = Plan(target=parse_target(url), url=url, engine=engine, io=io, workers=1, **kw)
+    return run_to_folder(plan, tmp_path / name)
+
+
+def test_a_reset_after_a_complete_response_counts_the_same_on_both_engines(resetting_peer, tmp_path):
+    results = {}
+    engines = [("core", "epoll"), ("asyncio", "auto")] + ([("core", "uring")] if core.uring_available() else [])
+    for i, engine_io in enumerate(engines):
+        summary = run(resetting_peer.url, tmp_path, engine_io, f"r{i}", close="server", requests=12,
+                      duration_s=None, connections=3, timeout_s=5.0)
+        results[engine_io] = (summary["requests"], summary["errors"])
+    assert len(results) >= 2
+    assert all(value == (12, {"ECONNRESET": 12}) for value in results.values()), results
+
+
+@pytest.mark.parametrize("engine_io", ENGINES, ids=ENGINE_IDS)
+def test_a_close_pending_at_stop_gets_its_drain_time(resetting_peer, tmp_path, engine_io):
+    """Responses complete at 0 s, the server's reset comes at 0.3 s, the stop at 0.2 s: the drain
+    waits for it, so each connection counts its response and its reset, and nothing is abandoned."""
+    resetting_peer.wait_s = 0.3
+    summary = run(resetting_peer.url, tmp_path, engine_io, "r", close="server", connections=2, duration_s=0.2,
+                  timeout_s=5.0)
+    assert (summary["requests"], summary["errors"]) == (2, {"ECONNRESET": 2})
