@@ -20,7 +20,7 @@ def test_auto_is_the_core_for_http_and_asyncio_for_https():
 @pytest.mark.parametrize("kw, words", [
     ({"engine": "rust"}, "--engine must be one of"),
     ({"io": "kqueue"}, "--io must be one of"),
-    ({"engine": "asyncio", "io": "epoll"}, "is for the core engine"),
+    ({"engine": "asyncio", "io": "uring"}, "is for the core engine"),
 ])
 def test_engine_mistakes(kw, words):
     with pytest.raises(PlanError, match=words):

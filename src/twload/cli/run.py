@@ -86,7 +86,7 @@ def build_plan(
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "auto", sources_here: bool = True,
+    io: str = "epoll", sources_here: bool = True,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -181,7 +181,7 @@ def run(
     cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core for http://, asyncio for https://) | core (C event loop, http:// only) | asyncio (uvloop, also TLS).")] = "auto",
-    io: Annotated[str, typer.Option("--io", help="The core's I/O: auto (io_uring where the kernel allows it, else epoll) | epoll | uring.")] = "auto",
+    io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.")] = "epoll",
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.")] = False,
