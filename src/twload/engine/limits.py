@@ -40,3 +40,15 @@ def file_limit_problem(plan: Plan, hard_limit: int | None = None) -> str | None:
     return (f"{asked} needs {need:,} open files in each of {workers} worker(s), but a process may open at most "
             f"{hard_limit:,} here (hard RLIMIT_NOFILE): use --workers {enough} or more, or raise the hard "
             f"limit (ulimit -Hn)")
+
+
+def raise_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (child processes inherit it); returns the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            return soft
+        return hard
+    return soft

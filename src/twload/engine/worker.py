@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import resource
 import signal
 
+from twload.engine.limits import raise_file_limit
 from twload.engine.messages import Crash, Final, Ready, Tick
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
@@ -39,17 +39,6 @@ class Channel:
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
-
-
-def raise_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (what a process may open); returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            return soft
-    return hard
 
 
 def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:

@@ -21,24 +21,14 @@ from dataclasses import dataclass
 
 import httptools
 
+from twload.engine.limits import raise_file_limit
+
 STATS_PATH = b"/__twload/stats"
 # The kernel caps a listen backlog at net.core.somaxconn (net/socket.c: __sys_listen), so ask for the
 # most: a storm of 100,000 connects overflows a short accept queue, and each dropped SYN costs the
 # client a 1 s retransmit (net/ipv4/tcp_timer.c: TCP_TIMEOUT_INIT).
 BACKLOG = 65535
 FILES_BESIDES_SOCKETS = 64  # the worker's listening socket, event loop, pipes, stdio, the interpreter's own
-
-
-def raise_file_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (workers inherit it); returns the limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            return soft
-        return hard
-    return soft
 
 
 def capacity_note(workers: int, file_limit: int) -> str:
