@@ -199,8 +199,19 @@ def read_plan(path: Path) -> dict | None:
 
 
 def read_samples(path: Path) -> list[dict]:
+    """Every second's sample. A run killed (SIGKILL, power) while writing a line leaves that last
+    line without its newline: it is left out, as the second it describes never finished. A broken
+    line anywhere else is damage and raises."""
     with open(Path(path) / SAMPLES, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        lines = fh.read().split("\n")
+    torn = lines.pop()  # "" when the file ends with its newline
+    samples = [json.loads(line) for line in lines if line.strip()]
+    if torn.strip():
+        try:
+            samples.append(json.loads(torn))
+        except json.JSONDecodeError:
+            pass
+    return samples
 
 
 def read_hdrh(path: Path, name: str = HDRH_LOG) -> list[HdrHistogram]:
@@ -208,11 +219,16 @@ def read_hdrh(path: Path, name: str = HDRH_LOG) -> list[HdrHistogram]:
     log = Path(path) / name
     if not log.exists():
         return []
+    torn = not log.read_bytes().endswith(b"\n")  # killed while a line was written
     reader = HistogramLogReader(str(log), new_histogram())
+    intervals: list[HdrHistogram] = []
     try:
-        intervals = []
         while (hist := reader.get_next_interval_histogram()) is not None:
             intervals.append(hist)
-        return intervals
+    except Exception:  # hdrh raises binascii, zlib or struct errors for a cut line
+        if not torn:
+            raise
+        # the cut line is the last: every interval read before it is whole
     finally:
         reader.close()
+    return intervals

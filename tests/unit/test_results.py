@@ -75,3 +75,43 @@ def test_default_run_dir_never_names_an_existing_folder(tmp_path):
     first.mkdir()
     second = default_run_dir(str(tmp_path), prefix="demo-")
     assert second != first and not second.exists()
+
+
+def _folder_with_three_seconds(path):
+    from twload.metrics import new_histogram
+
+    folder = RunFolder(path)
+    folder.begin(1.7e9)
+    for tick in (1, 2, 3):
+        hist = new_histogram()
+        for value in range(100, 5000, 7 * tick):
+            hist.record_value(value)
+        folder.write_sample({"t": tick, "requests": tick}, {"latency": hist})
+    folder.close()
+    return folder.path
+
+
+def test_a_run_killed_mid_line_reads_back_its_whole_seconds(tmp_path):
+    """SIGKILL while the last line was written: samples.jsonl and hdrh.log end in a cut line. The
+    seconds before it read back; the cut one is left out (it never finished)."""
+    from twload.results import HDRH_LOG, read_hdrh
+
+    path = _folder_with_three_seconds(tmp_path / "run")
+    whole = read_hdrh(path)
+    for name in (SAMPLES, HDRH_LOG):
+        data = (path / name).read_bytes()
+        (path / name).write_bytes(data[:-15])
+    assert [s["t"] for s in read_samples(path)] == [1, 2]
+    cut = read_hdrh(path)
+    assert len(whole) == 3 and len(cut) == 2
+    assert [h.get_total_count() for h in cut] == [h.get_total_count() for h in whole[:2]]
+
+
+def test_damage_before_the_last_line_is_not_hidden(tmp_path):
+    import pytest
+
+    path = _folder_with_three_seconds(tmp_path / "run")
+    lines = (path / SAMPLES).read_text().splitlines(keepends=True)
+    (path / SAMPLES).write_text(lines[0][:-8] + "\n" + "".join(lines[1:]))
+    with pytest.raises(json.JSONDecodeError):
+        read_samples(path)
