@@ -87,8 +87,10 @@ def compute(b: BudgetInput) -> Budget:
         sustainable = max(0, available - b.connections) / hold_s
     exhausted_after = None
     if sustainable is not None and b.rate and b.rate > sustainable:
-        # ports left after the open connections, filled at `rate` until the first ones come back
-        exhausted_after = max(0, available - b.connections) / b.rate
+        # A planned rate is an open loop: every connection it opens takes a new port (open, then in
+        # TIME_WAIT), so the ports last available / rate seconds; -c there only bounds the pool and
+        # holds no port of its own (the closed loop's -c open connections are in `sustainable`).
+        exhausted_after = available / b.rate
     at_connection = available + 1 if holds and not capped and not reuse else None
     return Budget(
         ports=total,

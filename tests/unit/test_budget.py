@@ -69,3 +69,12 @@ def test_more_sources_never_lower_the_sustainable_rate(ports, sources, rate):
     enough = budget.compute(budget.BudgetInput(ports=ports, close="fin", connections=0, rate=rate, sources=needed,
                                                max_tw_buckets=big))
     assert enough.exhausted_after_s is None
+
+
+def test_an_open_loop_runs_out_after_all_its_ports_whatever_its_pool():
+    """At a planned rate every new connection takes a port; the pool bound (-c) holds none itself:
+    250 ports at 100 new connections/s last 2.5 s with -c 25 as with -c 1 (it said 2.25 s with -c 25,
+    while the run's first EADDRNOTAVAIL came when every port had been taken)."""
+    for pool in (1, 25):
+        b = budget.compute(budget.BudgetInput(ports=250, close="fin", connections=pool, rate=100, tw_reuse=0))
+        assert b.exhausted_after_s == pytest.approx(2.5)
