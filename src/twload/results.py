@@ -219,16 +219,21 @@ def read_hdrh(path: Path, name: str = HDRH_LOG) -> list[HdrHistogram]:
     log = Path(path) / name
     if not log.exists():
         return []
-    torn = not log.read_bytes().endswith(b"\n")  # killed while a line was written
+    return read_log_intervals(log)[0]
+
+
+def read_log_intervals(log: Path) -> tuple[list[HdrHistogram], float]:
+    """An interval log's histograms and its StartTime (epoch s). A run killed while a line was
+    written leaves it cut: the intervals before it are whole and are read, the cut one is not."""
+    torn = not log.read_bytes().endswith(b"\n")
     reader = HistogramLogReader(str(log), new_histogram())
     intervals: list[HdrHistogram] = []
     try:
         while (hist := reader.get_next_interval_histogram()) is not None:
             intervals.append(hist)
-    except Exception:  # hdrh raises binascii, zlib or struct errors for a cut line
+    except Exception:  # hdrh raises binascii, zlib, struct or its own codec errors for a cut line
         if not torn:
             raise
-        # the cut line is the last: every interval read before it is whole
     finally:
         reader.close()
-    return intervals
+    return intervals, reader.get_start_time_sec()

@@ -176,6 +176,18 @@ def test_killed_run_with_interval_logs_has_its_percentiles_and_peak(tmp_path):
     assert r["wall"]["time_wait_peak"] == 4  # from the samples, as the summary would have said
 
 
+def test_killed_mid_line_the_report_reads_the_whole_seconds(tmp_path):
+    """SIGKILL while the last second was written: samples.jsonl and both interval logs end in a cut
+    line. The report is made from the two whole seconds (not "damaged", not a traceback)."""
+    folder = write_run(tmp_path / "killed", NORMAL, plan=plan_json())
+    for name in ("samples.jsonl", "hdrh.log", "hdrh-connect.log"):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[:-20])
+    r = numbers_of(folder)
+    assert r["totals"]["requests"] == 500  # seconds 1 and 2 of NORMAL
+    assert r["totals"]["latency_us"]["max"] < 9000  # the third second's 9 ms was in the cut line
+
+
 def test_log_axis_ticks_are_labelled_in_full():
     from twload.report.html import log_ticks_ms
 

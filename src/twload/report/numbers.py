@@ -18,11 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
-from hdrh.log import HistogramLogReader
 
 from twload.metrics import new_histogram, percentiles_us
 from twload.report.rebuild import rebuild_summary
-from twload.results import HDRH_CONNECT_LOG, HDRH_LOG, SAMPLES, SUMMARY, read_plan, read_samples, read_summary
+from twload.results import (
+    HDRH_CONNECT_LOG,
+    HDRH_LOG,
+    SAMPLES,
+    SUMMARY,
+    read_log_intervals,
+    read_plan,
+    read_samples,
+    read_summary,
+)
 
 LEGACY_LATENCY_LOG = "latency.hdr"  # older run folders: "t base64" per line
 PERCENTILE_LINES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"))
@@ -85,18 +93,14 @@ def read_interval_log(path: Path) -> dict[int, HdrHistogram]:
 
     By its start, not its end: the run's last interval is shorter than a second.
     """
-    reader = HistogramLogReader(str(path), new_histogram())
+    intervals, started_s = read_log_intervals(path)
     out: dict[int, HdrHistogram] = {}
-    try:
-        while (hist := reader.get_next_interval_histogram()) is not None:
-            start_s = hist.get_start_time_stamp() / 1000.0 - reader.get_start_time_sec()
-            t = max(1, round(start_s) + 1)
-            if t in out:
-                out[t].add(hist)
-            else:
-                out[t] = hist
-    finally:
-        reader.close()
+    for hist in intervals:
+        t = max(1, round(hist.get_start_time_stamp() / 1000.0 - started_s) + 1)
+        if t in out:
+            out[t].add(hist)
+        else:
+            out[t] = hist
     return out
 
 
