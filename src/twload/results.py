@@ -39,8 +39,12 @@ RUN_FILES = (PLAN, SAMPLES, SUMMARY, HDRH_LOG, HDRH_CONNECT_LOG)
 US_PER_MS = 1000.0
 
 
-class RunFolderExists(Exception):
-    """The folder already holds a run; the message is one line for the user."""
+class RunFolderError(Exception):
+    """The run folder cannot be used; the message is one line for the user."""
+
+
+class RunFolderExists(RunFolderError):
+    """The folder already holds a run."""
 
 
 def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
@@ -54,10 +58,19 @@ def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
 
 
 def check_fresh(path: Path) -> None:
-    """Raise RunFolderExists when `path` already holds (part of) a run."""
-    held = [name for name in RUN_FILES if (Path(path) / name).exists()]
+    """Raise RunFolderExists when `path` already holds (part of) a run, RunFolderError when it cannot
+    become a run folder (a file, or under one, or where this user may not write)."""
+    path = Path(path)
+    held = [name for name in RUN_FILES if (path / name).exists()]
     if held:
         raise RunFolderExists(f"{path} already holds a run ({held[0]}); give a new or empty --out folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:  # the nearest part that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunFolderError(f"{path}: {existing} is a file, not a folder; give a folder as --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{path}: no permission to write in {existing}")
 
 
 def plan_fields(plan: Plan) -> dict:
@@ -144,7 +157,10 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         check_fresh(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # made a file, or made unwritable, since check_fresh
+            raise RunFolderError(f"{path}: {exc.strerror}") from None
         # "x": created here or refused, so two runs started at once cannot share the folder either
         try:
             self._samples = open(self.path / SAMPLES, "x", encoding="utf-8")

@@ -74,6 +74,15 @@ def test_non_local_source_is_one_line(tmp_path):
     assert proc.returncode == 2 and "--source 192.0.2.55 is not an address of this host" in proc.stderr
 
 
+@pytest.mark.parametrize("where", ["a-file", "a-file/run"])
+def test_out_on_a_file_is_one_line(tmp_path, where):
+    """--out naming a file (or a folder under one) cannot hold a run: one line, before any traffic."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    proc = run_cli("run", "http://127.0.0.1:9/", "-n", "1", "--out", str(tmp_path / where), cwd=str(tmp_path))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "is a file, not a folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_a_folder_holding_a_run_is_refused(twload_server, tmp_path):
     """One run per folder: a second run into the same --out is refused in one line, never appended."""
     server = twload_server()

@@ -31,7 +31,7 @@ from twload.plan import (
     parse_target,
 )
 from twload.report.progress import live_progress
-from twload.results import RunFolderExists, check_fresh, default_run_dir, plan_record
+from twload.results import RunFolderError, check_fresh, default_run_dir, plan_record
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -43,7 +43,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
         info = pf.probe_target(plan)
-    except (RunError, RunFolderExists) as exc:
+    except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     kernel = gather()
@@ -71,7 +71,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     try:
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
             summary = run_to_folder(plan, path, on_progress, probe, finish, record)
-    except (RunError, RunFolderExists) as exc:
+    except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = exit_code_for(summary)
