@@ -85,13 +85,23 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def scheduler_workers(client) -> dict:
+    """Every worker the scheduler knows. distributed 2025.4 to 2026.6 listed only the first 5 unless
+    asked for all (scheduler_info(n_workers=5) by default: dask/distributed #9045, undone by #9308);
+    older releases have no such argument."""
+    try:
+        return client.scheduler_info(n_workers=-1)["workers"]
+    except TypeError:
+        return client.scheduler_info()["workers"]
+
+
 def worker_slots(client) -> list[WorkerSlot]:
     """The cluster's workers, in a stable order; waits a little for a first one."""
     try:
         client.wait_for_workers(1, timeout=WORKERS_WAIT_S)
     except TimeoutError:
         raise DistributedError(f"the Dask scheduler has no workers (waited {WORKERS_WAIT_S:g} s)") from None
-    workers = client.scheduler_info()["workers"]
+    workers = scheduler_workers(client)
     return [WorkerSlot(address, info.get("host", address), int(info.get("nthreads", 1)))
             for address, info in sorted(workers.items())]
 
@@ -127,7 +137,7 @@ class LiveWorkers:
         if now - self.read_at >= WATCH_S:
             self.read_at = now
             try:
-                self.addresses = set(self.client.scheduler_info()["workers"])
+                self.addresses = set(scheduler_workers(self.client))
                 self.answered_at = now
             except OSError:  # one slow answer is no loss; a scheduler silent this long has lost them all
                 if now - self.answered_at > SCHEDULER_SILENT_S:
@@ -261,8 +271,10 @@ class DaskRun(Supervisor):
             try:
                 if not started:
                     go.set(-1.0)  # every shard waiting for the start: stop instead
-                stop.set()
+                if len(self.shard_summaries) < len(self.shards):  # some still run (Ctrl-C, a lost one)
+                    stop.set()
                 self._settle()
+                stop.clear()  # distributed forgets an Event only once it is unset: none kept per run
                 self.client.unsubscribe_topic(topic)
             except OSError:  # the scheduler is gone: nothing left to tell or to wait for
                 pass
