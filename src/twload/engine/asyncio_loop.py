@@ -4,7 +4,8 @@ Closed loop (-c): N slots, each a connection that sends its next request from th
 httptools callback of the previous response, and starts its successor itself when
 it is lost. Open loop (--rate): a scheduler dispatches requests at their intended
 times to idle connections, queueing them (and growing the pool) when none is free.
-Nothing per request is allocated beyond what httptools and the counters need.
+Per request, beyond httptools and the counters, only the lifecycle's result action is allocated;
+what a connection does next is decided by its Lifecycle (engine/lifecycle.py, pure).
 Every second the worker sends its Interval to the supervisor and starts a new one.
 """
 
@@ -21,6 +22,18 @@ import httptools
 from twload.engine import strategies as closing
 from twload.engine.backoff import ConnectBackoff, next_wait
 from twload.engine.http1 import build_request, head_declares_length
+from twload.engine.lifecycle import (
+    Actions,
+    Close,
+    CountCloseError,
+    CountResult,
+    Idle,
+    Lifecycle,
+    Rules,
+    SetRstOnClose,
+    State,
+    Write,
+)
 from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
 from twload.engine.tls import tls_context
 from twload.metrics import Interval, errno_name
@@ -37,60 +50,58 @@ PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to s
 
 
 class Connection(asyncio.Protocol):
-    """One TCP connection: writes a request, parses the response, decides what next."""
+    """One TCP connection: the adapter of its Lifecycle (engine/lifecycle.py), which decides.
+
+    It feeds transport and parser callbacks to the machine as events and carries out the actions
+    it returns: writes, closes, and counting on the Worker. HTTP framing stays with httptools."""
 
     __slots__ = (
-        "w", "transport", "parser", "sent_at", "in_flight", "awaiting_eof",
-        "head", "headers_done", "completed", "sent", "asked_close", "failed", "connect_timed_out", "intended",
+        "w", "m", "transport", "parser", "head", "headers_done", "connect_timed_out",
         "retired", "tls_started", "number", "waited_s",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
         self.w = w
+        self.m = Lifecycle(w.rules)
+        if w.stopping:
+            self.m.stop()
         self.transport = None
         self.parser = httptools.HttpResponseParser(self)
-        self.sent_at = 0  # clock_ns() of the request in flight
-        self.in_flight = False  # a request is out and its response (or EOF) is awaited
-        self.awaiting_eof = False  # response done, waiting for the server's FIN
         self.head = b""  # only kept for responses that take more than one read
         self.headers_done = False
-        self.completed = 0  # responses completed on this connection
-        self.sent = 0  # requests written on this connection
-        self.asked_close = False  # the request in flight carries Connection: close
-        self.intended = 0  # open loop: clock_ns() when the request in flight was due (0: closed loop)
         self.retired = False  # staged closed loop: its slot ends with it
         self.tls_started = 0  # TLS: when the TCP connect was done and the handshake began
-        self.failed = False
         self.connect_timed_out = False
         self.number = w.attempts  # this worker's connection number (the attempt that opened it)
         self.waited_s = waited_s  # the slot's backoff before this attempt (0: its last connect succeeded)
 
+    @property
+    def in_flight(self) -> bool:
+        return self.m.in_flight
+
+    @property
+    def awaiting_eof(self) -> bool:
+        return self.m.state is State.AWAITING_SERVER_CLOSE
+
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         w = self.w
-        if w.stopping:
-            # The run is over: this connect carries no request yet, so it is closed unused and
-            # counts nothing (no request is written after stop).
-            self.transport = transport
-            transport.close()
+        self.transport = transport
+        now = clock_ns()
+        actions = self.m.connected(now)
+        if self.m.state is State.CLOSED:  # the run is over: closed unused, counts nothing
+            self._do(actions)
             return
         started = w.connecting.get(self)
         if started is not None:
             w.backoff.succeeded()
             iv = w.iv
             iv.connections_opened += 1
-            now = clock_ns()
             iv.connect.append(((self.tls_started or now) - started[0]) // 1000)
             if self.tls_started:  # TLS: the handshake apart from the TCP connect
                 iv.tls.append((now - self.tls_started) // 1000)
-        self.transport = transport
-        if w.plan.close == "rst":
-            closing.set_rst_on_close(transport.get_extra_info("socket"))
         w.active.add(self)
-        if w.open_loop:
-            w.ready(self)  # the scheduler decides when it sends
-        else:
-            self._send()
+        self._do(actions)
 
     def data_received(self, data: bytes) -> None:
         self.w.iv.bytes_in += len(data)
@@ -98,15 +109,16 @@ class Connection(asyncio.Protocol):
         if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
                 and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
-        completed = self.completed
+        m = self.m
+        completed = m.completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
                 self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
-            self._fail("protocol_error")
+            self._do(m.error("protocol_error"))
             return
-        if self.completed == completed and not self.awaiting_eof:
+        if m.completed == completed and m.state is not State.AWAITING_SERVER_CLOSE:
             self._keep_head(data)  # slow path: a response spread over several reads
 
     def _head_too_large(self, data: bytes) -> bool:
@@ -114,7 +126,7 @@ class Connection(asyncio.Protocol):
         end = (self.head + data[: MAX_HEADER_BYTES + 4]).find(b"\r\n\r\n")
         if 0 <= end <= MAX_HEADER_BYTES - 4:
             return False
-        self._fail("response_head_too_large")
+        self._do(self.m.error("response_head_too_large"))
         return True
 
     def _keep_head(self, data: bytes) -> None:
@@ -127,23 +139,19 @@ class Connection(asyncio.Protocol):
             self.head = self.head[: end + 4]
             self.headers_done = True
         elif len(self.head) > MAX_HEADER_BYTES:
-            self._fail("response_head_too_large")
+            self._do(self.m.error("response_head_too_large"))
 
     def eof_received(self):
-        if self.in_flight and not self.awaiting_eof:
-            if self.headers_done and not head_declares_length(self.head):
-                self.on_message_complete()  # body delimited by the server's close
-            else:
-                self._fail("eof_before_response")
-                return False
-        self.in_flight = False
+        if (self.m.state is State.AWAITING_RESPONSE and self.headers_done
+                and not head_declares_length(self.head)):
+            self.on_message_complete()  # body delimited by the server's close
+        self._do(self.m.eof())
         return False  # let the transport close our side: the server closed first
 
     def connection_lost(self, exc) -> None:
         w = self.w
         w.active.discard(self)
-        if exc is not None and not self.failed and self.in_flight:  # also while draining: a result
-            w.count_error(errno_name(exc), self.number)
+        self._do(self.m.connection_lost(None if exc is None else errno_name(exc)))
         if w.open_loop:
             w.replenish()
         elif not self.retired:
@@ -156,93 +164,69 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
-        if self.awaiting_eof or not self.in_flight:
-            return
-        now = clock_ns()
-        w = self.w
-        iv = w.iv
-        iv.requests += 1
-        self.completed += 1
-        # open loop: from the intended send time (free of coordinated omission); closed: from the send
-        iv.latency.append((now - (self.intended or self.sent_at)) // 1000)
-        parser = self.parser
-        iv.status_codes.append(parser.get_status_code())
+        m = self.m
+        if m.state is not State.AWAITING_RESPONSE:
+            return  # nothing asked for it (the machine would ignore it too): keep the head as it is
         if self.headers_done:
             self.headers_done = False
             self.head = b""
-        if w.free_run and parser.should_keep_alive():
-            # the hot keep-alive path: the same request bytes again, nothing else to decide
-            self.sent_at = now
-            self.transport.write(w.request)
-            iv.bytes_out += w.request_len
-            return
-        self._next(now)
+        self._do(m.response_complete(clock_ns(), self.parser.should_keep_alive()))
 
-    def _next(self, now: int) -> None:
-        """After a response, off the hot path: send again, hand the connection back, or end it."""
+    # -- carrying out the machine's actions ----------------------------------
+    def _do(self, actions: Actions) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Write:
+                w = self.w
+                request = w.last_request if action.last else w.request
+                self.transport.write(request)
+                w.iv.bytes_out += len(request)
+            elif kind is CountResult:
+                if action.kind == "response":
+                    iv = self.w.iv
+                    iv.requests += 1
+                    # open loop: from the intended send time (free of coordinated omission); closed: from the send
+                    iv.latency.append(action.latency_ns // 1000)
+                    iv.status_codes.append(self.parser.get_status_code())
+                    if action.service_ns is not None:
+                        iv.service.append(action.service_ns // 1000)
+                else:
+                    self.w.count_error(action.kind, self.number)
+            elif kind is Idle:
+                self._idle()
+            elif kind is Close:
+                if action.how == "abort":
+                    self.transport.abort()  # with SO_LINGER {1,0} (--close rst) it sends RST
+                else:
+                    self.transport.close()
+            elif kind is CountCloseError:
+                self.w.count_error(action.kind, self.number)
+            elif kind is SetRstOnClose:
+                closing.set_rst_on_close(self.transport.get_extra_info("socket"))
+
+    def _idle(self) -> None:
+        """Nothing in flight and the connection may go on: the worker says whether it sends again."""
         w = self.w
-        if self.intended:
-            w.iv.service.append((now - self.sent_at) // 1000)
-        keep = self.parser.should_keep_alive()
-        limit = w.per_connection
-        if keep and not self.asked_close and (limit is None or self.completed < limit):
-            if w.open_loop:
-                self.in_flight = False
-                w.ready(self)
-                return
-            if (w.retire and w.claim_retirement(self)) or not w.take():
-                return self._end(keep, now)
-            self.sent_at = now
-            self._write_request()
-            return
-        self._end(keep, now)
-
-    def _end(self, keep: bool, now: int) -> None:
-        """No more requests on this connection: close it the way the strategy says."""
-        self.in_flight = False
-        close = self.w.close
-        if close == "rst":
-            self.transport.abort()  # SO_LINGER {1,0} is set: close() sends RST
-        elif close == "fin":
-            self.transport.close()  # client closes first: TIME_WAIT stays here
-        elif self.asked_close or not keep:
-            # We asked for Connection: close, or the server announced its close: the
-            # server closes first, so wait for its FIN (eof_received) before closing ours.
-            # Closing as soon as the body is complete would race that FIN and leave
-            # TIME_WAIT on the client after all.
-            self.in_flight = True
-            self.awaiting_eof = True
-            self.sent_at = now  # the EOF wait gets its own timeout
+        if w.free_run:  # the hot keep-alive path: nothing to decide but the next write
+            self._do(self.m.send(clock_ns()))
+        elif w.open_loop:
+            w.ready(self)  # the scheduler decides when it sends
+        elif (w.retire and w.claim_retirement(self)) or not w.take():
+            self._do(self.m.finish())
         else:
-            self.transport.close()  # out of requests on a kept-alive connection: the client closes
+            self._do(self.m.send(clock_ns()))
 
-    # -- helpers -------------------------------------------------------------
     def start(self, intended: int) -> None:
         """Open loop: send the request that was due at `intended`."""
-        self.intended = intended
-        self._send()
+        self._do(self.m.send(clock_ns(), intended))
 
-    def _send(self) -> None:
-        self.sent_at = clock_ns()
-        self.in_flight = True
-        self._write_request()
+    def finish(self) -> None:
+        """The worker has nothing more for this idle connection: it closes as the strategy says."""
+        self._do(self.m.finish())
 
-    def _write_request(self) -> None:
-        w = self.w
-        self.sent += 1
-        last = w.per_connection is not None and self.sent >= w.per_connection
-        request = w.last_request if last else w.request
-        self.asked_close = last and w.close == "server"
-        self.transport.write(request)
-        w.iv.bytes_out += len(request)
-
-    def _fail(self, reason: str) -> None:
-        if not self.failed:
-            self.failed = True
-            self.w.count_error(reason, self.number)
-        self.in_flight = False
-        if self.transport is not None:
-            self.transport.abort()
+    def abort(self, reason: str) -> None:
+        """Count `reason` for this connection (once) and drop it."""
+        self._do(self.m.error(reason))
 
 
 class HeadConnection(Connection):
@@ -268,9 +252,9 @@ class Worker:
         # --close server the last one carries Connection: close.
         self.per_connection = plan.per_connection
         self.request = build_request(plan, connection_close=False)
-        self.request_len = len(self.request)
         self.last_request = build_request(plan, closing.asks_server_to_close(plan.close))
-        self.close = plan.close
+        self.rules = Rules(close=plan.close, per_connection=plan.per_connection, open_loop=plan.open_loop,
+                           timeout_ns=int(plan.timeout_s * 1e9))
         self.connection_class = HeadConnection if plan.method == "HEAD" else Connection
         self.iv = Interval()
         self.active: set[Connection] = set()
@@ -281,7 +265,7 @@ class Worker:
         self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
         # No budget, stages, open loop or per-connection limit, and not stopping: a kept-alive
-        # response is simply followed by the next request (Connection.on_message_complete).
+        # response is simply followed by the next request (Connection._idle).
         self.free_run = False
         self.live_slots = 0
         self.retire = 0  # closed-loop stages: slots to end as their connections finish
@@ -313,8 +297,14 @@ class Worker:
             self.iv.first_errors[name] = self.first_errors[name]
 
     def stop(self) -> None:
+        if self.stopping:
+            return
         self.stopping = True
         self.free_run = False
+        # Each connection hears it: idle ones close now, connects under way close unused when they
+        # complete, requests in flight may finish (the drain) but none follows them.
+        for conn in [*self.connecting, *self.active]:
+            conn._do(conn.m.stop())
         while self.waiting:  # slots in backoff end now rather than at their next try
             self.wake_one()
 
@@ -376,7 +366,7 @@ class Worker:
             idle = [c for c in self.active if not c.in_flight and c.transport is not None and not c.retired]
             for conn in idle[: current - target]:  # idle ones end now; busy ones after their response
                 self.claim_retirement(conn)
-                conn.transport.close()
+                conn._do(conn.m.close_idle())
 
     def claim_retirement(self, conn: Connection) -> bool:
         """This connection's slot ends with it (one of the retirements set_slots asked for)."""
@@ -391,7 +381,7 @@ class Worker:
     def ready(self, conn: Connection) -> None:
         """A connection with nothing in flight: give it the oldest overdue request, or park it."""
         if self.stopping:  # no request is written after stop; what is still due is not_sent
-            conn._end(True, clock_ns())
+            conn.finish()
         elif self.due:
             conn.start(self.due.popleft())
         else:
@@ -400,7 +390,7 @@ class Worker:
     def dispatch(self, intended: int) -> None:
         while self.idle:
             conn = self.idle.pop()
-            if conn.transport is not None and not conn.transport.is_closing():
+            if conn.m.state is State.IDLE:
                 conn.start(intended)
                 return
         self.due.append(intended)
@@ -473,7 +463,7 @@ class Worker:
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
-                self.count_error("connect_timeout", conn.number)
+                conn._do(conn.m.connect_failed("connect_timeout"))
                 self.connect_failed(conn)
             else:  # shutting down
                 self.stop()
@@ -482,12 +472,12 @@ class Worker:
             return
         except ssl.SSLError as exc:
             self.connecting.pop(conn, None)
-            self.count_error("tls_" + (exc.reason or "error").lower(), conn.number)
+            conn._do(conn.m.connect_failed("tls_" + (exc.reason or "error").lower()))
             self.connect_failed(conn)
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
-            self.count_error(errno_name(exc), conn.number)
+            conn._do(conn.m.connect_failed(errno_name(exc)))
             self.connect_failed(conn)  # a refusing target or the port wall must not spin a core
             return
         self.connecting.pop(conn, None)
@@ -556,10 +546,8 @@ class Worker:
             if now - started > connect_limit and not conn.connect_timed_out:
                 conn.connect_timed_out = True
                 task.cancel()
-        limit = self.plan.timeout_s * 1e9
         for conn in list(self.active):
-            if conn.in_flight and now - conn.sent_at > limit:
-                conn._fail("no_server_close" if conn.awaiting_eof else "timeout")
+            conn._do(conn.m.timeout_check(now))  # a response, or the server's close after it
 
     async def drain(self, grace_s: float) -> None:
         """Let requests in flight finish, so connections close cleanly by their strategy.
@@ -568,9 +556,7 @@ class Worker:
         FIN (net/ipv4/tcp.c: __tcp_close, data_was_unread), which would hide the
         strategy's TIME_WAIT footprint at the end of every run.
         """
-        for conn in list(self.active):
-            if not conn.in_flight and conn.transport is not None:
-                conn.transport.close()  # idle keep-alive connection: the client closes it
+        # stop() has closed the idle keep-alive connections (the client closes them)
         end = time.monotonic() + grace_s
         next_sweep = time.monotonic() + SWEEP_S
         while self.active and time.monotonic() < end:
@@ -585,12 +571,7 @@ class Worker:
         """After the drain bound: a request still without its response is counted
         abandoned_at_stop (once), and every connection left is closed."""
         for conn in list(self.active):
-            if conn.in_flight and not conn.awaiting_eof and not conn.failed:
-                conn.failed = True
-                self.count_error("abandoned_at_stop", conn.number)
-            conn.in_flight = False
-            if conn.transport is not None:
-                conn.transport.abort()
+            conn._do(conn.m.drain_ended())
 
     def take_snapshot(self) -> dict:
         iv, self.iv = self.iv, Interval()
@@ -643,10 +624,7 @@ class Worker:
         if scheduler is not None:
             scheduler.cancel()
             self.count_missed_sends(stopped_at)
-            for conn in self.idle:
-                if conn.transport is not None:
-                    conn.transport.close()
-            self.idle.clear()
+            self.idle.clear()  # stop() has closed them
         await self.drain(min(DRAIN_S, plan.timeout_s))
         if self.due:  # open loop: due, but no connection ever became free for them
             self.iv.errors["not_sent"] += len(self.due)
