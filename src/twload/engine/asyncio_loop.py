@@ -142,15 +142,20 @@ class Connection(asyncio.Protocol):
             self._do(self.m.error("response_head_too_large"))
 
     def eof_received(self):
+        self._complete_at_close()
+        self._do(self.m.eof())
+        return False  # let the transport close our side: the server closed first
+
+    def _complete_at_close(self) -> None:
         if (self.m.state is State.AWAITING_RESPONSE and self.headers_done
                 and not head_declares_length(self.head)):
             self.on_message_complete()  # body delimited by the server's close
-        self._do(self.m.eof())
-        return False  # let the transport close our side: the server closed first
 
     def connection_lost(self, exc) -> None:
         w = self.w
         w.active.discard(self)
+        if exc is None:
+            self._complete_at_close()  # a close no eof_received announced (TLS without close_notify)
         self._do(self.m.connection_lost(None if exc is None else errno_name(exc)))
         if w.open_loop:
             w.replenish()

@@ -249,12 +249,14 @@ class Lifecycle:
 
     def connection_lost(self, error: str | None) -> Actions:
         """The transport is gone; error: its errno name, None for a clean close. A reset while a
-        response (or the server's close) is awaited is counted, also during the drain."""
+        response (or the server's close) is awaited is counted, also during the drain. A clean
+        close while the response is awaited is an EOF the transport did not report (a TLS peer
+        closing TCP without close_notify): eof_before_response, so the request has its result."""
         actions = NOTHING
-        if error is not None and not self.failed:
+        if not self.failed:
             if self.state is State.AWAITING_RESPONSE:
-                actions = (CountResult(error),)
-            elif self.state is State.AWAITING_SERVER_CLOSE:
+                actions = (CountResult(error or "eof_before_response"),)
+            elif self.state is State.AWAITING_SERVER_CLOSE and error is not None:
                 actions = (CountCloseError(error),)
         self.state = State.CLOSED
         return actions
