@@ -23,6 +23,10 @@ from twload.engine import strategies as closing
 from twload.engine.backoff import ConnectBackoff, next_wait
 from twload.engine.http1 import build_request, head_declares_length
 from twload.engine.lifecycle import (
+    AWAITING_RESPONSE,
+    AWAITING_SERVER_CLOSE,
+    CLOSED,
+    IDLE_STATE,
     Actions,
     Close,
     CountCloseError,
@@ -31,7 +35,6 @@ from twload.engine.lifecycle import (
     Lifecycle,
     Rules,
     SetRstOnClose,
-    State,
     Write,
 )
 from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
@@ -56,15 +59,15 @@ class Connection(asyncio.Protocol):
     it returns: writes, closes, and counting on the Worker. HTTP framing stays with httptools."""
 
     __slots__ = (
-        "w", "m", "transport", "parser", "head", "headers_done", "connect_timed_out",
+        "w", "lifecycle", "transport", "parser", "head", "headers_done", "connect_timed_out",
         "retired", "tls_started", "number", "waited_s",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
         self.w = w
-        self.m = Lifecycle(w.rules)
+        self.lifecycle = Lifecycle(w.rules)
         if w.stopping:
-            self.m.stop()
+            self.lifecycle.stop()
         self.transport = None
         self.parser = httptools.HttpResponseParser(self)
         self.head = b""  # only kept for responses that take more than one read
@@ -77,19 +80,19 @@ class Connection(asyncio.Protocol):
 
     @property
     def in_flight(self) -> bool:
-        return self.m.in_flight
+        return self.lifecycle.in_flight
 
     @property
     def awaiting_eof(self) -> bool:
-        return self.m.state is State.AWAITING_SERVER_CLOSE
+        return self.lifecycle.state is AWAITING_SERVER_CLOSE
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         w = self.w
         self.transport = transport
         now = clock_ns()
-        actions = self.m.connected(now)
-        if self.m.state is State.CLOSED:  # the run is over: closed unused, counts nothing
+        actions = self.lifecycle.connected(now)
+        if self.lifecycle.state is CLOSED:  # the run is over: closed unused, counts nothing
             self._do(actions)
             return
         started = w.connecting.get(self)
@@ -109,16 +112,16 @@ class Connection(asyncio.Protocol):
         if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
                 and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
-        m = self.m
-        completed = m.completed
+        lifecycle = self.lifecycle
+        completed = lifecycle.completed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
                 self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
-            self._do(m.error("protocol_error"))
+            self._do(lifecycle.error("protocol_error"))
             return
-        if m.completed == completed and m.state is not State.AWAITING_SERVER_CLOSE:
+        if lifecycle.completed == completed and lifecycle.state is not AWAITING_SERVER_CLOSE:
             self._keep_head(data)  # slow path: a response spread over several reads
 
     def _head_too_large(self, data: bytes) -> bool:
@@ -126,7 +129,7 @@ class Connection(asyncio.Protocol):
         end = (self.head + data[: MAX_HEADER_BYTES + 4]).find(b"\r\n\r\n")
         if 0 <= end <= MAX_HEADER_BYTES - 4:
             return False
-        self._do(self.m.error("response_head_too_large"))
+        self._do(self.lifecycle.error("response_head_too_large"))
         return True
 
     def _keep_head(self, data: bytes) -> None:
@@ -139,15 +142,15 @@ class Connection(asyncio.Protocol):
             self.head = self.head[: end + 4]
             self.headers_done = True
         elif len(self.head) > MAX_HEADER_BYTES:
-            self._do(self.m.error("response_head_too_large"))
+            self._do(self.lifecycle.error("response_head_too_large"))
 
     def eof_received(self):
         self._complete_at_close()
-        self._do(self.m.eof())
+        self._do(self.lifecycle.eof())
         return False  # let the transport close our side: the server closed first
 
     def _complete_at_close(self) -> None:
-        if (self.m.state is State.AWAITING_RESPONSE and self.headers_done
+        if (self.lifecycle.state is AWAITING_RESPONSE and self.headers_done
                 and not head_declares_length(self.head)):
             self.on_message_complete()  # body delimited by the server's close
 
@@ -156,7 +159,7 @@ class Connection(asyncio.Protocol):
         w.active.discard(self)
         if exc is None:
             self._complete_at_close()  # a close no eof_received announced (TLS without close_notify)
-        self._do(self.m.connection_lost(None if exc is None else errno_name(exc)))
+        self._do(self.lifecycle.connection_lost(None if exc is None else errno_name(exc)))
         if w.open_loop:
             w.replenish()
         elif not self.retired:
@@ -169,24 +172,19 @@ class Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------
     def on_message_complete(self) -> None:
-        m = self.m
-        if m.state is not State.AWAITING_RESPONSE:
+        lifecycle = self.lifecycle
+        if lifecycle.state is not AWAITING_RESPONSE:
             return  # nothing asked for it (the machine would ignore it too): keep the head as it is
         if self.headers_done:
             self.headers_done = False
             self.head = b""
-        self._do(m.response_complete(clock_ns(), self.parser.should_keep_alive()))
+        self._do(lifecycle.response_complete(clock_ns(), self.parser.should_keep_alive()))
 
     # -- carrying out the machine's actions ----------------------------------
     def _do(self, actions: Actions) -> None:
         for action in actions:
-            kind = type(action)
-            if kind is Write:
-                w = self.w
-                request = w.last_request if action.last else w.request
-                self.transport.write(request)
-                w.iv.bytes_out += len(request)
-            elif kind is CountResult:
+            kind = type(action)  # the per-request kinds first: a result, a write, idle
+            if kind is CountResult:
                 if action.kind == "response":
                     iv = self.w.iv
                     iv.requests += 1
@@ -197,6 +195,11 @@ class Connection(asyncio.Protocol):
                         iv.service.append(action.service_ns // 1000)
                 else:
                     self.w.count_error(action.kind, self.number)
+            elif kind is Write:
+                w = self.w
+                request = w.last_request if action.last else w.request
+                self.transport.write(request)
+                w.iv.bytes_out += len(request)
             elif kind is Idle:
                 self._idle()
             elif kind is Close:
@@ -213,25 +216,21 @@ class Connection(asyncio.Protocol):
         """Nothing in flight and the connection may go on: the worker says whether it sends again."""
         w = self.w
         if w.free_run:  # the hot keep-alive path: nothing to decide but the next write
-            self._do(self.m.send(clock_ns()))
+            self._do(self.lifecycle.send(clock_ns()))
         elif w.open_loop:
             w.ready(self)  # the scheduler decides when it sends
         elif (w.retire and w.claim_retirement(self)) or not w.take():
-            self._do(self.m.finish())
+            self._do(self.lifecycle.finish())
         else:
-            self._do(self.m.send(clock_ns()))
+            self._do(self.lifecycle.send(clock_ns()))
 
     def start(self, intended: int) -> None:
         """Open loop: send the request that was due at `intended`."""
-        self._do(self.m.send(clock_ns(), intended))
+        self._do(self.lifecycle.send(clock_ns(), intended))
 
     def finish(self) -> None:
         """The worker has nothing more for this idle connection: it closes as the strategy says."""
-        self._do(self.m.finish())
-
-    def abort(self, reason: str) -> None:
-        """Count `reason` for this connection (once) and drop it."""
-        self._do(self.m.error(reason))
+        self._do(self.lifecycle.finish())
 
 
 class HeadConnection(Connection):
@@ -309,7 +308,7 @@ class Worker:
         # Each connection hears it: idle ones close now, connects under way close unused when they
         # complete, requests in flight may finish (the drain) but none follows them.
         for conn in [*self.connecting, *self.active]:
-            conn._do(conn.m.stop())
+            conn._do(conn.lifecycle.stop())
         while self.waiting:  # slots in backoff end now rather than at their next try
             self.wake_one()
 
@@ -371,7 +370,7 @@ class Worker:
             idle = [c for c in self.active if not c.in_flight and c.transport is not None and not c.retired]
             for conn in idle[: current - target]:  # idle ones end now; busy ones after their response
                 self.claim_retirement(conn)
-                conn._do(conn.m.close_idle())
+                conn._do(conn.lifecycle.close_idle())
 
     def claim_retirement(self, conn: Connection) -> bool:
         """This connection's slot ends with it (one of the retirements set_slots asked for)."""
@@ -395,7 +394,7 @@ class Worker:
     def dispatch(self, intended: int) -> None:
         while self.idle:
             conn = self.idle.pop()
-            if conn.m.state is State.IDLE:
+            if conn.lifecycle.state is IDLE_STATE:
                 conn.start(intended)
                 return
         self.due.append(intended)
@@ -468,7 +467,7 @@ class Worker:
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
             if conn.connect_timed_out:
-                conn._do(conn.m.connect_failed("connect_timeout"))
+                conn._do(conn.lifecycle.connect_failed("connect_timeout"))
                 self.connect_failed(conn)
             else:  # shutting down
                 self.stop()
@@ -477,12 +476,12 @@ class Worker:
             return
         except ssl.SSLError as exc:
             self.connecting.pop(conn, None)
-            conn._do(conn.m.connect_failed("tls_" + (exc.reason or "error").lower()))
+            conn._do(conn.lifecycle.connect_failed("tls_" + (exc.reason or "error").lower()))
             self.connect_failed(conn)
             return
         except OSError as exc:
             self.connecting.pop(conn, None)
-            conn._do(conn.m.connect_failed(errno_name(exc)))
+            conn._do(conn.lifecycle.connect_failed(errno_name(exc)))
             self.connect_failed(conn)  # a refusing target or the port wall must not spin a core
             return
         self.connecting.pop(conn, None)
@@ -552,7 +551,7 @@ class Worker:
                 conn.connect_timed_out = True
                 task.cancel()
         for conn in list(self.active):
-            conn._do(conn.m.timeout_check(now))  # a response, or the server's close after it
+            conn._do(conn.lifecycle.timeout_check(now))  # a response, or the server's close after it
 
     async def drain(self, grace_s: float) -> None:
         """Let requests in flight finish, so connections close cleanly by their strategy.
@@ -576,7 +575,7 @@ class Worker:
         """After the drain bound: a request still without its response is counted
         abandoned_at_stop (once), and every connection left is closed."""
         for conn in list(self.active):
-            conn._do(conn.m.drain_ended())
+            conn._do(conn.lifecycle.drain_ended())
 
     def take_snapshot(self) -> dict:
         iv, self.iv = self.iv, Interval()

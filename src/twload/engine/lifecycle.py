@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 
 class State(Enum):
@@ -35,7 +35,9 @@ class State(Enum):
     CLOSED = "closed"
 
 
-IN_FLIGHT = (State.AWAITING_RESPONSE, State.AWAITING_SERVER_CLOSE)
+# Module-level names for the per-request path: on Python 3.11 each State.X lookup costs ~0.2 µs.
+CONNECTING, IDLE_STATE, AWAITING_RESPONSE, AWAITING_SERVER_CLOSE, CLOSED = State
+IN_FLIGHT = (AWAITING_RESPONSE, AWAITING_SERVER_CLOSE)
 
 
 class LifecycleError(Exception):
@@ -60,11 +62,11 @@ class Close:
     how: Literal["close", "abort"]
 
 
-@dataclass(frozen=True, slots=True)
-class CountResult:
+class CountResult(NamedTuple):
     """The one result of a written request (or of a failed connect): "response" or an error name.
     For a response: latency from the intended send time (open loop) or from the write, and the
-    service time from the write (open loop only, else None)."""
+    service time from the write (open loop only, else None). Immutable like the other actions, but
+    a NamedTuple: one is built per response, 4x faster than a frozen dataclass (0.4 against 1.5 µs)."""
 
     kind: str
     latency_ns: int = 0
@@ -122,7 +124,7 @@ class Lifecycle:
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
-        self.state = State.CONNECTING
+        self.state = CONNECTING
         self.stopping = False  # the run is over: no request is written any more
         self.failed = False  # an error was counted for this connection (at most one is)
         self.sent = 0  # requests written
@@ -138,13 +140,13 @@ class Lifecycle:
 
     # -- events from the connect ---------------------------------------------
     def connected(self, now: int) -> Actions:
-        if self.state is not State.CONNECTING:
+        if self.state is not CONNECTING:
             raise LifecycleError(f"connected while {self.state.value}")
         if self.stopping:
             # It carries no request yet: closed unused, it counts nothing (CONTRACTS.md).
-            self.state = State.CLOSED
+            self.state = CLOSED
             return (CLOSE,)
-        self.state = State.IDLE
+        self.state = IDLE_STATE
         first: Actions = (SET_RST,) if self.rules.close == "rst" else NOTHING
         if self.rules.open_loop:
             return first + (IDLE,)  # the scheduler decides when it sends
@@ -152,22 +154,22 @@ class Lifecycle:
 
     def connect_failed(self, error: str) -> Actions:
         """connect() failed (errno name, connect_timeout, tls_*): that error is the slot's result."""
-        if self.state is not State.CONNECTING:
+        if self.state is not CONNECTING:
             raise LifecycleError(f"connect_failed while {self.state.value}")
-        self.state = State.CLOSED
+        self.state = CLOSED
         self.failed = True
         return (CountResult(error),)
 
     # -- events from the worker ----------------------------------------------
     def send(self, now: int, intended: int = 0) -> Actions:
         """The worker hands this idle connection a request (intended: open loop, when it was due)."""
-        if self.state is not State.IDLE or self.stopping:
+        if self.state is not IDLE_STATE or self.stopping:
             raise LifecycleError(f"send while {self.state.value}{', stopping' if self.stopping else ''}")
         rules = self.rules
         self.sent += 1
         last = rules.per_connection is not None and self.sent >= rules.per_connection
         self.asked_close = last and rules.close == "server"
-        self.state = State.AWAITING_RESPONSE
+        self.state = AWAITING_RESPONSE
         self.sent_at = now
         self.intended = intended
         return (WRITE_LAST,) if last else (WRITE,)
@@ -175,14 +177,14 @@ class Lifecycle:
     def finish(self) -> Actions:
         """The worker has no request for this idle connection (budget spent, its slot retired,
         or the run stopped): it ends as the strategy says."""
-        if self.state is not State.IDLE:
+        if self.state is not IDLE_STATE:
             raise LifecycleError(f"finish while {self.state.value}")
         return self._end(keep_alive=True, now=0)
 
     def close_idle(self) -> Actions:
         """Stages shrink: a connection with nothing in flight is closed now (its slot ends)."""
-        if self.state is State.IDLE:
-            self.state = State.CLOSED
+        if self.state is IDLE_STATE:
+            self.state = CLOSED
             return (CLOSE,)
         return NOTHING  # already closing (or in flight, which the worker does not ask)
 
@@ -190,15 +192,15 @@ class Lifecycle:
         """The run is over. A request in flight may still finish (the drain); an idle connection is
         closed now; a connect still under way is closed unused when it completes."""
         self.stopping = True
-        if self.state is State.IDLE:
-            self.state = State.CLOSED
+        if self.state is IDLE_STATE:
+            self.state = CLOSED
             return (CLOSE,)
         return NOTHING
 
     def timeout_check(self, now: int) -> Actions:
         """--timeout passed for the response, or for the server's close after it."""
         if self.state in IN_FLIGHT and now - self.sent_at > self.rules.timeout_ns:
-            return self.error("no_server_close" if self.state is State.AWAITING_SERVER_CLOSE else "timeout")
+            return self.error("no_server_close" if self.state is AWAITING_SERVER_CLOSE else "timeout")
         return NOTHING
 
     def drain_ended(self) -> Actions:
@@ -206,34 +208,33 @@ class Lifecycle:
         abandoned_at_stop; a connection awaiting only the server's close counts nothing more.
         Whatever is left is dropped."""
         actions: Actions = NOTHING
-        if self.state is State.AWAITING_RESPONSE and not self.failed:
+        if self.state is AWAITING_RESPONSE and not self.failed:
             self.failed = True
             actions = (CountResult("abandoned_at_stop"),)
-        self.state = State.CLOSED
+        self.state = CLOSED
         return actions + (ABORT,)
 
     # -- events from the peer ------------------------------------------------
     def response_complete(self, now: int, keep_alive: bool) -> Actions:
         """The parser completed a response; keep_alive: the response allows another request."""
-        if self.state is not State.AWAITING_RESPONSE:
+        if self.state is not AWAITING_RESPONSE:
             return NOTHING  # e.g. a body delimited by EOF completed after we gave up on it
         self.completed += 1
         intended = self.intended
-        result = (CountResult("response", now - (intended or self.sent_at),
-                              now - self.sent_at if intended else None),)
+        result = CountResult("response", now - (intended or self.sent_at), now - self.sent_at if intended else None)
         limit = self.rules.per_connection
         if keep_alive and not self.asked_close and (limit is None or self.completed < limit):
-            self.state = State.IDLE
-            return result + (IDLE,)
-        return result + self._end(keep_alive, now)
+            self.state = IDLE_STATE
+            return (result, IDLE)
+        return (result, *self._end(keep_alive, now))
 
     def eof(self) -> Actions:
         """The server closed its side (the adapter has already completed a response whose body
         ends at EOF). Our side then closes with the transport: no Close action needed."""
-        if self.state is State.AWAITING_RESPONSE:
+        if self.state is AWAITING_RESPONSE:
             return self.error("eof_before_response")
-        if self.state is not State.CLOSED:
-            self.state = State.CLOSED  # the awaited close, or the server ending an idle connection
+        if self.state is not CLOSED:
+            self.state = CLOSED  # the awaited close, or the server ending an idle connection
         return NOTHING
 
     def error(self, name: str) -> Actions:
@@ -242,9 +243,9 @@ class Lifecycle:
         actions: Actions = (ABORT,)
         if not self.failed:
             self.failed = True
-            count = CountResult(name) if self.state is State.AWAITING_RESPONSE else CountCloseError(name)
+            count = CountResult(name) if self.state is AWAITING_RESPONSE else CountCloseError(name)
             actions = (count, ABORT)
-        self.state = State.CLOSED
+        self.state = CLOSED
         return actions
 
     def connection_lost(self, error: str | None) -> Actions:
@@ -254,11 +255,11 @@ class Lifecycle:
         closing TCP without close_notify): eof_before_response, so the request has its result."""
         actions = NOTHING
         if not self.failed:
-            if self.state is State.AWAITING_RESPONSE:
+            if self.state is AWAITING_RESPONSE:
                 actions = (CountResult(error or "eof_before_response"),)
-            elif self.state is State.AWAITING_SERVER_CLOSE and error is not None:
+            elif self.state is AWAITING_SERVER_CLOSE and error is not None:
                 actions = (CountCloseError(error),)
-        self.state = State.CLOSED
+        self.state = CLOSED
         return actions
 
     # -- the close strategies ------------------------------------------------
@@ -266,17 +267,17 @@ class Lifecycle:
         """No more requests on this connection: close it the way the strategy says."""
         close = self.rules.close
         if close == "rst":
-            self.state = State.CLOSED
+            self.state = CLOSED
             return (ABORT,)  # SO_LINGER {1,0} is set: the close sends RST
         if close == "fin":
-            self.state = State.CLOSED
+            self.state = CLOSED
             return (CLOSE,)  # the client closes first: TIME_WAIT stays here
         if self.asked_close or not keep_alive:
             # We asked for Connection: close, or the server announced its close: the server
             # closes first, so wait for its FIN (eof) before closing ours. Closing as soon as the
             # body is complete would race that FIN and leave TIME_WAIT on the client after all.
-            self.state = State.AWAITING_SERVER_CLOSE
+            self.state = AWAITING_SERVER_CLOSE
             self.sent_at = now  # the wait for the close gets its own --timeout
             return NOTHING
-        self.state = State.CLOSED
+        self.state = CLOSED
         return (CLOSE,)  # out of requests on a kept-alive connection: the client closes
