@@ -319,3 +319,16 @@ def test_every_write_gets_exactly_one_result_whatever_happens(close, per_connect
         assert not closed or m.state is State.CLOSED  # CLOSED is the end
     assert m.state is State.CLOSED
     assert results == writes + connect_failures
+
+
+def test_the_machine_imports_no_clock_and_no_io():
+    """The clock comes in as ints: the module imports nothing but the standard typing helpers."""
+    import ast
+    from pathlib import Path
+
+    import twload.engine.lifecycle as lifecycle
+
+    tree = ast.parse(Path(lifecycle.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "dataclasses", "enum", "typing"}

@@ -17,7 +17,8 @@ completes after stop is closed unused and counts nothing.
                                                        \\--> AWAITING_SERVER_CLOSE (we asked, or
                                                             the server announced its close)
                                                        \\--> CLOSED (fin, rst, keepalive's end)
-    AWAITING_SERVER_CLOSE --eof--> CLOSED;  any --failed/timeout/drain_ended--> CLOSED
+    IDLE --finish/stop/close_idle/eof--> CLOSED;   AWAITING_SERVER_CLOSE --eof--> CLOSED
+    any --error/timeout_check/drain_ended/connection_lost--> CLOSED (the end: nothing is written)
 """
 
 from __future__ import annotations
