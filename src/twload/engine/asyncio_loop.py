@@ -26,6 +26,7 @@ from twload.engine.lifecycle import (
     AWAITING_RESPONSE,
     AWAITING_SERVER_CLOSE,
     CLOSED,
+    CONNECTING,
     IDLE_STATE,
     Actions,
     Close,
@@ -466,6 +467,10 @@ class Worker:
                 await self.loop.create_connection(lambda: conn, self.host, self.port)
         except asyncio.CancelledError:
             self.connecting.pop(conn, None)
+            if conn.lifecycle.state is not CONNECTING:
+                # connection_made ran just before the cancel reached this task: the connection is
+                # live and its connection_lost carries the slot on (no error, no second connect)
+                return
             if conn.connect_timed_out:
                 conn._do(conn.lifecycle.connect_failed("connect_timeout"))
                 self.connect_failed(conn)
