@@ -50,6 +50,25 @@ def test_keepalive_reuses_the_connection_until_the_worker_has_nothing_more():
     assert m.state is State.CLOSED
 
 
+def test_a_free_running_worker_gets_the_next_write_with_the_response():
+    m = machine("keepalive")
+    m.connected(0)
+    assert m.response_complete(9, True, next_ready=True) == (response(9), WRITE)
+    assert m.sent == 2 and m.state is State.AWAITING_RESPONSE
+    m.stop()
+    assert m.response_complete(12, True, next_ready=True) == (response(3), IDLE)  # none after stop
+
+
+def test_next_ready_does_not_override_the_servers_close_or_the_limit():
+    m = machine("keepalive", per_connection=2)
+    m.connected(0)
+    assert m.response_complete(1, False, next_ready=True) == (response(1),)  # the server closes
+    m = machine("keepalive", per_connection=2)
+    m.connected(0)
+    assert m.response_complete(1, True, next_ready=True) == (response(1), WRITE_LAST)
+    assert m.response_complete(2, True, next_ready=True) == (response(1), CLOSE)
+
+
 def test_fin_closes_after_each_response():
     m = machine("fin")
     assert m.connected(0) == (WRITE_LAST,)  # one request per connection; no Connection: close for fin
@@ -256,8 +275,8 @@ def test_open_loop_latency_runs_from_the_intended_time_and_service_from_the_writ
 
 # -- the rule over any sequence of events ----------------------------------------------
 
-EVENTS = ("connected", "connect_failed", "send", "finish", "close_idle", "stop", "timeout_check",
-          "drain_ended", "response_keep", "response_close", "eof", "error", "lost_clean", "lost_reset")
+EVENTS = ("connected", "connect_failed", "send", "finish", "close_idle", "stop", "timeout_check", "drain_ended",
+          "response_keep", "response_keep_next", "response_close", "eof", "error", "lost_clean", "lost_reset")
 
 
 def feed(m: Lifecycle, event: str, now: int):
@@ -277,8 +296,8 @@ def feed(m: Lifecycle, event: str, now: int):
         return m.timeout_check(now)
     if event == "drain_ended":
         return m.drain_ended()
-    if event in ("response_keep", "response_close"):
-        return m.response_complete(now, keep_alive=event == "response_keep")
+    if event in ("response_keep", "response_keep_next", "response_close"):
+        return m.response_complete(now, keep_alive=event != "response_close", next_ready=event == "response_keep_next")
     if event == "eof":
         return m.eof()
     if event == "error":

@@ -179,7 +179,7 @@ class Connection(asyncio.Protocol):
         if self.headers_done:
             self.headers_done = False
             self.head = b""
-        self._do(lifecycle.response_complete(clock_ns(), self.parser.should_keep_alive()))
+        self._do(lifecycle.response_complete(clock_ns(), self.parser.should_keep_alive(), self.w.free_run))
 
     # -- carrying out the machine's actions ----------------------------------
     def _do(self, actions: Actions) -> None:
@@ -216,9 +216,7 @@ class Connection(asyncio.Protocol):
     def _idle(self) -> None:
         """Nothing in flight and the connection may go on: the worker says whether it sends again."""
         w = self.w
-        if w.free_run:  # the hot keep-alive path: nothing to decide but the next write
-            self._do(self.lifecycle.send(clock_ns()))
-        elif w.open_loop:
+        if w.open_loop:
             w.ready(self)  # the scheduler decides when it sends
         elif (w.retire and w.claim_retirement(self)) or not w.take():
             self._do(self.lifecycle.finish())
@@ -270,7 +268,7 @@ class Worker:
         self.next_source = index % len(plan.sources) if plan.sources else 0
         self.stopping = False
         # No budget, stages, open loop or per-connection limit, and not stopping: a kept-alive
-        # response is simply followed by the next request (Connection._idle).
+        # response is simply followed by the next request (Lifecycle.response_complete's next_ready).
         self.free_run = False
         self.live_slots = 0
         self.retire = 0  # closed-loop stages: slots to end as their connections finish

@@ -216,8 +216,11 @@ class Lifecycle:
         return actions + (ABORT,)
 
     # -- events from the peer ------------------------------------------------
-    def response_complete(self, now: int, keep_alive: bool) -> Actions:
-        """The parser completed a response; keep_alive: the response allows another request."""
+    def response_complete(self, now: int, keep_alive: bool, next_ready: bool = False) -> Actions:
+        """The parser completed a response; keep_alive: the response allows another request.
+        next_ready: the worker has the next request for this connection already (a free-running
+        closed loop: no budget, stages or limit), so it is written at once instead of asking with
+        Idle. That saves the hot keep-alive path a round trip through the worker."""
         if self.state is not AWAITING_RESPONSE:
             return NOTHING  # e.g. a body delimited by EOF completed after we gave up on it
         self.completed += 1
@@ -226,6 +229,8 @@ class Lifecycle:
         limit = self.rules.per_connection
         if keep_alive and not self.asked_close and (limit is None or self.completed < limit):
             self.state = IDLE_STATE
+            if next_ready and not self.stopping:
+                return (result, *self.send(now))
             return (result, IDLE)
         return (result, *self._end(keep_alive, now))
 
