@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 from twload.results import read_hdrh
 
@@ -89,3 +91,15 @@ def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path, engine
     assert [s["target"] for s in samples[:4]] == [2, 6, 8, 5]
     summary = json.loads(proc.stdout)
     assert summary["connections_opened"] == 8  # grows to 8, shrinks without reconnecting
+
+
+@pytest.mark.parametrize("stages, opened", [("2s:1", 1), ("1s:3,2s:3", 3)])
+def test_staged_connections_over_workers_add_up_to_the_target(twload_server, tmp_path, engine, stages, opened):
+    """Two workers share a staged count by whole connections: 1 is one connection (each worker's 0.5
+    rounded to 0 sent nothing), 3 is three (1.5 rounded to 2 by each opened four)."""
+    server = twload_server()
+    proc = run_cli("run", server.url, "--engine", engine, "--stages", stages, "-w", "2", "--json",
+                   "--out", str(tmp_path / "run"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"] > 0 and summary["connections_opened"] == opened  # keep-alive: each opened once

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from twload.plan import PlanError, parse_duration
-from twload.plan.schedule import Schedule, Stage, parse_stages
+from twload.plan.schedule import Schedule, Stage, parse_stages, worker_part
 
 
 def test_parse_stages():
@@ -46,3 +46,15 @@ def test_ramp_sends_about_the_integral(target, duration, share):
     # the send density follows the ramp: the first half of stage one gets a quarter of its requests
     first_quarter = sum(1 for t in times if t < duration / 2)
     assert first_quarter == pytest.approx(target * share * duration / 8, abs=1.5)
+
+
+@given(st.floats(min_value=0, max_value=1e6), st.integers(min_value=1, max_value=64))
+def test_worker_parts_add_up_to_the_staged_total(total, workers):
+    parts = [worker_part(total, workers, i) for i in range(workers)]
+    assert sum(parts) == int(total + 0.5)
+    assert max(parts) - min(parts) <= 1
+
+
+def test_one_connection_over_two_workers_is_one_connection():
+    assert [worker_part(1.0, 2, i) for i in range(2)] == [1, 0]
+    assert [worker_part(10.0, 4, i) for i in range(4)] == [3, 3, 2, 2]  # not 2.5 rounded to 2 by each

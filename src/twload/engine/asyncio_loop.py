@@ -42,6 +42,7 @@ from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
 from twload.engine.tls import tls_context
 from twload.metrics import Interval, errno_name
 from twload.plan import MAX_HEADER_BYTES, Plan
+from twload.plan.schedule import worker_part
 
 # Times on the hot path are integer nanoseconds: (now - sent) // 1000 is a cheaper µs than
 # int((now - sent) * 1e6) on floats (callgrind: about 1,100 against 1,700 instructions).
@@ -314,9 +315,14 @@ class Worker:
     def follow_plan(self) -> None:
         """The schedule this worker follows, and whether its connections may run free."""
         self.schedule = self.plan.schedule(self.share)
+        self.staged_total = self.plan.schedule(1.0)  # staged: every worker's part is taken from the whole
         self.free_run = (self.schedule is None and not self.open_loop and self.remaining is None
                          and self.per_connection is None and not self.stopping)
 
+
+    def staged_connections(self, t: float) -> int:
+        """This worker's whole part of the stages' connection count at t (the parts add up to it)."""
+        return worker_part(self.staged_total.value(t), round(1 / self.share), self.index)
     def take(self) -> bool:
         """Claim the right to send one more request."""
         if self.stopping:
@@ -603,7 +609,7 @@ class Worker:
         if self.open_loop:
             scheduler = self.loop.create_task(self.scheduler(clock_ns()))
         elif self.schedule is not None:
-            self.set_slots(round(self.schedule.value(0.0)))
+            self.set_slots(self.staged_connections(0.0))
         else:
             self.live_slots = self.connections
             for _ in range(self.connections):
@@ -618,7 +624,7 @@ class Worker:
             self.sweep_timeouts()
             self.iv.fold()  # keeps the per-response lists short: memory stays flat under load
             if self.schedule is not None and not self.open_loop:
-                self.set_slots(round(self.schedule.value(now - started)))
+                self.set_slots(self.staged_connections(now - started))
             if self.open_loop and self.open_loop_done():
                 break
             if now >= started + tick:

@@ -40,6 +40,14 @@ def parse_stages(text: str, parse_duration: Callable[[str], float]) -> tuple[Sta
     return tuple(stages)
 
 
+def worker_part(total: float, workers: int, index: int) -> int:
+    """Worker `index`'s whole connections of a staged `total` shared by `workers`: the parts add up
+    to the total rounded half up (each worker rounding its own fraction lost them: 1 connection over
+    2 workers was 0.5 each, rounded to 0 by both, and the run sent nothing)."""
+    whole = math.floor(total + 0.5)
+    return whole // workers + (1 if index < whole % workers else 0)
+
+
 class Schedule:
     """value(t) for t in seconds since the start; `share` scales it to one worker."""
 

@@ -18,6 +18,7 @@ from twload.engine.http1 import build_request
 from twload.engine.strategies import asks_server_to_close
 from twload.metrics import encode_counts, new_histogram
 from twload.plan import MAX_HEADER_BYTES, Plan
+from twload.plan.schedule import worker_part
 
 try:
     from twload.engine.core import _core
@@ -76,6 +77,8 @@ class CoreWorker:
         self.remaining = budget  # open loop: send times still to hand over (None: unlimited)
         self.schedule = plan.schedule(share)
         self.staged = self.schedule is not None and not plan.open_loop
+        self.staged_total = plan.schedule(1.0)  # staged: every worker's part is taken from the whole
+        self.workers, self.index = round(1 / share), index
         capacity = connections
         if self.staged:  # the most connections any stage asks of this worker
             capacity = max(connections, int(max(s.target for s in plan.stages) * share + 1))
@@ -120,6 +123,10 @@ class CoreWorker:
         if due_at is None or self.remaining == 0:
             self.core.schedule_done()
             self.schedule_done = True
+
+    def staged_connections(self, t: float) -> int:
+        """This worker's whole part of the stages' connection count at t (the parts add up to it)."""
+        return worker_part(self.staged_total.value(t), self.workers, self.index)
 
     # -- snapshots -----------------------------------------------------------
     def snapshot(self) -> dict:
@@ -186,7 +193,7 @@ class CoreWorker:
         deadline = started + int(plan.duration_s * 1e9) if plan.duration_s else None
         core.start(started, self.connections)
         if self.staged:
-            core.set_connections(round(self.schedule.value(0.0)))
+            core.set_connections(self.staged_connections(0.0))
         next_snapshot = started + SECOND_NS
         tick = 1
         while True:
@@ -197,7 +204,7 @@ class CoreWorker:
             done = core.run(until)
             now = time.monotonic_ns()
             if self.staged:
-                core.set_connections(round(self.schedule.value((now - started) / 1e9)))
+                core.set_connections(self.staged_connections((now - started) / 1e9))
             if done:
                 break
             if now >= next_snapshot:
