@@ -278,7 +278,6 @@ void core_open(core *k, conn *c) {
     k->n_fd++;
     k->n_connecting++;
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (k->close_mode == CLOSE_RST) {
         /* l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT on either side
            (net/ipv4/tcp.c: __tcp_close, the sk_lingertime == 0 branch) */
@@ -299,6 +298,23 @@ void core_open(core *k, conn *c) {
     t1_init(&c->parser, k->head_request, k->max_head);
     int r = k->io->open(k, c);
     if (r < 0) core_connect_failed(k, c, -r);
+}
+
+/* TCP_NODELAY is not set on every connection: it costs a syscall and changes nothing while a
+   request goes out in one write. Nagle holds back only a segment smaller than the MSS while data
+   sent earlier is unacknowledged, and Linux's variant only while an earlier SMALL segment is
+   (net/ipv4/tcp_output.c, Linux 6.x: tcp_nagle_test -> tcp_nagle_check(partial, ...) ->
+   tcp_minshall_check(tp): after(tp->snd_sml, tp->snd_una)). A request written by one send() is cut
+   into full segments plus one tail, and on a kept-alive connection the previous request was
+   acknowledged by its response; so only after a SHORT write can the remainder's tail wait for an
+   ACK (up to a delayed ACK, 40 ms). The backends call this at the first short write; turning
+   TCP_NODELAY on also pushes what is queued (net/ipv4/tcp.c: __tcp_sock_set_nodelay ->
+   tcp_push_pending_frames). */
+void core_nodelay(conn *c) {
+    if (c->flags & F_NODELAY) return;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->flags |= F_NODELAY;
 }
 
 static void start_slot(core *k, conn *c) {

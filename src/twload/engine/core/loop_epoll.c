@@ -61,6 +61,7 @@ static int write_request(core *k, conn *c) {
         }
         if (!(c->flags & F_IN_FLIGHT)) core_begin(k, c, t);  /* the clock starts with the first byte out */
         core_sent(k, c, (size_t)n);
+        if (c->woff < len) core_nodelay(c);  /* a short write: the remainder must not wait for an ACK */
     }
     return 0;
 }
@@ -87,6 +88,7 @@ static int ep_open(core *k, conn *c) {
             core_connected(k, c, now_ns());
             core_begin(k, c, t);
             core_sent(k, c, (size_t)n);
+            if ((uint32_t)n < len) core_nodelay(c);  /* a short write: the remainder must not wait for an ACK */
         } else if (errno != EAGAIN) {
             return -errno;  /* e.g. ECONNREFUSED: the RST came back within connect() */
         }

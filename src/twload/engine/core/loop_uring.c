@@ -102,8 +102,18 @@ static void queue_request(core *k, conn *c, int link) {
     s->n_begins++;
 }
 
+/* The ring retries a short send in the kernel (MSG_WAITALL), so no short write is seen here to
+   set TCP_NODELAY at (core_nodelay): a request that might not go out in one write gets it from the
+   start (a plain setsockopt; liburing 2.3 cannot set options through the ring). A small one is
+   copied whole by one sendmsg: tcp_sendmsg_locked keeps taking data while sk_wmem_queued <
+   sk_sndbuf (net/ipv4/tcp.c, Linux 6.x: sk_stream_memory_free), sk_sndbuf starts at tcp_wmem[1]
+   (16 KiB by default), and a connection whose previous request was answered has nothing queued.
+   4 KiB leaves room for skb overhead and a send buffer shrunk under memory pressure. */
+#define NAGLE_SAFE_REQUEST 4096
+
 static int ur_open(core *k, conn *c) {
     if (reserve(k, 3) < 0) return -EBUSY;
+    if (k->request_len > NAGLE_SAFE_REQUEST || k->last_request_len > NAGLE_SAFE_REQUEST) core_nodelay(c);
     struct io_uring_sqe *sqe = get_sqe(k);
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
     sqe->flags |= IOSQE_IO_LINK;
