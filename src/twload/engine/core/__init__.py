@@ -41,6 +41,12 @@ def uring_available() -> bool:
     return _core is not None and bool(_core.HAVE_URING) and _core.uring_available()
 
 
+def uring_makes_sockets() -> bool:
+    """The uring backend makes its sockets through the ring (IORING_OP_SOCKET, Linux 5.19); without
+    it, with socket() (and always with --source, whose bind needs the fd before the connect)."""
+    return uring_available() and _core.uring_sockets()
+
+
 def choose_io(requested: str) -> str:
     if requested == "auto":
         return "uring" if uring_available() else "epoll"

@@ -328,6 +328,14 @@ static PyObject *uring_available(PyObject *Py_UNUSED(module), PyObject *Py_UNUSE
 #endif
 }
 
+static PyObject *uring_sockets(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
+#ifdef TWLOAD_HAVE_URING
+    return PyBool_FromLong(uring_sockets_usable());
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyObject *hist_index_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     long long v = PyLong_AsLongLong(arg);
     if (v == -1 && PyErr_Occurred()) return NULL;
@@ -342,6 +350,8 @@ static PyMethodDef module_methods[] = {
     {"hist_index", hist_index_py, METH_O, "the slot of a value (µs) in the HdrHistogram counts array, as recorded"},
     {"uring_available", uring_available, METH_NOARGS,
      "True when this build has io_uring and the kernel lets this process use it"},
+    {"uring_sockets", uring_sockets, METH_NOARGS,
+     "True when io_uring can make sockets here (IORING_OP_SOCKET): else the uring backend calls socket()"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -187,6 +187,7 @@ static void backoff_remove(core *k, int prev, conn *c) {
 /* ---- slots ---- */
 
 static void start_slot(core *k, conn *c);
+static void start_connect(core *k, conn *c);
 static void open_or_queue(core *k, conn *c);
 static void grow_pool(core *k);
 static void next_request(core *k, conn *c);
@@ -199,6 +200,8 @@ static void drop(core *k, conn *c) {
         k->io->close(k, c);
         c->fd = -1;
         k->n_fd--;
+    } else if (c->flags & F_SOCKET_PENDING) {
+        k->n_fd--;  /* the backend closes the socket when it arrives: its completion is stale (gen) */
     }
     c->gen++;
     c->flags &= (F_RETIRED | F_IN_IDLE | F_IN_BACKOFF);  /* F_READ_ANY too goes: a new connection */
@@ -267,8 +270,16 @@ void core_open(core *k, conn *c) {
     c->t_start = now;
     c->sent = c->completed = c->woff = 0;
     c->flags &= (F_RETIRED | F_IN_IDLE | F_HAS_REQUEST);
-    int family = k->target.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (!k->n_sources && k->io->socket && k->io->socket(k, c) == 0) {
+        /* made by the backend (io_uring: IORING_OP_SOCKET); core_socket_made follows. With --source
+           the bind needs the fd at once, so those sockets are made here. */
+        c->flags |= F_SOCKET_PENDING;
+        c->state = C_CONNECTING;
+        k->n_fd++;
+        k->n_connecting++;
+        return;
+    }
+    int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     if (fd < 0) {
         core_connect_failed(k, c, errno);
         return;
@@ -277,16 +288,10 @@ void core_open(core *k, conn *c) {
     c->state = C_CONNECTING;
     k->n_fd++;
     k->n_connecting++;
-    int one = 1;
-    if (k->close_mode == CLOSE_RST) {
-        /* l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT on either side
-           (net/ipv4/tcp.c: __tcp_close, the sk_lingertime == 0 branch) */
-        struct linger lg = {1, 0};
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    }
     if (k->n_sources) {
         /* The port is still chosen at connect() per 4-tuple
            (net/ipv4/inet_hashtables.c: __inet_hash_connect): each address brings a whole range. */
+        int one = 1;
         int i = k->next_source;
         k->next_source = (k->next_source + 1) % k->n_sources;
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -295,9 +300,19 @@ void core_open(core *k, conn *c) {
             return;
         }
     }
-    t1_init(&c->parser, k->head_request, k->max_head);
-    int r = k->io->open(k, c);
-    if (r < 0) core_connect_failed(k, c, -r);
+    start_connect(k, c);
+}
+
+/* The backend made c's socket: fd, or -errno. */
+void core_socket_made(core *k, conn *c, int res) {
+    c->flags &= (uint16_t)~F_SOCKET_PENDING;
+    if (res < 0) {
+        k->n_fd--;  /* counted while pending; drop() finds no fd to close */
+        core_connect_failed(k, c, -res);
+        return;
+    }
+    c->fd = res;
+    start_connect(k, c);
 }
 
 /* TCP_NODELAY is not set on every connection: it costs a syscall and changes nothing while a
@@ -315,6 +330,19 @@ void core_nodelay(conn *c) {
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->flags |= F_NODELAY;
+}
+
+/* c's socket exists: its options, then the backend's connect */
+static void start_connect(core *k, conn *c) {
+    if (k->close_mode == CLOSE_RST) {
+        /* l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT on either side
+           (net/ipv4/tcp.c: __tcp_close, the sk_lingertime == 0 branch) */
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    t1_init(&c->parser, k->head_request, k->max_head);
+    int r = k->io->open(k, c);
+    if (r < 0) core_connect_failed(k, c, -r);
 }
 
 static void start_slot(core *k, conn *c) {

@@ -186,4 +186,7 @@ static int ep_poll(core *k, int64_t until) {
 
 static void ep_flush(core *k) { (void)k; }
 
-const backend epoll_backend = {"epoll", ep_init, ep_fini, ep_open, ep_send, ep_close, ep_flush, ep_poll};
+const backend epoll_backend = {
+    .name = "epoll", .init = ep_init, .fini = ep_fini, .open = ep_open, .socket = NULL,
+    .send = ep_send, .close = ep_close, .flush = ep_flush, .poll = ep_poll,
+};

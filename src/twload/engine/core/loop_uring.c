@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +28,7 @@
 #define BUF_COUNT 64          /* power of two */
 #define BUF_SIZE (16 * 1024)  /* 1 MiB of read buffers per worker */
 
-enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE };
+enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE, OP_SOCKET };
 
 typedef struct {
     int slot;
@@ -41,6 +42,7 @@ typedef struct {
     char *bufs;
     pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
     int n_begins;
+    int ring_sockets;       /* IORING_OP_SOCKET works here (Linux 5.19): sockets are made through the ring */
 } uring_state;
 
 static uint64_t tag(const core *k, const conn *c, int op) {
@@ -126,6 +128,19 @@ static int ur_open(core *k, conn *c) {
     return 0;
 }
 
+/* c's socket through the ring: regular fds, not fixed files, so the connect, send, recv and close
+   that follow are the same as for a socket() made one. The completion gives the fd; the connect
+   chain is queued then (a link cannot carry the fd from one entry to the next). */
+static int ur_socket(core *k, conn *c) {
+    uring_state *s = k->io_state;
+    if (!s->ring_sockets) return -ENOTSUP;
+    struct io_uring_sqe *sqe = get_sqe(k);
+    if (!sqe) return -EBUSY;
+    io_uring_prep_socket(sqe, k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP, 0);
+    io_uring_sqe_set_data64(sqe, tag(k, c, OP_SOCKET));
+    return 0;
+}
+
 static void ur_send(core *k, conn *c) {
     uint32_t len;
     if (reserve(k, 2) < 0) {
@@ -173,8 +188,14 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
     int op = (int)(data >> 56);
     conn *c = &k->conns[(uint32_t)data];
     int bid = (cqe->flags & IORING_CQE_F_BUFFER) ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-    int stale = ((c->gen & 0xffffff) != ((data >> 32) & 0xffffff)) || c->fd < 0;
     int res = cqe->res;
+    int gen_ok = (c->gen & 0xffffff) == ((data >> 32) & 0xffffff);
+    if (op == OP_SOCKET) {
+        if (gen_ok && (c->flags & F_SOCKET_PENDING)) core_socket_made(k, c, res);
+        else if (res >= 0) close(res);  /* its connection ended (stop, timeout) before the socket came */
+        return;
+    }
+    int stale = !gen_ok || c->fd < 0;
     if (stale || op == OP_CANCEL || op == OP_CLOSE) {
         if (bid >= 0) give_back(s, bid);
         return;
@@ -262,6 +283,14 @@ static int ring_init(struct io_uring *ring, unsigned entries) {
     return r;
 }
 
+/* the kernel knows this opcode (io_uring_register IORING_REGISTER_PROBE, Linux 5.6) */
+static int supports(struct io_uring *ring, int op) {
+    struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+    int ok = probe && io_uring_opcode_supported(probe, op);
+    if (probe) io_uring_free_probe(probe);
+    return ok;
+}
+
 static int ur_init(core *k) {
     uring_state *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
@@ -272,6 +301,7 @@ static int ur_init(core *k) {
         free(s);
         return r;
     }
+    s->ring_sockets = supports(&s->ring, IORING_OP_SOCKET);
     s->br_size = BUF_COUNT * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
@@ -302,6 +332,15 @@ fail:
 static void ur_fini(core *k) {
     uring_state *s = k->io_state;
     submit(k);  /* the queued closes */
+    /* Sockets made through the ring whose completions nobody reaped: every connection is gone by
+       now, so their fds belong to no one (IORING_OP_SOCKET runs at submit: it is not left pending). */
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&s->ring, head, cqe) {
+        if ((int)(cqe->user_data >> 56) == OP_SOCKET && cqe->res >= 0) close(cqe->res);
+        n++;
+    }
+    io_uring_cq_advance(&s->ring, n);
     io_uring_queue_exit(&s->ring);
     munmap(s->br, s->br_size);
     free(s->bufs);
@@ -336,4 +375,16 @@ int uring_usable(void) {
     return ok;
 }
 
-const backend uring_backend = {"uring", ur_init, ur_fini, ur_open, ur_send, ur_close, ur_flush, ur_poll};
+/* Sockets are made through the ring (IORING_OP_SOCKET, Linux 5.19); else by socket(). */
+int uring_sockets_usable(void) {
+    struct io_uring ring;
+    if (ring_init(&ring, 4) < 0) return 0;
+    int ok = supports(&ring, IORING_OP_SOCKET);
+    io_uring_queue_exit(&ring);
+    return ok;
+}
+
+const backend uring_backend = {
+    .name = "uring", .init = ur_init, .fini = ur_fini, .open = ur_open, .socket = ur_socket,
+    .send = ur_send, .close = ur_close, .flush = ur_flush, .poll = ur_poll,
+};
