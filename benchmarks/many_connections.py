@@ -20,6 +20,10 @@ somaxconn 4096), epoll, sources 127.0.0.2-5:
                                    its accept queues wait for retransmits), 190k requests, timeout 44k,
                                    connect_timeout 9.4k, abandoned 11k; run 21.53 s (bound 21 s);
                                    RSS +33.6 MB -> ~465 B per open connection
+  40,000 conns, 3+3 workers, 10 s (12:46 UTC, load ~6): io_uring 129k / 152k / 226k requests (before
+                                   the -ENOBUFS fix in loop_uring.c, same machine and minute: 40k;
+                                   this morning 17,856), epoll 99k / 99k (epoll opened only ~27,000
+                                   of the 40,000 within the run: not yet looked into)
 The client side holds: it is the server (Python, on the same two cores) that cannot answer 100,000
 connections in a closed loop (~9.5k req/s shared by 75k connections: ~8 s per turn > --timeout).
 """

@@ -285,3 +285,87 @@ def test_a_request_larger_than_the_send_buffer_still_completes(raw_peer, tmp_pat
                        connections=2, workers=1, timeout_s=30.0)
     assert summary["errors"] == {} and summary["requests"] == 4
     assert bodies == [len(body)] * 4
+
+
+class BurstServer:
+    """Holds its responses until every connection has a request waiting (or the requests stop
+    coming for 50 ms), then answers them all at once: more responses arrive together than
+    io_uring's shared read buffers (64), so recvs find the buffer ring empty (-ENOBUFS)."""
+
+    def __init__(self, connections: int) -> None:
+        import selectors
+        import threading
+
+        self.connections = connections
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(connections)
+        self.sock.setblocking(False)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.stopped = threading.Event()
+        self.answered = 0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        import selectors
+
+        buffers: dict[socket.socket, bytes] = {}
+        waiting: list[socket.socket] = []
+        last = time.monotonic()
+        while not self.stopped.is_set():
+            for key, _ in self.sel.select(0.01):
+                if key.fileobj is self.sock:
+                    try:
+                        conn, _ = self.sock.accept()
+                    except BlockingIOError:
+                        continue
+                    conn.setblocking(False)
+                    self.sel.register(conn, selectors.EVENT_READ)
+                    buffers[conn] = b""
+                    continue
+                conn = key.fileobj
+                try:
+                    data = conn.recv(65536)
+                except ConnectionError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(conn)
+                    conn.close()
+                    buffers.pop(conn, None)
+                    continue
+                buffers[conn] += data
+                while b"\r\n\r\n" in buffers[conn]:
+                    buffers[conn] = buffers[conn].partition(b"\r\n\r\n")[2]
+                    waiting.append(conn)
+                    last = time.monotonic()
+            if waiting and (len(waiting) >= len(buffers) or time.monotonic() - last > 0.05):
+                for conn in waiting:
+                    try:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        self.answered += 1
+                    except OSError:
+                        pass
+                waiting = []
+        for conn in buffers:
+            conn.close()
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_hundreds_of_responses_arriving_at_once_are_each_read(tmp_path, io):
+    """io_uring: a recv that found no free read buffer waits for one and reads later; none is lost."""
+    server = BurstServer(400)
+    try:
+        summary = run_core(server.url, tmp_path, io, requests=2000, duration_s=None, connections=400,
+                           workers=1, timeout_s=30.0)
+    finally:
+        server.close()
+    assert summary["errors"] == {}
+    assert summary["requests"] == 2000 == server.answered
