@@ -4,7 +4,8 @@ Prints req/s, generator CPU time per request (user + sys) and the ratio to wrk i
 run, for twload's compiled core (epoll, and io_uring where the kernel allows it), its asyncio
 (uvloop) engine, and py-floor, the least a uvloop + httptools client can do
 (benchmarks/floor_client.py), for keep-alive and short connections (wrk: `Connection: close`;
-twload: --close server), with 1 process (generator and nginx pinned to different cores) and
+twload: --close server; plus the core with --close rst, which wrk cannot do: compared with the
+core's own --close server, target rst >= server), with 1 process (generator and nginx pinned to different cores) and
 with 2. twload's CPU is that of the run less that of a one-request run (interpreter start-up,
 imports, spawning workers), measured apart; its supervisor is included. Then syscalls per short
 connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
@@ -111,10 +112,12 @@ def startup_cpu(url, workers, pin, engine) -> float:
     return STARTUP_CPU[key]
 
 
-def twload(url, conns, workers, secs, close, pin, engine="core-epoll"):
+def twload(url, conns, workers, secs, close, pin, engine="core-epoll", strategy=None):
+    """strategy: a --close other than the case's (server when close, else keepalive), e.g. rst."""
     kind, io = TWLOAD_ENGINES[engine]
+    strategy = strategy or ("server" if close else "keepalive")
     cmd = [*pin, *TWLOAD, "run", url, "-c", str(conns), "-w", str(workers), "-d", f"{secs}s",
-           "--engine", kind, "--io", io, "--close", "server" if close else "keepalive", "--json",
+           "--engine", kind, "--io", io, "--close", strategy, "--json",
            "--out", tempfile.mkdtemp(prefix="twb-")]
     out, cpu = timed(cmd)
     summary = json.loads(out)
@@ -152,10 +155,10 @@ def hey(url, conns, secs, close, pin):
 
 def row(name, result):
     if result is None:
-        return f"  {name:<12} (not run)"
+        return f"  {name:<15} (not run)"
     rps, done, cpu = result
     per = f"{cpu / done * 1e6:8.1f}" if done else "     n/a"
-    return f"  {name:<12} {rps:>11.0f} req/s   {per} us CPU/req"
+    return f"  {name:<15} {rps:>11.0f} req/s   {per} us CPU/req"
 
 
 def median_run(runs):
@@ -183,6 +186,11 @@ def compare(duration: int, only: str | None, repeat: int) -> None:
                     "wrk": (wrk, (url, conns, procs, duration, close, pin)),
                     "core-epoll": (twload, (url, conns, procs, duration, close, pin, "core-epoll")),
                     "core-uring": (twload, (url, conns, procs, duration, close, pin, "core-uring")) if uring else None,
+                    # --close rst (SO_LINGER {1,0}): short case only; wrk has no such mode
+                    "core-epoll-rst": (twload, (url, conns, procs, duration, close, pin, "core-epoll", "rst"))
+                    if close else None,
+                    "core-uring-rst": (twload, (url, conns, procs, duration, close, pin, "core-uring", "rst"))
+                    if close and uring else None,
                     "asyncio": (twload, (url, conns, procs, duration, close, pin, "asyncio")),
                     "py-floor": (floor, (url, conns, duration, close, pin)) if one else None,
                     "ab": (ab, (url, conns, duration, close, pin)) if one else None,
@@ -201,6 +209,11 @@ def compare(duration: int, only: str | None, repeat: int) -> None:
                     if w and w[0] and t:
                         print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
                               f" {(t[2] / max(t[1], 1)) / (w[2] / max(w[1], 1)):.2f}x CPU per request")
+                for name in ("core-epoll", "core-uring"):
+                    server, rst = results[name], results.get(f"{name}-rst")
+                    if server and rst and server[0]:
+                        print(f"  ratio {name} rst / server: {rst[0] / server[0]:.2f}x req/s,"
+                              f" {(rst[2] / max(rst[1], 1)) / (server[2] / max(server[1], 1)):.2f}x CPU per request")
         finally:
             nginx.stop()
 
@@ -265,17 +278,21 @@ def syscalls(short_n: int = 300, long_n: int = 3300) -> None:
         calls, out = strace_calls(["wrk", "-t1", "-c10", "-d2s", "-H", "Connection: close", nginx.url])
         done = re.search(r"(\d+) requests in", out)
         if done and int(done.group(1)):
-            print(f"  {'wrk':<12} {calls / int(done.group(1)):6.2f}")
-        for engine, (kind, io) in TWLOAD_ENGINES.items():
+            print(f"  {'wrk':<15} {calls / int(done.group(1)):6.2f}")
+        runs = [(engine, strategy) for engine in TWLOAD_ENGINES for strategy in ("server", "rst")
+                if strategy == "server" or engine.startswith("core")]
+        for engine, strategy in runs:
+            kind, io = TWLOAD_ENGINES[engine]
             if io == "uring" and not uring_available():
                 continue
             totals = []
             for n in (short_n, long_n):
                 calls, _ = strace_calls([*TWLOAD, "run", nginx.url, "-n", str(n), "-c", "10", "-w", "1", "-q",
-                                         "--close", "server", "--engine", kind, "--io", io,
+                                         "--close", strategy, "--engine", kind, "--io", io,
                                          "--out", tempfile.mkdtemp(prefix="twb-")])
                 totals.append(calls)
-            print(f"  {engine:<12} {(totals[1] - totals[0]) / (long_n - short_n):6.2f}")
+            name = engine + ("-rst" if strategy == "rst" else "")
+            print(f"  {name:<15} {(totals[1] - totals[0]) / (long_n - short_n):6.2f}")
     finally:
         nginx.stop()
 
