@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, run_cli
+from tests.conftest import free_port, run_cli, time_wait_until
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
@@ -154,6 +154,19 @@ def test_open_loop_on_the_core_keeps_its_schedule(nginx, tmp_path):
     assert summary["errors"] == {}
     assert abs(summary["requests"] - 1000) <= 2
     assert nginx.access_lines() == summary["requests"]
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_rst_leaves_no_time_wait_on_either_backend(twload_server, tmp_path, io):
+    """io_uring sets SO_LINGER {1,0} through the ring where the kernel can (Linux 6.7+), else by
+    setsockopt: either way each close is a RST and neither side keeps TIME_WAIT."""
+    server = twload_server()
+    summary = run_core(server.url, tmp_path, io, close="rst", requests=300, duration_s=None, connections=4,
+                       workers=1)
+    tw = time_wait_until(server.port, lambda tw: tw == {"client": 0, "server": 0})
+    assert summary["requests"] == 300 and summary["errors"] == {}
+    assert tw == {"client": 0, "server": 0}
+    assert server.stop() == 300
 
 
 @pytest.mark.parametrize("io", BACKENDS)

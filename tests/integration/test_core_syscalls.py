@@ -1,6 +1,7 @@
 """The syscalls the compiled core spends per short connection, counted by strace (counts, not time:
 strace slows the traced process, never the count). Guards #13's lever: syscalls per connection."""
 
+import platform
 import re
 import shutil
 import subprocess
@@ -49,4 +50,17 @@ def test_io_uring_makes_its_sockets_through_the_ring(strace, nginx, tmp_path):
     calls = syscalls(nginx.url, tmp_path, "uring", "server")
     # the few left are Python's own (the supervisor, the pre-flight probe)
     assert calls.get("socket", 0) < CONNECTIONS / 10 and calls.get("connect", 0) < CONNECTIONS / 10, calls
+    assert nginx.access_lines() == CONNECTIONS
+
+
+def kernel_at_least(major: int, minor: int) -> bool:
+    numbers = re.match(r"(\d+)\.(\d+)", platform.release())
+    return bool(numbers) and (int(numbers.group(1)), int(numbers.group(2))) >= (major, minor)
+
+
+@pytest.mark.skipif(not core.uring_makes_sockets() or not kernel_at_least(6, 7),
+                    reason="io_uring sets socket options from Linux 6.7 (SOCKET_URING_OP_SETSOCKOPT)")
+def test_io_uring_sets_the_rst_linger_through_the_ring(strace, nginx, tmp_path):
+    calls = syscalls(nginx.url, tmp_path, "uring", "rst")
+    assert calls.get("setsockopt", 0) < CONNECTIONS / 10 and calls.get("socket", 0) < CONNECTIONS / 10, calls
     assert nginx.access_lines() == CONNECTIONS

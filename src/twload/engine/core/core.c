@@ -334,7 +334,7 @@ void core_nodelay(conn *c) {
 
 /* c's socket exists: its options, then the backend's connect */
 static void start_connect(core *k, conn *c) {
-    if (k->close_mode == CLOSE_RST) {
+    if (k->close_mode == CLOSE_RST && !(k->io->sets_linger && k->io->sets_linger(k))) {
         /* l_onoff=1, l_linger=0: close() sends RST, no TIME_WAIT on either side
            (net/ipv4/tcp.c: __tcp_close, the sk_lingertime == 0 branch) */
         struct linger lg = {1, 0};

@@ -147,6 +147,8 @@ typedef struct backend {
     /* optional: make c's socket asynchronously (0: queued, core_socket_made follows; <0: make it
        with socket() instead) */
     int (*socket)(core *k, conn *c);
+    /* optional: 1 when open() sets SO_LINGER {1,0} itself for --close rst (io_uring: through the ring) */
+    int (*sets_linger)(core *k);
     /* start writing c's current request (c->woff bytes done) */
     void (*send)(core *k, conn *c);
     void (*close)(core *k, conn *c);

@@ -187,6 +187,6 @@ static int ep_poll(core *k, int64_t until) {
 static void ep_flush(core *k) { (void)k; }
 
 const backend epoll_backend = {
-    .name = "epoll", .init = ep_init, .fini = ep_fini, .open = ep_open, .socket = NULL,
+    .name = "epoll", .init = ep_init, .fini = ep_fini, .open = ep_open, .socket = NULL, .sets_linger = NULL,
     .send = ep_send, .close = ep_close, .flush = ep_flush, .poll = ep_poll,
 };

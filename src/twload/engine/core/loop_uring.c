@@ -30,7 +30,7 @@
 #define BUF_COUNT 64          /* power of two */
 #define BUF_SIZE (16 * 1024)  /* 1 MiB of read buffers per worker */
 
-enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE, OP_SOCKET };
+enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE, OP_SOCKET, OP_LINGER };
 
 typedef struct {
     int slot;
@@ -45,6 +45,8 @@ typedef struct {
     pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
     int n_begins;
     int ring_sockets;       /* IORING_OP_SOCKET works here (Linux 5.19): sockets are made through the ring */
+    int ring_linger;        /* --close rst: SO_LINGER is set through the ring (Linux 6.7; see prep_linger) */
+    struct linger linger;   /* {1, 0}, read by the kernel when a linger entry runs */
     int free_bufs;          /* read buffers in the ring, not taken by a completion being handled */
     pending_begin *starved; /* connections whose recv found no buffer (-ENOBUFS), oldest first (FIFO) */
     int starved_head, n_starved, starved_cap;
@@ -118,10 +120,42 @@ static void queue_request(core *k, conn *c, int link) {
    4 KiB leaves room for skb overhead and a send buffer shrunk under memory pressure. */
 #define NAGLE_SAFE_REQUEST 4096
 
+/* setsockopt(fd, SOL_SOCKET, SO_LINGER, {1, 0}) as a ring entry: IORING_OP_URING_CMD with
+   SOCKET_URING_OP_SETSOCKOPT (Linux 6.7: io_uring/uring_cmd.c io_uring_cmd_sock ->
+   io_uring_cmd_setsockopt reads level, optname, optlen, optval from the entry). liburing 2.3 and
+   Linux 6.1's headers predate it, so the entry is filled by hand with 6.7's layout
+   (include/uapi/linux/io_uring.h): level and optname share `addr`, optlen shares `file_index`,
+   optval shares `addr3`, cmd_op shares `off`. */
+#define TWL_SOCKET_URING_OP_SETSOCKOPT 3
+static void prep_linger(struct io_uring_sqe *sqe, int fd, struct linger *lg) {
+    io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+    sqe->cmd_op = TWL_SOCKET_URING_OP_SETSOCKOPT;
+    struct {
+        uint32_t level, optname;
+    } opt = {SOL_SOCKET, SO_LINGER};
+    memcpy(&sqe->addr, &opt, sizeof opt);
+    sqe->file_index = sizeof *lg;
+    sqe->addr3 = (uint64_t)(uintptr_t)lg;
+}
+
+static int ur_sets_linger(core *k) {
+    uring_state *s = k->io_state;
+    return s->ring_linger;
+}
+
 static int ur_open(core *k, conn *c) {
-    if (reserve(k, 3) < 0) return -EBUSY;
+    uring_state *s = k->io_state;
+    int linger = k->close_mode == CLOSE_RST && s->ring_linger;
+    if (reserve(k, 3 + (unsigned)linger) < 0) return -EBUSY;
     if (k->request_len > NAGLE_SAFE_REQUEST || k->last_request_len > NAGLE_SAFE_REQUEST) core_nodelay(c);
-    struct io_uring_sqe *sqe = get_sqe(k);
+    struct io_uring_sqe *sqe;
+    if (linger) {  /* before the connect, linked: set before anything can close the socket */
+        sqe = get_sqe(k);
+        prep_linger(sqe, c->fd, &s->linger);
+        sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, tag(k, c, OP_LINGER));
+    }
+    sqe = get_sqe(k);
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
     sqe->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_CONNECT));
@@ -231,7 +265,8 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
         return;
     }
     int stale = !gen_ok || c->fd < 0;
-    if (stale || op == OP_CANCEL || op == OP_CLOSE) {
+    if (stale || op == OP_CANCEL || op == OP_CLOSE || op == OP_LINGER) {
+        /* a failed linger entry (only failures are posted) cut its chain: the connect says so */
         if (bid >= 0) give_back(s, bid);
         return;
     }
@@ -327,6 +362,30 @@ static int supports(struct io_uring *ring, int op) {
     return ok;
 }
 
+/* The kernel sets socket options through the ring (Linux 6.7+; the opcode alone, 5.19, does not
+   say so): try it once on a socket of our own. */
+static int linger_works(struct io_uring *ring, struct linger *lg) {
+    if (!supports(ring, IORING_OP_URING_CMD)) return 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) return 0;
+    int ok = 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    struct io_uring_cqe *cqe;
+    if (sqe) {
+        prep_linger(sqe, fd, lg);
+        io_uring_sqe_set_data64(sqe, 0);
+        if (io_uring_submit_and_wait(ring, 1) == 1 && io_uring_peek_cqe(ring, &cqe) == 0) {
+            struct linger got = {0, 1};
+            socklen_t len = sizeof got;
+            ok = cqe->res == 0 && getsockopt(fd, SOL_SOCKET, SO_LINGER, &got, &len) == 0 && got.l_onoff == 1 &&
+                 got.l_linger == 0;
+            io_uring_cqe_seen(ring, cqe);
+        }
+    }
+    close(fd);
+    return ok;
+}
+
 static int ur_init(core *k) {
     uring_state *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
@@ -341,6 +400,9 @@ static int ur_init(core *k) {
         return r;
     }
     s->ring_sockets = supports(&s->ring, IORING_OP_SOCKET);
+    s->linger.l_onoff = 1;
+    s->linger.l_linger = 0;
+    s->ring_linger = k->close_mode == CLOSE_RST && linger_works(&s->ring, &s->linger);
     s->br_size = BUF_COUNT * sizeof(struct io_uring_buf);
     void *mem = mmap(NULL, s->br_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     s->bufs = malloc((size_t)BUF_COUNT * BUF_SIZE);
@@ -427,6 +489,6 @@ int uring_sockets_usable(void) {
 }
 
 const backend uring_backend = {
-    .name = "uring", .init = ur_init, .fini = ur_fini, .open = ur_open, .socket = ur_socket,
+    .name = "uring", .init = ur_init, .fini = ur_fini, .open = ur_open, .socket = ur_socket, .sets_linger = ur_sets_linger,
     .send = ur_send, .close = ur_close, .flush = ur_flush, .poll = ur_poll,
 };
