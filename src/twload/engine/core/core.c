@@ -132,9 +132,10 @@ int core_init(core *k, int capacity) {
     k->free_slots = calloc((size_t)capacity, sizeof(int));
     k->rbuf_len = READ_BUFFER;
     k->rbuf = malloc(k->rbuf_len);
+    if (k->conns)  /* before any failure: core_fini closes only fds >= 0 (calloc's 0 is stdin) */
+        for (int i = 0; i < capacity; i++) k->conns[i].fd = -1;
     if (!k->conns || !k->idle || !k->free_slots || !k->rbuf) return -ENOMEM;
     for (int i = 0; i < capacity; i++) {
-        k->conns[i].fd = -1;
         k->conns[i].next_backoff = -1;
         k->free_slots[i] = capacity - 1 - i;  /* slot 0 on top */
     }
@@ -144,7 +145,7 @@ int core_init(core *k, int capacity) {
 }
 
 void core_fini(core *k) {
-    if (k->conns) {
+    if (k->conns && k->io_state) {  /* no I/O state: the backend never started, opened nothing */
         for (int i = 0; i < k->capacity; i++)
             if (k->conns[i].fd >= 0) {
                 k->io->close(k, &k->conns[i]);
