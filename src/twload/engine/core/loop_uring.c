@@ -275,10 +275,17 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
     case OP_CONNECT:
         if (res < 0) {
             core_connect_failed(k, c, -res);
-        } else if (core_connected(k, c, now_ns()) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
-            uint32_t len;
-            core_request(k, c, &len);
-            core_sent(k, c, len);  /* the linked send went out with the connect */
+        } else {
+            int64_t now = now_ns();
+            if (core_connected(k, c, now) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
+                uint32_t len;
+                core_request(k, c, &len);
+                core_sent(k, c, len);  /* the linked send went out with the connect */
+                /* its clock starts now, as epoll's and asyncio's start at the write after the
+                   connect: latency and --timeout do not include the handshake (the connect time has
+                   its own histogram, counted from the submit) */
+                c->t_start = now;
+            }
         }
         break;
     case OP_SEND:  /* only failures are posted */
