@@ -95,3 +95,59 @@ def test_a_close_pending_at_stop_gets_its_drain_time(resetting_peer, tmp_path, e
     summary = run(resetting_peer.url, tmp_path, engine_io, "r", close="server", connections=2, duration_s=0.2,
                   timeout_s=5.0)
     assert (summary["requests"], summary["errors"]) == (2, {"ECONNRESET": 2})
+
+
+class ClosingKeepAlivePeer:
+    """Answers each connection's first request as HTTP/1.1 keep-alive (no Connection: close) and
+    closes at once: TCP_CORK holds the response until the shutdown, so its FIN rides on the same
+    segment (net/ipv4/tcp_output.c: tcp_send_fin sets FIN on the last unsent skb, Linux 6.x) and the
+    client sees the bytes and the close in one readiness event."""
+
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    if conn.recv(4096):
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                        conn.sendall(self.RESPONSE)
+                        conn.shutdown(socket.SHUT_WR)
+                        conn.recv(4096)  # until the client closes (or sends what it should not)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(2)
+        self.listener.close()
+
+
+def test_a_close_that_comes_with_the_response_is_not_reused_on_epoll(tmp_path):
+    """epoll reports the FIN with the response's bytes (EPOLLRDHUP): the core does not write its next
+    request onto that closed connection, so keep-alive against a server that closes unannounced
+    counts every response and no error. (io_uring and asyncio learn of the FIN only at the next read:
+    for them it is the race every client has with a server closing an idle connection.)"""
+    peer = ClosingKeepAlivePeer()
+    try:
+        summary = run(peer.url, tmp_path, ("core", "epoll"), "r", close="keepalive", requests=20,
+                      duration_s=None, connections=2, timeout_s=5.0)
+    finally:
+        peer.close()
+    assert (summary["requests"], summary["errors"]) == (20, {}), summary["errors"]
+    assert summary["connections_opened"] == 20

@@ -114,6 +114,10 @@ static void ep_close(core *k, conn *c) {
 }
 
 static void readable(core *k, conn *c, uint32_t events) {
+    /* The peer's FIN came with these bytes: a response complete in them must not reuse the
+       connection (response_done looks at F_PEER_CLOSED), or the next request would go out on a
+       closed connection and count an error the server never caused. */
+    if (events & (EPOLLRDHUP | EPOLLHUP)) c->flags |= F_PEER_CLOSED;
     for (;;) {
         ssize_t n = recv(c->fd, k->rbuf, k->rbuf_len, 0);
         if (n > 0) {
