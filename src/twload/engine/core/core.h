@@ -62,8 +62,8 @@ enum {
     F_WATCH_OUT = 256,   /* epoll: registered for EPOLLOUT too */
     F_RECV_PENDING = 512,/* io_uring: a recv is submitted (or queued) */
     F_READ_ANY = 1024,   /* bytes were read on this connection */
-    F_NODELAY = 2048,
-    F_SOCKET_PENDING = 4096, /* io_uring: the socket is being made through the ring (fd still -1) */    /* TCP_NODELAY is set (after a short write: see set_nodelay) */
+    F_NODELAY = 2048,    /* TCP_NODELAY is set (after a short write: see core_nodelay) */
+    F_SOCKET_PENDING = 4096, /* io_uring: the socket is being made through the ring (fd still -1) */
 };
 
 typedef struct conn {
@@ -193,7 +193,7 @@ void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_fail(core *k, conn *c, int error);
 void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
-void core_nodelay(conn *c);
-void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
+void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
+void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
 
 #endif

@@ -230,6 +230,10 @@ static void give_back(uring_state *s, int bid) {
    served a quarter of epoll's requests. So a starved connection waits here, in order, and gets
    its recv back when a buffer is free (feed_starved, after each batch of completions). */
 static void starve(uring_state *s, core *k, conn *c) {
+    if (s->n_starved >= s->starved_cap) {  /* full of entries gone stale (closed, not yet skipped): */
+        queue_recv(k, c);                  /* read again at once, as before the queue existed */
+        return;
+    }
     int i = (s->starved_head + s->n_starved) % s->starved_cap;
     s->starved[i].slot = (int)(c - k->conns);
     s->starved[i].gen = c->gen;
