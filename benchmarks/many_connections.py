@@ -78,13 +78,17 @@ def sockstat_tcp_pages() -> int:
     return 0
 
 
-def run(url: str, connections: int, workers: int, sources: str, duration: int, io: str) -> dict:
-    """One keep-alive run; the engine workers' peak summed RSS (kB) while it ran."""
+def run(url: str, connections: int, workers: int, sources: str, duration: int, io: str, ramp: int = 0,
+        timeout: int = 10) -> dict:
+    """One keep-alive run; the engine workers' peak summed RSS (kB) while it ran. With `ramp`, the
+    connections grow over that many seconds (--stages), then hold for `duration`."""
     folder = tempfile.mkdtemp(prefix="twb-many-")
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "twload", "run", url, "-c", str(connections), "-w", str(workers),
-                             "--source", sources, "-d", f"{duration}s", "--engine", "core", "--io", io, "--json",
-                             "--out", folder + "/r"], stdout=subprocess.PIPE, text=True)
+    load = ["--stages", f"{ramp}s:{connections},{duration}s:{connections}"] if ramp else \
+        ["-c", str(connections), "-d", f"{duration}s"]
+    proc = subprocess.Popen([sys.executable, "-m", "twload", "run", url, *load, "-w", str(workers),
+                             "--source", sources, "--timeout", f"{timeout}s", "--engine", "core", "--io", io,
+                             "--json", "--out", folder + "/r"], stdout=subprocess.PIPE, text=True)
     peak_rss = peak_mem = 0
     while proc.poll() is None:
         time.sleep(0.5)
@@ -101,6 +105,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--sources", default="127.0.0.2-127.0.0.5")
     parser.add_argument("--io", default="auto", help="the core's I/O backend: auto, epoll or uring")
+    parser.add_argument("--ramp", type=int, default=0,
+                        help="open the connections over this many seconds (a Python server accepts ~5k/s)")
+    parser.add_argument("--timeout", type=int, default=10, help="--timeout of the big run, seconds")
     args = parser.parse_args()
     import resource
 
@@ -115,7 +122,7 @@ def main() -> None:
             print(server.stdout.readline().strip(), flush=True)
             url = f"http://127.0.0.1:{port}/"
             base = run(url, BASE, workers, args.sources, 3, args.io)
-            big = run(url, n, workers, args.sources, args.duration, args.io)
+            big = run(url, n, workers, args.sources, args.duration, args.io, args.ramp, args.timeout)
         finally:
             server.terminate()
             server.wait(30)
@@ -125,8 +132,8 @@ def main() -> None:
         opened = max(s["connections_opened"], BASE + 1)
         per_conn = (big["rss_kb"] - base["rss_kb"]) * 1024 / (opened - BASE)
         print(f"{n:>7,} connections, {workers} workers, io {s['io']}: opened {s['connections_opened']:,}, requests "
-              f"{s['requests']:,}, errors {s['errors']}, run {s['duration_s']:.2f} s for -d {args.duration}s "
-              f"(command {big['wall_s']:.1f} s)")
+              f"{s['requests']:,}, errors {s['errors']}, run {s['duration_s']:.2f} s, "
+              f"planned {args.ramp + args.duration}s (command {big['wall_s']:.1f} s)")
         print(f"         engine workers' RSS {big['rss_kb'] / 1024:.1f} MB (at {BASE}: {base['rss_kb'] / 1024:.1f} MB)"
               f" -> {per_conn:.0f} B per connection; kernel TCP memory peak "
               f"{big['tcp_mem_pages'] * os.sysconf('SC_PAGE_SIZE') / 2**20:.0f} MB (all sockets, both ends)",
