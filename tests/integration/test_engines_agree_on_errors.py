@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.integration.peers import ListeningPeer
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
@@ -24,27 +25,15 @@ ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
-class ResettingPeer:
+class ResettingPeer(ListeningPeer):
     """Answers each request completely, waits, then resets (SO_LINGER 0) instead of closing with FIN."""
 
     def __init__(self, wait_s: float = 0.1) -> None:
         self.wait_s = wait_s
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+    def accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
         with conn:
@@ -56,11 +45,6 @@ class ResettingPeer:
             except OSError:
                 return
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(2)
-        self.listener.close()
 
 
 @pytest.fixture
@@ -97,7 +81,7 @@ def test_a_close_pending_at_stop_gets_its_drain_time(resetting_peer, tmp_path, e
     assert (summary["requests"], summary["errors"]) == (2, {"ECONNRESET": 2})
 
 
-class ClosingKeepAlivePeer:
+class ClosingKeepAlivePeer(ListeningPeer):
     """Answers each connection's first request as HTTP/1.1 keep-alive (no Connection: close) and
     closes at once: TCP_CORK holds the response until the shutdown, so its FIN rides on the same
     segment (net/ipv4/tcp_output.c: tcp_send_fin sets FIN on the last unsent skb, Linux 6.x) and the
@@ -105,37 +89,17 @@ class ClosingKeepAlivePeer:
 
     RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stopped.is_set():
+    def accepted(self, conn: socket.socket) -> None:  # one at a time, in the accept thread
+        with conn:
+            conn.settimeout(2)
             try:
-                conn, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            with conn:
-                conn.settimeout(2)
-                try:
-                    if conn.recv(4096):
-                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
-                        conn.sendall(self.RESPONSE)
-                        conn.shutdown(socket.SHUT_WR)
-                        conn.recv(4096)  # until the client closes (or sends what it should not)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(2)
-        self.listener.close()
+                if conn.recv(4096):
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                    conn.sendall(self.RESPONSE)
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.recv(4096)  # until the client closes (or sends what it should not)
+            except OSError:
+                pass
 
 
 def test_a_close_that_comes_with_the_response_is_not_reused_on_epoll(tmp_path):

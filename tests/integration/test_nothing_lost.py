@@ -3,10 +3,10 @@ error by name (CONTRACTS.md). Forced without a slow machine: a target that accep
 so due requests queue behind a tiny --max-connections and the stop comes while the queue is full."""
 
 import socket
-import threading
 
 import pytest
 
+from tests.integration.peers import ListeningPeer
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
@@ -18,34 +18,20 @@ ENGINES = [("core", "epoll"),
 ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
 
 
-class StallingPeer:
+class StallingPeer(ListeningPeer):
     """Accepts, reads and never answers; closes everything when the test ends."""
 
     def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(128)
-        self.listener.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"
         self.held: list[socket.socket] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(backlog=128)
 
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            self.held.append(conn)
+    def accepted(self, conn: socket.socket) -> None:
+        self.held.append(conn)
 
     def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(2)
+        super().close()
         for conn in self.held:
             conn.close()
-        self.listener.close()
 
 
 @pytest.fixture
