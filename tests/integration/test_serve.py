@@ -59,3 +59,42 @@ def test_delay(twload_server):
     started = time.monotonic()
     http(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert time.monotonic() - started >= 0.19
+
+
+def test_one_wakeup_accepts_every_pending_connection():
+    """A worker busy with thousands of connections turns its loop a few times a second; uvloop's own
+    server accepted one connection per turn, so the accept queue overflowed and new SYNs were dropped.
+    The Acceptor takes all the queue holds (up to its batch) in one turn."""
+    import asyncio
+
+    import uvloop
+
+    from twload.serve.server import Acceptor, _listening_socket
+
+    pending = 300
+    made = []
+
+    class Count(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            made.append(transport)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        listener = _listening_socket("127.0.0.1", 0)
+        listener.listen(1024)
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(pending)]  # queued
+        acceptor = Acceptor(loop, listener, Count)
+        turns = 0
+        while len(made) < pending and turns < 50:
+            await asyncio.sleep(0)
+            turns += 1
+        acceptor.close()
+        for transport in made:
+            transport.close()
+        for client in clients:
+            client.close()
+        return turns
+
+    turns = uvloop.run(main())
+    assert len(made) == pending
+    assert turns <= 5  # one turn accepts, the next runs the connections' set-up: not one per turn
