@@ -8,6 +8,7 @@ merge, stream to disk, and keep what a dying worker already reported.
 from __future__ import annotations
 
 import errno
+import gc
 from collections import Counter
 
 from hdrh.histogram import HdrHistogram
@@ -24,6 +25,18 @@ PERCENTILES = (("p50", 50.0), ("p75", 75.0), ("p90", 90.0), ("p99", 99.0), ("p99
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def free_codec_garbage() -> None:
+    """Free what encoding and decoding histograms left behind; call once per second.
+
+    hdrh (0.10) makes a ctypes array type for each payload length it encodes or decodes (c_byte * n,
+    n following the highest value recorded); each is a ~4 KB reference cycle that only the cycle
+    collector frees. A process that allocates few objects, as the compiled core's worker or the
+    supervisor, reaches a collection rarely: measured, a keep-alive core worker's heap grew ~130 KB
+    a second (4 MB in 30 s) and flat with this. They are young: collecting the young generations is
+    cheap."""
+    gc.collect(1)
 
 
 class Counts:

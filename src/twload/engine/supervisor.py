@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
-from twload.metrics import Totals, escaped, percentiles_us
+from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us
 from twload.plan import Plan
 from twload.results import RunFolder, plan_record
 
@@ -144,6 +144,7 @@ class Supervisor:
                 return
             del self.pending[tick]
             self._write_sample(tick, snaps)
+            free_codec_garbage()
 
     def _write_sample(self, tick: int, snaps: list[dict]) -> None:
         merged = Totals()

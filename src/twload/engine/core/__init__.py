@@ -16,7 +16,7 @@ from array import array
 
 from twload.engine.http1 import build_request
 from twload.engine.strategies import asks_server_to_close
-from twload.metrics import encode_counts, new_histogram
+from twload.metrics import encode_counts, free_codec_garbage, new_histogram
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.schedule import worker_part
 
@@ -215,6 +215,7 @@ class CoreWorker:
                 break
             if now >= next_snapshot:
                 send(tick, self.snapshot())
+                free_codec_garbage()
                 tick += 1
                 next_snapshot += SECOND_NS
             if (deadline is not None and now >= deadline) or send.should_stop():
