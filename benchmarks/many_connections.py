@@ -12,20 +12,19 @@ what a connection costs in user space, free of the interpreter's own ~30 MB per 
 socket memory is not in RSS (see /proc/net/sockstat for that; it is printed too).
     python benchmarks/many_connections.py [--connections 10000,100000] [--duration 10] [--io epoll]
 
-Measured 2026-11-25 on the shared 2-core box (load ~3 from other work, hard RLIMIT_NOFILE 20,000,
-somaxconn 4096), epoll, sources 127.0.0.2-5:
-  10,000 conns, 2+2 workers, 10 s: all 10,000 opened, 320k requests, no errors, run 10.59 s;
-                                   RSS +3.6 MB over 100 connections -> ~390 B per connection
-  100,000 conns, 6+6 workers, 20 s: 75,830 opened (the Python server accepts ~5k/s here: SYNs beyond
-                                   its accept queues wait for retransmits), 190k requests, timeout 44k,
-                                   connect_timeout 9.4k, abandoned 11k; run 21.53 s (bound 21 s);
-                                   RSS +33.6 MB -> ~465 B per open connection
-  40,000 conns, 3+3 workers, 10 s (12:46 UTC, load ~6): io_uring 129k / 152k / 226k requests (before
-                                   the -ENOBUFS fix in loop_uring.c, same machine and minute: 40k;
-                                   this morning 17,856), epoll 99k / 99k (epoll opened only ~27,000
-                                   of the 40,000 within the run: not yet looked into)
-The client side holds: it is the server (Python, on the same two cores) that cannot answer 100,000
-connections in a closed loop (~9.5k req/s shared by 75k connections: ~8 s per turn > --timeout).
+Measured 2026-11-25 15:50 UTC, quiet 2-core box (hard RLIMIT_NOFILE 20,000, somaxconn 4096),
+`--connections 10000,100000 --ramp 20 --duration 15 --timeout 30`, sources 127.0.0.2-21:
+  10,000 conns, 2+2 workers:  epoll all opened, 1.87M requests, no errors, 110 B per connection;
+                              io_uring all opened, 1.65M requests, no errors, 119 B
+  100,000 conns, 6+6 workers: epoll all opened, 1.21M requests, 68,609 abandoned_at_stop, 120 B;
+                              io_uring all opened, 1.14M requests, 97,471 abandoned_at_stop, 124 B
+  (the server answers ~33k requests/s: with 100,000 connections each waits ~3 s for its turn, so
+  most are still in flight when the 1 s drain ends.) Run 37.8 s for 35 s planned.
+Before: 4 source addresses made 4 x 28,231 ports for 100,000 connections, and connect()'s port
+search (net/ipv4/inet_hashtables.c: __inet_hash_connect) grew slow as that space filled; and
+`twload serve` (uvloop) accepted one connection per turn of its loop, so its accept queues
+overflowed and SYNs were dropped: 66,711 of 100,000 opened, ~20,000 connect timeouts. A worker's
+heap also grew ~130 KB/s from hdrh's ctypes types, which the per-connection figure included.
 """
 
 from __future__ import annotations
@@ -103,7 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", default="10000,100000")
     parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--sources", default="127.0.0.2-127.0.0.5")
+    parser.add_argument("--sources", default="127.0.0.2-127.0.0.21",
+                        help="source addresses: each brings ~28k ports to the one server address:port")
     parser.add_argument("--io", default="auto", help="the core's I/O backend: auto, epoll or uring")
     parser.add_argument("--ramp", type=int, default=0,
                         help="open the connections over this many seconds (a Python server accepts ~5k/s)")
