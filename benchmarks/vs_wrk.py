@@ -12,8 +12,8 @@ connection (`strace -c -f` on separate short runs: strace slows the tools, so on
 are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
-    python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--no-memory]
-        [--no-syscalls]
+    python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--procs 1|2|both]
+        [--no-memory] [--no-syscalls]
 """
 
 from __future__ import annotations
@@ -167,9 +167,9 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r[0])[len(runs) // 2] if runs else None
 
 
-def compare(duration: int, only: str | None, repeat: int) -> None:
+def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int, ...] = (1, 2)) -> None:
     cases = [("keepalive", False), ("short", True)]
-    for procs in (1, 2):
+    for procs in procs_list:
         nginx = Nginx(workers=procs, cpus="1" if procs == 1 else None)
         pin = ["taskset", "-c", "0"] if procs == 1 else []
         one = procs == 1
@@ -302,13 +302,15 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--only", choices=["keepalive", "short"])
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool, alternated; the median is shown")
+    parser.add_argument("--procs", choices=["1", "2", "both"], default="both",
+                        help="1: generator on core 0, nginx on core 1 (issue #13's protocol); 2: both unpinned")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-syscalls", action="store_true")
     args = parser.parse_args()
     for tool in ("wrk", "nginx", "taskset"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"benchmark needs {tool} (make bench installs the Debian packages)")
-    compare(args.duration, args.only, args.repeat)
+    compare(args.duration, args.only, args.repeat, (1, 2) if args.procs == "both" else (int(args.procs),))
     if not args.no_syscalls:
         syscalls()
     if not args.no_memory:
