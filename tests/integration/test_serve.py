@@ -98,3 +98,69 @@ def test_one_wakeup_accepts_every_pending_connection():
     turns = uvloop.run(main())
     assert len(made) == pending
     assert turns <= 5  # one turn accepts, the next runs the connections' set-up: not one per turn
+
+
+def test_out_of_files_the_queue_waits_then_is_served():
+    """accept() failing with EMFILE must neither spin (the listener stays readable) nor lose the
+    connections: they wait in the kernel's queue and are accepted once files are free again."""
+    import asyncio
+    import os
+    import resource
+
+    import uvloop
+
+    from twload.serve.server import Acceptor, _listening_socket
+
+    made = []
+
+    class Count(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            made.append(transport)
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    async def main() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        listener = _listening_socket("127.0.0.1", 0)
+        listener.listen(64)
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        acceptor = Acceptor(loop, listener, Count)
+        calls = [0]
+        accept_pending = acceptor.accept_pending
+
+        def counted() -> None:
+            calls[0] += 1
+            accept_pending()
+
+        acceptor.accept_pending = counted  # type: ignore[method-assign]
+        loop.remove_reader(listener.fileno())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(int(fd) for fd in os.listdir("/proc/self/fd")) + 16, hard))
+        fillers: list[int] = []
+        try:
+            while True:  # every file this process may open is open
+                try:
+                    fillers.append(os.open("/dev/null", os.O_RDONLY))
+                except OSError:
+                    break
+            loop.add_reader(listener.fileno(), counted)
+            await asyncio.sleep(0.05)
+            while_full = (len(made), calls[0])
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            for fd in fillers:
+                os.close(fd)
+        for _ in range(100):
+            if len(made) == len(clients):
+                break
+            await asyncio.sleep(0.01)
+        acceptor.close()
+        for transport in made:
+            transport.close()
+        for client in clients:
+            client.close()
+        return while_full
+
+    made_while_full, calls_while_full = uvloop.run(main())
+    assert made_while_full == 0
+    assert calls_while_full <= 2  # paused, not called again at every turn of the loop
+    assert len(made) == 3  # served once files were free

@@ -189,6 +189,7 @@ class Acceptor:
     def __init__(self, loop, listener: socket.socket, factory) -> None:
         self.loop, self.listener, self.factory = loop, listener, factory
         self.tasks: set[asyncio.Task] = set()
+        self.closed = False
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self.accept_pending)
 
@@ -202,14 +203,23 @@ class Acceptor:
                 continue  # reset while in the queue: nothing to serve
             except OSError:  # EMFILE/ENFILE: retrying at once would spin; the queue keeps them
                 self.loop.remove_reader(self.listener.fileno())
-                self.loop.call_later(self.FULL_PAUSE_S, self.loop.add_reader, self.listener.fileno(),
-                                     self.accept_pending)
+                self.loop.call_later(self.FULL_PAUSE_S, self._resume)
                 return
             task = self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn))
             self.tasks.add(task)  # held until connection_made ran, so the task is not collected
-            task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(self._set_up)
+
+    def _set_up(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # a peer gone before its transport was made: nothing to serve, nothing to log
+
+    def _resume(self) -> None:
+        if not self.closed:
+            self.loop.add_reader(self.listener.fileno(), self.accept_pending)
 
     def close(self) -> None:
+        self.closed = True
         self.loop.remove_reader(self.listener.fileno())
         self.listener.close()
 
