@@ -61,6 +61,14 @@ def test_delay(twload_server):
     assert time.monotonic() - started >= 0.19
 
 
+def close_all(acceptor, transports, clients) -> None:
+    acceptor.close()
+    for transport in transports:
+        transport.close()
+    for client in clients:
+        client.close()
+
+
 def test_one_wakeup_accepts_every_pending_connection():
     """A worker busy with thousands of connections turns its loop a few times a second; uvloop's own
     server accepted one connection per turn, so the accept queue overflowed and new SYNs were dropped.
@@ -88,11 +96,7 @@ def test_one_wakeup_accepts_every_pending_connection():
         while len(made) < pending and turns < 50:
             await asyncio.sleep(0)
             turns += 1
-        acceptor.close()
-        for transport in made:
-            transport.close()
-        for client in clients:
-            client.close()
+        close_all(acceptor, made, clients)
         return turns
 
     turns = uvloop.run(main())
@@ -153,11 +157,7 @@ def test_out_of_files_the_queue_waits_then_is_served():
             if len(made) == len(clients):
                 break
             await asyncio.sleep(0.01)
-        acceptor.close()
-        for transport in made:
-            transport.close()
-        for client in clients:
-            client.close()
+        close_all(acceptor, made, clients)
         return while_full
 
     made_while_full, calls_while_full = uvloop.run(main())
