@@ -189,6 +189,7 @@ static void backoff_remove(core *k, int prev, conn *c) {
 
 static void start_slot(core *k, conn *c);
 static void start_connect(core *k, conn *c);
+static void socket_ready(core *k, conn *c);
 static void open_or_queue(core *k, conn *c);
 static void grow_pool(core *k);
 static void next_request(core *k, conn *c);
@@ -271,9 +272,10 @@ void core_open(core *k, conn *c) {
     c->t_start = now;
     c->sent = c->completed = c->woff = 0;
     c->flags &= (F_RETIRED | F_IN_IDLE | F_HAS_REQUEST);
-    if (!k->n_sources && k->io->socket && k->io->socket(k, c) == 0) {
-        /* made by the backend (io_uring: IORING_OP_SOCKET); core_socket_made follows. With --source
-           the bind needs the fd at once, so those sockets are made here. */
+    if (k->io->socket && k->io->socket(k, c) == 0) {
+        /* made by the backend (io_uring: IORING_OP_SOCKET; epoll: at the end of the turn, after its
+           closes, so a slot's next socket never needs a file beside its last); core_socket_made
+           follows */
         c->flags |= F_SOCKET_PENDING;
         c->state = C_CONNECTING;
         k->n_fd++;
@@ -289,14 +291,19 @@ void core_open(core *k, conn *c) {
     c->state = C_CONNECTING;
     k->n_fd++;
     k->n_connecting++;
+    socket_ready(k, c);
+}
+
+/* c has its socket: bound to the next --source address if there are any, then connected */
+static void socket_ready(core *k, conn *c) {
     if (k->n_sources) {
         /* The port is still chosen at connect() per 4-tuple
            (net/ipv4/inet_hashtables.c: __inet_hash_connect): each address brings a whole range. */
         int one = 1;
         int i = k->next_source;
         k->next_source = (k->next_source + 1) % k->n_sources;
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-        if (bind(fd, (struct sockaddr *)&k->sources[i], k->source_lens[i]) < 0) {
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(c->fd, (struct sockaddr *)&k->sources[i], k->source_lens[i]) < 0) {
             core_connect_failed(k, c, errno);
             return;
         }
@@ -313,7 +320,7 @@ void core_socket_made(core *k, conn *c, int res) {
         return;
     }
     c->fd = res;
-    start_connect(k, c);
+    socket_ready(k, c);
 }
 
 /* TCP_NODELAY is not set on every connection: it costs a syscall and changes nothing while a

@@ -1,6 +1,7 @@
 /* The io_uring backend (liburing): the same connection logic as epoll, with the I/O submitted
  * in batches, so a whole short connection costs a share of one io_uring_enter (plus a plain
- * setsockopt for --close rst, and socket() where the ring cannot make sockets or --source binds).
+ * setsockopt for --close rst before Linux 6.7, socket() where the ring cannot make sockets, and
+ * the bind() of --source).
  *
  * A socket is made through the ring (IORING_OP_SOCKET); its completion gives the fd, and the
  * connection is then three linked submissions: connect -> send -> recv. The send's success
