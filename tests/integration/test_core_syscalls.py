@@ -64,3 +64,47 @@ def test_io_uring_sets_the_rst_linger_through_the_ring(strace, nginx, tmp_path):
     calls = syscalls(nginx.url, tmp_path, "uring", "rst")
     assert calls.get("setsockopt", 0) < CONNECTIONS / 10 and calls.get("socket", 0) < CONNECTIONS / 10, calls
     assert nginx.access_lines() == CONNECTIONS
+
+
+def worker_calls(url: str, tmp_path, connections: int) -> list[str]:
+    """The order of the worker's socket() / connect() / close() calls on its connections, one letter
+    each (S, C, X), from `strace -f` of a short-connection run on epoll."""
+    out = tmp_path / "trace.txt"
+    subprocess.run([STRACE, "-f", "-e", "trace=socket,connect,close", "-o", str(out), sys.executable, "-m",
+                    "twload", "run", url, "-n", "400", "-c", str(connections), "-w", "1", "--close", "server",
+                    "--io", "epoll", "--engine", "core", "--out", str(tmp_path / "run")],
+                   check=True, capture_output=True, timeout=120)
+    port = url.rsplit(":", 1)[1].strip("/")
+    lines = [re.match(r"(\d+)\s+(\w+)\((.*)\)\s+= (-?\d+)", line) for line in out.read_text().splitlines()]
+    calls = [m.groups() for m in lines if m]  # complete calls only (not "<unfinished ...>" halves)
+    connects = [pid for pid, name, args, _ in calls if name == "connect" and f"htons({port})" in args]
+    worker = max(set(connects), key=connects.count)  # the process that made the run's connections
+    sockets: set[str] = set()
+    order = []
+    for pid, name, args, result in calls:
+        if pid != worker:
+            continue
+        if name == "socket" and args.startswith("AF_INET, SOCK_STREAM") and int(result) >= 0:
+            sockets.add(result)
+            order.append("S")
+        elif name == "connect" and f"htons({port})" in args:
+            order.append("C")
+        elif name == "close" and args in sockets:
+            sockets.discard(args)
+            order.append("X")
+    return order
+
+
+def test_epoll_closes_then_makes_then_connects_a_turns_connections(strace, nginx, tmp_path):
+    """The work that ends and begins short connections runs in batches at the end of each turn
+    (loop_epoll.c: run_pending), which spares the server a wake-up per connect: a turn's connects
+    follow one another instead of each standing between a close and a socket()."""
+    order = worker_calls(nginx.url, tmp_path, connections=16)
+    assert order.count("C") >= 400, order.count("C")
+    pairs = list(zip(order, order[1:], strict=False))
+    after_connect = sum(1 for a, b in pairs if b == "C" and a == "C")
+    after_socket = sum(1 for a, b in pairs if b == "S" and a == "S")
+    # one connection per turn would give none of either (X S C X S C ...)
+    assert after_connect > order.count("C") / 4, "".join(order[:200])
+    assert after_socket > order.count("S") / 4, "".join(order[:200])
+    assert nginx.access_lines() == 400
