@@ -14,11 +14,11 @@
  * the server's listener in our context (net/ipv4/tcp_minisocks.c, Linux 6.x: tcp_child_process ->
  * parent->sk_data_ready, i.e. sock_def_readable); connects one after another find the server still
  * awake from the first, where connects spread between closes and reads each woke a sleeping server
- * (waking a task on an idle CPU costs an inter-processor interrupt, dear in a VM). Measured (issue #13's protocol: pinned, 50 short connections against nginx, 5 or 7 x 5 s
- * alternated, 2026-12-01): 1.06x -> 1.28-1.37x wrk's req/s, 0.93x -> 0.74-0.80x its CPU per
- * request; perf: 64 -> 44 µs per request, the wake-up in connect() 8.0 -> 1.6 µs. A connect keeps
- * its first write beside it: all connects, then all writes, measured 1.10x, since the server then
- * woke again for each request.
+ * (waking a task on an idle CPU costs an inter-processor interrupt, dear in a VM). Measured (issue
+ * #13's protocol: pinned, 50 short connections against nginx, alternated runs of 5 s, 2026-12-01):
+ * 1.06x -> 1.28-1.42x wrk's req/s, 0.93x -> 0.71-0.80x its CPU per request; perf: 64 -> 44 µs per
+ * request, the wake-up inside connect() 8.0 -> 1.6 µs. A connect keeps its first write beside it:
+ * all connects, then all writes, measured 1.10x, since the server then woke again for each request.
  */
 #define _GNU_SOURCE
 #include "core.h"
