@@ -282,9 +282,9 @@ void core_open(core *k, conn *c) {
         k->n_connecting++;
         return;
     }
-    int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = core_socket(k);
     if (fd < 0) {
-        core_connect_failed(k, c, errno);
+        core_connect_failed(k, c, -fd);
         return;
     }
     c->fd = fd;
@@ -309,6 +309,11 @@ static void socket_ready(core *k, conn *c) {
         }
     }
     start_connect(k, c);
+}
+
+int core_socket(const core *k) {
+    int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    return fd < 0 ? -errno : fd;
 }
 
 /* The backend made c's socket: fd, or -errno. */

@@ -194,6 +194,7 @@ void core_fail(core *k, conn *c, int error);
 void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
+int core_socket(const core *k);               /* a new socket for the target: fd or -errno */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
 
 #endif

@@ -24,7 +24,6 @@
 #include "core.h"
 
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <time.h>
@@ -181,8 +180,7 @@ static void run_pending(core *k) {
         for (int i = 0; i < s->n_sockets; i++) {
             conn *c = &k->conns[s->sockets[i].slot];
             if (!current(k, s->sockets[i]) || !(c->flags & F_SOCKET_PENDING)) continue;
-            int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-            core_socket_made(k, c, fd < 0 ? -errno : fd);
+            core_socket_made(k, c, core_socket(k));
         }
         s->n_sockets = 0;
         for (int i = 0; i < s->n_connects; i++) {  /* a failure may queue more: n_connects grows */
