@@ -16,13 +16,19 @@ STRACE = shutil.which("strace")
 CONNECTIONS = 400
 
 
-def syscalls(url: str, tmp_path, io: str, close: str) -> dict[str, int]:
-    """Calls by name in a `twload run` of CONNECTIONS short connections (strace -c -f: the worker too)."""
+def traced_run(url: str, tmp_path, strace_options: list[str], io: str, close: str, connections: int = 4):
+    """strace (-f: the worker too) of a `twload run` of CONNECTIONS short connections; its output file."""
     out = tmp_path / "strace.txt"
-    subprocess.run([STRACE, "-c", "-f", "-o", str(out), sys.executable, "-m", "twload", "run", url,
-                    "-n", str(CONNECTIONS), "-c", "4", "-w", "1", "--close", close, "--io", io,
+    subprocess.run([STRACE, "-f", *strace_options, "-o", str(out), sys.executable, "-m", "twload", "run", url,
+                    "-n", str(CONNECTIONS), "-c", str(connections), "-w", "1", "--close", close, "--io", io,
                     "--engine", "core", "--out", str(tmp_path / "run")],
                    check=True, capture_output=True, timeout=120)
+    return out
+
+
+def syscalls(url: str, tmp_path, io: str, close: str) -> dict[str, int]:
+    """Calls by name in a traced run (strace -c)."""
+    out = traced_run(url, tmp_path, ["-c"], io, close)
     calls = {}
     for line in out.read_text().splitlines():
         m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)$", line)
@@ -69,11 +75,7 @@ def test_io_uring_sets_the_rst_linger_through_the_ring(strace, nginx, tmp_path):
 def worker_calls(url: str, tmp_path, connections: int) -> list[str]:
     """The order of the worker's socket() / connect() / close() calls on its connections, one letter
     each (S, C, X), from `strace -f` of a short-connection run on epoll."""
-    out = tmp_path / "trace.txt"
-    subprocess.run([STRACE, "-f", "-e", "trace=socket,connect,close", "-o", str(out), sys.executable, "-m",
-                    "twload", "run", url, "-n", "400", "-c", str(connections), "-w", "1", "--close", "server",
-                    "--io", "epoll", "--engine", "core", "--out", str(tmp_path / "run")],
-                   check=True, capture_output=True, timeout=120)
+    out = traced_run(url, tmp_path, ["-e", "trace=socket,connect,close"], "epoll", "server", connections)
     port = url.rsplit(":", 1)[1].strip("/")
     lines = [re.match(r"(\d+)\s+(\w+)\((.*)\)\s+= (-?\d+)", line) for line in out.read_text().splitlines()]
     calls = [m.groups() for m in lines if m]  # complete calls only (not "<unfinished ...>" halves)
@@ -100,11 +102,11 @@ def test_epoll_closes_then_makes_then_connects_a_turns_connections(strace, nginx
     (loop_epoll.c: run_pending), which spares the server a wake-up per connect: a turn's connects
     follow one another instead of each standing between a close and a socket()."""
     order = worker_calls(nginx.url, tmp_path, connections=16)
-    assert order.count("C") >= 400, order.count("C")
+    assert order.count("C") >= CONNECTIONS, order.count("C")
     pairs = list(zip(order, order[1:], strict=False))
     after_connect = sum(1 for a, b in pairs if b == "C" and a == "C")
     after_socket = sum(1 for a, b in pairs if b == "S" and a == "S")
     # one connection per turn would give none of either (X S C X S C ...)
     assert after_connect > order.count("C") / 4, "".join(order[:200])
     assert after_socket > order.count("S") / 4, "".join(order[:200])
-    assert nginx.access_lines() == 400
+    assert nginx.access_lines() == CONNECTIONS
