@@ -57,8 +57,8 @@ static uint64_t tag(const core *k, const conn *c, int op) {
     return (uint64_t)(c - k->conns) | ((uint64_t)(c->gen & 0xffffff) << 32) | ((uint64_t)op << 56);
 }
 
-/* submit what is queued; the requests in it start their clocks now */
-static int submit(core *k) {
+/* the requests queued since the last submit start their clocks now, at their submit */
+static int64_t start_clocks(core *k) {
     uring_state *s = k->io_state;
     int64_t now = now_ns();
     for (int i = 0; i < s->n_begins; i++) {
@@ -66,6 +66,12 @@ static int submit(core *k) {
         if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = now;
     }
     s->n_begins = 0;
+    return now;
+}
+
+static int submit(core *k) {
+    uring_state *s = k->io_state;
+    start_clocks(k);
     return io_uring_submit(&s->ring);
 }
 
@@ -255,6 +261,46 @@ static void feed_starved(core *k) {
     }
 }
 
+/* the connect succeeded: the request linked to it went out with it */
+static void on_connected(core *k, conn *c) {
+    int64_t now = now_ns();
+    uint32_t gen = c->gen;
+    if (core_connected(k, c, now) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
+        uint32_t len;
+        core_request(k, c, &len);
+        core_sent(k, c, len);
+        /* its clock starts now, as epoll's and asyncio's start at the write after the connect:
+           latency and --timeout do not include the handshake (the connect time has its own
+           histogram, counted from the submit) */
+        c->t_start = now;
+    }
+}
+
+static void on_recv(core *k, conn *c, int res, int bid) {
+    uring_state *s = k->io_state;
+    uint32_t gen = c->gen;
+    c->flags &= (uint16_t)~F_RECV_PENDING;
+    if (res > 0) {
+        int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+        give_back(s, bid);
+        if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
+            queue_recv(k, c);
+    } else if (res == 0) {
+        if (bid >= 0) give_back(s, bid);
+        core_peer_closed(k, c);
+    } else if (res == -ENOBUFS) {
+        starve(s, k, c);
+    } else if (res == -ECANCELED) {
+        if (c->state != C_CONNECTING) queue_recv(k, c);
+    } else if (c->flags & F_IN_FLIGHT) {
+        core_fail(k, c, -res);  /* e.g. ECONNRESET */
+    } else if (c->state == C_AWAIT_EOF) {
+        core_close_error(k, c, -res);
+    } else {
+        core_close(k, c);
+    }
+}
+
 static void completed(core *k, struct io_uring_cqe *cqe) {
     uring_state *s = k->io_state;
     uint64_t data = cqe->user_data;
@@ -275,23 +321,10 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
         if (bid >= 0) give_back(s, bid);
         return;
     }
-    uint32_t gen = c->gen;
     switch (op) {
     case OP_CONNECT:
-        if (res < 0) {
-            core_connect_failed(k, c, -res);
-        } else {
-            int64_t now = now_ns();
-            if (core_connected(k, c, now) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
-                uint32_t len;
-                core_request(k, c, &len);
-                core_sent(k, c, len);  /* the linked send went out with the connect */
-                /* its clock starts now, as epoll's and asyncio's start at the write after the
-                   connect: latency and --timeout do not include the handshake (the connect time has
-                   its own histogram, counted from the submit) */
-                c->t_start = now;
-            }
-        }
+        if (res < 0) core_connect_failed(k, c, -res);
+        else on_connected(k, c);
         break;
     case OP_SEND:  /* only failures are posted */
         if (res == -ECANCELED) break;  /* its connect failed, and said so */
@@ -299,26 +332,7 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
         else core_close(k, c);
         break;
     case OP_RECV:
-        c->flags &= (uint16_t)~F_RECV_PENDING;
-        if (res > 0) {
-            int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
-            give_back(s, bid);
-            if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
-                queue_recv(k, c);
-        } else if (res == 0) {
-            if (bid >= 0) give_back(s, bid);
-            core_peer_closed(k, c);
-        } else if (res == -ENOBUFS) {
-            starve(s, k, c);
-        } else if (res == -ECANCELED) {
-            if (c->state != C_CONNECTING) queue_recv(k, c);
-        } else if (c->flags & F_IN_FLIGHT) {
-            core_fail(k, c, -res);  /* e.g. ECONNRESET */
-        } else if (c->state == C_AWAIT_EOF) {
-            core_close_error(k, c, -res);
-        } else {
-            core_close(k, c);
-        }
+        on_recv(k, c, res, bid);
         break;
     default:
         break;
@@ -331,12 +345,7 @@ static int ur_poll(core *k, int64_t until) {
     int64_t wake = core_next_timer(k, now, until);
     struct __kernel_timespec ts = {(wake - now) / 1000000000LL, (wake - now) % 1000000000LL};
     struct io_uring_cqe *cqe;
-    int64_t started = now_ns();
-    for (int i = 0; i < s->n_begins; i++) {
-        conn *c = &k->conns[s->begins[i].slot];
-        if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = started;
-    }
-    s->n_begins = 0;
+    start_clocks(k);
     int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) return r;
     unsigned head, n = 0;
