@@ -4,16 +4,25 @@
  * the bind() of --source).
  *
  * A socket is made through the ring (IORING_OP_SOCKET); its completion gives the fd, and the
- * connection is then three linked submissions: connect -> send -> recv. The send's success
- * completion is suppressed (IOSQE_CQE_SKIP_SUCCESS, Linux 5.17), so the ring posts the
- * connect (for the connect time), the recv, and failures only. Reads take a buffer from one
- * ring of provided buffers shared by the worker (io_uring_register_buf_ring, Linux 5.19), not
- * one per connection; a recv that finds them all taken waits for one (starve / feed_starved).
- * A close is an ASYNC_CANCEL of whatever is pending on the socket, hard linked to the CLOSE: a
- * plain link would be cut when the cancel finds nothing (-ENOENT), and a pending recv holds a
- * reference to the file, so the socket would not close (io_uring/cancel.c,
- * io_uring/openclose.c). The latency clock of a request starts when it is submitted to the
- * kernel, not when it is queued here.
+ * connection is then a connect, and a send linked to a recv. The send is not linked to the
+ * connect: the entries of a submit are issued in order, so it runs right after its connect,
+ * which over loopback has done the whole handshake by then (a write to a socket still in
+ * SYN_SENT just waits for POLLOUT: net/core/stream.c sk_stream_wait_connect). Linked, it ran in
+ * task work after all of the submit's connects, each connect woke a server that had gone back to
+ * sleep (the wake-up of nginx's listener in our connect, net/ipv4/tcp_minisocks.c
+ * tcp_child_process -> sk_data_ready, 4.5 us a connection; 1.9 us now), and a short request cost
+ * ~7 us more (perf, CPU 0, issue #13's protocol). So the connect's completion can come after the
+ * recv's, or after a failed send's: whichever comes first says how the connect went
+ * (completed). The send's success completion is suppressed (IOSQE_CQE_SKIP_SUCCESS, Linux
+ * 5.17), so the ring posts the connect (for the connect time), the recv, and failures only.
+ * Reads take a buffer from one ring of provided buffers shared by the worker
+ * (io_uring_register_buf_ring, Linux 5.19), not one per connection; a recv that finds them all
+ * taken waits for one (starve / feed_starved). A close is an ASYNC_CANCEL of whatever is pending
+ * on the socket, hard linked to the CLOSE: a plain link would be cut when the cancel finds
+ * nothing (-ENOENT), and a pending recv holds a reference to the file, so the socket would not
+ * close (io_uring/cancel.c, io_uring/openclose.c). The latency clock of a request starts when it
+ * is submitted to the kernel, not when it is queued here (on_connected: or when its handshake is
+ * done, if that came later).
  */
 #define _GNU_SOURCE
 #include "core.h"
@@ -45,6 +54,8 @@ typedef struct {
     char *bufs;
     pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
     int n_begins;
+    int connect_sends;      /* requests queued beside their connects since the last submit */
+    int64_t inline_submit;  /* the time of this turn's submit, if its connects were done by its end */
     int ring_sockets;       /* IORING_OP_SOCKET works here (Linux 5.19): sockets are made through the ring */
     int ring_linger;        /* --close rst: SO_LINGER is set through the ring (Linux 6.7; see prep_linger) */
     struct linger linger;   /* {1, 0}, read by the kernel when a linger entry runs */
@@ -66,6 +77,7 @@ static int64_t start_clocks(core *k) {
         if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = now;
     }
     s->n_begins = 0;
+    s->connect_sends = 0;
     return now;
 }
 
@@ -153,21 +165,23 @@ static int ur_sets_linger(core *k) {
 static int ur_open(core *k, conn *c) {
     uring_state *s = k->io_state;
     int linger = k->close_mode == CLOSE_RST && s->ring_linger;
+    int request = (c->flags & F_HAS_REQUEST) != 0;
     if (reserve(k, 3 + (unsigned)linger) < 0) return -EBUSY;
     if (k->request_len > NAGLE_SAFE_REQUEST || k->last_request_len > NAGLE_SAFE_REQUEST) core_nodelay(c);
     struct io_uring_sqe *sqe;
-    if (linger) {  /* before the connect, linked: set before anything can close the socket */
+    if (linger) {  /* the entries of a submit are issued in order: set before the connect */
         sqe = get_sqe(k);
         prep_linger(sqe, c->fd, &s->linger);
-        sqe->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
         io_uring_sqe_set_data64(sqe, tag(k, c, OP_LINGER));
     }
     sqe = get_sqe(k);
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
-    sqe->flags |= IOSQE_IO_LINK;
+    if (!request) sqe->flags |= IOSQE_IO_LINK;  /* an idle connection's recv waits for it */
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_CONNECT));
-    if (c->flags & F_HAS_REQUEST) {
+    if (request) {  /* not linked to the connect: see the top of this file */
         queue_request(k, c, 1);
+        s->connect_sends++;
         c->state = C_CONNECTING;  /* in flight from submit, but connecting until the connect completes */
     }
     queue_recv(k, c);
@@ -261,18 +275,23 @@ static void feed_starved(core *k) {
     }
 }
 
-/* the connect succeeded: the request linked to it went out with it */
+/* The connect succeeded (its completion, or a recv's that came first), and the request queued
+   beside it went out with it: when the handshake was done within the submit that carried both
+   (over loopback connect() runs the whole handshake), at that submit, so its clock stands. Else
+   the send waited for the handshake (net/core/stream.c sk_stream_wait_connect: EAGAIN, then the
+   ring polls for POLLOUT) and went when it was done, which is now: latency and --timeout do not
+   include the handshake, as on epoll and asyncio (the connect time has its own histogram,
+   counted from the submit). */
 static void on_connected(core *k, conn *c) {
+    uring_state *s = k->io_state;
     int64_t now = now_ns();
+    int64_t submitted = c->t_start;
     uint32_t gen = c->gen;
     if (core_connected(k, c, now) && c->gen == gen && (c->flags & F_IN_FLIGHT)) {
         uint32_t len;
         core_request(k, c, &len);
         core_sent(k, c, len);
-        /* its clock starts now, as epoll's and asyncio's start at the write after the connect:
-           latency and --timeout do not include the handshake (the connect time has its own
-           histogram, counted from the submit) */
-        c->t_start = now;
+        if (submitted != s->inline_submit) c->t_start = now;
     }
 }
 
@@ -316,22 +335,43 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
         return;
     }
     int stale = !gen_ok || c->fd < 0;
-    if (stale || op == OP_CANCEL || op == OP_CLOSE || op == OP_LINGER) {
-        /* a failed linger entry (only failures are posted) cut its chain: the connect says so */
+    if (stale || op == OP_CANCEL || op == OP_CLOSE) {
         if (bid >= 0) give_back(s, bid);
+        return;
+    }
+    int connecting = c->state == C_CONNECTING;
+    if (op == OP_LINGER) {  /* only failures are posted */
+        if (connecting) core_connect_failed(k, c, -res);
+        else core_fail(k, c, -res);
         return;
     }
     switch (op) {
     case OP_CONNECT:
+        if (!connecting) break;  /* a recv said so first */
         if (res < 0) core_connect_failed(k, c, -res);
         else on_connected(k, c);
         break;
     case OP_SEND:  /* only failures are posted */
-        if (res == -ECANCELED) break;  /* its connect failed, and said so */
-        if (c->flags & F_IN_FLIGHT) core_fail(k, c, -res);
+        if (res == -ECANCELED) break;  /* its chain was cut before it */
+        if (connecting) core_connect_failed(k, c, -res);
+        else if (c->flags & F_IN_FLIGHT) core_fail(k, c, -res);
         else core_close(k, c);
         break;
     case OP_RECV:
+        if (connecting && res != -ECANCELED && res != -ENOBUFS) {
+            /* the connect's completion is still to come: the recv's says how it went */
+            if (res < 0) {
+                c->flags &= (uint16_t)~F_RECV_PENDING;
+                core_connect_failed(k, c, -res);
+                break;
+            }
+            uint32_t gen = c->gen;
+            on_connected(k, c);
+            if (c->gen != gen) {
+                if (bid >= 0) give_back(s, bid);
+                break;
+            }
+        }
         on_recv(k, c, res, bid);
         break;
     default:
@@ -345,8 +385,20 @@ static int ur_poll(core *k, int64_t until) {
     int64_t wake = core_next_timer(k, now, until);
     struct __kernel_timespec ts = {(wake - now) / 1000000000LL, (wake - now) % 1000000000LL};
     struct io_uring_cqe *cqe;
-    start_clocks(k);
-    int r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+    int connect_sends = s->connect_sends;
+    int64_t started = start_clocks(k);
+    int r;
+    s->inline_submit = -1;
+    if (connect_sends) {
+        /* Submit without waiting first: the completions there by its end are of work done within
+           it (the ring's task work runs before the syscall returns), and a connect among them had
+           its handshake, and its request, within this submit (on_connected). */
+        r = io_uring_submit(&s->ring);
+        if (r >= 0 && io_uring_cq_ready(&s->ring)) s->inline_submit = started;
+        else r = io_uring_wait_cqe_timeout(&s->ring, &cqe, &ts);
+    } else {
+        r = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+    }
     if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) return r;
     unsigned head, n = 0;
     io_uring_for_each_cqe(&s->ring, head, cqe) {
