@@ -186,7 +186,8 @@ def test_rst_leaves_no_time_wait_on_either_backend(twload_server, tmp_path, io):
 
 @pytest.mark.parametrize("io", BACKENDS)
 def test_source_addresses_on_the_core(nginx, tmp_path, io):
-    """io_uring makes these sockets with socket(): the bind needs the fd before the connect."""
+    """Both backends bind each socket to the next address before its connect (io_uring makes them
+    through the ring, then binds them with bind())."""
     summary = run_core(nginx.url, tmp_path, io, close="fin", requests=60, duration_s=None, connections=3,
                        workers=1, sources=("127.0.0.1", "127.0.0.2", "127.0.0.3"))
     assert summary["errors"] == {} and summary["requests"] == 60
