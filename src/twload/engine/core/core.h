@@ -64,6 +64,7 @@ enum {
     F_READ_ANY = 1024,   /* bytes were read on this connection */
     F_NODELAY = 2048,    /* TCP_NODELAY is set (after a short write: see core_nodelay) */
     F_SOCKET_PENDING = 4096, /* io_uring: the socket is being made through the ring (fd still -1) */
+    F_SEND_ALONE = 8192, /* io_uring: a send went out with no recv linked behind it (it may be pending) */
 };
 
 typedef struct conn {
