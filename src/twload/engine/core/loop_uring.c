@@ -104,9 +104,13 @@ static int reserve(core *k, unsigned n) {
     return io_uring_sq_space_left(&s->ring) >= n ? 0 : -EBUSY;
 }
 
-static void queue_recv(core *k, conn *c) {
+/* The recv linked behind a request (`after_send`) waits for an answer that cannot be there yet:
+   it goes straight to polling (IORING_RECVSEND_POLL_FIRST, Linux 5.19), without the attempt
+   that would only say EAGAIN (io_uring/net.c io_recv). */
+static void queue_recv(core *k, conn *c, int after_send) {
     struct io_uring_sqe *sqe = get_sqe(k);
     io_uring_prep_recv(sqe, c->fd, NULL, BUF_SIZE, 0);
+    if (after_send) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_RECV));
@@ -184,7 +188,7 @@ static int ur_open(core *k, conn *c) {
         s->connect_sends++;
         c->state = C_CONNECTING;  /* in flight from submit, but connecting until the connect completes */
     }
-    queue_recv(k, c);
+    queue_recv(k, c, request);
     return 0;
 }
 
@@ -211,7 +215,7 @@ static void ur_send(core *k, conn *c) {
     int link = !(c->flags & F_RECV_PENDING);  /* an idle connection may have its recv out already */
     queue_request(k, c, link);
     core_sent(k, c, len);
-    if (link) queue_recv(k, c);
+    if (link) queue_recv(k, c, 1);
     else c->flags |= F_SEND_ALONE;
 }
 
@@ -265,7 +269,7 @@ static void give_back(uring_state *s, int bid) {
    its recv back when a buffer is free (feed_starved, after each batch of completions). */
 static void starve(uring_state *s, core *k, conn *c) {
     if (s->n_starved >= s->starved_cap) {  /* full of entries gone stale (closed, not yet skipped): */
-        queue_recv(k, c);                  /* read again at once, as before the queue existed */
+        queue_recv(k, c, 0);               /* read again at once, as before the queue existed */
         return;
     }
     int i = (s->starved_head + s->n_starved) % s->starved_cap;
@@ -283,7 +287,7 @@ static void feed_starved(core *k) {
         s->n_starved--;
         conn *c = &k->conns[w.slot];
         if (c->gen != w.gen || c->fd < 0 || !(c->flags & F_RECV_PENDING)) continue;  /* closed meanwhile */
-        queue_recv(k, c);
+        queue_recv(k, c, 0);
         budget--;
     }
 }
@@ -316,14 +320,14 @@ static void on_recv(core *k, conn *c, int res, int bid) {
         int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
         give_back(s, bid);
         if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
-            queue_recv(k, c);
+            queue_recv(k, c, 0);
     } else if (res == 0) {
         if (bid >= 0) give_back(s, bid);
         core_peer_closed(k, c);
     } else if (res == -ENOBUFS) {
         starve(s, k, c);
     } else if (res == -ECANCELED) {
-        if (c->state != C_CONNECTING) queue_recv(k, c);
+        if (c->state != C_CONNECTING) queue_recv(k, c, 0);
     } else if (c->flags & F_IN_FLIGHT) {
         core_fail(k, c, -res);  /* e.g. ECONNRESET */
     } else if (c->state == C_AWAIT_EOF) {
