@@ -408,8 +408,11 @@ static int ur_poll(core *k, int64_t until) {
     s->inline_submit = -1;
     if (connect_sends) {
         /* Submit without waiting first: the completions there by its end are of work done within
-           it (the ring's task work runs before the syscall returns), and a connect among them had
-           its handshake, and its request, within this submit (on_connected). */
+           it, and a connect among them had its handshake, and its request, within this submit
+           (on_connected). The ring's task work runs before the syscall returns: with
+           COOP_TASKRUN it is queued TWA_SIGNAL_NO_IPI (io_uring/io_uring.c io_uring_create),
+           which is run on the way back to user space (kernel/entry/common.c
+           exit_to_user_mode_loop). Only when nothing is there yet does a second call wait. */
         r = io_uring_submit(&s->ring);
         if (r >= 0 && io_uring_cq_ready(&s->ring)) s->inline_submit = started;
         else r = io_uring_wait_cqe_timeout(&s->ring, &cqe, &ts);
