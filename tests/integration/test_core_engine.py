@@ -11,12 +11,10 @@ import time
 import pytest
 
 from tests.conftest import free_port, run_cli, time_wait_until
+from tests.integration.backends import BACKENDS, NEEDS_URING
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
-
-BACKENDS = ["epoll", pytest.param("uring", marks=pytest.mark.skipif(
-    not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)"))]
 
 
 def run_core(url, tmp_path, io, **kw):
@@ -44,7 +42,7 @@ def test_duration_bound_runs_count_what_nginx_logs(nginx, tmp_path, io, close):
     assert nginx.access_lines() == summary["requests"]
 
 
-@pytest.mark.skipif(not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)")
+@NEEDS_URING
 def test_both_backends_time_a_short_request_alike(nginx, tmp_path):
     """A request's clock runs from its send to its response. io_uring sends a new connection's
     request in the submit that connects it, and over loopback most answers are back before that

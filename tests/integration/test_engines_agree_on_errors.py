@@ -12,16 +12,12 @@ import time
 
 import pytest
 
+from tests.integration.backends import ENGINE_IDS, ENGINES
 from tests.integration.peers import ListeningPeer
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
-ENGINES = [("core", "epoll"),
-           pytest.param(("core", "uring"), marks=pytest.mark.skipif(
-               not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)")),
-           ("asyncio", "auto")]
-ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 

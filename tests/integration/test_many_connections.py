@@ -5,13 +5,11 @@ import resource
 
 import pytest
 
-from twload.engine import core
+from tests.integration.backends import BACKENDS
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
 CONNECTIONS = 20_000
-BACKENDS = ["epoll", pytest.param("uring", marks=pytest.mark.skipif(
-    not core.uring_available(), reason="io_uring not usable here (kernel, sysctl or seccomp)"))]
 
 
 @pytest.mark.parametrize("io", BACKENDS)
