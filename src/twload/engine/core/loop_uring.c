@@ -10,7 +10,7 @@
  * SYN_SENT just waits for POLLOUT: net/core/stream.c sk_stream_wait_connect). Linked, it ran in
  * task work after all of the submit's connects, each connect woke a server that had gone back to
  * sleep (the wake-up of nginx's listener in our connect, net/ipv4/tcp_minisocks.c
- * tcp_child_process -> sk_data_ready, 4.5 us a connection; 1.9 us now), and a short request cost
+ * tcp_child_process -> sk_data_ready, 6.4 us a connection; 1.9 us now), and a short request cost
  * ~7 us more (perf, CPU 0, issue #13's protocol). So the connect's completion can come after the
  * recv's, or after a failed send's: whichever comes first says how the connect went
  * (completed). The send's success completion is suppressed (IOSQE_CQE_SKIP_SUCCESS, Linux
