@@ -230,21 +230,16 @@ static void ur_close(core *k, conn *c) {
         return;
     }
     struct io_uring_sqe *sqe;
-    if (!(c->flags & (F_RECV_PENDING | F_SEND_ALONE)) && c->state != C_CONNECTING) {
-        /* Nothing on this socket can be pending: no recv is out, and each send had a recv linked
-           behind it, which ran only once the send was done. So no cancel, whose search of the
-           ring's pending requests cost ~0.4 us a short connection (io_uring/cancel.c). A connect
-           whose completion has not come yet (a recv came first) is done, but for posting. */
+    /* Nothing on this socket can be pending when no recv is out and each send had a recv linked
+       behind it, which ran only once the send was done: then no cancel, whose search of the ring's
+       pending requests cost ~0.4 us a short connection (io_uring/cancel.c). A connect whose
+       completion has not come yet (a recv came first) is done, but for posting. */
+    if ((c->flags & (F_RECV_PENDING | F_SEND_ALONE)) || c->state == C_CONNECTING) {
         sqe = get_sqe(k);
-        io_uring_prep_close(sqe, c->fd);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        io_uring_sqe_set_data64(sqe, tag(k, c, OP_CLOSE));
-        return;
+        io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+        sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, tag(k, c, OP_CANCEL));
     }
-    sqe = get_sqe(k);
-    io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
-    sqe->flags |= IOSQE_IO_HARDLINK | IOSQE_CQE_SKIP_SUCCESS;
-    io_uring_sqe_set_data64(sqe, tag(k, c, OP_CANCEL));
     sqe = get_sqe(k);
     io_uring_prep_close(sqe, c->fd);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
