@@ -10,3 +10,5 @@ NEEDS_URING = pytest.mark.skipif(not core.uring_available(),
 BACKENDS = ["epoll", pytest.param("uring", marks=NEEDS_URING)]
 ENGINES = [("core", "epoll"), pytest.param(("core", "uring"), marks=NEEDS_URING), ("asyncio", "auto")]
 ENGINE_IDS = ["core-epoll", "core-uring", "asyncio"]
+# the same, for a test that runs every usable one in turn (no skipped entries)
+USABLE_ENGINES = [("core", "epoll")] + ([("core", "uring")] if core.uring_available() else []) + [("asyncio", "auto")]

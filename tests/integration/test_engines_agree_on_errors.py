@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-from tests.integration.backends import ENGINE_IDS, ENGINES
+from tests.integration.backends import ENGINE_IDS, ENGINES, USABLE_ENGINES
 from tests.integration.peers import ListeningPeer
-from twload.engine import core
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
@@ -58,8 +57,7 @@ def run(url, tmp_path, engine_io, name, **kw):
 
 def test_a_reset_after_a_complete_response_counts_the_same_on_both_engines(resetting_peer, tmp_path):
     results = {}
-    engines = [("core", "epoll"), ("asyncio", "auto")] + ([("core", "uring")] if core.uring_available() else [])
-    for i, engine_io in enumerate(engines):
+    for i, engine_io in enumerate(USABLE_ENGINES):
         summary = run(resetting_peer.url, tmp_path, engine_io, f"r{i}", close="server", requests=12,
                       duration_s=None, connections=3, timeout_s=5.0)
         results[engine_io] = (summary["requests"], summary["errors"])
