@@ -1,7 +1,9 @@
 """Many keep-alive connections at once over worker processes and --source addresses (issue #13 "Scale",
 count-based; benchmarks/many_connections.py measures 100,000 and the memory per connection)."""
 
+import os
 import resource
+from contextlib import contextmanager
 
 import pytest
 
@@ -10,6 +12,30 @@ from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
 CONNECTIONS = 20_000
+
+
+@contextmanager
+def client_on_one_cpu():
+    """The client's worker processes (spawned, so they inherit this affinity) share one CPU while the
+    server's stay free, so each connection's segments are processed on a single CPU.
+
+    Why: Linux before "inet: Avoid ehash lookup race in inet_ehash_insert()" (Xuanqiang Luo, net-next
+    Sep 2025, stable Dec 2025) turns a request sock into its child by deleting it from the ehash chain
+    and then adding the child (net/ipv4/inet_hashtables.c: inet_ehash_insert), so a lockless lookup
+    on another CPU (__inet_lookup_established) can find neither and fall back to the listener, which
+    answers the segment with a RST (net/ipv4/tcp_input.c: tcp_rcv_state_process, TCP_LISTEN with
+    ACK, reason TCP_FLAGS). Over loopback a segment is processed on the CPU that sent it
+    (net/core/dev.c: netif_rx -> enqueue_to_backlog, RPS off), so when a client worker moves between
+    CPUs from its connect to its send, the handshake's ACK (sent while its CPU processes the SYN-ACK)
+    and the request run on two CPUs at once. Seen here (6.18.44): in 1 run in 6 of the CI sequence one
+    of the 20,000 requests got the listener's RST (perf: tcp:tcp_send_reset, LISTEN, TCP_FLAGS, in the
+    client's send) while the server accepted that connection's child and answered it 0.5 s later."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 @pytest.mark.parametrize("io", BACKENDS)
@@ -24,7 +50,8 @@ def test_twenty_thousand_connections_over_two_workers_are_each_answered(twload_s
     plan = Plan(target=parse_target(url), url=url, engine="core", io=io, workers=2, connections=CONNECTIONS,
                 requests=CONNECTIONS, duration_s=None, sources=("127.0.0.2", "127.0.0.3"),
                 timeout_s=25.0, connect_timeout_s=25.0)
-    summary = run_to_folder(plan, tmp_path / "run")
+    with client_on_one_cpu():
+        summary = run_to_folder(plan, tmp_path / "run")
     assert summary["errors"] == {}
     assert summary["connections_opened"] == CONNECTIONS
     assert summary["requests"] == CONNECTIONS
