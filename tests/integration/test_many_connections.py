@@ -19,17 +19,18 @@ def client_on_one_cpu():
     """The client's worker processes (spawned, so they inherit this affinity) share one CPU while the
     server's stay free, so each connection's segments are processed on a single CPU.
 
-    Why: Linux before "inet: Avoid ehash lookup race in inet_ehash_insert()" (Xuanqiang Luo, net-next
-    Sep 2025, stable Dec 2025) turns a request sock into its child by deleting it from the ehash chain
-    and then adding the child (net/ipv4/inet_hashtables.c: inet_ehash_insert), so a lockless lookup
-    on another CPU (__inet_lookup_established) can find neither and fall back to the listener, which
-    answers the segment with a RST (net/ipv4/tcp_input.c: tcp_rcv_state_process, TCP_LISTEN with
-    ACK, reason TCP_FLAGS). Over loopback a segment is processed on the CPU that sent it
-    (net/core/dev.c: netif_rx -> enqueue_to_backlog, RPS off), so when a client worker moves between
-    CPUs from its connect to its send, the handshake's ACK (sent while its CPU processes the SYN-ACK)
-    and the request run on two CPUs at once. Seen here (6.18.44): in 1 run in 6 of the CI sequence one
-    of the 20,000 requests got the listener's RST (perf: tcp:tcp_send_reset, LISTEN, TCP_FLAGS, in the
-    client's send) while the server accepted that connection's child and answered it 0.5 s later."""
+    Why: a segment looked up while another CPU replaces the connection's request sock by its child
+    can find neither and fall back to the listener, which answers it with a RST (net/ipv4/tcp_input.c:
+    tcp_rcv_state_process, TCP_LISTEN with ACK, reason TCP_FLAGS). Kernels without "inet: Avoid ehash
+    lookup race in inet_ehash_insert()" (Xuanqiang Luo, net-next Oct 2025, then stable) delete the
+    request sock from the ehash chain before adding the child (net/ipv4/inet_hashtables.c:
+    inet_ehash_insert), so a lockless lookup (__inet_lookup_established) can miss both. Over loopback a
+    segment is processed on the CPU that sent it (net/core/dev.c: netif_rx -> enqueue_to_backlog, RPS
+    off), so when a client worker moves between CPUs from its connect to its send, the handshake's
+    ACK (sent while its old CPU processes the SYN-ACK) and the request run on two CPUs at once. Seen on
+    this host's 6.18.44 kernel: in 1 run in 6 of the CI sequence one of the 20,000 requests got the
+    listener's RST (perf: tcp:tcp_send_reset from the LISTEN socket, TCP_FLAGS, inside the client's
+    send) while the server accepted that connection's child and answered it 0.5 s later."""
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(allowed)})
     try:
