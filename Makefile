@@ -49,8 +49,9 @@ lint: $(CORE)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 
+# --durations: the slowest tests are listed, so the time of the whole run (aimed under 15 min) can be watched
 test: $(CORE) debs lint ctest fuzz sanitize
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 # The C response parser: its unit test (also part of the pytest suite), and libFuzzer with
 # ASan + UBSan over it for FUZZ_SECONDS, seeded from fuzz/corpus; new inputs go to fuzz/build.
