@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_core_engine import BACKENDS
+from tests.integration.backends import BACKENDS
 from twload.engine import core
 
 STRACE = shutil.which("strace")
