@@ -300,6 +300,28 @@ static const tcase CASES[] = {
     CASE("bare LF in a value", "HTTP/1.1 200 OK\r\nX: a\nb\r\n\r\n", 0, 0, ERR_(T1_ERR_PROTOCOL)),
     CASE("empty value and odd tokens", "HTTP/1.1 200 OK\r\nX-Empty:\r\n!#$%&'*+-.^_`|~: \x80\xff\r\n"
          "Content-Length: 0\r\n\r\n", 0, 0, DONE_(-1, 200, 1)),
+    /* the whole-line fast paths scan values eight bytes a word: a byte of each kind past the first word */
+    CASE("HTAB inside later words of a value", "HTTP/1.1 200 OK\r\nX-Long: abcdefgh\tijklmnopqrs\tt\t\r\n"
+         "Content-Length: 0\r\n\r\n", 0, 0, DONE_(-1, 200, 1)),
+    CASE("obs-text across words", "HTTP/1.1 200 OK\r\nX: \x80\x81\x82\x83\x84\x85\x86\x87\x88\xfe\xff\r\n"
+         "Content-Length: 0\r\n\r\n", 0, 0, DONE_(-1, 200, 1)),
+    CASE("DEL in a later word of a value", "HTTP/1.1 200 OK\r\nX: abcdefghijk\x7fl\r\n\r\n", 0, 0,
+         ERR_(T1_ERR_PROTOCOL)),
+    CASE("control byte in a later word of a value", "HTTP/1.1 200 OK\r\nX: abcdefghijklmn\x1fo\r\n\r\n", 0, 0,
+         ERR_(T1_ERR_PROTOCOL)),
+    CASE("DEL in a long reason", "HTTP/1.1 200 A reason of some length\x7f\r\n\r\n", 0, 0, ERR_(T1_ERR_PROTOCOL)),
+    CASE("Connection: one token in capitals with OWS", "HTTP/1.1 200 OK\r\nConnection: \tCLOSE\t\r\n"
+         "Content-Length: 2\r\n\r\nok", 0, 0, DONE_(-1, 200, 0)),
+    CASE("Connection: Keep-Alive on HTTP/1.0", "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
+         0, 0, DONE_(-1, 200, 1)),
+    CASE("Connection: keep-alive-ish is no token of ours", "HTTP/1.0 200 OK\r\nConnection: keep-alivex\r\n"
+         "Content-Length: 2\r\n\r\nok", 0, 0, DONE_(-1, 200, 0)),
+    CASE("Transfer-Encoding: a token not chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunkex\r\n\r\nxyz", 0, 0,
+         MORE_(T1_DONE, 200, 0)),
+    CASE("content-length of 19 digits", "HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000002\r\n\r\nok", 0, 0,
+         DONE_(-1, 200, 1)),
+    CASE("content-length of 18 digits, then a different one", "HTTP/1.1 200 OK\r\nContent-Length: 000000000000000002\r\n"
+         "Content-Length: 3\r\n\r\nok", 0, 0, ERR_(T1_ERR_PROTOCOL)),
     /* head size: max_head_bytes counts the head through its final CRLF */
     CASE("head of exactly max_head_bytes", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: 12345\r\n\r\nok", 0, 48,
          DONE_(-1, 200, 1)),

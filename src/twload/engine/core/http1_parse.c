@@ -1,15 +1,19 @@
 /* Incremental HTTP/1.1 response parser: see http1_parse.h for the contract.
  *
  * One byte-at-a-time state machine for the head, chunk-size lines and trailers, with
- * fast paths beside it: a header line wholly in the buffer is read in one go, and runs
- * of bytes that need no decision are skipped by a table lookup each; bodies and chunk
- * data are skipped in bulk. Nothing is stored but a few flags and counters: header
- * names are matched against the three that decide framing (Content-Length,
- * Transfer-Encoding, Connection) while they stream past, and list values are
- * tokenised the same way. The fuzzer (fuzz/) checks that the fast paths and the
+ * fast paths beside it: a status line or header line wholly in the buffer is read in one
+ * go (values scanned eight bytes a word, the usual Content-Length, Connection and
+ * Transfer-Encoding values taken whole), as is the blank line after them; runs of bytes
+ * that need no decision are skipped likewise; bodies and chunk data are skipped in bulk.
+ * Any line a fast path does not take is left, untouched, to the state machine. Nothing
+ * is stored but a few flags and counters: header names are matched against the three
+ * that decide framing (Content-Length, Transfer-Encoding, Connection) while they stream
+ * past, and list values are tokenised the same way. The fuzzer (fuzz/) checks that the fast paths and the
  * byte-at-a-time path agree on every input.
  */
 #include "http1_parse.h"
+
+#include <string.h>
 
 enum {
     /* counted states: their bytes count against max_head_bytes */
@@ -81,6 +85,41 @@ static int is_text(unsigned c)
 static int is_ows(unsigned c)
 {
     return c == ' ' || c == '\t';
+}
+
+/* The first byte in [q, end) that is not C_TEXT. Eight bytes at a time while none of them
+ * is below 0x20 or 0x7f (the word tests hasless and haszero of "Bit Twiddling Hacks"); in a
+ * word with one, the lowest flagged byte is a true one (borrows only run upwards), so the scan
+ * goes straight to it, and on past it when it is HTAB. */
+static const unsigned char *skip_text(const unsigned char *q, const unsigned char *end)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - q >= 8) {
+        uint64_t x, del;
+        memcpy(&x, q, 8);
+        del = x ^ (ones * 0x7f);
+        uint64_t flagged = ((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs);
+        if (!flagged) {
+            q += 8;
+            continue;
+        }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        q += __builtin_ctzll(flagged) / 8;
+#else
+        int i = 0;
+        while (i < 8 && (CLASS[q[i]] & C_TEXT))
+            i++;
+        q += i;
+        if (i == 8)
+            continue;
+#endif
+        if (*q != '\t')
+            return q;
+        q++;
+    }
+    while (q < end && (CLASS[*q] & C_TEXT))
+        q++;
+    return q;
 }
 
 static int hex_value(unsigned c)
@@ -527,6 +566,54 @@ static uint8_t field_of_name(const unsigned char *name, size_t len)
     return FIELD_OTHER;
 }
 
+/* The usual value of a field that decides framing, [v, e) between the colon and the CR, read
+ * at once: Content-Length as one run of digits, Connection or Transfer-Encoding as one token,
+ * each with optional whitespace around it. Returns 1 when done (the same flags and length the
+ * byte-at-a-time path would leave), -1 for a Content-Length differing from an earlier one, 0
+ * for any other value (a list, parameters, a long number...), which is then read byte by byte
+ * with nothing changed here. */
+static int simple_value(t1_parser *p, const unsigned char *v, const unsigned char *e)
+{
+    while (v < e && is_ows(*v))
+        v++;
+    while (e > v && is_ows(e[-1]))
+        e--;
+    size_t n = (size_t)(e - v);
+    if (n == 0)
+        return 0;
+    if (p->field == FIELD_CONTENT_LENGTH) {
+        uint64_t number = 0;
+        if (n > 18) /* below NUMBER_LIMIT for sure; longer ones take the checked path */
+            return 0;
+        for (size_t i = 0; i < n; i++) {
+            if (v[i] < '0' || v[i] > '9')
+                return 0;
+            number = number * 10 + (uint64_t)(v[i] - '0');
+        }
+        p->number = number;
+        p->elem = E_TOKEN;
+        return cl_element_end(p) < 0 ? -1 : 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar(v[i]))
+            return 0;
+    uint8_t wanted = p->field == FIELD_CONNECTION ? (TOKEN_CLOSE | TOKEN_KEEPALIVE) : TOKEN_CHUNKED;
+    p->match = 0;
+    for (unsigned i = 0; i < 3; i++) {
+        if (!(wanted & (1u << i)) || n != TOKEN_LENGTHS[i])
+            continue;
+        size_t k = 0;
+        while (k < n && (v[k] | 0x20) == (unsigned char)TOKENS[i][k])
+            k++; /* as in field_of_name: of the bytes that can differ, | 0x20 maps only '-' onto itself */
+        if (k == n)
+            p->match = (uint8_t)(1u << i);
+    }
+    /* one element, the token in p->match or none: field_end -> token_element_end takes it */
+    p->pos = n < 255 ? (uint8_t)n : 255;
+    p->elem = E_TOKEN;
+    return field_end(p) < 0 ? -1 : 1;
+}
+
 /* The common case, a whole header line in the buffer, read in one go. Returns 1 with
  * *next after its CRLF; -1 if its value is wrong (Content-Length); 0 to leave the line
  * to step(): cut off, over the cap, or not well-formed, where step() then finds the same
@@ -535,20 +622,23 @@ static int header_line(t1_parser *p, const unsigned char *q, const unsigned char
                        const unsigned char **next)
 {
     const unsigned char *colon = q;
+    while (end - colon >= 4 && (CLASS[colon[0]] & CLASS[colon[1]] & CLASS[colon[2]] & CLASS[colon[3]] & C_TCHAR))
+        colon += 4; /* names are short: four bytes a test */
     while (colon < end && (CLASS[*colon] & C_TCHAR))
         colon++;
     if (colon == q || colon == end || *colon != ':')
         return 0;
-    const unsigned char *cr = colon + 1;
-    while (cr < end && (CLASS[*cr] & C_TEXT))
-        cr++;
+    const unsigned char *cr = skip_text(colon + 1, end);
     if (end - cr < 2 || cr[0] != '\r' || cr[1] != '\n')
         return 0;
     size_t line = (size_t)(cr + 2 - q);
     if (line > p->max_head_bytes - p->head_bytes)
         return 0;
     p->field = (p->flags & F_TRAILER) ? FIELD_OTHER : field_of_name(q, (size_t)(colon - q));
-    if (p->field) {
+    int fast = p->field ? simple_value(p, colon + 1, cr) : 1;
+    if (fast < 0)
+        return -1;
+    if (!fast) {
         p->pos = 0;
         p->elem = E_START;
         for (const unsigned char *v = colon + 1; v < cr; v++)
@@ -558,6 +648,34 @@ static int header_line(t1_parser *p, const unsigned char *q, const unsigned char
             return -1;
     }
     p->head_bytes += (uint32_t)line;
+    *next = cr + 2;
+    return 1;
+}
+
+/* The status line wholly in the buffer, read in one go: "HTTP/1.x NNN reason\r\n" (the SP
+ * before an empty reason may be missing). Returns 1 with *next after its CRLF; 0 to leave it
+ * to step(), byte by byte, which then finds the same line or the same error. */
+static int status_line(t1_parser *p, const unsigned char *q, const unsigned char *end,
+                       const unsigned char **next)
+{
+    if (end - q < 14 || memcmp(q, "HTTP/1.", 7) != 0 || q[8] != ' ')
+        return 0;
+    unsigned minor = (unsigned)q[7] - '0';
+    unsigned d0 = (unsigned)q[9] - '0', d1 = (unsigned)q[10] - '0', d2 = (unsigned)q[11] - '0';
+    if (minor > 9 || d0 - 1 > 8 || d1 > 9 || d2 > 9) /* d0 - 1 > 8: a code below 100 too */
+        return 0;
+    const unsigned char *cr = q + 12;
+    if (*cr == ' ')
+        cr = skip_text(cr + 1, end);
+    if (end - cr < 2 || cr[0] != '\r' || cr[1] != '\n')
+        return 0;
+    size_t line = (size_t)(cr + 2 - q);
+    if (line > p->max_head_bytes - p->head_bytes)
+        return 0;
+    p->minor = (uint8_t)minor;
+    p->status = (int)(d0 * 100 + d1 * 10 + d2);
+    p->head_bytes += (uint32_t)line;
+    p->state = S_HDR_START;
     *next = cr + 2;
     return 1;
 }
@@ -611,20 +729,36 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
             *used = (size_t)(q - start);
             return T1_DONE;
         }
-        case S_HDR_START:
-            if (*q != '\r') {
-                const unsigned char *next = q;
-                int rc = header_line(p, q, end, &next);
-                if (rc < 0) {
-                    *used = (size_t)(end - start);
+        case S_START:
+            if (status_line(p, q, end, &q))
+                continue;
+            break;
+        case S_HDR_START: {
+            int rc = 1;
+            while (q < end && *q != '\r' && (rc = header_line(p, q, end, &q)) > 0)
+                ;
+            if (rc < 0) {
+                *used = (size_t)(end - start);
+                return fail(p, T1_ERR_PROTOCOL);
+            }
+            if (end - q >= 2 && q[0] == '\r' && q[1] == '\n' && p->max_head_bytes - p->head_bytes >= 2) {
+                /* the blank line that ends the head, as step() would take it */
+                p->head_bytes += 2;
+                q += 2;
+                if (head_end(p) < 0) {
+                    *used = (size_t)(q - start);
                     return fail(p, T1_ERR_PROTOCOL);
                 }
-                if (rc > 0) {
-                    q = next;
-                    continue;
+                if (p->state == S_DONE) {
+                    *used = (size_t)(q - start);
+                    return T1_DONE;
                 }
+                continue;
             }
+            if (q == end)
+                continue;
             break;
+        }
         case S_REASON:
         case S_HVAL:
         case S_HNAME:
@@ -635,8 +769,11 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
                 uint32_t room = p->max_head_bytes - p->head_bytes;
                 const unsigned char *stop = avail < room ? end : q + room;
                 const unsigned char *v = q;
-                while (v < stop && (CLASS[*v] & cls))
-                    v++;
+                if (cls == C_TEXT)
+                    v = skip_text(q, stop);
+                else
+                    while (v < stop && (CLASS[*v] & cls))
+                        v++;
                 p->head_bytes += (uint32_t)(v - q);
                 q = v;
                 if (q == end)
