@@ -11,6 +11,11 @@ imports, spawning workers), measured apart; its supervisor is included. Then sys
 connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
 are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
+Each ratio is given twice: of the median runs (each tool's run with the median req/s), and
+paired by round (the median, and the range, of each run's ratio to wrk's run of the same round):
+on this shared host a minute can be 20 % slower than the next, which moves the median runs of
+two tools apart more than the paired ratios.
+
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
     python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--procs 1|2|both]
         [--no-memory] [--no-syscalls]
@@ -167,6 +172,25 @@ def median_run(runs):
     return sorted(runs, key=lambda r: r[0])[len(runs) // 2] if runs else None
 
 
+def per_request(result) -> float:
+    rps, done, cpu = result
+    return cpu / max(done, 1)
+
+
+def paired(runs, base_runs) -> str:
+    """The ratios of each run to the base tool's run of the same round (the two ran seconds
+    apart, so a slow minute of this shared host hits both): their median and range. The
+    median runs' ratios compare runs up to a round apart."""
+    pairs = [(t, b) for t, b in zip(runs, base_runs, strict=True) if t and b and t[0] and b[0] and t[1] and b[1]]
+    if not pairs:
+        return ""
+    rps = sorted(t[0] / b[0] for t, b in pairs)
+    cpu = sorted(per_request(t) / per_request(b) for t, b in pairs)
+    mid = len(pairs) // 2
+    return (f"paired by round: {rps[mid]:.2f}x req/s ({rps[0]:.2f}-{rps[-1]:.2f}),"
+            f" {cpu[mid]:.2f}x CPU per request ({cpu[0]:.2f}-{cpu[-1]:.2f})")
+
+
 def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int, ...] = (1, 2)) -> None:
     cases = [("keepalive", False), ("short", True)]
     for procs in procs_list:
@@ -208,12 +232,14 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
                     t = results[name]
                     if w and w[0] and t:
                         print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
-                              f" {(t[2] / max(t[1], 1)) / (w[2] / max(w[1], 1)):.2f}x CPU per request")
+                              f" {per_request(t) / per_request(w):.2f}x CPU per request;"
+                              f" {paired(runs[name], runs['wrk'])}")
                 for name in ("core-epoll", "core-uring"):
                     server, rst = results[name], results.get(f"{name}-rst")
                     if server and rst and server[0]:
                         print(f"  ratio {name} rst / server: {rst[0] / server[0]:.2f}x req/s,"
-                              f" {(rst[2] / max(rst[1], 1)) / (server[2] / max(server[1], 1)):.2f}x CPU per request")
+                              f" {per_request(rst) / per_request(server):.2f}x CPU per request;"
+                              f" {paired(runs[f'{name}-rst'], runs[name])}")
         finally:
             nginx.stop()
 
