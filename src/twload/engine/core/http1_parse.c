@@ -8,8 +8,8 @@
  * Any line a fast path does not take is left, untouched, to the state machine. Nothing
  * is stored but a few flags and counters: header names are matched against the three
  * that decide framing (Content-Length, Transfer-Encoding, Connection) while they stream
- * past, and list values are tokenised the same way. The fuzzer (fuzz/) checks that the fast paths and the
- * byte-at-a-time path agree on every input.
+ * past, and list values are tokenised the same way. The fuzzer (fuzz/) checks that the
+ * fast paths and the byte-at-a-time path agree on every input.
  */
 #include "http1_parse.h"
 
@@ -118,6 +118,16 @@ static const unsigned char *skip_text(const unsigned char *q, const unsigned cha
         q++;
     }
     while (q < end && (CLASS[*q] & C_TEXT))
+        q++;
+    return q;
+}
+
+/* The first byte in [q, end) that is not a tchar: header names are short, four bytes a test. */
+static const unsigned char *skip_tchar(const unsigned char *q, const unsigned char *end)
+{
+    while (end - q >= 4 && (CLASS[q[0]] & CLASS[q[1]] & CLASS[q[2]] & CLASS[q[3]] & C_TCHAR))
+        q += 4;
+    while (q < end && (CLASS[*q] & C_TCHAR))
         q++;
     return q;
 }
@@ -551,19 +561,21 @@ static int step(t1_parser *p, unsigned c)
     }
 }
 
-/* A name of the three that decide framing, compared without case; else FIELD_OTHER. */
-static uint8_t field_of_name(const unsigned char *name, size_t len)
+/* Which of `names` (bits of `mask`) the tchars [s, s + len) spell, compared without case;
+ * 0 if none. | 0x20 maps only '-' (0x2d) onto itself among the tchars that can differ. */
+static uint8_t name_among(const char *const *names, const uint8_t *lengths, uint8_t mask,
+                          const unsigned char *s, size_t len)
 {
     for (unsigned i = 0; i < 3; i++) {
-        if (len != FIELD_LENGTHS[i])
+        if (!(mask & (1u << i)) || len != lengths[i])
             continue;
         size_t k = 0;
-        while (k < len && (name[k] | 0x20) == (unsigned char)FIELD_NAMES[i][k])
-            k++; /* | 0x20 maps only '-' (0x2d) onto itself among the bytes that can differ */
+        while (k < len && (s[k] | 0x20) == (unsigned char)names[i][k])
+            k++;
         if (k == len)
             return (uint8_t)(1u << i);
     }
-    return FIELD_OTHER;
+    return 0;
 }
 
 /* The usual value of a field that decides framing, [v, e) between the colon and the CR, read
@@ -598,16 +610,7 @@ static int simple_value(t1_parser *p, const unsigned char *v, const unsigned cha
         if (!is_tchar(v[i]))
             return 0;
     uint8_t wanted = p->field == FIELD_CONNECTION ? (TOKEN_CLOSE | TOKEN_KEEPALIVE) : TOKEN_CHUNKED;
-    p->match = 0;
-    for (unsigned i = 0; i < 3; i++) {
-        if (!(wanted & (1u << i)) || n != TOKEN_LENGTHS[i])
-            continue;
-        size_t k = 0;
-        while (k < n && (v[k] | 0x20) == (unsigned char)TOKENS[i][k])
-            k++; /* as in field_of_name: of the bytes that can differ, | 0x20 maps only '-' onto itself */
-        if (k == n)
-            p->match = (uint8_t)(1u << i);
-    }
+    p->match = name_among(TOKENS, TOKEN_LENGTHS, wanted, v, n);
     /* one element, the token in p->match or none: field_end -> token_element_end takes it */
     p->pos = n < 255 ? (uint8_t)n : 255;
     p->elem = E_TOKEN;
@@ -621,11 +624,7 @@ static int simple_value(t1_parser *p, const unsigned char *v, const unsigned cha
 static int header_line(t1_parser *p, const unsigned char *q, const unsigned char *end,
                        const unsigned char **next)
 {
-    const unsigned char *colon = q;
-    while (end - colon >= 4 && (CLASS[colon[0]] & CLASS[colon[1]] & CLASS[colon[2]] & CLASS[colon[3]] & C_TCHAR))
-        colon += 4; /* names are short: four bytes a test */
-    while (colon < end && (CLASS[*colon] & C_TCHAR))
-        colon++;
+    const unsigned char *colon = skip_tchar(q, end);
     if (colon == q || colon == end || *colon != ':')
         return 0;
     const unsigned char *cr = skip_text(colon + 1, end);
@@ -634,7 +633,11 @@ static int header_line(t1_parser *p, const unsigned char *q, const unsigned char
     size_t line = (size_t)(cr + 2 - q);
     if (line > p->max_head_bytes - p->head_bytes)
         return 0;
-    p->field = (p->flags & F_TRAILER) ? FIELD_OTHER : field_of_name(q, (size_t)(colon - q));
+    p->field = FIELD_OTHER; /* a trailer decides no framing */
+    if (!(p->flags & F_TRAILER))
+        p->field = name_among(FIELD_NAMES, FIELD_LENGTHS,
+                              FIELD_CONTENT_LENGTH | FIELD_TRANSFER_ENCODING | FIELD_CONNECTION,
+                              q, (size_t)(colon - q));
     int fast = p->field ? simple_value(p, colon + 1, cr) : 1;
     if (fast < 0)
         return -1;
@@ -765,15 +768,9 @@ int t1_feed(t1_parser *p, const char *buf, size_t len, size_t *used)
             /* Runs that need no decision (a reason phrase, a name that matches none of the
              * three, a value nobody needs) are skipped fast, up to the head cap. */
             if (p->state == S_HVAL ? p->field == FIELD_OTHER : p->state == S_REASON || !p->match) {
-                uint8_t cls = p->state == S_HNAME ? C_TCHAR : C_TEXT;
                 uint32_t room = p->max_head_bytes - p->head_bytes;
                 const unsigned char *stop = avail < room ? end : q + room;
-                const unsigned char *v = q;
-                if (cls == C_TEXT)
-                    v = skip_text(q, stop);
-                else
-                    while (v < stop && (CLASS[*v] & cls))
-                        v++;
+                const unsigned char *v = p->state == S_HNAME ? skip_tchar(q, stop) : skip_text(q, stop);
                 p->head_bytes += (uint32_t)(v - q);
                 q = v;
                 if (q == end)
