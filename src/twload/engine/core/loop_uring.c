@@ -344,13 +344,19 @@ static void on_recv(core *k, conn *c, int res, int bid, int more) {
     }
 }
 
+/* The provided buffer a completion took from the ring (counted out of free_bufs), or -1. */
+static int taken_buffer(uring_state *s, const struct io_uring_cqe *cqe) {
+    if (!(cqe->flags & IORING_CQE_F_BUFFER)) return -1;
+    s->free_bufs--;
+    return (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
 static void completed(core *k, struct io_uring_cqe *cqe) {
     uring_state *s = k->io_state;
     uint64_t data = cqe->user_data;
     int op = (int)(data >> 56);
     conn *c = &k->conns[(uint32_t)data];
-    int bid = (cqe->flags & IORING_CQE_F_BUFFER) ? (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-    if (bid >= 0) s->free_bufs--;
+    int bid = taken_buffer(s, cqe);
     int res = cqe->res;
     if (op == OP_PROBE) {
         if (bid >= 0) give_back(s, bid);
@@ -490,35 +496,39 @@ static int linger_works(struct io_uring *ring, struct linger *lg) {
     return ok;
 }
 
+/* The probe's next completion, its buffer given back at once; 0 if none came within a second. */
+static int probe_completion(uring_state *s, int *res, int *more) {
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec second = {1, 0};
+    if (io_uring_wait_cqe_timeout(&s->ring, &cqe, &second) < 0) return 0;
+    int bid = taken_buffer(s, cqe);
+    if (bid >= 0) give_back(s, bid);
+    *res = cqe->res;
+    *more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+    io_uring_cqe_seen(&s->ring, cqe);
+    return 1;
+}
+
 /* A multishot recv works here (Linux 6.0; the opcode probe does not say so): armed on one end of
    a socket pair, it reads what the other end writes and says it stays armed (IORING_CQE_F_MORE);
    the other end's close ends it (a read of 0 posts without F_MORE), so nothing is left pending. */
 static int multishot_works(uring_state *s) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) return 0;
-    int ok = 0, ended = 0;
+    int ok = 0, ended = 0, res, more;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-    struct io_uring_cqe *cqe;
-    struct __kernel_timespec second = {1, 0};
     if (sqe) {
         io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUF_GROUP;
         io_uring_sqe_set_data64(sqe, (uint64_t)OP_PROBE << 56);
-        if (io_uring_submit(&s->ring) == 1 && write(sv[1], "x", 1) == 1) {
-            for (int i = 0; i < 2 && !ended; i++) {
-                if (i == 1) {
-                    close(sv[1]);
-                    sv[1] = -1;
-                }
-                if (io_uring_wait_cqe_timeout(&s->ring, &cqe, &second) < 0) break;
-                if (cqe->flags & IORING_CQE_F_BUFFER) {
-                    s->free_bufs--;
-                    give_back(s, (int)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
-                }
-                if (i == 0) ok = cqe->res == 1 && (cqe->flags & IORING_CQE_F_MORE);
-                ended = !(cqe->flags & IORING_CQE_F_MORE);
-                io_uring_cqe_seen(&s->ring, cqe);
+        if (io_uring_submit(&s->ring) == 1 && write(sv[1], "x", 1) == 1 && probe_completion(s, &res, &more)) {
+            ok = res == 1 && more;
+            ended = !more;
+            if (more) {  /* the writer's close must end it */
+                close(sv[1]);
+                sv[1] = -1;
+                ended = probe_completion(s, &res, &more) && !more;
             }
         }
     }
