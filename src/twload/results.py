@@ -47,14 +47,28 @@ class RunFolderExists(RunFolderError):
     """The folder already holds a run."""
 
 
-def default_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
+MAX_CLAIM_TRIES = 1000  # suffixes -2 … -1000 for one second: more runs than that in a second is a bug
+
+
+def claim_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
+    """A new folder for one run, created here: `base/<prefix><UTC time>`, or with `-2`, `-3`… after it when
+    that is taken. mkdir is the claim (it fails when the name exists), so runs started in the same second,
+    from other terminals, namespaces or CI jobs sharing the folder, each get their own, never the same."""
     stamp = prefix + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    path = Path(base) / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(base) / f"{stamp}-{n}"
-    return path
+    try:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"{base}: {exc.strerror}") from None
+    for n in range(1, MAX_CLAIM_TRIES + 1):
+        path = Path(base) / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunFolderError(f"{path}: {exc.strerror}") from None
+        return path
+    raise RunFolderError(f"{base}: {MAX_CLAIM_TRIES} runs named {stamp} already; give --out")
 
 
 def check_fresh(path: Path) -> None:

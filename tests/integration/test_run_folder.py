@@ -1,6 +1,8 @@
 """The run folder's streams as other tools read them: hdrh.log is a standard HdrHistogram interval log."""
 
 import json
+import subprocess
+import sys
 
 from hdrh.log import HistogramLogReader
 
@@ -47,3 +49,18 @@ def test_interval_logs_hold_every_response_and_connect(twload_server, tmp_path):
             assert s["latency_us"]["p99"] <= s["latency_us"]["p99_9"] <= s["latency_us"]["max"]
             assert 0 < s["connect_us"]["p50"] <= s["connect_us"]["p99"]
     assert not (out / "latency.hdr").exists()
+
+
+def test_runs_started_together_without_out_each_get_a_folder(twload_server, tmp_path):
+    """Two terminals (or a CI matrix) starting runs in the same second with the default --out: each run
+    gets its own folder under ./twload-runs, none is refused."""
+    server = twload_server()
+    procs = [subprocess.Popen([sys.executable, "-m", "twload", "run", server.url, "-n", "40", "-c", "1", "-w", "1",
+                               "--json"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [proc.communicate(timeout=120) for proc in procs]
+    for proc, (_, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr
+    folders = sorted((tmp_path / "twload-runs").iterdir())
+    assert len(folders) == 4
+    assert sorted(sum(s["requests"] for s in read_samples(f)) for f in folders) == [40] * 4

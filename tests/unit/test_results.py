@@ -7,11 +7,13 @@ integration tests.)
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from twload.results import SAMPLES, SUMMARY, RunFolder, default_run_dir, read_samples, read_summary
+from twload.results import SAMPLES, SUMMARY, RunFolder, claim_run_dir, read_samples, read_summary
 
 
 def test_samples_and_summary_read_back(tmp_path):
@@ -69,12 +71,42 @@ def test_read_samples_skips_blank_lines(tmp_path):
     assert read_samples(tmp_path) == [{"t": 1}, {"t": 2}]
 
 
-def test_default_run_dir_never_names_an_existing_folder(tmp_path):
-    first = default_run_dir(str(tmp_path), prefix="demo-")
-    assert first.parent == tmp_path and first.name.startswith("demo-") and not first.exists()
-    first.mkdir()
-    second = default_run_dir(str(tmp_path), prefix="demo-")
-    assert second != first and not second.exists()
+def test_claim_run_dir_never_takes_an_existing_folder(tmp_path):
+    first = claim_run_dir(str(tmp_path), prefix="demo-")
+    assert first.parent == tmp_path and first.name.startswith("demo-") and first.is_dir()
+    second = claim_run_dir(str(tmp_path), prefix="demo-")
+    assert second != first and second.is_dir()
+
+
+CLAIMERS = 12
+
+
+def _claim_and_start_a_run(base: str, barrier) -> str:
+    """What `twload run` without --out does: claim the default folder, then start its run in it."""
+    from twload.results import RunFolderError
+
+    barrier.wait()  # every process claims at the same instant, in the same second
+    try:
+        path = claim_run_dir(base)
+        folder = RunFolder(path)
+    except RunFolderError as exc:
+        return f"refused: {exc}"
+    folder.write_sample({"t": 1, "requests": 1})
+    folder.close()
+    return str(path)
+
+
+def test_runs_started_at_once_each_get_their_own_default_folder(tmp_path):
+    """Two terminals, a CI matrix: runs started in the same second never share (or fight over) a folder."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(CLAIMERS)
+        with ctx.Pool(CLAIMERS) as pool:
+            got = pool.starmap(_claim_and_start_a_run, [(str(tmp_path), barrier)] * CLAIMERS, chunksize=1)
+    assert not [g for g in got if g.startswith("refused")], got
+    assert len(set(got)) == CLAIMERS
+    for path in got:
+        assert [s["t"] for s in read_samples(Path(path))] == [1]
 
 
 def _folder_with_three_seconds(path):

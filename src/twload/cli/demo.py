@@ -23,7 +23,7 @@ from twload.kernel.procnet import time_wait_by_side
 from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration, parse_target
 from twload.report.text import fmt_us
 from twload.report.wrap import wrap_line
-from twload.results import default_run_dir
+from twload.results import RunFolderError, claim_run_dir
 from twload.serve.embedded import EmbeddedServer
 
 
@@ -58,7 +58,10 @@ def explain_port_wall() -> str:
 
 
 def run_demo(duration_s: float, connections: int, workers: int, console: Console) -> int:
-    folder = default_run_dir(prefix="demo-")
+    try:
+        folder = claim_run_dir(prefix="demo-")
+    except RunFolderError as exc:
+        fail(str(exc))
     table = Table(title=f"twload demo: {duration_s:g}s per strategy, {connections} connections, loopback")
     for column in ("strategy", "req/s", "p99", "errors", "TIME_WAIT client", "TIME_WAIT server"):
         table.add_column(column, justify="right" if column != "strategy" else "left")

@@ -31,7 +31,7 @@ from twload.plan import (
     parse_target,
 )
 from twload.report.progress import live_progress
-from twload.results import RunFolderError, check_fresh, default_run_dir, plan_record
+from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2
 EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
@@ -54,7 +54,6 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if strict:
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
-    path = out or default_run_dir()
     record = plan_record(plan, sysctl_values(),
                          {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)})
 
@@ -69,6 +68,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
 
     probe = pf.time_wait_probe(plan)
     try:
+        path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
             summary = run_to_folder(plan, path, on_progress, probe, finish, record)
     except (RunError, RunFolderError) as exc:

@@ -16,7 +16,7 @@ from twload.distributed.split import merged_budget, split, wall_line
 from twload.engine.supervisor import exit_code_for
 from twload.plan import Plan
 from twload.report.progress import live_progress
-from twload.results import RunFolder, RunFolderError, check_fresh, default_run_dir, plan_record
+from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_WORKER_LOST = 3  # the run went on without a lost Dask worker: its numbers cover less than planned
 EXIT_STRICT = 2
@@ -53,14 +53,16 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
         if strict:
             raise Refused("refusing to start (--strict)")
 
-    path = Path(out or default_run_dir())
     try:
-        check_fresh(path)  # before the cluster starts: a refused folder costs nothing
+        if out is not None:
+            check_fresh(out)  # before the cluster starts: a refused folder costs nothing
     except RunFolderError as exc:
         raise DistributedError(str(exc)) from None
     with connect(spec) as client:
         shards = split(plan, worker_slots(client), processes_per_worker)
         try:
+            # a default folder is claimed once the cluster answers: an unreachable one leaves none behind
+            path = Path(out) if out is not None else claim_run_dir()
             folder = RunFolder(path)
         except RunFolderError as exc:
             raise DistributedError(str(exc)) from None
