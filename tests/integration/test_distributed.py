@@ -230,6 +230,16 @@ def test_bad_cluster_options_are_usage_errors():
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_plain_scheduler_beyond_loopback_is_refused_before_any_connection():
+    """Refused while parsing (nothing is sent to 192.0.2.7, a documentation address), in one line, exit 2
+    as other plan errors; --help names the flag that allows it."""
+    proc = run_cli("run", "http://127.0.0.1:9/", "--scheduler", "tcp://192.0.2.7:8786", "-n", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "--allow-insecure-scheduler" in proc.stderr and "tls://" in proc.stderr
+    assert "--allow-insecure-scheduler" in run_cli("run", "--help").stdout
+
+
 def test_ctrl_c_stops_every_worker_and_keeps_the_folder(twload_server, tmp_path):
     server = twload_server()
     out = tmp_path / "run"

@@ -191,14 +191,15 @@ def run(
     threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.")] = [],  # noqa: B006
     report: Annotated[bool, typer.Option("--report", help="Also write report.html (plots, verdict; works offline) into the run folder.")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Spread the run over a Dask LocalCluster of N worker processes on 127.0.0.1: local:N (-w then counts engine processes per Dask worker; default: its threads).")] = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Spread the run over an existing Dask cluster: tcp://HOST:PORT (trusted networks only) or tls://HOST:PORT.")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Spread the run over an existing Dask cluster: tls://HOST:PORT (with --tls-*), or tcp://HOST:PORT on loopback (beyond it only with --allow-insecure-scheduler).")] = None,
+    allow_insecure_scheduler: Annotated[bool, typer.Option("--allow-insecure-scheduler", help="Allow a plain tcp:// --scheduler beyond loopback: whoever can reach it can run code on its workers and on this host.")] = False,
     tls_ca_file: Annotated[str | None, typer.Option("--tls-ca-file", help="Dask TLS: CA certificate (PEM) for a tls:// scheduler.")] = None,
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Dask TLS: this client's certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="Dask TLS: this client's private key (PEM).")] = None,
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
     try:
-        spec = parse_cluster(cluster, scheduler, tls_ca_file, tls_cert, tls_key)
+        spec = parse_cluster(cluster, scheduler, tls_ca_file, tls_cert, tls_key, allow_insecure_scheduler)
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,

@@ -32,8 +32,8 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
             thresholds: list | None = None) -> tuple[dict, Path, int]:
     """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
     if spec.plain_beyond_loopback:
-        console.print(f"[yellow]note: {spec.scheduler} is plain tcp://: whoever reaches it runs code on its "
-                      "workers; use it on a trusted network only, or tls:// (--tls-*)[/]", soft_wrap=True)
+        console.print(f"[yellow]note: {spec.scheduler} is plain tcp:// (--allow-insecure-scheduler): whoever "
+                      "reaches it can run code on its workers and on this host[/]", soft_wrap=True)
 
     def on_ready(preflights: list[dict]) -> None:
         skewed = [p for p in preflights if abs(p["clock_offset_s"]) > CLOCK_SKEW_WARN_S]

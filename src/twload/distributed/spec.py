@@ -33,13 +33,18 @@ class ClusterSpec:
         host = urlsplit(self.scheduler).hostname or ""
         try:
             return not ipaddress.ip_address(host).is_loopback
-        except ValueError:
+        except ValueError:  # a name: only localhost is known to stay on this host
             return host != "localhost"
 
 
 def parse_cluster(cluster: str | None, scheduler: str | None, tls_ca_file: str | None = None,
-                  tls_cert: str | None = None, tls_key: str | None = None) -> ClusterSpec | None:
-    """None for a run on this host alone; PlanError (one line) for a bad combination."""
+                  tls_cert: str | None = None, tls_key: str | None = None,
+                  allow_insecure: bool = False) -> ClusterSpec | None:
+    """None for a run on this host alone; PlanError (one line) for a bad combination.
+
+    A plain tcp:// scheduler beyond loopback is refused unless `allow_insecure` (--allow-insecure-scheduler):
+    a Dask scheduler runs whatever it is sent, on its workers, and the client deserializes what it
+    answers, so whoever can reach it on that network can run code on every worker and on this host."""
     tls = (tls_ca_file, tls_cert, tls_key)
     if cluster is None and scheduler is None:
         if any(tls):
@@ -69,4 +74,9 @@ def parse_cluster(cluster: str | None, scheduler: str | None, tls_ca_file: str |
             raise PlanError("give --tls-cert and --tls-key together")
     elif any(tls):
         raise PlanError("--tls-* options need a tls:// scheduler address")
-    return ClusterSpec(scheduler=scheduler, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
+    spec = ClusterSpec(scheduler=scheduler, tls_ca_file=tls_ca_file, tls_cert=tls_cert, tls_key=tls_key)
+    if spec.plain_beyond_loopback and not allow_insecure:
+        raise PlanError(f"--scheduler {scheduler} is plain tcp:// beyond this host: whoever reaches it can run code "
+                        "on its workers and on this host; use tls://HOST:PORT with --tls-ca-file, or say "
+                        "--allow-insecure-scheduler on a network you trust")
+    return spec
