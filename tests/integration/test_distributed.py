@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -170,6 +171,45 @@ def test_external_cluster_over_dask_tls(dask_cluster, twload_server, tmp_path):
     bad = run_cli("run", server.url, "--scheduler", cluster.address, "-n", "10", "--tls-ca-file", tls[0], timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "cannot reach the Dask scheduler" in bad.stderr
+
+
+class OpensAFile:
+    """Loading this pickle creates a file: what anyone who reaches the scheduler could send the coordinator."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_an_event_from_another_client_is_counted_never_run(dask_cluster, twload_server, tmp_path):
+    """Another client of the same scheduler logs a pickle on the run's topic while the run goes on: the
+    coordinator counts it by name in the summary and the run's numbers are those of the server."""
+    from distributed import Client
+
+    cluster = dask_cluster(1)
+    server = twload_server()
+    marker = tmp_path / "pwned"
+    with Client(cluster.address, timeout=DASK_START_S) as rogue:
+        proc = subprocess.Popen([sys.executable, "-m", "twload", "run", server.url, "--scheduler", cluster.address,
+                                 "-c", "2", "-d", "4s", "--out", str(tmp_path / "run"), "--json"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        topic = None
+        deadline = time.monotonic() + 120
+        while topic is None and proc.poll() is None and time.monotonic() < deadline:
+            topic = next((t for t in rogue.get_events() if t.startswith("twload-")), None)  # every topic's events
+            time.sleep(0.05)
+        assert topic is not None, proc.communicate(timeout=60)
+        rogue.log_event(topic, pickle.dumps(OpensAFile(str(marker))))
+        stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert not marker.exists()
+    summary = json.loads(stdout)
+    assert summary["malformed_events"] == {"count": 1, "first": "payload is not JSON"}
+    assert "were not shard messages and were ignored" in stderr
+    abandoned = summary["errors"].get("abandoned_at_stop", 0)
+    assert summary["requests"] <= server.stop() <= summary["requests"] + abandoned
 
 
 def pid_alive(pid: int) -> bool:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import dask
 
 from twload import __version__
-from twload.distributed.messages import ShardDone, ShardError, ShardReady, ShardTick, decode
+from twload.distributed.messages import MalformedEvent, ShardDone, ShardError, ShardReady, ShardTick, decode
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
 from twload.distributed.task import names, run_shard
@@ -107,14 +107,27 @@ def worker_slots(client) -> list[WorkerSlot]:
 
 
 class Events:
-    """The shards' messages as they arrive on the run's topic (what Supervisor._collect reads)."""
+    """The shards' messages as they arrive on the run's topic (what Supervisor._collect reads).
 
-    def __init__(self) -> None:
+    Whoever reaches the scheduler can log events on the topic too: a payload that is not a shard
+    message of this run is counted (`malformed`, the first one's reason kept) and dropped."""
+
+    def __init__(self, shards: int | None = None) -> None:
         self.queue: queue.Queue = queue.Queue()
+        self.shards = shards
+        self.malformed = 0
+        self.first_malformed = ""
 
     def __call__(self, event) -> None:  # runs on the Client's event loop
-        _, payload = event
-        self.queue.put(decode(payload))
+        try:
+            _, payload = event
+            message = decode(payload, self.shards)
+        except (MalformedEvent, TypeError, ValueError) as exc:  # TypeError, ValueError: not a (time, payload) pair
+            self.malformed += 1
+            self.first_malformed = self.first_malformed or (str(exc) if isinstance(exc, MalformedEvent)
+                                                            else "not a (time, payload) event")
+            return
+        self.queue.put(message)
 
     def get(self, timeout: float | None = None):
         return self.queue.get(timeout=timeout)
@@ -204,6 +217,7 @@ class DaskRun(Supervisor):
         self.shard_counts: dict[int, dict] = {s.index: new_counts() for s in shards}
         self.shard_time_wait: dict[int, int] = {}
         self.handles: list[ShardHandle] = []
+        self.events = Events(len(shards))
 
     # -- the Supervisor's hooks ----------------------------------------------
     def _time_wait(self) -> int:
@@ -244,7 +258,7 @@ class DaskRun(Supervisor):
         from distributed import Event, Variable
 
         topic, go_name, stop_name = names(self.run_id)
-        events = Events()
+        events = self.events
         go, stop = Variable(go_name, client=self.client), Event(stop_name, client=self.client)
         self.client.subscribe_topic(topic, events)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -332,6 +346,8 @@ class DaskRun(Supervisor):
             values = sorted({str(s[key]) for s in self.shard_summaries.values() if s.get(key) is not None})
             if values:
                 summary[key] = values[0] if len(values) == 1 else ",".join(values)
+        if self.events.malformed:  # named, never acted on: someone else logged on the run's topic
+            summary["malformed_events"] = {"count": self.events.malformed, "first": self.events.first_malformed}
         lost = [h.shard.worker.address for h in self.handles if h.lost_at_s is not None]
         if lost:
             summary["lost_workers"] = lost

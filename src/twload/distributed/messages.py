@@ -1,9 +1,31 @@
-"""What a shard (the twload run on one Dask worker) tells the coordinator, through Dask's event stream."""
+"""What a shard (the twload run on one Dask worker) tells the coordinator, through Dask's event stream.
+
+The messages are data, carried as JSON and checked field by field on receipt: anyone who can reach
+the scheduler can put events on the run's topic, so what arrives is never unpickled or otherwise
+executed. Anything that is not one of these messages, in its exact shape, raises MalformedEvent and
+is counted by the coordinator, never acted on.
+"""
 
 from __future__ import annotations
 
-import pickle
+import base64
+import binascii
+import json
+import math
 from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from twload.metrics import HISTOGRAMS
+
+MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
+MAX_NAMES = 4096  # error names, status codes, keys of a dict in one message
+MAX_TEXT = 64 << 10  # one string
+
+
+class MalformedEvent(ValueError):
+    """An event that is not a shard message (its shape, types or values); the message says what."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +68,215 @@ class ShardError:
 ShardMessage = ShardReady | ShardTick | ShardDone | ShardError
 
 
+# -- encoding --------------------------------------------------------------------------------------
 def encode(message: ShardMessage) -> bytes:
-    """Bytes for the event stream (which carries msgpack: a snapshot's int keys would not pass as a map)."""
-    return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    """JSON bytes for the event stream. A snapshot's bytes (its encoded histograms, already base64
+    text, and the peer's raw bytes, base64 here) become strings; its int status codes, string keys."""
+    match message:
+        case ShardReady(shard, detail):
+            body: dict[str, Any] = {"kind": "ready", "shard": shard, "detail": detail}
+        case ShardTick(shard, tick, snapshots, time_wait):
+            body = {"kind": "tick", "shard": shard, "tick": tick, "time_wait": time_wait,
+                    "snapshots": [_snapshot_out(s) for s in snapshots]}
+        case ShardDone(shard, summary):
+            body = {"kind": "done", "shard": shard, "summary": summary}
+        case ShardError(shard, error):
+            body = {"kind": "error", "shard": shard, "error": error}
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode(payload: bytes) -> ShardMessage:
-    """The coordinator reads what its own shards sent; the scheduler they share already runs their code."""
-    return pickle.loads(payload)
+def _snapshot_out(snap: dict) -> dict:
+    out = dict(snap)
+    out["status"] = {str(code): n for code, n in snap["status"].items()}
+    for name in HISTOGRAMS:
+        if name in snap:
+            out[name] = bytes(snap[name]).decode("ascii")
+    if "peer_bytes" in snap:
+        out["peer_bytes"] = base64.b64encode(bytes(snap["peer_bytes"])).decode("ascii")
+    return out
+
+
+# -- decoding and checking -------------------------------------------------------------------------
+def decode(payload: object, shards: int | None = None) -> ShardMessage:
+    """The message in an event's payload, checked; MalformedEvent for anything else (a pickle, other
+    JSON, a shard index outside 0..shards-1, a field of the wrong type or range)."""
+    if not isinstance(payload, bytes | bytearray | str):
+        raise MalformedEvent(f"payload is {type(payload).__name__}, not JSON text")
+    if len(payload) > MAX_EVENT_BYTES:
+        raise MalformedEvent(f"payload of {len(payload)} bytes (at most {MAX_EVENT_BYTES})")
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise MalformedEvent("payload is not JSON") from None
+    if not isinstance(body, dict):
+        raise MalformedEvent("payload is not a JSON object")
+    shard = _int(body.get("shard"), "shard")
+    if shards is not None and shard >= shards:
+        raise MalformedEvent(f"shard {shard} is not one of this run's {shards}")
+    kind = body.get("kind")
+    if kind == "tick":
+        _keys(body, {"kind", "shard", "tick", "time_wait", "snapshots"}, "tick")
+        snapshots = _list(body.get("snapshots"), "snapshots")
+        return ShardTick(shard, _int(body.get("tick"), "tick"), [_snapshot_in(s) for s in snapshots],
+                         _opt_int(body.get("time_wait"), "time_wait"))
+    if kind == "ready":
+        _keys(body, {"kind", "shard", "detail"}, "ready")
+        return ShardReady(shard, _detail(body.get("detail")))
+    if kind == "done":
+        _keys(body, {"kind", "shard", "summary"}, "done")
+        return ShardDone(shard, _summary(body.get("summary")))
+    if kind == "error":
+        _keys(body, {"kind", "shard", "error"}, "error")
+        return ShardError(shard, _text(body.get("error"), "error"))
+    raise MalformedEvent(f"unknown kind {str(kind)[:40]!r}")
+
+
+def _keys(body: dict, allowed: set[str], what: str) -> None:
+    extra = set(body) - allowed
+    if extra:
+        raise MalformedEvent(f"{what}: unexpected field {sorted(extra)[0][:40]!r}")
+
+
+def _int(value: object, what: str) -> int:
+    if type(value) is not int or value < 0:  # bool is an int subclass: refused too
+        raise MalformedEvent(f"{what} is not a whole number >= 0")
+    return value
+
+
+def _opt_int(value: object, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _number(value: object, what: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise MalformedEvent(f"{what} is not a finite number")
+    return value  # type: ignore[return-value]
+
+
+def _opt_number(value: object, what: str) -> float | None:
+    return None if value is None else _number(value, what)
+
+
+def _text(value: object, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise MalformedEvent(f"{what} is not a string (of at most {MAX_TEXT} characters)")
+    return value
+
+
+def _list(value: object, what: str) -> list:
+    if not isinstance(value, list) or len(value) > MAX_NAMES:
+        raise MalformedEvent(f"{what} is not a list (of at most {MAX_NAMES})")
+    return value
+
+
+def _dict(value: object, what: str) -> dict:
+    if not isinstance(value, dict) or len(value) > MAX_NAMES:
+        raise MalformedEvent(f"{what} is not an object (of at most {MAX_NAMES} fields)")
+    return value
+
+
+def _texts(value: object, what: str) -> list[str]:
+    return [_text(v, what) for v in _list(value, what)]
+
+
+def _counts(value: object, what: str) -> dict[str, int]:
+    return {_text(k, what): _int(n, f"{what}[{k[:40]}]") for k, n in _dict(value, what).items()}
+
+
+def _histogram(value: object, what: str) -> bytes:
+    text = _text(value, what)
+    if not text:
+        return b""
+    try:
+        data = text.encode("ascii")
+        HdrHistogram.decode(data)  # what Totals.add will decode: a bad one is refused here, not there
+    except Exception:  # hdrh raises binascii, zlib, struct or its own codec errors
+        raise MalformedEvent(f"{what} is not an encoded HdrHistogram") from None
+    return data
+
+
+SNAPSHOT_COUNTS = ("requests", "connections_opened", "bytes_in", "bytes_out")
+
+
+def _snapshot_in(value: object) -> dict:
+    """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
+    raw = _dict(value, "snapshot")
+    _keys(raw, {*SNAPSHOT_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us", "peer_bytes",
+                *HISTOGRAMS}, "snapshot")
+    snap: dict[str, Any] = {name: _int(raw.get(name), name) for name in SNAPSHOT_COUNTS}
+    status = {}
+    for code, n in _dict(raw.get("status"), "status").items():
+        if not (isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3):
+            raise MalformedEvent(f"status code {str(code)[:40]!r} is not a number")
+        status[int(code)] = _int(n, f"status[{code}]")
+    snap["status"] = status
+    snap["errors"] = _counts(raw.get("errors"), "errors")
+    if "first_errors" in raw:
+        first = {}
+        for name, pair in _dict(raw["first_errors"], "first_errors").items():
+            pair = _list(pair, "first_errors")
+            if len(pair) != 2:
+                raise MalformedEvent("first_errors: not [connection, seconds]")
+            first[_text(name, "first_errors")] = [_int(pair[0], "first_errors"), _number(pair[1], "first_errors")]
+        snap["first_errors"] = first
+    if "max_lag_us" in raw:
+        snap["max_lag_us"] = _int(raw["max_lag_us"], "max_lag_us")
+    if "sums_us" in raw:
+        snap["sums_us"] = _counts(raw["sums_us"], "sums_us")
+    for name in HISTOGRAMS:
+        if name in raw:
+            snap[name] = _histogram(raw[name], name)
+    if "peer_bytes" in raw:
+        try:
+            snap["peer_bytes"] = base64.b64decode(_text(raw["peer_bytes"], "peer_bytes"), validate=True)
+        except binascii.Error:
+            raise MalformedEvent("peer_bytes is not base64") from None
+    return snap
+
+
+def _budget(value: object) -> dict:
+    budget = dict(_dict(value, "budget"))
+    budget["ports"] = _int(budget.get("ports"), "budget.ports")
+    budget["reuse_after_s"] = _number(budget.get("reuse_after_s"), "budget.reuse_after_s")
+    budget["sustainable_new_conn_per_s"] = _opt_number(budget.get("sustainable_new_conn_per_s"),
+                                                       "budget.sustainable_new_conn_per_s")
+    budget["exhausted_at_connection"] = _opt_int(budget.get("exhausted_at_connection"),
+                                                 "budget.exhausted_at_connection")
+    return budget
+
+
+def _detail(value: object) -> dict:
+    """The shard's pre-flight: what the coordinator reads of it is checked; the rest is shown as data."""
+    detail = dict(_dict(value, "detail"))
+    detail["clock_s"] = _number(detail.get("clock_s"), "clock_s")
+    for name in ("host", "netns"):
+        detail[name] = _text(detail.get(name), name)
+    detail["sources"] = _texts(detail.get("sources"), "sources")
+    detail["budget"] = _budget(detail.get("budget"))
+    if not isinstance(detail.get("target_timestamps"), bool):
+        raise MalformedEvent("target_timestamps is not true or false")
+    for name in ("pid", "engine_processes", "connections"):
+        detail[name] = _int(detail.get(name), name)
+    for name in ("time_wait_held", "listeners_in_range"):
+        if name in detail:
+            detail[name] = _int(detail[name], name)
+    if "warning" in detail:
+        detail["warning"] = _text(detail["warning"], "warning")
+    return detail
+
+
+def _summary(value: object) -> dict:
+    """The shard's own summary: the fields the coordinator merges are checked; the rest is data."""
+    summary = dict(_dict(value, "summary"))
+    summary["duration_s"] = _number(summary.get("duration_s"), "duration_s")
+    for name in ("worker_failures", "advice"):
+        if name in summary:
+            summary[name] = _texts(summary[name], name)
+    for name in ("engine", "io", "interrupted", "stopped_by"):
+        if summary.get(name) is not None:
+            summary[name] = _text(summary[name], name)
+    if "time_wait_peak" in summary:
+        summary["time_wait_peak"] = _int(summary["time_wait_peak"], "time_wait_peak")
+    if "first_errors" in summary:
+        _dict(summary["first_errors"], "first_errors")
+    return summary

@@ -79,6 +79,11 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
             folder.write_summary(summary)
         finally:
             folder.close()
+    malformed = summary.get("malformed_events")
+    if malformed:
+        console.print(f"[yellow]{malformed['count']} event(s) on the run's Dask topic were not shard messages and "
+                      f"were ignored (first: {malformed['first']}): someone else can reach the scheduler[/]",
+                      soft_wrap=True)
     code = exit_code_for(summary)
     if code == 0 and summary.get("lost_workers"):
         code = EXIT_WORKER_LOST

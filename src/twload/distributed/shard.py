@@ -32,7 +32,7 @@ from twload.kernel import sockdiag
 from twload.kernel.sysctl import KernelFacts, gather
 from twload.plan import Plan, PlanError
 
-FRAME = struct.Struct("!I")  # length of each pickled message on the pipe
+FRAME = struct.Struct("!I")  # length of each message (messages.encode) on the pipe
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
 
