@@ -10,6 +10,10 @@ are standard HdrHistogram interval logs, one interval per second, written and re
 hdrhistogram package's own log writer and reader, so HdrHistogram's tools read them too.
 plan.json and summary.json are written atomically
 (temp file + rename): a reader never sees half of one.
+
+A run folder is private whatever the umask: plan.json holds the command line, and run folders
+get attached to tickets and copied to shared hosts. Folders twload creates are 0700 and every
+file it writes there (and every report file) 0600; this module is the one place that decides.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import json
 import os
 import platform
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader, HistogramLogWriter
@@ -37,6 +43,10 @@ HDRH_CONNECT_LOG = "hdrh-connect.log"  # connect time, µs
 RUN_FILES = (PLAN, SAMPLES, SUMMARY, HDRH_LOG, HDRH_CONNECT_LOG)
 # The interval log's max column is in ms (the unit its tools assume); the values are µs.
 US_PER_MS = 1000.0
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 class RunFolderError(Exception):
@@ -62,13 +72,46 @@ def claim_run_dir(base: str = "twload-runs", prefix: str = "") -> Path:
     for n in range(1, MAX_CLAIM_TRIES + 1):
         path = Path(base) / (stamp if n == 1 else f"{stamp}-{n}")
         try:
-            os.mkdir(path)
+            make_private_dir(path)
         except FileExistsError:
             continue
         except OSError as exc:
             raise RunFolderError(f"{path}: {exc.strerror}") from None
         return path
     raise RunFolderError(f"{base}: {MAX_CLAIM_TRIES} runs named {stamp} already; give --out")
+
+
+def make_private_dir(path: Path) -> None:
+    """mkdir, 0700 whatever the umask; FileExistsError when it exists (mkdir is the claim)."""
+    os.mkdir(path, PRIVATE_DIR)
+    os.chmod(path, PRIVATE_DIR)  # the umask may have taken bits away; it cannot have added any
+
+
+def open_private(path: Path, exclusive: bool = True, encoding: str = "utf-8") -> TextIO:
+    """A text file for writing, 0600 whatever the umask; exclusive: created here or FileExistsError,
+    else truncated (and a regular file made 0600 if it was not; a device such as /dev/stdout is left be)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_FILE)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, PRIVATE_FILE)
+        return open(fd, "w", encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private(final: Path, text: str, atomic: bool = True) -> None:
+    """Write a whole file, 0600: atomically (temp file + rename: a reader never sees half of it), or in
+    place (a file the user named, which may be a device or a link that a rename would replace)."""
+    if not atomic:
+        with open_private(final, exclusive=False) as fh:
+            fh.write(text)
+        return
+    tmp = Path(final).with_name(Path(final).name + ".tmp")
+    with open_private(tmp, exclusive=False) as fh:
+        fh.write(text)
+    os.replace(tmp, final)
 
 
 def check_fresh(path: Path) -> None:
@@ -132,17 +175,11 @@ def plan_record(plan: Plan, sysctls: dict | None = None, preflight: dict | None 
     }
 
 
-def _write_atomic(final: Path, text: str) -> None:
-    tmp = final.with_name(final.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, final)
-
-
 class IntervalLog:
     """One HdrHistogram interval log (format 1.2), written by hdrh's HistogramLogWriter."""
 
     def __init__(self, path: Path, base_epoch_s: float) -> None:
-        self.writer = HistogramLogWriter(open(path, "x", encoding="ascii"))
+        self.writer = HistogramLogWriter(open_private(path, encoding="ascii"))
         # StartTime and BaseTime must print the same: the reader skips intervals that start
         # before StartTime, and the first one starts at BaseTime + 0
         base_epoch_s = round(base_epoch_s, 3)
@@ -172,18 +209,23 @@ class RunFolder:
         self.path = Path(path)
         check_fresh(self.path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path)
+        except FileExistsError:  # an empty folder given with --out, or claimed by claim_run_dir: its mode stays
+            pass
         except OSError as exc:  # made a file, or made unwritable, since check_fresh
             raise RunFolderError(f"{path}: {exc.strerror}") from None
-        # "x": created here or refused, so two runs started at once cannot share the folder either
+        # exclusive: created here or refused, so two runs started at once cannot share the folder either
         try:
-            self._samples = open(self.path / SAMPLES, "x", encoding="utf-8")
+            self._samples = open_private(self.path / SAMPLES)
         except FileExistsError:
             raise RunFolderExists(f"{path} already holds a run; give a new or empty --out folder") from None
+        except OSError as exc:  # a file where the folder should be, since check_fresh
+            raise RunFolderError(f"{path}: {exc.strerror}") from None
         self._logs: dict[str, IntervalLog] = {}
 
     def write_plan(self, record: dict) -> None:
-        _write_atomic(self.path / PLAN, json.dumps(record, indent=2) + "\n")
+        write_private(self.path / PLAN, json.dumps(record, indent=2) + "\n")
 
     def begin(self, base_epoch_s: float) -> None:
         """The wall-clock time of the run's second 0: the interval logs count from it."""
@@ -207,7 +249,7 @@ class RunFolder:
 
     def write_summary(self, summary: dict) -> Path:
         final = self.path / SUMMARY
-        _write_atomic(final, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        write_private(final, json.dumps(summary, indent=2, sort_keys=False) + "\n")
         return final
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -149,6 +150,9 @@ def test_external_cluster(dask_cluster, twload_server, tmp_path):
     assert summary["requests"] == 2000 and server.stop() == 2000
     assert sorted(w["dask_worker"] for w in summary["workers_detail"]) == sorted(cluster.pids)
     assert_folder_adds_up(out, summary)
+    # the coordinator's run folder (the shards write none) is private as a local run's
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o600}
 
 
 def test_external_cluster_over_dask_tls(dask_cluster, twload_server, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -46,3 +47,24 @@ def test_not_a_run_folder_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a twload run folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_report_files_are_private_and_a_device_is_written_in_place(tmp_path):
+    """A report shows the run's command line: the files it writes are 0600 whatever the umask (one that
+    was there before too); `-o /dev/stdout` writes through the device, never renames over it."""
+    run = write_run(tmp_path / "a", SECONDS, summary=summary_of(SECONDS), plan=plan_json())
+    (run / "report.html").write_text("old")
+    os.chmod(run / "report.html", 0o644)
+    old = os.umask(0o022)
+    try:
+        assert run_cli("report", str(run), "-f", "html").returncode == 0
+        csv_out = tmp_path / "rows.csv"
+        assert run_cli("report", str(run), "-f", "csv", "-o", str(csv_out)).returncode == 0
+        piped = run_cli("report", str(run), "-f", "csv", "-o", "/dev/stdout")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((run / "report.html").stat().st_mode) == 0o600
+    assert (run / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert stat.S_IMODE(csv_out.stat().st_mode) == 0o600
+    assert piped.returncode == 0 and piped.stdout.startswith("run,t,requests"), piped.stderr
+    assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")

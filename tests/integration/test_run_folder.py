@@ -1,6 +1,8 @@
 """The run folder's streams as other tools read them: hdrh.log is a standard HdrHistogram interval log."""
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -64,3 +66,20 @@ def test_runs_started_together_without_out_each_get_a_folder(twload_server, tmp_
     folders = sorted((tmp_path / "twload-runs").iterdir())
     assert len(folders) == 4
     assert sorted(sum(s["requests"] for s in read_samples(f)) for f in folders) == [40] * 4
+
+
+def test_a_run_folder_and_its_report_are_private_under_a_shared_umask(twload_server, tmp_path):
+    """umask 022 (the usual one) made run folders 0755 and their files 0644: plan.json holds the command
+    line, headers and all. The folder is 0700, every file in it 0600, report.html too."""
+    server = twload_server()
+    old = os.umask(0o022)
+    try:
+        proc = run_cli("run", server.url, "-n", "50", "-c", "1", "-w", "1", "--report", "--json", cwd=str(tmp_path))
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = (tmp_path / "twload-runs").iterdir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert {"plan.json", "samples.jsonl", "summary.json", "hdrh.log", "report.html"} <= set(files)
+    assert set(files.values()) == {0o600}, files

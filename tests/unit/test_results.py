@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-from twload.results import SAMPLES, SUMMARY, RunFolder, claim_run_dir, read_samples, read_summary
+from twload.results import (
+    HDRH_CONNECT_LOG,
+    HDRH_LOG,
+    PLAN,
+    SAMPLES,
+    SUMMARY,
+    RunFolder,
+    claim_run_dir,
+    read_samples,
+    read_summary,
+)
 
 
 def test_samples_and_summary_read_back(tmp_path):
@@ -147,3 +159,47 @@ def test_damage_before_the_last_line_is_not_hidden(tmp_path):
     (path / SAMPLES).write_text(lines[0][:-8] + "\n" + "".join(lines[1:]))
     with pytest.raises(json.JSONDecodeError):
         read_samples(path)
+
+
+def modes(folder: Path) -> dict[str, int]:
+    """The permission bits of a folder and of everything in it, by name ("." for the folder)."""
+    return {".": stat.S_IMODE(folder.stat().st_mode)} | {
+        p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+
+
+def test_a_run_folder_is_private_whatever_the_umask(tmp_path):
+    """plan.json holds the command line (headers, tokens): the folder is 0700, its files 0600, even
+    under umask 0 (a shared CI runner's) or a claimed default folder."""
+    from twload.metrics import new_histogram
+
+    old = os.umask(0)
+    try:
+        for path in (tmp_path / "a" / "run", claim_run_dir(str(tmp_path / "runs"))):
+            folder = RunFolder(path)
+            folder.write_plan({"command": ["twload", "run"]})
+            folder.begin(1.7e9)
+            hist = new_histogram()
+            hist.record_value(100)
+            folder.write_sample({"t": 1, "requests": 1}, {"latency": hist, "connect": hist})
+            folder.write_summary({"requests": 1})
+            folder.write_summary({"requests": 1, "again": True})  # replaced: the new file is private too
+            folder.close()
+            assert modes(path) == {".": 0o700, PLAN: 0o600, SAMPLES: 0o600, SUMMARY: 0o600,
+                                   HDRH_LOG: 0o600, HDRH_CONNECT_LOG: 0o600}
+    finally:
+        os.umask(old)
+
+
+def test_an_empty_out_folder_given_keeps_its_mode_and_gets_private_files(tmp_path):
+    """A folder the user made and named with --out is theirs: its mode stays, the run's files are 0600."""
+    given = tmp_path / "given"
+    given.mkdir(mode=0o750)
+    os.chmod(given, 0o750)
+    old = os.umask(0)
+    try:
+        folder = RunFolder(given)
+        folder.write_plan({})
+        folder.close()
+    finally:
+        os.umask(old)
+    assert modes(given) == {".": 0o750, PLAN: 0o600, SAMPLES: 0o600}

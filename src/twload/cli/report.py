@@ -18,6 +18,7 @@ from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.report import numbers
 from twload.report.compare_text import render_comparison
 from twload.report.text import render
+from twload.results import write_private
 
 REPORT_HTML = "report.html"
 
@@ -55,7 +56,7 @@ def build(folders: list[Path], fmt: str, width: int = 80) -> str:
 def write_html(folder: Path) -> Path:
     """report.html into the run folder (used by `twload run --report`)."""
     path = Path(folder) / REPORT_HTML
-    path.write_text(build([Path(folder)], "html"), encoding="utf-8")
+    write_private(path, build([Path(folder)], "html"))
     return path
 
 
@@ -88,7 +89,7 @@ def report(
         print(text, end="" if text.endswith("\n") else "\n")
         return
     try:
-        output.write_text(text, encoding="utf-8")
+        write_private(output, text, atomic=False)  # 0600: a report shows the run's command line
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror}", EXIT_USAGE)
     err.print(f"report: {output}", highlight=False)
