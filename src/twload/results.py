@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import stat
 import sys
@@ -130,12 +131,68 @@ def check_fresh(path: Path) -> None:
         raise RunFolderError(f"{path}: no permission to write in {existing}")
 
 
-def plan_fields(plan: Plan) -> dict:
-    """The plan as plain JSON values (the body by its size only: it may be large or binary)."""
+# Request headers that carry credentials: their values never reach the run folder or a report unless
+# the user asks (--keep-credentials); the request on the wire carries them unchanged.
+CREDENTIAL_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "apikey",
+    "x-auth-token", "x-access-token", "x-refresh-token", "x-id-token", "x-session-token", "x-csrf-token",
+    "x-xsrf-token", "x-amz-security-token", "x-goog-api-key", "x-vault-token", "private-token",
+    "x-functions-key", "ocp-apim-subscription-key", "x-hub-signature", "x-hub-signature-256",
+})
+# and the like: any name that says it holds one (X-My-Token, X-Client-Secret, X-Upstream-Auth…)
+_CREDENTIAL_WORDS = re.compile(r"auth|token|secret|passw|api-?key|cookie|session|credential|signature",
+                               re.IGNORECASE)
+_REDACTED = re.compile(r"<redacted, \d+ bytes>")
+HEADER_OPTIONS = ("-H", "--header")  # `twload run`'s option for a request header
+
+
+def is_credential_header(name: str) -> bool:
+    name = name.strip().lower().replace("_", "-")
+    return name in CREDENTIAL_HEADERS or bool(_CREDENTIAL_WORDS.search(name))
+
+
+def redacted(value: str) -> str:
+    """What a credential's value becomes: its length only (already redacted: unchanged)."""
+    return value if _REDACTED.fullmatch(value) else f"<redacted, {len(value.encode())} bytes>"
+
+
+def redact_header(text: str) -> str:
+    """'Name: value' with a credential's value redacted (as parse_header splits it); anything else as is."""
+    name, sep, value = text.partition(":")
+    if not sep or not is_credential_header(name):
+        return text
+    return f"{name}: {redacted(value.strip())}"
+
+
+def redact_command(argv: list[str]) -> list[str]:
+    """The command line with the credential headers' values redacted: -H VALUE, --header VALUE,
+    --header=VALUE and -HVALUE."""
+    out: list[str] = []
+    after_header_option = False
+    for arg in argv:
+        if after_header_option:
+            out.append(redact_header(arg))
+            after_header_option = False
+        elif arg in HEADER_OPTIONS:
+            out.append(arg)
+            after_header_option = True
+        elif arg.startswith("--header="):
+            out.append("--header=" + redact_header(arg.removeprefix("--header=")))
+        elif arg.startswith("-H") and not arg.startswith("--"):
+            out.append("-H" + redact_header(arg[2:]))
+        else:
+            out.append(arg)
+    return out
+
+
+def plan_fields(plan: Plan, keep_credentials: bool = False) -> dict:
+    """The plan as plain JSON values (the body by its size only: it may be large or binary; credential
+    headers' values by their size only unless `keep_credentials`)."""
     fields = {
         "url": plan.url,
         "method": plan.method,
-        "headers": [list(h) for h in plan.headers],
+        "headers": [[name, value if keep_credentials or not is_credential_header(name) else redacted(value)]
+                    for name, value in plan.headers],
         "body_bytes": len(plan.body),
         "close": plan.close,
         "connections": plan.connections,
@@ -159,20 +216,33 @@ def plan_fields(plan: Plan) -> dict:
     return fields
 
 
-def plan_record(plan: Plan, sysctls: dict | None = None, preflight: dict | None = None) -> dict:
-    """What plan.json holds: the command, the plan, where and when it ran, the kernel's settings."""
+def plan_record(plan: Plan, sysctls: dict | None = None, preflight: dict | None = None,
+                keep_credentials: bool = False) -> dict:
+    """What plan.json holds: the command, the plan, where and when it ran, the kernel's settings.
+    Credential headers are redacted in the command and the plan, unless `keep_credentials`
+    (then plan.json says "credentials": "kept", and the report shows them too)."""
     now = time.time()
-    return {
-        "command": list(sys.argv),
+    record = {
+        "command": list(sys.argv) if keep_credentials else redact_command(sys.argv),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "started_epoch_s": round(now, 3),
         "host": socket.gethostname(),
         "kernel": platform.release(),
         "twload_version": __version__,
-        "plan": plan_fields(plan),
+        "plan": plan_fields(plan, keep_credentials),
         "sysctls": sysctls or {},
         "preflight": preflight or {},
     }
+    if keep_credentials:
+        record["credentials"] = "kept"
+    return record
+
+
+def shown_command(record: dict) -> list[str]:
+    """plan.json's command as a report shows it: redacted, unless the run kept its credentials (a
+    run folder written before redaction holds them verbatim)."""
+    command = list(record.get("command") or [])
+    return command if record.get("credentials") == "kept" else redact_command(command)
 
 
 class IntervalLog:

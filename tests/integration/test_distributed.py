@@ -274,6 +274,21 @@ def test_bad_cluster_options_are_usage_errors():
         assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_a_distributed_run_sends_credentials_but_its_folder_redacts_them(raw_peer, tmp_path):
+    from tests.integration.test_run_folder import CREDENTIAL_ARGS, folder_text, recording_peer
+
+    peer, heads = recording_peer(raw_peer)
+    out = tmp_path / "run"
+    summary, proc = run_json(peer.url, "--cluster", "local:1", "-n", "20", "-c", "2", *CREDENTIAL_ARGS,
+                             "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert summary["requests"] == 20
+    sent = [h.decode() for h in heads if h.startswith(b"GET ")]
+    assert len(sent) == 20 and all("\r\nAuthorization: Bearer s3cr3t-t0ken\r\n" in h for h in sent)
+    assert "s3cr3t" not in folder_text(out)
+    assert ["Authorization", "<redacted, 19 bytes>"] in json.loads((out / "plan.json").read_text())["plan"]["headers"]
+
+
 def test_plain_scheduler_beyond_loopback_is_refused_before_any_connection():
     """Refused while parsing (nothing is sent to 192.0.2.7, a documentation address), in one line, exit 2
     as other plan errors; --help names the flag that allows it."""

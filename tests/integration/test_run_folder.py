@@ -83,3 +83,68 @@ def test_a_run_folder_and_its_report_are_private_under_a_shared_umask(twload_ser
     files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert {"plan.json", "samples.jsonl", "summary.json", "hdrh.log", "report.html"} <= set(files)
     assert set(files.values()) == {0o600}, files
+
+
+SECRET_BEARER, SECRET_COOKIE = "Bearer s3cr3t-t0ken", "sid=c00kie-s3cr3t"
+CREDENTIAL_ARGS = ("-H", f"Authorization: {SECRET_BEARER}", f"--header=Cookie: {SECRET_COOKIE}",
+                   "-H", "X-Request-Id: visible-42")
+
+
+def recording_peer(raw_peer) -> tuple[object, list[bytes]]:
+    """A loopback HTTP/1.1 peer that answers every request 200 and keeps each request head it got."""
+    heads: list[bytes] = []
+
+    def handler(conn, stopped) -> None:
+        data = b""
+        while not stopped.is_set():
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            heads.append(head)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    return raw_peer(handler), heads
+
+
+def folder_text(folder) -> str:
+    return "".join(p.read_text(encoding="utf-8", errors="replace") for p in folder.iterdir())
+
+
+def test_credential_headers_go_on_the_wire_but_not_into_the_run_folder(raw_peer, tmp_path, engine):
+    peer, heads = recording_peer(raw_peer)
+    out = tmp_path / "run"
+    proc = run_cli("run", peer.url, "-n", "20", "-c", "2", "-w", "1", "--engine", engine, *CREDENTIAL_ARGS,
+                   "--report", "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == {"200": 20}
+    sent = [h.decode() for h in heads if h.startswith(b"GET ")]
+    assert len(sent) == 20
+    assert all(f"\r\nAuthorization: {SECRET_BEARER}\r\n" in h and f"\r\nCookie: {SECRET_COOKIE}" in h for h in sent)
+    text = folder_text(out)  # plan.json, samples, logs, summary and report.html
+    assert "s3cr3t" not in text
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["plan"]["headers"] == [["Authorization", "<redacted, 19 bytes>"], ["Cookie", "<redacted, 17 bytes>"],
+                                       ["X-Request-Id", "visible-42"]]
+    at = plan["command"].index("-H")
+    assert plan["command"][at:at + 5] == ["-H", "Authorization: <redacted, 19 bytes>",
+                                          "--header=Cookie: <redacted, 17 bytes>", "-H", "X-Request-Id: visible-42"]
+    assert "credentials" not in plan
+    assert "Authorization: &lt;redacted, 19 bytes&gt;" in (out / "report.html").read_text()
+
+
+def test_keep_credentials_writes_them_verbatim(raw_peer, tmp_path):
+    peer, heads = recording_peer(raw_peer)
+    out = tmp_path / "run"
+    proc = run_cli("run", peer.url, "-n", "5", "-c", "1", "-w", "1", *CREDENTIAL_ARGS, "--keep-credentials",
+                   "--report", "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["credentials"] == "kept"
+    assert ["Authorization", SECRET_BEARER] in plan["plan"]["headers"]
+    assert f"Authorization: {SECRET_BEARER}" in plan["command"]
+    assert SECRET_COOKIE in (out / "report.html").read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700  # still private
+    assert "--keep-credentials" in run_cli("run", "--help").stdout

@@ -38,7 +38,8 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
-            strict: bool = False, thresholds: list | None = None) -> tuple[dict, Path, int]:
+            strict: bool = False, thresholds: list | None = None,
+            keep_credentials: bool = False) -> tuple[dict, Path, int]:
     try:
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
@@ -55,7 +56,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
     record = plan_record(plan, sysctl_values(),
-                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)})
+                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)}, keep_credentials)
 
     def finish(summary: dict) -> None:
         summary["target_timestamps"] = info.timestamps
@@ -144,12 +145,12 @@ def build_plan(
 
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
-                        checks: list, strict: bool) -> tuple[dict, Path, int]:
+                        checks: list, strict: bool, keep_credentials: bool = False) -> tuple[dict, Path, int]:
     from twload.distributed.run import DistributedError  # imports dask: only here
     from twload.distributed.run import execute as run_on_cluster
 
     try:
-        return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks)
+        return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks, keep_credentials)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     except DistributedError as exc:
@@ -167,7 +168,8 @@ def run(
     requests: Annotated[int | None, typer.Option("-n", "--requests", help="Stop after this many requests.")] = None,
     workers: Annotated[int | None, typer.Option("-w", "--workers", help="Worker processes (default: CPU count).")] = None,
     method: Annotated[str, typer.Option("-m", "--method", help="HTTP method.")] = "GET",
-    header: Annotated[list[str], typer.Option("-H", "--header", help="Extra header 'Name: value' (repeatable).")] = [],  # noqa: B006
+    header: Annotated[list[str], typer.Option("-H", "--header", help="Extra header 'Name: value' (repeatable). Credentials (Authorization, Cookie, X-Api-Key, *-Token…) are sent as given but written to the run folder and report as <redacted, N bytes>.")] = [],  # noqa: B006
+    keep_credentials: Annotated[bool, typer.Option("--keep-credentials", help="Write credential headers' values verbatim into plan.json and the report (the run folder is still private: 0700, files 0600).")] = False,
     body: Annotated[str | None, typer.Option("--body", help="Request body.")] = None,
     body_file: Annotated[Path | None, typer.Option("--body-file", help="Request body from a file.")] = None,
     timeout: Annotated[str, typer.Option("--timeout", help="Per-request timeout.")] = "10s",
@@ -208,10 +210,11 @@ def run(
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     if spec is not None:
-        summary, folder, code = execute_distributed(plan, spec, workers, out, not quiet and not as_json, checks, strict)
+        summary, folder, code = execute_distributed(plan, spec, workers, out, not quiet and not as_json, checks, strict,
+                                                    keep_credentials)
     else:
         summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err,
-                                        strict=strict, thresholds=checks)
+                                        strict=strict, thresholds=checks, keep_credentials=keep_credentials)
     if report:
         from twload.cli.report import write_html
 

@@ -29,7 +29,7 @@ class Refused(DistributedError):
 
 def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out: Path | None,
             show_progress: bool, console: Console, strict: bool = False,
-            thresholds: list | None = None) -> tuple[dict, Path, int]:
+            thresholds: list | None = None, keep_credentials: bool = False) -> tuple[dict, Path, int]:
     """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
     if spec.plain_beyond_loopback:
         console.print(f"[yellow]note: {spec.scheduler} is plain tcp:// (--allow-insecure-scheduler): whoever "
@@ -67,7 +67,8 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
         except RunFolderError as exc:
             raise DistributedError(str(exc)) from None
         try:
-            record = plan_record(plan)  # this host's view; each worker's own pre-flight is in the summary
+            # this host's view; each worker's own pre-flight is in the summary
+            record = plan_record(plan, keep_credentials=keep_credentials)
             record["cluster"] = spec.label
             record["dask_workers"] = [s.worker.address for s in shards]
             folder.write_plan(record)

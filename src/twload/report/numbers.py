@@ -30,6 +30,7 @@ from twload.results import (
     read_plan,
     read_samples,
     read_summary,
+    shown_command,
 )
 
 LEGACY_LATENCY_LOG = "latency.hdr"  # older run folders: "t base64" per line
@@ -262,7 +263,7 @@ def describe_run(files: RunFiles) -> dict:
         "started_utc": (files.plan or {}).get("started_utc"),
         "host": (files.plan or {}).get("host"),
         "kernel": (files.plan or {}).get("kernel"),
-        "command": " ".join((files.plan or {}).get("command") or []) or None,
+        "command": " ".join(shown_command(files.plan or {})) or None,
     }
     if rows["url"] == "(unknown: rebuilt from samples)":
         rows["url"] = None
