@@ -89,3 +89,35 @@ def test_the_kernel_applies_the_port_filter():
 
         assert wait_until(all_clients_seen, REREADS)
     assert remote_ports == {p.port}  # not the listener, not the server ends (their remote port differs)
+
+
+def test_time_left_on_each_time_wait_socket_says_when_it_entered_time_wait():
+    """idiag_expires is the TIME_WAIT timer's time left: 60 s less the socket's age, to a jiffy."""
+    import time
+
+    netlink_or_skip()
+    address = own_address(salt=4)
+    with peer(address) as p:
+        closing = []  # before each close: the socket entered TIME_WAIT after this
+        for n in (1, 2):
+            client, server = p.connect()
+            closing.append(time.monotonic())
+            p.close_first(client, server)  # the client's TIME_WAIT
+            # seen in TIME_WAIT before the pause: the next one enters it more than 0.3 s later
+            assert wait_until(lambda n=n: sockdiag.states_and_time_wait_left(address, p.port)[0]["TIME_WAIT"] == n)
+            time.sleep(0.3)
+        p.connect()  # stays ESTABLISHED: counted, no time left
+        read = {}
+
+        def both_seen() -> bool:
+            read["at"] = time.monotonic()
+            read["counts"], read["left"] = sockdiag.states_and_time_wait_left(address, p.port)
+            return read["counts"] == {"TIME_WAIT": 2, "ESTABLISHED": 1}
+
+        assert wait_until(both_seen, REREADS)
+    older, newer = sorted(read["left"])
+    # whole jiffies (at most 10 ms each, HZ=100); read at most `at` after each close
+    for left, at_close in ((older, closing[0]), (newer, closing[1])):
+        age_ms = (read["at"] - at_close) * 1000  # at least the socket's age in TIME_WAIT
+        assert 60_000 - age_ms - 10 <= left <= 60_000 + 10
+    assert newer - older >= 300 - 2 * 10  # the second entered TIME_WAIT 0.3 s after the first

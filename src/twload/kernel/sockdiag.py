@@ -126,6 +126,37 @@ def count_states_to(address: str, port: int) -> Counter:
     return counts
 
 
+# idiag_expires follows family, state, timer, retrans (4 bytes) and the sockid (48 bytes)
+MSG_EXPIRES = struct.Struct("=I")
+EXPIRES_AT = 52
+
+
+def states_and_time_wait_left(address: str, port: int) -> tuple[Counter, list[int]]:
+    """Client sockets towards address:port by state (as count_states_to), and each TIME_WAIT one's
+    remaining time in ms.
+
+    The remaining time is idiag_expires: for a TIME_WAIT socket the kernel reports
+    jiffies_delta_to_msecs(tw_timer.expires - jiffies), so 0 once the timer is due but has not
+    fired yet (net/ipv4/inet_diag.c: inet_twsk_diag_fill, Linux 4.x-6.x; tcp_diag.c:
+    tcp_twsk_diag_fill where it moved later). The timer was set to TCP_TIMEWAIT_LEN when the
+    socket entered TIME_WAIT, so the remaining time tells when that was (twload.timewait).
+    The same kernel-side port filter and byte comparison as count_states_to, once a second.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    packed = socket.inet_pton(family, address)
+    port_bytes = struct.pack(">H", port)
+    width = len(packed)
+    counts: Counter = Counter()
+    left: list[int] = []
+    for data, body in _messages(family, ALL_STATES & ~(1 << LISTEN), dport_filter(port)):
+        if data[body + 6: body + 8] == port_bytes and data[body + 24: body + 24 + width] == packed:
+            state = data[body + 1]
+            counts[procnet.STATES.get(state, str(state))] += 1
+            if state == TIME_WAIT:
+                left.append(MSG_EXPIRES.unpack_from(data, body + EXPIRES_AT)[0])
+    return counts, left
+
+
 def sockets_netlink(states: int = ALL_STATES) -> list[Sock]:
     return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _dump(family, states)]
 
