@@ -22,7 +22,7 @@ PURE_MODULES = (
     "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
     "twload.report.compare_text", "twload.report.html", "twload.report.wrap", "twload.watch_rows",
-    "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle",
+    "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle", "twload.timewait",
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
 IO = ("socket", "ssl", "asyncio", "uvloop", "selectors")

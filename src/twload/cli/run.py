@@ -48,7 +48,9 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     kernel = gather()
-    in_use = pf.sockets_to_target(plan)
+    # before the first connection (the probe's own closed with RST): what earlier connections left
+    start = pf.read_start(plan)
+    in_use = start.ports_in_use  # the budget counts them as ports not free yet
     budget = pf.plan_budget(plan, kernel, info.timestamps, in_use)
     if pf.will_run_out(plan, budget):
         console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps, in_use)}[/]", soft_wrap=True)
@@ -56,7 +58,9 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             console.print("[bold red]twload:[/] refusing to start (--strict)")
             raise typer.Exit(EXIT_STRICT)
     record = plan_record(plan, sysctl_values(),
-                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget)}, keep_credentials)
+                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget),
+                          "time_wait_at_start": start.time_wait, "ports_in_use_at_start": start.ports_in_use},
+                         keep_credentials)
 
     def finish(summary: dict) -> None:
         summary["target_timestamps"] = info.timestamps
@@ -67,7 +71,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 
-    probe = pf.time_wait_probe(plan)
+    probe = pf.time_wait_probe(plan, start)
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
+import time
 from collections import Counter
 
-from twload import budget
+from twload import budget, timewait
 from twload.doctor import rules as doctor
 from twload.engine.strategies import LINGER_RST
 from twload.engine.supervisor import RunError
@@ -129,27 +130,43 @@ def sockets_to_target(plan: Plan) -> int:
     return sum(held_ports(plan).values())
 
 
+def read_ports(plan: Plan) -> tuple[Counter, list[int] | None]:
+    """Client sockets towards the target by state, and each TIME_WAIT one's time left in ms (None
+    where sock_diag cannot be read: the /proc fallback is read without its timers)."""
+    host, port = plan.target.address[:2]
+    try:
+        return sockdiag.states_and_time_wait_left(host, port)
+    except OSError:  # no netlink here: the slower /proc reading
+        return Counter(s.state for s in sockdiag.sockets_proc()
+                       if s.dst == host and s.dport == port and s.state != "LISTEN"), None
+
+
+def read_start(plan: Plan) -> timewait.Found:
+    """The client sockets towards the target at the run's start, before its first connection."""
+    begun = time.monotonic()
+    counts, left = read_ports(plan)
+    return timewait.found(begun, time.monotonic(), counts.get("TIME_WAIT", 0), sum(counts.values()), left)
+
+
 class PortProbe:
     """Client sockets towards the target, read once a second: called, it gives the TIME_WAIT count
     (the supervisor's samples); `in_use` keeps every local port held towards the target at that
-    reading (all states but LISTEN), for the live line's ports against the budget."""
+    reading (all states but LISTEN), for the live line's ports against the budget. `start` is
+    what was found at the run's start."""
 
-    def __init__(self, plan: Plan) -> None:
-        self.host, self.port = plan.target.address[:2]
+    def __init__(self, plan: Plan, start: timewait.Found | None = None) -> None:
+        self.plan = plan
+        self.start = start if start is not None else read_start(plan)
         self.in_use: int | None = None
 
     def __call__(self) -> int:
-        try:
-            counts = sockdiag.count_states_to(self.host, self.port)
-        except OSError:  # no netlink here: the slower /proc reading
-            counts = Counter(s.state for s in sockdiag.sockets_proc()
-                             if s.dst == self.host and s.dport == self.port and s.state != "LISTEN")
+        counts, _ = read_ports(self.plan)
         self.in_use = sum(counts.values())
         return counts.get("TIME_WAIT", 0)
 
 
-def time_wait_probe(plan: Plan) -> PortProbe:
-    return PortProbe(plan)
+def time_wait_probe(plan: Plan, start: timewait.Found | None = None) -> PortProbe:
+    return PortProbe(plan, start)
 
 
 def doctor_view(plan: Plan, timestamps: bool | None, in_use: int) -> tuple[doctor.TargetFacts, doctor.DoctorPlan]:

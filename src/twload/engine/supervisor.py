@@ -374,8 +374,22 @@ class Supervisor:
         if plan.target.scheme == "https":
             summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
         if self.time_wait_probe is not None:
-            summary["time_wait_peak"] = self.progress.time_wait_peak
+            summary.update(self._time_wait_keys())
         return summary
+
+    def _time_wait_keys(self) -> dict:
+        """summary.json's client TIME_WAIT towards the target (with a preflight.PortProbe, every key;
+        with a bare count, the peak alone):
+          time_wait_peak          the most read in one second
+          time_wait_at_start      found at the start, before the first connection (earlier connections')
+          ports_in_use_at_start   every client socket towards the target then, all states but LISTEN
+        Each sample holds `time_wait` and `ports_in_use` as read that second."""
+        keys: dict = {"time_wait_peak": self.progress.time_wait_peak}
+        start = getattr(self.time_wait_probe, "start", None)
+        if start is not None:
+            keys["time_wait_at_start"] = start.time_wait
+            keys["ports_in_use_at_start"] = start.ports_in_use
+        return keys
 
 
 def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None,
