@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import run_cli
+from twload.lab.probes import counters
 
 N = 300
 
@@ -35,4 +36,35 @@ def test_a_run_records_the_time_wait_it_found_at_its_start(twload_server, tmp_pa
     assert second["time_wait_at_start"] == second_plan["preflight"]["time_wait_at_start"] == N
     assert second_plan["preflight"]["ports_in_use_at_start"] >= N
     assert second["ports_in_use_at_start"] == second_plan["preflight"]["ports_in_use_at_start"]
+    server.stop()
+
+
+def test_a_server_close_run_right_after_a_fin_run_has_no_time_wait_of_its_own(twload_server, tmp_path, engine):
+    """The issue's case: the fin run's TIME_WAIT is reported as found, not as the server run's own."""
+    server = twload_server()
+    overflow = counters()["TcpExtTCPTimeWaitOverflow"]
+    fin, _, _ = run(server.url, tmp_path / "fin", engine, "fin")
+    closed_first = fin["connections_opened"]
+    after, _, samples = run(server.url, tmp_path / "server", engine, "server")
+    # beyond net.ipv4.tcp_max_tw_buckets (for the whole namespace) the kernel keeps none
+    dropped = counters()["TcpExtTCPTimeWaitOverflow"] - overflow
+    assert closed_first - dropped <= after["time_wait_at_start"] <= closed_first
+    assert after["time_wait_peak"] == 0
+    assert all(s["time_wait"] == 0 for s in samples)
+    # each found socket is still there or was taken over by a connect (none times out within seconds)
+    assert after["time_wait_found"] + after["time_wait_found_reused"] == after["time_wait_at_start"]
+    assert samples[-1]["time_wait_found"] == after["time_wait_found"]
+    server.stop()
+
+
+def test_a_fin_run_owns_one_time_wait_per_connection_it_closed_first(twload_server, tmp_path, engine):
+    server = twload_server()
+    overflow = counters()["TcpExtTCPTimeWaitOverflow"]
+    fin, _, samples = run(server.url, tmp_path / "fin", engine, "fin")
+    # beyond net.ipv4.tcp_max_tw_buckets (for the whole namespace) the kernel keeps none
+    dropped = counters()["TcpExtTCPTimeWaitOverflow"] - overflow
+    assert fin["connections_opened"] == N
+    assert N - dropped <= fin["time_wait_peak"] <= N
+    assert fin["time_wait_peak"] == max(s["time_wait"] for s in samples)
+    assert fin["time_wait_at_start"] == fin["time_wait_found"] == fin["time_wait_found_reused"] == 0
     server.stop()

@@ -149,20 +149,33 @@ def read_start(plan: Plan) -> timewait.Found:
 
 
 class PortProbe:
-    """Client sockets towards the target, read once a second: called, it gives the TIME_WAIT count
-    (the supervisor's samples); `in_use` keeps every local port held towards the target at that
-    reading (all states but LISTEN), for the live line's ports against the budget. `start` is
-    what was found at the run's start."""
+    """Client sockets towards the target, read once a second: called, it gives the run's own TIME_WAIT
+    count (the supervisor's samples), told from the ones found at the start (`start`) by when each
+    entered TIME_WAIT (twload.timewait). `in_use` keeps every local port held towards the target at
+    that reading (all states but LISTEN), for the live line's ports against the budget; `found` the
+    found ones still held, `reused` those of them taken over by the run's connects so far."""
 
     def __init__(self, plan: Plan, start: timewait.Found | None = None) -> None:
         self.plan = plan
         self.start = start if start is not None else read_start(plan)
         self.in_use: int | None = None
+        self.found: int | None = None
+        self.reused: int | None = None
+
+    @property
+    def at_start(self) -> int:
+        return self.start.time_wait
 
     def __call__(self) -> int:
-        counts, _ = read_ports(self.plan)
+        begun = time.monotonic()
+        counts, left = read_ports(self.plan)
         self.in_use = sum(counts.values())
-        return counts.get("TIME_WAIT", 0)
+        if left is None or self.start.left_ms is None:  # no time left to tell them apart by
+            self.found = self.reused = None
+            return counts.get("TIME_WAIT", 0)
+        split = timewait.split(self.start, begun, left)
+        self.found, self.reused = split.found, split.reused
+        return split.own
 
 
 def time_wait_probe(plan: Plan, start: timewait.Found | None = None) -> PortProbe:

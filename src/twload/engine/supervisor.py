@@ -45,8 +45,10 @@ class Progress:
     totals: Totals = field(default_factory=Totals)
     last_sample: dict | None = None
     stopping: str | None = None
-    time_wait: int | None = None
+    time_wait: int | None = None  # the run's own client TIME_WAIT towards the target, last reading
     time_wait_peak: int = 0
+    time_wait_found: int | None = None  # of those, still held at the last reading
+    time_wait_found_reused: int | None = None  # of those, taken over by the run's connects so far
 
 
 class Inbox:
@@ -171,12 +173,17 @@ class Supervisor:
         if self.plan.open_loop:
             sample["max_lag_us"] = merged.max_lag_us
         if self.time_wait_probe is not None:
-            sample["time_wait"] = count = self.time_wait_probe()
+            sample["time_wait"] = count = self.time_wait_probe()  # the run's own
             self.progress.time_wait = count
             self.progress.time_wait_peak = max(self.progress.time_wait_peak, count)
             in_use = getattr(self.time_wait_probe, "in_use", None)  # preflight.PortProbe: every state but LISTEN
             if in_use is not None:
                 sample["ports_in_use"] = in_use  # the report draws it against the port budget
+            found = getattr(self.time_wait_probe, "found", None)  # preflight.PortProbe: found at the start
+            if found is not None:
+                sample["time_wait_found"] = self.progress.time_wait_found = found
+                sample["time_wait_found_reused"] = self.progress.time_wait_found_reused = \
+                    self.time_wait_probe.reused
         self.folder.write_sample(sample, {"latency": merged.latency, "connect": merged.connect}, span)
         self.written_tick = tick
         self.progress.last_sample = sample
@@ -380,15 +387,23 @@ class Supervisor:
     def _time_wait_keys(self) -> dict:
         """summary.json's client TIME_WAIT towards the target (with a preflight.PortProbe, every key;
         with a bare count, the peak alone):
-          time_wait_peak          the most read in one second
+          time_wait_peak          the run's own: sockets that entered TIME_WAIT after the run started
           time_wait_at_start      found at the start, before the first connection (earlier connections')
           ports_in_use_at_start   every client socket towards the target then, all states but LISTEN
-        Each sample holds `time_wait` and `ports_in_use` as read that second."""
+          time_wait_found         of the found ones, still held at the last reading (absent where
+                                  the kernel's timers cannot be read: the /proc fallback)
+          time_wait_found_reused  of the found ones, taken over by the run's connects (tcp_tw_reuse)
+                                  before their 60 s ran out, by the last reading
+        Each sample holds `time_wait` (own), `ports_in_use`, `time_wait_found` and
+        `time_wait_found_reused` as read that second."""
         keys: dict = {"time_wait_peak": self.progress.time_wait_peak}
         start = getattr(self.time_wait_probe, "start", None)
         if start is not None:
             keys["time_wait_at_start"] = start.time_wait
             keys["ports_in_use_at_start"] = start.ports_in_use
+        if self.progress.time_wait_found is not None:
+            keys["time_wait_found"] = self.progress.time_wait_found
+            keys["time_wait_found_reused"] = self.progress.time_wait_found_reused
         return keys
 
 
