@@ -51,3 +51,13 @@ def test_the_line_fits_the_width_and_keeps_what_matters_most(width):
 def test_without_errors_or_probe():
     line = progress_line(Progress(elapsed_s=1.0, planned_s=10.0), width=80).plain
     assert "errors 0" in line and "ports" not in line
+
+
+def test_the_runs_own_time_wait_with_what_earlier_connections_left_beside_it():
+    """A server-close run right after a fin run: none of the TIME_WAIT towards the target is its own."""
+    progress = Progress(elapsed_s=1.0, planned_s=2.0, time_wait=0, time_wait_found=9222)
+    line = progress_line(progress, width=120, ports=28232, in_use=9223).plain
+    assert "ports 9223/28232" in line
+    assert "TIME_WAIT 0 (+9222 earlier)" in line
+    alone = Progress(elapsed_s=1.0, planned_s=2.0, time_wait=300, time_wait_found=0)
+    assert "TIME_WAIT 300  " in progress_line(alone, width=120, ports=28232, in_use=300).plain

@@ -1,5 +1,6 @@
 """Live progress on stderr (rich): elapsed / planned, req/s, the dominant error by name and since
-when, ports in use against the budget, p50 / p99; always one line within the terminal's width."""
+when, ports in use against the budget, the run's own client TIME_WAIT, p50 / p99; always one line
+within the terminal's width."""
 
 from __future__ import annotations
 
@@ -32,13 +33,20 @@ def error_part(totals) -> Part:
     return Part(text, keep=9, style="bold red")  # at the wall, more telling than req/s
 
 
-def ports_part(progress, ports: int | None, in_use: int | None) -> Part | None:
+def ports_part(ports: int | None, in_use: int | None) -> Part | None:
     if ports and in_use is not None:
         style = "red" if in_use >= 0.9 * ports else "yellow" if in_use >= 0.5 * ports else ""
         return Part(f"ports {in_use}/{ports}", keep=7, style=style)
-    if progress.time_wait is not None:
-        return Part(f"TIME_WAIT {progress.time_wait}", keep=5, style="yellow" if progress.time_wait else "")
     return None
+
+
+def time_wait_part(progress) -> Part | None:
+    """The run's own client TIME_WAIT; beside it, the sockets earlier connections left there that are
+    still held (they hold ports too, but are not this run's doing)."""
+    if progress.time_wait is None:
+        return None
+    found = f" (+{progress.time_wait_found} earlier)" if progress.time_wait_found else ""
+    return Part(f"TIME_WAIT {progress.time_wait}{found}", keep=5, style="yellow" if progress.time_wait else "")
 
 
 def progress_parts(progress, ports: int | None = None, in_use: int | None = None) -> list[Part]:
@@ -59,9 +67,9 @@ def progress_parts(progress, ports: int | None = None, in_use: int | None = None
     if "target" in sample:
         parts.append(Part(f"(target {sample['target']:g})", keep=3))
     parts.append(error_part(totals))
-    port = ports_part(progress, ports, in_use)
-    if port is not None:
-        parts.append(port)
+    for part in (ports_part(ports, in_use), time_wait_part(progress)):
+        if part is not None:
+            parts.append(part)
     parts.append(Part(f"p50 {fmt_us(lat.get('p50', 0))} p99 {fmt_us(lat.get('p99', 0))}", keep=4))
     if progress.stopping:
         parts.append(Part(f"stopping ({progress.stopping})", keep=11, style="yellow"))
