@@ -40,3 +40,13 @@ def test_long_lines_wrap_to_the_width_and_lose_nothing():
         assert all(len(line) <= width for line in text.splitlines() if url not in line)  # a URL is never cut
         assert url in text
         assert f"Advice: {advice}" in " ".join(text.split())
+
+
+def test_time_wait_is_the_runs_own_and_what_earlier_connections_left_is_said_beside_it():
+    """A server-close run right after a fin run (#36): none of its own, the fin run's found and reused."""
+    text = render(summary(close="server", time_wait_peak=0, time_wait_at_start=14564, time_wait_found=500,
+                          time_wait_found_reused=14064, budget={"ports": 28232}))
+    assert "  Client TIME_WAIT towards the target: the run's own peaked at 0 of 28232 ports" in text
+    assert "  14564 more were left by earlier connections; 14064 of them were reused" in text
+    alone = render(summary(time_wait_peak=300, time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
+    assert "the run's own peaked at 300" in alone and "earlier connections" not in alone

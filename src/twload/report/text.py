@@ -64,6 +64,22 @@ def dask_worker_line(w: dict) -> str:
     return line
 
 
+def time_wait_lines(summary: dict) -> list[str]:
+    """The run's own client TIME_WAIT; then, where there were any, the sockets earlier connections left
+    towards the target (found at the start) and how many of them the run's connects took over."""
+    budget = summary.get("budget", {})
+    share = f" of {budget['ports']} ports" if budget.get("ports") else ""
+    if "time_wait_at_start" not in summary:  # an older run: every socket towards the target counted
+        return [f"  Client TIME_WAIT towards the target: peak {summary['time_wait_peak']}{share}"]
+    lines = [f"  Client TIME_WAIT towards the target: the run's own peaked at {summary['time_wait_peak']}{share}"]
+    found = summary["time_wait_at_start"]
+    if found:
+        reused = summary.get("time_wait_found_reused")
+        lines.append(f"  {found} more were left by earlier connections"
+                     + (f"; {reused} of them were reused" if reused is not None else ""))
+    return lines
+
+
 def render(summary: dict, width: int = 80) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
@@ -93,9 +109,7 @@ def render(summary: dict, width: int = 80) -> str:
         lines.append(f"  First {name}: connection {first['connection']} of worker {first['worker']},"
                      f" {first['at_s']:.3f}s into the run")
     if summary.get("time_wait_peak") is not None:
-        budget = summary.get("budget", {})
-        share = f" of {budget['ports']} ports" if budget.get("ports") else ""
-        lines.append(f"  Client TIME_WAIT towards the target: peak {summary['time_wait_peak']}{share}")
+        lines += time_wait_lines(summary)
     for line in summary.get("advice", []):
         lines.append(f"  Advice: {line}")
     for failure in summary.get("worker_failures", []):
