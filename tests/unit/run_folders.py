@@ -24,7 +24,9 @@ class Second:
     connect_us: list[int] = field(default_factory=list)
     connections_opened: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    time_wait: int | None = None
+    time_wait: int | None = None  # the run's own
+    time_wait_found: int | None = None  # found at the start (earlier connections'), still held
+    time_wait_found_reused: int | None = None  # of those, taken over by the run's connects so far
 
 
 def _hist(values: list[int]):
@@ -53,8 +55,9 @@ def write_run(folder: Path, seconds: list[Second], *, summary: dict | None = Non
         }
         if not short_samples:  # a second without connects has zeros, as the supervisor writes it
             sample["connect_us"] = {"p50": con["p50"], "p99": con["p99"]} if con else {"p50": 0, "p99": 0}
-        if sec.time_wait is not None:
-            sample["time_wait"] = sec.time_wait
+        for key in ("time_wait", "time_wait_found", "time_wait_found_reused"):
+            if getattr(sec, key) is not None:
+                sample[key] = getattr(sec, key)
         lines.append(json.dumps(sample))
     (folder / "samples.jsonl").write_text("\n".join(lines) + "\n")
     if log == "hdrh":

@@ -208,3 +208,69 @@ def test_open_loop_wall_time_is_the_preflights_own(tmp_path):
     r = numbers_of(write_run(tmp_path / "open", WALL, summary=summary))
     assert r["wall"]["predicted_at_s"] == 2.25
     assert "the wall at 2.25 s at the planned rate" in r["readings"]["ports"]
+
+
+# #36: a --close server run right after a --close fin run towards the same port. The fin run's
+# TIME_WAIT is still there at the server run's start; the server run leaves none of its own and
+# its connects take over most of the fin run's (tcp_tw_reuse on loopback).
+FIN = [Second(latencies_us=[900] * 7000, connections_opened=7000, time_wait=7000, time_wait_found=0,
+              time_wait_found_reused=0),
+       Second(latencies_us=[900] * 7619, connections_opened=7619, time_wait=14619, time_wait_found=0,
+              time_wait_found_reused=0)]
+SERVER = [Second(latencies_us=[700] * 9000, connections_opened=9000, time_wait=0, time_wait_found=5564,
+                 time_wait_found_reused=9000),
+          Second(latencies_us=[700] * 9000, connections_opened=9000, time_wait=0, time_wait_found=500,
+                 time_wait_found_reused=14064)]
+OWN_KEYS = ("time_wait_at_start", "time_wait_found", "time_wait_found_reused")
+
+
+@pytest.fixture
+def fin_then_server(tmp_path):
+    fin = write_run(tmp_path / "fin", FIN, plan=plan_json(close="fin"), summary=summary_of(
+        FIN, close="fin", time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
+    server = write_run(tmp_path / "server", SERVER, plan=plan_json(close="server"), summary=summary_of(
+        SERVER, close="server", time_wait_at_start=14564, time_wait_found=500, time_wait_found_reused=14064))
+    return fin, server
+
+
+def test_a_run_shows_its_own_time_wait_and_what_earlier_connections_left_beside_it(fin_then_server):
+    r = numbers_of(fin_then_server[1])
+    assert r["wall"]["time_wait_peak"] == 0
+    assert r["wall"]["time_wait_at_start"] == 14564 and r["wall"]["time_wait_found_reused"] == 14064
+    assert r["series"]["time_wait_found"] == [5564, 500]
+    reading = r["readings"]["ports"]
+    assert "The run's own client TIME_WAIT towards the target peaked at 0 of 500 ports" in reading
+    assert "at its start 14,564 were left by earlier connections; 14,064 of them were reused" in reading
+    page = render_html([r])
+    assert "client TIME_WAIT, the run&#x27;s own" in page or "client TIME_WAIT, the run's own" in page
+    assert "left by earlier connections" in page
+    assert "time_wait_found" in render_csv([r]).splitlines()[0]
+
+
+def test_compared_runs_show_each_runs_own_time_wait_and_what_each_found(fin_then_server):
+    comparison = numbers.compare([numbers_of(folder) for folder in fin_then_server])
+    rows = {row["figure"]: row for row in comparison["rows"]}
+    assert rows["TIME_WAIT peak"]["values"] == [14619, 0] and rows["TIME_WAIT peak"]["vs_first"][1] == "-100%"
+    assert rows["TIME_WAIT at start"]["values"] == [0, 14564]
+    assert rows["  of them reused"]["values"] == [0, 14064]
+    ports = comparison["readings"]["ports"]
+    assert ports.startswith("Each run's own TIME_WAIT peak: fin 14,619; server 0 (-100%).")
+    assert "At the start of server, 14,564 were left by earlier connections; 14,064 of them were reused." in ports
+    text = render_comparison(comparison)
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    assert re.search(r"TIME_WAIT at start +0 +14,564", text)
+
+
+def test_a_killed_run_has_what_it_found_from_plan_json_and_its_last_second(tmp_path):
+    plan = plan_json(close="server")
+    plan["preflight"]["time_wait_at_start"] = 14564
+    r = numbers_of(write_run(tmp_path / "killed", SERVER, plan=plan))
+    assert r["wall"]["time_wait_peak"] == 0
+    assert r["wall"]["time_wait_at_start"] == 14564 and r["wall"]["time_wait_found_reused"] == 14064
+
+
+def test_an_older_run_folder_keeps_its_one_time_wait_figure(normal):
+    r = numbers_of(normal)
+    assert r["wall"]["time_wait_at_start"] is None and r["wall"]["time_wait_found_reused"] is None
+    assert r["readings"]["ports"].startswith("Client TIME_WAIT towards the target peaked at 4 of 500 ports;")
+    assert "own" not in r["readings"]["ports"]

@@ -10,7 +10,8 @@ FIXED = (  # (column, series key); latency and connect columns are in microsecon
     ("latency_p50_us", "latency_p50"), ("latency_p90_us", "latency_p90"), ("latency_p99_us", "latency_p99"),
     ("latency_p99_9_us", "latency_p99_9"), ("latency_max_us", "latency_max"),
     ("connect_p50_us", "connect_p50"), ("connect_p99_us", "connect_p99"),
-    ("time_wait", "time_wait"), ("ports_in_use", "ports_in_use"), ("target", "target"), ("bytes_in", "bytes_in"),
+    ("time_wait", "time_wait"), ("time_wait_found", "time_wait_found"), ("ports_in_use", "ports_in_use"),
+    ("target", "target"), ("bytes_in", "bytes_in"),
 )
 
 

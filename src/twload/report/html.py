@@ -352,12 +352,17 @@ def ports_figure(r: dict) -> go.Figure:
     fig.add_trace(go.Scatter(x=[0, *s["t"]], y=opened, name="connections opened so far", mode="lines",
                              line={"color": COLORS[2], "dash": "dot"}))
     if "time_wait" in s:
-        fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait"], name="client TIME_WAIT", mode="lines+markers",
-                                 line={"color": COLORS[4]}))
+        own = ", the run's own" if "time_wait_found" in s else ""  # older runs counted the found ones too
+        fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait"], name="client TIME_WAIT" + own,
+                                 mode="lines+markers", line={"color": COLORS[4]}))
+    if any(s.get("time_wait_found") or []):
+        fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait_found"], name="client TIME_WAIT left by earlier connections",
+                                 mode="lines", line={"color": COLORS[4], "dash": "dot"}))
     if "ports_in_use" in s:
         fig.add_trace(go.Scatter(x=s["t"], y=s["ports_in_use"], name="ports in use", mode="lines",
                                  line={"color": COLORS[3]}))
-    highest = max([0, *opened, *(v or 0 for v in s.get("time_wait", [])), *(v or 0 for v in s.get("ports_in_use", []))])
+    highest = max([0, *opened, *(v or 0 for v in s.get("time_wait", [])), *(v or 0 for v in s.get("ports_in_use", [])),
+                   *(v or 0 for v in s.get("time_wait_found", []))])
     hit = w.get("first_eaddrnotavail_s") is not None
     # the budget lines only where they matter: far above a few sockets they would flatten them to nothing
     if w.get("ports") and (highest >= 0.05 * w["ports"] or hit):
@@ -386,6 +391,10 @@ def time_wait_figure(runs: list[dict]) -> go.Figure:
         if "time_wait" in s:
             fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait"], name=r["name"], mode="lines+markers",
                                      line={"color": COLORS[i % len(COLORS)]}))
+            if any(s.get("time_wait_found") or []):  # beside the run's own: what earlier connections left
+                fig.add_trace(go.Scatter(x=s["t"], y=s["time_wait_found"],
+                                         name=f"{r['name']}: left by earlier connections", mode="lines",
+                                         line={"color": COLORS[i % len(COLORS)], "dash": "dot"}))
         else:  # an older run folder: no TIME_WAIT measured, its connections opened stand in (dotted)
             opened = list(itertools.accumulate(s["connections_opened"]))
             fig.add_trace(go.Scatter(x=s["t"], y=opened, name=f"{r['name']}: connections opened so far",

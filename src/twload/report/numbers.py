@@ -146,7 +146,7 @@ def series(files: RunFiles) -> dict:
     out["latency_max"] = [_percentile(s, "latency_us", "max", files.latency) for s in rows]
     out["connect_p50"] = [_percentile(s, "connect_us", "p50", files.connect) for s in rows]
     out["connect_p99"] = [_percentile(s, "connect_us", "p99", files.connect) for s in rows]
-    for optional in ("time_wait", "ports_in_use", "target", "max_lag_us"):
+    for optional in ("time_wait", "time_wait_found", "ports_in_use", "target", "max_lag_us"):
         if any(optional in s for s in rows):
             out[optional] = [s.get(optional) for s in rows]
     return out
@@ -223,6 +223,20 @@ def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
         "first_eaddrnotavail_connection": first.get("connection"),
         "time_wait_peak": files.summary.get(
             "time_wait_peak", max((v for v in s.get("time_wait", []) if v is not None), default=None)),
+        **time_wait_found(files),
+    }
+
+
+def time_wait_found(files: RunFiles) -> dict:
+    """The client TIME_WAIT earlier connections left towards the target, found at the run's start, and
+    how many of them the run's connects took over; None for a run folder written before twload told
+    them from the run's own (its peak then counted them too)."""
+    preflight = (files.plan or {}).get("preflight") or {}
+    last = next((x for x in sorted(files.samples, key=lambda x: x["t"], reverse=True)
+                 if "time_wait_found_reused" in x), {})
+    return {
+        "time_wait_at_start": files.summary.get("time_wait_at_start", preflight.get("time_wait_at_start")),
+        "time_wait_found_reused": files.summary.get("time_wait_found_reused", last.get("time_wait_found_reused")),
     }
 
 
@@ -369,12 +383,24 @@ def readings(files: RunFiles, s: dict, tot: dict, w: dict, dist: list[dict], met
     return out
 
 
+def found_words(at_start: int, reused: int | None) -> str:
+    """'14,564 were left by earlier connections; 14,064 of them were reused'"""
+    return (f"{_n(at_start)} were left by earlier connections"
+            + (f"; {_n(reused)} of them were reused" if reused is not None else ""))
+
+
 def _ports_reading(w: dict, meta: dict, measured: bool) -> str:
     close = meta.get("close")
     parts = []
     if w.get("time_wait_peak") is not None and measured:
         share = f" of {_n(w['ports'])} ports" if w.get("ports") else ""
-        parts.append(f"client TIME_WAIT towards the target peaked at {_n(w['time_wait_peak'])}{share}")
+        if w.get("time_wait_at_start") is None:  # an older run: every socket towards the target counted
+            parts.append(f"client TIME_WAIT towards the target peaked at {_n(w['time_wait_peak'])}{share}")
+        else:
+            parts.append(f"the run's own client TIME_WAIT towards the target peaked at "
+                         f"{_n(w['time_wait_peak'])}{share}")
+            if w["time_wait_at_start"]:
+                parts.append("at its start " + found_words(w["time_wait_at_start"], w.get("time_wait_found_reused")))
     elif not measured:
         parts.append("client TIME_WAIT was not measured in this run")
     if w.get("first_eaddrnotavail_s") is not None:
@@ -449,7 +475,9 @@ COMPARED = (  # (label, how to get it from run_numbers, unit, higher is better?)
     ("latency p99.9", lambda r: r["totals"]["latency_us"].get("p99_9"), "us", False),
     ("connect p99", lambda r: r["totals"]["connect_us"].get("p99"), "us", False),
     ("connections opened", lambda r: r["totals"]["connections_opened"], "", None),
-    ("TIME_WAIT peak", lambda r: r["wall"]["time_wait_peak"], "", None),
+    ("TIME_WAIT peak", lambda r: r["wall"]["time_wait_peak"], "", None),  # the run's own
+    ("TIME_WAIT at start", lambda r: r["wall"].get("time_wait_at_start"), "", None),  # earlier connections'
+    ("  of them reused", lambda r: r["wall"].get("time_wait_found_reused"), "", None),
     ("duration", lambda r: r["totals"]["duration_s"], "s", None),
 )
 
@@ -486,11 +514,19 @@ def compare(runs: list[dict]) -> dict:
     def count(v: float | None) -> str:
         return "-" if v is None else _n(v)
 
+    found = [(r["name"], r["wall"].get("time_wait_at_start"), r["wall"].get("time_wait_found_reused"))
+             for r in runs]
+    ports = line("TIME_WAIT peak", count)
+    if all(at_start is not None for _, at_start, _ in found):  # no run folder from before they were told apart
+        ports = "Each run's own " + ports
+    if any(at_start for _, at_start, _ in found):
+        ports += " At the start of " + "; ".join(f"{name}, {found_words(at_start, reused)}"
+                                                   for name, at_start, reused in found if at_start) + "."
     readings = {
         "throughput": line("requests/s", count),
         "latency": line("latency p99", fmt_us),
         "distribution": line("latency p99.9", fmt_us),
-        "ports": line("TIME_WAIT peak", count),
+        "ports": ports,
     }
     return {"runs": labels, "rows": rows, "verdicts": [r["verdict"] for r in runs], "readings": readings}
 
