@@ -136,3 +136,16 @@ def test_advice_at_the_wall_without_client_close_blames_open_connections_not_tim
     assert lines[-1].startswith("EADDRNOTAVAIL: no free local port towards this target: its open connections")
     assert not any("TIME_WAIT for 60 s" in line for line in lines)
     assert any(line.startswith("ip_local_port_range 40000-40019") for line in lines)
+
+
+def test_advice_at_the_wall_names_the_time_wait_earlier_connections_left():
+    """#36: a server-close run that finds an earlier fin run's TIME_WAIT on most ports: not its open connections."""
+    findings = doctor.diagnose(facts(port_low=40000, port_high=40019), REMOTE, doctor.DoctorPlan(close="server"))
+    lines = doctor.advice(findings, "server", found=15)
+    assert any(line.startswith("15 ports towards this target were already in TIME_WAIT at the run's start, left by "
+                               "earlier connections (up to 60 s each); this run's --close server leaves none of its "
+                               "own") for line in lines)
+    assert not any("its open connections" in line for line in lines)
+    fin = doctor.advice(doctor.diagnose(facts(tcp_tw_reuse=0), REMOTE, doctor.DoctorPlan(close="fin")), "fin", found=15)
+    assert fin[-1].startswith("15 ports towards this target were already in TIME_WAIT at the run's start")
+    assert sum("--close server" in line for line in fin) == 1

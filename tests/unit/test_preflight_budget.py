@@ -49,3 +49,14 @@ def test_an_open_loop_rate_reaches_the_budget_as_new_connections_per_second():
     keepalive = Plan(target=parse_target(URL), url=URL, rate=100.0, duration_s=10.0)
     assert pf.doctor_view(keepalive, False, 0)[1].rate is None
     assert doctor.DoctorPlan().in_use == 0
+
+
+def test_the_wall_line_names_the_ports_earlier_connections_held_at_the_start():
+    b = pf.plan_budget(plan(), NARROW, timestamps=False, in_use=15)
+    summary = {"errors": {"EADDRNOTAVAIL": 300}, "connections_opened": 485, "time_wait_at_start": 15,
+               "first_errors": {"EADDRNOTAVAIL": {"at_s": 0.06, "connection": 486, "worker": 0}}}
+    assert pf.wall_line(plan(), b, summary).endswith(
+        "the budget: 500 ports, each unusable for 60 s after the client closes, 15 of them in TIME_WAIT left by "
+        "earlier connections at the start.")
+    advice = pf.advice(plan(), NARROW, timestamps=False, in_use=15, found=15)
+    assert advice[-1].startswith("15 ports towards this target were already in TIME_WAIT at the run's start")

@@ -67,7 +67,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         summary["budget"] = pf.budget_block(budget)
         if "EADDRNOTAVAIL" in summary["errors"]:
             summary["wall"] = pf.wall_line(plan, budget, summary)
-            summary["advice"] = pf.advice(plan, kernel, info.timestamps, in_use)
+            summary["advice"] = pf.advice(plan, kernel, info.timestamps, in_use, start.time_wait)
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 

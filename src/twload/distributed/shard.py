@@ -177,7 +177,7 @@ def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
         return 1
     if "EADDRNOTAVAIL" in summary["errors"]:
         in_use = detail["time_wait_held"] + detail["listeners_in_range"]
-        summary["advice"] = pf.advice(plan, kernel, timestamps, in_use)
+        summary["advice"] = pf.advice(plan, kernel, timestamps, in_use, summary.get("time_wait_at_start", 0))
     outbox.send(ShardDone(index, summary))
     return 0
 

@@ -204,11 +204,22 @@ PORTS_HELD_OPEN = ("EADDRNOTAVAIL: no free local port towards this target: its o
                    "ip_local_port_range.")
 
 
-def advice(findings: list[Finding], close: str = "fin") -> list[str]:
+def found_time_wait(found: int, close: str) -> str:
+    """The ports an earlier run's TIME_WAIT held at this run's start: not this run's doing."""
+    own = "" if close == "fin" else f"; this run's --close {close} leaves none of its own"
+    return (f"{found} ports towards this target were already in TIME_WAIT at the run's start, left by earlier "
+            f"connections (up to 60 s each){own}: wait for them to expire between runs, or use another target "
+            "port or more source addresses.")
+
+
+def advice(findings: list[Finding], close: str = "fin", found: int = 0) -> list[str]:
     """For a run that hit the port wall: the findings that explain it, each said once, then the remedy
-    unless a finding already gave it."""
-    if close != "fin":  # no TIME_WAIT on the client: the ports are held by connections still open
-        return [f.message for f in findings if f.id == "port_range" and f.level != OK] + [PORTS_HELD_OPEN]
+    unless a finding already gave it. `found`: client TIME_WAIT sockets towards the target at the run's
+    start, left by earlier connections; they hold ports the run could not use."""
+    earlier = [found_time_wait(found, close)] if found else []
+    if close != "fin":  # no TIME_WAIT of the run's own on the client: open connections, or earlier ones', hold them
+        held_open = [] if found else [PORTS_HELD_OPEN]
+        return [f.message for f in findings if f.id == "port_range" and f.level != OK] + earlier + held_open
     picked = {f.id: f for f in findings if f.id in ADVICE and f.level != OK}
     reuse = picked.get("tw_reuse")
     if reuse is not None and "timestamps" in reuse.message:
@@ -216,7 +227,7 @@ def advice(findings: list[Finding], close: str = "fin") -> list[str]:
     lines = [picked[i].message for i in ADVICE if i in picked]
     remedy_given = any("--close server" in line for line in lines)
     lines.append(PORT_WALL + ("." if remedy_given else f": {REMEDY}."))
-    return lines
+    return lines + earlier
 
 
 def report(kernel: KernelFacts, sysctls: dict, target: TargetFacts | None, plan: DoctorPlan,

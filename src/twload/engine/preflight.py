@@ -222,11 +222,15 @@ def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool,
 
 
 def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
-    """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why."""
+    """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why (with the
+    ports earlier connections' TIME_WAIT held at the start, where there were any)."""
     first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
     when = f" from {first['at_s']:.2f}s" if first else ""
     held = (f"; the budget: {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
             if b.client_holds_time_wait else f"; the budget: {b.ports} ports, held while connections are open")
+    found = summary.get("time_wait_at_start")
+    if found:
+        held += f", {found} of them in TIME_WAIT left by earlier connections at the start"
     return (f"At the port wall{when}, after {summary['connections_opened']} connections: no free local port "
             f"towards {plan.target.address[0]}:{plan.target.port} "
             f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
@@ -242,7 +246,8 @@ def budget_block(b: budget.Budget) -> dict:
     }
 
 
-def advice(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int = 0) -> list[str]:
-    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL (each line once)."""
+def advice(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int = 0, found: int = 0) -> list[str]:
+    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL (each line once); `found`:
+    the client TIME_WAIT towards the target at the run's start, earlier connections'."""
     target, doctor_plan = doctor_view(plan, timestamps, in_use)
-    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan), plan.close)
+    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan), plan.close, found)
