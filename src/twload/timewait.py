@@ -44,10 +44,13 @@ class Found:
     time_wait: int  # TIME_WAIT sockets towards the target: left by earlier connections
     ports_in_use: int  # every client socket towards the target, all states but LISTEN
     left_ms: tuple[int, ...] | None  # each TIME_WAIT socket's time left, sorted; None: not readable here
+    closing: int = 0  # client sockets closed first and still closing (FIN_WAIT1, FIN_WAIT2, CLOSING)
 
 
-def found(begun_s: float, at_s: float, time_wait: int, ports_in_use: int, left_ms: Iterable[int] | None) -> Found:
-    return Found(begun_s, at_s, time_wait, ports_in_use, None if left_ms is None else tuple(sorted(left_ms)))
+def found(begun_s: float, at_s: float, time_wait: int, ports_in_use: int, left_ms: Iterable[int] | None,
+          closing: int = 0) -> Found:
+    return Found(begun_s, at_s, time_wait, ports_in_use, None if left_ms is None else tuple(sorted(left_ms)),
+                 closing)
 
 
 @dataclass(frozen=True)

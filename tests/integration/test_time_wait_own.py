@@ -8,6 +8,7 @@ TIME_WAIT socket per connection for 60 s, and the run after it finds them there.
 from __future__ import annotations
 
 import json
+import time
 
 from tests.conftest import run_cli
 from twload.lab.probes import counters
@@ -15,15 +16,15 @@ from twload.lab.probes import counters
 N = 300
 
 
-def run(url: str, folder, engine: str, close: str) -> tuple[dict, dict, list[dict]]:
-    """One run of N connections (bounded: -n), its summary, plan.json and samples."""
-    done = run_cli("run", url, "--close", close, "-n", str(N), "-c", "4", "-w", "1", "--engine", engine,
+def run(url: str, folder, engine: str, close: str, requests: int = N) -> tuple[dict, dict, list[dict]]:
+    """One run of `requests` connections (bounded: -n), its summary, plan.json and samples."""
+    done = run_cli("run", url, "--close", close, "-n", str(requests), "-c", "4", "-w", "1", "--engine", engine,
                    "--json", "-q", "--out", str(folder))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     plan = json.loads((folder / "plan.json").read_text())
     samples = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
-    assert summary["requests"] == N and summary["errors"] == {}
+    assert summary["requests"] == requests and summary["errors"] == {}
     return summary, plan, samples
 
 
@@ -68,3 +69,19 @@ def test_a_fin_run_owns_one_time_wait_per_connection_it_closed_first(twload_serv
     assert fin["time_wait_peak"] == max(s["time_wait"] for s in samples)
     assert fin["time_wait_at_start"] == fin["time_wait_found"] == fin["time_wait_found_reused"] == 0
     server.stop()
+
+
+def closes_late(conn, stopped) -> None:
+    """Answers, then closes 0.2 s after the client's FIN: the client sits in FIN_WAIT2 until then."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    conn.recv(1)  # b"": the client closed first
+    time.sleep(0.2)
+
+
+def test_the_last_connections_closing_handshakes_are_counted(raw_peer, tmp_path):
+    """A fin run ends as its last connections close; their TIME_WAIT comes once the server's FIN does."""
+    peer = raw_peer(closes_late)
+    fin, _, samples = run(peer.url, tmp_path / "fin", "core", "fin", requests=20)
+    assert fin["connections_opened"] == 20
+    assert fin["time_wait_peak"] == samples[-1]["time_wait"] == 20

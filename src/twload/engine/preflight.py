@@ -141,11 +141,23 @@ def read_ports(plan: Plan) -> tuple[Counter, list[int] | None]:
                        if s.dst == host and s.dport == port and s.state != "LISTEN"), None
 
 
+# A client socket closed first waits in these for the server's FIN, then enters TIME_WAIT
+# (net/ipv4/tcp_input.c: tcp_fin; the FIN_WAIT2 timewait socket of tcp_time_wait reports FIN_WAIT2).
+CLOSING = ("FIN_WAIT1", "FIN_WAIT2", "CLOSING")
+SETTLE_S = 1.0  # at the run's end, the longest the last reading waits for them
+SETTLE_POLL_S = 0.02
+
+
+def closing(counts: Counter) -> int:
+    return sum(counts.get(state, 0) for state in CLOSING)
+
+
 def read_start(plan: Plan) -> timewait.Found:
     """The client sockets towards the target at the run's start, before its first connection."""
     begun = time.monotonic()
     counts, left = read_ports(plan)
-    return timewait.found(begun, time.monotonic(), counts.get("TIME_WAIT", 0), sum(counts.values()), left)
+    return timewait.found(begun, time.monotonic(), counts.get("TIME_WAIT", 0), sum(counts.values()), left,
+                          closing(counts))
 
 
 class PortProbe:
@@ -176,6 +188,18 @@ class PortProbe:
         split = timewait.split(self.start, begun, left)
         self.found, self.reused = split.found, split.reused
         return split.own
+
+
+    def settle(self) -> None:
+        """At the run's end, before its last reading: its last connections closed a moment ago, and each
+        enters TIME_WAIT only when the server's FIN comes. Wait (bounded by SETTLE_S) while more
+        sockets towards the target are closing than at the start, so the last reading counts them."""
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline:
+            counts, _ = read_ports(self.plan)
+            if closing(counts) <= self.start.closing:
+                return
+            time.sleep(SETTLE_POLL_S)
 
 
 def time_wait_probe(plan: Plan, start: timewait.Found | None = None) -> PortProbe:

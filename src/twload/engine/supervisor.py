@@ -120,6 +120,7 @@ class Supervisor:
         self.go_at = 0.0
         self.worker_elapsed = 0.0  # the longest a finished worker ran
         self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
+        self.settled = False  # the port probe waited for the last connections' closing handshakes
         self.schedule = plan.schedule()
 
     # -- signals -------------------------------------------------------------
@@ -138,6 +139,10 @@ class Supervisor:
 
     def _flush(self, unfinished: set[int], force: bool = False) -> None:
         """Write each second once every worker still running has reported it (or it is late)."""
+        settle = getattr(self.time_wait_probe, "settle", None)  # preflight.PortProbe
+        if not unfinished and self.pending and settle is not None and not self.settled:
+            self.settled = True  # every worker is done: the last second's reading waits for the last closes
+            settle()
         now = time.monotonic()
         while self.pending:
             tick = min(self.pending)
