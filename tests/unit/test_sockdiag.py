@@ -110,14 +110,14 @@ def test_time_left_on_each_time_wait_socket_says_when_it_entered_time_wait():
         read = {}
 
         def both_seen() -> bool:
-            read["at"] = time.monotonic()
             read["counts"], read["left"] = sockdiag.states_and_time_wait_left(address, p.port)
+            read["after"] = time.monotonic()  # the kernel read each timer before this
             return read["counts"] == {"TIME_WAIT": 2, "ESTABLISHED": 1}
 
         assert wait_until(both_seen, REREADS)
     older, newer = sorted(read["left"])
-    # whole jiffies (at most 10 ms each, HZ=100); read at most `at` after each close
+    # whole jiffies (at most 10 ms each, HZ=100); read before `after`, so at most that long after each close
     for left, at_close in ((older, closing[0]), (newer, closing[1])):
-        age_ms = (read["at"] - at_close) * 1000  # at least the socket's age in TIME_WAIT
+        age_ms = (read["after"] - at_close) * 1000  # at least the socket's age in TIME_WAIT when read
         assert 60_000 - age_ms - 10 <= left <= 60_000 + 10
     assert newer - older >= 300 - 2 * 10  # the second entered TIME_WAIT 0.3 s after the first
