@@ -7,6 +7,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# The sysctls `doctor --fix` may set (the doctor's rules name no other: Finding refuses one), and so the
+# only ones `doctor --restore` writes back: a state file naming anything else is refused whole.
+FIXABLE_SYSCTLS = frozenset({
+    "net.ipv4.tcp_tw_recycle",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.ip_local_port_range",
+})
+
 
 @dataclass(frozen=True)
 class KernelFacts:

@@ -1,7 +1,10 @@
 """`twload doctor` and `twload watch` against real sockets on loopback."""
 
 import json
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -98,3 +101,30 @@ def test_ipv6_target_time_wait_is_counted(twload_server, tmp_path):
     socks, _ = sockdiag.sockets()
     full = sum(1 for s in socks if s.state == "TIME_WAIT" and s.dst == "::1" and s.dport == server.port)
     assert sockdiag.count_time_wait_to("::1", server.port) == full == 12
+
+
+def restore_with_state(tmp_path, saved: dict) -> subprocess.CompletedProcess:
+    """`twload doctor --restore` with `saved` as the state file an earlier --fix would have left."""
+    netns = os.readlink("/proc/self/ns/net").strip("net:[]")  # the name state_file() gives it
+    state = tmp_path / "twload" / f"saved-sysctls-netns-{netns}.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps(saved))
+    return subprocess.run([sys.executable, "-m", "twload", "doctor", "--restore"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "XDG_STATE_HOME": str(tmp_path), "COLUMNS": "200"})
+
+
+# Every key here is harmless if written (the escape lands in tmp_path, the last name does not exist):
+# the test runs as root, and before the fix restore wrote whatever the file named.
+@pytest.mark.parametrize("key", ["/{escaped}", "net/../../..{escaped}", "net.ipv4.twload_no_such_sysctl"])
+def test_restore_refuses_a_state_file_key_doctor_never_sets(tmp_path, key):
+    """A key beginning with / once made /proc/sys / key an absolute path: restore wrote anywhere. Only
+    the names doctor --fix sets are written back; anything else is refused, naming the key, and
+    nothing is written."""
+    escaped = tmp_path / "escaped"
+    key = key.format(escaped=escaped)
+    proc = restore_with_state(tmp_path, {key: "pwned"})
+    assert not escaped.exists()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and repr(key) in lines[0] and "nothing was written" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and "restored" not in proc.stdout

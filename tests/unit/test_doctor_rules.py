@@ -1,5 +1,7 @@
 """Each doctor rule (twload.doctor.rules) over plain facts."""
 
+import pytest
+
 from twload.doctor import rules as doctor
 from twload.kernel.sysctl import KernelFacts
 
@@ -149,3 +151,18 @@ def test_advice_at_the_wall_names_the_time_wait_earlier_connections_left():
     fin = doctor.advice(doctor.diagnose(facts(tcp_tw_reuse=0), REMOTE, doctor.DoctorPlan(close="fin")), "fin", found=15)
     assert fin[-1].startswith("15 ports towards this target were already in TIME_WAIT at the run's start")
     assert sum("--close server" in line for line in fin) == 1
+
+
+def test_every_fix_the_rules_propose_is_one_restore_may_write_back():
+    """FIXABLE_SYSCTLS is the one list: what --fix may set is what --restore accepts."""
+    from twload.facts import FIXABLE_SYSCTLS
+
+    kernels = [facts(tcp_tw_recycle=1), facts(tcp_timestamps=0), facts(tcp_tw_reuse=0), facts(tcp_tw_reuse=2),
+               facts(port_low=60000, port_high=60999), facts(tcp_max_tw_buckets=100), facts(tcp_fin_timeout=30)]
+    proposed = set()
+    for kernel in kernels:
+        for target in (None, REMOTE, LB_NO_TS, LOOP):
+            proposed |= set(doctor.proposed_fixes(doctor.diagnose(kernel, target, doctor.DoctorPlan(rate=5000))))
+    assert proposed == FIXABLE_SYSCTLS  # every one is reachable, and no other
+    with pytest.raises(ValueError, match="kernel.core_pattern"):
+        doctor.Finding(doctor.WARNING, "x", "a fix restore could never undo", {"kernel.core_pattern": "core"})

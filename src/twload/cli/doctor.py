@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
@@ -47,6 +48,10 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
             restored = saved.restore()
         except PermissionError:
             err.print("[red]twload:[/] restoring sysctls needs root")
+            return 1
+        except sysctl.RefusedSysctl as exc:
+            err.print(f"[red]twload:[/] {escape(f'refusing to restore from {saved.path}: {exc}; nothing was written')}",
+                      soft_wrap=True, highlight=False)
             return 1
         out.print("restored: " + (", ".join(f"{k}={v}" for k, v in restored.items()) or "nothing was saved"))
         return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from twload import budget
-from twload.facts import KernelFacts
+from twload.facts import FIXABLE_SYSCTLS, KernelFacts
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
@@ -44,6 +44,12 @@ class Finding:
     id: str
     message: str
     fix: dict = field(default_factory=dict)  # sysctl name -> value that --fix may apply
+
+    def __post_init__(self) -> None:
+        # --restore writes back only FIXABLE_SYSCTLS: a fix outside it could be applied, never undone
+        unknown = sorted(set(self.fix) - FIXABLE_SYSCTLS)
+        if unknown:
+            raise ValueError(f"finding {self.id} fixes {unknown}, not in twload.facts.FIXABLE_SYSCTLS")
 
     def public(self) -> dict:
         return {"level": self.level, "id": self.id, "message": self.message}

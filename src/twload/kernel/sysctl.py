@@ -7,10 +7,11 @@ same code reads a lab namespace when run with `ip netns exec`.
 from __future__ import annotations
 
 import json
+import re
 import resource
 from pathlib import Path
 
-from twload.facts import KernelFacts  # pure data, defined apart; callers may still import it from here
+from twload.facts import FIXABLE_SYSCTLS, KernelFacts  # pure data, defined apart; callers may import it here
 
 PROC_SYS = Path("/proc/sys")
 
@@ -30,8 +31,16 @@ NAMES = (
 )
 
 
-def sysctl_path(name: str) -> Path:
-    return PROC_SYS / name.replace(".", "/")
+# What the fixable sysctls hold: integers, ip_local_port_range two of them (tab-separated when read).
+SYSCTL_VALUE = re.compile(r"[0-9]+(?:[ \t]+[0-9]+)*")
+
+
+class RefusedSysctl(ValueError):
+    """A sysctl twload will not write (a name doctor never sets, or a value no fixable sysctl holds)."""
+
+
+def sysctl_path(name: str, root: Path = PROC_SYS) -> Path:
+    return root / name.replace(".", "/")
 
 
 def read_sysctl(name: str) -> str | None:
@@ -41,8 +50,18 @@ def read_sysctl(name: str) -> str | None:
         return None
 
 
-def write_sysctl(name: str, value: str) -> None:
-    sysctl_path(name).write_text(f"{value}\n")
+def check_fixable(name: object, value: object) -> None:
+    """Only the names doctor itself sets, with a number-shaped value: a name is joined under /proc/sys,
+    so anything else ("/etc/x" is an absolute path there) could write outside it."""
+    if not isinstance(name, str) or name not in FIXABLE_SYSCTLS:
+        raise RefusedSysctl(f"{name!r} is not a sysctl doctor sets ({', '.join(sorted(FIXABLE_SYSCTLS))})")
+    if not isinstance(value, str) or not (value == "" or SYSCTL_VALUE.fullmatch(value)):
+        raise RefusedSysctl(f"{name!r} = {value!r} is not a value {name} holds")
+
+
+def write_sysctl(name: str, value: str, root: Path = PROC_SYS) -> None:
+    check_fixable(name, value)
+    sysctl_path(name, root).write_text(f"{value}\n")
 
 
 def count_reserved(spec: str | None, low: int, high: int) -> int:
@@ -92,8 +111,9 @@ def sysctl_values() -> dict[str, str | None]:
 class SavedSysctls:
     """Previous values written before `doctor --fix`, so `doctor --restore` can put them back."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path = PROC_SYS) -> None:
         self.path = path
+        self.root = root  # where the sysctls are: /proc/sys, or a folder that stands in for it in tests
 
     def save(self, previous: dict[str, str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,10 +122,20 @@ class SavedSysctls:
         self.path.write_text(json.dumps(old, indent=2) + "\n")
 
     def restore(self) -> dict[str, str]:
+        """Write the saved values back and forget them. Every entry is checked before the first write:
+        a file with one entry doctor never saved is refused whole (RefusedSysctl) and kept as it is."""
         if not self.path.exists():
             return {}
-        saved = json.loads(self.path.read_text())
+        try:
+            saved = json.loads(self.path.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            raise RefusedSysctl("it holds no saved sysctls (not a JSON object of name: value)")
         for name, value in saved.items():
-            write_sysctl(name, value)
+            check_fixable(name, value)
+        for name, value in saved.items():
+            if value:  # "": the sysctl did not exist when --fix saved it, so there is nothing to put back
+                write_sysctl(name, value, self.root)
         self.path.unlink()
         return saved
