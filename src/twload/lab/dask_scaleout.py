@@ -41,11 +41,22 @@ def start_worker(lab: topology.Lab, host: Host, scheduler: str) -> None:
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Fixed code run as `python -c CODE ARGS...`: the values come in as argv, never formatted into the code.
+WAIT_FOR_WORKERS = """
+import sys
+from distributed import Client
+scheduler, count, wait_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+with Client(scheduler, timeout=wait_s) as c:
+    c.wait_for_workers(count, timeout=wait_s)
+"""
+STATS_REQUESTS = """
+import json, sys, urllib.request
+print(json.load(urllib.request.urlopen(sys.argv[1]))["requests"])
+"""
+
+
 def wait_for_workers(host: Host, scheduler: str, count: int) -> None:
-    code = (f"from distributed import Client\n"
-            f"with Client({scheduler!r}, timeout={WAIT_S}) as c:\n"
-            f"    c.wait_for_workers({count}, timeout={WAIT_S})\n")
-    proc = host.run(sys.executable, "-c", code, timeout=2 * WAIT_S)
+    proc = host.run(sys.executable, "-c", WAIT_FOR_WORKERS, scheduler, str(count), str(WAIT_S), timeout=2 * WAIT_S)
     if proc.returncode != 0:
         raise LabError(f"{count} Dask workers did not join {scheduler}: {proc.stderr.strip()[-300:]}")
 
@@ -96,9 +107,7 @@ def scale_out() -> tuple[dict, dict, list[str], list[int]]:
 
 
 def stats_requests(host: Host, url: str) -> int:
-    code = ("import json, sys, urllib.request\n"
-            f"print(json.load(urllib.request.urlopen({url.rstrip('/') + '/__twload/stats'!r}))['requests'])")
-    proc = host.run(sys.executable, "-c", code)
+    proc = host.run(sys.executable, "-c", STATS_REQUESTS, url.rstrip("/") + "/__twload/stats")
     return int(proc.stdout.strip() or -1)
 
 

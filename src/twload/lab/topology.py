@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -89,14 +90,25 @@ class Host:
         return self.exec_args(sys.executable, "-m", "twload", *args)
 
     def sysctl(self, name: str, value: str | int) -> None:
-        """Write a sysctl inside this namespace only (/proc/sys/net shows the opener's namespace)."""
-        path = "/proc/sys/" + name.replace(".", "/")
-        proc = self.run("sh", "-c", f"echo '{value}' > {path}")
+        """Write a sysctl inside this namespace only (/proc/sys/net shows the opener's namespace).
+
+        An argv and stdin, never a shell: the value reaches the kernel as data, whatever it holds."""
+        proc = self.run("tee", sysctl_file(name), input=f"{value}\n")  # tee echoes it to the captured stdout
         if proc.returncode != 0:
-            raise LabError(f"cannot set {name}={value} in {self.netns}: {proc.stderr.strip()}")
+            raise LabError(f"cannot set {name}={value!r} in {self.netns}: {proc.stderr.strip()}")
 
     def read_sysctl(self, name: str) -> str:
-        return self.run("cat", "/proc/sys/" + name.replace(".", "/")).stdout.strip()
+        return self.run("cat", sysctl_file(name)).stdout.strip()
+
+
+SYSCTL_NAME = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+")
+
+
+def sysctl_file(name: str) -> str:
+    """/proc/sys/<name with dots as slashes>; a name that could lead elsewhere ("/", "..") is refused."""
+    if not SYSCTL_NAME.fullmatch(name):
+        raise LabError(f"not a sysctl name: {name!r}")
+    return "/proc/sys/" + name.replace(".", "/")
 
 
 class Lab:
@@ -259,11 +271,12 @@ def nat(clients: int, nat_ports: tuple[int, int] | None = None, tag: str | None 
         raise
 
 
+# Run as `python -c WAIT_FOR_PORT HOST PORT`: the code is fixed, the values come in as argv.
 WAIT_FOR_PORT = """
-import socket, struct, time
+import socket, struct, sys, time
 for _ in range(200):
     try:
-        s = socket.create_connection(("{host}", {port}), 1)
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST: leave no TIME_WAIT
         s.close()
         break
@@ -296,7 +309,7 @@ def lb(tag: str | None = None) -> Lab:
             fh.write(nginx_config(workdir, f"listen {lb_front}:80 backlog=4096; "
                                            f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}"))
         lab.start(balancer, nginx, "-p", workdir, "-c", conf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client.run(sys.executable, "-c", WAIT_FOR_PORT.format(host=lb_front, port=80))
+        client.run(sys.executable, "-c", WAIT_FOR_PORT, lb_front, "80")
         lab.url = f"http://{lb_front}/"
         return lab
     except Exception:
