@@ -114,10 +114,12 @@ def lab_run(
 
 @lab_app.command("clean")
 def lab_clean() -> None:
-    """Remove `twl-` namespaces left behind by a lab that crashed (never those of a running lab)."""
+    """Remove what a lab that crashed left: the processes in its namespaces, then the namespaces (never a running lab's)."""
     try:
         topology.require_root()
-        removed = topology.clean()
+        cleaned = topology.clean()
     except topology.LabError as exc:
         fail(str(exc))
-    print("removed: " + (", ".join(removed) if removed else "nothing"))
+    if cleaned.processes:
+        print("ended: " + ", ".join(f"{name} (PID {pid})" for pid, name in cleaned.processes))
+    print("removed: " + (", ".join(cleaned.namespaces) if cleaned.namespaces else "nothing"))

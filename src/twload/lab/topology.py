@@ -17,8 +17,11 @@ import atexit
 import os
 import re
 import secrets
+import select
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from twload.serve.embedded import read_first_line
@@ -332,8 +335,102 @@ def orphans() -> list[str]:
     return [name for name in leftovers() if (owner := owner_of(name)) is not None and not is_alive(owner)]
 
 
-def clean() -> list[str]:
-    """Remove the namespaces of labs that are no longer running (left by a crash)."""
+NETNS_DIR = "/var/run/netns"  # where `ip netns` and pyroute2 bind-mount named namespaces
+END_WAIT_S = 5.0  # after SIGTERM, before SIGKILL; and after SIGKILL, before giving up
+
+
+def netns_ident(name: str) -> str | None:
+    """The namespace as /proc/<pid>/ns/net names it ("net:[<inode>]"), or None if the name is gone."""
+    try:
+        return f"net:[{os.stat(os.path.join(NETNS_DIR, name)).st_ino}]"
+    except OSError:
+        return None
+
+
+def in_netns(pid: int, ident: str) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net") == ident
+    except OSError:  # gone, or a zombie (its namespaces are released at exit)
+        return False
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return "?"
+
+
+def _wait_exited(pidfds: dict[int, int], timeout: float) -> dict[int, int]:
+    """Wait until each process has exited (its pidfd turns readable) or timeout; those still running."""
+    left = dict(pidfds)
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    for fd in left.values():
+        poller.register(fd, select.POLLIN)
+    while left and (remaining := deadline - time.monotonic()) > 0:
+        for fd, _ in poller.poll(remaining * 1000):
+            poller.unregister(fd)
+            left = {pid: f for pid, f in left.items() if f != fd}
+    return left
+
+
+def end_processes(name: str) -> list[tuple[int, str]]:
+    """End every process inside the namespace `name` (a dead lab's nginx, twload serve, runs): SIGTERM,
+    then SIGKILL after END_WAIT_S. Each is signalled through a pidfd opened BEFORE it is checked to be
+    inside the namespace, so a PID reused meanwhile by another process is never signalled (the pidfd
+    then names the process that exited)."""
+    ident = netns_ident(name)
+    ended: list[tuple[int, str]] = []
+    if ident is None:
+        return ended
+    for _ in range(3):  # a process that forked while the first round was ending the others
+        pidfds: dict[int, int] = {}
+        try:
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or not in_netns(int(entry), ident):
+                    continue
+                pid = int(entry)
+                try:
+                    fd = os.pidfd_open(pid)
+                except OSError:
+                    continue
+                if in_netns(pid, ident):  # checked with the pidfd held: this fd is that process
+                    pidfds[pid] = fd
+                    ended.append((pid, comm(pid)))
+                else:
+                    os.close(fd)
+            if not pidfds:
+                break
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                for fd in pidfds.values():
+                    try:
+                        signal.pidfd_send_signal(fd, sig)
+                    except ProcessLookupError:
+                        pass
+                still = _wait_exited(pidfds, END_WAIT_S)
+                for pid in set(pidfds) - set(still):
+                    os.close(pidfds.pop(pid))
+                if not pidfds:
+                    break
+        finally:
+            for fd in pidfds.values():
+                os.close(fd)
+    return ended
+
+
+@dataclass
+class Cleaned:
+    namespaces: list[str]
+    processes: list[tuple[int, str]]  # (PID, command name) ended
+
+
+def clean() -> Cleaned:
+    """Remove what labs that are no longer running (left by a crash) left: first the processes inside
+    their namespaces (which would keep a removed namespace alive, and its server listening), then the
+    namespaces. A running lab's namespaces are never looked into."""
     names = orphans()
+    processes = [p for name in names for p in end_processes(name)]
     remove(names)
-    return names
+    return Cleaned(names, processes)
