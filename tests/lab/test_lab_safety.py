@@ -4,9 +4,11 @@ processes and never touches a running lab's."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,7 +56,7 @@ def netns_processes(idents: set[str]) -> dict[int, str]:
     return found
 
 
-def test_clean_ends_a_crashed_labs_nginx_and_serve_and_spares_a_running_lab(tmp_path):
+def test_clean_ends_a_crashed_labs_nginx_and_serve_and_spares_a_running_lab():
     """A lab killed outright leaves its namespaces, nginx and twload serve running in them, and its temp
     folders. `twload lab clean` ends those processes (by PID, each checked to be in the dead lab's
     namespace), then removes the namespaces; a running lab's namespace and process are left alone."""
@@ -82,6 +84,11 @@ def test_clean_ends_a_crashed_labs_nginx_and_serve_and_spares_a_running_lab(tmp_
         idents = netns_idents(prefix)  # every namespace it had made by now
         left = netns_processes(idents)
         assert "nginx" in left.values()
+        # nginx -p <the lab's temp folder>: the master's command line (nginx rewrites it as one string)
+        words = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().split()
+                 for pid, name in left.items() if name == "nginx"]
+        workdir = Path(next(w[w.index("-p") + 1] for w in words if "-p" in w))
+        assert workdir.is_dir()
         clean = subprocess.run([sys.executable, "-m", "twload", "lab", "clean"], capture_output=True, text=True,
                                timeout=60)
         assert clean.returncode == 0, clean.stdout + clean.stderr
@@ -90,6 +97,7 @@ def test_clean_ends_a_crashed_labs_nginx_and_serve_and_spares_a_running_lab(tmp_
         assert not any(n.startswith(prefix) for n in topology.leftovers())
         assert "nginx" in clean.stdout and prefix in clean.stdout
         assert decoy.poll() is None and decoy_ns in topology.leftovers() and decoy_ns not in clean.stdout
+        assert not workdir.exists(), clean.stdout
     finally:
         lab.kill()
         lab.wait(timeout=10)
@@ -98,3 +106,48 @@ def test_clean_ends_a_crashed_labs_nginx_and_serve_and_spares_a_running_lab(tmp_
         decoy.kill()
         decoy.wait(timeout=10)
         topology.remove([decoy_ns, *(n for n in topology.leftovers() if n.startswith(prefix))])
+
+
+def test_a_lab_removes_its_temporary_folders_when_it_closes(direct):
+    """The scenarios' run folders (twload run --out) lived on in /tmp after every lab."""
+    from twload.lab import scenarios
+
+    url = direct.lab.serve(direct.server)
+    summary, _ = scenarios.twload_run(direct.client, url, "-n", "3", "-c", "1")
+    assert summary["requests"] == 3
+    base = Path(tempfile.gettempdir())
+    made = [p for p in base.iterdir() if p.name.startswith(direct.client.netns + "-run-")]
+    assert made and all(p.is_dir() for p in made)
+    direct.close()
+    assert [p for p in made if p.exists()] == []
+
+
+def test_clean_removes_a_dead_labs_folders_only(tmp_path):
+    """Named with the owner's PID, like the namespaces: a dead owner's go, a live one's and a link stay."""
+    base = Path(tempfile.gettempdir())
+    dead = base / f"{topology.PREFIX}{dead_pid()}-crashed-c-run-1"
+    alive = base / f"{topology.PREFIX}{os.getpid()}-running-c-run-1"
+    planted = base / f"{topology.PREFIX}{dead_pid()}-planted"  # a link under a dead lab's name: not followed
+    target = tmp_path / "not-the-labs"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    try:
+        for folder in (dead, alive):
+            folder.mkdir()
+            (folder / "summary.json").write_text("{}")
+        planted.symlink_to(target)
+        clean = subprocess.run([sys.executable, "-m", "twload", "lab", "clean"], capture_output=True, text=True,
+                               timeout=60)
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert not dead.exists() and str(dead) in clean.stdout
+        assert alive.is_dir() and (target / "keep").exists() and planted.is_symlink()
+    finally:
+        for path in (dead, alive):
+            shutil.rmtree(path, ignore_errors=True)
+        planted.unlink(missing_ok=True)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

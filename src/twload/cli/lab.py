@@ -114,7 +114,7 @@ def lab_run(
 
 @lab_app.command("clean")
 def lab_clean() -> None:
-    """Remove what a lab that crashed left: the processes in its namespaces, then the namespaces (never a running lab's)."""
+    """Remove what a lab that crashed left: its processes, namespaces and temp folders (never a running lab's)."""
     try:
         topology.require_root()
         cleaned = topology.clean()
@@ -123,3 +123,5 @@ def lab_clean() -> None:
     if cleaned.processes:
         print("ended: " + ", ".join(f"{name} (PID {pid})" for pid, name in cleaned.processes))
     print("removed: " + (", ".join(cleaned.namespaces) if cleaned.namespaces else "nothing"))
+    if cleaned.folders:
+        print("removed folders: " + ", ".join(cleaned.folders))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from twload.lab import topology
 from twload.lab.topology import Host, LabError
@@ -62,7 +61,7 @@ def wait_for_workers(host: Host, scheduler: str, count: int) -> None:
 
 
 def distributed_run(host: Host, scheduler: str, url: str, workers: int) -> dict:
-    out = f"/tmp/{host.netns}-dask-{time.monotonic_ns()}"
+    out = topology.scratch(host, "dask")
     proc = host.run(sys.executable, "-m", "twload", "run", url, "--scheduler", scheduler, "--close", "fin",
                     "-c", str(CONNECTIONS_PER_WORKER * workers), "-d", "3s", "--json", "--out", out, timeout=300)
     if not proc.stdout.strip():

@@ -17,7 +17,10 @@ def find_nginx() -> str | None:
 
 def nginx_config(workdir: str, server: str, workers: int = 1, connections: int = 4096,
                  http: str = "access_log off;", main: str = "", error_level: str = "warn") -> str:
-    """A whole nginx.conf: `server` is the server block's body, `http` and `main` extra directives."""
+    """A whole nginx.conf: `server` is the server block's body, `http` and `main` extra directives.
+
+    The temp paths are a folder inside workdir: nginx (as root) gives the folders it is told to use for
+    them to its worker user, and workdir itself stays its maker's (the lab removes only its own folders)."""
     return f"""
 worker_processes {workers};
 {main}
@@ -27,11 +30,11 @@ error_log {workdir}/error.log {error_level};
 events {{ worker_connections {connections}; }}
 http {{
     {http}
-    client_body_temp_path {workdir};
-    proxy_temp_path {workdir};
-    fastcgi_temp_path {workdir};
-    uwsgi_temp_path {workdir};
-    scgi_temp_path {workdir};
+    client_body_temp_path {workdir}/temp;
+    proxy_temp_path {workdir}/temp;
+    fastcgi_temp_path {workdir}/temp;
+    uwsgi_temp_path {workdir}/temp;
+    scgi_temp_path {workdir}/temp;
     server {{
         {server}
     }}

@@ -42,7 +42,7 @@ class Check:
 # -- helpers run inside namespaces ---------------------------------------------
 
 def twload_run(host: Host, url: str, *args: str, timeout: float = 120) -> tuple[dict, str]:
-    out = f"/tmp/{host.netns}-run-{time.monotonic_ns()}"
+    out = topology.scratch(host, "run")
     proc = host.run(sys.executable, "-m", "twload", "run", url, "-w", "1", "--json", "--out", out, *args,
                     timeout=timeout)
     if proc.returncode not in (0,) or not proc.stdout.strip():
@@ -209,7 +209,7 @@ def nat_timewait_collision() -> list[Check]:
         before = counters(server)
         procs = [lab.hosts[f"client{i}"].popen(
             sys.executable, "-m", "twload", "run", url, "-w", "1", "-c", "1", "-d", "6s", "--close", "server",
-            "--connect-timeout", "2s", "--json", "--out", f"/tmp/{lab.tag}-nat-{i}",
+            "--connect-timeout", "2s", "--json", "--out", lab.scratch(f"nat-{i}"),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for i in (1, 2)]
         summaries = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
         after = counters(server)

@@ -18,9 +18,12 @@ import os
 import re
 import secrets
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -171,6 +174,11 @@ class Lab:
         with open_netns(name) as ns:
             ns.route("add", dst="0.0.0.0/0", gateway=via)
 
+    def scratch(self, what: str) -> str:
+        """A path for a temporary folder of this lab (not made here): named like its namespaces, with the
+        owner's PID, so close() removes it and `clean` removes it once the owner is gone."""
+        return os.path.join(tempfile.gettempdir(), f"{PREFIX}{self.owner}-{self.tag}-{what}-{time.monotonic_ns()}")
+
     def host(self, role: str, netns_name: str, address: str) -> Host:
         self.hosts[role] = Host(netns_name, address)
         return self.hosts[role]
@@ -204,6 +212,13 @@ class Lab:
         self.processes.clear()
         remove(self.names)  # removing a namespace removes its veth ends and nft tables
         self.names.clear()
+        remove_folders(folders(f"{PREFIX}{self.owner}-{self.tag}-"))
+
+
+def scratch(host: Host, what: str) -> str:
+    """A path for a temporary folder of the lab `host` belongs to (not made here): its namespace's name
+    leads it (the owner's PID, the lab's tag), so the lab's close() and `clean` find it."""
+    return os.path.join(tempfile.gettempdir(), f"{host.netns}-{what}-{time.monotonic_ns()}")
 
 
 @dataclass
@@ -289,8 +304,6 @@ for _ in range(200):
 
 def lb(tag: str | None = None) -> Lab:
     """client ns -> load balancer ns (nginx, tcp_timestamps=0, as cloud LBs do) -> backend ns (twload serve)."""
-    import tempfile
-
     from twload.lab.nginx import find_nginx, nginx_config
 
     nginx = find_nginx()
@@ -306,7 +319,7 @@ def lb(tag: str | None = None) -> Lab:
         backend = lab.host("backend", b, backend_addr)
         balancer.sysctl("net.ipv4.tcp_timestamps", 0)
         backend_url = lab.serve(backend)
-        workdir = tempfile.mkdtemp(prefix="twl-nginx-")
+        workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
         conf = f"{workdir}/nginx.conf"
         with open(conf, "w") as fh:
             fh.write(nginx_config(workdir, f"listen {lb_front}:80 backlog=4096; "
@@ -420,17 +433,52 @@ def end_processes(name: str) -> list[tuple[int, str]]:
     return ended
 
 
+def folders(prefix: str) -> list[str]:
+    """Lab temporary folders whose name starts with prefix: real folders this user owns, never a link
+    (the temp folder is everyone's: a link planted there under a lab's name is not followed)."""
+    base = tempfile.gettempdir()
+    found = []
+    for entry in os.listdir(base):
+        path = os.path.join(base, entry)
+        if entry.startswith(prefix):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                found.append(path)
+    return sorted(found)
+
+
+def remove_folders(paths: list[str]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def dead_owners(names: list[str]) -> set[int]:
+    """The owner PIDs among `twl-<pid>-...` names that no process holds now."""
+    return {owner for name in names if (owner := owner_of(name)) is not None and not is_alive(owner)}
+
+
 @dataclass
 class Cleaned:
     namespaces: list[str]
     processes: list[tuple[int, str]]  # (PID, command name) ended
+    folders: list[str]
 
 
 def clean() -> Cleaned:
     """Remove what labs that are no longer running (left by a crash) left: first the processes inside
     their namespaces (which would keep a removed namespace alive, and its server listening), then the
-    namespaces. A running lab's namespaces are never looked into."""
-    names = orphans()
+    namespaces and the temporary folders. A running lab's are never looked into."""
+    # One look at who is alive, before anything is done: ending processes takes seconds, and a dead
+    # owner's PID may be taken by a new process meanwhile (pid_max is 32768 on many hosts). What is
+    # listed now is the dead labs'; a new lab with a reused PID makes its names later, unlisted here.
+    names, paths = leftovers(), folders(PREFIX)
+    dead = dead_owners(names + [os.path.basename(p) for p in paths])
+    names = [name for name in names if owner_of(name) in dead]
+    paths = [path for path in paths if owner_of(os.path.basename(path)) in dead]
     processes = [p for name in names for p in end_processes(name)]
     remove(names)
-    return Cleaned(names, processes)
+    remove_folders(paths)
+    return Cleaned(names, processes, paths)
