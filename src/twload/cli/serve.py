@@ -10,6 +10,7 @@ import typer
 
 from twload.cli import EXIT_USAGE, app, fail
 from twload.plan import PlanError, parse_duration
+from twload.serve.limits import MAX_HEAD, MAX_URL
 
 
 @app.command()
@@ -24,6 +25,8 @@ def serve(
     stall_after: Annotated[int, typer.Option("--stall-after", help="With --stall: after this many requests.")] = 0,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate chain (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
+    max_url: Annotated[int, typer.Option("--max-url", help="Longest request-target in bytes; longer: 414, then close. Default as nginx's (one 8k buffer).")] = MAX_URL,
+    max_head: Annotated[int, typer.Option("--max-head", help="Largest request head in bytes; larger: 431, then close. Default as nginx's (4 x 8k buffers).")] = MAX_HEAD,
 ) -> None:
     """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
     from twload.serve.server import ServeOptions
@@ -34,9 +37,12 @@ def serve(
             raise PlanError("--workers >= 1, --body-size >= 0, --close-after >= 0, 0 <= --port <= 65535")
         if (tls_cert is None) != (tls_key is None):
             raise PlanError("give both --tls-cert and --tls-key")
+        if max_url < 1 or max_head < 1:
+            raise PlanError("--max-url and --max-head are sizes in bytes, at least 1")
         options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after,
                                parse_duration(stall) if stall else 0.0, stall_after,
-                               str(tls_cert) if tls_cert else None, str(tls_key) if tls_key else None)
+                               str(tls_cert) if tls_cert else None, str(tls_key) if tls_key else None,
+                               max_url, max_head)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     try:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import httptools
 
 from twload.engine.limits import raise_file_limit
+from twload.serve.limits import MAX_HEAD, MAX_URL
 
 STATS_PATH = b"/__twload/stats"
 # The kernel caps a listen backlog at net.core.somaxconn (net/socket.c: __sys_listen), so ask for the
@@ -29,6 +30,11 @@ STATS_PATH = b"/__twload/stats"
 # client a 1 s retransmit (net/ipv4/tcp_timer.c: TCP_TIMEOUT_INIT).
 BACKLOG = 65535
 FILES_BESIDES_SOCKETS = 64  # the worker's listening socket, event loop, pipes, stdio, the interpreter's own
+# Bytes fed to the parser at once: a head's bytes are counted per piece, so a pipelined head that begins
+# inside a piece is counted from the next one: it may pass the cap by at most this much before its 431
+# (nginx's count is per buffer too). A head that starts a read is counted exactly.
+FEED_PIECE = 8 * 1024
+LINGER_S = 5.0  # after a refusal: read and drop what the client still sends, then close (nginx's lingering_timeout)
 
 
 def capacity_note(workers: int, file_limit: int) -> str:
@@ -52,6 +58,8 @@ class ServeOptions:
     stall_after: int = 0
     tls_cert: str | None = None
     tls_key: str | None = None
+    max_url: int = MAX_URL
+    max_head: int = MAX_HEAD
 
     def tls_context(self):
         if not self.tls_cert:
@@ -73,6 +81,12 @@ def _response(body: bytes, close: bool, content_type: bytes = b"text/plain") -> 
 
 
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+URI_TOO_LONG = b"HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+HEAD_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class Refused(Exception):
+    """Raised in a parser callback to stop parsing: the response that says why is on the connection."""
 
 
 class App:
@@ -100,7 +114,8 @@ class App:
 
 
 class ServerConnection(asyncio.Protocol):
-    __slots__ = ("app", "transport", "parser", "url", "served", "closing", "loop")
+    __slots__ = ("app", "transport", "parser", "url", "served", "closing", "loop", "in_body", "head_bytes",
+                 "boundaries", "refusal")
 
     def __init__(self, app: App, loop) -> None:
         self.app = app
@@ -110,6 +125,10 @@ class ServerConnection(asyncio.Protocol):
         self.url = b""
         self.served = 0
         self.closing = False
+        self.in_body = False  # between a head's end and its message's end
+        self.head_bytes = 0  # of the head being read (or of the bytes before one begins)
+        self.boundaries = 0  # heads and messages ended: tells whether a piece was all head
+        self.refusal = b""  # the response a callback chose before raising Refused
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -117,22 +136,69 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass
-        except httptools.HttpParserError:
-            self.closing = True
-            self.transport.write(BAD_REQUEST)
-            self.transport.close()
+        view = memoryview(data)
+        max_head = self.app.options.max_head
+        while view and not self.closing:
+            in_head = not self.in_body
+            piece = view[:min(FEED_PIECE, max_head - self.head_bytes) if in_head else FEED_PIECE]
+            view = view[len(piece):]
+            boundaries = self.boundaries
+            try:
+                self.parser.feed_data(piece)
+            except httptools.HttpParserUpgrade:
+                return  # what follows is not HTTP/1.1: left unread, as before
+            except httptools.HttpParserError:
+                if self.refusal:
+                    self.refuse(self.refusal)
+                else:
+                    self.closing = True
+                    self.transport.write(BAD_REQUEST)
+                    self.transport.close()
+                return
+            if in_head and self.boundaries == boundaries:  # no head or message ended inside: all of it was head
+                self.head_bytes += len(piece)
+                if self.head_bytes >= max_head:
+                    self.refuse(HEAD_TOO_LARGE)
 
     def connection_lost(self, exc) -> None:
         self.closing = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.app.options.max_url:
+            self.refusal = URI_TOO_LONG
+            raise Refused  # parsing stops here: the URL is not kept growing
+
+    def on_headers_complete(self) -> None:
+        self.in_body = True
+        self.head_bytes = 0
+        self.boundaries += 1
+
+    def refuse(self, response: bytes) -> None:
+        """Answer with an error and close (after the responses already due, if --delay holds them back)."""
+        self.closing = True
+        if self.app.options.delay_s:
+            self.loop.call_later(self.app.options.delay_s, self._refuse, response)
+        else:
+            self._refuse(response)
+
+    def _refuse(self, response: bytes) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        transport.write(response)
+        if not transport.can_write_eof():  # TLS: no half-close
+            transport.close()
+            return
+        # A lingering close, as nginx does: closing with the client's bytes unread would send a reset
+        # that can overtake the response. Send FIN, drop what still comes, close on the client's FIN
+        # (eof_received) or after LINGER_S at the latest.
+        transport.write_eof()
+        self.loop.call_later(LINGER_S, transport.abort)
 
     def on_message_complete(self) -> None:
+        self.in_body = False
+        self.boundaries += 1
         if self.closing:
             return  # pipelined after a request we answered with close: not served
         app = self.app
