@@ -115,7 +115,7 @@ class App:
 
 class ServerConnection(asyncio.Protocol):
     __slots__ = ("app", "transport", "parser", "url", "served", "closing", "loop", "in_body", "head_bytes",
-                 "boundaries", "refusal")
+                 "boundaries", "refusal", "max_url", "max_head")
 
     def __init__(self, app: App, loop) -> None:
         self.app = app
@@ -129,6 +129,7 @@ class ServerConnection(asyncio.Protocol):
         self.head_bytes = 0  # of the head being read (or of the bytes before one begins)
         self.boundaries = 0  # heads and messages ended: tells whether a piece was all head
         self.refusal = b""  # the response a callback chose before raising Refused
+        self.max_url, self.max_head = app.options.max_url, app.options.max_head
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -136,36 +137,42 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        view = memoryview(data)
-        max_head = self.app.options.max_head
-        while view and not self.closing:
-            in_head = not self.in_body
-            piece = view[:min(FEED_PIECE, max_head - self.head_bytes) if in_head else FEED_PIECE]
-            view = view[len(piece):]
-            boundaries = self.boundaries
-            try:
-                self.parser.feed_data(piece)
-            except httptools.HttpParserUpgrade:
-                return  # what follows is not HTTP/1.1: left unread, as before
-            except httptools.HttpParserError:
-                if self.refusal:
-                    self.refuse(self.refusal)
-                else:
-                    self.closing = True
-                    self.transport.write(BAD_REQUEST)
-                    self.transport.close()
+        try:
+            if len(data) <= FEED_PIECE and (self.in_body or len(data) <= self.max_head - self.head_bytes):
+                self._feed(data)  # one piece: the usual case, no slicing
                 return
-            if in_head and self.boundaries == boundaries:  # no head or message ended inside: all of it was head
-                self.head_bytes += len(piece)
-                if self.head_bytes >= max_head:
-                    self.refuse(HEAD_TOO_LARGE)
+            view = memoryview(data)
+            while view and not self.closing:
+                piece = view[:FEED_PIECE if self.in_body else min(FEED_PIECE, self.max_head - self.head_bytes)]
+                view = view[len(piece):]
+                self._feed(piece)
+        except httptools.HttpParserUpgrade:
+            pass  # what follows is not HTTP/1.1: the rest of this read is left unread, as before
+
+    def _feed(self, piece) -> None:
+        in_head = not self.in_body
+        boundaries = self.boundaries
+        try:
+            self.parser.feed_data(piece)
+        except httptools.HttpParserError:
+            if self.refusal:
+                self.refuse(self.refusal)
+            else:
+                self.closing = True
+                self.transport.write(BAD_REQUEST)
+                self.transport.close()
+            return
+        if in_head and self.boundaries == boundaries:  # no head or message ended inside: all of it was head
+            self.head_bytes += len(piece)
+            if self.head_bytes >= self.max_head:
+                self.refuse(HEAD_TOO_LARGE)
 
     def connection_lost(self, exc) -> None:
         self.closing = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.app.options.max_url:
+        if len(self.url) > self.max_url:
             self.refusal = URI_TOO_LONG
             raise Refused  # parsing stops here: the URL is not kept growing
 
