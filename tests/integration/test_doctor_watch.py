@@ -44,12 +44,17 @@ def test_doctor_sees_a_server_that_never_closes(raw_peer):
 
 
 def client_closes(port: int, times: int) -> None:
-    """Connections the client closes first: one client TIME_WAIT socket each."""
+    """Connections the client closes first: one client TIME_WAIT socket each, there when this returns.
+
+    The client's FIN goes first; reading the server's FIN before close() means the socket has reached
+    TIME_WAIT (FIN_WAIT2 + FIN), so no count below races the server's close (it did, under load)."""
     for _ in range(times):
-        s = socket.create_connection(("127.0.0.1", port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        s.recv(4096)
-        s.close()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.recv(4096)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(4096):
+                pass
 
 
 def test_watch_counts_time_wait_per_destination(twload_server):
