@@ -62,7 +62,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "lifecycle", "transport", "parser", "head", "headers_done", "connect_timed_out",
-        "retired", "tls_started", "number", "waited_s",
+        "retired", "tls_started", "number", "waited_s", "status", "interims",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
@@ -79,6 +79,8 @@ class Connection(asyncio.Protocol):
         self.connect_timed_out = False
         self.number = w.attempts  # this worker's connection number (the attempt that opened it)
         self.waited_s = waited_s  # the slot's backoff before this attempt (0: its last connect succeeded)
+        self.status = 0  # the status of the response just completed
+        self.interims = 0  # 1xx interim heads the parser completed in this read (none are answers)
 
     @property
     def in_flight(self) -> bool:
@@ -135,10 +137,15 @@ class Connection(asyncio.Protocol):
         return True
 
     def _keep_head(self, data: bytes) -> None:
-        """Keep the head of an unfinished response: its size is capped, and EOF needs its framing."""
+        """Keep the head of an unfinished response: its size is capped, and EOF needs its framing.
+        Interim heads completed in this read are dropped from it: the final head decides."""
         if self.headers_done:
             return
         self.head += data
+        while self.interims:  # an interim head has no body: it ends at its blank line
+            self.interims -= 1
+            end = self.head.find(b"\r\n\r\n")
+            self.head = self.head[end + 4:] if end >= 0 else b""
         end = self.head.find(b"\r\n\r\n")
         if end >= 0:
             self.head = self.head[: end + 4]
@@ -177,6 +184,14 @@ class Connection(asyncio.Protocol):
         lifecycle = self.lifecycle
         if lifecycle.state is not AWAITING_RESPONSE:
             return  # nothing asked for it (the machine would ignore it too): keep the head as it is
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            # 100 Continue, 102, 103 Early Hints: an interim head (RFC 9110 section 15.2), llhttp ends
+            # it at its blank line; the final response that follows answers the request
+            self.interims += 1
+            return
+        self.status = status
+        self.interims = 0
         if self.headers_done:
             self.headers_done = False
             self.head = b""
@@ -192,7 +207,7 @@ class Connection(asyncio.Protocol):
                     iv.requests += 1
                     # open loop: from the intended send time (free of coordinated omission); closed: from the send
                     iv.latency.append(action.latency_ns // 1000)
-                    iv.status_codes.append(self.parser.get_status_code())
+                    iv.status_codes.append(self.status)
                     if action.service_ns is not None:
                         iv.service.append(action.service_ns // 1000)
                 else:
@@ -239,6 +254,8 @@ class HeadConnection(Connection):
     __slots__ = ()
 
     def on_headers_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return  # an interim head (or 101): llhttp ends it at its blank line itself
         self.on_message_complete()
         # llhttp would now wait for the Content-Length body that never comes; the
         # next response needs a parser that starts afresh.

@@ -1,0 +1,125 @@
+"""The asyncio engine against servers that surprise it (issue #28, CONTRACT-28.md): 1xx interim heads,
+101 to a plain GET, bytes nobody asked for, framing edge cases, a body that never ends.
+
+The count oracle: the client never reports more answers than the peer received requests, every
+surprise is named in errors{}, and every request taken has exactly one result (closed loop, -n N:
+responses + the errors that are request results == N; unsolicited_response is not one of those)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from twload.engine.supervisor import run_to_folder
+from twload.plan import Plan, parse_target
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+# errors that describe a connection, not a request: they are no request's result (CONTRACT-28.md)
+CLOSE_ERRORS = {"unsolicited_response", "no_server_close"}
+
+
+class Requests:
+    """What a peer received: requests in all, and per connection (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.per_connection: list[int] = []
+
+    def connection(self) -> int:
+        with self.lock:
+            self.per_connection.append(0)
+            return len(self.per_connection) - 1
+
+    def add(self, index: int, count: int) -> None:
+        with self.lock:
+            self.per_connection[index] += count
+
+    @property
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.per_connection)
+
+
+def serve(received: Requests, answer, conn: socket.socket, stopped: threading.Event) -> None:
+    """Read requests (heads without a body, as the engine sends them) and answer each with
+    answer(conn, n), n counting from 1 on this connection; until the client closes."""
+    index = received.connection()
+    pending = b""
+    n = 0
+    while not stopped.is_set():
+        data = conn.recv(65536)
+        if not data:
+            return
+        pending += data
+        while b"\r\n\r\n" in pending:
+            _, pending = pending.split(b"\r\n\r\n", 1)
+            n += 1
+            received.add(index, 1)
+            if answer(conn, n) is False:
+                return
+
+
+def run(url: str, tmp_path, name: str = "run", **kw) -> dict:
+    kw.setdefault("timeout_s", 5.0)
+    plan = Plan(target=parse_target(url), url=url, engine="asyncio", workers=1, **kw)
+    return run_to_folder(plan, tmp_path / name)
+
+
+def assert_oracle(summary: dict, received: Requests, taken: int | None = None) -> None:
+    answers = sum(summary["status"].values()) if "status" in summary else summary["requests"]
+    assert summary["requests"] <= received.total, (summary["requests"], received.total)
+    assert answers == summary["requests"]
+    if taken is not None:  # closed loop, -n: every request taken has exactly one result
+        results = summary["requests"] + sum(v for k, v in summary["errors"].items() if k not in CLOSE_ERRORS)
+        assert results == taken, summary["errors"]
+
+
+# -- 1xx interim heads --------------------------------------------------------------------
+
+
+INTERIMS = (b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 102 Processing\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+
+
+def test_interim_heads_are_skipped_and_the_final_response_answers(raw_peer, tmp_path):
+    """Each request gets 100, 102 and 103 before its 200, in one write or piece by piece (the head of
+    the final response then spans reads); only the 200s are answers, one per request."""
+    received = Requests()
+
+    def answer(conn, n):
+        whole = b"".join(INTERIMS) + OK
+        if n % 3 == 0:
+            conn.sendall(whole)
+        else:  # split inside the interim heads and inside the final head
+            for i in range(0, len(whole), 17 if n % 3 == 1 else 40):
+                conn.sendall(whole[i:i + (17 if n % 3 == 1 else 40)])
+                time.sleep(0.0005)
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=2, requests=60, duration_s=None)
+    assert_oracle(summary, received, taken=60)
+    assert summary["status"] == {"200": 60}
+    assert summary["errors"] == {}
+    assert received.total == 60
+
+
+def test_after_interim_heads_the_final_heads_framing_decides_what_eof_means(raw_peer, tmp_path):
+    """100 Continue, then a final head whose body ends at the server's close (no length): an answer at
+    EOF. With a Content-Length the close comes too early: eof_before_response, not an answer (the
+    kept head must be the final one, not the interim head that declares no length)."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        time.sleep(0.01)  # the final head spans reads: its kept copy must start after the 100
+        framing = b"Content-Length: 50\r\n" if received.total % 2 else b""
+        conn.sendall(framing + b"Connection: close\r\n\r\npart of the body")
+        time.sleep(0.01)
+        return False  # close
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=1, requests=10, duration_s=None)
+    assert_oracle(summary, received, taken=10)
+    assert summary["status"] == {"200": 5}
+    assert summary["errors"] == {"eof_before_response": 5}
