@@ -7,10 +7,14 @@ responses + the errors that are request results == N; unsolicited_response is no
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 
+import pytest
+
+from tests.conftest import run_cli
 from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
@@ -123,3 +127,29 @@ def test_after_interim_heads_the_final_heads_framing_decides_what_eof_means(raw_
     assert_oracle(summary, received, taken=10)
     assert summary["status"] == {"200": 5}
     assert summary["errors"] == {"eof_before_response": 5}
+
+
+# -- 101 Switching Protocols to a plain GET --------------------------------------------------
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\n\r\n",  # without the fields llhttp stops with another error
+], ids=["with-upgrade-fields", "bare"])
+def test_a_101_to_a_plain_get_is_unexpected_upgrade_and_no_fatal_error(raw_peer, tmp_path, head):
+    """The connection now speaks something else (here: a websocket frame follows): the request's one
+    result is unexpected_upgrade, the connection is closed; uvloop has no exception to report."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(head + b"\x81\x02hi")
+        conn.recv(4096)  # until the client closes
+        return False
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    proc = run_cli("run", peer.url, "--json", "-w", "1", "--engine", "asyncio", "-n", "6", "-c", "2",
+                   "--out", str(tmp_path / "run"), timeout=60)
+    assert "Traceback" not in proc.stderr and "Fatal error" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert_oracle(summary, received, taken=6)
+    assert (summary["requests"], summary["errors"]) == (0, {"unexpected_upgrade": 6})

@@ -52,6 +52,11 @@ SWEEP_S = 0.1  # how often timeouts and the stop flag are checked
 MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
 PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to show the user
+SWITCHED = 101  # Switching Protocols: the connection speaks another protocol after this head
+
+
+class SwitchedProtocols(Exception):
+    """Raised in a parser callback at a 101 head, so that feed_data stops there."""
 
 
 class Connection(asyncio.Protocol):
@@ -120,7 +125,11 @@ class Connection(asyncio.Protocol):
         completed = lifecycle.completed
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self.status == SWITCHED or isinstance(exc, httptools.HttpParserUpgrade):
+                # 101 to a request that asked no Upgrade: what follows is another protocol
+                self._do(lifecycle.error("unexpected_upgrade"))
+                return
             if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
                 self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
             self._do(lifecycle.error("protocol_error"))
@@ -185,7 +194,12 @@ class Connection(asyncio.Protocol):
         if lifecycle.state is not AWAITING_RESPONSE:
             return  # nothing asked for it (the machine would ignore it too): keep the head as it is
         status = self.parser.get_status_code()
-        if status < 200 and status != 101:
+        if status < 200:
+            if status == SWITCHED:
+                # llhttp stops after it (HttpParserUpgrade, or "Pause on CONNECT/Upgrade" when the head
+                # has no Upgrade fields); raising stops it here in either case: not an answer
+                self.status = SWITCHED
+                raise SwitchedProtocols
             # 100 Continue, 102, 103 Early Hints: an interim head (RFC 9110 section 15.2), llhttp ends
             # it at its blank line; the final response that follows answers the request
             self.interims += 1
