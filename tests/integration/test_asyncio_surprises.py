@@ -153,3 +153,91 @@ def test_a_101_to_a_plain_get_is_unexpected_upgrade_and_no_fatal_error(raw_peer,
     summary = json.loads(proc.stdout)
     assert_oracle(summary, received, taken=6)
     assert (summary["requests"], summary["errors"]) == (0, {"unexpected_upgrade": 6})
+
+
+# -- bytes nobody asked for ----------------------------------------------------------------
+
+
+def two_responses(conn, n):
+    conn.sendall(OK + OK)  # one write: the client reads both at once
+
+
+def garbage_after(conn, n):
+    conn.sendall(OK + b"xyz")  # not even a response
+
+
+def after_a_closing_response(conn, n):
+    # llhttp refuses bytes after a response that closes the connection ("Data after Connection: close")
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok" + OK)
+    conn.recv(4096)  # until the client closes
+    return False
+
+
+@pytest.mark.parametrize("answer", [two_responses, garbage_after, after_a_closing_response])
+@pytest.mark.parametrize("plan", [
+    {"requests": 40, "duration_s": None},  # a budget: the worker hands out each next request
+    {"duration_s": 0.5},  # free-running: the next request used to be written from the parser's callback
+    {"rate": 200.0, "open_loop": True, "requests": 40, "duration_s": None},
+], ids=["budget", "free-run", "open-loop"])
+def test_bytes_after_a_complete_response_are_unsolicited_and_close_the_connection(raw_peer, tmp_path, answer,
+                                                                                 plan):
+    received = Requests()
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=2, max_connections=2, **plan)
+    assert_oracle(summary, received, taken=plan.get("requests"))
+    errors = summary["errors"]
+    assert summary["requests"] >= 2
+    assert errors.pop("unsolicited_response") == summary["requests"]  # each answer had its surplus
+    assert set(errors) <= {"abandoned_at_stop"}  # free-running: what the stop caught in flight
+    assert set(received.per_connection) <= {0, 1}  # a connection is done after its surplus
+
+
+def test_bytes_while_the_servers_close_is_awaited_are_unsolicited(raw_peer, tmp_path):
+    """--close server: the response is counted, then comes a second response instead of the FIN."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        time.sleep(0.05)
+        conn.sendall(OK)
+        conn.recv(4096)
+        return False
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=2, close="server", requests=10, duration_s=None)
+    assert_oracle(summary, received, taken=10)
+    assert (summary["requests"], summary["errors"]) == (10, {"unsolicited_response": 10})
+
+
+def test_bytes_on_an_idle_kept_alive_connection_are_unsolicited(raw_peer, tmp_path):
+    """Open loop, a request every 0.5 s: the surplus comes while the connection waits for its next
+    request, so the next one goes out on a new connection."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(OK)
+        time.sleep(0.02)
+        conn.sendall(OK)
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, rate=2.0, open_loop=True, requests=3, duration_s=None, max_connections=1,
+                  connections=1)
+    assert_oracle(summary, received)
+    assert (summary["requests"], summary["errors"]) == (3, {"unsolicited_response": 3})
+    assert received.per_connection == [1, 1, 1]
+
+
+def test_bytes_after_a_response_to_head_are_unsolicited(raw_peer, tmp_path):
+    """A response to HEAD ends at its blank line (its Content-Length says what a GET would get):
+    what follows in the same read is a surplus, not the body of the response."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + (OK if received.total == 1 else b""))
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, method="HEAD", connections=1, requests=6, duration_s=None)
+    assert_oracle(summary, received, taken=6)
+    assert (summary["requests"], summary["errors"]) == (6, {"unsolicited_response": 1})
+    assert received.per_connection == [1, 5]
+

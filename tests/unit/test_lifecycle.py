@@ -252,6 +252,32 @@ def test_bad_bytes_after_the_response_are_counted_as_the_connections_error_not_t
     assert m.error("protocol_error") == (CountCloseError("protocol_error"), ABORT)
 
 
+def test_a_surplus_after_the_response_is_counted_apart_and_drops_the_connection_before_any_write():
+    for close in ("keepalive", "fin", "server", "rst"):
+        m = machine(close)
+        m.connected(0)
+        actions = m.response_complete(7, True, next_ready=True, surplus=True)
+        assert actions == (response(7), CountCloseError("unsolicited_response"), ABORT)
+        assert m.state is State.CLOSED and m.sent == 1  # the next request was not written here
+
+
+def test_bytes_with_nothing_in_flight_are_unsolicited_counted_once():
+    m = machine("keepalive", open_loop=True)
+    m.connected(0)
+    assert m.unsolicited() == (CountCloseError("unsolicited_response"), ABORT)  # idle
+    assert m.state is State.CLOSED
+    assert m.unsolicited() == ()  # closed already
+    m = machine("server")
+    m.connected(0)
+    m.response_complete(3, keep_alive=True)  # the server's close is awaited
+    assert m.unsolicited() == (CountCloseError("unsolicited_response"), ABORT)
+    assert m.timeout_check(3 + 2 * TIMEOUT_NS) == ()  # no no_server_close after it
+    m = machine("keepalive")
+    m.connected(0)
+    with pytest.raises(LifecycleError):  # bytes while a response is awaited are that response
+        m.unsolicited()
+
+
 def test_a_failed_connect_is_the_slots_result():
     m = machine("keepalive")
     assert m.connect_failed("ECONNREFUSED") == (CountResult("ECONNREFUSED"),)
@@ -276,7 +302,8 @@ def test_open_loop_latency_runs_from_the_intended_time_and_service_from_the_writ
 # -- the rule over any sequence of events ----------------------------------------------
 
 EVENTS = ("connected", "connect_failed", "send", "finish", "close_idle", "stop", "timeout_check", "drain_ended",
-          "response_keep", "response_keep_next", "response_close", "eof", "error", "lost_clean", "lost_reset")
+          "response_keep", "response_keep_next", "response_close", "response_surplus", "unsolicited", "eof",
+          "error", "lost_clean", "lost_reset")
 
 
 def feed(m: Lifecycle, event: str, now: int):
@@ -298,6 +325,10 @@ def feed(m: Lifecycle, event: str, now: int):
         return m.drain_ended()
     if event in ("response_keep", "response_keep_next", "response_close"):
         return m.response_complete(now, keep_alive=event != "response_close", next_ready=event == "response_keep_next")
+    if event == "response_surplus":
+        return m.response_complete(now, keep_alive=True, next_ready=True, surplus=True)
+    if event == "unsolicited":
+        return m.unsolicited()
     if event == "eof":
         return m.eof()
     if event == "error":

@@ -134,7 +134,8 @@ def test_oversized_head_is_counted(loop):
 def test_free_running_keepalive_any_split(loop, cuts):
     worker, conn, transport = make_conn(loop, requests=None)
     assert worker.free_run
-    feed(conn, CL + CHUNKED + CL, cuts)
+    for response in (CL, CHUNKED, CL):  # each after its request: one read never holds two (CONTRACT-28)
+        feed(conn, response, cuts)
     assert worker.iv.requests == 3 and not worker.iv.errors
     assert transport.written == [worker.request] * 4  # the first request, then one per response
     assert len(worker.iv.latency) == 3
@@ -143,6 +144,16 @@ def test_free_running_keepalive_any_split(loop, cuts):
     conn.data_received(CL)
     assert worker.iv.requests == 4 and len(transport.written) == 4
     assert transport.closed == "close"
+
+
+@settings(max_examples=40, deadline=None)
+@given(cut=st.integers(1, len(CL) - 1))
+def test_a_response_read_with_the_previous_one_is_unsolicited(loop, cut):
+    """Two responses in one read: the second was sent before its request could have arrived."""
+    worker, conn, transport = make_conn(loop, requests=None)
+    conn.data_received(CL + CL[:cut])
+    assert worker.iv.requests == 1 and worker.iv.errors == {"unsolicited_response": 1}
+    assert transport.written == [worker.request] and transport.closed == "abort"
 
 
 def test_oversized_head_completed_in_a_later_read_is_counted(loop):

@@ -55,8 +55,10 @@ PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to s
 SWITCHED = 101  # Switching Protocols: the connection speaks another protocol after this head
 
 
-class SwitchedProtocols(Exception):
-    """Raised in a parser callback at a 101 head, so that feed_data stops there."""
+class StopParse(Exception):
+    """Raised in a parser callback so that feed_data stops there (a callback that raises makes llhttp
+    return an error): at a 101 head, at the start of a message after the response in flight, at the
+    end of a head that ends its response (HEAD). The Connection's fields say which."""
 
 
 class Connection(asyncio.Protocol):
@@ -67,7 +69,8 @@ class Connection(asyncio.Protocol):
 
     __slots__ = (
         "w", "lifecycle", "transport", "parser", "head", "headers_done", "connect_timed_out",
-        "retired", "tls_started", "number", "waited_s", "status", "interims",
+        "retired", "tls_started", "number", "waited_s", "status", "interims", "done_at", "keep_alive",
+        "cut",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
@@ -86,6 +89,11 @@ class Connection(asyncio.Protocol):
         self.waited_s = waited_s  # the slot's backoff before this attempt (0: its last connect succeeded)
         self.status = 0  # the status of the response just completed
         self.interims = 0  # 1xx interim heads the parser completed in this read (none are answers)
+        # The response in flight completed in this read (clock_ns; 0: not yet), and whether it allows
+        # another request. Acted on when the read is parsed: bytes after it are nobody's response.
+        self.done_at = 0
+        self.keep_alive = False
+        self.cut = False  # HEAD: the parse was stopped at the blank line that ends the response
 
     @property
     def in_flight(self) -> bool:
@@ -116,26 +124,68 @@ class Connection(asyncio.Protocol):
         self._do(actions)
 
     def data_received(self, data: bytes) -> None:
-        self.w.iv.bytes_in += len(data)
+        w = self.w
+        w.iv.bytes_in += len(data)
+        lifecycle = self.lifecycle
+        if lifecycle.state is not AWAITING_RESPONSE:
+            # idle, or awaiting the server's close after a counted response: no request asked for these
+            self._do(lifecycle.unsolicited())
+            return
         # The head is capped. On the hot path the head is empty and the read small: two tests.
         if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
                 and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
-        lifecycle = self.lifecycle
-        completed = lifecycle.completed
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self.status == SWITCHED or isinstance(exc, httptools.HttpParserUpgrade):
-                # 101 to a request that asked no Upgrade: what follows is another protocol
-                self._do(lifecycle.error("unexpected_upgrade"))
-                return
-            if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
-                self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
-            self._do(lifecycle.error("protocol_error"))
+            self._parse_stopped(data, exc)
             return
-        if lifecycle.completed == completed and lifecycle.state is not AWAITING_SERVER_CLOSE:
+        done_at = self.done_at
+        if done_at:
+            self.done_at = 0
+            if self.head or self.interims:
+                self._forget_head()
+            # Acted on only now: written from inside the parser's callback, the next request would
+            # go out before the rest of this read was seen
+            self._do(lifecycle.response_complete(done_at, self.keep_alive, w.free_run))
+        else:
             self._keep_head(data)  # slow path: a response spread over several reads
+
+    def _parse_stopped(self, data: bytes, exc: Exception) -> None:
+        """The parser stopped before the end of the read: bytes after the complete response, a
+        response that ends at its head (HEAD), a 101, or bytes that are not HTTP."""
+        lifecycle = self.lifecycle
+        done_at = self.done_at
+        if done_at:  # the response in flight is complete
+            self.done_at = 0
+            surplus = True  # a message began after it, or llhttp refused bytes after a closing one
+            if self.cut:  # HEAD: stopped at the blank line that ends the response
+                self.cut = False
+                self.parser = httptools.HttpResponseParser(self)  # the old one would wait for a body
+                surplus = bool(self._after_final_head(data).strip(b"\r\n"))
+            self._forget_head()
+            self._do(lifecycle.response_complete(done_at, self.keep_alive, False, surplus))
+            return
+        if self.status == SWITCHED or isinstance(exc, httptools.HttpParserUpgrade):
+            # 101 to a request that asked no Upgrade: what follows is another protocol
+            self._do(lifecycle.error("unexpected_upgrade"))
+            return
+        if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
+            self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
+        self._do(lifecycle.error("protocol_error"))
+
+    def _after_final_head(self, data: bytes) -> bytes:
+        """What follows the final head in the head kept so far and this read (past interim heads)."""
+        rest = self.head + data
+        for _ in range(self.interims + 1):
+            end = rest.find(b"\r\n\r\n")
+            rest = rest[end + 4:] if end >= 0 else b""
+        return rest
+
+    def _forget_head(self) -> None:
+        self.head = b""
+        self.headers_done = False
+        self.interims = 0
 
     def _head_too_large(self, data: bytes) -> bool:
         """A read large enough to hold more than the allowed head: does the head end in time?"""
@@ -169,8 +219,10 @@ class Connection(asyncio.Protocol):
 
     def _complete_at_close(self) -> None:
         if (self.lifecycle.state is AWAITING_RESPONSE and self.headers_done
-                and not head_declares_length(self.head)):
-            self.on_message_complete()  # body delimited by the server's close
+                and not head_declares_length(self.head)):  # body delimited by the server's close
+            self.status = self.parser.get_status_code()
+            self._forget_head()
+            self._do(self.lifecycle.response_complete(clock_ns(), False))
 
     def connection_lost(self, exc) -> None:
         w = self.w
@@ -189,27 +241,25 @@ class Connection(asyncio.Protocol):
             w.wake_one()
 
     # -- httptools callbacks -------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.done_at:  # a message after the response in flight, in the same read: nobody asked for it
+            raise StopParse
+
     def on_message_complete(self) -> None:
-        lifecycle = self.lifecycle
-        if lifecycle.state is not AWAITING_RESPONSE:
-            return  # nothing asked for it (the machine would ignore it too): keep the head as it is
         status = self.parser.get_status_code()
         if status < 200:
             if status == SWITCHED:
                 # llhttp stops after it (HttpParserUpgrade, or "Pause on CONNECT/Upgrade" when the head
                 # has no Upgrade fields); raising stops it here in either case: not an answer
                 self.status = SWITCHED
-                raise SwitchedProtocols
+                raise StopParse
             # 100 Continue, 102, 103 Early Hints: an interim head (RFC 9110 section 15.2), llhttp ends
             # it at its blank line; the final response that follows answers the request
             self.interims += 1
             return
         self.status = status
-        self.interims = 0
-        if self.headers_done:
-            self.headers_done = False
-            self.head = b""
-        self._do(lifecycle.response_complete(clock_ns(), self.parser.should_keep_alive(), self.w.free_run))
+        self.keep_alive = self.parser.should_keep_alive()
+        self.done_at = clock_ns()
 
     # -- carrying out the machine's actions ----------------------------------
     def _do(self, actions: Actions) -> None:
@@ -271,9 +321,10 @@ class HeadConnection(Connection):
         if self.parser.get_status_code() < 200:
             return  # an interim head (or 101): llhttp ends it at its blank line itself
         self.on_message_complete()
-        # llhttp would now wait for the Content-Length body that never comes; the
-        # next response needs a parser that starts afresh.
-        self.parser = httptools.HttpResponseParser(self)
+        # llhttp would now wait for the Content-Length body that never comes: stop it here, and the
+        # next response gets a parser that starts afresh (_parse_stopped)
+        self.cut = True
+        raise StopParse
 
 
 class Worker:

@@ -16,8 +16,8 @@ completes after stop is closed unused and counts nothing.
     IDLE --send--> AWAITING_RESPONSE --response_complete--> IDLE (kept alive: Idle action)
                                                        \\--> AWAITING_SERVER_CLOSE (we asked, or
                                                             the server announced its close)
-                                                       \\--> CLOSED (fin, rst, keepalive's end)
-    IDLE --finish/stop/close_idle/eof--> CLOSED;   AWAITING_SERVER_CLOSE --eof--> CLOSED
+                                                       \\--> CLOSED (fin, rst, keepalive's end), or with surplus bytes
+    IDLE --finish/stop/close_idle/eof/unsolicited--> CLOSED;   AWAITING_SERVER_CLOSE --eof/unsolicited--> CLOSED
     any --error/timeout_check/drain_ended/connection_lost--> CLOSED (the end: nothing is written)
 """
 
@@ -104,6 +104,7 @@ CLOSE = Close("close")
 ABORT = Close("abort")
 IDLE = Idle()
 SET_RST = SetRstOnClose()
+UNSOLICITED = CountCloseError("unsolicited_response")
 NOTHING: Actions = ()
 
 
@@ -216,16 +217,24 @@ class Lifecycle:
         return actions + (ABORT,)
 
     # -- events from the peer ------------------------------------------------
-    def response_complete(self, now: int, keep_alive: bool, next_ready: bool = False) -> Actions:
+    def response_complete(self, now: int, keep_alive: bool, next_ready: bool = False,
+                          surplus: bool = False) -> Actions:
         """The parser completed a response; keep_alive: the response allows another request.
         next_ready: the worker has the next request for this connection already (a free-running
         closed loop: no budget, stages or limit), so it is written at once instead of asking with
-        Idle. That saves the hot keep-alive path a round trip through the worker."""
+        Idle. That saves the hot keep-alive path a round trip through the worker.
+        surplus: more bytes came after it in the same read, which no request asked for: the response
+        counts, the surplus is unsolicited_response (outside the one result per request), and the
+        connection is dropped before anything else is written on it (CONTRACT-28)."""
         if self.state is not AWAITING_RESPONSE:
             return NOTHING  # e.g. a body delimited by EOF completed after we gave up on it
         self.completed += 1
         intended = self.intended
         result = CountResult("response", now - (intended or self.sent_at), now - self.sent_at if intended else None)
+        if surplus:
+            self.state = CLOSED
+            self.failed = True
+            return (result, UNSOLICITED, ABORT)
         limit = self.rules.per_connection
         if keep_alive and not self.asked_close and (limit is None or self.completed < limit):
             self.state = IDLE_STATE
@@ -233,6 +242,20 @@ class Lifecycle:
                 return (result, *self.send(now))
             return (result, IDLE)
         return (result, *self._end(keep_alive, now))
+
+    def unsolicited(self) -> Actions:
+        """Bytes from the server while no request is in flight: on an idle connection, or while its
+        close is awaited after a counted response. unsolicited_response, counted outside the one
+        result per request (CONTRACT-28); the connection is dropped."""
+        if self.state is AWAITING_RESPONSE:
+            raise LifecycleError("unsolicited while awaiting_response")  # those bytes are its response
+        if self.state is CLOSED:
+            return NOTHING  # closed already: what still arrives goes with it
+        self.state = CLOSED
+        if self.failed:
+            return (ABORT,)
+        self.failed = True
+        return (UNSOLICITED, ABORT)
 
     def eof(self) -> Actions:
         """The server closed its side (the adapter has already completed a response whose body
