@@ -241,3 +241,20 @@ def test_bytes_after_a_response_to_head_are_unsolicited(raw_peer, tmp_path):
     assert (summary["requests"], summary["errors"]) == (6, {"unsolicited_response": 1})
     assert received.per_connection == [1, 5]
 
+
+# -- framing: what the core decides too (CONTRACT-28) --------------------------------------
+
+
+@pytest.mark.parametrize("head", [b"Content-Length: 5\r\nContent-Length: 5\r\n", b"Content-Length: 5, 5\r\n"],
+                         ids=["two-fields", "list"])
+def test_a_duplicated_content_length_is_a_protocol_error(raw_peer, tmp_path, head):
+    """Even identical: refused, as llhttp and nginx do (RFC 9110 section 8.6 allows it)."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + head + b"\r\nhello")
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=2, requests=6, duration_s=None)
+    assert_oracle(summary, received, taken=6)
+    assert (summary["requests"], summary["errors"]) == (0, {"protocol_error": 6})
