@@ -258,3 +258,41 @@ def test_a_duplicated_content_length_is_a_protocol_error(raw_peer, tmp_path, hea
     summary = run(peer.url, tmp_path, connections=2, requests=6, duration_s=None)
     assert_oracle(summary, received, taken=6)
     assert (summary["requests"], summary["errors"]) == (0, {"protocol_error": 6})
+
+
+BOTH_FRAMINGS = b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+
+
+@pytest.mark.parametrize("method, status", [("GET", b"204 No Content"), ("GET", b"304 Not Modified"),
+                                            ("HEAD", b"200 OK")])
+def test_head_204_and_304_end_at_the_blank_line_even_with_both_framings(raw_peer, tmp_path, method, status):
+    """RFC 9112 section 6.3 rule 1 comes before the Transfer-Encoding + Content-Length check: such a
+    response has no body, so it is an answer and the connection stays alive. Every other request gets a
+    100 Continue first, split from the final head, so the final head is found past it."""
+    received = Requests()
+
+    def answer(conn, n):
+        if n % 2:
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 ")
+            time.sleep(0.005)
+            conn.sendall(status + b"\r\n" + BOTH_FRAMINGS)
+        else:
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\n" + BOTH_FRAMINGS)
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, method=method, connections=1, requests=8, duration_s=None)
+    assert_oracle(summary, received, taken=8)
+    assert (summary["status"], summary["errors"]) == ({status[:3].decode(): 8}, {})
+    assert received.per_connection == [8]
+
+
+def test_a_response_with_a_body_and_both_framings_is_a_protocol_error(raw_peer, tmp_path):
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + BOTH_FRAMINGS + b"5\r\nhello\r\n0\r\n\r\n")
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=1, requests=4, duration_s=None)
+    assert_oracle(summary, received, taken=4)
+    assert (summary["requests"], summary["errors"]) == (0, {"protocol_error": 4})

@@ -216,3 +216,29 @@ def test_head_requests_on_a_kept_alive_connection(loop):
         conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
     assert worker.iv.requests == 3 and not worker.iv.errors
     assert len(transport.written) == 3
+
+
+@pytest.mark.parametrize("status, method", [(b"204 No Content", "GET"), (b"304 Not Modified", "GET"),
+                                            (b"200 OK", "HEAD")])
+@settings(max_examples=20, deadline=None)
+@given(cuts=cuts)
+def test_bodyless_responses_end_at_the_blank_line_with_both_framings(loop, status, method, cuts):
+    worker, conn, transport = make_conn(loop, requests=None, method=method)
+    # llhttp stops at the colon of the second of the two fields, whichever comes first
+    head = b"HTTP/1.1 " + status + b"\r\ncontent-length: 5\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n"
+    feed(conn, head, cuts)
+    feed(conn, head.replace(b"content-length: 5\r\nTransfer-Encoding: chunked",
+                            b"Transfer-Encoding: chunked\r\nContent-Length: 5"), cuts)
+    assert worker.iv.requests == 2 and not worker.iv.errors
+    assert transport.written == [worker.request] * 3 and transport.closed is None
+
+
+def test_both_framings_and_what_is_left_without_content_length():
+    from twload.engine.http1 import declares_both_framings, without_content_length
+
+    head = b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX: content-length: 1\r\n\r\n"
+    assert declares_both_framings(head)
+    assert not declares_both_framings(CL) and not declares_both_framings(CHUNKED)
+    assert not declares_both_framings(head.replace(b"Content-Length:", b"Content-Length :"))  # llhttp refuses it
+    assert without_content_length(head) == (b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n"
+                                            b"X: content-length: 1\r\n\r\n")

@@ -21,7 +21,7 @@ import httptools
 
 from twload.engine import strategies as closing
 from twload.engine.backoff import ConnectBackoff, next_wait
-from twload.engine.http1 import build_request, head_declares_length
+from twload.engine.http1 import build_request, declares_both_framings, head_declares_length, without_content_length
 from twload.engine.lifecycle import (
     AWAITING_RESPONSE,
     AWAITING_SERVER_CLOSE,
@@ -53,6 +53,21 @@ MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
 PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to show the user
 SWITCHED = 101  # Switching Protocols: the connection speaks another protocol after this head
+
+
+class AwaitingHead(httptools.HttpResponseParser):
+    """Stands in for the parser while the rest of a head is awaited that ends its response despite its
+    framing fields (Connection._ends_at_head_despite_framing): every read goes back there."""
+
+    def __init__(self, protocol: object, status: int) -> None:
+        super().__init__(protocol)
+        self.status = status
+
+    def feed_data(self, data: bytes) -> None:
+        raise httptools.HttpParserError("the rest of the head is awaited")
+
+    def get_status_code(self) -> int:
+        return self.status
 
 
 class StopParse(Exception):
@@ -103,6 +118,8 @@ class Connection(asyncio.Protocol):
     def awaiting_eof(self) -> bool:
         return self.lifecycle.state is AWAITING_SERVER_CLOSE
 
+    ENDS_AT_HEAD = False  # every response ends at its head (HeadConnection)
+
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
         w = self.w
@@ -135,6 +152,10 @@ class Connection(asyncio.Protocol):
         if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
                 and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        lifecycle = self.lifecycle
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -147,7 +168,7 @@ class Connection(asyncio.Protocol):
                 self._forget_head()
             # Acted on only now: written from inside the parser's callback, the next request would
             # go out before the rest of this read was seen
-            self._do(lifecycle.response_complete(done_at, self.keep_alive, w.free_run))
+            self._do(lifecycle.response_complete(done_at, self.keep_alive, self.w.free_run))
         else:
             self._keep_head(data)  # slow path: a response spread over several reads
 
@@ -170,9 +191,35 @@ class Connection(asyncio.Protocol):
             # 101 to a request that asked no Upgrade: what follows is another protocol
             self._do(lifecycle.error("unexpected_upgrade"))
             return
+        if self._ends_at_head_despite_framing(data):
+            return
         if not self.w.peer_bytes:  # what the peer said instead of HTTP, shown once in the summary
             self.w.peer_bytes = (self.head or data)[:PEER_BYTES_MAX]
         self._do(lifecycle.error("protocol_error"))
+
+    def _ends_at_head_despite_framing(self, data: bytes) -> bool:
+        """llhttp refuses a head with both Transfer-Encoding and Content-Length before it looks at the
+        status, but a response to HEAD, a 204 and a 304 end at their blank line whatever their framing
+        fields say (RFC 9112 section 6.3: rule 1 comes before rule 3's check). Such a head is parsed
+        again without its Content-Length fields, which rule 1 makes moot, by a fresh parser."""
+        status = self.parser.get_status_code()
+        if not (self.ENDS_AT_HEAD or status in (204, 304)):
+            return False
+        rest = self.head + data
+        for _ in range(self.interims):
+            rest = rest[rest.find(b"\r\n\r\n") + 4:]
+        end = rest.find(b"\r\n\r\n")
+        head = rest if end < 0 else rest[: end + 4]
+        if not declares_both_framings(head):
+            return False
+        self._forget_head()
+        if end < 0:  # llhttp stops at the colon of the second field: the head's lines are awaited
+            self.head = rest
+            self.parser = AwaitingHead(self, status)
+            return True
+        self.parser = httptools.HttpResponseParser(self)
+        self._feed(without_content_length(head) + rest[end + 4:])
+        return True
 
     def _after_final_head(self, data: bytes) -> bytes:
         """What follows the final head in the head kept so far and this read (past interim heads)."""
@@ -316,6 +363,7 @@ class HeadConnection(Connection):
     """For HEAD requests: the response has no body whatever its Content-Length says."""
 
     __slots__ = ()
+    ENDS_AT_HEAD = True
 
     def on_headers_complete(self) -> None:
         if self.parser.get_status_code() < 200:

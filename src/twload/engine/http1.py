@@ -42,3 +42,17 @@ def head_declares_length(head: bytes) -> bool:
     """
     end = head.find(b"\r\n\r\n")
     return bool(_LENGTH_FRAMED.search(head if end < 0 else head[: end + 2]))
+
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[^\r\n]*", re.IGNORECASE)  # no space before the colon (RFC 9112 5.1)
+_TRANSFER_ENCODING = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
+
+
+def declares_both_framings(head: bytes) -> bool:
+    """True when a complete head carries both Transfer-Encoding and Content-Length."""
+    return bool(_CONTENT_LENGTH.search(head) and _TRANSFER_ENCODING.search(head))
+
+
+def without_content_length(head: bytes) -> bytes:
+    """The head without its Content-Length fields (a field value holds no CR or LF: RFC 9110 5.5)."""
+    return _CONTENT_LENGTH.sub(b"", head)
