@@ -296,3 +296,25 @@ def test_a_response_with_a_body_and_both_framings_is_a_protocol_error(raw_peer, 
     summary = run(peer.url, tmp_path, connections=1, requests=4, duration_s=None)
     assert_oracle(summary, received, taken=4)
     assert (summary["requests"], summary["errors"]) == (0, {"protocol_error": 4})
+
+
+@pytest.mark.parametrize("version, method, kept", [(b"1.0", "GET", False), (b"1.0", "HEAD", False),
+                                                  (b"1.1", "GET", True)])
+def test_an_http_1_0_response_with_transfer_encoding_closes_after_the_message(raw_peer, tmp_path, version, method,
+                                                                              kept):
+    """RFC 9112 section 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing: read it by
+    the chunked coding, then close, even though it says keep-alive. The peer waits 0.3 s for another
+    request on the connection, then closes; HTTP/1.1 chunked stays kept alive."""
+    received = Requests()
+    body = b"2\r\nok\r\n0\r\n\r\n" if method == "GET" else b""
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/" + version + b" 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + body)
+        conn.settimeout(0.3)  # then serve() ends on its recv's timeout, and the connection closes
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, method=method, connections=1, requests=4, duration_s=None)
+    assert_oracle(summary, received, taken=4)
+    assert (summary["status"], summary["errors"]) == ({"200": 4}, {})
+    assert received.per_connection == ([4] if kept else [1, 1, 1, 1])

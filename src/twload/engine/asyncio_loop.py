@@ -21,7 +21,13 @@ import httptools
 
 from twload.engine import strategies as closing
 from twload.engine.backoff import ConnectBackoff, next_wait
-from twload.engine.http1 import build_request, declares_both_framings, head_declares_length, without_content_length
+from twload.engine.http1 import (
+    build_request,
+    declares_both_framings,
+    head_declares_length,
+    head_declares_transfer_encoding,
+    without_content_length,
+)
 from twload.engine.lifecycle import (
     AWAITING_RESPONSE,
     AWAITING_SERVER_CLOSE,
@@ -85,7 +91,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "w", "lifecycle", "transport", "parser", "head", "headers_done", "connect_timed_out",
         "retired", "tls_started", "number", "waited_s", "status", "interims", "done_at", "keep_alive",
-        "cut",
+        "cut", "chunked",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
@@ -109,6 +115,7 @@ class Connection(asyncio.Protocol):
         self.done_at = 0
         self.keep_alive = False
         self.cut = False  # HEAD: the parse was stopped at the blank line that ends the response
+        self.chunked = False  # the response being parsed has a chunked body
 
     @property
     def in_flight(self) -> bool:
@@ -182,8 +189,12 @@ class Connection(asyncio.Protocol):
             surplus = True  # a message began after it, or llhttp refused bytes after a closing one
             if self.cut:  # HEAD: stopped at the blank line that ends the response
                 self.cut = False
+                head, rest = self._final_head(data)
+                if (self.keep_alive and self.parser.get_http_version() == "1.0"
+                        and head_declares_transfer_encoding(head)):
+                    self.keep_alive = False  # as in on_message_complete: no body, so no chunk told it
                 self.parser = httptools.HttpResponseParser(self)  # the old one would wait for a body
-                surplus = bool(self._after_final_head(data).strip(b"\r\n"))
+                surplus = bool(rest.strip(b"\r\n"))
             self._forget_head()
             self._do(lifecycle.response_complete(done_at, self.keep_alive, False, surplus))
             return
@@ -221,13 +232,13 @@ class Connection(asyncio.Protocol):
         self._feed(without_content_length(head) + rest[end + 4:])
         return True
 
-    def _after_final_head(self, data: bytes) -> bytes:
-        """What follows the final head in the head kept so far and this read (past interim heads)."""
+    def _final_head(self, data: bytes) -> tuple[bytes, bytes]:
+        """The final head in the head kept so far and this read (past interim heads), and what follows."""
         rest = self.head + data
-        for _ in range(self.interims + 1):
-            end = rest.find(b"\r\n\r\n")
-            rest = rest[end + 4:] if end >= 0 else b""
-        return rest
+        for _ in range(self.interims):
+            rest = rest[rest.find(b"\r\n\r\n") + 4:]
+        end = rest.find(b"\r\n\r\n") + 4
+        return rest[:end], rest[end:]
 
     def _forget_head(self) -> None:
         self.head = b""
@@ -305,8 +316,16 @@ class Connection(asyncio.Protocol):
             self.interims += 1
             return
         self.status = status
-        self.keep_alive = self.parser.should_keep_alive()
+        keep_alive = self.parser.should_keep_alive()
+        if self.chunked:
+            self.chunked = False
+            if keep_alive and self.parser.get_http_version() == "1.0":
+                keep_alive = False  # RFC 9112 section 6.1: HTTP/1.0 with Transfer-Encoding closes after it
+        self.keep_alive = keep_alive
         self.done_at = clock_ns()
+
+    def on_chunk_header(self) -> None:
+        self.chunked = True  # only a chunked body costs the version check above (a string per response)
 
     # -- carrying out the machine's actions ----------------------------------
     def _do(self, actions: Actions) -> None:

@@ -56,3 +56,8 @@ def declares_both_framings(head: bytes) -> bool:
 def without_content_length(head: bytes) -> bytes:
     """The head without its Content-Length fields (a field value holds no CR or LF: RFC 9110 5.5)."""
     return _CONTENT_LENGTH.sub(b"", head)
+
+
+def head_declares_transfer_encoding(head: bytes) -> bool:
+    """True when a complete head carries Transfer-Encoding (for an HTTP/1.0 response: RFC 9112 6.1)."""
+    return bool(_TRANSFER_ENCODING.search(head))
