@@ -318,3 +318,38 @@ def test_an_http_1_0_response_with_transfer_encoding_closes_after_the_message(ra
     assert_oracle(summary, received, taken=4)
     assert (summary["status"], summary["errors"]) == ({"200": 4}, {})
     assert received.per_connection == ([4] if kept else [1, 1, 1, 1])
+
+
+# -- a body that never ends ------------------------------------------------------------------
+
+
+def endless_body(conn, stopped):
+    """Answers the first request with a chunked body streamed as fast as the socket takes it, forever
+    (until the client closes or the test ends)."""
+    conn.recv(4096)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"a" * 65536 + b"\r\n"
+    while not stopped.is_set():
+        conn.sendall(chunk)
+
+
+def test_a_body_that_never_ends_times_out_and_the_run_ends_on_time(raw_peer, tmp_path):
+    """Reads are bounded per wake-up (uvloop reads through libuv: src/unix/stream.c, uv__read stops
+    after 32 reads "to prevent loop starvation"), so --timeout and the run's end still come: each
+    request is a timeout, none is an answer, the run does not overrun."""
+    peer = raw_peer(endless_body)
+    started = time.monotonic()
+    summary = run(peer.url, tmp_path, connections=2, duration_s=2.0, timeout_s=0.5)
+    assert time.monotonic() - started < 15
+    assert summary["requests"] == 0
+    errors = summary["errors"]
+    assert errors.pop("timeout") >= 2  # two slots, each timed out at least once in 2 s
+    assert set(errors) <= {"abandoned_at_stop"}
+
+
+def test_a_body_that_never_ends_is_abandoned_at_the_runs_end(raw_peer, tmp_path):
+    peer = raw_peer(endless_body)
+    started = time.monotonic()
+    summary = run(peer.url, tmp_path, connections=2, duration_s=1.0, timeout_s=30.0)
+    assert time.monotonic() - started < 15
+    assert (summary["requests"], summary["errors"]) == (0, {"abandoned_at_stop": 2})
