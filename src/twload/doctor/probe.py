@@ -17,7 +17,8 @@ from twload.plan import Target, is_loopback
 
 
 def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool]:
-    """Send one request; return (socket, response complete, server closed after it)."""
+    """Send one request; return (socket, response complete, server closed after it). 1xx interim heads
+    (100 Continue, 103 Early Hints) are skipped: the final response is the one that counts."""
     sock = socket.create_connection(target.address[:2], timeout=timeout)
     if target.scheme == "https":  # the doctor looks at TCP, not at the certificate
         context = ssl.create_default_context()
@@ -28,7 +29,9 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
 
     class Proto:
         def on_message_complete(self) -> None:
-            done["complete"] = True
+            status = parser.get_status_code()
+            if status >= 200 or status == 101:
+                done["complete"] = True
 
     parser = httptools.HttpResponseParser(Proto())
     sock.sendall(request)

@@ -1,0 +1,44 @@
+"""`twload doctor URL`'s probe of the target against servers that surprise it (issue #28): interim
+heads before the response, a 101 to a plain GET. Real loopback peers (tests/conftest.py raw_peer)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from twload.doctor.probe import probe
+from twload.plan import parse_target
+
+FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+CLOSING = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+def read_head(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_interim_heads_are_not_the_response(raw_peer):
+    """100 Continue and 103 Early Hints come first; the final response decides. The probe used to take
+    the 100 as the response, then read the final one while it waited for the close: a target that
+    closes after Connection: close was reported as one that does not."""
+
+    def interims_first(conn, stopped):
+        request = read_head(conn)
+        conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
+        time.sleep(0.05)  # the final response in a later read
+        conn.sendall(CLOSING if b"connection: close" in request.lower() else FINAL)
+        if b"connection: close" not in request.lower():
+            conn.recv(4096)  # keep-alive: until the client goes
+
+    peer = raw_peer(interims_first)
+    facts = probe(parse_target(peer.url), timeout=3.0)
+    assert facts.reachable, facts.error
+    assert facts.keepalive is True
+    assert facts.server_closes_first is True
+
