@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
+from tests.conftest import run_cli
 from twload.doctor.probe import probe
 from twload.plan import parse_target
 
@@ -42,3 +43,18 @@ def test_interim_heads_are_not_the_response(raw_peer):
     assert facts.keepalive is True
     assert facts.server_closes_first is True
 
+
+def test_a_101_to_a_plain_get_is_one_line_not_a_traceback(raw_peer):
+    def switches(conn, stopped):
+        read_head(conn)
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi")
+        conn.recv(4096)
+
+    peer = raw_peer(switches)
+    facts = probe(parse_target(peer.url), timeout=3.0)
+    assert not facts.reachable and facts.error is not None and "101 Switching Protocols" in facts.error
+    proc = run_cli("doctor", peer.url)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # a problem finding
+    lines = [line for line in proc.stdout.splitlines() if "101 Switching Protocols" in line]
+    assert len(lines) == 1 and "problem" in lines[0], proc.stdout

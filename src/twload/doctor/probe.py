@@ -16,6 +16,14 @@ from twload.kernel.tcpinfo import tcp_info
 from twload.plan import Target, is_loopback
 
 
+class SwitchedProtocols(Exception):
+    """The target answered a plain GET with 101 Switching Protocols."""
+
+
+SWITCHED = ("it answered a plain GET with 101 Switching Protocols: a load test would count every request "
+            "as unexpected_upgrade")
+
+
 def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool]:
     """Send one request; return (socket, response complete, server closed after it). 1xx interim heads
     (100 Continue, 103 Early Hints) are skipped: the final response is the one that counts."""
@@ -25,12 +33,14 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         sock = context.wrap_socket(sock, server_hostname=target.host)
-    done = {"complete": False}
+    done = {"complete": False, "switched": False}
 
     class Proto:
         def on_message_complete(self) -> None:
             status = parser.get_status_code()
-            if status >= 200 or status == 101:
+            if status == 101:
+                done["switched"] = True  # llhttp stops after it: feed_data raises
+            elif status >= 200:
                 done["complete"] = True
 
     parser = httptools.HttpResponseParser(Proto())
@@ -45,7 +55,14 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
         if not data:
             closed = True
             break
-        parser.feed_data(data)
+        try:
+            parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            sock.close()
+            if done["switched"]:
+                raise SwitchedProtocols from None
+            raise
         if done["complete"]:
             sock.settimeout(0.3)  # does the server close right after the response?
             try:
@@ -81,9 +98,11 @@ def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
         sock, complete2, closed2 = _exchange(target, (head + "Connection: close\r\n\r\n").encode(), timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         sock.close()
-    except (OSError, httptools.HttpParserError) as exc:
+    except (OSError, httptools.HttpParserError, SwitchedProtocols) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        if isinstance(exc, httptools.HttpParserError):
+        if isinstance(exc, SwitchedProtocols):
+            reason = SWITCHED
+        elif isinstance(exc, httptools.HttpParserError):
             reason = "the target does not speak HTTP"
         elif getattr(exc, "errno", None) == errno.EADDRNOTAVAIL:
             reason = no_free_port(address, port)
