@@ -353,3 +353,18 @@ def test_a_body_that_never_ends_is_abandoned_at_the_runs_end(raw_peer, tmp_path)
     summary = run(peer.url, tmp_path, connections=2, duration_s=1.0, timeout_s=30.0)
     assert time.monotonic() - started < 15
     assert (summary["requests"], summary["errors"]) == (0, {"abandoned_at_stop": 2})
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"chunked, gzip"])
+def test_a_body_whose_last_coding_is_not_chunked_ends_at_the_servers_close(raw_peer, tmp_path, coding):
+    """RFC 9112 section 6.3 rule 4, as the core reads it: an answer at EOF, not eof_before_response."""
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + coding + b"\r\n\r\nsome bytes")
+        return False  # close
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=1, requests=3, duration_s=None)
+    assert_oracle(summary, received, taken=3)
+    assert (summary["status"], summary["errors"]) == ({"200": 3}, {})

@@ -208,6 +208,9 @@ def test_head_declares_length():
     assert head_declares_length(CHUNKED)
     assert not head_declares_length(CLOSE_DELIMITED)
     assert not head_declares_length(b"HTTP/1.1 200 OK\r\n\r\nContent-Length: 5\r\n")  # in the body
+    for codings in (b"gzip", b"chunked, gzip", b"chunked\r\nTransfer-Encoding: gzip"):  # rule 4: until EOF
+        assert not head_declares_length(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + codings + b"\r\n\r\n")
+    assert head_declares_length(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: Chunked \r\n\r\n")
 
 
 def test_head_requests_on_a_kept_alive_connection(loop):

@@ -30,18 +30,24 @@ def build_request(plan: Plan, connection_close: bool) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + plan.body
 
 
-_LENGTH_FRAMED = re.compile(rb"\r\n(content-length|transfer-encoding)\s*:", re.IGNORECASE)
+_LENGTH_FIELD = re.compile(rb"\r\ncontent-length\s*:", re.IGNORECASE)
+_CODINGS = re.compile(rb"\r\ntransfer-encoding\s*:([^\r\n]*)", re.IGNORECASE)
 
 
 def head_declares_length(head: bytes) -> bool:
-    """True when the response head carries Content-Length or Transfer-Encoding.
+    """True when the response head carries Content-Length, or Transfer-Encoding with chunked last.
 
     Such a body ends by its own framing, so an EOF before the end is a truncated
-    response. Without either, the body is delimited by the server's close
-    (RFC 9112 section 6.3, rule 8) and EOF completes it.
+    response. Otherwise the body is delimited by the server's close (RFC 9112 section
+    6.3: rule 4 when another coding comes last, rule 8 without either field) and EOF
+    completes it.
     """
     end = head.find(b"\r\n\r\n")
-    return bool(_LENGTH_FRAMED.search(head if end < 0 else head[: end + 2]))
+    head = head if end < 0 else head[: end + 2]
+    if _LENGTH_FIELD.search(head):
+        return True
+    codings = _CODINGS.findall(head)
+    return bool(codings) and codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[^\r\n]*", re.IGNORECASE)  # no space before the colon (RFC 9112 5.1)
