@@ -245,3 +245,18 @@ def test_both_framings_and_what_is_left_without_content_length():
     assert not declares_both_framings(head.replace(b"Content-Length:", b"Content-Length :"))  # llhttp refuses it
     assert without_content_length(head) == (b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n"
                                             b"X: content-length: 1\r\n\r\n")
+
+
+@settings(max_examples=40, deadline=None)
+@given(cuts=cuts, version=st.sampled_from([b"1.0", b"1.1"]), interim=st.booleans())
+def test_http_1_0_with_transfer_encoding_is_not_reused_however_it_is_split(loop, cuts, version, interim):
+    worker, conn, transport = make_conn(loop, requests=None)
+    response = (b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b"") + (
+        b"HTTP/" + version + b" 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n")
+    feed(conn, response, cuts)
+    assert worker.iv.requests == 1 and not worker.iv.errors
+    if version == b"1.0":  # RFC 9112 section 6.1: read by the chunked coding, then not reused
+        assert transport.written == [worker.request] and conn.awaiting_eof
+    else:
+        assert transport.written == [worker.request] * 2

@@ -59,6 +59,7 @@ MAX_CONNECTING = 16  # open loop: connects in progress at once, per worker
 DRAIN_S = 1.0  # at the end, how long requests in flight get to complete
 PEER_BYTES_MAX = 64  # the first bytes of a response that is not HTTP, kept to show the user
 SWITCHED = 101  # Switching Protocols: the connection speaks another protocol after this head
+ONE = ord("1")
 
 
 class AwaitingHead(httptools.HttpResponseParser):
@@ -91,7 +92,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "w", "lifecycle", "transport", "parser", "head", "headers_done", "connect_timed_out",
         "retired", "tls_started", "number", "waited_s", "status", "interims", "done_at", "keep_alive",
-        "cut", "chunked",
+        "cut",
     )
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
@@ -115,7 +116,6 @@ class Connection(asyncio.Protocol):
         self.done_at = 0
         self.keep_alive = False
         self.cut = False  # HEAD: the parse was stopped at the blank line that ends the response
-        self.chunked = False  # the response being parsed has a chunked body
 
     @property
     def in_flight(self) -> bool:
@@ -159,10 +159,6 @@ class Connection(asyncio.Protocol):
         if ((self.head or len(data) > MAX_HEADER_BYTES) and not self.headers_done
                 and len(self.head) + len(data) > MAX_HEADER_BYTES and self._head_too_large(data)):
             return
-        self._feed(data)
-
-    def _feed(self, data: bytes) -> None:
-        lifecycle = self.lifecycle
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
@@ -171,13 +167,26 @@ class Connection(asyncio.Protocol):
         done_at = self.done_at
         if done_at:
             self.done_at = 0
-            if self.head or self.interims:
+            keep_alive = self.keep_alive
+            if self.head or self.interims:  # the response took more than one read, or 1xx heads came first
+                if keep_alive and self._closes_after(data):
+                    keep_alive = False
                 self._forget_head()
+            elif keep_alive and (data[5] != ONE or data[7] != ONE) and self._closes_after(data):
+                # The whole response is in this read and llhttp checked its status line: "HTTP/1.1" has
+                # 1 at 5 and 7 (a leading empty line, which llhttp skips, moves them: then it is asked)
+                keep_alive = False
             # Acted on only now: written from inside the parser's callback, the next request would
             # go out before the rest of this read was seen
-            self._do(lifecycle.response_complete(done_at, self.keep_alive, self.w.free_run))
+            self._do(lifecycle.response_complete(done_at, keep_alive, w.free_run))
         else:
             self._keep_head(data)  # slow path: a response spread over several reads
+
+    def _closes_after(self, data: bytes) -> bool:
+        """An HTTP/1.0 response with Transfer-Encoding: its framing is faulty, so the connection is
+        not reused whatever it says (RFC 9112 section 6.1); llhttp would keep it alive."""
+        return (self.parser.get_http_version() == "1.0"
+                and head_declares_transfer_encoding(self._final_head(data)[0]))
 
     def _parse_stopped(self, data: bytes, exc: Exception) -> None:
         """The parser stopped before the end of the read: bytes after the complete response, a
@@ -187,16 +196,15 @@ class Connection(asyncio.Protocol):
         if done_at:  # the response in flight is complete
             self.done_at = 0
             surplus = True  # a message began after it, or llhttp refused bytes after a closing one
+            keep_alive = self.keep_alive
             if self.cut:  # HEAD: stopped at the blank line that ends the response
                 self.cut = False
-                head, rest = self._final_head(data)
-                if (self.keep_alive and self.parser.get_http_version() == "1.0"
-                        and head_declares_transfer_encoding(head)):
-                    self.keep_alive = False  # as in on_message_complete: no body, so no chunk told it
+                if keep_alive and self._closes_after(data):
+                    keep_alive = False
                 self.parser = httptools.HttpResponseParser(self)  # the old one would wait for a body
-                surplus = bool(rest.strip(b"\r\n"))
+                surplus = bool(self._final_head(data)[1].strip(b"\r\n"))
             self._forget_head()
-            self._do(lifecycle.response_complete(done_at, self.keep_alive, False, surplus))
+            self._do(lifecycle.response_complete(done_at, keep_alive, self.w.free_run, surplus))
             return
         if self.status == SWITCHED or isinstance(exc, httptools.HttpParserUpgrade):
             # 101 to a request that asked no Upgrade: what follows is another protocol
@@ -229,7 +237,9 @@ class Connection(asyncio.Protocol):
             self.parser = AwaitingHead(self, status)
             return True
         self.parser = httptools.HttpResponseParser(self)
-        self._feed(without_content_length(head) + rest[end + 4:])
+        again = without_content_length(head) + rest[end + 4:]
+        self.w.iv.bytes_in -= len(again)  # counted once already: data_received counts what it is given
+        self.data_received(again)
         return True
 
     def _final_head(self, data: bytes) -> tuple[bytes, bytes]:
@@ -316,16 +326,8 @@ class Connection(asyncio.Protocol):
             self.interims += 1
             return
         self.status = status
-        keep_alive = self.parser.should_keep_alive()
-        if self.chunked:
-            self.chunked = False
-            if keep_alive and self.parser.get_http_version() == "1.0":
-                keep_alive = False  # RFC 9112 section 6.1: HTTP/1.0 with Transfer-Encoding closes after it
-        self.keep_alive = keep_alive
+        self.keep_alive = self.parser.should_keep_alive()
         self.done_at = clock_ns()
-
-    def on_chunk_header(self) -> None:
-        self.chunked = True  # only a chunked body costs the version check above (a string per response)
 
     # -- carrying out the machine's actions ----------------------------------
     def _do(self, actions: Actions) -> None:
