@@ -94,6 +94,7 @@ class Connection(asyncio.Protocol):
         "retired", "tls_started", "number", "waited_s", "status", "interims", "done_at", "keep_alive",
         "cut",
     )
+    ENDS_AT_HEAD = False  # every response ends at its head (HeadConnection)
 
     def __init__(self, w: Worker, waited_s: float = 0.0) -> None:
         self.w = w
@@ -124,8 +125,6 @@ class Connection(asyncio.Protocol):
     @property
     def awaiting_eof(self) -> bool:
         return self.lifecycle.state is AWAITING_SERVER_CLOSE
-
-    ENDS_AT_HEAD = False  # every response ends at its head (HeadConnection)
 
     # -- asyncio callbacks ---------------------------------------------------
     def connection_made(self, transport) -> None:
