@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -368,3 +369,18 @@ def test_a_body_whose_last_coding_is_not_chunked_ends_at_the_servers_close(raw_p
     summary = run(peer.url, tmp_path, connections=1, requests=3, duration_s=None)
     assert_oracle(summary, received, taken=3)
     assert (summary["status"], summary["errors"]) == ({"200": 3}, {})
+
+
+def test_a_reset_in_the_middle_of_a_body_is_econnreset(raw_peer, tmp_path):
+    received = Requests()
+
+    def answer(conn, n):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nten bytes.")
+        time.sleep(0.02)  # the head and part of the body are read first
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        return False
+
+    peer = raw_peer(lambda conn, stopped: serve(received, answer, conn, stopped))
+    summary = run(peer.url, tmp_path, connections=2, requests=6, duration_s=None)
+    assert_oracle(summary, received, taken=6)
+    assert (summary["requests"], summary["errors"]) == (0, {"ECONNRESET": 6})
