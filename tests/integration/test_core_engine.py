@@ -6,6 +6,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -396,3 +397,94 @@ def test_hundreds_of_responses_arriving_at_once_are_each_read(tmp_path, io):
         server.close()
     assert summary["errors"] == {}
     assert summary["requests"] == 2000 == server.answered
+
+
+# ---- servers that say more than they were asked (issue #28) ----
+
+READ_BUFFER = 16 * 1024  # loop_uring.c BUF_SIZE: one provided buffer, so one multishot recv completion
+
+
+def sized_response(size: int) -> bytes:
+    """A 200 response of exactly `size` bytes."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n"
+    body = size - len(head % 0)
+    body -= len(str(body)) - 1  # the digits of the length take room from the body
+    response = head % body + b"x" * body
+    assert len(response) == size
+    return response
+
+
+class CountingPeer:
+    """A raw_peer handler that counts the request heads it receives and answers each with `answer`,
+    then, `pause_s` later, sends `then` (bytes nobody asked for) and closes if `close`. `received` is
+    read after the run (a request is counted before its answer goes out)."""
+
+    def __init__(self, answer: bytes, then: bytes = b"", pause_s: float = 0.0, close: bool = False) -> None:
+        self.answer, self.then, self.pause_s, self.close = answer, then, pause_s, close
+        self.received = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, conn, stopped) -> None:
+        data = b""
+        while not stopped.is_set():
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            while b"\r\n\r\n" in data:
+                data = data.partition(b"\r\n\r\n")[2]
+                with self.lock:
+                    self.received += 1
+                conn.sendall(self.answer)
+                if self.then:
+                    time.sleep(self.pause_s)
+                    conn.sendall(self.then)
+                if self.close:
+                    return
+
+
+def answers(summary: dict) -> int:
+    return sum(summary["status"].values())
+
+
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_bytes_after_a_complete_response_are_unsolicited(raw_peer, tmp_path, io):
+    """Each response comes with the start of another in the same segment, on a kept-alive connection:
+    the response answers its request, the rest is counted unsolicited_response (outside the ledger)
+    and the connection closes. Both backends closed it without naming anything."""
+    peer = CountingPeer(OK + b"HTTP/1.1 200 OK\r\n")
+    summary = run_core(raw_peer(peer).url, tmp_path, io, requests=20, duration_s=None, connections=1, workers=1)
+    assert summary["status"] == {"200": 20} and peer.received == 20
+    assert summary["errors"] == {"unsolicited_response": 20}
+    assert summary["connections_opened"] == 20
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_bytes_while_awaiting_the_servers_close_are_unsolicited(raw_peer, tmp_path, io):
+    """--close server: the response is counted, then the server sends more before its FIN. Both
+    backends dropped those bytes unnamed (epoll did not even read them when the FIN came with them)."""
+    peer = CountingPeer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        then=b"surprise", pause_s=0.05, close=True)
+    summary = run_core(raw_peer(peer).url, tmp_path, io, close="server", requests=10, duration_s=None,
+                       connections=2, workers=1)
+    assert summary["status"] == {"200": 10} and peer.received == 10
+    assert summary["errors"] == {"unsolicited_response": 10}
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_bytes_on_an_idle_connection_are_unsolicited(raw_peer, tmp_path, io):
+    """Open loop, 2 requests a second: 50 ms after each response the server sends more, while the
+    connection waits idle for the next send time (0.5 s apart): unsolicited_response, and the next
+    request goes out on a new connection. Both backends kept the connection as if nothing came. (The
+    run may end before the bytes after the last response come: those are not counted.)"""
+    peer = CountingPeer(OK, then=b"surprise", pause_s=0.05)
+    summary = run_core(raw_peer(peer).url, tmp_path, io, rate=2.0, requests=3, duration_s=None, workers=1)
+    assert summary["status"] == {"200": 3} and peer.received == 3
+    assert set(summary["errors"]) == {"unsolicited_response"}
+    assert summary["errors"]["unsolicited_response"] in (2, 3)
+    assert summary["connections_opened"] == 3

@@ -529,11 +529,11 @@ static void response_done(core *k, conn *c, int surplus) {
     c->intended = 0;
     c->flags &= (uint16_t)~(F_IN_FLIGHT | F_HAS_REQUEST);
     k->in_flight--;
-    if (c->state == C_SENDING) {  /* answered before the request was all out: do not reuse */
-        core_close(k, c);
+    if (surplus) {  /* bytes after the response that nobody asked for: named, and this connection is done */
+        core_close_error(k, c, E_UNSOLICITED);
         return;
     }
-    if (surplus) {  /* bytes after the response that nobody asked for: this connection is done */
+    if (c->state == C_SENDING) {  /* answered before the request was all out: do not reuse */
         core_close(k, c);
         return;
     }
@@ -561,7 +561,10 @@ static int parse_error(int r) {
 int core_received(core *k, conn *c, const char *data, size_t len) {
     uint32_t gen = c->gen;
     k->stats[S_BYTES_IN] += (int64_t)len;
-    if (!(c->flags & F_IN_FLIGHT)) return 0;  /* awaiting EOF, or idle: bytes nobody asked for */
+    if (!(c->flags & F_IN_FLIGHT)) {  /* awaiting the server's FIN, or idle: bytes nobody asked for */
+        core_close_error(k, c, E_UNSOLICITED);
+        return 1;
+    }
     size_t used = 0;
     int r = t1_feed(&c->parser, data, len, &used);
     if (r == T1_MORE) {
@@ -598,8 +601,10 @@ void core_fail(core *k, conn *c, int error) {
     core_close(k, c);
 }
 
-/* --close server: the response is counted, but the server's close went wrong (it reset, or never
-   closed): counted by name, as the asyncio engine does, outside the ledger of request results. */
+/* The response is counted, but what came after it went wrong: --close server, the server's close (it
+   reset, or never closed); or the server sent bytes nobody asked for (E_UNSOLICITED: after a
+   complete response, on an idle connection, or awaiting its FIN). Counted by name, outside the
+   ledger of request results (CONTRACT-28), and the connection closes. */
 void core_close_error(core *k, conn *c, int error) {
     count_error(k, c, error);
     k->stats[S_CLOSE_ERRORS]++;

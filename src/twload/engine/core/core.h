@@ -22,7 +22,9 @@ enum {
        taken (closed loop: take(); open loop: send times that became due), and those taken but
        dropped before a byte was written (closed loop, at stop or retirement) */
     S_TAKEN, S_WITHDRAWN,
-    S_CLOSE_ERRORS,  /* errors on a connection whose response was counted (awaiting the server's FIN) */
+    /* errors that are no request's result, kept out of the ledger: the server's close after a counted
+       response went wrong (awaiting its FIN), or it sent bytes nobody asked for (E_UNSOLICITED) */
+    S_CLOSE_ERRORS,
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
     S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
@@ -35,7 +37,7 @@ enum {
 /* error slots past the errno range; names in __init__.py (CONTRACTS.md "Error names") */
 enum {
     E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
-    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO,
+    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:

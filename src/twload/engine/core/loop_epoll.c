@@ -253,10 +253,6 @@ static void handle(core *k, conn *c, uint32_t events) {
         ep_send(k, c);
         if (c->gen != gen) return;
     }
-    if (c->state == C_AWAIT_EOF && (events & (EPOLLRDHUP | EPOLLHUP)) && !(events & EPOLLERR)) {
-        core_peer_closed(k, c);  /* the FIN we waited for: no read needed (bytes now are unasked for) */
-        return;
-    }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable(k, c, events);
 }
 
