@@ -488,3 +488,17 @@ def test_bytes_on_an_idle_connection_are_unsolicited(raw_peer, tmp_path, io):
     assert set(summary["errors"]) == {"unsolicited_response"}
     assert summary["errors"]["unsolicited_response"] in (2, 3)
     assert summary["connections_opened"] == 3
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_eight_buffer_sized_responses_to_each_request(raw_peer, tmp_path, io):
+    """Eight responses to each request, each the size of one of io_uring's read buffers, back to back:
+    its multishot recv posts one completion per response, and each completed response queued the
+    next request into the list of requests awaiting their submit, a list sized for one request per
+    connection: written past its end (ASan: heap-buffer-overflow in queue_request). The run ends
+    with every request taken accounted for."""
+    peer = CountingPeer(sized_response(READ_BUFFER) * 8)
+    summary = run_core(raw_peer(peer).url, tmp_path, io, requests=200, duration_s=None, connections=1,
+                       workers=1, timeout_s=10.0)
+    assert answers(summary) > 0
+    assert "uncounted" not in summary["errors"] and "counted_twice" not in summary["errors"], summary["errors"]

@@ -54,7 +54,7 @@ typedef struct {
     size_t br_size;
     char *bufs;
     pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
-    int n_begins;
+    int n_begins, cap_begins;
     int connect_sends;      /* requests queued beside their connects since the last submit */
     int64_t inline_submit;  /* the time of this turn's submit, if its connects were done by its end */
     int ring_sockets;       /* IORING_OP_SOCKET works here (Linux 5.19): sockets are made through the ring */
@@ -134,7 +134,12 @@ static void queue_request(core *k, conn *c, int link) {
     uring_state *s = k->io_state;
     uint32_t len;
     const char *req = core_request(k, c, &len);
-    struct io_uring_sqe *sqe = get_sqe(k);
+    /* One entry per request queued since the last submit, and nothing else bounds how many those
+       are (a connection closed before its submit leaves its entry behind, and its slot's next
+       connection adds another): a full list is handed over first. That undoes no caller's
+       reserve(), and what was queued before this entry is not linked to it. */
+    if (s->n_begins == s->cap_begins) submit(k);
+    struct io_uring_sqe *sqe = get_sqe(k);  /* reserved by the caller */
     /* MSG_WAITALL: a short send is retried in the kernel, not reported as done (Linux 5.18) */
     io_uring_prep_send(sqe, c->fd, req, len, MSG_NOSIGNAL | MSG_WAITALL);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS | (link ? IOSQE_IO_LINK : 0);
@@ -542,7 +547,8 @@ static int multishot_works(uring_state *s) {
 static int ur_init(core *k) {
     uring_state *s = calloc(1, sizeof *s);
     if (!s) return -ENOMEM;
-    s->begins = calloc((size_t)k->capacity + 1, sizeof *s->begins);
+    s->cap_begins = k->capacity + 1;
+    s->begins = calloc((size_t)s->cap_begins, sizeof *s->begins);
     s->starved_cap = k->capacity + 1;
     s->starved = calloc((size_t)s->starved_cap, sizeof *s->starved);
     int r = s->begins && s->starved ? ring_init(&s->ring, QUEUE_DEPTH) : -ENOMEM;
