@@ -116,9 +116,10 @@ static int reserve(core *k, unsigned n) {
    #13's protocol, keep-alive, 6 alternated rounds of 5 s, 2026-12-02): 0.87x -> 0.83x wrk's CPU
    per request. A short connection keeps the single-shot recv: a multishot one would still be
    armed at the close, which would then need an ASYNC_CANCEL (ur_close). */
-static void queue_recv(core *k, conn *c, int after_send) {
+static int queue_recv(core *k, conn *c, int after_send) {
     uring_state *s = k->io_state;
     struct io_uring_sqe *sqe = get_sqe(k);
+    if (!sqe) return -EBUSY;  /* the ring took no entries even after a submit */
     if (s->multishot) io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);  /* len 0: the buffer's size */
     else io_uring_prep_recv(sqe, c->fd, NULL, BUF_SIZE, 0);
     if (after_send) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -126,6 +127,15 @@ static void queue_recv(core *k, conn *c, int after_send) {
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_RECV));
     c->flags |= F_RECV_PENDING;
+    return 0;
+}
+
+/* c's next recv, on a connection that goes on reading; without one it could only wait for its
+   timeout, so it ends now (a request in flight counts the error) */
+static void rearm(core *k, conn *c) {
+    if (queue_recv(k, c, 0) == 0) return;
+    if (c->flags & F_IN_FLIGHT) core_fail(k, c, EBUSY);
+    else core_close(k, c);
 }
 
 /* the request, linked to the recv of its response when `link` (the recv must be queued next);
@@ -204,8 +214,7 @@ static int ur_open(core *k, conn *c) {
         s->connect_sends++;
         c->state = C_CONNECTING;  /* in flight from submit, but connecting until the connect completes */
     }
-    queue_recv(k, c, request);
-    return 0;
+    return queue_recv(k, c, request);  /* its entry is reserved above: cannot fail */
 }
 
 /* c's socket through the ring: regular fds, not fixed files, so the connect, send, recv and close
@@ -231,8 +240,8 @@ static void ur_send(core *k, conn *c) {
     int link = !(c->flags & F_RECV_PENDING);  /* an idle connection may have its recv out already */
     queue_request(k, c, link);
     core_sent(k, c, len);
-    if (link) queue_recv(k, c, 1);
-    else c->flags |= F_SEND_ALONE;
+    if (!link) c->flags |= F_SEND_ALONE;
+    else if (queue_recv(k, c, 1) < 0) core_fail(k, c, EBUSY);  /* reserved above: cannot happen */
 }
 
 static void ur_close(core *k, conn *c) {
@@ -280,7 +289,7 @@ static void give_back(uring_state *s, int bid) {
    its recv back when a buffer is free (feed_starved, after each batch of completions). */
 static void starve(uring_state *s, core *k, conn *c) {
     if (s->n_starved >= s->starved_cap) {  /* full of entries gone stale (closed, not yet skipped): */
-        queue_recv(k, c, 0);               /* read again at once, as before the queue existed */
+        rearm(k, c);                       /* read again at once, as before the queue existed */
         return;
     }
     int i = (s->starved_head + s->n_starved) % s->starved_cap;
@@ -298,7 +307,7 @@ static void feed_starved(core *k) {
         s->n_starved--;
         conn *c = &k->conns[w.slot];
         if (c->gen != w.gen || c->fd < 0 || !(c->flags & F_RECV_PENDING)) continue;  /* closed meanwhile */
-        queue_recv(k, c, 0);
+        rearm(k, c);
         budget--;
     }
 }
@@ -332,14 +341,14 @@ static void on_recv(core *k, conn *c, int res, int bid, int more) {
         int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
         give_back(s, bid);
         if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
-            queue_recv(k, c, 0);
+            rearm(k, c);
     } else if (res == 0) {
         if (bid >= 0) give_back(s, bid);
         core_peer_closed(k, c);
     } else if (res == -ENOBUFS) {
         starve(s, k, c);
     } else if (res == -ECANCELED) {
-        if (c->state != C_CONNECTING) queue_recv(k, c, 0);
+        if (c->state != C_CONNECTING) rearm(k, c);
     } else if (c->flags & F_IN_FLIGHT) {
         core_fail(k, c, -res);  /* e.g. ECONNRESET */
     } else if (c->state == C_AWAIT_EOF) {
