@@ -585,6 +585,27 @@ int core_received(core *k, conn *c, const char *data, size_t len) {
     return c->gen != gen;
 }
 
+/* Bytes came for c while its request was only queued in the backend (io_uring: before the submit
+   that hands it to the kernel), so they answer nothing: unsolicited_response, and the connection
+   closes. The backend has taken the request back, nothing of it is written: in the closed loop it
+   goes out on the slot's next connection (as a slot's request waits through a failed connect);
+   at the stop, or in the open loop, it leaves as a request dropped before a byte was written does
+   (withdrawn; not_sent). */
+void core_received_unsent(core *k, conn *c, size_t len) {
+    k->stats[S_BYTES_IN] += (int64_t)len;
+    k->stats[S_BYTES_OUT] -= c->woff;  /* counted when it was queued */
+    count_error(k, c, E_UNSOLICITED);
+    k->stats[S_CLOSE_ERRORS]++;
+    if (k->open_loop || k->stopping) {
+        withdraw(k, c);
+        core_close(k, c);
+        return;
+    }
+    drop(k, c);
+    c->flags |= F_HAS_REQUEST;
+    retry(k, c);
+}
+
 void core_peer_closed(core *k, conn *c) {
     c->flags |= F_PEER_CLOSED;
     if (c->flags & F_IN_FLIGHT) {

@@ -67,6 +67,7 @@ enum {
     F_NODELAY = 2048,    /* TCP_NODELAY is set (after a short write: see core_nodelay) */
     F_SOCKET_PENDING = 4096, /* io_uring: the socket is being made through the ring (fd still -1) */
     F_SEND_ALONE = 8192, /* io_uring: a send went out with no recv linked behind it (it may be pending) */
+    F_UNSUBMITTED = 16384, /* io_uring: the request in flight is queued, not yet submitted: nothing of it is out */
 };
 
 typedef struct conn {
@@ -192,6 +193,7 @@ const char *core_request(core *k, conn *c, uint32_t *len);
 void core_begin(core *k, conn *c, int64_t t);  /* the request starts going out at t: the clock runs */
 void core_sent(core *k, conn *c, size_t n);   /* n more bytes of the request were written */
 int core_received(core *k, conn *c, const char *data, size_t len); /* 0 if c is still open */
+void core_received_unsent(core *k, conn *c, size_t len); /* bytes came before c's request went out (closes c) */
 void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_fail(core *k, conn *c, int error);
 void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */

@@ -49,11 +49,17 @@ typedef struct {
 } pending_begin;
 
 typedef struct {
+    int slot;
+    uint32_t gen;
+    struct io_uring_sqe *sqe;  /* its send entry, still ours until the submit */
+} queued_request;
+
+typedef struct {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
     size_t br_size;
     char *bufs;
-    pending_begin *begins;  /* requests queued since the last submit: their clocks start at submit */
+    queued_request *begins; /* requests queued since the last submit: their clocks start at submit */
     int n_begins, cap_begins;
     int connect_sends;      /* requests queued beside their connects since the last submit */
     int64_t inline_submit;  /* the time of this turn's submit, if its connects were done by its end */
@@ -76,7 +82,9 @@ static int64_t start_clocks(core *k) {
     int64_t now = now_ns();
     for (int i = 0; i < s->n_begins; i++) {
         conn *c = &k->conns[s->begins[i].slot];
-        if (c->gen == s->begins[i].gen && (c->flags & F_IN_FLIGHT)) c->t_start = now;
+        if (c->gen != s->begins[i].gen) continue;
+        c->flags &= (uint16_t)~F_UNSUBMITTED;
+        if (c->flags & F_IN_FLIGHT) c->t_start = now;
     }
     s->n_begins = 0;
     s->connect_sends = 0;
@@ -155,9 +163,29 @@ static void queue_request(core *k, conn *c, int link) {
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS | (link ? IOSQE_IO_LINK : 0);
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_SEND));
     core_begin(k, c, now_ns());
+    c->flags |= F_UNSUBMITTED;
     s->begins[s->n_begins].slot = (int)(c - k->conns);
     s->begins[s->n_begins].gen = c->gen;
+    s->begins[s->n_begins].sqe = sqe;
     s->n_begins++;
+}
+
+/* c's request is still queued here (F_UNSUBMITTED): its send entry becomes a no-op, posting nothing
+   and keeping its place in any link, so nothing of the request is written. */
+static void take_back(core *k, conn *c) {
+    uring_state *s = k->io_state;
+    int slot = (int)(c - k->conns);
+    for (int i = 0; i < s->n_begins; i++) {
+        if (s->begins[i].slot != slot || s->begins[i].gen != c->gen) continue;
+        struct io_uring_sqe *sqe = s->begins[i].sqe;
+        uint8_t link = sqe->flags & IOSQE_IO_LINK;
+        io_uring_prep_nop(sqe);
+        sqe->flags = link | IOSQE_CQE_SKIP_SUCCESS;
+        io_uring_sqe_set_data64(sqe, tag(k, c, OP_SEND));
+        s->begins[i] = s->begins[--s->n_begins];
+        break;
+    }
+    c->flags &= (uint16_t)~F_UNSUBMITTED;
 }
 
 /* The ring retries a short send in the kernel (MSG_WAITALL), so no short write is seen here to
@@ -338,7 +366,16 @@ static void on_recv(core *k, conn *c, int res, int bid, int more) {
     uint32_t gen = c->gen;
     if (!more) c->flags &= (uint16_t)~F_RECV_PENDING;
     if (res > 0) {
-        int closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+        int closed = 1;
+        if (c->flags & F_UNSUBMITTED) {
+            /* A multishot recv read this before the request queued for c was submitted (the
+               completion that ended its last response came in the same batch): it cannot be the
+               answer to a request the server has not been sent. */
+            take_back(k, c);
+            core_received_unsent(k, c, (size_t)res);
+        } else {
+            closed = core_received(k, c, s->bufs + (size_t)bid * BUF_SIZE, (size_t)res);
+        }
         give_back(s, bid);
         if (!closed && c->gen == gen && !(c->flags & F_RECV_PENDING) && c->state != C_CONNECTING)
             rearm(k, c);
