@@ -505,3 +505,22 @@ def test_eight_buffer_sized_responses_to_each_request(raw_peer, tmp_path, io):
                        workers=1, timeout_s=10.0)
     assert 0 < answers(summary) <= peer.received, (summary["status"], peer.received)
     assert set(summary["errors"]) == {"unsolicited_response"}, summary["errors"]  # no uncounted, counted_twice
+
+
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi"
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_a_101_to_a_request_without_upgrade_is_unexpected_upgrade(raw_peer, tmp_path, io):
+    """A plain GET answered 101 Switching Protocols: the server now speaks something else, which
+    answers nothing; the request's result is unexpected_upgrade and the connection closes (it was
+    counted as status 101). A request that asks for the upgrade gets its 101 as the answer."""
+    peer = CountingPeer(SWITCHING, close=True)
+    summary = run_core(raw_peer(peer).url, tmp_path / "plain", io, requests=5, duration_s=None, connections=1,
+                       workers=1)
+    assert summary["status"] == {} and summary["errors"] == {"unexpected_upgrade": 5}
+    assert summary["connections_opened"] == 5
+    peer = CountingPeer(SWITCHING, close=True)
+    asked = run_core(raw_peer(peer).url, tmp_path / "asked", io, requests=5, duration_s=None, connections=1,
+                     workers=1, headers=(("Connection", "Upgrade"), ("Upgrade", "websocket")))
+    assert asked["status"] == {"101": 5} and asked["errors"] == {}

@@ -61,7 +61,7 @@ def error_names() -> dict[int, str]:
         _core.E_NO_SERVER_CLOSE: "no_server_close", _core.E_PROTOCOL: "protocol_error",
         _core.E_HEAD_TOO_LARGE: "response_head_too_large", _core.E_EOF_BEFORE_RESPONSE: "eof_before_response",
         _core.E_NOT_SENT: "not_sent", _core.E_ABANDONED: "abandoned_at_stop", _core.E_OTHER_ERRNO: "errno_other",
-        _core.E_UNSOLICITED: "unsolicited_response",
+        _core.E_UNSOLICITED: "unsolicited_response", _core.E_UNEXPECTED_UPGRADE: "unexpected_upgrade",
     })
     return names
 

@@ -125,8 +125,23 @@ int core_add_due(core *k, const int64_t *times, size_t n) {
 
 /* ---- setup ---- */
 
+/* The request head has an Upgrade field (RFC 9110 section 7.8): then a 101 is the answer it asked for. */
+static int asks_upgrade(const char *req, size_t len) {
+    static const char name[] = "\r\nupgrade:";
+    const size_t n = sizeof name - 1;
+    for (size_t i = 0; i + n <= len; i++) {
+        if (req[i] == '\r' && i + 3 < len && req[i + 1] == '\n' && req[i + 2] == '\r' && req[i + 3] == '\n')
+            return 0;  /* the end of the head: the body is not looked at */
+        size_t j = 0;
+        while (j < n && (req[i + j] | (j > 1 ? 0x20 : 0)) == name[j]) j++;
+        if (j == n) return 1;
+    }
+    return 0;
+}
+
 int core_init(core *k, int capacity) {
     k->capacity = capacity;
+    k->asks_upgrade = asks_upgrade(k->request, k->request_len);
     k->conns = calloc((size_t)capacity, sizeof(conn));
     k->idle = calloc((size_t)capacity, sizeof(int));
     k->free_slots = calloc((size_t)capacity, sizeof(int));
@@ -554,6 +569,16 @@ static void response_done(core *k, conn *c, int surplus) {
     end(k, c, server_keeps_alive, now);
 }
 
+/* c's parser has a whole response: its request's answer. After a 101 the server speaks another
+   protocol (the parser says keep_alive 0, so the connection closes): what follows it is that
+   protocol's, not bytes nobody asked for; and to a request that asked for no Upgrade a 101 answers
+   nothing (CONTRACT-28: unexpected_upgrade, the request's result). */
+static void answered(core *k, conn *c, int surplus) {
+    if (c->parser.status != 101) response_done(k, c, surplus);
+    else if (k->asks_upgrade) response_done(k, c, 0);
+    else core_fail(k, c, E_UNEXPECTED_UPGRADE);
+}
+
 static int parse_error(int r) {
     return r == T1_ERR_HEAD_TOO_LARGE ? E_HEAD_TOO_LARGE : r == T1_ERR_EOF ? E_EOF_BEFORE_RESPONSE : E_PROTOCOL;
 }
@@ -572,7 +597,7 @@ int core_received(core *k, conn *c, const char *data, size_t len) {
         return 0;
     }
     if (r == T1_DONE) {
-        response_done(k, c, used < len);
+        answered(k, c, used < len);
     } else {
         if (r == T1_ERR_PROTOCOL && k->peer_len == 0 && !(c->flags & F_READ_ANY)) {
             /* what the peer speaks instead of HTTP: the start of this connection's first read */
@@ -610,7 +635,7 @@ void core_peer_closed(core *k, conn *c) {
     c->flags |= F_PEER_CLOSED;
     if (c->flags & F_IN_FLIGHT) {
         int r = t1_eof(&c->parser);
-        if (r == T1_DONE) response_done(k, c, 0);  /* a body delimited by the server's close */
+        if (r == T1_DONE) answered(k, c, 0);  /* a body delimited by the server's close */
         else core_fail(k, c, parse_error(r));
         return;
     }

@@ -38,6 +38,7 @@ enum {
 enum {
     E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
     E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
+    E_UNEXPECTED_UPGRADE,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
@@ -102,6 +103,7 @@ typedef struct core {
     uint32_t per_connection;  /* 0: unlimited */
     int64_t budget;           /* requests left to take; -1: unlimited */
     int head_request;
+    int asks_upgrade;         /* the request carries Upgrade: a 101 answers it */
     uint32_t max_head;
     int64_t timeout_ns, connect_timeout_ns;
     int open_loop, staged;
