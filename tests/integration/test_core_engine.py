@@ -2,8 +2,10 @@
 connect backoff and the drain bound. Counts are checked against a real nginx's access log."""
 
 import json
+import os
 import resource
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -524,3 +526,59 @@ def test_a_101_to_a_request_without_upgrade_is_unexpected_upgrade(raw_peer, tmp_
     asked = run_core(raw_peer(peer).url, tmp_path / "asked", io, requests=5, duration_s=None, connections=1,
                      workers=1, headers=(("Connection", "Upgrade"), ("Upgrade", "websocket")))
     assert asked["status"] == {"101": 5} and asked["errors"] == {}
+
+
+class EndlessBody:
+    """A raw_peer handler: to the first request, a head announcing 1 TB, then body bytes as fast as the
+    kernel takes them (sendfile of a file in the page cache), on CPU `cpu`, until the client closes,
+    or for at most `bound_s`, after which it resets."""
+
+    def __init__(self, path, cpu: int, bound_s: float = 20.0) -> None:
+        self.path, self.cpu, self.bound_s = path, cpu, bound_s
+        self.outlasted = False  # the client was still reading when the bound ran out
+
+    def __call__(self, conn, stopped) -> None:
+        os.sched_setaffinity(0, {self.cpu})  # this thread only
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n")
+        conn.settimeout(None)  # blocking: each sendfile() pushes the whole file in one call
+        end = time.monotonic() + self.bound_s
+        with open(self.path, "rb") as body:
+            try:
+                while time.monotonic() < end and not stopped.is_set():
+                    conn.sendfile(body)
+                    body.seek(0)
+            except OSError:
+                return  # the client closed
+        self.outlasted = True
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+@pytest.mark.parametrize("bound, result", [(["-n", "1", "--timeout", "1s"], "timeout"),
+                                           (["-d", "1s", "--timeout", "30s"], "abandoned_at_stop")])
+def test_a_body_that_never_ends_streamed_fast_still_ends_on_time(raw_peer, tmp_path, io, bound, result):
+    """A body streamed faster than it is read: epoll read on while each recv filled its 64 KiB buffer,
+    so the timers (--timeout, the run's end) never ran and the worker stayed pinned to the connection
+    until the server gave up (here after 20 s, with a reset: ECONNRESET). Made certain, not left to
+    the race between two CPUs: the client runs niced (19) on the server's CPU, so the server refills
+    the window whenever a read opens it. Reads per wake-up are bounded now: the request ends timeout
+    at --timeout, or abandoned_at_stop at the run's end."""
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * (64 << 20))
+    cpu = min(os.sched_getaffinity(0))
+    peer = EndlessBody(body, cpu)
+    url = raw_peer(peer).url
+
+    def niced_on_the_same_cpu():
+        os.sched_setaffinity(0, {cpu})
+        os.nice(19)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "twload", "run", url, "-c", "1", "-w", "1", *bound, "--engine", "core", "--io", io,
+         "--json", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120, preexec_fn=niced_on_the_same_cpu)
+    assert proc.returncode == 1, proc.stderr  # the run counted errors
+    summary = json.loads(proc.stdout)
+    assert summary["errors"] == {result: 1} and summary["requests"] == 0
+    assert not peer.outlasted

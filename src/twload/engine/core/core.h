@@ -69,6 +69,7 @@ enum {
     F_SOCKET_PENDING = 4096, /* io_uring: the socket is being made through the ring (fd still -1) */
     F_SEND_ALONE = 8192, /* io_uring: a send went out with no recv linked behind it (it may be pending) */
     F_UNSUBMITTED = 16384, /* io_uring: the request in flight is queued, not yet submitted: nothing of it is out */
+    F_UNREAD = 32768,    /* epoll: its reads stopped at the turn's bound with more waiting (on the backend's list) */
 };
 
 typedef struct conn {

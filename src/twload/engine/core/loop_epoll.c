@@ -30,6 +30,10 @@
 #include <unistd.h>
 
 #define EVENTS 512
+/* Reads of one connection per turn of the loop (of the core's 64 KiB buffer: 512 KiB). A body
+   streamed faster than it is read would otherwise keep every recv full, and the loop never got
+   back to its timers (--timeout, the run's end) or to its other connections. */
+#define READS_PER_TURN 8
 
 typedef struct {
     int32_t slot;
@@ -45,6 +49,13 @@ typedef struct {
     queued *sockets;     /* connections waiting for their socket() */
     queued *connects;    /* connections waiting for their connect() */
     int n_sockets, n_connects, cap_queued;
+    /* connections whose reads stopped at READS_PER_TURN with more waiting: edge-triggered epoll
+       reports them again only when more arrives, which a sender held back by the window never
+       does, so they read on at the end of the turn (read_on), and the loop does not wait in
+       epoll while any are left. Each is on one list at most (F_UNREAD): the one filling, or the
+       one being read on. */
+    queued *unread, *unread_now;
+    int n_unread, n_unread_now, cap_unread;
     struct epoll_event events[EVENTS];
 } epoll_state;
 
@@ -62,13 +73,18 @@ static int ep_init(core *k) {
     s->pwait2 = 1;
     s->cap_closing = 2 * k->capacity + EVENTS;
     s->cap_queued = k->capacity;
+    s->cap_unread = k->capacity;
     s->closing = malloc((size_t)s->cap_closing * sizeof *s->closing);
     s->sockets = malloc((size_t)s->cap_queued * sizeof *s->sockets);
     s->connects = malloc((size_t)s->cap_queued * sizeof *s->connects);
-    if (!s->closing || !s->sockets || !s->connects) {
+    s->unread = malloc((size_t)s->cap_unread * sizeof *s->unread);
+    s->unread_now = malloc((size_t)s->cap_unread * sizeof *s->unread_now);
+    if (!s->closing || !s->sockets || !s->connects || !s->unread || !s->unread_now) {
         free(s->closing);
         free(s->sockets);
         free(s->connects);
+        free(s->unread);
+        free(s->unread_now);
         close(s->epfd);
         free(s);
         return -ENOMEM;
@@ -89,6 +105,8 @@ static void ep_fini(core *k) {
     free(s->closing);
     free(s->sockets);
     free(s->connects);
+    free(s->unread);
+    free(s->unread_now);
     free(s);
     k->io_state = NULL;
 }
@@ -207,12 +225,24 @@ static void ep_close(core *k, conn *c) {
     s->closing[s->n_closing++] = c->fd;
 }
 
+/* c's reads stop for this turn: 1 if the next turn reads on (c is, or now is, on a list); 0 if it
+   must read on now (the list is full: it holds one entry per connection, so it cannot be) */
+static int read_later(core *k, conn *c) {
+    epoll_state *s = k->io_state;
+    if (c->flags & F_UNREAD) return 1;
+    if (s->n_unread == s->cap_unread) return 0;
+    s->unread[s->n_unread++] = queue_entry(k, c);
+    c->flags |= F_UNREAD;
+    return 1;
+}
+
 static void readable(core *k, conn *c, uint32_t events) {
     /* The peer's FIN came with these bytes: a response complete in them must not reuse the
        connection (response_done looks at F_PEER_CLOSED), or the next request would go out on a
        closed connection and count an error the server never caused. */
     if (events & (EPOLLRDHUP | EPOLLHUP)) c->flags |= F_PEER_CLOSED;
-    for (;;) {
+    for (int reads = 0;; reads++) {
+        if (reads == READS_PER_TURN && read_later(k, c)) return;
         ssize_t n = recv(c->fd, k->rbuf, k->rbuf_len, 0);
         if (n > 0) {
             if (core_received(k, c, k->rbuf, (size_t)n)) return;  /* closed (and maybe reused) */
@@ -256,11 +286,30 @@ static void handle(core *k, conn *c, uint32_t events) {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable(k, c, events);
 }
 
+/* After the turn's events, the connections whose reads stopped at the bound read on, each once more
+   at most (one with an event this turn has read twice then); those stopped again wait for the end
+   of the next turn, so the timers run in between. */
+static void read_on(core *k) {
+    epoll_state *s = k->io_state;
+    queued *now = s->unread;
+    s->unread = s->unread_now;  /* this turn's stops go on the other list */
+    s->unread_now = now;
+    s->n_unread_now = s->n_unread;
+    s->n_unread = 0;
+    for (int i = 0; i < s->n_unread_now; i++) {
+        conn *c = &k->conns[now[i].slot];
+        if (!current(k, now[i]) || c->fd < 0 || !(c->flags & F_UNREAD)) continue;
+        c->flags &= (uint16_t)~F_UNREAD;
+        readable(k, c, EPOLLIN | ((c->flags & F_PEER_CLOSED) ? EPOLLRDHUP : 0));
+    }
+    s->n_unread_now = 0;
+}
+
 static int ep_poll(core *k, int64_t until) {
     epoll_state *s = k->io_state;
     run_pending(k);  /* what the timers queued (core_tick: backoff, open-loop connects, the start) */
     int64_t now = now_ns();
-    int64_t wake = core_next_timer(k, now, until);
+    int64_t wake = s->n_unread ? now : core_next_timer(k, now, until);  /* reads left over: no wait */
     int n = -1;
     if (s->pwait2) {
         /* ns timeouts (Linux 5.11+): open-loop send times are not rounded up to a millisecond */
@@ -276,6 +325,7 @@ static int ep_poll(core *k, int64_t until) {
         if (c->gen != (uint32_t)(data >> 32) || c->fd < 0) continue;  /* closed earlier in this batch */
         handle(k, c, s->events[i].events);
     }
+    read_on(k);
     run_pending(k);
     return 0;
 }
