@@ -191,14 +191,16 @@ void t1_init(t1_parser *p, int head_request, uint32_t max_head_bytes)
 
 /* ---- header values ------------------------------------------------------------ */
 
-/* Content-Length: 1*DIGIT, or a list of identical values (RFC 9110 section 8.6). */
+/* Content-Length: 1*DIGIT, once. RFC 9110 section 8.6 lets a recipient take repeated identical
+ * values (two fields, or a list "5, 5") as one, or reject them as unrecoverable; they are refused,
+ * as llhttp (the asyncio engine's parser) and nginx do, so both engines give the same verdict
+ * (CONTRACT-28: protocol_error). */
 static int cl_element_end(t1_parser *p)
 {
-    if ((p->flags & F_CL) && p->length != p->number)
+    if (p->flags & F_CL)
         return -1;
     p->length = p->number;
     p->flags |= F_CL;
-    p->pos = 1; /* this field holds a value */
     p->elem = E_START;
     return 0;
 }
@@ -222,9 +224,7 @@ static int cl_byte(t1_parser *p, unsigned c)
             p->elem = E_AFTER;
         return 0;
     }
-    if (c == ',')
-        return p->elem == E_START ? 0 : cl_element_end(p);
-    return -1;
+    return -1; /* a comma too: a list is no length */
 }
 
 /* One element of a token list (Connection, Transfer-Encoding) has ended. */
@@ -316,7 +316,7 @@ static int field_end(t1_parser *p)
     case FIELD_CONTENT_LENGTH:
         if (p->elem == E_TOKEN || p->elem == E_AFTER)
             return cl_element_end(p);
-        return p->pos ? 0 : -1; /* an empty Content-Length is no length */
+        return -1; /* an empty Content-Length is no length */
     case FIELD_TRANSFER_ENCODING:
         p->flags |= F_TE;
         /* fall through */
@@ -581,7 +581,7 @@ static uint8_t name_among(const char *const *names, const uint8_t *lengths, uint
 /* The usual value of a field that decides framing, [v, e) between the colon and the CR, read
  * at once: Content-Length as one run of digits, Connection or Transfer-Encoding as one token,
  * each with optional whitespace around it. Returns 1 when done (the same flags and length the
- * byte-at-a-time path would leave), -1 for a Content-Length differing from an earlier one, 0
+ * byte-at-a-time path would leave), -1 for a Content-Length after an earlier one, 0
  * for any other value (a list, parameters, a long number...), which is then read byte by byte
  * with nothing changed here. */
 static int simple_value(t1_parser *p, const unsigned char *v, const unsigned char *e)

@@ -22,8 +22,8 @@
  * status line are ignored; obs-fold is refused. max_head_bytes caps each head
  * (status line through the blank line; every 1xx head on its own) and the trailer
  * section (T1_ERR_HEAD_TOO_LARGE), and each chunk-size line (T1_ERR_PROTOCOL).
- * Transfer-Encoding together with Content-Length is a protocol error (as in llhttp);
- * identical repeated Content-Length values are one length, differing ones an error.
+ * Transfer-Encoding together with Content-Length is a protocol error (as in llhttp), and so
+ * is a repeated Content-Length, even with the same value (two fields, or a list "5, 5").
  */
 #ifndef TWLOAD_HTTP1_PARSE_H
 #define TWLOAD_HTTP1_PARSE_H
