@@ -279,8 +279,17 @@ static const tcase CASES[] = {
     CASE("HTTP/1.0 closes", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 0, 0, DONE_(-1, 200, 0)),
     CASE("HTTP/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
          0, 0, DONE_(-1, 200, 1)),
+    /* HTTP/1.0 with Transfer-Encoding: framed by it, then closed (RFC 9112 section 6.1) */
     CASE("HTTP/1.0 keep-alive, chunked", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 0, DONE_(-1, 200, 1)),
+         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" NEXT, 0, 0,
+         DONE_(sizeof("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n") - 1,
+               200, 0)),
+    CASE("HTTP/1.0 chunked", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 0, 0,
+         DONE_(-1, 200, 0)),
+    CASE("HTTP/1.0 keep-alive, HEAD with Transfer-Encoding", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n", 1, 0, DONE_(-1, 200, 0)),
+    CASE("HTTP/1.1 keep-alive, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 0, 0,
+         DONE_(-1, 200, 1)),
     /* status line */
     CASE("status line without reason", "HTTP/1.1 503\r\nContent-Length: 0\r\n\r\n", 0, 0, DONE_(-1, 503, 1)),
     CASE("status line with empty reason", "HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n", 0, 0, DONE_(-1, 404, 1)),

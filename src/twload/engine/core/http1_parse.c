@@ -354,6 +354,11 @@ static int head_end(t1_parser *p)
         p->keep_alive = 0;
     else
         p->keep_alive = (p->minor >= 1 || (p->flags & F_KEEPALIVE)) ? 1 : 0;
+    /* Transfer-Encoding came with HTTP/1.1: an HTTP/1.0 message carrying it may have been forwarded
+     * without its coding handled, so its framing is suspect and the connection closes after the
+     * message, whatever Connection says (RFC 9112 section 6.1). */
+    if ((p->flags & F_TE) && p->minor == 0)
+        p->keep_alive = 0;
     if (p->status == 101) { /* the connection now speaks another protocol */
         p->keep_alive = 0;
         return done(p);
