@@ -253,6 +253,20 @@ static const tcase CASES[] = {
     CASE("204", "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n" NEXT, 0, 0,
          DONE_(sizeof("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n") - 1, 204, 1)),
     CASE("304", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, DONE_(-1, 304, 1)),
+    /* no body comes before the framing fields are read (RFC 9112 section 6.3 rule 1, then rule 3) */
+    CASE("HEAD with Transfer-Encoding and Content-Length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n" NEXT, 1, 0,
+         DONE_(sizeof("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n") - 1, 200, 1)),
+    CASE("204 with Transfer-Encoding and Content-Length", "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n", 0, 0, DONE_(-1, 204, 1)),
+    CASE("304 with Transfer-Encoding and Content-Length", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n"
+         "Content-Length: 5\r\n\r\n" NEXT, 0, 0,
+         DONE_(sizeof("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n") - 1,
+               304, 1)),
+    CASE("304 with chunked twice", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 0, 0,
+         DONE_(-1, 304, 1)),
+    CASE("200 with Transfer-Encoding and Content-Length is still refused", "HTTP/1.1 200 OK\r\n"
+         "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 0, 0, ERR_(T1_ERR_PROTOCOL)),
     /* 1xx */
     CASE("100 Continue skipped", "HTTP/1.1 100 Continue\r\n\r\n" CL, 0, 0, DONE_(-1, 200, 1)),
     CASE("103 Early Hints skipped", "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"

@@ -345,11 +345,6 @@ static int head_end(t1_parser *p)
         reset_head(p);
         return 0;
     }
-    /* Both framings: a smuggling attempt (RFC 9112 section 6.3 rule 3); llhttp refuses it too. */
-    if ((p->flags & F_TE) && (p->flags & F_CL))
-        return -1;
-    if (p->chunked_count > 1) /* chunked applied twice (RFC 9112 section 7) */
-        return -1;
     if (p->flags & F_CLOSE)
         p->keep_alive = 0;
     else
@@ -363,8 +358,15 @@ static int head_end(t1_parser *p)
         p->keep_alive = 0;
         return done(p);
     }
+    /* No body, whatever the framing fields say (RFC 9112 section 6.3 rule 1, which comes before
+     * the rules that read them): they describe the body a GET would have had. */
     if (p->head_request || p->status == 204 || p->status == 304)
         return done(p);
+    /* Both framings: a smuggling attempt (RFC 9112 section 6.3 rule 3); llhttp refuses it too. */
+    if ((p->flags & F_TE) && (p->flags & F_CL))
+        return -1;
+    if (p->chunked_count > 1) /* chunked applied twice (RFC 9112 section 7) */
+        return -1;
     if (p->flags & F_TE) {
         if (p->flags & F_TE_CHUNKED_LAST) {
             p->head_bytes = 0;
