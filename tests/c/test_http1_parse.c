@@ -234,6 +234,15 @@ static const tcase CASES[] = {
     CASE("overlong chunk-size line", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
          "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n", 0, 64,
          ERR_(T1_ERR_PROTOCOL)),
+    /* the cap counts each chunk-size line alone (CRLF included), not the CRLF after its chunk's data */
+    CASE("chunk-size line of 63 bytes, cap 64", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" "a\r\n0\r\n\r\n", 0, 64, DONE_(-1, 200, 1)),
+    CASE("chunk-size line of 64 bytes, cap 64", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" "a\r\n0\r\n\r\n", 0, 64, DONE_(-1, 200, 1)),
+    CASE("chunk-size lines of 64 bytes one after another, cap 64", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" "a\r\n" "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" "b\r\n0\r\n\r\n", 0, 64, DONE_(-1, 200, 1)),
+    CASE("chunk-size line of 65 bytes, cap 64", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "1;xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n" "a\r\n0\r\n\r\n", 0, 64, ERR_(T1_ERR_PROTOCOL)),
     CASE("overlong trailer section", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
          "0\r\nX-T: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\r\n", 0, 64,
          ERR_(T1_ERR_HEAD_TOO_LARGE)),

@@ -549,6 +549,7 @@ static int step(t1_parser *p, unsigned c)
             p->state = S_HDR_START;
         } else {
             p->remaining = p->number;
+            p->head_bytes = 0; /* the CRLF after the data is no size line's (S_CHUNK_DATA_LF resets too) */
             p->state = S_CHUNK_DATA;
         }
         return 0;
