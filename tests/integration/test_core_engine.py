@@ -582,3 +582,16 @@ def test_a_body_that_never_ends_streamed_fast_still_ends_on_time(raw_peer, tmp_p
     summary = json.loads(proc.stdout)
     assert summary["errors"] == {result: 1} and summary["requests"] == 0
     assert not peer.outlasted
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_an_http_1_0_keep_alive_response_with_transfer_encoding_is_closed_by_the_client(raw_peer, tmp_path, io):
+    """HTTP/1.0 with Transfer-Encoding is not reused after the message (RFC 9112 section 6.1), but a
+    server that said keep-alive keeps the connection open: the client closes it, it does not wait
+    --timeout for a FIN that never comes (that was no_server_close after each request)."""
+    peer = CountingPeer(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"2\r\nok\r\n0\r\n\r\n")
+    summary = run_core(raw_peer(peer).url, tmp_path, io, requests=5, duration_s=None, connections=1, workers=1,
+                       timeout_s=2.0)
+    assert summary["status"] == {"200": 5} and summary["errors"] == {}
+    assert summary["connections_opened"] == 5

@@ -566,6 +566,8 @@ static void response_done(core *k, conn *c, int surplus) {
         }
         return;
     }
+    /* HTTP/1.0 with Transfer-Encoding: not to be reused, but the server keeps it open: ours to close */
+    if (c->parser.client_closes && !(c->flags & F_PEER_CLOSED)) server_keeps_alive = 1;
     end(k, c, server_keeps_alive, now);
 }
 

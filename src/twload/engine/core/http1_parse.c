@@ -177,6 +177,7 @@ void t1_init(t1_parser *p, int head_request, uint32_t max_head_bytes)
 {
     p->status = 0;
     p->keep_alive = 0;
+    p->client_closes = 0;
     p->head_request = head_request ? 1 : 0;
     p->max_head_bytes = max_head_bytes;
     p->minor = 0;
@@ -352,8 +353,10 @@ static int head_end(t1_parser *p)
     /* Transfer-Encoding came with HTTP/1.1: an HTTP/1.0 message carrying it may have been forwarded
      * without its coding handled, so its framing is suspect and the connection closes after the
      * message, whatever Connection says (RFC 9112 section 6.1). */
-    if ((p->flags & F_TE) && p->minor == 0)
+    if ((p->flags & F_TE) && p->minor == 0 && p->keep_alive) {
         p->keep_alive = 0;
+        p->client_closes = 1;
+    }
     if (p->status == 101) { /* the connection now speaks another protocol */
         p->keep_alive = 0;
         return done(p);

@@ -36,6 +36,8 @@ enum { T1_MORE = 0, T1_DONE = 1, T1_ERR_PROTOCOL = -1, T1_ERR_HEAD_TOO_LARGE = -
 typedef struct t1_parser {
     int status;         /* final status code of the response being/just parsed */
     uint8_t keep_alive; /* 1 if the connection may be reused after this response */
+    uint8_t client_closes; /* keep_alive is 0 although the server keeps the connection open (HTTP/1.0
+                              with Transfer-Encoding): the client closes it, no FIN comes */
     /* private incremental state */
     uint8_t state;      /* enum in http1_parse.c */
     uint8_t head_request;
