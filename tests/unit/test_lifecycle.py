@@ -122,6 +122,15 @@ def test_keepalive_strategy_waits_for_the_close_the_server_announced():
     assert m.state is State.AWAITING_SERVER_CLOSE
 
 
+def test_a_response_not_to_be_reused_on_a_connection_the_server_keeps_is_closed_by_the_client():
+    """HTTP/1.0 with Transfer-Encoding (RFC 9112 section 6.1): the server said keep-alive, so no FIN
+    is coming; waiting for one would end in no_server_close."""
+    m = machine("keepalive")
+    m.connected(0)
+    assert m.response_complete(4, True, next_ready=True, client_closes=True) == (response(4), CLOSE)
+    assert m.state is State.CLOSED
+
+
 def test_fin_closes_first_even_when_the_server_announced_its_close():
     m = machine("fin", per_connection=None)
     m.connected(0)

@@ -167,23 +167,24 @@ class Connection(asyncio.Protocol):
         if done_at:
             self.done_at = 0
             keep_alive = self.keep_alive
+            client_closes = False
             if self.head or self.interims:  # the response took more than one read, or 1xx heads came first
-                if keep_alive and self._closes_after(data):
-                    keep_alive = False
+                client_closes = keep_alive and self._closes_after(data)
                 self._forget_head()
             elif keep_alive and (data[5] != ONE or data[7] != ONE) and self._closes_after(data):
                 # The whole response is in this read and llhttp checked its status line: "HTTP/1.1" has
                 # 1 at 5 and 7 (a leading empty line, which llhttp skips, moves them: then it is asked)
-                keep_alive = False
+                client_closes = True
             # Acted on only now: written from inside the parser's callback, the next request would
             # go out before the rest of this read was seen
-            self._do(lifecycle.response_complete(done_at, keep_alive, w.free_run))
+            self._do(lifecycle.response_complete(done_at, keep_alive, w.free_run, client_closes=client_closes))
         else:
             self._keep_head(data)  # slow path: a response spread over several reads
 
     def _closes_after(self, data: bytes) -> bool:
         """An HTTP/1.0 response with Transfer-Encoding: its framing is faulty, so the connection is
-        not reused whatever it says (RFC 9112 section 6.1); llhttp would keep it alive."""
+        not reused whatever it says (RFC 9112 section 6.1); llhttp would keep it alive. The server
+        said it keeps the connection open, so the client closes it (it would wait for a FIN in vain)."""
         return (self.parser.get_http_version() == "1.0"
                 and head_declares_transfer_encoding(self._final_head(data)[0]))
 
@@ -196,14 +197,14 @@ class Connection(asyncio.Protocol):
             self.done_at = 0
             surplus = True  # a message began after it, or llhttp refused bytes after a closing one
             keep_alive = self.keep_alive
+            client_closes = False
             if self.cut:  # HEAD: stopped at the blank line that ends the response
                 self.cut = False
-                if keep_alive and self._closes_after(data):
-                    keep_alive = False
+                client_closes = keep_alive and self._closes_after(data)
                 self.parser = httptools.HttpResponseParser(self)  # the old one would wait for a body
                 surplus = bool(self._final_head(data)[1].strip(b"\r\n"))
             self._forget_head()
-            self._do(lifecycle.response_complete(done_at, keep_alive, self.w.free_run, surplus))
+            self._do(lifecycle.response_complete(done_at, keep_alive, self.w.free_run, surplus, client_closes))
             return
         if self.status == SWITCHED or isinstance(exc, httptools.HttpParserUpgrade):
             # 101 to a request that asked no Upgrade: what follows is another protocol

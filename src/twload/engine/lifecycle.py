@@ -218,14 +218,16 @@ class Lifecycle:
 
     # -- events from the peer ------------------------------------------------
     def response_complete(self, now: int, keep_alive: bool, next_ready: bool = False,
-                          surplus: bool = False) -> Actions:
+                          surplus: bool = False, client_closes: bool = False) -> Actions:
         """The parser completed a response; keep_alive: the response allows another request.
         next_ready: the worker has the next request for this connection already (a free-running
         closed loop: no budget, stages or limit), so it is written at once instead of asking with
         Idle. That saves the hot keep-alive path a round trip through the worker.
         surplus: more bytes came after it in the same read, which no request asked for: the response
         counts, the surplus is unsolicited_response (outside the one result per request), and the
-        connection is dropped before anything else is written on it (CONTRACT-28)."""
+        connection is dropped before anything else is written on it (CONTRACT-28).
+        client_closes: the server keeps the connection open, but it is not to be reused (an HTTP/1.0
+        response with Transfer-Encoding, RFC 9112 section 6.1): the client closes it."""
         if self.state is not AWAITING_RESPONSE:
             return NOTHING  # e.g. a body delimited by EOF completed after we gave up on it
         self.completed += 1
@@ -236,7 +238,7 @@ class Lifecycle:
             self.failed = True
             return (result, UNSOLICITED, ABORT)
         limit = self.rules.per_connection
-        if keep_alive and not self.asked_close and (limit is None or self.completed < limit):
+        if keep_alive and not client_closes and not self.asked_close and (limit is None or self.completed < limit):
             self.state = IDLE_STATE
             if next_ready and not self.stopping:
                 return (result, *self.send(now))
