@@ -3,6 +3,7 @@ what each peer does with a connection (`accepted`); closed when the test ends.""
 
 import socket
 import threading
+import time
 
 
 class ListeningPeer:
@@ -33,3 +34,94 @@ class ListeningPeer:
         self.stopped.set()
         self.thread.join(2)
         self.listener.close()
+
+
+class CountingPeer(ListeningPeer):
+    """Serves each connection in a thread of its own: reads request heads (GET, no body), counts each
+    one, in all and per connection, before it answers it with `respond`. The count is what an
+    honest client's answers are checked against: nothing can answer a request this peer never read.
+
+    Every blocking call waits at most `POLL_S`, then looks at `stopped`, so `close` ends every
+    thread (bounded) however the client behaves."""
+
+    POLL_S = 0.1
+
+    def __init__(self, backlog: int = 64) -> None:
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.per_connection: list[int] = []
+        self.threads: list[threading.Thread] = []
+        super().__init__(backlog)
+
+    def accepted(self, conn: socket.socket) -> None:
+        with self.lock:
+            index = len(self.per_connection)
+            self.per_connection.append(0)
+        thread = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        conn.settimeout(self.POLL_S)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # each write goes out as written
+        unread = b""
+        answering = True
+        with conn:
+            while not self.stopped.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    # A reset, reported once what came before it was read: tcp_recvmsg_locked
+                    # walks sk_receive_queue before it looks at sk_err, and tcp_reset purges the
+                    # write queue only (net/ipv4/tcp.c, tcp_input.c, Linux 6.x; seen on 6.18).
+                    return
+                if not data:
+                    return
+                unread += data
+                start = 0
+                while (end := unread.find(b"\r\n\r\n", start)) >= 0:  # a read may hold many heads
+                    start = end + 4
+                    with self.lock:
+                        self.requests += 1
+                        self.per_connection[index] += 1
+                    if not answering:
+                        continue
+                    try:
+                        if not self.respond(conn):
+                            return
+                    except OSError:
+                        # The client went away while we wrote (EPIPE, ECONNRESET): keep reading, so
+                        # the requests it wrote before its close are counted too.
+                        answering = False
+                unread = unread[start:]
+
+    def respond(self, conn: socket.socket) -> bool:
+        """Answer one request; False ends the connection now (closed on return). An OSError (the
+        client's close) ends the answers, not the count."""
+        raise NotImplementedError
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        """sendall that gives up once the peer is stopped (a client that stopped reading cannot
+        hold a thread) and never loses its place on a timeout (which sendall would)."""
+        view = memoryview(data)
+        while view:
+            if self.stopped.is_set():
+                raise OSError("peer stopped")
+            try:
+                view = view[conn.send(view):]
+            except TimeoutError:
+                continue
+
+    def settle(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) for every connection to end: once the client has exited, each thread
+        reads what is left of its requests, sees the close and returns, so the count is final."""
+        deadline = time.monotonic() + timeout_s
+        for thread in list(self.threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        super().close()
+        for thread in self.threads:
+            thread.join(2)
