@@ -158,7 +158,7 @@ class Http10ChunkedPeer(CountingPeer):
     the connection left open: the client must close it after the message (RFC 9112 §6.1), so a
     second request on one connection (per_connection) shows the client kept it."""
 
-    RESPONSE = b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    RESPONSE = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
 
     def respond(self, conn: socket.socket) -> bool:
         self.send(conn, self.RESPONSE)
