@@ -164,12 +164,25 @@ def redact_header(text: str) -> str:
     return f"{name}: {redacted(value.strip())}"
 
 
+def _short_header_at(arg: str) -> int | None:
+    """Where -H is in a cluster of short options ("-H", "-HV", "-qH", "-kqHV"): click reads letters before
+    it as flags (-q, -k take no value), then the rest of the cluster, or the next argument, as -H's value.
+    None when there is no such H (a digit before it makes it part of another option's value: -c4H)."""
+    if not arg.startswith("-") or arg.startswith("--"):
+        return None
+    at = arg.find("H", 1)
+    if at < 0 or not all(c.isascii() and c.isalpha() for c in arg[1:at]):
+        return None
+    return at
+
+
 def redact_command(argv: list[str]) -> list[str]:
     """The command line with the credential headers' values redacted: -H VALUE, --header VALUE,
-    --header=VALUE and -HVALUE."""
+    --header=VALUE, -HVALUE, and -H in a cluster of short flags (-qH VALUE, -kqHVALUE)."""
     out: list[str] = []
     after_header_option = False
     for arg in argv:
+        at = _short_header_at(arg)
         if after_header_option:
             out.append(redact_header(arg))
             after_header_option = False
@@ -178,8 +191,11 @@ def redact_command(argv: list[str]) -> list[str]:
             after_header_option = True
         elif arg.startswith("--header="):
             out.append("--header=" + redact_header(arg.removeprefix("--header=")))
-        elif arg.startswith("-H") and not arg.startswith("--"):
-            out.append("-H" + redact_header(arg[2:]))
+        elif at is not None and at == len(arg) - 1:  # -qH: the value is the next argument
+            out.append(arg)
+            after_header_option = True
+        elif at is not None:
+            out.append(arg[:at + 1] + redact_header(arg[at + 1:]))
         else:
             out.append(arg)
     return out

@@ -69,3 +69,13 @@ def test_a_report_of_an_older_folder_redacts_its_command(tmp_path):
     assert "0ld-s3cret" not in json.dumps(old_meta)
     assert "Cookie: <redacted, 14 bytes>" in json.dumps(old_meta)
     assert "Cookie: sid=0ld-s3cret" in json.dumps(numbers.run_numbers(numbers.read_run(kept)))
+
+
+def test_a_header_option_inside_a_cluster_of_short_flags_is_redacted():
+    """click reads `-qH V` and `-kqHV` as -q, -k and -H V (the flags -q and -k take no value): the header
+    is sent, and its value must not reach plan.json or a report either."""
+    argv = ["twload", "run", URL, "-qH", "Authorization: Bearer abc", "-kqHCookie: sid=s3", "-kH", "Accept: */*",
+            "-mHEAD", "-c4H"]
+    assert redact_command(argv) == [
+        "twload", "run", URL, "-qH", "Authorization: <redacted, 10 bytes>", "-kqHCookie: <redacted, 6 bytes>",
+        "-kH", "Accept: */*", "-mHEAD", "-c4H"]
