@@ -134,3 +134,24 @@ def test_an_event_that_is_not_a_pair_is_counted():
     events = Events(shards=1)
     events("just a string")
     assert events.malformed == 1 and events.queue.empty()
+
+
+HUGE = 10 ** 400  # valid JSON, a Python int; too large for a float (math.isfinite, go_at + tick raise OverflowError)
+TOO_LARGE = {
+    "detail clock": {"kind": "ready", "shard": 0, "detail": dict(DETAIL, clock_s=HUGE)},
+    "budget reuse": {"kind": "ready", "shard": 0,
+                     "detail": dict(DETAIL, budget=dict(DETAIL["budget"], reuse_after_s=HUGE))},
+    "first error time": tick(first_errors={"ECONNRESET": [3, HUGE]}),
+    "tick": {"kind": "tick", "shard": 0, "tick": HUGE, "time_wait": None, "snapshots": []},
+    "count": tick(requests=2 ** 64),
+    "summary duration": {"kind": "done", "shard": 0, "summary": {"duration_s": HUGE}},
+}
+
+
+@pytest.mark.parametrize("body", TOO_LARGE.values(), ids=TOO_LARGE.keys())
+def test_a_number_too_large_is_refused_by_name_not_raised(body):
+    """The coordinator's arithmetic on these (go_at + tick, a clock offset) would raise OverflowError in
+    the Dask client's event loop or the run's supervisor, never counted: refused here instead."""
+    events = Events(shards=1)
+    events((1.0, json.dumps(body).encode()))
+    assert events.malformed == 1 and events.first_malformed and events.queue.empty()

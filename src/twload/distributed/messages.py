@@ -22,6 +22,9 @@ from twload.metrics import HISTOGRAMS
 MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
 MAX_NAMES = 4096  # error names, status codes, keys of a dict in one message
 MAX_TEXT = 64 << 10  # one string
+# The largest whole number a message holds: the core's counters are 64-bit. JSON allows any size, and a
+# Python int beyond a float's range raises OverflowError in the coordinator's arithmetic (go_at + tick).
+MAX_WHOLE = (1 << 63) - 1
 
 
 class MalformedEvent(ValueError):
@@ -138,8 +141,8 @@ def _keys(body: dict, allowed: set[str], what: str) -> None:
 
 
 def _int(value: object, what: str) -> int:
-    if type(value) is not int or value < 0:  # bool is an int subclass: refused too
-        raise MalformedEvent(f"{what} is not a whole number >= 0")
+    if type(value) is not int or not 0 <= value <= MAX_WHOLE:  # bool is an int subclass: refused too
+        raise MalformedEvent(f"{what} is not a whole number from 0 to 2**63-1")
     return value
 
 
@@ -148,7 +151,11 @@ def _opt_int(value: object, what: str) -> int | None:
 
 
 def _number(value: object, what: str) -> float:
-    if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+    try:
+        finite = type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond a float's range
+        finite = False
+    if not finite:
         raise MalformedEvent(f"{what} is not a finite number")
     return value  # type: ignore[return-value]
 
