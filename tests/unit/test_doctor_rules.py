@@ -166,3 +166,15 @@ def test_every_fix_the_rules_propose_is_one_restore_may_write_back():
     assert proposed == FIXABLE_SYSCTLS  # every one is reachable, and no other
     with pytest.raises(ValueError, match="kernel.core_pattern"):
         doctor.Finding(doctor.WARNING, "x", "a fix restore could never undo", {"kernel.core_pattern": "core"})
+
+
+def test_a_keepalive_run_is_not_said_to_leave_no_time_wait_of_its_own():
+    """keepalive closes its connections first at the end (strategies.WHY: "TIME_WAIT only for the -c closed
+    at the end", one per connection with --requests-per-connection): only server and rst leave none."""
+    findings = doctor.diagnose(facts(port_low=40000, port_high=40019), REMOTE, doctor.DoctorPlan(close="keepalive"))
+    lines = doctor.advice(findings, "keepalive", found=15)
+    assert any(line.startswith("15 ports towards this target were already in TIME_WAIT") for line in lines)
+    assert not any("leaves none of its own" in line for line in lines)
+    for close in ("server", "rst"):
+        lines = doctor.advice(doctor.diagnose(facts(), REMOTE, doctor.DoctorPlan(close=close)), close, found=15)
+        assert any(f"this run's --close {close} leaves none of its own" in line for line in lines)

@@ -212,7 +212,9 @@ PORTS_HELD_OPEN = ("EADDRNOTAVAIL: no free local port towards this target: its o
 
 def found_time_wait(found: int, close: str) -> str:
     """The ports an earlier run's TIME_WAIT held at this run's start: not this run's doing."""
-    own = "" if close == "fin" else f"; this run's --close {close} leaves none of its own"
+    # server (the server closes first) and rst leave none; fin and keepalive (its connections closed at
+    # the end, or after --requests-per-connection) close first and leave their own
+    own = f"; this run's --close {close} leaves none of its own" if close in ("server", "rst") else ""
     return (f"{found} ports towards this target were already in TIME_WAIT at the run's start, left by earlier "
             f"connections (up to 60 s each){own}: wait for them to expire between runs, or use another target "
             "port or more source addresses.")
