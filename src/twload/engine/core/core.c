@@ -208,6 +208,7 @@ static void socket_ready(core *k, conn *c);
 static void open_or_queue(core *k, conn *c);
 static void grow_pool(core *k);
 static void next_request(core *k, conn *c);
+static void unsolicited_unsent(core *k, conn *c);
 
 /* forget the connection: its fd closed, its counts of connecting / in flight undone */
 static void drop(core *k, conn *c) {
@@ -588,8 +589,9 @@ static int parse_error(int r) {
 int core_received(core *k, conn *c, const char *data, size_t len) {
     uint32_t gen = c->gen;
     k->stats[S_BYTES_IN] += (int64_t)len;
-    if (!(c->flags & F_IN_FLIGHT)) {  /* awaiting the server's FIN, or idle: bytes nobody asked for */
-        core_close_error(k, c, E_UNSOLICITED);
+    if (!(c->flags & F_IN_FLIGHT)) {  /* awaiting the server's FIN, idle, or before the request went out */
+        if (c->flags & F_HAS_REQUEST) unsolicited_unsent(k, c);
+        else core_close_error(k, c, E_UNSOLICITED);
         return 1;
     }
     size_t used = 0;
@@ -612,17 +614,14 @@ int core_received(core *k, conn *c, const char *data, size_t len) {
     return c->gen != gen;
 }
 
-/* Bytes came for c while its request was only queued in the backend (io_uring: before the submit
-   that hands it to the kernel), so they answer nothing: unsolicited_response, and the connection
-   closes. The backend has taken the request back, nothing of it is written: in the closed loop it
-   goes out on the slot's next connection (as a slot's request waits through a failed connect);
-   at the stop, or in the open loop, it leaves as a request dropped before a byte was written does
-   (withdrawn; not_sent). */
-void core_received_unsent(core *k, conn *c, size_t len) {
-    k->stats[S_BYTES_IN] += (int64_t)len;
-    k->stats[S_BYTES_OUT] -= c->woff;  /* counted when it was queued */
-    count_error(k, c, E_UNSOLICITED);
-    k->stats[S_CLOSE_ERRORS]++;
+/* c closes while the request taken for it is not written yet (F_HAS_REQUEST without F_IN_FLIGHT:
+   epoll's first send found the socket full; io_uring: queued before the submit that hands it to
+   the kernel), because the peer closed or reset it or sent bytes nobody asked for. Nothing of the
+   request went out, so this connection owes it no answer: in the closed loop it goes out on the
+   slot's next connection (as a slot's request waits through a failed connect); at the stop, or in
+   the open loop, it leaves as a request dropped before a byte was written does (withdrawn;
+   not_sent). Either way it still yields exactly one result. */
+void core_close_unsent(core *k, conn *c) {
     if (k->open_loop || k->stopping) {
         withdraw(k, c);
         core_close(k, c);
@@ -633,6 +632,22 @@ void core_received_unsent(core *k, conn *c, size_t len) {
     retry(k, c);
 }
 
+/* Bytes came for c before its request was written: they answer nothing (unsolicited_response,
+   outside the ledger), and the connection closes with the request unsent. */
+static void unsolicited_unsent(core *k, conn *c) {
+    count_error(k, c, E_UNSOLICITED);
+    k->stats[S_CLOSE_ERRORS]++;
+    core_close_unsent(k, c);
+}
+
+/* io_uring: bytes came for c while its request was only queued; the backend has taken the request
+   back, so what was counted as written when it was queued is taken back too. */
+void core_received_unsent(core *k, conn *c, size_t len) {
+    k->stats[S_BYTES_IN] += (int64_t)len;
+    k->stats[S_BYTES_OUT] -= c->woff;
+    unsolicited_unsent(k, c);
+}
+
 void core_peer_closed(core *k, conn *c) {
     c->flags |= F_PEER_CLOSED;
     if (c->flags & F_IN_FLIGHT) {
@@ -641,7 +656,8 @@ void core_peer_closed(core *k, conn *c) {
         else core_fail(k, c, parse_error(r));
         return;
     }
-    core_close(k, c);  /* awaited EOF, or the server closed an idle connection */
+    if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);  /* before the request went out */
+    else core_close(k, c);  /* awaited EOF, or the server closed an idle connection */
 }
 
 void core_fail(core *k, conn *c, int error) {
