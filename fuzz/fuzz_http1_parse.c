@@ -10,8 +10,31 @@
  * of it on T1_MORE; statuses and keep_alive in range; the three ways give identical
  * results. Each piece is copied into a buffer of exactly its size, so ASan flags any
  * read beyond it.
+ *
+ * A reference decoder (ref_* below) gives its own verdict on the same stream: where each
+ * response ends, its status and keep_alive, and the error class. It is written plainly (one
+ * whole buffer, line by line, no fast paths, no code shared with the parser) from RFC 9112
+ * section 6.3 and issue #28's decisions (CONTRACT-28): a second Content-Length (or a list)
+ * is a protocol error, HTTP/1.0 with Transfer-Encoding closes after the message, HEAD/204/304
+ * (and 101: rule 1 names every 1xx) end at the blank line before any Transfer-Encoding
+ * check, 1xx interim heads are skipped, 101 is final, and the cap on a chunk-size line
+ * counts that line only. Its grammar is the parser's documented one (http1_parse.h): CRLF
+ * only, empty lines before a status line, no obs-fold, each head and trailer section capped
+ * at max_head_bytes (over it: T1_ERR_HEAD_TOO_LARGE; a chunk-size line over it:
+ * T1_ERR_PROTOCOL). Where the parser finds a wrong Content-Length is left to it (see
+ * R_MORE_OR_ERR).
+ *
+ * Known disagreements: the parser of today differs from CONTRACT-28 on the points in
+ * KNOWN[] (issue #28 changes it). When the verdicts differ, the reference runs again with
+ * one legacy rule of KNOWN[] on at a time (then the fewest of them that together agree);
+ * if that agrees, the input is a known disagreement: printed to stderr with its name (the
+ * first of each name in a run, and a count of all of them at exit), saved under
+ * $TWLOAD_FUZZ_DISAGREE_DIR when set, and not fatal unless $TWLOAD_FUZZ_STRICT is "all" or
+ * that name (for -minimize_crash). Any other disagreement aborts. Remove an entry from
+ * KNOWN[] once the parser follows the contract on it.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,9 +155,606 @@ static void same(const trace *a, const trace *b)
                 && a->ev[i].keep_alive == b->ev[i].keep_alive && a->ev[i].end == b->ev[i].end);
 }
 
+/* ---- the reference decoder -------------------------------------------------------- */
+
+/* Legacy rules: what the parser did before CONTRACT-28, one bit each (see KNOWN[]). */
+enum {
+    L_DUP_CL = 1,      /* identical Content-Length values (fields or list elements) are one length */
+    L_HTTP10_TE = 2,   /* HTTP/1.0 with Transfer-Encoding keeps the connection by the usual rules */
+    L_NOBODY_TE = 4,   /* HEAD/204/304: TE+CL and chunked-twice checked before the no-body rule */
+    L_101_TE = 8,      /* 101: the same */
+    L_CHUNK_CRLF = 16, /* the CRLF after chunk data is charged to the previous size line's cap */
+};
+
+static const struct {
+    unsigned rule;
+    const char *name;
+    const char *contract;
+} KNOWN[] = {
+    {L_DUP_CL, "duplicate_content_length",
+     "two Content-Length fields (or a list \"5, 5\"), even identical: protocol_error"},
+    {L_HTTP10_TE, "http10_transfer_encoding",
+     "HTTP/1.0 response with Transfer-Encoding: framed by chunked, the connection closed after it"},
+    {L_NOBODY_TE, "no_body_te_and_cl",
+     "HEAD / 204 / 304 response with TE and CL: ends at the blank line (rule 1 before the TE+CL check)"},
+    {L_101_TE, "101_te_and_cl",
+     "101 with TE and CL: rule 1 names every 1xx (CONTRACT-28 names HEAD/204/304 only: ask the lead)"},
+    {L_CHUNK_CRLF, "chunk_size_line_cap",
+     "chunk-size line: its cap counts the size line only, the CRLF after chunk data not charged"},
+};
+#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
+#define ALL_LEGACY (L_DUP_CL | L_HTTP10_TE | L_NOBODY_TE | L_101_TE | L_CHUNK_CRLF)
+
+#define R_ERR_ANY (-9) /* either error class: see R_MORE_OR_ERR */
+#define R_LIMIT ((uint64_t)1 << 62) /* larger lengths and chunk sizes are refused (http1_parse.c) */
+
+enum { R_END = -1, R_OVER = -2 }; /* ref_next(): the stream ended; the byte is over the cap */
+
+/* Reads bytes of one head, trailer section or chunk-size line, counting them against a cap. */
+typedef struct ref_reader {
+    const uint8_t *d;
+    size_t n, i;
+    uint64_t count, cap;
+} ref_reader;
+
+static int ref_next(ref_reader *r)
+{
+    if (r->i >= r->n)
+        return R_END;
+    if (r->count >= r->cap)
+        return R_OVER;
+    r->count++;
+    return r->d[r->i++];
+}
+
+static int ref_tchar(int c)
+{
+    return c >= 0 && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                      || (c && strchr("!#$%&'*+-.^_`|~", c)));
+}
+
+static int ref_text(int c) /* what a field value, reason phrase or chunk extension may hold */
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int ref_ows(int c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static int ref_hex(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static int ref_name_is(const uint8_t *s, size_t len, const char *name)
+{
+    if (len != strlen(name))
+        return 0;
+    for (size_t k = 0; k < len; k++) {
+        int c = s[k];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != name[k])
+            return 0;
+    }
+    return 1;
+}
+
+/* What a head says about framing. */
+typedef struct ref_head {
+    int status, minor;
+    int cl_fields;       /* Content-Length fields seen */
+    uint64_t length;
+    int te;              /* a Transfer-Encoding field was seen */
+    int chunked_count;   /* "chunked" codings */
+    int chunked_last;    /* the last coding is chunked */
+    int close, keepalive; /* Connection tokens */
+} ref_head;
+
+/* One Content-Length element [a, b) without its OWS: 1*DIGIT, at most R_LIMIT (0 and *x), else -1. */
+static int ref_number(const uint8_t *a, const uint8_t *b, uint64_t *x)
+{
+    *x = 0;
+    if (a == b)
+        return -1;
+    for (; a < b; a++) {
+        if (*a < '0' || *a > '9' || *x > (R_LIMIT - (uint64_t)(*a - '0')) / 10)
+            return -1;
+        *x = *x * 10 + (uint64_t)(*a - '0');
+    }
+    return 0;
+}
+
+/* A Content-Length value [v, e), `have` a length from an earlier field of this head: 0 with
+ * *length, or -1. Contract: OWS 1*DIGIT OWS, and no earlier field. Legacy (L_DUP_CL): a list
+ * of such elements, empty ones allowed but not all, all equal (to *length too when `have`).
+ * With `partial` the value is cut short (by the cap or the stream's end): -1 only if no byte
+ * that could follow makes it right. */
+static int ref_content_length(const uint8_t *v, const uint8_t *e, int legacy, int have, int partial, uint64_t *length)
+{
+    int elements = 0;
+    if (have && !legacy)
+        return -1;
+    for (;;) {
+        const uint8_t *comma = v;
+        while (comma < e && *comma != ',')
+            comma++;
+        if (comma < e && !legacy)
+            return -1; /* a list */
+        const uint8_t *a = v, *b = comma;
+        while (a < b && ref_ows(*a))
+            a++;
+        while (b > a && ref_ows(b[-1]))
+            b--;
+        uint64_t x;
+        if (comma == e && partial) { /* the element being read: digits so far, OWS after them */
+            const uint8_t *digits = a;
+            while (digits < b && *digits >= '0' && *digits <= '9')
+                digits++;
+            return digits == b && (a == b || ref_number(a, b, &x) == 0) ? 0 : -1;
+        }
+        if (a < b) {
+            if (ref_number(a, b, &x) < 0 || ((have || elements) && x != *length))
+                return -1;
+            *length = x;
+            elements++;
+        }
+        if (comma == e)
+            return elements ? 0 : -1;
+        v = comma + 1;
+    }
+}
+
+/* Transfer-Encoding (te) or Connection [v, e): RFC 9110 section 5.6.1 lists of
+ * token [OWS ";" parameters], commas inside quoted strings not splitting, empty elements
+ * ignored. An element counts as its token only if nothing but OWS or ";..." follows it. */
+static void ref_list(const uint8_t *v, const uint8_t *e, ref_head *h, int te)
+{
+    while (v < e) {
+        const uint8_t *end = v;
+        int quote = 0;
+        for (; end < e; end++) { /* this element's end: a comma outside quotes */
+            if (quote) {
+                if (*end == '\\' && end + 1 < e)
+                    end++;
+                else if (*end == '"')
+                    quote = 0;
+            } else if (*end == '"') {
+                quote = 1;
+            } else if (*end == ',') {
+                break;
+            }
+        }
+        const uint8_t *a = v;
+        while (a < end && ref_ows(*a))
+            a++;
+        if (a < end) { /* not an empty element */
+            const uint8_t *t = a;
+            while (t < end && ref_tchar(*t))
+                t++;
+            const uint8_t *rest = t;
+            while (rest < end && ref_ows(*rest))
+                rest++;
+            int bare = t > a && (rest == end || *rest == ';');
+            size_t len = bare ? (size_t)(t - a) : 0;
+            if (te) {
+                int chunked = ref_name_is(a, len, "chunked");
+                h->chunked_count += chunked;
+                h->chunked_last = chunked;
+            } else if (ref_name_is(a, len, "close")) {
+                h->close = 1;
+            } else if (ref_name_is(a, len, "keep-alive")) {
+                h->keepalive = 1;
+            }
+        }
+        v = end + 1;
+    }
+}
+
+/* R_ERR_ANY: a wrong Content-Length and the cap; R_MORE_OR_ERR: a wrong Content-Length and the
+ * stream's end. When the parser finds a wrong Content-Length, at its first wrong byte, at the end
+ * of its line or of the head, is its choice: the verdict is an error (T1_ERR_PROTOCOL) once the
+ * head is whole; before, an error or (with the stream cut) no verdict yet, or (over the cap) either
+ * error class. */
+#define R_MORE_OR_ERR (-10)
+
+/* One head (status line, fields, blank line) from d[*at], or with `trailer` a trailer section
+ * (fields, blank line). T1_DONE with *at after it, T1_MORE (the stream ended), or an error. */
+static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, int trailer, unsigned legacy,
+                         ref_head *h)
+{
+    ref_reader r = {d, n, *at, 0, cap};
+    int c, bad_cl = 0;
+    const uint8_t *cl_value = NULL, *cl_end = NULL; /* the Content-Length value being read, its CR */
+    uint64_t partial_length;
+#define NEXT()                                                                                    \
+    do {                                                                                          \
+        c = ref_next(&r);                                                                         \
+        if (c < 0) {                                                                              \
+            partial_length = h->length;                                                           \
+            if (cl_value && ref_content_length(cl_value, cl_end ? cl_end : d + r.i, legacy & L_DUP_CL, \
+                                               h->cl_fields > 0, !cl_end, &partial_length) < 0)   \
+                bad_cl = 1;                                                                       \
+            if (c == R_END)                                                                       \
+                return bad_cl ? R_MORE_OR_ERR : T1_MORE;                                          \
+            return bad_cl ? R_ERR_ANY : T1_ERR_HEAD_TOO_LARGE;                                    \
+        }                                                                                         \
+    } while (0)
+#define EXPECT(ok)                                                                                \
+    do {                                                                                          \
+        if (!(ok))                                                                                \
+            return T1_ERR_PROTOCOL;                                                               \
+    } while (0)
+
+    memset(h, 0, sizeof *h);
+    if (!trailer) {
+        NEXT();
+        while (c == '\r') { /* empty lines before the status line */
+            NEXT();
+            EXPECT(c == '\n');
+            NEXT();
+        }
+        for (const char *s = "HTTP/1."; *s; s++) {
+            if (*s != 'H')
+                NEXT();
+            EXPECT(c == *s);
+        }
+        NEXT();
+        EXPECT(c >= '0' && c <= '9');
+        h->minor = c - '0';
+        NEXT();
+        EXPECT(c == ' ');
+        for (int k = 0; k < 3; k++) {
+            NEXT();
+            EXPECT(c >= '0' && c <= '9');
+            h->status = h->status * 10 + (c - '0');
+        }
+        EXPECT(h->status >= 100);
+        NEXT();
+        if (c == ' ') { /* a reason phrase (the SP before an empty one may be missing) */
+            do
+                NEXT();
+            while (ref_text(c));
+        }
+        EXPECT(c == '\r');
+        NEXT();
+        EXPECT(c == '\n');
+    }
+    for (;;) {
+        NEXT();
+        if (c == '\r') {
+            NEXT();
+            EXPECT(c == '\n');
+            *at = r.i;
+            return bad_cl ? T1_ERR_PROTOCOL : T1_DONE;
+        }
+        EXPECT(ref_tchar(c));
+        const uint8_t *name = d + r.i - 1;
+        do
+            NEXT();
+        while (ref_tchar(c));
+        EXPECT(c == ':');
+        size_t name_len = (size_t)(d + r.i - 1 - name);
+        const uint8_t *value = d + r.i;
+        if (!trailer && ref_name_is(name, name_len, "content-length"))
+            cl_value = value;
+        do
+            NEXT();
+        while (ref_text(c));
+        EXPECT(c == '\r');
+        const uint8_t *value_end = d + r.i - 1;
+        cl_end = value_end;
+        NEXT();
+        EXPECT(c == '\n');
+        cl_end = NULL;
+        if (trailer)
+            continue; /* a trailer decides no framing */
+        if (cl_value) {
+            if (ref_content_length(value, value_end, legacy & L_DUP_CL, h->cl_fields > 0, 0, &h->length) < 0)
+                bad_cl = 1;
+            h->cl_fields++;
+            cl_value = NULL;
+        } else if (ref_name_is(name, name_len, "transfer-encoding")) {
+            h->te = 1;
+            ref_list(value, value_end, h, 1);
+        } else if (ref_name_is(name, name_len, "connection")) {
+            ref_list(value, value_end, h, 0);
+        }
+    }
+#undef NEXT
+#undef EXPECT
+}
+
+/* A chunked body from d[*at]: T1_DONE with *at after its trailer section, T1_MORE, or an error. */
+static int ref_chunked(const uint8_t *d, size_t n, size_t *at, uint32_t cap, unsigned legacy)
+{
+    for (;;) {
+        /* chunk-size line: 1*HEXDIG [ BWS ";" extensions ] CRLF, at most cap bytes */
+        ref_reader r = {d, n, *at, 0, cap};
+        uint64_t size = 0;
+        int c = ref_next(&r), v;
+#define CHUNK_NEXT()                                                     \
+    do {                                                                 \
+        c = ref_next(&r);                                                \
+        if (c == R_END)                                                  \
+            return T1_MORE;                                              \
+        if (c == R_OVER)                                                 \
+            return T1_ERR_PROTOCOL;                                      \
+    } while (0)
+        if (c == R_END)
+            return T1_MORE;
+        if (c == R_OVER || ref_hex(c) < 0)
+            return T1_ERR_PROTOCOL;
+        while ((v = ref_hex(c)) >= 0) {
+            if (size > (R_LIMIT - (uint64_t)v) / 16)
+                return T1_ERR_PROTOCOL;
+            size = size * 16 + (uint64_t)v;
+            CHUNK_NEXT();
+        }
+        while (ref_ows(c))
+            CHUNK_NEXT();
+        if (c == ';') {
+            do
+                CHUNK_NEXT();
+            while (ref_text(c));
+        }
+        if (c != '\r')
+            return T1_ERR_PROTOCOL;
+        CHUNK_NEXT();
+        if (c != '\n')
+            return T1_ERR_PROTOCOL;
+        if (size == 0) { /* the last chunk: a trailer section, capped like a head */
+            ref_head ignored;
+            *at = r.i;
+            return ref_read_head(d, n, at, cap, 1, legacy, &ignored);
+        }
+        if (n - r.i < size)
+            return T1_MORE;
+        r.i += (size_t)size;
+        if (!(legacy & L_CHUNK_CRLF))
+            r.count = 0, r.cap = 2; /* the CRLF after the data, on its own */
+        CHUNK_NEXT();
+        if (c != '\r')
+            return T1_ERR_PROTOCOL;
+        CHUNK_NEXT();
+        if (c != '\n')
+            return T1_ERR_PROTOCOL;
+        *at = r.i;
+#undef CHUNK_NEXT
+    }
+}
+
+typedef struct ref_result {
+    int rc;              /* T1_DONE, T1_MORE (the stream ended first) or an error (R_ERR_ANY too) */
+    int status, keep_alive;
+    size_t end;          /* T1_DONE: where the response ends */
+    int close_delimited; /* T1_MORE: in a body that the server's close ends */
+} ref_result;
+
+/* The response that starts at d[at] (RFC 9112 section 6.3). */
+static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_request, uint32_t cap,
+                               unsigned legacy)
+{
+    ref_result res = {T1_MORE, 0, 0, 0, 0};
+    ref_head h;
+    for (;;) {
+        res.rc = ref_read_head(d, n, &at, cap, 0, legacy, &h);
+        if (res.rc != T1_DONE)
+            return res;
+        if (h.status >= 200 || h.status == 101)
+            break;
+        /* 1xx interim (100, 103...): skipped, the final response follows with a head of its own */
+    }
+    int no_body = head_request || h.status == 204 || h.status == 304 || h.status == 101; /* rule 1 */
+    int check_te = !no_body || (h.status == 101 ? legacy & L_101_TE : legacy & L_NOBODY_TE);
+    if (check_te && ((h.te && h.cl_fields) || h.chunked_count > 1)) { /* rule 3; chunked twice */
+        res.rc = T1_ERR_PROTOCOL;
+        return res;
+    }
+    res.status = h.status;
+    res.keep_alive = !h.close && (h.minor >= 1 || h.keepalive);
+    if (h.minor == 0 && h.te && !(legacy & L_HTTP10_TE)) /* RFC 9112 section 6.1 */
+        res.keep_alive = 0;
+    if (h.status == 101)
+        res.keep_alive = 0; /* the connection speaks another protocol now */
+    res.rc = T1_DONE;
+    res.end = at;
+    if (no_body)
+        return res;
+    if (h.te && h.chunked_last) { /* rule 4 */
+        res.rc = ref_chunked(d, n, &at, cap, legacy);
+        res.end = at;
+        return res;
+    }
+    if (!h.te && h.cl_fields) { /* rule 6 */
+        if (n - at < h.length) {
+            res.rc = T1_MORE;
+            return res;
+        }
+        res.end = at + (size_t)h.length;
+        return res;
+    }
+    /* TE without chunked last, or no framing: the body runs to the server's close (rule 4, 8) */
+    res.rc = T1_MORE;
+    res.keep_alive = 0;
+    res.close_delimited = 1;
+    return res;
+}
+
+/* The whole stream as parse() reads it, in the same trace form. */
+static void reference(const uint8_t *d, size_t n, int head, uint32_t cap, unsigned legacy, trace *t)
+{
+    size_t at = 0;
+    t->n = 0;
+    while (at < n) {
+        ref_result r = ref_response(d, n, at, head, cap, legacy);
+        if (r.rc == T1_MORE) {
+            t->eof = r.close_delimited ? T1_DONE : T1_ERR_EOF;
+            return;
+        }
+        /* R_MORE_OR_ERR: as an error event, which agrees() also matches with no event and EOF */
+        if (r.rc != T1_DONE) {
+            t->ev[t->n++] = (event){r.rc, 0, 0, 0};
+            t->eof = r.rc;
+            return;
+        }
+        t->ev[t->n++] = (event){T1_DONE, r.status, r.keep_alive, r.end};
+        at = r.end;
+        if (t->n == MAX_EVENTS) {
+            t->eof = T1_DONE;
+            return;
+        }
+    }
+    t->eof = T1_ERR_EOF;
+}
+
+static int same_rc(int ref, int got)
+{
+    return ref == got || ((ref == R_ERR_ANY || ref == R_MORE_OR_ERR) && got < 0 && got != T1_ERR_EOF);
+}
+
+static int agrees(const trace *ref, const trace *got)
+{
+    int n = ref->n;
+    if (n && ref->ev[n - 1].rc == R_MORE_OR_ERR && got->n == n - 1 && got->eof == T1_ERR_EOF)
+        n--; /* the parser has no verdict yet on the last response: it needs more of its head */
+    else if (got->n != n || !same_rc(ref->eof, got->eof))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (!same_rc(ref->ev[i].rc, got->ev[i].rc) || ref->ev[i].status != got->ev[i].status
+            || ref->ev[i].keep_alive != got->ev[i].keep_alive || ref->ev[i].end != got->ev[i].end)
+            return 0;
+    return 1;
+}
+
+static unsigned long known_seen[ALL_LEGACY + 1]; /* by the set of legacy rules that explains it */
+
+static void known_name(unsigned rules, char *out, size_t size)
+{
+    out[0] = 0;
+    for (size_t k = 0; k < N_KNOWN; k++)
+        if (rules & KNOWN[k].rule) {
+            size_t used = strlen(out);
+            snprintf(out + used, size - used, "%s%s", used ? "+" : "", KNOWN[k].name);
+        }
+    if (!rules)
+        snprintf(out, size, "UNKNOWN");
+}
+
+static void print_escaped(FILE *f, const uint8_t *d, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = d[i];
+        if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20 || c >= 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void print_trace(FILE *f, const char *who, const trace *t)
+{
+    fprintf(f, "  %-7s", who);
+    for (int i = 0; i < t->n; i++) {
+        if (t->ev[i].rc == T1_DONE)
+            fprintf(f, " [%d ka=%d end=%zu]", t->ev[i].status, t->ev[i].keep_alive, t->ev[i].end);
+        else
+            fprintf(f, " [error %d]", t->ev[i].rc);
+    }
+    fprintf(f, " eof=%d\n", t->eof);
+}
+
+static void report_counts(void)
+{
+    char name[256];
+    for (unsigned rules = 1; rules <= ALL_LEGACY; rules++)
+        if (known_seen[rules]) {
+            known_name(rules, name, sizeof name);
+            fprintf(stderr, "oracle: %lu inputs with the known disagreement %s\n", known_seen[rules], name);
+        }
+}
+
+static void save(const char *name, const uint8_t *d, size_t n, uint64_t h)
+{
+    const char *dir = getenv("TWLOAD_FUZZ_DISAGREE_DIR");
+    char path[4096];
+    if (!dir || snprintf(path, sizeof path, "%s/%s-%016llx", dir, name, (unsigned long long)h) >= (int)sizeof path)
+        return;
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return;
+    fwrite(d, 1, n, f);
+    fclose(f);
+}
+
+/* The parser's trace `got` differs from the reference's: the smallest set of legacy rules that
+ * explains it (KNOWN[]: a known disagreement), or none (abort). */
+static void disagreement(const uint8_t *d, size_t n, int head, uint32_t cap, const trace *ref, const trace *got,
+                         uint64_t h)
+{
+    static trace legacy;
+    static int registered;
+    unsigned rules = 0;
+    for (size_t k = 0; k < N_KNOWN && !rules; k++) {
+        reference(d, n, head, cap, KNOWN[k].rule, &legacy);
+        if (agrees(&legacy, got))
+            rules = KNOWN[k].rule;
+    }
+    if (!rules) {
+        reference(d, n, head, cap, ALL_LEGACY, &legacy);
+        if (agrees(&legacy, got)) { /* several at once: drop those it does not need */
+            rules = ALL_LEGACY;
+            for (size_t k = 0; k < N_KNOWN; k++) {
+                reference(d, n, head, cap, rules & ~KNOWN[k].rule, &legacy);
+                if (agrees(&legacy, got))
+                    rules &= ~KNOWN[k].rule;
+            }
+        }
+    }
+    char name[256];
+    known_name(rules, name, sizeof name);
+    const char *strict = getenv("TWLOAD_FUZZ_STRICT");
+    int fatal = !rules || (strict && (!strcmp(strict, "all") || !strcmp(strict, name)));
+    if (rules) {
+        if (!registered++)
+            atexit(report_counts);
+        if (known_seen[rules]++ && !fatal)
+            return;
+        save(name, d, n, h);
+    }
+    fprintf(stderr, "oracle: %s disagreement %s (head=%d cap=%u): ", fatal ? "FATAL" : "known", name, head, cap);
+    print_escaped(stderr, d, n);
+    fputc('\n', stderr);
+    for (size_t k = 0; k < N_KNOWN; k++)
+        if (rules & KNOWN[k].rule)
+            fprintf(stderr, "  CONTRACT-28: %s\n", KNOWN[k].contract);
+    print_trace(stderr, "parser", got);
+    print_trace(stderr, "oracle", ref);
+    if (fatal)
+        abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static trace whole, split, bytes;
+    static trace whole, split, bytes, ref;
     uint64_t h = fnv1a(data, size);
     int head = (h & 7) == 0;  /* one input in eight as the answer to HEAD */
     uint32_t cap = (h >> 3) & 3 ? 65536u : (uint32_t)(16 + ((h >> 5) & 255)); /* a small cap in four */
@@ -146,5 +766,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         parse(data, size, head, cap, 0, 2, &bytes);
         same(&whole, &bytes);
     }
+    reference(data, size, head, cap, 0, &ref);
+    if (!agrees(&ref, &whole))
+        disagreement(data, size, head, cap, &ref, &whole, h);
     return 0;
 }
