@@ -11,7 +11,7 @@ with its head (the asyncio engine's HeadConnection starts a new parser there). T
 built as a shared library with the system cc and driven through ctypes; only its two public
 fields are read.
 
-Where CONTRACT-28 decides what llhttp does not do, or what the C parser does not do yet, the
+Where CONTRACT-28 decides what llhttp does not do, the
 cases are listed apart (CONTRACT_CASES), each with the verdict the contract wants and llhttp's.
 """
 
@@ -242,7 +242,7 @@ def test_same_errors_as_llhttp(t1, first, broken, before):
     assert (how, their_how) == ("error", "error"), broken[0]
 
 
-# CONTRACT-28's framing decisions, where llhttp or today's C parser differ from them:
+# CONTRACT-28's framing decisions, where llhttp differs from them (the C parser follows them all):
 # (name, head, stream, the verdict the contract wants, llhttp's verdict); END: the stream's length.
 END = -1
 CL5 = b"Content-Length: 5\r\n"
@@ -272,11 +272,8 @@ def at_end(verdict: tuple[Responses, str], stream: bytes) -> tuple[Responses, st
     return [(s, k, len(stream) if end == END else end) for s, k, end in verdict[0]], verdict[1]
 
 
-C_FOLLOWS_NOT_YET = pytest.mark.xfail(strict=True, reason="CONTRACT-28: http1_parse.c is being changed (issue #28)")
-
-
 @pytest.mark.parametrize("name, head, stream, contract, llhttp", [
-    pytest.param(*case, marks=C_FOLLOWS_NOT_YET, id=case[0]) for case in CONTRACT_CASES])
+    pytest.param(*case, id=case[0]) for case in CONTRACT_CASES])
 def test_c_parser_follows_the_contract(t1, name, head, stream, contract, llhttp):
     assert c_responses(t1, stream, head) == at_end(contract, stream)
 
