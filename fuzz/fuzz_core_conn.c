@@ -23,8 +23,7 @@
  * nothing is pending; in_flight, n_fd and n_connecting never negative and equal to what the
  * connections say; the stats never decrease; answers never exceed the requests whose first
  * byte went out, on the worker and on each connection; the fake's open descriptors are
- * exactly the connections' descriptors, and none is closed twice. One known break of the
- * ledger is counted and shown instead of aborting (KNOWN_LEAK below).
+ * exactly the connections' descriptors, and none is closed twice.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -164,22 +163,6 @@ static const backend fake_backend = {
 
 static int64_t last_stats[S_LEN];
 
-/* A known break of the ledger, found by this harness: a request taken for a connection, not yet
- * written (loop_epoll.c: its first send() said EAGAIN and it waits for EPOLLOUT), is dropped
- * without a result when the peer's EOF or reset closes the connection (core_peer_closed and
- * readable() call core_close, which knows nothing of F_HAS_REQUEST). CONTRACT-28: such a request
- * "yields exactly one result (withdrawn / retried / not_sent)". Counted here (known_lost, shown
- * at exit and the first time) rather than aborting, so the other invariants stay watched; fatal
- * with TWLOAD_FUZZ_STRICT=all or =close_before_first_write. Remove once core.c follows it. */
-static const char *const KNOWN_LEAK = "close_before_first_write";
-static int64_t known_lost;
-static unsigned long known_seen;
-
-static void report_known(void)
-{
-    fprintf(stderr, "core: %lu inputs with the known ledger break %s\n", known_seen, KNOWN_LEAK);
-}
-
 /* requests taken, less those withdrawn and those with a result (answers, and errors outside
  * S_CLOSE_ERRORS, as __init__.py's ledger counts them) */
 static int64_t owed(const core *k)
@@ -229,9 +212,9 @@ static void check(const core *k, int finished)
     require(k->in_flight >= 0 && k->in_flight == in_flight);
     require(k->n_fd >= 0 && k->n_fd == fds);
     require(k->n_connecting >= 0 && k->n_connecting == connecting);
-    require(owed(k) - known_lost == pending(k)); /* the ledger: taken == results + withdrawn + pending */
+    require(owed(k) == pending(k)); /* the ledger: taken == results + withdrawn + pending */
     if (finished)
-        require(owed(k) - known_lost == 0 && k->n_fd == 0 && k->in_flight == 0);
+        require(owed(k) == 0 && k->n_fd == 0 && k->in_flight == 0);
 
     int64_t answers = 0;
     for (int s = 0; s < N_STATUS; s++)
@@ -284,7 +267,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     require(k != NULL);
     memset(&F, 0, sizeof F);
     memset(last_stats, 0, sizeof last_stats);
-    known_lost = 0;
     for (int i = 0; i < MAX_CAPACITY; i++)
         F.open_fd[i] = -1;
     F.next_fd = FAKE_FD_BASE;
@@ -318,8 +300,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         op %= N_OPS;
         if (op == OP_ABANDON)
             break;
-        uint32_t gen_before = c->gen;
-        int unwritten = connected(c) && (c->flags & F_HAS_REQUEST) && !(c->flags & F_IN_FLIGHT);
         switch (op) {
         case OP_DATA: { /* bytes from the server, cut where the input says; maybe its FIN with them */
             size_t len = 1 + (size_t)byte(&in);
@@ -345,15 +325,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (connected(c))
                 core_peer_closed(k, c);
             break;
-        case OP_RESET: /* a read fails, as readable() handles it */
-            if (!connected(c))
-                break;
-            if (c->flags & F_IN_FLIGHT)
-                core_fail(k, c, ECONNRESET);
-            else if (c->state == C_AWAIT_EOF)
-                core_close_error(k, c, ECONNRESET);
-            else
-                core_close(k, c);
+        case OP_RESET: /* a read fails, as the backends hand it on */
+            if (connected(c))
+                core_read_failed(k, c, ECONNRESET);
             break;
         case OP_SOCKET: { /* the socket asked for is made, or not */
             int i = slot(k, c);
@@ -420,18 +394,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 k->schedule_done = 1;
             break;
         }
-        }
-        int64_t gap = owed(k) - known_lost - pending(k);
-        if (gap > 0 && unwritten && c->gen != gen_before && (op == OP_DATA || op == OP_EOF || op == OP_RESET)) {
-            const char *strict = getenv("TWLOAD_FUZZ_STRICT");
-            if (!known_seen++) {
-                atexit(report_known);
-                fprintf(stderr, "core: known ledger break %s (%lld request lost): a request taken, not yet written, "
-                        "on a connection the peer closed (CONTRACT-28: it yields exactly one result)\n",
-                        KNOWN_LEAK, (long long)gap);
-            }
-            require(!strict || (strcmp(strict, "all") && strcmp(strict, KNOWN_LEAK)));
-            known_lost += gap;
         }
         if (verbose) {
             static const char *const names[N_OPS] = {"data", "eof", "reset", "socket", "connect", "write",

@@ -660,6 +660,16 @@ void core_peer_closed(core *k, conn *c) {
     else core_close(k, c);  /* awaited EOF, or the server closed an idle connection */
 }
 
+/* A read on c failed with err (e.g. ECONNRESET), as both backends see it: the request in flight
+   gets it as its result; awaiting the server's FIN after a counted response it is counted apart;
+   a request taken but not written yet goes on (core_close_unsent); an idle connection just closes. */
+void core_read_failed(core *k, conn *c, int err) {
+    if (c->flags & F_IN_FLIGHT) core_fail(k, c, err);
+    else if (c->state == C_AWAIT_EOF) core_close_error(k, c, err);
+    else if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);
+    else core_close(k, c);
+}
+
 void core_fail(core *k, conn *c, int error) {
     count_error(k, c, error);
     core_close(k, c);

@@ -199,6 +199,7 @@ int core_received(core *k, conn *c, const char *data, size_t len); /* 0 if c is 
 void core_received_unsent(core *k, conn *c, size_t len); /* bytes came before c's request went out (closes c) */
 void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_close_unsent(core *k, conn *c);     /* c closes before its taken request was written */
+void core_read_failed(core *k, conn *c, int err); /* a read on c failed with err */
 void core_fail(core *k, conn *c, int error);
 void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */

@@ -258,10 +258,7 @@ static void readable(core *k, conn *c, uint32_t events) {
         }
         if (errno == EINTR) continue;
         if (errno == EAGAIN) return;
-        if (c->flags & F_IN_FLIGHT) core_fail(k, c, errno);  /* e.g. ECONNRESET */
-        else if (c->state == C_AWAIT_EOF) core_close_error(k, c, errno);
-        else if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);
-        else core_close(k, c);
+        core_read_failed(k, c, errno);  /* e.g. ECONNRESET */
         return;
     }
 }

@@ -386,12 +386,8 @@ static void on_recv(core *k, conn *c, int res, int bid, int more) {
         starve(s, k, c);
     } else if (res == -ECANCELED) {
         if (c->state != C_CONNECTING) rearm(k, c);
-    } else if (c->flags & F_IN_FLIGHT) {
-        core_fail(k, c, -res);  /* e.g. ECONNRESET */
-    } else if (c->state == C_AWAIT_EOF) {
-        core_close_error(k, c, -res);
     } else {
-        core_close(k, c);
+        core_read_failed(k, c, -res);  /* e.g. ECONNRESET */
     }
 }
 
