@@ -14,24 +14,18 @@
  * A reference decoder (ref_* below) gives its own verdict on the same stream: where each
  * response ends, its status and keep_alive, and the error class. It is written plainly (one
  * whole buffer, line by line, no fast paths, no code shared with the parser) from RFC 9112
- * section 6.3 and issue #28's decisions (CONTRACT-28): a second Content-Length (or a list)
- * is a protocol error, HTTP/1.0 with Transfer-Encoding closes after the message, HEAD/204/304
- * (and 101: rule 1 names every 1xx) end at the blank line before any Transfer-Encoding
- * check, 1xx interim heads are skipped, 101 is final, and the cap on a chunk-size line
- * counts that line only. Its grammar is the parser's documented one (http1_parse.h): CRLF
- * only, empty lines before a status line, no obs-fold, each head and trailer section capped
- * at max_head_bytes (over it: T1_ERR_HEAD_TOO_LARGE; a chunk-size line over it:
- * T1_ERR_PROTOCOL). Where the parser finds a wrong Content-Length is left to it (see
- * R_MORE_OR_ERR).
+ * section 6.3 and the decisions in docs/ARCHITECTURE.md "Server surprises": a second
+ * Content-Length (or a list) is a protocol error, HTTP/1.0 with Transfer-Encoding closes after
+ * the message (RFC 9112 section 6.1), HEAD/204/304 (and 101: rule 1 names every 1xx) end at the
+ * blank line before any Transfer-Encoding check, 1xx interim heads are skipped, 101 is final,
+ * and the cap on a chunk-size line counts that line only. Its grammar is the parser's
+ * documented one (http1_parse.h): CRLF only, empty lines before a status line, no obs-fold,
+ * each head and trailer section capped at max_head_bytes (over it: T1_ERR_HEAD_TOO_LARGE; a
+ * chunk-size line over it: T1_ERR_PROTOCOL). Where the parser finds a wrong Content-Length is
+ * left to it (see R_MORE_OR_ERR).
  *
- * Known disagreements: the parser of today differs from CONTRACT-28 on the points in
- * KNOWN[] (issue #28 changes it). When the verdicts differ, the reference runs again with
- * one legacy rule of KNOWN[] on at a time (then the fewest of them that together agree);
- * if that agrees, the input is a known disagreement: printed to stderr with its name (the
- * first of each name in a run, and a count of all of them at exit), saved under
- * $TWLOAD_FUZZ_DISAGREE_DIR when set, and not fatal unless $TWLOAD_FUZZ_STRICT is "all" or
- * that name (for -minimize_crash). Any other disagreement aborts. Remove an entry from
- * KNOWN[] once the parser follows the contract on it.
+ * Any disagreement between the parser and the reference aborts, so libFuzzer saves the input
+ * as a crash; the input (escaped) and both verdicts are printed to stderr first.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -157,34 +151,6 @@ static void same(const trace *a, const trace *b)
 
 /* ---- the reference decoder -------------------------------------------------------- */
 
-/* Legacy rules: what the parser did before CONTRACT-28, one bit each (see KNOWN[]). */
-enum {
-    L_DUP_CL = 1,      /* identical Content-Length values (fields or list elements) are one length */
-    L_HTTP10_TE = 2,   /* HTTP/1.0 with Transfer-Encoding keeps the connection by the usual rules */
-    L_NOBODY_TE = 4,   /* HEAD/204/304: TE+CL and chunked-twice checked before the no-body rule */
-    L_101_TE = 8,      /* 101: the same */
-    L_CHUNK_CRLF = 16, /* the CRLF after chunk data is charged to the previous size line's cap */
-};
-
-static const struct {
-    unsigned rule;
-    const char *name;
-    const char *contract;
-} KNOWN[] = {
-    {L_DUP_CL, "duplicate_content_length",
-     "two Content-Length fields (or a list \"5, 5\"), even identical: protocol_error"},
-    {L_HTTP10_TE, "http10_transfer_encoding",
-     "HTTP/1.0 response with Transfer-Encoding: framed by chunked, the connection closed after it"},
-    {L_NOBODY_TE, "no_body_te_and_cl",
-     "HEAD / 204 / 304 response with TE and CL: ends at the blank line (rule 1 before the TE+CL check)"},
-    {L_101_TE, "101_te_and_cl",
-     "101 with TE and CL: rule 1 names every 1xx (CONTRACT-28 names HEAD/204/304 only: ask the lead)"},
-    {L_CHUNK_CRLF, "chunk_size_line_cap",
-     "chunk-size line: its cap counts the size line only, the CRLF after chunk data not charged"},
-};
-#define N_KNOWN (sizeof KNOWN / sizeof KNOWN[0])
-#define ALL_LEGACY (L_DUP_CL | L_HTTP10_TE | L_NOBODY_TE | L_101_TE | L_CHUNK_CRLF)
-
 #define R_ERR_ANY (-9) /* either error class: see R_MORE_OR_ERR */
 #define R_LIMIT ((uint64_t)1 << 62) /* larger lengths and chunk sizes are refused (http1_parse.c) */
 
@@ -273,44 +239,31 @@ static int ref_number(const uint8_t *a, const uint8_t *b, uint64_t *x)
     return 0;
 }
 
-/* A Content-Length value [v, e), `have` a length from an earlier field of this head: 0 with
- * *length, or -1. Contract: OWS 1*DIGIT OWS, and no earlier field. Legacy (L_DUP_CL): a list
- * of such elements, empty ones allowed but not all, all equal (to *length too when `have`).
- * With `partial` the value is cut short (by the cap or the stream's end): -1 only if no byte
- * that could follow makes it right. */
-static int ref_content_length(const uint8_t *v, const uint8_t *e, int legacy, int have, int partial, uint64_t *length)
+/* A Content-Length value [v, e), `have` a Content-Length field earlier in this head: 0 with
+ * *length, or -1. Right is OWS 1*DIGIT OWS and no earlier field: a second field or a list,
+ * even of equal values ("5, 5"), is refused (docs/ARCHITECTURE.md "Server surprises"). With
+ * `partial` the value is cut short (by the cap or the stream's end): -1 only if no byte that
+ * could follow makes it right. */
+static int ref_content_length(const uint8_t *v, const uint8_t *e, int have, int partial, uint64_t *length)
 {
-    int elements = 0;
-    if (have && !legacy)
+    const uint8_t *a = v, *b = e;
+    uint64_t x;
+    if (have)
         return -1;
-    for (;;) {
-        const uint8_t *comma = v;
-        while (comma < e && *comma != ',')
-            comma++;
-        if (comma < e && !legacy)
-            return -1; /* a list */
-        const uint8_t *a = v, *b = comma;
-        while (a < b && ref_ows(*a))
-            a++;
-        while (b > a && ref_ows(b[-1]))
-            b--;
-        uint64_t x;
-        if (comma == e && partial) { /* the element being read: digits so far, OWS after them */
-            const uint8_t *digits = a;
-            while (digits < b && *digits >= '0' && *digits <= '9')
-                digits++;
-            return digits == b && (a == b || ref_number(a, b, &x) == 0) ? 0 : -1;
-        }
-        if (a < b) {
-            if (ref_number(a, b, &x) < 0 || ((have || elements) && x != *length))
-                return -1;
-            *length = x;
-            elements++;
-        }
-        if (comma == e)
-            return elements ? 0 : -1;
-        v = comma + 1;
+    while (a < b && ref_ows(*a))
+        a++;
+    while (b > a && ref_ows(b[-1]))
+        b--;
+    if (partial) { /* digits so far, OWS after them */
+        const uint8_t *digits = a;
+        while (digits < b && *digits >= '0' && *digits <= '9')
+            digits++;
+        return digits == b && (a == b || ref_number(a, b, &x) == 0) ? 0 : -1;
     }
+    if (ref_number(a, b, &x) < 0) /* also a list: a comma is no digit */
+        return -1;
+    *length = x;
+    return 0;
 }
 
 /* Transfer-Encoding (te) or Connection [v, e): RFC 9110 section 5.6.1 lists of
@@ -368,8 +321,7 @@ static void ref_list(const uint8_t *v, const uint8_t *e, ref_head *h, int te)
 
 /* One head (status line, fields, blank line) from d[*at], or with `trailer` a trailer section
  * (fields, blank line). T1_DONE with *at after it, T1_MORE (the stream ended), or an error. */
-static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, int trailer, unsigned legacy,
-                         ref_head *h)
+static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, int trailer, ref_head *h)
 {
     ref_reader r = {d, n, *at, 0, cap};
     int c, bad_cl = 0;
@@ -380,8 +332,9 @@ static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, i
         c = ref_next(&r);                                                                         \
         if (c < 0) {                                                                              \
             partial_length = h->length;                                                           \
-            if (cl_value && ref_content_length(cl_value, cl_end ? cl_end : d + r.i, legacy & L_DUP_CL, \
-                                               h->cl_fields > 0, !cl_end, &partial_length) < 0)   \
+            if (cl_value                                                                          \
+                && ref_content_length(cl_value, cl_end ? cl_end : d + r.i, h->cl_fields > 0,      \
+                                      !cl_end, &partial_length) < 0)                              \
                 bad_cl = 1;                                                                       \
             if (c == R_END)                                                                       \
                 return bad_cl ? R_MORE_OR_ERR : T1_MORE;                                          \
@@ -458,7 +411,7 @@ static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, i
         if (trailer)
             continue; /* a trailer decides no framing */
         if (cl_value) {
-            if (ref_content_length(value, value_end, legacy & L_DUP_CL, h->cl_fields > 0, 0, &h->length) < 0)
+            if (ref_content_length(value, value_end, h->cl_fields > 0, 0, &h->length) < 0)
                 bad_cl = 1;
             h->cl_fields++;
             cl_value = NULL;
@@ -474,7 +427,7 @@ static int ref_read_head(const uint8_t *d, size_t n, size_t *at, uint32_t cap, i
 }
 
 /* A chunked body from d[*at]: T1_DONE with *at after its trailer section, T1_MORE, or an error. */
-static int ref_chunked(const uint8_t *d, size_t n, size_t *at, uint32_t cap, unsigned legacy)
+static int ref_chunked(const uint8_t *d, size_t n, size_t *at, uint32_t cap)
 {
     for (;;) {
         /* chunk-size line: 1*HEXDIG [ BWS ";" extensions ] CRLF, at most cap bytes */
@@ -514,13 +467,12 @@ static int ref_chunked(const uint8_t *d, size_t n, size_t *at, uint32_t cap, uns
         if (size == 0) { /* the last chunk: a trailer section, capped like a head */
             ref_head ignored;
             *at = r.i;
-            return ref_read_head(d, n, at, cap, 1, legacy, &ignored);
+            return ref_read_head(d, n, at, cap, 1, &ignored);
         }
         if (n - r.i < size)
             return T1_MORE;
         r.i += (size_t)size;
-        if (!(legacy & L_CHUNK_CRLF))
-            r.count = 0, r.cap = 2; /* the CRLF after the data, on its own */
+        r.count = 0, r.cap = 2; /* the CRLF after the data, on its own: no size line's cap */
         CHUNK_NEXT();
         if (c != '\r')
             return T1_ERR_PROTOCOL;
@@ -540,13 +492,12 @@ typedef struct ref_result {
 } ref_result;
 
 /* The response that starts at d[at] (RFC 9112 section 6.3). */
-static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_request, uint32_t cap,
-                               unsigned legacy)
+static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_request, uint32_t cap)
 {
     ref_result res = {T1_MORE, 0, 0, 0, 0};
     ref_head h;
     for (;;) {
-        res.rc = ref_read_head(d, n, &at, cap, 0, legacy, &h);
+        res.rc = ref_read_head(d, n, &at, cap, 0, &h);
         if (res.rc != T1_DONE)
             return res;
         if (h.status >= 200 || h.status == 101)
@@ -554,14 +505,13 @@ static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_r
         /* 1xx interim (100, 103...): skipped, the final response follows with a head of its own */
     }
     int no_body = head_request || h.status == 204 || h.status == 304 || h.status == 101; /* rule 1 */
-    int check_te = !no_body || (h.status == 101 ? legacy & L_101_TE : legacy & L_NOBODY_TE);
-    if (check_te && ((h.te && h.cl_fields) || h.chunked_count > 1)) { /* rule 3; chunked twice */
+    if (!no_body && ((h.te && h.cl_fields) || h.chunked_count > 1)) { /* rule 3; chunked twice */
         res.rc = T1_ERR_PROTOCOL;
         return res;
     }
     res.status = h.status;
     res.keep_alive = !h.close && (h.minor >= 1 || h.keepalive);
-    if (h.minor == 0 && h.te && !(legacy & L_HTTP10_TE)) /* RFC 9112 section 6.1 */
+    if (h.minor == 0 && h.te) /* RFC 9112 section 6.1 */
         res.keep_alive = 0;
     if (h.status == 101)
         res.keep_alive = 0; /* the connection speaks another protocol now */
@@ -570,7 +520,7 @@ static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_r
     if (no_body)
         return res;
     if (h.te && h.chunked_last) { /* rule 4 */
-        res.rc = ref_chunked(d, n, &at, cap, legacy);
+        res.rc = ref_chunked(d, n, &at, cap);
         res.end = at;
         return res;
     }
@@ -590,12 +540,12 @@ static ref_result ref_response(const uint8_t *d, size_t n, size_t at, int head_r
 }
 
 /* The whole stream as parse() reads it, in the same trace form. */
-static void reference(const uint8_t *d, size_t n, int head, uint32_t cap, unsigned legacy, trace *t)
+static void reference(const uint8_t *d, size_t n, int head, uint32_t cap, trace *t)
 {
     size_t at = 0;
     t->n = 0;
     while (at < n) {
-        ref_result r = ref_response(d, n, at, head, cap, legacy);
+        ref_result r = ref_response(d, n, at, head, cap);
         if (r.rc == T1_MORE) {
             t->eof = r.close_delimited ? T1_DONE : T1_ERR_EOF;
             return;
@@ -635,20 +585,6 @@ static int agrees(const trace *ref, const trace *got)
     return 1;
 }
 
-static unsigned long known_seen[ALL_LEGACY + 1]; /* by the set of legacy rules that explains it */
-
-static void known_name(unsigned rules, char *out, size_t size)
-{
-    out[0] = 0;
-    for (size_t k = 0; k < N_KNOWN; k++)
-        if (rules & KNOWN[k].rule) {
-            size_t used = strlen(out);
-            snprintf(out + used, size - used, "%s%s", used ? "+" : "", KNOWN[k].name);
-        }
-    if (!rules)
-        snprintf(out, size, "UNKNOWN");
-}
-
 static void print_escaped(FILE *f, const uint8_t *d, size_t n)
 {
     fputc('"', f);
@@ -682,74 +618,15 @@ static void print_trace(FILE *f, const char *who, const trace *t)
     fprintf(f, " eof=%d\n", t->eof);
 }
 
-static void report_counts(void)
+/* The parser's trace `got` differs from the reference's: abort, libFuzzer saves the input. */
+static void disagreement(const uint8_t *d, size_t n, int head, uint32_t cap, const trace *ref, const trace *got)
 {
-    char name[256];
-    for (unsigned rules = 1; rules <= ALL_LEGACY; rules++)
-        if (known_seen[rules]) {
-            known_name(rules, name, sizeof name);
-            fprintf(stderr, "oracle: %lu inputs with the known disagreement %s\n", known_seen[rules], name);
-        }
-}
-
-static void save(const char *name, const uint8_t *d, size_t n, uint64_t h)
-{
-    const char *dir = getenv("TWLOAD_FUZZ_DISAGREE_DIR");
-    char path[4096];
-    if (!dir || snprintf(path, sizeof path, "%s/%s-%016llx", dir, name, (unsigned long long)h) >= (int)sizeof path)
-        return;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return;
-    fwrite(d, 1, n, f);
-    fclose(f);
-}
-
-/* The parser's trace `got` differs from the reference's: the smallest set of legacy rules that
- * explains it (KNOWN[]: a known disagreement), or none (abort). */
-static void disagreement(const uint8_t *d, size_t n, int head, uint32_t cap, const trace *ref, const trace *got,
-                         uint64_t h)
-{
-    static trace legacy;
-    static int registered;
-    unsigned rules = 0;
-    for (size_t k = 0; k < N_KNOWN && !rules; k++) {
-        reference(d, n, head, cap, KNOWN[k].rule, &legacy);
-        if (agrees(&legacy, got))
-            rules = KNOWN[k].rule;
-    }
-    if (!rules) {
-        reference(d, n, head, cap, ALL_LEGACY, &legacy);
-        if (agrees(&legacy, got)) { /* several at once: drop those it does not need */
-            rules = ALL_LEGACY;
-            for (size_t k = 0; k < N_KNOWN; k++) {
-                reference(d, n, head, cap, rules & ~KNOWN[k].rule, &legacy);
-                if (agrees(&legacy, got))
-                    rules &= ~KNOWN[k].rule;
-            }
-        }
-    }
-    char name[256];
-    known_name(rules, name, sizeof name);
-    const char *strict = getenv("TWLOAD_FUZZ_STRICT");
-    int fatal = !rules || (strict && (!strcmp(strict, "all") || !strcmp(strict, name)));
-    if (rules) {
-        if (!registered++)
-            atexit(report_counts);
-        if (known_seen[rules]++ && !fatal)
-            return;
-        save(name, d, n, h);
-    }
-    fprintf(stderr, "oracle: %s disagreement %s (head=%d cap=%u): ", fatal ? "FATAL" : "known", name, head, cap);
+    fprintf(stderr, "oracle: disagreement (head=%d cap=%u): ", head, cap);
     print_escaped(stderr, d, n);
     fputc('\n', stderr);
-    for (size_t k = 0; k < N_KNOWN; k++)
-        if (rules & KNOWN[k].rule)
-            fprintf(stderr, "  CONTRACT-28: %s\n", KNOWN[k].contract);
     print_trace(stderr, "parser", got);
     print_trace(stderr, "oracle", ref);
-    if (fatal)
-        abort();
+    abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -766,8 +643,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         parse(data, size, head, cap, 0, 2, &bytes);
         same(&whole, &bytes);
     }
-    reference(data, size, head, cap, 0, &ref);
+    reference(data, size, head, cap, &ref);
     if (!agrees(&ref, &whole))
-        disagreement(data, size, head, cap, &ref, &whole, h);
+        disagreement(data, size, head, cap, &ref, &whole);
     return 0;
 }
