@@ -1,5 +1,6 @@
-"""The asyncio engine against servers that surprise it (issue #28, CONTRACT-28.md): 1xx interim heads,
-101 to a plain GET, bytes nobody asked for, framing edge cases, a body that never ends.
+"""The asyncio engine against servers that surprise it (issue #28, docs/ARCHITECTURE.md "Server
+surprises"): 1xx interim heads, 101 to a plain GET, bytes nobody asked for, framing edge cases, a
+body that never ends.
 
 The count oracle: the client never reports more answers than the peer received requests, every
 surprise is named in errors{}, and every request taken has exactly one result (closed loop, -n N:
@@ -20,7 +21,8 @@ from twload.engine.supervisor import run_to_folder
 from twload.plan import Plan, parse_target
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-# errors that describe a connection, not a request: they are no request's result (CONTRACT-28.md)
+# errors that describe a connection, not a request: they are no request's result
+# (docs/ARCHITECTURE.md "Every request one result")
 CLOSE_ERRORS = {"unsolicited_response", "no_server_close"}
 
 
@@ -243,7 +245,7 @@ def test_bytes_after_a_response_to_head_are_unsolicited(raw_peer, tmp_path):
     assert received.per_connection == [1, 5]
 
 
-# -- framing: what the core decides too (CONTRACT-28) --------------------------------------
+# -- framing: what the core decides too (docs/ARCHITECTURE.md "Server surprises") ------------------
 
 
 @pytest.mark.parametrize("head", [b"Content-Length: 5\r\nContent-Length: 5\r\n", b"Content-Length: 5, 5\r\n"],

@@ -1,9 +1,9 @@
 """The same bad peer against both engines gives identical error dicts (differential testing).
 
-Decided (CONTRACTS.md decisions log, 10:57 UTC core2): with --close server, a complete response is
-counted as a response; if the server then resets instead of closing with FIN, the reset is counted
-as ECONNRESET as well (as no_server_close is when it never closes): both describe the close, not the
-request, and both engines count them."""
+Decided (docs/ARCHITECTURE.md "Every request one result", close errors): with --close server, a
+complete response is counted as a response; if the server then resets instead of closing with FIN,
+the reset is counted as ECONNRESET as well (as no_server_close is when it never closes): both
+describe the close, not the request, and both engines count them."""
 
 import socket
 import struct

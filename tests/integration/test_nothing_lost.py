@@ -1,6 +1,7 @@
 """Every request due (open loop) or taken (closed loop) ends with exactly one result: a response or an
-error by name (CONTRACTS.md). Forced without a slow machine: a target that accepts and never answers,
-so due requests queue behind a tiny --max-connections and the stop comes while the queue is full."""
+error by name (docs/ARCHITECTURE.md "Every request one result"). Forced without a slow machine: a
+target that accepts and never answers, so due requests queue behind a tiny --max-connections and the
+stop comes while the queue is full."""
 
 import socket
 

@@ -5,14 +5,14 @@ status, framing, header case, extra headers, chunk extensions, trailers, 1xx int
 a final 101, answers to HEAD, pipelined after each other) must give the same statuses,
 keep-alive verdicts and response boundaries in both, and a broken response must be an error in
 both. llhttp is fed one byte at a time, so the byte where it completes a response is exact, and
-it is read as the engines use it (CONTRACT-28): a 1xx interim head is no answer; after a 101
-nothing more is read (the connection is closed: unexpected_upgrade); a response to HEAD ends
-with its head (the asyncio engine's HeadConnection starts a new parser there). The C parser is
-built as a shared library with the system cc and driven through ctypes; only its two public
-fields are read.
+it is read as the engines use it (docs/ARCHITECTURE.md "Server surprises"): a 1xx interim head
+is no answer; after a 101 nothing more is read (the connection is closed: unexpected_upgrade); a
+response to HEAD ends with its head (the asyncio engine's HeadConnection starts a new parser
+there). The C parser is built as a shared library with the system cc and driven through ctypes;
+only its two public fields are read.
 
-Where CONTRACT-28 decides what llhttp does not do, the
-cases are listed apart (CONTRACT_CASES), each with the verdict the contract wants and llhttp's.
+Where docs/ARCHITECTURE.md "Server surprises" decides what llhttp does not do, the cases are
+listed apart (CONTRACT_CASES), each with the verdict the contract wants and llhttp's.
 """
 
 import ctypes
@@ -242,7 +242,8 @@ def test_same_errors_as_llhttp(t1, first, broken, before):
     assert (how, their_how) == ("error", "error"), broken[0]
 
 
-# CONTRACT-28's framing decisions, where llhttp differs from them (the C parser follows them all):
+# The framing decisions of docs/ARCHITECTURE.md "Server surprises", where llhttp differs from them
+# (the C parser follows them all):
 # (name, head, stream, the verdict the contract wants, llhttp's verdict); END: the stream's length.
 END = -1
 CL5 = b"Content-Length: 5\r\n"

@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "twload"
 
-# Pure: plain values in, plain values out (DESIGN.md, "Architecture").
+# Pure: plain values in, plain values out (docs/ARCHITECTURE.md "Rooms").
 PURE_PACKAGES = ("twload.plan", "twload.sim")
 PURE_MODULES = (
     "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",

@@ -134,7 +134,8 @@ def test_oversized_head_is_counted(loop):
 def test_free_running_keepalive_any_split(loop, cuts):
     worker, conn, transport = make_conn(loop, requests=None)
     assert worker.free_run
-    for response in (CL, CHUNKED, CL):  # each after its request: one read never holds two (CONTRACT-28)
+    # each after its request: one read never holds two (docs/ARCHITECTURE.md "Server surprises")
+    for response in (CL, CHUNKED, CL):
         feed(conn, response, cuts)
     assert worker.iv.requests == 3 and not worker.iv.errors
     assert transport.written == [worker.request] * 4  # the first request, then one per response

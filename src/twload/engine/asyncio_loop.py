@@ -594,7 +594,8 @@ class Worker:
 
     def count_missed_sends(self, stopped_at: float) -> None:
         """Send times up to the stop that the scheduler had not reached (a busy loop) were due too:
-        not_sent, like those that waited in self.due (CONTRACTS.md: every due request has a result)."""
+        not_sent, like those that waited in self.due (every due request has a result:
+        docs/ARCHITECTURE.md "Every request one result")."""
         if self.schedule is None or self.scheduled_all:
             return
         k = self.next_send
@@ -740,7 +741,8 @@ class Worker:
     def take_snapshot(self) -> dict:
         iv, self.iv = self.iv, Interval()
         snap = iv.snapshot()
-        if self.peer_bytes and not self.peer_bytes_reported:  # once per worker (CONTRACTS.md)
+        # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
+        if self.peer_bytes and not self.peer_bytes_reported:
             snap["peer_bytes"] = self.peer_bytes
             self.peer_bytes_reported = True
         return snap

@@ -10,7 +10,7 @@ succeeding), and a worker-wide wait reset by their successes let the others retr
 every millisecond (measured: ~900 EADDRNOTAVAIL/s with 5 slots too many). A slot
 waiting here is woken at once when a slot of its worker ends with its connection,
 whose port may then be free. The compiled core follows the same constants
-(CONTRACTS.md, decisions log, 09:33 and 10:05 diagnosis).
+(core.c: core_connect_failed; docs/ARCHITECTURE.md "Data flow").
 """
 
 from __future__ import annotations

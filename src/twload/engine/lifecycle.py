@@ -7,9 +7,9 @@ close strategy, the per-connection limit, the timeout, EOF and the stop mean for
 connection; the Worker keeps the pool: budget, slots, stages, the open loop's queue.
 
 Clock values are integer nanoseconds passed in by the caller; nothing here reads a clock or
-touches a socket. The rule it keeps (CONTRACTS.md): every request written yields exactly one
-result, a response or an error by name; after stop no request is written; a connect that
-completes after stop is closed unused and counts nothing.
+touches a socket. The rule it keeps (docs/ARCHITECTURE.md "Every request one result"): every
+request written yields exactly one result, a response or an error by name; after stop no request
+is written; a connect that completes after stop is closed unused and counts nothing.
 
     CONNECTING --connected--> AWAITING_RESPONSE (closed loop: the slot's request is written)
                \\-connected--> IDLE (open loop: the scheduler decides)    or CLOSED after stop
@@ -77,8 +77,9 @@ class CountResult(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class CountCloseError:
     """An error about the connection, not a request: its request (if any) already has its
-    result (CONTRACTS.md: no_server_close, a reset while the server's close is awaited, bytes that
-    arrive with nothing in flight). Counted in errors{}, outside the one-result-per-request rule."""
+    result (docs/ARCHITECTURE.md "Every request one result": no_server_close, a reset while the
+    server's close is awaited, bytes that arrive with nothing in flight). Counted in errors{},
+    outside the one-result-per-request rule."""
 
     kind: str
 
@@ -145,7 +146,8 @@ class Lifecycle:
         if self.state is not CONNECTING:
             raise LifecycleError(f"connected while {self.state.value}")
         if self.stopping:
-            # It carries no request yet: closed unused, it counts nothing (CONTRACTS.md).
+            # It carries no request yet: closed unused, it counts nothing
+            # (docs/ARCHITECTURE.md "Every request one result").
             self.state = CLOSED
             return (CLOSE,)
         self.state = IDLE_STATE
@@ -225,7 +227,8 @@ class Lifecycle:
         Idle. That saves the hot keep-alive path a round trip through the worker.
         surplus: more bytes came after it in the same read, which no request asked for: the response
         counts, the surplus is unsolicited_response (outside the one result per request), and the
-        connection is dropped before anything else is written on it (CONTRACT-28).
+        connection is dropped before anything else is written on it (docs/ARCHITECTURE.md
+        "Server surprises").
         client_closes: the server keeps the connection open, but it is not to be reused (an HTTP/1.0
         response with Transfer-Encoding, RFC 9112 section 6.1): the client closes it."""
         if self.state is not AWAITING_RESPONSE:
@@ -248,7 +251,7 @@ class Lifecycle:
     def unsolicited(self) -> Actions:
         """Bytes from the server while no request is in flight: on an idle connection, or while its
         close is awaited after a counted response. unsolicited_response, counted outside the one
-        result per request (CONTRACT-28); the connection is dropped."""
+        result per request (docs/ARCHITECTURE.md "Server surprises"); the connection is dropped."""
         if self.state is AWAITING_RESPONSE:
             raise LifecycleError("unsolicited while awaiting_response")  # those bytes are its response
         if self.state is CLOSED:

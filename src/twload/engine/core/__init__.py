@@ -3,9 +3,9 @@
 Each tick runs the loop with the GIL released for at most 100 ms (core.run), then Python does
 what is cheap at that rate: the open loop's next intended send times, the staged connection
 count, the stop flag, and once a second a snapshot in exactly the asyncio engine's format
-(CONTRACTS.md "Worker snapshot"). The C side counts into int64 buffers and HdrHistogram counts
-arrays (lowest 1 µs, highest 60 s, 3 digits); collect() copies them here, so no Python object
-is made per request.
+(docs/ARCHITECTURE.md "The worker snapshot"). The C side counts into int64 buffers and
+HdrHistogram counts arrays (lowest 1 µs, highest 60 s, 3 digits); collect() copies them here, so
+no Python object is made per request.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def choose_io(requested: str) -> str:
 
 
 def error_names() -> dict[int, str]:
-    """Error slot (core.h: errno 1..255, then E_*) -> the name counted (CONTRACTS.md "Error names")."""
+    """Error slot (core.h: errno 1..255, then E_*) -> the name counted
+    (docs/ARCHITECTURE.md "Error names")."""
     names = {code: errno.errorcode.get(code, f"errno_{code}") for code in range(1, 256)}
     names.update({
         _core.E_CONNECT_TIMEOUT: "connect_timeout", _core.E_TIMEOUT: "timeout",
@@ -171,7 +172,7 @@ class CoreWorker:
             "tls": b"",
         }
         peer_bytes = self.core.peer_bytes()
-        if peer_bytes:  # once per worker (CONTRACTS.md decisions log, diagnosis #14)
+        if peer_bytes:  # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
             snap["peer_bytes"] = peer_bytes
         values = self.values
         for name, counts in hists.items():
@@ -180,7 +181,8 @@ class CoreWorker:
 
     def unaccounted(self) -> dict[str, int]:
         """After the run: requests taken that got no result (or two), by error name, so that a flaw in
-        the core shows up in the summary instead of as a silently short count (CONTRACTS.md)."""
+        the core shows up in the summary instead of as a silently short count (docs/ARCHITECTURE.md
+        "Every request one result")."""
         ledger = self.ledger
         owed = ledger["taken"] - ledger["withdrawn"] - ledger["results"]
         if owed > 0:

@@ -81,8 +81,8 @@ static int take(core *k) {
 }
 
 /* A request taken for c was never written and the run ends (stop, abandon, retirement): open loop,
-   it was due, so it is not_sent; closed loop, it leaves the ledger (CONTRACTS.md: a connect
-   that completes after stop carries nothing and counts nothing). */
+   it was due, so it is not_sent; closed loop, it leaves the ledger (docs/ARCHITECTURE.md "Every
+   request one result": a connect that completes after stop carries nothing and counts nothing). */
 static void withdraw(core *k, const conn *c) {
     if (k->open_loop) count_error(k, c, E_NOT_SENT);
     else k->stats[S_WITHDRAWN]++;
@@ -575,7 +575,7 @@ static void response_done(core *k, conn *c, int surplus) {
 /* c's parser has a whole response: its request's answer. After a 101 the server speaks another
    protocol (the parser says keep_alive 0, so the connection closes): what follows it is that
    protocol's, not bytes nobody asked for; and to a request that asked for no Upgrade a 101 answers
-   nothing (CONTRACT-28: unexpected_upgrade, the request's result). */
+   nothing (docs/ARCHITECTURE.md "Server surprises": unexpected_upgrade, the request's result). */
 static void answered(core *k, conn *c, int surplus) {
     if (c->parser.status != 101) response_done(k, c, surplus);
     else if (k->asks_upgrade) response_done(k, c, 0);
@@ -678,7 +678,8 @@ void core_fail(core *k, conn *c, int error) {
 /* The response is counted, but what came after it went wrong: --close server, the server's close (it
    reset, or never closed); or the server sent bytes nobody asked for (E_UNSOLICITED: after a
    complete response, on an idle connection, or awaiting its FIN). Counted by name, outside the
-   ledger of request results (CONTRACT-28), and the connection closes. */
+   ledger of request results (docs/ARCHITECTURE.md "Every request one result"), and the connection
+   closes. */
 void core_close_error(core *k, conn *c, int error) {
     count_error(k, c, error);
     k->stats[S_CLOSE_ERRORS]++;

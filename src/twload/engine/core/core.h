@@ -18,9 +18,10 @@
 enum {
     S_REQUESTS, S_OPENED, S_BYTES_IN, S_BYTES_OUT, S_MAX_LAG_US, S_SUM_LATENCY, S_SUM_CONNECT,
     S_SUM_SERVICE,
-    /* the result ledger (CONTRACTS.md: every request taken yields exactly one result): requests
-       taken (closed loop: take(); open loop: send times that became due), and those taken but
-       dropped before a byte was written (closed loop, at stop or retirement) */
+    /* the result ledger (docs/ARCHITECTURE.md "Every request one result": every request taken
+       yields exactly one result): requests taken (closed loop: take(); open loop: send times that
+       became due), and those taken but dropped before a byte was written (closed loop, at stop or
+       retirement) */
     S_TAKEN, S_WITHDRAWN,
     /* errors that are no request's result, kept out of the ledger: the server's close after a counted
        response went wrong (awaiting its FIN), or it sent bytes nobody asked for (E_UNSOLICITED) */
@@ -34,7 +35,7 @@ enum {
     S_LEN = S_FIRST_NS + N_ERRORS,
     S_INTERVAL_LEN = S_FIRST_CONN,    /* collect() zeroes these; first errors stay */
 };
-/* error slots past the errno range; names in __init__.py (CONTRACTS.md "Error names") */
+/* error slots past the errno range; names in __init__.py (docs/ARCHITECTURE.md "Error names") */
 enum {
     E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
     E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
