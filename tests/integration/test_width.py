@@ -56,3 +56,12 @@ def test_demo_fits_80_columns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert widest(proc) <= 80, proc.stdout
     assert "TIME_WAIT" in proc.stdout
+    # a table: one line per strategy with every cell on it (a cell wrapped one word per line would push
+    # the next strategy down), its reason a numbered note under the table
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["strategy"])
+    rows = lines[header + 1:header + 5]
+    assert [row.split()[0] for row in rows] == ["keepalive", "fin", "server", "rst"], proc.stdout
+    for number, row in enumerate(rows, 1):
+        assert len(row.split()) >= 8 and row.endswith(f"[{number}]"), proc.stdout
+        assert any(line.startswith(f"[{number}] ") for line in lines[header + 5:]), proc.stdout

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.engine.strategies import WHY
@@ -57,30 +57,76 @@ def explain_port_wall() -> str:
                                  terminal_width(), hang=0)])
 
 
+# Short enough that a row fits 80 columns; the whole reason (strategies.WHY) goes in a numbered note.
+LABEL = {
+    "keepalive": "reuses connections",
+    "fin": "client closes first",
+    "server": "server closes first",
+    "rst": "RST: no TIME_WAIT",
+}
+GAP = "  "
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    close: str
+    rps: float
+    p99_us: float
+    errors: dict[str, int]
+    time_wait_client: int
+    time_wait_server: int
+
+
+def demo_table(rows: list[DemoRow], width: int) -> list[str]:
+    """The strategies side by side in at most `width` columns where it can be done (pure): the "why"
+    column holds the whole reason when the terminal has room, else a short label with a numbered note
+    under the table (a row's error names go in its note too), else only the note's number."""
+    numbers = [[r.close, f"{r.rps:.0f}", fmt_us(r.p99_us), str(sum(r.errors.values())),
+                str(r.time_wait_client), str(r.time_wait_server)] for r in rows]
+    heads = ["strategy", "req/s", "p99", "errors", "client", "server"]
+    widths = [max(len(cell) for cell in column) for column in zip(heads, *numbers, strict=True)]
+    fixed = sum(widths) + len(GAP) * len(widths)
+    named = [", ".join(f"{name} {count}" for name, count in r.errors.items()) for r in rows]
+
+    def layout(why: dict[str, str], notes_why: bool) -> tuple[list[str], list[str]]:
+        cells: list[str] = []
+        notes: list[str] = []
+        for r, errors in zip(rows, named, strict=True):
+            parts = ([WHY[r.close]] if notes_why else []) + ([f"errors: {errors}"] if errors else [])
+            if parts:
+                notes.append(f"[{len(notes) + 1}] " + "; ".join(parts))
+            cells.append(" ".join(filter(None, [why[r.close], f"[{len(notes)}]" if parts else ""])))
+        return cells, notes
+
+    choices = [layout(WHY, False), layout(LABEL, True), layout({close: "" for close in WHY}, True)]
+    fits = (choice for choice in choices if fixed + max([len("why"), *map(len, choice[0])]) <= width)
+    why_cells, notes = next(fits, choices[-1])  # the first that fits; the last is the narrowest there is
+    aligned = [str.ljust] + [str.rjust] * 5  # the strategy's name to the left, numbers to the right
+    time_wait = sum(widths[4:]) + len(GAP)
+    lines = [" " * (fixed - time_wait - len(GAP)) + "TIME_WAIT".center(time_wait).rstrip()]
+    for cells, why in [(heads, "why"), *zip(numbers, why_cells, strict=True)]:
+        lines.append(GAP.join([*(align(c, w) for align, c, w in zip(aligned, cells, widths, strict=True)), why]))
+    return lines + ([""] if notes else []) + [line for note in notes for line in wrap_line(note, width, hang=4)]
+
+
 def run_demo(duration_s: float, connections: int, workers: int, console: Console) -> int:
     try:
         folder = claim_run_dir(prefix="demo-")
     except RunFolderError as exc:
         fail(str(exc))
-    table = Table(title=f"twload demo: {duration_s:g}s per strategy, {connections} connections, loopback")
-    for column in ("strategy", "req/s", "p99", "errors", "TIME_WAIT client", "TIME_WAIT server"):
-        table.add_column(column, justify="right" if column != "strategy" else "left")
-    table.add_column("why")
+    rows = []
     interrupted = False
     for close in CLOSE_STRATEGIES:
         console.print(f"running --close {close} for {duration_s:g}s ...")
         summary = run_strategy(close, duration_s, connections, workers, folder)
-        errors = sum(summary["errors"].values())
         tw = summary["time_wait"]
-        table.add_row(
-            close, f"{summary['rps']:.0f}", fmt_us(summary["latency_us"]["p99"]),
-            str(errors) if not errors else f"{errors} ({', '.join(summary['errors'])})",
-            str(tw["client"]), str(tw["server"]), WHY[close],
-        )
+        rows.append(DemoRow(close, summary["rps"], summary["latency_us"]["p99"], dict(summary["errors"]),
+                            tw["client"], tw["server"]))
         if summary.get("interrupted"):
             interrupted = True
             break
-    Console().print(table)  # the terminal's width: the "why" column wraps
+    print(f"twload demo: {duration_s:g}s per strategy, {connections} connections, loopback\n")
+    print("\n".join(demo_table(rows, terminal_width())) + "\n")
     print(explain_port_wall())
     print(f"runs: {folder}{os.sep}")
     return 130 if interrupted else 0
