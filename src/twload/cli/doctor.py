@@ -97,15 +97,15 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
 @app.command()
 def doctor(
     url: Annotated[str | None, typer.Argument(help="Target to probe (optional): timestamps, who closes first, keep-alive.")] = None,
-    close: Annotated[str, typer.Option("--close", help="The close strategy you plan to use.")] = "fin",
-    rate: Annotated[float | None, typer.Option("--rate", help="Planned new connections per second.")] = None,
-    connections: Annotated[int, typer.Option("-c", "--connections", help="Planned concurrent connections.")] = 50,
-    source: Annotated[str | None, typer.Option("--source", help="Source addresses you plan to use, as for `run --source`: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29.")] = None,
-    sources: Annotated[int | None, typer.Option("--sources", hidden=True, help="Old spelling: how many source addresses.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    fix: Annotated[bool, typer.Option("--fix", help="Apply the suggested sysctl changes (asks first).")] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="With --fix: do not ask.")] = False,
-    restore: Annotated[bool, typer.Option("--restore", help="Put back the sysctls an earlier --fix changed.")] = False,
+    close: Annotated[str, typer.Option("--close", help="The close strategy you plan to use.", rich_help_panel="Plan")] = "fin",
+    rate: Annotated[float | None, typer.Option("--rate", help="Planned new connections per second.", rich_help_panel="Plan")] = None,
+    connections: Annotated[int, typer.Option("-c", "--connections", help="Planned concurrent connections.", rich_help_panel="Plan")] = 50,
+    source: Annotated[str | None, typer.Option("--source", help="Source addresses you plan to use, as for `run --source`: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29.", rich_help_panel="Plan")] = None,
+    sources: Annotated[int | None, typer.Option("--sources", hidden=True, help="Old spelling: how many source addresses.", rich_help_panel="Plan")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.", rich_help_panel="Output")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Apply the suggested sysctl changes (asks first).", rich_help_panel="Fix")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --fix: do not ask.", rich_help_panel="Fix")] = False,
+    restore: Annotated[bool, typer.Option("--restore", help="Put back the sysctls an earlier --fix changed.", rich_help_panel="Fix")] = False,
 ) -> None:
     """Say what will fail in a short-connection load test, why, and what to change."""
     try:

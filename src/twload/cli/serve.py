@@ -15,18 +15,18 @@ from twload.serve.limits import MAX_HEAD, MAX_URL
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 picks a free one and prints it.")] = 8080,
-    workers: Annotated[int, typer.Option("-w", "--workers", help="Processes sharing the port (SO_REUSEPORT).")] = 1,
-    body_size: Annotated[int, typer.Option("--body-size", help="Response body bytes.")] = 12,
-    delay: Annotated[str | None, typer.Option("--delay", help="Delay before each response, e.g. 5ms.")] = None,
-    close_after: Annotated[int, typer.Option("--close-after", help="Close after N requests on a connection (0: never).")] = 0,
-    stall: Annotated[str | None, typer.Option("--stall", help="Once, stop answering for this long (e.g. 1s), like a GC pause.")] = None,
-    stall_after: Annotated[int, typer.Option("--stall-after", help="With --stall: after this many requests.")] = 0,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate chain (PEM).")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
-    max_url: Annotated[int, typer.Option("--max-url", help="Longest request-target in bytes; longer: 414, then close. Default as nginx's (one 8k buffer).")] = MAX_URL,
-    max_head: Annotated[int, typer.Option("--max-head", help="Largest request head in bytes; larger: 431, then close. Default as nginx's (4 x 8k buffers).")] = MAX_HEAD,
+    host: Annotated[str, typer.Option(help="Address to listen on.", rich_help_panel="Listen")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one and prints it.", rich_help_panel="Listen")] = 8080,
+    workers: Annotated[int, typer.Option("-w", "--workers", help="Processes sharing the port (SO_REUSEPORT).", rich_help_panel="Listen")] = 1,
+    body_size: Annotated[int, typer.Option("--body-size", help="Response body bytes.", rich_help_panel="Responses")] = 12,
+    delay: Annotated[str | None, typer.Option("--delay", help="Delay before each response, e.g. 5ms.", rich_help_panel="Responses")] = None,
+    close_after: Annotated[int, typer.Option("--close-after", help="Close after N requests on a connection (0: never).", rich_help_panel="Responses")] = 0,
+    stall: Annotated[str | None, typer.Option("--stall", help="Once, stop answering for this long (e.g. 1s), like a GC pause.", rich_help_panel="Responses")] = None,
+    stall_after: Annotated[int, typer.Option("--stall-after", help="With --stall: after this many requests.", rich_help_panel="Responses")] = 0,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate chain (PEM).", rich_help_panel="TLS")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).", rich_help_panel="TLS")] = None,
+    max_url: Annotated[int, typer.Option("--max-url", help="Longest request-target in bytes; longer: 414, then close. Default as nginx's (one 8k buffer).", rich_help_panel="Limits")] = MAX_URL,
+    max_head: Annotated[int, typer.Option("--max-head", help="Largest request head in bytes; larger: 431, then close. Default as nginx's (4 x 8k buffers).", rich_help_panel="Limits")] = MAX_HEAD,
 ) -> None:
     """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
     from twload.serve.server import ServeOptions
