@@ -57,7 +57,7 @@ class Plan:
     engine: str = "auto"  # auto: the compiled core for http://, asyncio (uvloop) for https://
     # the core's I/O backend: epoll (default); auto (io_uring where the kernel allows it); uring.
     # epoll is the default: io_uring was faster on short connections but served far fewer requests
-    # than epoll with tens of thousands of open connections (measured, see the README).
+    # than epoll with tens of thousands of open connections (measured: benchmarks/RESULTS.md).
     io: str = "epoll"
 
     def __post_init__(self) -> None:
