@@ -2,8 +2,9 @@
 
 Pure modules take plain values and return plain values: they import no I/O (sockets, ssl,
 event loops), and nothing from the adapters (engine, kernel, lab, serve) or the command line,
-not even through another twload module. Only the command line imports the command line. Every
-import counts: at the top, inside a function, relative, or by importlib with a literal name.
+not even through another twload module. Only the command line imports the command line. No
+module imports one that imports it back, however long the way round. Every import counts: at the
+top, inside a function, relative, or by importlib with a literal name.
 """
 
 from __future__ import annotations
@@ -186,3 +187,53 @@ def test_name_resolution_is_the_only_socket_import_plan_may_make():
     for source in ("import socket", "from socket import socket", "from socket import create_connection"):
         taken = [names for imported, names in imports_of("twload.plan.parse", source) if imported == "socket"]
         assert not all(names is not None and names <= allowed for names in taken)
+
+
+# -- no circle: no two modules import each other, through any number of others ---------------
+
+def twload_edges(name: str) -> set[str]:
+    """The twload modules `name` imports (a package handing on its own modules is not counted: that is
+    how a package is made, and the command line's registers its commands so)."""
+    return {imported for imported, _ in imports_of(name)
+            if imported in MODULES and imported != name and not (is_package(name) and within(imported, name))}
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one node (Tarjan), each sorted: [] when there is none."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert circles({name: twload_edges(name) for name in MODULES}) == []
+
+
+def test_a_circle_is_found_however_long():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []

@@ -20,6 +20,7 @@ import subprocess
 import sys
 
 from twload.lab import topology
+from twload.lab.check import Check
 from twload.lab.topology import Host, LabError
 
 PORT_RANGE = "40000 40099"
@@ -113,9 +114,7 @@ def stats_requests(host: Host, url: str) -> int:
     return int(proc.stdout.strip() or -1)
 
 
-def checks() -> list:
-    from twload.lab.scenarios import Check
-
+def checks() -> list[Check]:
     two, three, addresses, served = scale_out()
     result = []
     for summary, count, target_count in ((two, 2, served[0]), (three, 3, served[1])):

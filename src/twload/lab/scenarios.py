@@ -12,31 +12,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from twload.lab import topology
+from twload.lab.check import Check
 from twload.lab.topology import Host, LabError
 from twload.sim.run import run_scenario
 
 NARROW = "40000 40019"  # 20 ports
 TWO_PORTS = "40000 40001"
-
-
-@dataclass
-class Check:
-    claim: str
-    expected: str
-    measured: str
-    passed: bool
-    sim: str | None = None  # what the simulator (6.x profile, same parameters) predicts
-    sim_agrees: bool | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "pass" if self.passed else "FAIL"
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"verdict": self.verdict}
 
 
 # -- helpers run inside namespaces ---------------------------------------------
