@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from twload.engine.strategies import LINGER_RST
+from twload.kernel.linger import LINGER_RST
 from twload.kernel.procnet import time_wait_by_side
 from twload.lab.nginx import find_nginx, nginx_config
 from twload.serve.embedded import EmbeddedServer

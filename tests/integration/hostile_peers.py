@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from tests.integration.peers import CountingPeer
-from twload.engine.strategies import LINGER_RST
+from twload.kernel.linger import LINGER_RST
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 

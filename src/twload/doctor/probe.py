@@ -10,8 +10,8 @@ import time
 import httptools
 
 from twload.doctor.rules import TargetFacts
-from twload.engine.strategies import LINGER_RST
 from twload.kernel import sockdiag
+from twload.kernel.linger import LINGER_RST
 from twload.kernel.tcpinfo import tcp_info
 from twload.plan import Target, is_loopback
 

@@ -15,10 +15,10 @@ from collections import Counter
 
 from twload import budget, timewait
 from twload.doctor import rules as doctor
-from twload.engine.strategies import LINGER_RST
 from twload.engine.supervisor import RunError
 from twload.engine.tls import tls_context
 from twload.kernel import sockdiag
+from twload.kernel.linger import LINGER_RST
 from twload.kernel.sysctl import KernelFacts, gather
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import errno_name

@@ -8,12 +8,8 @@ net/ipv4/tcp_input.c: tcp_fin and net/ipv4/tcp_minisocks.c: tcp_time_wait.
 from __future__ import annotations
 
 import socket
-import struct
 
-# l_onoff=1, l_linger=0: close() drops the connection with an RST instead of a FIN,
-# so neither side enters TIME_WAIT (net/ipv4/tcp.c: __tcp_close, "sk->sk_lingertime == 0"
-# branch sends tcp_send_active_reset and moves straight to TCP_CLOSE).
-LINGER_RST = struct.pack("ii", 1, 0)
+from twload.kernel.linger import LINGER_RST
 
 WHY = {
     "keepalive": "reused: TIME_WAIT only for the -c closed at the end",

@@ -1,1 +1,1 @@
-"""Thin adapters that read the kernel's own state (/proc, netlink, sysctls)."""
+"""Thin adapters over the kernel: its own state (/proc, netlink, sysctls, TCP_INFO) and SO_LINGER's reset on close."""

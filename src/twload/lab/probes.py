@@ -13,8 +13,8 @@ import socket
 import sys
 import time
 
-from twload.engine.strategies import LINGER_RST
 from twload.kernel import sockdiag
+from twload.kernel.linger import LINGER_RST
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
 
