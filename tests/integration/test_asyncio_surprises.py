@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import run_cli
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 # errors that describe a connection, not a request: they are no request's result

@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import time_wait_until
 from twload.engine.asyncio_loop import DRAIN_S
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 from twload.results import read_samples, read_summary
 
 

@@ -17,7 +17,8 @@ from tests.conftest import free_port, run_cli, time_wait_until
 from tests.integration.backends import BACKENDS, NEEDS_URING
 from twload.engine import core
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 
 def run_core(url, tmp_path, io, **kw):

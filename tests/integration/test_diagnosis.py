@@ -6,8 +6,9 @@ import json
 
 from tests.conftest import free_port, run_cli
 from twload.engine.supervisor import run_to_folder
+from twload.kernel.resolve import parse_target
 from twload.metrics import escaped
-from twload.plan import Plan, parse_target
+from twload.plan import Plan
 
 
 def test_a_refusing_target_gets_tens_of_connects_per_slot_not_thousands(tmp_path):

@@ -8,7 +8,7 @@ import time
 
 from tests.conftest import run_cli
 from twload.doctor.probe import probe
-from twload.plan import parse_target
+from twload.kernel.resolve import parse_target
 
 FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 CLOSING = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"

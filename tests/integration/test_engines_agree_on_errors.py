@@ -15,7 +15,8 @@ import pytest
 from tests.integration.backends import ENGINE_IDS, ENGINES, USABLE_ENGINES
 from tests.integration.peers import ListeningPeer
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.integration.backends import BACKENDS
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 CONNECTIONS = 20_000
 

@@ -4,7 +4,8 @@ import pytest
 
 from tests.conftest import time_wait_until
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 
 @pytest.mark.parametrize("close, requests", [("keepalive", 3000), ("server", 1000), ("fin", 500), ("rst", 500)])

@@ -10,7 +10,8 @@ import pytest
 from tests.integration.backends import ENGINE_IDS, ENGINES
 from tests.integration.peers import ListeningPeer
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 
 class StallingPeer(ListeningPeer):

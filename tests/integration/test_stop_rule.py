@@ -1,7 +1,8 @@
 """The stop rule: every request written yields one result, even when the run ends first."""
 
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 
 def silent(conn, stopped) -> None:

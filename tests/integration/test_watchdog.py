@@ -9,7 +9,8 @@ import sys
 import time
 
 from twload.engine.supervisor import WATCHDOG_GRACE_S, run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 from twload.results import read_summary
 
 

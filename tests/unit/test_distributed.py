@@ -9,8 +9,9 @@ from twload.distributed.coordinator import DaskRun
 from twload.distributed.messages import ShardDone, ShardTick
 from twload.distributed.spec import parse_cluster
 from twload.distributed.split import Shard, WorkerSlot, merged_budget, split, wall_line
+from twload.kernel.resolve import parse_target
 from twload.metrics import HIGHEST_US, PERCENTILES, Interval, new_histogram
-from twload.plan import Plan, PlanError, parse_target
+from twload.plan import Plan, PlanError
 from twload.plan.schedule import Stage
 from twload.results import RunFolder, read_samples
 

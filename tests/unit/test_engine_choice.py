@@ -3,7 +3,8 @@
 import pytest
 
 from twload.engine.limits import FILES_BESIDES_SOCKETS, file_limit_problem, files_per_worker
-from twload.plan import Plan, PlanError, Stage, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan, PlanError, Stage
 
 
 def plan(url="http://127.0.0.1:8080/", **kw):

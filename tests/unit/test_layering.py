@@ -27,9 +27,6 @@ PURE_MODULES = (
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
 IO = ("socket", "ssl", "asyncio", "uvloop", "selectors")
-# The one exception, kept narrow: parse_target resolves the host name once, before any worker
-# starts. It may take name resolution from socket, and nothing else (no socket object).
-NAME_RESOLUTION = {("twload.plan.parse", "socket"): {"getaddrinfo", "gaierror", "SOCK_STREAM", "IPPROTO_TCP"}}
 
 
 def module_name(path: Path) -> str:
@@ -109,10 +106,7 @@ def violations_in_pure(name: str) -> list[str]:
     out = []
     for module, by in twload_closure(name).items():
         forbidden_here = ADAPTERS + IO if module == name or module in pure_modules() else ADAPTERS
-        for imported, names in imports_of(module):
-            allowed = NAME_RESOLUTION.get((module, imported))
-            if allowed is not None and names is not None and names <= allowed:
-                continue
+        for imported, _ in imports_of(module):
             for forbidden in forbidden_here:
                 if within(imported, forbidden):
                     chain = f" (reached through {by})" if module != name else ""
@@ -179,14 +173,10 @@ def test_every_form_of_import_is_read(source, expected):
     assert expected in [imported for imported, _ in imports_of("twload.plan.model", source)]
 
 
-def test_name_resolution_is_the_only_socket_import_plan_may_make():
-    allowed = NAME_RESOLUTION[("twload.plan.parse", "socket")]
-    found = [names for imported, names in imports_of("twload.plan.parse") if imported == "socket"]
-    assert found and all(names is not None and names <= allowed for names in found)
-    # a whole-module import, or a socket object, is not name resolution
-    for source in ("import socket", "from socket import socket", "from socket import create_connection"):
-        taken = [names for imported, names in imports_of("twload.plan.parse", source) if imported == "socket"]
-        assert not all(names is not None and names <= allowed for names in taken)
+def test_plan_takes_a_url_apart_and_leaves_resolving_it_to_an_adapter():
+    """Name resolution is I/O (getaddrinfo reads /etc/hosts, asks DNS): plan.parse imports nothing of socket."""
+    assert [imported for imported, _ in imports_of("twload.plan.parse") if within(imported, "socket")] == []
+    assert violations_in_pure("twload.plan.parse") == []
 
 
 # -- no circle: no two modules import each other, through any number of others ---------------

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twload.plan import Plan, PlanError, parse_duration, parse_header, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan, PlanError, parse_duration, parse_header
 
 
 def test_durations():

@@ -2,8 +2,9 @@
 
 from twload.doctor import rules as doctor
 from twload.engine import preflight as pf
+from twload.kernel.resolve import parse_target
 from twload.kernel.sysctl import KernelFacts
-from twload.plan import Plan, parse_target
+from twload.plan import Plan
 
 URL = "http://10.250.1.2/"
 NARROW = KernelFacts(tcp_tw_reuse=1, port_low=40000, port_high=40499, nofile_soft=65536)  # 500 ports

@@ -3,7 +3,8 @@
 from collections import Counter
 
 from twload.engine.preflight import no_free_port
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 URL = "http://10.250.1.2:8080/"
 PLAN = Plan(target=parse_target(URL), url=URL)

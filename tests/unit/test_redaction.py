@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from tests.unit.run_folders import Second, plan_json, summary_of, write_run
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 from twload.report import numbers
 from twload.results import is_credential_header, plan_record, redact_command, redacted, shown_command
 

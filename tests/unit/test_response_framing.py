@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from twload.engine.asyncio_loop import Worker
 from twload.engine.http1 import build_request, head_declares_length
-from twload.plan import MAX_HEADER_BYTES, Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import MAX_HEADER_BYTES, Plan
 
 
 class RecordingTransport:

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from twload.engine.messages import Crash, Final, Tick
 from twload.engine.supervisor import Inbox, Supervisor
+from twload.kernel.resolve import parse_target
 from twload.metrics import HIGHEST_US, LOWEST_US, Interval, new_histogram, percentiles_us
-from twload.plan import Plan, parse_target
+from twload.plan import Plan
 from twload.results import RunFolder, read_samples
 
 WORKERS = 3

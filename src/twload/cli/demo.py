@@ -20,7 +20,8 @@ from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.engine.strategies import WHY
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
-from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration
 from twload.report.text import fmt_us
 from twload.report.wrap import wrap_line
 from twload.results import RunFolderError, claim_run_dir

@@ -18,7 +18,8 @@ from twload.cli import EXIT_USAGE, app, err, fail
 from twload.doctor import rules
 from twload.doctor.probe import probe
 from twload.kernel import sysctl
-from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_sources, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_sources
 
 MARK = {rules.OK: "[green]ok     [/]", rules.WARNING: "[yellow]warning[/]", rules.PROBLEM: "[red]problem[/]"}
 

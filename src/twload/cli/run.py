@@ -19,6 +19,7 @@ from twload.engine.limits import file_limit_problem
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
+from twload.kernel.resolve import parse_target
 from twload.kernel.sysctl import gather, sysctl_values
 from twload.plan import (
     Plan,
@@ -28,7 +29,6 @@ from twload.plan import (
     parse_header,
     parse_sources,
     parse_stages,
-    parse_target,
 )
 from twload.report.progress import live_progress
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record

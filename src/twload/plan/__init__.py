@@ -7,12 +7,12 @@ from twload.plan.parse import (
     parse_duration,
     parse_header,
     parse_sources,
-    parse_target,
+    split_url,
 )
 from twload.plan.schedule import Schedule, Stage, parse_stages
 
 __all__ = [
     "CLOSE_STRATEGIES", "MAX_HEADER_BYTES", "Plan", "PlanError", "Schedule", "Stage", "Target",
     "default_workers", "is_loopback", "parse_duration", "parse_header", "parse_sources", "parse_stages",
-    "parse_target",
+    "split_url",
 ]

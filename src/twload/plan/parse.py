@@ -1,6 +1,6 @@
 """Parsing the command line's values: pure, each raises PlanError with a one-line message.
 
-parse_target resolves the host name once (getaddrinfo), before any worker starts.
+split_url takes a URL apart; resolving its host name (I/O) is twload.kernel.resolve's.
 """
 
 from __future__ import annotations
@@ -8,13 +8,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable
-from socket import IPPROTO_TCP, SOCK_STREAM, gaierror, getaddrinfo  # name resolution only: no socket here
-from typing import Any
 from urllib.parse import urlsplit
 
 from twload.plan.errors import PlanError
-from twload.plan.model import Target
 
 MAX_SOURCES = 4096
 
@@ -43,8 +39,8 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
-def parse_target(url: str, resolve: Callable[..., list[Any]] = getaddrinfo) -> Target:
-    """Split and resolve a URL once, before any worker starts."""
+def split_url(url: str) -> tuple[str, str, int, str]:
+    """A URL's scheme, host, port and path (with its query), before the host is resolved."""
     if "://" not in url:
         raise PlanError(f"bad URL {url!r}: give a scheme, e.g. http://127.0.0.1:8080/")
     parts = urlsplit(url)
@@ -60,12 +56,7 @@ def parse_target(url: str, resolve: Callable[..., list[Any]] = getaddrinfo) -> T
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    try:
-        infos = resolve(host, port, type=SOCK_STREAM, proto=IPPROTO_TCP)
-    except (gaierror, UnicodeError) as exc:
-        raise PlanError(f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}") from None
-    family, _, _, _, address = infos[0]
-    return Target(parts.scheme, host, port, path, address, family)
+    return parts.scheme, host, port, path
 
 
 def parse_sources(text: str) -> tuple[str, ...]:
