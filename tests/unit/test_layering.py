@@ -18,11 +18,11 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "twload"
 
 # Pure: plain values in, plain values out (docs/ARCHITECTURE.md "Rooms").
-PURE_PACKAGES = ("twload.plan", "twload.sim")
+PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch")
 PURE_MODULES = (
     "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
-    "twload.report.compare_text", "twload.report.html", "twload.report.wrap", "twload.watch_rows",
+    "twload.report.compare_text", "twload.report.html", "twload.report.wrap",
     "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle", "twload.timewait",
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
@@ -117,7 +117,7 @@ def violations_in_pure(name: str) -> list[str]:
 def test_the_pure_modules_are_found():
     pure = pure_modules()
     for expected in ("twload.plan.model", "twload.plan.parse", "twload.plan.schedule", "twload.sim.model",
-                     "twload.budget", "twload.doctor.rules", "twload.report.text", "twload.facts"):
+                     "twload.budget", "twload.doctor.rules", "twload.report.text", "twload.facts", "twload.watch.rows"):
         assert expected in pure
 
 

@@ -1,7 +1,7 @@
-"""`twload watch` rows (twload/watch_rows.py) on a load balancer's sockets: both sides, and --dst."""
+"""`twload watch` rows (twload/watch/rows.py) on a load balancer's sockets: both sides, and --dst."""
 
 from twload.kernel.procnet import Sock
-from twload.watch_rows import destination_rows, header_totals, listener_rows, trend
+from twload.watch.rows import destination_rows, header_totals, listener_rows, trend
 
 LB, BACKEND = "10.0.0.1", "10.0.1.5"
 SOCKS = [

@@ -1,6 +1,6 @@
 """`twload watch`: live TCP state counts per destination, TIME_WAIT first, from sock_diag.
 
-The rows are pure functions of two snapshots (now and the previous one, twload.watch_rows), so
+The rows are pure functions of two snapshots (now and the previous one, twload.watch.rows), so
 the table and the --json lines are the same numbers. Two views: the client side (by destination,
 against the port budget) and the listener side (by local listening port: a server or a load
 balancer that closes first keeps its TIME_WAIT there).
@@ -24,7 +24,7 @@ from twload.cli import EXIT_USAGE, app, fail
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import gather
 from twload.plan import PlanError, parse_duration
-from twload.watch_rows import destination_rows, header_totals, listener_rows, trend
+from twload.watch.rows import destination_rows, header_totals, listener_rows, trend
 
 ROWS_SHOWN = 30
 
