@@ -57,6 +57,6 @@ def simulate_run(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    from twload.report.sim_text import render_simulation
+    from twload.sim.text import render_simulation
 
     print(render_simulation(result, terminal_width()))
