@@ -150,8 +150,8 @@ def build_plan(
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
                         checks: list, strict: bool, keep_credentials: bool = False) -> tuple[dict, Path, int]:
-    from twload.distributed.run import DistributedError  # imports dask: only here
-    from twload.distributed.run import execute as run_on_cluster
+    from twload.cli.run_cluster import DistributedError  # imports dask: only here
+    from twload.cli.run_cluster import execute as run_on_cluster
 
     try:
         return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks, keep_credentials)

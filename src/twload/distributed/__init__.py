@@ -6,5 +6,6 @@
     task.py         the Dask task: starts the shard program on its worker, relays its messages
     shard.py        the shard program: pre-flight + the local supervisor, seconds sent instead of written
     coordinator.py  DaskRun: the Supervisor over Dask tasks instead of processes
-    run.py          execute(): what `twload run --cluster/--scheduler` calls
+
+What `twload run --cluster/--scheduler` calls, execute(), is the command line's: cli/run_cluster.py.
 """

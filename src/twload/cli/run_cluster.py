@@ -1,6 +1,8 @@
 """`twload run … --cluster local:N | --scheduler URL`: the distributed run, from plan to summary.
 
-Called by cli/run.py in place of its local execute(); the same run folder comes out.
+Called by cli/run.py in place of its local execute(); the same run folder comes out. It is the
+command line's part of a distributed run (what the user is told, the exit code, the thresholds);
+twload.distributed runs it.
 """
 
 from __future__ import annotations
