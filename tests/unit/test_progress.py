@@ -1,11 +1,11 @@
-"""The live line (report/progress.py): the dominant error by name and since when, ports against the
+"""The live line (cli/progress.py): the dominant error by name and since when, ports against the
 budget, and never wider than the terminal."""
 
 import pytest
 
+from twload.cli.progress import progress_line
 from twload.engine.supervisor import Progress
 from twload.metrics import Totals
-from twload.report.progress import progress_line
 
 
 def snapshot(requests=0, errors=None, first_errors=None) -> dict:

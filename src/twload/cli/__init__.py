@@ -1,5 +1,8 @@
 """Command line: the typer app; one module per command parses arguments, hands them on, shows results.
 
+Beside them: progress.py, the live line a run shows on stderr, and run_cluster.py, what `run`
+does with --cluster/--scheduler.
+
 User mistakes and unreachable targets end with one line on stderr and a non-zero
 exit code; a traceback is a bug (set TWLOAD_DEBUG=1 to see one).
 """

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from twload import thresholds as gates
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
+from twload.cli.progress import live_progress
 from twload.distributed.spec import parse_cluster
 from twload.engine import core
 from twload.engine import preflight as pf
@@ -30,7 +31,6 @@ from twload.plan import (
     parse_sources,
     parse_stages,
 )
-from twload.report.progress import live_progress
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2

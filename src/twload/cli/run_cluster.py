@@ -12,12 +12,12 @@ from pathlib import Path
 from rich.console import Console
 
 from twload import thresholds as gates
+from twload.cli.progress import live_progress
 from twload.distributed.coordinator import DaskRun, DistributedError, connect, worker_slots
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import merged_budget, split, wall_line
 from twload.engine.supervisor import exit_code_for
 from twload.plan import Plan
-from twload.report.progress import live_progress
 from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_WORKER_LOST = 3  # the run went on without a lost Dask worker: its numbers cover less than planned
