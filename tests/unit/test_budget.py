@@ -1,11 +1,11 @@
-"""The port-budget arithmetic (twload.budget) over plain facts."""
+"""The port-budget arithmetic (twload.ports.budget) over plain facts."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twload import budget
 from twload.kernel.sysctl import KernelFacts, count_reserved
+from twload.ports import budget
 
 MODERN = KernelFacts(tcp_timestamps=1, tcp_tw_reuse=2, tcp_tw_reuse_delay_ms=1000, tcp_tw_recycle=None,
                      port_low=32768, port_high=60999, tcp_max_tw_buckets=262144, nofile_soft=65536)

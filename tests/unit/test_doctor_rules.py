@@ -155,7 +155,7 @@ def test_advice_at_the_wall_names_the_time_wait_earlier_connections_left():
 
 def test_every_fix_the_rules_propose_is_one_restore_may_write_back():
     """FIXABLE_SYSCTLS is the one list: what --fix may set is what --restore accepts."""
-    from twload.facts import FIXABLE_SYSCTLS
+    from twload.ports.facts import FIXABLE_SYSCTLS
 
     kernels = [facts(tcp_tw_recycle=1), facts(tcp_timestamps=0), facts(tcp_tw_reuse=0), facts(tcp_tw_reuse=2),
                facts(port_low=60000, port_high=60999), facts(tcp_max_tw_buckets=100), facts(tcp_fin_timeout=30)]

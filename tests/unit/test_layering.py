@@ -18,12 +18,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "twload"
 
 # Pure: plain values in, plain values out (docs/ARCHITECTURE.md "Rooms").
-PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch")
+PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch", "twload.ports")
 PURE_MODULES = (
-    "twload.budget", "twload.thresholds", "twload.metrics", "twload.facts", "twload.doctor.rules",
+    "twload.thresholds", "twload.metrics", "twload.doctor.rules",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
     "twload.report.compare_text", "twload.report.html", "twload.report.wrap",
-    "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle", "twload.timewait",
+    "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle",
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
 IO = ("socket", "ssl", "asyncio", "uvloop", "selectors")
@@ -62,7 +62,7 @@ def imports_of(name: str, source: str | None = None) -> list[tuple[str, set[str]
                 base = ".".join(anchor + ([base] if base else []))
             names = {alias.name for alias in node.names}
             found.append((base, names))
-            # `from twload import budget` imports the module twload.budget
+            # `from twload.ports import budget` imports the module twload.ports.budget
             found += [(f"{base}.{n}", None) for n in names if f"{base}.{n}" in MODULES]
         elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str)
@@ -117,7 +117,8 @@ def violations_in_pure(name: str) -> list[str]:
 def test_the_pure_modules_are_found():
     pure = pure_modules()
     for expected in ("twload.plan.model", "twload.plan.parse", "twload.plan.schedule", "twload.sim.model",
-                     "twload.budget", "twload.doctor.rules", "twload.report.text", "twload.facts", "twload.watch.rows"):
+                     "twload.ports.budget", "twload.doctor.rules", "twload.report.text", "twload.ports.facts",
+                     "twload.ports.timewait", "twload.watch.rows"):
         assert expected in pure
 
 

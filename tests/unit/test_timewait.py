@@ -1,4 +1,4 @@
-"""twload.timewait: a run's own TIME_WAIT sockets told from the ones it found, by their time left.
+"""twload.ports.timewait: a run's own TIME_WAIT sockets told from the ones it found, by their time left.
 
 Readings as sock_diag gives them: each TIME_WAIT socket's time left in ms (60,000 when it has just
 entered TIME_WAIT, 0 once its timer is due but has not fired). Times are time.monotonic() seconds.
@@ -6,8 +6,8 @@ entered TIME_WAIT, 0 once its timer is due but has not fired). Times are time.mo
 
 from __future__ import annotations
 
-from twload import timewait
-from twload.timewait import JIFFY_MS, TIME_WAIT_MS, TIMER_SLACK_MS, Split
+from twload.ports import timewait
+from twload.ports.timewait import JIFFY_MS, TIME_WAIT_MS, TIMER_SLACK_MS, Split
 
 START = 1000.0  # the start reading: begun 5 ms before it was complete
 

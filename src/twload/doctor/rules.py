@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twload import budget
-from twload.facts import FIXABLE_SYSCTLS, KernelFacts
+from twload.ports import budget
+from twload.ports.facts import FIXABLE_SYSCTLS, KernelFacts
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
@@ -49,7 +49,7 @@ class Finding:
         # --restore writes back only FIXABLE_SYSCTLS: a fix outside it could be applied, never undone
         unknown = sorted(set(self.fix) - FIXABLE_SYSCTLS)
         if unknown:
-            raise ValueError(f"finding {self.id} fixes {unknown}, not in twload.facts.FIXABLE_SYSCTLS")
+            raise ValueError(f"finding {self.id} fixes {unknown}, not in twload.ports.facts.FIXABLE_SYSCTLS")
 
     def public(self) -> dict:
         return {"level": self.level, "id": self.id, "message": self.message}

@@ -13,7 +13,6 @@ import ssl
 import time
 from collections import Counter
 
-from twload import budget, timewait
 from twload.doctor import rules as doctor
 from twload.engine.supervisor import RunError
 from twload.engine.tls import tls_context
@@ -23,13 +22,14 @@ from twload.kernel.sysctl import KernelFacts, gather
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import errno_name
 from twload.plan import Plan, is_loopback
+from twload.ports import budget, timewait
 
 
 def probe_target(plan: Plan) -> TcpInfo:
     """One blocking connect, so an unreachable target is one clear line, not a flood of errors.
 
     Its TCP_INFO also tells whether the target negotiates timestamps, which decides
-    whether TIME_WAIT ports can be reused (see twload.budget).
+    whether TIME_WAIT ports can be reused (see twload.ports.budget).
     """
     target = plan.target
     sock = socket.socket(target.family, socket.SOCK_STREAM)
@@ -163,7 +163,7 @@ def read_start(plan: Plan) -> timewait.Found:
 class PortProbe:
     """Client sockets towards the target, read once a second: called, it gives the run's own TIME_WAIT
     count (the supervisor's samples), told from the ones found at the start (`start`) by when each
-    entered TIME_WAIT (twload.timewait). `in_use` keeps every local port held towards the target at
+    entered TIME_WAIT (twload.ports.timewait). `in_use` keeps every local port held towards the target at
     that reading (all states but LISTEN), for the live line's ports against the budget; `found` the
     found ones still held, `reused` those of them taken over by the run's connects so far."""
 

@@ -139,7 +139,7 @@ def states_and_time_wait_left(address: str, port: int) -> tuple[Counter, list[in
     jiffies_delta_to_msecs(tw_timer.expires - jiffies), so 0 once the timer is due but has not
     fired yet (net/ipv4/inet_diag.c: inet_twsk_diag_fill, Linux 4.x-6.x; tcp_diag.c:
     tcp_twsk_diag_fill where it moved later). The timer was set to TCP_TIMEWAIT_LEN when the
-    socket entered TIME_WAIT, so the remaining time tells when that was (twload.timewait).
+    socket entered TIME_WAIT, so the remaining time tells when that was (twload.ports.timewait).
     The same kernel-side port filter and byte comparison as count_states_to, once a second.
     """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET

@@ -11,7 +11,7 @@ import re
 import resource
 from pathlib import Path
 
-from twload.facts import FIXABLE_SYSCTLS, KernelFacts  # pure data, defined apart; callers may import it here
+from twload.ports.facts import FIXABLE_SYSCTLS, KernelFacts  # pure data, defined apart; callers may import it here
 
 PROC_SYS = Path("/proc/sys")
 
