@@ -1,10 +1,11 @@
 """The layering rules, proved by reading the source's imports with ast (nothing is imported).
 
 Pure modules take plain values and return plain values: they import no I/O (sockets, ssl,
-event loops), and nothing from the adapters (engine, kernel, lab, serve) or the command line,
-not even through another twload module. Only the command line imports the command line. No
-module imports one that imports it back, however long the way round. Every import counts: at the
-top, inside a function, relative, or by importlib with a literal name.
+event loops), and nothing from the adapters (engine, kernel, lab, serve, the doctor's probe) or
+the command line, not even through another twload module. Only the command line imports the
+command line. No module imports one that imports it back, however long the way round, and no
+room (a folder under twload) one that imports it back: between rooms every arrow runs down.
+Every import counts: at the top, inside a function, relative, or by importlib with a literal name.
 """
 
 from __future__ import annotations
@@ -145,11 +146,34 @@ def test_the_engine_never_imports_the_command_line():
 
 
 def test_kernel_is_the_floor_under_engine_doctor_lab_and_cli():
-    """kernel/ reads the kernel (sysctls, sock_diag, /proc, TCP_INFO); it imports no floor above it."""
-    above = ("twload.engine", "twload.doctor", "twload.lab", "twload.serve", "twload.cli", "twload.report")
+    """kernel/ is the adapters over the host's network stack (sysctls, sock_diag, /proc, TCP_INFO, SO_LINGER,
+    name resolution): of twload it takes only the plain values it fills in, the plan's Target and the
+    ports' KernelFacts, so every room that does I/O can stand on it."""
+    below = ("twload.kernel", "twload.plan", "twload.ports")
     offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.kernel")
-                 for imported, _ in imports_of(name) if any(within(imported, a) for a in above)]
+                 for imported, _ in imports_of(name)
+                 if within(imported, "twload") and not any(within(imported, b) for b in below)]
     assert offenders == []
+
+
+def test_the_doctor_and_the_engine_share_only_what_is_below_both():
+    """engine/ (the pre-flight) reasons with the doctor's pure rules; the doctor's probe takes nothing from
+    the engine: what both need (SO_LINGER's reset, the port rules) is in kernel/ and ports/."""
+    offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.doctor")
+                 for imported, _ in imports_of(name) if within(imported, "twload.engine")]
+    assert offenders == []
+
+
+# The modules that stand at the top of the package, in no room: a run's numbers (metrics) and its folder
+# (results), written by the engine and the Dask shards and read by the reports and the command line, and
+# the pass/fail thresholds, parsed with the plan and judged over the summary. Any other module has a room.
+LOOSE = {"twload.metrics", "twload.results", "twload.thresholds"}
+
+
+def test_at_most_three_modules_stand_loose_at_the_top():
+    loose = {name for name, path in MODULES.items()
+             if path.parent == PACKAGE and path.name not in ("__init__.py", "__main__.py")}
+    assert loose == LOOSE
 
 
 def test_reports_read_the_run_folder_not_the_live_system():
