@@ -67,7 +67,7 @@ FUZZ_CFLAGS   := -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address
 	-fno-sanitize-recover=all -I$(CORE_DIR)
 
 ctest: $(CORE)
-	$(BIN)/pytest -q tests/unit/test_http1_parse_c.py
+	$(BIN)/pytest -q tests/unit/engine/core/test_http1_parse_c.py
 
 $(FUZZER): fuzz/fuzz_http1_parse.c $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
 	mkdir -p $(FUZZ_BUILD)

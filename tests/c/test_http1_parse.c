@@ -2,7 +2,7 @@
  *
  * Every case is fed whole, byte by byte, split at every offset, and (when short)
  * split at every pair of offsets: the outcome must not depend on how the network
- * cut the bytes. Built and run by tests/unit/test_http1_parse_c.py.
+ * cut the bytes. Built and run by tests/unit/engine/core/test_http1_parse_c.py.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,7 +433,7 @@ static void check_sticky(void)
     }
 }
 
-/* The bad peers of tests/unit/test_response_framing.py, at twload's real 64 KiB cap. */
+/* The bad peers of tests/unit/engine/test_asyncio_loop.py, at twload's real 64 KiB cap. */
 static void check_large_heads(void)
 {
     static char big[200000];

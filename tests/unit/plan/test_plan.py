@@ -1,5 +1,3 @@
-import socket
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,42 +22,6 @@ def test_headers():
     for bad in ("nocolon", ": v", "bad name: v", "X: a\r\nInjected: 1"):
         with pytest.raises(PlanError):
             parse_header(bad)
-
-
-def test_https_target():
-    t = parse_target("https://127.0.0.1/x")
-    assert (t.scheme, t.port, t.host_header) == ("https", 443, "127.0.0.1")
-
-
-def test_target_parsing():
-    t = parse_target("http://127.0.0.1:8080/path?q=1")
-    assert (t.host, t.port, t.path, t.address) == ("127.0.0.1", 8080, "/path?q=1", ("127.0.0.1", 8080))
-    assert t.host_header == "127.0.0.1:8080"
-    assert parse_target("http://127.0.0.1").path == "/"
-    assert parse_target("http://127.0.0.1/").host_header == "127.0.0.1"
-    assert parse_target("http://[::1]:81/").host_header == "[::1]:81"
-
-
-@pytest.mark.parametrize(
-    "url, words",
-    [
-        ("127.0.0.1:80", "scheme"),
-        ("ftp://127.0.0.1/", "unsupported scheme"),
-        ("http://127.0.0.1:70000/", "bad port"),
-        ("http:///path", "no host"),
-    ],
-)
-def test_bad_urls(url, words):
-    with pytest.raises(PlanError, match=words):
-        parse_target(url)
-
-
-def test_unresolvable_host_is_a_user_error():
-    def resolver(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    with pytest.raises(PlanError, match="cannot resolve host 'nowhere.example'"):
-        parse_target("http://nowhere.example/", resolve=resolver)
 
 
 def plan(**kw):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 CORE = ROOT / "src" / "twload" / "engine" / "core"
 SOURCES = [str(ROOT / "tests" / "c" / "test_http1_parse.c"), str(CORE / "http1_parse.c")]
 WARNINGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-CORE = Path(__file__).resolve().parents[2] / "src" / "twload" / "engine" / "core"
+CORE = Path(__file__).resolve().parents[4] / "src" / "twload" / "engine" / "core"
 T1_MORE, T1_DONE, T1_ERR_PROTOCOL, T1_ERR_EOF = 0, 1, -1, -3
 MAX_HEAD = 65536
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "twload"
+SRC = Path(__file__).resolve().parents[3] / "src" / "twload"
 ROOT_ONLY = sorted((SRC / "lab").glob("*.py")) + [SRC / "cli" / "lab.py"]
 SHELLS = {"sh", "bash", "dash", "/bin/sh", "/bin/bash", "/usr/bin/sh", "/usr/bin/env"}
 
