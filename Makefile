@@ -10,7 +10,7 @@ PYTHON ?= python3
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
 # chromium opens the HTML report in its browser test.
-DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev clang libclang-rt-14-dev chromium
+DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium
 DEBS_OPT := wrk apache2-utils hey
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize

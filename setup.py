@@ -1,7 +1,8 @@
 """Builds the compiled engine core (twload.engine.core._core); everything else is in pyproject.toml.
 
 The io_uring backend is compiled in (TWLOAD_HAVE_URING) only when liburing's header is found
-(Debian: liburing-dev); without it the epoll backend still builds. TWLOAD_SANITIZE=1 builds
+(Debian: liburing-dev); without it the epoll backend still builds. https needs OpenSSL (Debian:
+libssl-dev), linked always. TWLOAD_SANITIZE=1 builds
 with ASan + UBSan for the sanitizer test run; CFLAGS/LDFLAGS from the environment are added by
 setuptools as usual.
 """
@@ -19,9 +20,9 @@ def have_header(name: str) -> bool:
     return any((Path(d) / name).exists() for d in INCLUDE_DIRS)
 
 
-sources = ["_core.c", "core.c", "loop_epoll.c", "http1_parse.c"]
+sources = ["_core.c", "core.c", "loop_epoll.c", "tls.c", "http1_parse.c"]
 macros: list[tuple[str, str | None]] = []
-libraries: list[str] = []
+libraries: list[str] = ["ssl", "crypto"]  # https (tls.c): OpenSSL, Debian libssl-dev
 if have_header("liburing.h") and os.environ.get("TWLOAD_NO_URING") != "1":
     sources.append("loop_uring.c")
     macros.append(("TWLOAD_HAVE_URING", None))

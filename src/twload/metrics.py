@@ -120,12 +120,13 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
         self.first_errors: dict[str, dict] = {}
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
+        self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
@@ -144,6 +145,8 @@ class Totals(Counts):
         self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
         if not self.peer_bytes and snap.get("peer_bytes"):
             self.peer_bytes = bytes(snap["peer_bytes"])
+        if not self.tls_reason and snap.get("tls_reason"):
+            self.tls_reason = str(snap["tls_reason"])
         for name, (connection, at_s) in snap.get("first_errors", {}).items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:

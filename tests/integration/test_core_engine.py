@@ -73,7 +73,7 @@ def test_auto_uses_the_core_for_http_and_the_best_backend(nginx, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["https://127.0.0.1:9/", "--engine", "core"], "--engine core speaks plain http:// only"),
+    (["https://127.0.0.1:9/", "--engine", "core", "--io", "uring"], "https:// runs on the epoll backend"),
     (["http://127.0.0.1:9/", "--engine", "asyncio", "--io", "uring"], "--io uring is for the core engine"),
     (["http://127.0.0.1:9/", "--io", "kqueue"], "--io must be one of"),
     (["http://127.0.0.1:9/", "--engine", "rust"], "--engine must be one of"),

@@ -209,7 +209,7 @@ def _snapshot_in(value: object) -> dict:
     """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
     raw = _dict(value, "snapshot")
     _keys(raw, {*SNAPSHOT_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us", "peer_bytes",
-                *HISTOGRAMS}, "snapshot")
+                "tls_reason", *HISTOGRAMS}, "snapshot")
     snap: dict[str, Any] = {name: _int(raw.get(name), name) for name in SNAPSHOT_COUNTS}
     status = {}
     for code, n in _dict(raw.get("status"), "status").items():
@@ -238,6 +238,8 @@ def _snapshot_in(value: object) -> dict:
             snap["peer_bytes"] = base64.b64decode(_text(raw["peer_bytes"], "peer_bytes"), validate=True)
         except binascii.Error:
             raise MalformedEvent("peer_bytes is not base64") from None
+    if "tls_reason" in raw:
+        snap["tls_reason"] = _text(raw["tls_reason"], "tls_reason")
     return snap
 
 

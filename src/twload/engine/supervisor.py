@@ -381,6 +381,8 @@ class Supervisor:
             summary["first_errors"] = dict(sorted(totals.first_errors.items()))
         if totals.peer_bytes:
             summary["peer_bytes"] = escaped(totals.peer_bytes)
+        if totals.tls_reason:
+            summary["tls_reason"] = totals.tls_reason
         if plan.open_loop:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
         if plan.target.scheme == "https":

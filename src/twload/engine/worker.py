@@ -42,12 +42,14 @@ class Channel:
 
 
 def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
-    """The loop this worker runs: the compiled core for http:// (unless --engine asyncio), else uvloop."""
+    """The loop this worker runs: the compiled core for http:// (unless --engine asyncio) and for https://
+    with --engine core, else uvloop."""
     if plan.engine_choice == "core":
         from twload.engine import core
 
         if core.available() or plan.engine == "core":
-            return "core", core.CoreWorker(plan, index, connections, budget, share, io=core.choose_io(plan.io))
+            io = core.choose_io(plan.io, plan.target.scheme)
+            return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
     from twload.engine.asyncio_loop import Worker
 
     return "asyncio", Worker(plan, index, connections, budget, share)

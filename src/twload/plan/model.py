@@ -91,14 +91,16 @@ class Plan:
             raise PlanError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.io not in IO_BACKENDS:
             raise PlanError(f"--io must be one of {', '.join(IO_BACKENDS)}, not {self.io!r}")
-        if self.engine == "core" and self.target.scheme == "https":
-            raise PlanError("--engine core speaks plain http:// only; https:// runs on --engine asyncio (or auto)")
+        if self.io == "uring" and self.target.scheme == "https":
+            raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
+                            "use --io epoll or auto")
         if self.io == "uring" and self.engine_choice == "asyncio":  # epoll is only the default
             raise PlanError(f"--io {self.io} is for the core engine; this run uses asyncio (uvloop)")
 
     @property
     def engine_choice(self) -> str:
-        """The engine this plan asks for: the compiled core for http://, asyncio for https://."""
+        """The engine this plan asks for: the compiled core for http://, asyncio for https:// unless
+        --engine core asks for the core there too (issue #30 stage 1: auto switches after the benchmark)."""
         if self.engine == "auto":
             return "asyncio" if self.target.scheme == "https" else "core"
         return self.engine

@@ -99,6 +99,8 @@ def render(summary: dict, width: int = 80) -> str:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
     if summary.get("peer_bytes"):
         lines.append(f"  The peer did not answer HTTP; it sent: {summary['peer_bytes']}")
+    if summary.get("tls_reason"):
+        lines.append(f"  TLS: {summary['tls_reason']} (the first failed handshake)")
     if "rate_target" in summary:
         lines.append(f"  Open loop: target {summary['rate_target']:.0f} req/s, achieved {summary['rate_achieved']:.0f}"
                      f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}")

@@ -28,9 +28,10 @@ def test_engine_mistakes(kw, words):
         plan(**kw)
 
 
-def test_core_refuses_https():
-    with pytest.raises(PlanError, match="plain http:// only"):
-        plan("https://127.0.0.1/", engine="core")
+def test_core_takes_https_on_epoll_only():
+    assert plan("https://127.0.0.1/", engine="core").engine_choice == "core"
+    with pytest.raises(PlanError, match="https:// runs on the epoll backend"):
+        plan("https://127.0.0.1/", engine="core", io="uring")
 
 
 def test_files_per_worker_follows_the_largest_share():

@@ -47,7 +47,10 @@ def uring_makes_sockets() -> bool:
     return uring_available() and _core.uring_sockets()
 
 
-def choose_io(requested: str) -> str:
+def choose_io(requested: str, scheme: str = "http") -> str:
+    """The backend a worker runs: https:// runs on epoll (TLS over the ring is not built yet, issue #30)."""
+    if scheme == "https":
+        return "epoll"
     if requested == "auto":
         return "uring" if uring_available() else "epoll"
     return requested
@@ -63,6 +66,9 @@ def error_names() -> dict[int, str]:
         _core.E_HEAD_TOO_LARGE: "response_head_too_large", _core.E_EOF_BEFORE_RESPONSE: "eof_before_response",
         _core.E_NOT_SENT: "not_sent", _core.E_ABANDONED: "abandoned_at_stop", _core.E_OTHER_ERRNO: "errno_other",
         _core.E_UNSOLICITED: "unsolicited_response", _core.E_UNEXPECTED_UPGRADE: "unexpected_upgrade",
+        _core.E_TLS_HANDSHAKE_FAILED: "tls_handshake_failed", _core.E_TLS_CERT_VERIFY_FAILED: "tls_cert_verify_failed",
+        _core.E_TLS_UNEXPECTED_EOF: "tls_unexpected_eof", _core.E_TLS_ON_PLAIN_HTTP: "tls_on_plain_http",
+        _core.E_TLS_ERROR: "tls_error",
     })
     return names
 
@@ -100,10 +106,12 @@ class CoreWorker:
             timeout_ns=int(plan.timeout_s * 1e9), connect_timeout_ns=int(plan.connect_timeout_s * 1e9),
             sources=plan.sources, source_start=index % len(plan.sources) if plan.sources else 0,
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
+            tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
+            insecure=plan.insecure,
         )
         self.io = self.core.io
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
-        self.hists = {name: array("q", bytes(8 * _core.HIST_LEN)) for name in ("latency", "connect", "service")}
+        self.hists = {name: array("q", bytes(8 * _core.HIST_LEN)) for name in ("latency", "connect", "service", "tls")}
         self.names = error_names()
         self.values = histogram_values()
         self.reported_first: set[int] = set()
@@ -139,7 +147,7 @@ class CoreWorker:
     # -- snapshots -----------------------------------------------------------
     def snapshot(self) -> dict:
         stats, hists = self.stats, self.hists
-        self.core.collect(stats, hists["latency"], hists["connect"], hists["service"])
+        self.core.collect(stats, hists["latency"], hists["connect"], hists["service"], hists["tls"])
         errors: dict[str, int] = {}
         first_errors: dict[str, list] = {}
         base = _core.S_ERRORS
@@ -168,12 +176,14 @@ class CoreWorker:
             "first_errors": first_errors,
             "max_lag_us": stats[_core.S_MAX_LAG_US],
             "sums_us": {"latency": stats[_core.S_SUM_LATENCY], "connect": stats[_core.S_SUM_CONNECT],
-                        "service": stats[_core.S_SUM_SERVICE], "tls": 0},
-            "tls": b"",
+                        "service": stats[_core.S_SUM_SERVICE], "tls": stats[_core.S_SUM_TLS]},
         }
         peer_bytes = self.core.peer_bytes()
         if peer_bytes:  # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
             snap["peer_bytes"] = peer_bytes
+        tls_reason = self.core.tls_reason()
+        if tls_reason:  # once per worker, as peer_bytes: why the first TLS handshake failed
+            snap["tls_reason"] = tls_reason
         values = self.values
         for name, counts in hists.items():
             snap[name] = encode_counts({values[i]: c for i, c in enumerate(counts) if c})

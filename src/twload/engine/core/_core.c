@@ -52,8 +52,10 @@ static char *copy_bytes(const char *data, Py_ssize_t len) {
 static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"host", "port", "request", "last_request", "close", "per_connection", "budget",
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
-                             "open_loop", "staged", "io", "max_head", "scope_id", NULL};
-    const char *host = NULL, *io = "epoll";
+                             "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
+                             "cacert", "insecure", NULL};
+    const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
+    int tls = 0, insecure = 0;
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
@@ -63,10 +65,11 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsII", kwlist, &host, &port, &request,
-                                     &last_request, &close_mode, &per_connection, &budget, &head, &timeout_ns,
-                                     &connect_timeout_ns, &sources, &source_start, &capacity, &open_loop, &staged,
-                                     &io, &max_head, &scope_id))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzp", kwlist, &host, &port,
+                                     &request, &last_request, &close_mode, &per_connection, &budget, &head,
+                                     &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
+                                     &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
+                                     &insecure))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -133,6 +136,22 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         k->next_source = source_start % (int)n;
     }
     Py_DECREF(seq);
+    if (tls && k->io != &epoll_backend) {  /* issue #30: TLS over the ring is not built yet */
+        PyErr_SetString(PyExc_ValueError, "https runs on the epoll backend only");
+        goto out;
+    }
+    k->capacity = capacity;  /* tls_init sizes its per-slot state by it */
+    if (tls) {
+        int t = tls_init(k, server_name ? server_name : host, cacert, insecure);
+        if (t == -EINVAL) {
+            PyErr_Format(PyExc_ValueError, "cannot load --cacert %s", cacert ? cacert : "");
+            goto out;
+        }
+        if (t < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
+    }
     int r = core_init(k, capacity);
     if (r < 0) {
         errno = -r;
@@ -149,6 +168,7 @@ out:
 static void Core_dealloc(CoreObject *self) {
     if (self->k) {
         core_fini(self->k);
+        tls_fini(self->k);  /* after core_fini: its closes end each connection's SSL */
         free(self->k);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -242,13 +262,13 @@ static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t len) {
     return 0;
 }
 
-/* collect(stats, latency, connect, service): each a writable int64 buffer (array('q')) of
+/* collect(stats, latency, connect, service, tls): each a writable int64 buffer (array('q')) of
    STATS_LEN / HIST_LEN items. The interval's counts are copied there and zeroed here. */
 static PyObject *Core_collect(CoreObject *self, PyObject *args) {
     PyObject *objs[1 + N_HIST];
     Py_buffer views[1 + N_HIST];
     core *k = ready_core(self);
-    if (!k || !PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3])) return NULL;
+    if (!k || !PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4])) return NULL;
     int got = 0;
     for (; got < 1 + N_HIST; got++)
         if (writable(objs[got], &views[got], (Py_ssize_t)sizeof(int64_t) * (got ? H_LEN : S_LEN)) < 0) break;
@@ -275,6 +295,15 @@ static PyObject *Core_peer_bytes(CoreObject *self, PyObject *Py_UNUSED(ignored))
     return out;
 }
 
+/* tls_reason() -> str: the first TLS failure's reason (the certificate's verify error), once ("" before and after) */
+static PyObject *Core_tls_reason(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = ready_core(self);
+    if (!k) return NULL;
+    int len = 0;
+    const char *reason = tls_take_reason(k, &len);
+    return PyUnicode_DecodeUTF8(reason ? reason : "", len, "replace");
+}
+
 static PyObject *Core_get_in_flight(CoreObject *self, void *Py_UNUSED(closure)) {
     return PyLong_FromLong(self->k ? self->k->in_flight : 0);
 }
@@ -296,8 +325,9 @@ static PyMethodDef Core_methods[] = {
     {"schedule_done", (PyCFunction)Core_schedule_done, METH_NOARGS, "open loop: no more send times will come"},
     {"stop", (PyCFunction)Core_stop, METH_NOARGS, "no new request from now on; in-flight ones drain"},
     {"abandon", (PyCFunction)Core_abandon, METH_NOARGS, "count what is still in flight as abandoned, close all"},
-    {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service)"},
+    {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service, tls)"},
     {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
+    {"tls_reason", (PyCFunction)Core_tls_reason, METH_NOARGS, "the first TLS failure's reason, once"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -379,6 +409,9 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_HEAD_TOO_LARGE", E_HEAD_TOO_LARGE}, {"E_EOF_BEFORE_RESPONSE", E_EOF_BEFORE_RESPONSE},
         {"E_NOT_SENT", E_NOT_SENT}, {"E_ABANDONED", E_ABANDONED}, {"E_OTHER_ERRNO", E_OTHER_ERRNO},
         {"E_UNSOLICITED", E_UNSOLICITED}, {"E_UNEXPECTED_UPGRADE", E_UNEXPECTED_UPGRADE},
+        {"E_TLS_HANDSHAKE_FAILED", E_TLS_HANDSHAKE_FAILED}, {"E_TLS_CERT_VERIFY_FAILED", E_TLS_CERT_VERIFY_FAILED},
+        {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
+        {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
         {"CLOSE_RST", CLOSE_RST},
 #ifdef TWLOAD_HAVE_URING

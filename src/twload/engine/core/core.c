@@ -56,6 +56,9 @@ static void record(core *k, int h, int sum_slot, int64_t ns) {
     k->hist[h][hist_index(us)]++;
 }
 
+/* https: a handshake's own time, apart from the TCP connect (H_CONNECT) */
+void core_record_tls(core *k, int64_t ns) { record(k, H_TLS, S_SUM_TLS, ns); }
+
 static void count_error(core *k, const conn *c, int error) {
     int i = (error > 0 && error < 256) || (error >= E_CONNECT_TIMEOUT && error < N_ERRORS) ? error : E_OTHER_ERRNO;
     k->stats[S_ERRORS + i]++;

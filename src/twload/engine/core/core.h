@@ -26,6 +26,7 @@ enum {
     /* errors that are no request's result, kept out of the ledger: the server's close after a counted
        response went wrong (awaiting its FIN), or it sent bytes nobody asked for (E_UNSOLICITED) */
     S_CLOSE_ERRORS,
+    S_SUM_TLS,                        /* https: the handshakes' µs, for the mean of H_TLS */
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
     S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
@@ -40,6 +41,10 @@ enum {
     E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
     E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
     E_UNEXPECTED_UPGRADE,
+    /* https (tls.c): a handshake that failed for another reason (the first one's said once, tls_reason);
+       the certificate refused (the verify reason said once); the peer closed during the handshake;
+       the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
+    E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
@@ -47,7 +52,7 @@ enum {
  * counts_len = (16 + 1) * 1024. Index arithmetic as in HdrHistogram_c: hdr_histogram.c
  * counts_index_for(). Python checks these numbers against hdrh at import. */
 enum { H_SUB_HALF_MAG = 10, H_SUB_HALF = 1024, H_SUB_MASK = 2047, H_LEN = 17 * 1024 };
-enum { H_LATENCY, H_CONNECT, H_SERVICE, N_HIST };
+enum { H_LATENCY, H_CONNECT, H_SERVICE, H_TLS, N_HIST };
 #define H_HIGHEST 60000000LL
 
 /* ---- connections ---- */
@@ -91,6 +96,18 @@ typedef struct conn {
 } conn;
 
 struct backend;
+struct ssl_st;      /* OpenSSL's SSL and SSL_CTX: only tls.c includes OpenSSL */
+struct ssl_ctx_st;
+
+/* https: one connection's TLS state, in core.tls[slot] (tls.c) */
+enum { TLS_NONE, TLS_HANDSHAKE, TLS_OPEN, TLS_PEER_DONE, TLS_BROKEN };
+typedef struct tls_conn {
+    struct ssl_st *ssl;
+    int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
+    uint8_t phase;
+    uint8_t first_len;     /* during the handshake: the first record header the peer sent */
+    uint8_t first[5];
+} tls_conn;
 
 typedef struct core {
     /* plan */
@@ -137,6 +154,14 @@ typedef struct core {
     int peer_len;             /* > 0: kept, not yet handed to Python; -1: handed over */
     char *rbuf;
     size_t rbuf_len;
+
+    /* https (tls.c; NULL for http://): the worker's one context, the per-slot state (capacity entries),
+       the host for SNI and verification, and the first TLS failure's reason, said once (as peer_bytes) */
+    struct ssl_ctx_st *tls_ctx;
+    tls_conn *tls;
+    char *tls_host;
+    char tls_reason[160];
+    int tls_reason_len;       /* > 0: kept, not yet handed to Python; -1: handed over */
 
     int64_t stats[S_LEN];
     int64_t hist[N_HIST][H_LEN];
@@ -205,7 +230,20 @@ void core_fail(core *k, conn *c, int error);
 void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
+void core_record_tls(core *k, int64_t ns);     /* a handshake took ns */
 int core_socket(const core *k);               /* a new socket for the target: fd or -errno */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
+
+/* tls.c: TLS behind the epoll backend's socket operations */
+enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED };
+int tls_init(core *k, const char *host, const char *cacert, int insecure); /* 0, -ENOMEM, -EINVAL (--cacert) */
+void tls_fini(core *k);
+int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 or -ENOMEM) */
+int tls_handshake(core *k, conn *c, int64_t now); /* 1 done, 0 waiting, -error slot */
+int64_t tls_tcp_done(core *k, const conn *c); /* when c's TCP connect was done */
+int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error);   /* TLS_* */
+int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error);
+void tls_end(core *k, conn *c);               /* before c's fd closes */
+const char *tls_take_reason(core *k, int *len); /* the first TLS failure's reason, once */
 
 #endif

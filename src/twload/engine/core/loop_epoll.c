@@ -117,7 +117,17 @@ static int write_request(core *k, conn *c) {
     const char *req = core_request(k, c, &len);
     while (c->woff < len || !(c->flags & F_IN_FLIGHT)) {
         int64_t t = now_ns();
-        ssize_t n = send(c->fd, req + c->woff, len - c->woff, MSG_NOSIGNAL);
+        ssize_t n;
+        if (k->tls) {
+            size_t done = 0;
+            int error = 0;
+            int r = tls_write(k, c, req + c->woff, len - c->woff, &done, &error);
+            if (r == TLS_FAILED) return -error;
+            if (r != TLS_DATA) return 1;  /* WANT_WRITE (or WANT_READ: the session's own traffic first) */
+            n = (ssize_t)done;
+        } else {
+            n = send(c->fd, req + c->woff, len - c->woff, MSG_NOSIGNAL);
+        }
         if (n < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN) return 1;
@@ -147,6 +157,16 @@ static int connect_now(core *k, conn *c) {
     epoll_state *s = k->io_state;
     c->t_start = now_ns();  /* the connect time is the connect's own, not its wait in the queue */
     if (connect(c->fd, (struct sockaddr *)&k->target, k->target_len) < 0 && errno != EINPROGRESS) return -errno;
+    if (k->tls) {
+        /* https: the request waits for the handshake, which the connection's first EPOLLOUT starts
+           (handshake) */
+        int r = tls_begin(k, c);
+        if (r < 0) return r;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLOUT | EPOLLET, .data.u64 = tag(k, c)};
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) return -errno;
+        c->flags |= F_WATCH_OUT;
+        return 0;
+    }
     /* Write at once: over loopback the handshake is done by the time connect() returns, and a
        write to a socket still in SYN_SENT just says EAGAIN (net/core/stream.c:
        sk_stream_wait_connect with a zero timeout). */
@@ -221,6 +241,7 @@ static void ep_send(core *k, conn *c) {
 /* at the end of the turn: the fd stays in the epoll set until then, and its events are stale (gen) */
 static void ep_close(core *k, conn *c) {
     epoll_state *s = k->io_state;
+    if (k->tls) tls_end(k, c);  /* its close_notify (or not: see tls_end), then the SSL goes */
     if (s->n_closing == s->cap_closing) close_queued(s);
     s->closing[s->n_closing++] = c->fd;
 }
@@ -263,8 +284,74 @@ static void readable(core *k, conn *c, uint32_t events) {
     }
 }
 
+/* https: readable() with SSL_read, which hands over at most one record (16 KiB) a call, so a short
+   read says nothing about the queue: it reads on until OpenSSL wants more from the socket. */
+static void tls_readable(core *k, conn *c, uint32_t events) {
+    if (events & (EPOLLRDHUP | EPOLLHUP)) c->flags |= F_PEER_CLOSED;
+    for (int reads = 0;; reads++) {
+        if (reads == READS_PER_TURN && read_later(k, c)) return;
+        size_t n = 0;
+        int error = 0;
+        switch (tls_read(k, c, k->rbuf, k->rbuf_len, &n, &error)) {
+        case TLS_DATA:
+            if (core_received(k, c, k->rbuf, n)) return;  /* closed (and maybe reused) */
+            continue;
+        case TLS_CLOSED:  /* the peer's close_notify, or its EOF without one */
+            core_peer_closed(k, c);
+            return;
+        case TLS_WAIT_WRITE:
+            watch_out(k, c);
+            return;
+        case TLS_FAILED:
+            core_read_failed(k, c, error);  /* e.g. ECONNRESET, or tls_error */
+            return;
+        default:  /* TLS_WAIT_READ: the socket is drained */
+            return;
+        }
+    }
+}
+
+/* https: the handshake goes on; once done, the connection is connected (its TCP connect and its
+   handshake timed apart) and its request goes out. */
+static void handshake(core *k, conn *c, uint32_t events) {
+    uint32_t gen = c->gen;
+    if (events & EPOLLERR) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) {
+            core_connect_failed(k, c, err);
+            return;
+        }
+    }
+    int r = tls_handshake(k, c, now_ns());
+    if (r < 0) {
+        core_connect_failed(k, c, -r);
+        return;
+    }
+    if (r == 0) return;
+    int64_t tcp = tls_tcp_done(k, c);
+    core_record_tls(k, now_ns() - tcp);
+    if (!core_connected(k, c, tcp) || c->gen != gen) return;  /* closed, or idle (open loop) */
+    ep_send(k, c);
+    if (c->gen != gen) return;
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) tls_readable(k, c, events);
+}
+
 static void handle(core *k, conn *c, uint32_t events) {
     uint32_t gen = c->gen;
+    if (k->tls) {
+        if (c->state == C_CONNECTING) {
+            handshake(k, c, events);
+            return;
+        }
+        if (c->state == C_SENDING && (events & EPOLLOUT)) {
+            ep_send(k, c);
+            if (c->gen != gen) return;
+        }
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) tls_readable(k, c, events);
+        return;
+    }
     if (c->state == C_CONNECTING) {
         if (events & (EPOLLERR | EPOLLHUP)) {
             int err = 0;
@@ -298,7 +385,9 @@ static void read_on(core *k) {
         conn *c = &k->conns[now[i].slot];
         if (!current(k, now[i]) || c->fd < 0 || !(c->flags & F_UNREAD)) continue;
         c->flags &= (uint16_t)~F_UNREAD;
-        readable(k, c, EPOLLIN | ((c->flags & F_PEER_CLOSED) ? EPOLLRDHUP : 0));
+        uint32_t events = EPOLLIN | ((c->flags & F_PEER_CLOSED) ? EPOLLRDHUP : 0);
+        if (k->tls) tls_readable(k, c, events);
+        else readable(k, c, events);
     }
     s->n_unread_now = 0;
 }

@@ -1,0 +1,263 @@
+/* TLS for the core's connections (OpenSSL), behind the same operations as the plain socket, as
+ * wrk does it (wrk src/ssl.c: ssl_connect / ssl_read / ssl_write map SSL_ERROR_WANT_READ and
+ * SSL_ERROR_WANT_WRITE to "retry" and everything else to an error; src/net.c holds the plain
+ * versions). The epoll backend calls these instead of connect-then-send and recv/send: the handshake
+ * is driven by the connection's epoll events (SSL_connect returning WANT_READ/WANT_WRITE), then
+ * SSL_write and SSL_read take the place of send and recv, reading into the worker's one buffer.
+ *
+ * One SSL_CTX per worker (a core is one worker's), one SSL per open connection in k->tls (a parallel
+ * array of k->capacity entries, indexed by slot). SSL_MODE_RELEASE_BUFFERS gives an idle connection's
+ * record buffers back (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record).
+ * Sessions are not cached: each connection costs the server a full handshake, as a fleet of new
+ * clients does (resumption is a later choice, issue #30).
+ *
+ * This file holds every OpenSSL call, so core.c stays libc-only (the core fuzzer builds it alone).
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+/* At most this many reads of the worker's buffer drain a closing connection's receive queue. */
+#define DRAIN_READS 4
+
+static void keep_reason(core *k, const char *what, const char *detail) {
+    if (k->tls_reason_len != 0) return;  /* the first one only: kept, or handed over already */
+    int n = snprintf(k->tls_reason, sizeof k->tls_reason, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+    if (n < 0) return;
+    k->tls_reason_len = n < (int)sizeof k->tls_reason ? n : (int)sizeof k->tls_reason - 1;
+}
+
+int tls_init(core *k, const char *host, const char *cacert, int insecure) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return -ENOMEM;
+    k->tls_ctx = ctx;
+    k->tls = calloc((size_t)k->capacity, sizeof *k->tls);
+    k->tls_host = strdup(host);
+    if (!k->tls || !k->tls_host) return -ENOMEM;
+    /* as Python's ssl.create_default_context, which the asyncio engine uses: TLS 1.2 at least,
+       the peer verified against --cacert alone if given, else the system's store */
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) return -ENOMEM;
+    if (insecure) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        return 0;
+    }
+    int loaded = cacert && *cacert ? SSL_CTX_load_verify_locations(ctx, cacert, NULL)
+                                   : SSL_CTX_set_default_verify_paths(ctx);
+    if (loaded != 1) return -EINVAL;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    /* the name (or address) the certificate must carry, set once: SSL_new copies the context's
+       verify parameters (ssl/ssl_lib.c: SSL_new -> X509_VERIFY_PARAM_inherit) */
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    unsigned char addr[16];
+    int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, host) : X509_VERIFY_PARAM_set1_host(param, host, 0)) != 1)
+        return -EINVAL;
+    return 0;
+}
+
+void tls_fini(core *k) {
+    if (k->tls) {
+        for (int i = 0; i < k->capacity; i++) SSL_free(k->tls[i].ssl);  /* none left open normally */
+        free(k->tls);
+        k->tls = NULL;
+    }
+    SSL_CTX_free(k->tls_ctx);
+    k->tls_ctx = NULL;
+    free(k->tls_host);
+    k->tls_host = NULL;
+}
+
+static tls_conn *state(core *k, const conn *c) { return &k->tls[c - k->conns]; }
+
+/* During the handshake only: the header of the first record the peer sent (ssl/record/ssl3_record.c:
+   ssl3_get_record hands each header to the message callback before checking its version), so a peer
+   that answers the ClientHello with HTTP is told from one that speaks broken TLS. */
+static void first_header(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                         void *arg) {
+    (void)version;
+    (void)ssl;
+    tls_conn *t = arg;
+    if (write_p || content_type != SSL3_RT_HEADER || t->first_len) return;
+    t->first_len = (uint8_t)(len < sizeof t->first ? len : sizeof t->first);
+    memcpy(t->first, buf, t->first_len);
+}
+
+int tls_begin(core *k, conn *c) {
+    tls_conn *t = state(k, c);
+    SSL_free(t->ssl);  /* none: the slot's last connection freed its own */
+    memset(t, 0, sizeof *t);
+    SSL *ssl = SSL_new(k->tls_ctx);
+    if (!ssl) return -ENOMEM;
+    t->ssl = ssl;
+    unsigned char addr[16];
+    /* SNI carries a host name, never an address (RFC 6066 section 3) */
+    if (inet_pton(AF_INET, k->tls_host, addr) != 1 && inet_pton(AF_INET6, k->tls_host, addr) != 1)
+        SSL_set_tlsext_host_name(ssl, k->tls_host);
+    if (SSL_set_fd(ssl, c->fd) != 1) return -ENOMEM;
+    SSL_set_msg_callback(ssl, first_header);
+    SSL_set_msg_callback_arg(ssl, t);
+    SSL_set_connect_state(ssl);
+    t->phase = TLS_HANDSHAKE;
+    return 0;
+}
+
+/* every printable: the peer spoke text (HTTP) where a TLS record header belongs */
+static int is_text(const tls_conn *t) {
+    if (!t->first_len) return 0;
+    for (int i = 0; i < t->first_len; i++)
+        if (t->first[i] < 0x20 || t->first[i] > 0x7e) return 0;
+    return 1;
+}
+
+/* An SSL call failed with SSL_get_error's `err`: the error slot to count (errno or E_TLS_*). */
+static int failure(core *k, tls_conn *t, int err) {
+    int saved = errno;
+    unsigned long e = ERR_peek_error();
+    int reason = ERR_GET_REASON(e);
+    t->phase = TLS_BROKEN;  /* no close_notify after a fatal error (SSL_shutdown(3)) */
+    if (err == SSL_ERROR_SYSCALL && e == 0) {
+        ERR_clear_error();
+        return saved ? saved : E_TLS_UNEXPECTED_EOF;  /* EOF that OpenSSL did not name (1.1 style) */
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) return E_TLS_UNEXPECTED_EOF;  /* close_notify mid-handshake */
+    int slot = E_TLS_HANDSHAKE_FAILED;
+    if (is_text(t)) {
+        char shown[sizeof t->first + 1];
+        memcpy(shown, t->first, t->first_len);
+        shown[t->first_len] = 0;
+        char detail[64];
+        snprintf(detail, sizeof detail, "the peer answered the ClientHello with \"%s\"", shown);
+        keep_reason(k, "not TLS", detail);
+        slot = E_TLS_ON_PLAIN_HTTP;
+    } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        keep_reason(k, "certificate verify failed", X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
+        slot = E_TLS_CERT_VERIFY_FAILED;
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+    } else if (reason == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        slot = E_TLS_UNEXPECTED_EOF;
+#endif
+    } else {
+        const char *text = ERR_reason_error_string(e);
+        keep_reason(k, "handshake failed", text ? text : "unknown");
+    }
+    ERR_clear_error();
+    return slot;
+}
+
+int tls_handshake(core *k, conn *c, int64_t now) {
+    tls_conn *t = state(k, c);
+    /* the first call comes with the connection's first EPOLLOUT: the TCP connect is done (over
+       loopback the server's whole first flight may be back before SSL_connect's first read, so the
+       handshake can end in this very call) */
+    if (!t->t_tcp) t->t_tcp = now;
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_connect(t->ssl);
+    if (r == 1) {
+        SSL_set_msg_callback(t->ssl, NULL);
+        t->phase = TLS_OPEN;
+        return 1;
+    }
+    int err = SSL_get_error(t->ssl, r);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+    return -failure(k, t, err);
+}
+
+int64_t tls_tcp_done(core *k, const conn *c) { return k->tls[c - k->conns].t_tcp; }
+
+int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
+    tls_conn *t = state(k, c);
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (r > 0) {
+        *n = (size_t)r;
+        return TLS_DATA;
+    }
+    int err = SSL_get_error(t->ssl, r);
+    switch (err) {
+    case SSL_ERROR_WANT_READ:
+        return TLS_WAIT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_WAIT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        t->phase = TLS_PEER_DONE;  /* the peer's close_notify */
+        return TLS_CLOSED;
+    default:
+        break;
+    }
+    int slot = failure(k, t, err);
+    /* EOF without close_notify is the plain EOF HTTP/1.1 knows (a body delimited by the close
+       still ends there): the caller treats it as the peer's close */
+    if (slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
+    *error = slot;
+    return TLS_FAILED;
+}
+
+int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error) {
+    tls_conn *t = state(k, c);
+    ERR_clear_error();
+    errno = 0;
+    int r = SSL_write(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (r > 0) {
+        *n = (size_t)r;
+        return TLS_DATA;
+    }
+    int err = SSL_get_error(t->ssl, r);
+    if (err == SSL_ERROR_WANT_WRITE) return TLS_WAIT_WRITE;
+    if (err == SSL_ERROR_WANT_READ) return TLS_WAIT_READ;
+    int slot = failure(k, t, err);
+    *error = slot == E_TLS_UNEXPECTED_EOF ? EPIPE : slot;
+    return TLS_FAILED;
+}
+
+/* c closes (its fd is closed by the caller right after). Its close_notify goes out first when the
+   session is whole, the peer has not closed, and the strategy is not rst (SO_LINGER {1,0}: the RST
+   alone ends it) nor the run abandoning its connections. When the peer has closed, what it sent
+   after the last record read (its close_notify) is drained first: unread bytes at close() turn the
+   FIN into a RST (net/ipv4/tcp.c: __tcp_close, data_was_unread), which would take the server's
+   TIME_WAIT away under --close server. */
+void tls_end(core *k, conn *c) {
+    tls_conn *t = state(k, c);
+    if (!t->ssl) return;
+    int whole = t->phase == TLS_OPEN || t->phase == TLS_PEER_DONE;
+    if (whole && k->close_mode != CLOSE_RST && !k->abandoning) {
+        if (c->flags & F_PEER_CLOSED) {
+            for (int i = 0; i < DRAIN_READS; i++)
+                if (recv(c->fd, k->rbuf, k->rbuf_len, MSG_DONTWAIT) <= 0) break;
+        } else if (t->phase == TLS_OPEN) {
+            ERR_clear_error();
+            SSL_shutdown(t->ssl);  /* sends close_notify; the peer's answer is not waited for */
+        }
+    }
+    ERR_clear_error();
+    SSL_free(t->ssl);
+    memset(t, 0, sizeof *t);
+}
+
+/* tls_reason() for Python: the first TLS failure's reason, once */
+const char *tls_take_reason(core *k, int *len) {
+    if (k->tls_reason_len <= 0) {
+        *len = 0;
+        return NULL;
+    }
+    *len = k->tls_reason_len;
+    k->tls_reason_len = -1;
+    return k->tls_reason;
+}
