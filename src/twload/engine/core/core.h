@@ -105,6 +105,7 @@ typedef struct tls_conn {
     struct ssl_st *ssl;
     int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
     uint8_t phase;
+    uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
 } tls_conn;
@@ -235,7 +236,7 @@ int core_socket(const core *k);               /* a new socket for the target: fd
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
 
 /* tls.c: TLS behind the epoll backend's socket operations */
-enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED };
+enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
 int tls_init(core *k, const char *host, const char *cacert, int insecure); /* 0, -ENOMEM, -EINVAL (--cacert) */
 void tls_fini(core *k);
 int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 or -ENOMEM) */
@@ -244,6 +245,7 @@ int64_t tls_tcp_done(core *k, const conn *c); /* when c's TCP connect was done *
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error);   /* TLS_* */
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error);
 void tls_end(core *k, conn *c);               /* before c's fd closes */
+void tls_answer_close(core *k, conn *c);      /* our close_notify, to the peer's that came without a FIN */
 const char *tls_take_reason(core *k, int *len); /* the first TLS failure's reason, once */
 
 #endif

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +35,9 @@
    streamed faster than it is read would otherwise keep every recv full, and the loop never got
    back to its timers (--timeout, the run's end) or to its other connections. */
 #define READS_PER_TURN 8
+/* https: how long the peer's FIN may follow its close_notify before our close_notify answers it
+   (tls_answer_close: a server that waits for it, and one that closes at once, both keep their TIME_WAIT) */
+#define ANSWER_CLOSE_NS 2000000LL
 
 typedef struct {
     int32_t slot;
@@ -56,6 +60,11 @@ typedef struct {
        one being read on. */
     queued *unread, *unread_now;
     int n_unread, n_unread_now, cap_unread;
+    /* https: connections whose peer sent close_notify without its FIN, in the order they did (so in the
+       order of `answer_at`); one entry per connection at most (tls_conn.notified), cap_unread entries */
+    queued *answer;
+    int64_t *answer_at;
+    int n_answer;
     struct epoll_event events[EVENTS];
 } epoll_state;
 
@@ -79,7 +88,11 @@ static int ep_init(core *k) {
     s->connects = malloc((size_t)s->cap_queued * sizeof *s->connects);
     s->unread = malloc((size_t)s->cap_unread * sizeof *s->unread);
     s->unread_now = malloc((size_t)s->cap_unread * sizeof *s->unread_now);
-    if (!s->closing || !s->sockets || !s->connects || !s->unread || !s->unread_now) {
+    s->answer = malloc((size_t)s->cap_unread * sizeof *s->answer);
+    s->answer_at = malloc((size_t)s->cap_unread * sizeof *s->answer_at);
+    if (!s->closing || !s->sockets || !s->connects || !s->unread || !s->unread_now || !s->answer || !s->answer_at) {
+        free(s->answer);
+        free(s->answer_at);
         free(s->closing);
         free(s->sockets);
         free(s->connects);
@@ -107,6 +120,8 @@ static void ep_fini(core *k) {
     free(s->connects);
     free(s->unread);
     free(s->unread_now);
+    free(s->answer);
+    free(s->answer_at);
     free(s);
     k->io_state = NULL;
 }
@@ -302,6 +317,16 @@ static void tls_readable(core *k, conn *c, uint32_t events) {
         case TLS_WAIT_WRITE:
             watch_out(k, c);
             return;
+        case TLS_NOTIFIED: {  /* answered after ANSWER_CLOSE_NS unless its FIN comes first */
+            epoll_state *s = k->io_state;
+            if (s->n_answer < s->cap_unread) {
+                s->answer[s->n_answer] = queue_entry(k, c);
+                s->answer_at[s->n_answer++] = now_ns() + ANSWER_CLOSE_NS;
+            } else {
+                tls_answer_close(k, c);  /* full of closed connections' entries, still waiting out their time */
+            }
+            return;
+        }
         case TLS_FAILED:
             core_read_failed(k, c, error);  /* e.g. ECONNRESET, or tls_error */
             return;
@@ -392,11 +417,27 @@ static void read_on(core *k) {
     s->n_unread_now = 0;
 }
 
+/* https: the close_notify answers that are due (tls_answer_close) */
+static void answer_due(core *k, int64_t now) {
+    epoll_state *s = k->io_state;
+    int i = 0;
+    for (; i < s->n_answer && s->answer_at[i] <= now; i++) {
+        conn *c = &k->conns[s->answer[i].slot];
+        if (current(k, s->answer[i]) && c->fd >= 0) tls_answer_close(k, c);
+    }
+    if (i == 0) return;
+    s->n_answer -= i;
+    memmove(s->answer, s->answer + i, (size_t)s->n_answer * sizeof *s->answer);
+    memmove(s->answer_at, s->answer_at + i, (size_t)s->n_answer * sizeof *s->answer_at);
+}
+
 static int ep_poll(core *k, int64_t until) {
     epoll_state *s = k->io_state;
     run_pending(k);  /* what the timers queued (core_tick: backoff, open-loop connects, the start) */
     int64_t now = now_ns();
+    answer_due(k, now);
     int64_t wake = s->n_unread ? now : core_next_timer(k, now, until);  /* reads left over: no wait */
+    if (s->n_answer && s->answer_at[0] < wake) wake = s->answer_at[0] > now ? s->answer_at[0] : now;
     int n = -1;
     if (s->pwait2) {
         /* ns timeouts (Linux 5.11+): open-loop send times are not rounded up to a millisecond */

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -181,8 +183,29 @@ int tls_handshake(core *k, conn *c, int64_t now) {
 
 int64_t tls_tcp_done(core *k, const conn *c) { return k->tls[c - k->conns].t_tcp; }
 
+/* After the peer's close_notify: the TCP EOF that follows it, read from the socket itself (SSL_read
+   would say ZERO_RETURN again without reading), so the connection closes after the server's FIN, as
+   over plain TCP, and the server keeps its TIME_WAIT under --close server. Bytes after the
+   close_notify are no TLS anybody asked for: dropped. */
+static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *error) {
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, len, 0);
+        if (r == 0) return TLS_CLOSED;
+        if (r > 0) continue;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+            if (t->notified) return TLS_WAIT_READ;
+            t->notified = 1;
+            return TLS_NOTIFIED;  /* no FIN behind it yet: the backend answers later (tls_answer_close) */
+        }
+        *error = errno;
+        return TLS_FAILED;
+    }
+}
+
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     tls_conn *t = state(k, c);
+    if (t->phase == TLS_PEER_DONE) return after_close_notify(t, c, buf, len, error);
     ERR_clear_error();
     errno = 0;
     int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
@@ -197,8 +220,8 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     case SSL_ERROR_WANT_WRITE:
         return TLS_WAIT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
-        t->phase = TLS_PEER_DONE;  /* the peer's close_notify */
-        return TLS_CLOSED;
+        t->phase = TLS_PEER_DONE;  /* the peer's close_notify: its FIN is next */
+        return after_close_notify(t, c, buf, len, error);
     default:
         break;
     }
@@ -242,13 +265,35 @@ void tls_end(core *k, conn *c) {
             for (int i = 0; i < DRAIN_READS; i++)
                 if (recv(c->fd, k->rbuf, k->rbuf_len, MSG_DONTWAIT) <= 0) break;
         } else if (t->phase == TLS_OPEN) {
+            /* close_notify and the FIN leave in one segment: corked, the close_notify waits in the
+               queue and shutdown() sets FIN on that last unsent skb and pushes it (net/ipv4/tcp_output.c,
+               Linux 6.x: tcp_send_fin). Sent apart (the fd is closed only at the end of the turn, and even
+               a shutdown() right after the write was too late for nginx on another CPU in 117 of 200
+               connections), a server that closes on reading the close_notify closed first and took the
+               TIME_WAIT that --close fin leaves with the client. */
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
             ERR_clear_error();
             SSL_shutdown(t->ssl);  /* sends close_notify; the peer's answer is not waited for */
+            shutdown(c->fd, SHUT_WR);
         }
     }
     ERR_clear_error();
     SSL_free(t->ssl);
     memset(t, 0, sizeof *t);
+}
+
+/* The peer's close_notify came a while ago and its FIN has not: it waits for ours before it closes
+   (Python's asyncio does, up to ssl_shutdown_timeout; nginx does not wait, and its FIN follows its
+   close_notify at once). Answering at once instead raced that FIN: our close_notify reaching a socket
+   the server has closed gets a RST back (net/ipv4/tcp_input.c: tcp_rcv_state_process, data after
+   RCV_SHUTDOWN on an orphan: tcp_reset), which takes the server's TIME_WAIT away. */
+void tls_answer_close(core *k, conn *c) {
+    tls_conn *t = state(k, c);
+    if (!t->ssl || t->phase != TLS_PEER_DONE) return;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
 }
 
 /* tls_reason() for Python: the first TLS failure's reason, once */
