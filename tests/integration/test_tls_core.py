@@ -90,6 +90,31 @@ def test_core_https_counts_against_twload_serve(twload_server, certs, tmp_path, 
     assert server.stop() == N
 
 
+@pytest.mark.skipif(NGINX is None, reason="SKIPPED LOUDLY: nginx is not installed (Debian package nginx)")
+def test_core_https_duration_run_loses_nothing_at_the_stop(certs, tmp_path):
+    """A timed run stops with requests and handshakes in flight: every request nginx answered is counted
+    once, and every request taken has its one result (no uncounted, no counted_twice)."""
+    server = Nginx(tls=(certs / "good.pem", certs / "good.key"))
+    try:
+        summary = run(server.url, tmp_path, certs, close="fin", duration_s=1.0, connections=10, workers=2)
+        assert summary["requests"] > 0 and summary["errors"] == {}, summary["errors"]
+        assert server.quit_and_count() == summary["requests"]
+    finally:
+        server.stop()
+
+
+def test_core_https_handshake_that_never_ends_is_a_connect_timeout(raw_peer, certs, tmp_path):
+    """The handshake counts against --connect-timeout, as the asyncio engine's does."""
+    def silent(conn: socket.socket) -> None:
+        conn.recv(4096)  # the ClientHello, never answered
+        time.sleep(2)
+    peer = FaultyTlsPeer(raw_peer, certs, silent)
+    proc = core_run(peer.url, tmp_path, "--cacert", str(certs / "ca.pem"), "--connect-timeout", "200ms")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert set(summary["errors"]) == {"connect_timeout"} and summary["requests"] == 0, summary["errors"]
+
+
 def test_core_https_cli_json_and_insecure(twload_server, certs, tmp_path):
     server = twload_server("--tls-cert", str(certs / "untrusted.pem"), "--tls-key", str(certs / "untrusted.key"))
     proc = run_cli("run", server.url, "-n", "100", "-c", "2", "-w", "1", "--engine", "core", "--insecure",
