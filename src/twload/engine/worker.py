@@ -42,8 +42,7 @@ class Channel:
 
 
 def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
-    """The loop this worker runs: the compiled core for http:// (unless --engine asyncio) and for https://
-    with --engine core, else uvloop."""
+    """The loop this worker runs: the compiled core (unless --engine asyncio, or it is not built), else uvloop."""
     if plan.engine_choice == "core":
         from twload.engine import core
 

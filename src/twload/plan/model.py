@@ -99,10 +99,10 @@ class Plan:
 
     @property
     def engine_choice(self) -> str:
-        """The engine this plan asks for: the compiled core for http://, asyncio for https:// unless
-        --engine core asks for the core there too (issue #30 stage 1: auto switches after the benchmark)."""
+        """The engine this plan asks for: the compiled core for http:// and https:// (https on its epoll
+        backend), unless --engine asyncio; a worker falls back to asyncio when the core is not built."""
         if self.engine == "auto":
-            return "asyncio" if self.target.scheme == "https" else "core"
+            return "core"
         return self.engine
 
     def schedule(self, share: float = 1.0) -> Schedule | None:

@@ -11,9 +11,10 @@ def plan(url="http://127.0.0.1:8080/", **kw):
     return Plan(target=parse_target(url), url=url, **kw)
 
 
-def test_auto_is_the_core_for_http_and_asyncio_for_https():
+def test_auto_is_the_core_for_http_and_https():
     assert plan().engine_choice == "core"
-    assert plan("https://127.0.0.1/").engine_choice == "asyncio"
+    assert plan("https://127.0.0.1/").engine_choice == "core"
+    assert plan("https://127.0.0.1/", engine="asyncio").engine_choice == "asyncio"
     assert plan(engine="asyncio").engine_choice == "asyncio"
     assert plan(engine="core", io="uring").io == "uring"
 
