@@ -16,7 +16,8 @@ import trustme
 
 from tests.conftest import NGINX, Nginx, run_cli, time_wait_until
 from twload.engine.supervisor import run_to_folder
-from twload.plan import Plan, parse_target
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
