@@ -2,8 +2,8 @@
  * dispatch, timeouts, connect backoff, and the counters and histograms Python collects.
  *
  * The backends (loop_epoll.c, loop_uring.c) do the I/O and report what happened through
- * core_connected / core_sent / core_received / core_peer_closed / core_connect_failed /
- * core_fail. Any of these may close the connection and start the slot's next one in the same
+ * core_connected / core_sent / core_received / core_received_unsent / core_peer_closed /
+ * core_read_failed / core_connect_failed / core_fail / core_close_unsent. Any of these may close the connection and start the slot's next one in the same
  * conn struct (its gen changes): a backend must not touch a conn after such a call unless
  * its gen is unchanged.
  */
@@ -581,7 +581,13 @@ static void response_done(core *k, conn *c, int surplus) {
    nothing (docs/ARCHITECTURE.md "Server surprises": unexpected_upgrade, the request's result). */
 static void answered(core *k, conn *c, int surplus) {
     if (c->parser.status != 101) response_done(k, c, surplus);
-    else if (k->asks_upgrade) response_done(k, c, 0);
+    else if (k->asks_upgrade) {
+        /* the 101 it asked for answers it; the connection now speaks a protocol this client does
+           not, and the server will not close it: the client does (not awaiting a FIN) */
+        c->parser.client_closes = 1;
+        c->flags &= (uint16_t)~F_ASKED_CLOSE;
+        response_done(k, c, 0);
+    }
     else core_fail(k, c, E_UNEXPECTED_UPGRADE);
 }
 
@@ -617,9 +623,11 @@ int core_received(core *k, conn *c, const char *data, size_t len) {
     return c->gen != gen;
 }
 
-/* c closes while the request taken for it is not written yet (F_HAS_REQUEST without F_IN_FLIGHT:
-   epoll's first send found the socket full; io_uring: queued before the submit that hands it to
-   the kernel), because the peer closed or reset it or sent bytes nobody asked for. Nothing of the
+/* c closes while the request taken for it is not written yet, because the peer closed or reset it
+   or sent bytes nobody asked for: epoll, F_HAS_REQUEST without F_IN_FLIGHT (its first send found
+   the socket full); io_uring, only bytes read while the request was queued before its submit
+   (core_received_unsent: F_IN_FLIGHT is set at queueing, so an EOF or a reset then is the
+   request's result, as on epoll once a byte is out). Nothing of the
    request went out, so this connection owes it no answer: in the closed loop it goes out on the
    slot's next connection (as a slot's request waits through a failed connect); at the stop, or in
    the open loop, it leaves as a request dropped before a byte was written does (withdrawn;
