@@ -273,6 +273,9 @@ static void ur_send(core *k, conn *c) {
 }
 
 static void ur_close(core *k, conn *c) {
+    /* A request queued for c and not yet submitted must not go out on a connection already done
+       (nor, after a plain close(), on whatever socket takes its fd number before the submit). */
+    if (c->flags & F_UNSUBMITTED) take_back(k, c);
     /* At the end of the run, a plain close(): each ASYNC_CANCEL by fd walks every request pending in
        the ring (io_uring/cancel.c: io_async_cancel_one over the cancel tables), so cancelling tens of
        thousands of connections one by one is quadratic (measured: 40,000 connections over 3
