@@ -228,7 +228,7 @@ void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_close_unsent(core *k, conn *c);     /* c closes before its taken request was written */
 void core_read_failed(core *k, conn *c, int err); /* a read on c failed with err */
 void core_fail(core *k, conn *c, int error);
-void core_close_error(core *k, conn *c, int error); /* awaiting EOF after a counted response: the close went wrong */
+void core_close_error(core *k, conn *c, int error); /* after a counted response: the close went wrong, or bytes nobody asked for */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
 void core_record_tls(core *k, int64_t ns);     /* a handshake took ns */

@@ -82,7 +82,7 @@ static int ep_init(core *k) {
     s->pwait2 = 1;
     s->cap_closing = 2 * k->capacity + EVENTS;
     s->cap_queued = k->capacity;
-    s->cap_unread = k->capacity;
+    s->cap_unread = 2 * k->capacity;
     s->closing = malloc((size_t)s->cap_closing * sizeof *s->closing);
     s->sockets = malloc((size_t)s->cap_queued * sizeof *s->sockets);
     s->connects = malloc((size_t)s->cap_queued * sizeof *s->connects);
@@ -262,7 +262,8 @@ static void ep_close(core *k, conn *c) {
 }
 
 /* c's reads stop for this turn: 1 if the next turn reads on (c is, or now is, on a list); 0 if it
-   must read on now (the list is full: it holds one entry per connection, so it cannot be) */
+   must read on now (the list is full: it holds two entries per connection, for a slot whose last
+   connection's entry is still on it; were it ever full, reads go on unbounded, as before the bound) */
 static int read_later(core *k, conn *c) {
     epoll_state *s = k->io_state;
     if (c->flags & F_UNREAD) return 1;
