@@ -115,15 +115,7 @@ def count_states_to(address: str, port: int) -> Counter:
 
     The same kernel-side port filter and byte comparison as count_time_wait_to, once a second.
     """
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    packed = socket.inet_pton(family, address)
-    port_bytes = struct.pack(">H", port)
-    width = len(packed)
-    counts: Counter = Counter()
-    for data, body in _messages(family, ALL_STATES & ~(1 << LISTEN), dport_filter(port)):
-        if data[body + 6: body + 8] == port_bytes and data[body + 24: body + 24 + width] == packed:
-            counts[procnet.STATES.get(data[body + 1], str(data[body + 1]))] += 1
-    return counts
+    return states_and_time_wait_left(address, port)[0]
 
 
 # idiag_expires follows family, state, timer, retrans (4 bytes) and the sockid (48 bytes)
@@ -140,7 +132,7 @@ def states_and_time_wait_left(address: str, port: int) -> tuple[Counter, list[in
     fired yet (net/ipv4/inet_diag.c: inet_twsk_diag_fill, Linux 4.x-6.x; tcp_diag.c:
     tcp_twsk_diag_fill where it moved later). The timer was set to TCP_TIMEWAIT_LEN when the
     socket entered TIME_WAIT, so the remaining time tells when that was (twload.ports.timewait).
-    The same kernel-side port filter and byte comparison as count_states_to, once a second.
+    The same kernel-side port filter and byte comparison as count_time_wait_to, once a second.
     """
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     packed = socket.inet_pton(family, address)
