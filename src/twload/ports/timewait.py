@@ -14,7 +14,7 @@ so a reading is right to one jiffy (10 ms at the coarsest HZ=100; 4 ms at HZ=250
 
 Once due, the timer still fires late: a 60 s timer sits in a coarse level of the timer wheel
 (kernel/time/timer.c, Linux 4.8+: LVL_CLK_SHIFT 3, 64 slots a level) whose granularity it may
-wait out: 512 jiffies at HZ=250 (2.048 s; DESIGN.md measured TIME_WAIT sockets vanishing 60.05-62 s
+wait out: 512 jiffies at HZ=250 (2.048 s; TIME_WAIT sockets were seen here to vanish 60.05-62 s
 after close), 4,096 ms at HZ=1000, 5,120 ms at HZ=100. Meanwhile the socket is still there and its
 time left reads 0, which dates it only to "60 to 65 s ago": such a socket counts as the run's own
 only once none found at the start can still be waiting.
