@@ -1,8 +1,8 @@
 """twload against wrk (and ab, hey when installed), side by side, against one nginx.
 
 Prints req/s, generator CPU time per request (user + sys) and the ratio to wrk in the same
-run, for twload's compiled core (epoll, and io_uring where the kernel allows it), its asyncio
-(uvloop) engine, and py-floor, the least a uvloop + httptools client can do
+run, for twload's compiled core (epoll, and io_uring where the kernel allows it; its one engine
+since issue #30 retired the asyncio one), and py-floor, the least a uvloop + httptools client can do
 (benchmarks/floor_client.py), for keep-alive and short connections (wrk: `Connection: close`;
 twload: --close server; plus the core with --close rst, which wrk cannot do: compared with the
 core's own --close server, target rst >= server), with 1 process (generator and nginx pinned to different cores) and
@@ -39,7 +39,7 @@ from pathlib import Path
 from twload.lab.nginx import find_nginx, nginx_config
 
 TWLOAD = [sys.executable, "-m", "twload"]
-TWLOAD_ENGINES = {"core-epoll": ("core", "epoll"), "core-uring": ("core", "uring"), "asyncio": ("asyncio", "auto")}
+TWLOAD_ENGINES = {"core-epoll": ("core", "epoll"), "core-uring": ("core", "uring")}
 
 
 def uring_available() -> bool:
@@ -215,7 +215,6 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
                     if close else None,
                     "core-uring-rst": (twload, (url, conns, procs, duration, close, pin, "core-uring", "rst"))
                     if close and uring else None,
-                    "asyncio": (twload, (url, conns, procs, duration, close, pin, "asyncio")),
                     "py-floor": (floor, (url, conns, duration, close, pin)) if one else None,
                     "ab": (ab, (url, conns, duration, close, pin)) if one else None,
                     "hey": (hey, (url, conns, duration, close, pin)),
@@ -228,7 +227,7 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
                 for name, result in results.items():
                     print(row(name, result))
                 w = results["wrk"]
-                for name in ("core-epoll", "core-uring", "asyncio", "py-floor"):
+                for name in ("core-epoll", "core-uring", "py-floor"):
                     t = results[name]
                     if w and w[0] and t:
                         print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
@@ -260,7 +259,7 @@ def memory(conns: int = 10_000) -> None:
     """RSS of the worker process with N open connections, beyond the same worker with 1."""
     nginx = Nginx(workers=1, cpus=None)
     try:
-        for engine in ("core-epoll", "asyncio"):
+        for engine in ("core-epoll",):
             kind, io = TWLOAD_ENGINES[engine]
             readings = {}
             for n in (1, conns):

@@ -433,7 +433,7 @@ static void check_sticky(void)
     }
 }
 
-/* The bad peers of tests/unit/engine/test_asyncio_loop.py, at twload's real 64 KiB cap. */
+/* Oversized heads, at twload's real 64 KiB cap (once the asyncio engine's unit tests' bad peers). */
 static void check_large_heads(void)
 {
     static char big[200000];

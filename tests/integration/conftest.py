@@ -1,11 +1,11 @@
-"""Differential testing: the integration tests that load a target run on both engines."""
+"""The engine the integration tests that load a target run: the compiled core, the one engine
+since issue #30 (`--engine core`)."""
 
 import pytest
 
-ENGINES = ("core", "asyncio")
+ENGINES = ("core",)
 
 
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
-    """The compiled core (C, epoll or io_uring) and the asyncio (uvloop) engine must agree."""
     return request.param

@@ -74,7 +74,8 @@ def test_auto_uses_the_core_for_http_and_the_best_backend(nginx, tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (["https://127.0.0.1:9/", "--engine", "core", "--io", "uring"], "https:// runs on the epoll backend"),
-    (["http://127.0.0.1:9/", "--engine", "asyncio", "--io", "uring"], "--io uring is for the core engine"),
+    # an old script's --engine asyncio: refused in one line, never run on another engine in its place
+    (["http://127.0.0.1:9/", "--engine", "asyncio"], "--engine asyncio was retired (issue #30)"),
     (["http://127.0.0.1:9/", "--io", "kqueue"], "--io must be one of"),
     (["http://127.0.0.1:9/", "--engine", "rust"], "--engine must be one of"),
 ])
@@ -84,6 +85,20 @@ def test_engine_mistakes_are_one_line(args, words, tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+def test_without_the_built_core_a_run_stops_in_one_line(twload_server, tmp_path):
+    """No fallback (issue #30): with the core's extension not importable, `twload run` says how to build
+    it, in one line, exit 1, before any connection, instead of running another engine."""
+    server = twload_server()
+    hide_core = ("import sys; sys.modules['twload.engine.core._core'] = None; "
+                 "sys.argv = ['twload', *sys.argv[1:]]; from twload.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", hide_core, "run", server.url, "-n", "10", "-w", "1", "--json"],
+                          capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the compiled core is not built: `make core` builds it" in lines[0], proc.stderr
+    assert server.stop() == 0
 
 
 def test_more_connections_than_files_is_said_before_the_run(tmp_path):
@@ -96,8 +111,7 @@ def test_more_connections_than_files_is_said_before_the_run(tmp_path):
     assert len(lines) == 1 and f"at most {hard:,}" in lines[0] and "--workers 2" in lines[0], proc.stderr
 
 
-@pytest.mark.parametrize("engine", ["core", "asyncio"])
-def test_workers_raise_their_soft_file_limit(nginx, tmp_path, engine):
+def test_workers_raise_their_soft_file_limit(nginx, tmp_path):
     """Started with a soft limit of 256 files, a worker still opens 400 connections."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 1000:
@@ -107,7 +121,7 @@ def test_workers_raise_their_soft_file_limit(nginx, tmp_path, engine):
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "twload", "run", nginx.url, "-c", "400", "-n", "800", "-w", "1", "--engine", engine,
+        [sys.executable, "-m", "twload", "run", nginx.url, "-c", "400", "-n", "800", "-w", "1",
          "--json", "--out", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=120, preexec_fn=low_soft_limit)
     assert proc.returncode == 0, proc.stderr
@@ -491,6 +505,19 @@ def test_bytes_on_an_idle_connection_are_unsolicited(raw_peer, tmp_path, io):
     assert set(summary["errors"]) == {"unsolicited_response"}
     assert summary["errors"]["unsolicited_response"] in (2, 3)
     assert summary["connections_opened"] == 3
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_bytes_after_a_response_to_head_are_unsolicited(raw_peer, tmp_path, io):
+    """A response to HEAD ends at its blank line (its Content-Length says what a GET would get): a
+    body sent after it in the same write is a surplus, unsolicited_response, and the connection
+    closes; the response stays counted. (Was asyncio's test_asyncio_surprises.py; the core's now.)"""
+    peer = CountingPeer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    summary = run_core(raw_peer(peer).url, tmp_path, io, method="HEAD", requests=6, duration_s=None,
+                       connections=1, workers=1)
+    assert summary["status"] == {"200": 6} and peer.received == 6
+    assert summary["errors"] == {"unsolicited_response": 6}
+    assert summary["connections_opened"] == 6
 
 
 @pytest.mark.parametrize("io", BACKENDS)

@@ -1,9 +1,9 @@
-"""The same bad peer against both engines gives identical error dicts (differential testing).
+"""The same bad peer against each of the core's backends gives identical error dicts (differential testing).
 
 Decided (docs/ARCHITECTURE.md "Every request one result", close errors): with --close server, a
 complete response is counted as a response; if the server then resets instead of closing with FIN,
 the reset is counted as ECONNRESET as well (as no_server_close is when it never closes): both
-describe the close, not the request, and both engines count them."""
+describe the close, not the request, and both backends count them."""
 
 import socket
 import struct
@@ -56,13 +56,13 @@ def run(url, tmp_path, engine_io, name, **kw):
     return run_to_folder(plan, tmp_path / name)
 
 
-def test_a_reset_after_a_complete_response_counts_the_same_on_both_engines(resetting_peer, tmp_path):
+def test_a_reset_after_a_complete_response_counts_the_same_on_each_backend(resetting_peer, tmp_path):
     results = {}
     for i, engine_io in enumerate(USABLE_ENGINES):
         summary = run(resetting_peer.url, tmp_path, engine_io, f"r{i}", close="server", requests=12,
                       duration_s=None, connections=3, timeout_s=5.0)
         results[engine_io] = (summary["requests"], summary["errors"])
-    assert len(results) >= 2
+    assert results  # epoll at least; io_uring too where it is usable
     assert all(value == (12, {"ECONNRESET": 12}) for value in results.values()), results
 
 
@@ -100,7 +100,7 @@ class ClosingKeepAlivePeer(ListeningPeer):
 def test_a_close_that_comes_with_the_response_is_not_reused_on_epoll(tmp_path):
     """epoll reports the FIN with the response's bytes (EPOLLRDHUP): the core does not write its next
     request onto that closed connection, so keep-alive against a server that closes unannounced
-    counts every response and no error. (io_uring and asyncio learn of the FIN only at the next read:
+    counts every response and no error. (io_uring learns of the FIN only at the next read:
     for them it is the race every client has with a server closing an idle connection.)"""
     peer = ClosingKeepAlivePeer()
     try:

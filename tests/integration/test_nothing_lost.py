@@ -76,9 +76,9 @@ def test_closed_loop_stop_with_every_connection_stalled(stalling_peer, tmp_path,
 
 
 @pytest.mark.parametrize("engine_io", ENGINES, ids=ENGINE_IDS)
-def test_the_timeout_holds_during_the_drain_on_both_engines(stalling_peer, tmp_path, engine_io):
+def test_the_timeout_holds_during_the_drain_on_each_backend(stalling_peer, tmp_path, engine_io):
     """Written at 0 s, the stop at 0.3 s, --timeout 0.5 s inside the drain bound (which ends at 0.8 s):
-    each request is a timeout on both engines (the asyncio engine used to call them abandoned)."""
+    each request is a timeout on each backend."""
     engine, io = engine_io
     url = stalling_peer.url
     plan = Plan(target=parse_target(url), url=url, engine=engine, io=io, workers=1, timeout_s=0.5,

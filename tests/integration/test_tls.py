@@ -21,42 +21,38 @@ def certs(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("engine", ["auto", "asyncio"])
-def test_https_against_twload_serve(twload_server, certs, tmp_path, engine):
+def test_https_against_twload_serve(twload_server, certs, tmp_path):
     server = twload_server("--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "key.pem"))
     assert server.url.startswith("https://")
     for close in ("keepalive", "server"):
-        proc = run_cli("run", server.url, "-n", "200", "-c", "4", "-w", "1", "--close", close, "--engine", engine,
+        proc = run_cli("run", server.url, "-n", "200", "-c", "4", "-w", "1", "--close", close,
                        "--cacert", str(certs / "ca.pem"), "--json", "--out", str(tmp_path / close))
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout)
         assert summary["requests"] == 200 and summary["errors"] == {}
-        # --engine auto: TLS runs on the compiled core's epoll backend
-        assert (summary["engine"], summary["io"]) == (("core", "epoll") if engine == "auto" else ("asyncio", "epoll"))
+        assert (summary["engine"], summary["io"]) == ("core", "epoll")  # TLS runs on the core's epoll backend
         assert summary["tls_handshake_us"]["p50"] > 0  # timed apart from the TCP connect
         assert summary["connections_opened"] == (4 if close == "keepalive" else 200)
     assert server.stop() == 400
 
 
-@pytest.mark.parametrize("engine", ["auto", "asyncio"])
-def test_untrusted_certificate_is_one_line_and_insecure_works(twload_server, certs, tmp_path, engine):
+def test_untrusted_certificate_is_one_line_and_insecure_works(twload_server, certs, tmp_path):
     server = twload_server("--tls-cert", str(certs / "cert.pem"), "--tls-key", str(certs / "key.pem"))
-    proc = run_cli("run", server.url, "-n", "10", "-w", "1", "--engine", engine, cwd=str(tmp_path))
+    proc = run_cli("run", server.url, "-n", "10", "-w", "1", cwd=str(tmp_path))
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "certificate verify failed" in proc.stderr and "--insecure" in proc.stderr
-    proc = run_cli("run", server.url, "-n", "10", "-c", "2", "-w", "1", "--insecure", "--json", "--engine", engine,
+    proc = run_cli("run", server.url, "-n", "10", "-c", "2", "-w", "1", "--insecure", "--json",
                    "--out", str(tmp_path / "k"))
     assert proc.returncode == 0 and json.loads(proc.stdout)["requests"] == 10
 
 
 @pytest.mark.skipif(NGINX is None, reason="SKIPPED LOUDLY: nginx is not installed (Debian package nginx)")
-@pytest.mark.parametrize("engine", ["auto", "asyncio"])
-def test_https_against_nginx(certs, tmp_path, engine):
+def test_https_against_nginx(certs, tmp_path):
     server = Nginx(tls=(certs / "cert.pem", certs / "key.pem"))
     try:
         for close, n in (("keepalive", 1000), ("server", 300)):
-            proc = run_cli("run", server.url, "-n", str(n), "-c", "4", "-w", "2", "--close", close, "--engine", engine,
+            proc = run_cli("run", server.url, "-n", str(n), "-c", "4", "-w", "2", "--close", close,
                            "--cacert", str(certs / "ca.pem"), "--json", "--out", str(tmp_path / close))
             assert proc.returncode == 0, proc.stderr
             assert json.loads(proc.stdout)["requests"] == n

@@ -105,7 +105,7 @@ def test_core_https_duration_run_loses_nothing_at_the_stop(certs, tmp_path):
 
 
 def test_core_https_handshake_that_never_ends_is_a_connect_timeout(raw_peer, certs, tmp_path):
-    """The handshake counts against --connect-timeout, as the asyncio engine's does."""
+    """The handshake counts against --connect-timeout (docs/ARCHITECTURE.md "Error names")."""
     def silent(conn: socket.socket) -> None:
         conn.recv(4096)  # the ClientHello, never answered
         time.sleep(2)

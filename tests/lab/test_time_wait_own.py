@@ -5,8 +5,6 @@ reported beside it, and the ones the run's connects took over (tcp_tw_reuse=1) a
 
 import time
 
-import pytest
-
 from tests.lab.conftest import client_json, start_server
 
 N = 100
@@ -19,16 +17,15 @@ def run(topo, url: str, folder, close: str, *args: str) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("engine", ["core", "asyncio"])
-def test_a_server_close_run_after_a_fin_run_owns_none_and_reports_what_it_found(direct, tmp_path, engine):
+def test_a_server_close_run_after_a_fin_run_owns_none_and_reports_what_it_found(direct, tmp_path):
     url = start_server(direct)
-    fin = run(direct, url, tmp_path / "fin", "fin", "-n", str(N), "-c", "4", "--engine", engine)
+    fin = run(direct, url, tmp_path / "fin", "fin", "-n", str(N), "-c", "4")
     # towards 10.250.1.2 (not loopback) the namespace's default tcp_tw_reuse=2 reuses nothing
     assert direct.client.read_sysctl("net.ipv4.tcp_tw_reuse") == "2"
     assert fin["connections_opened"] == N
     assert fin["time_wait_peak"] == N  # one per connection it closed first (far below tcp_max_tw_buckets)
     assert fin["time_wait_at_start"] == 0
-    server = run(direct, url, tmp_path / "server", "server", "-n", str(N), "-c", "4", "--engine", engine)
+    server = run(direct, url, tmp_path / "server", "server", "-n", str(N), "-c", "4")
     assert server["requests"] == N and server["errors"] == {}
     assert server["time_wait_peak"] == 0
     assert server["time_wait_at_start"] == N and server["time_wait_found"] == N

@@ -24,7 +24,7 @@ PURE_MODULES = (
     "twload.thresholds", "twload.metrics", "twload.doctor.rules",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
     "twload.report.compare_text", "twload.report.html", "twload.report.wrap",
-    "twload.distributed.spec", "twload.distributed.split", "twload.engine.lifecycle",
+    "twload.distributed.spec", "twload.distributed.split",
 )
 ADAPTERS = ("twload.engine", "twload.kernel", "twload.lab", "twload.cli", "twload.serve", "twload.doctor.probe")
 IO = ("socket", "ssl", "asyncio", "uvloop", "selectors")

@@ -138,11 +138,9 @@ def build_plan(
     problem = file_limit_problem(plan)
     if problem:
         raise PlanError(problem)
-    if plan.engine_choice == "core" and plan.io == "uring" and not core.uring_available():
+    if plan.io == "uring" and not core.uring_available():
         raise PlanError("--io uring: io_uring is not usable here (not built with liburing, "
                         "or blocked by sysctl kernel.io_uring_disabled or seccomp); use --io epoll or auto")
-    if plan.engine == "core" and not core.available():
-        raise PlanError("--engine core: the compiled core is not built (pip install -e . builds it)")
     if target.scheme == "https":
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
     return plan
@@ -186,7 +184,7 @@ def run(
     insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.", rich_help_panel="TLS")] = False,
     cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).", rich_help_panel="TLS")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core when built, else asyncio) | core (C event loop; https:// on its epoll backend) | asyncio (uvloop).", rich_help_panel="Engine")] = "auto",
+    engine: Annotated[str, typer.Option("--engine", help="auto | core: both the compiled core (C event loop; https:// on its epoll backend), the one engine. asyncio was retired.", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).", rich_help_panel="Connections")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).", rich_help_panel="Output")] = None,
@@ -204,6 +202,8 @@ def run(
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="Dask TLS: this client's private key (PEM).", rich_help_panel="Cluster")] = None,
 ) -> None:
     """Generate load against URL; results stream to a run folder."""
+    if not core.available():  # the one engine: no fallback, and nothing to plan without it
+        fail(core.NOT_BUILT)
     try:
         spec = parse_cluster(cluster, scheduler, tls_ca_file, tls_cert, tls_key, allow_insecure_scheduler)
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,

@@ -10,8 +10,8 @@ class Ready:
     """The worker is set up and waits for the common start; it says which loop it runs."""
 
     worker: int
-    engine: str = "asyncio"  # "core" or "asyncio"
-    io: str = "epoll"  # the core's backend, "epoll" or "uring"; uvloop (libuv) polls with epoll
+    engine: str = "core"  # the compiled core, the one engine (issue #30)
+    io: str = "epoll"  # the core's backend, "epoll" or "uring"
 
 
 @dataclass(frozen=True, slots=True)

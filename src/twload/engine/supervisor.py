@@ -23,7 +23,7 @@ from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
-# A worker drains for at most DRAIN_S (asyncio_loop: 1 s, twice at most) after its duration; one
+# A worker drains for at most DRAIN_S (engine/core: 1 s) after its duration; one
 # still running this long after the planned end is stuck: the watchdog kills it, the others' data
 # stays. Generous, because a kill loses the worker's unsent second: only a stuck worker gets it.
 WATCHDOG_GRACE_S = 10.0
@@ -114,7 +114,7 @@ class Supervisor:
         self.signal_received: int | None = None
         self.stopped_by: str | None = None  # "max_errors" when --max-errors ended the run
         self.worker_failures: list[str] = []
-        self.engine: dict[str, str] = {}  # {"engine": "core"|"asyncio", "io": "epoll"|"uring"}, from Ready
+        self.engine: dict[str, str] = {}  # {"engine": "core", "io": "epoll"|"uring"}, from Ready
         self.pending: dict[int, tuple[set[int], list[dict]]] = {}
         self.written_tick = 0
         self.go_at = 0.0

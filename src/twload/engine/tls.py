@@ -1,4 +1,6 @@
-"""The client's TLS context, built from the plan."""
+"""The client's TLS context in Python, built from the plan: for the pre-flight's probe connection
+(engine/preflight.py) and the plan's check of --cacert (cli/run.py). The run's own TLS is the core's
+(engine/core/tls.c, OpenSSL), which takes the same options."""
 
 from __future__ import annotations
 

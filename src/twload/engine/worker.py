@@ -42,16 +42,14 @@ class Channel:
 
 
 def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
-    """The loop this worker runs: the compiled core (unless --engine asyncio, or it is not built), else uvloop."""
-    if plan.engine_choice == "core":
-        from twload.engine import core
+    """The loop this worker runs: the compiled core, the one engine (issue #30); not built, the
+    worker fails to start with the line that says how to build it."""
+    from twload.engine import core
 
-        if core.available() or plan.engine == "core":
-            io = core.choose_io(plan.io, plan.target.scheme)
-            return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
-    from twload.engine.asyncio_loop import Worker
-
-    return "asyncio", Worker(plan, index, connections, budget, share)
+    if not core.available():
+        raise RuntimeError(core.NOT_BUILT)
+    io = core.choose_io(plan.io, plan.target.scheme)
+    return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
 
 
 def worker_main(plan, index, connections, budget, share, pipe, start_event, stop_event, go_at_value) -> None:
@@ -71,12 +69,7 @@ def worker_main(plan, index, connections, budget, share, pipe, start_event, stop
     if stop_event.is_set():
         return
     try:
-        if engine == "core":
-            worker.run(go_at_value.value, channel)
-        else:
-            import uvloop
-
-            uvloop.run(worker.run(go_at_value.value, channel))
+        worker.run(go_at_value.value, channel)
     except BaseException as exc:  # report, then die: the supervisor keeps the others
         try:
             pipe.send(Crash(index, f"{type(exc).__name__}: {exc}"))

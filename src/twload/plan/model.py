@@ -9,7 +9,9 @@ from twload.plan.errors import PlanError
 from twload.plan.schedule import Schedule
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
-ENGINES = ("auto", "core", "asyncio")
+ENGINES = ("auto", "core")  # both the compiled core: "auto" stays so that old scripts keep running
+# the asyncio (uvloop) engine, retired by issue #30: named in one line, never run in its place
+RETIRED_ENGINES = ("asyncio",)
 IO_BACKENDS = ("auto", "epoll", "uring")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
@@ -54,7 +56,7 @@ class Plan:
     insecure: bool = False  # TLS: do not verify the server's certificate
     cacert: str | None = None  # TLS: trust this CA bundle (PEM) instead of the system's
     max_errors: int | None = None  # stop the run once more errors than this were counted
-    engine: str = "auto"  # auto: the compiled core for http://, asyncio (uvloop) for https://
+    engine: str = "auto"  # auto and core: the compiled core, the one engine (issue #30)
     # the core's I/O backend: epoll (default); auto (io_uring where the kernel allows it); uring.
     # epoll is the default: io_uring was faster on short connections but served far fewer requests
     # than epoll with tens of thousands of open connections (measured: benchmarks/RESULTS.md).
@@ -87,6 +89,9 @@ class Plan:
             raise PlanError("--max-connections must be at least 1")
         if self.max_errors is not None and self.max_errors < 0:
             raise PlanError("--max-errors must be 0 or more")
+        if self.engine in RETIRED_ENGINES:
+            raise PlanError(f"--engine {self.engine} was retired (issue #30): the compiled core runs http:// "
+                            "and https:// faster; leave --engine out (or say --engine core)")
         if self.engine not in ENGINES:
             raise PlanError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.io not in IO_BACKENDS:
@@ -94,16 +99,13 @@ class Plan:
         if self.io == "uring" and self.target.scheme == "https":
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
-        if self.io == "uring" and self.engine_choice == "asyncio":  # epoll is only the default
-            raise PlanError(f"--io {self.io} is for the core engine; this run uses asyncio (uvloop)")
 
     @property
     def engine_choice(self) -> str:
-        """The engine this plan asks for: the compiled core for http:// and https:// (https on its epoll
-        backend), unless --engine asyncio; a worker falls back to asyncio when the core is not built."""
-        if self.engine == "auto":
-            return "core"
-        return self.engine
+        """The engine this plan runs: the compiled core, for http:// and https:// (https on its epoll
+        backend), with --engine auto or core alike. There is no fallback: a run without the built
+        core stops before it starts (cli/run.py, engine/worker.py)."""
+        return "core"
 
     def schedule(self, share: float = 1.0) -> Schedule | None:
         """What one worker follows: its share of the rate or of the staged connections (None: -c fixed)."""

@@ -2,7 +2,7 @@
 
 Each tick runs the loop with the GIL released for at most 100 ms (core.run), then Python does
 what is cheap at that rate: the open loop's next intended send times, the staged connection
-count, the stop flag, and once a second a snapshot in exactly the asyncio engine's format
+count, the stop flag, and once a second a snapshot in metrics.Interval.snapshot's format
 (docs/ARCHITECTURE.md "The worker snapshot"). The C side counts into int64 buffers and
 HdrHistogram counts arrays (lowest 1 µs, highest 60 s, 3 digits); collect() copies them here, so
 no Python object is made per request.
@@ -22,8 +22,10 @@ from twload.plan.schedule import worker_part
 
 try:
     from twload.engine.core import _core
-except ImportError:  # not built (see setup.py): the asyncio engine still runs everything
+except ImportError:  # not built (see setup.py): a run stops at once with NOT_BUILT
     _core = None
+
+NOT_BUILT = "the compiled core is not built: `make core` builds it (it needs gcc and libssl-dev)"
 
 TICK_NS = 100_000_000  # the longest the loop runs before Python looks at the stop flag
 SECOND_NS = 1_000_000_000
@@ -82,7 +84,7 @@ def histogram_values() -> list[int]:
 
 
 class CoreWorker:
-    """One worker process's loop on the compiled core; the same run(go_at, send) as asyncio_loop.Worker."""
+    """One worker process's loop on the compiled core: run(go_at, send), sending a snapshot a second."""
 
     def __init__(self, plan: Plan, index: int, connections: int, budget: int | None, share: float = 1.0,
                  io: str = "epoll") -> None:

@@ -194,8 +194,7 @@ void t1_init(t1_parser *p, int head_request, uint32_t max_head_bytes)
 
 /* Content-Length: 1*DIGIT, once. RFC 9110 section 8.6 lets a recipient take repeated identical
  * values (two fields, or a list "5, 5") as one, or reject them as unrecoverable; they are refused,
- * as llhttp (the asyncio engine's parser) and nginx do, so both engines give the same verdict
- * (docs/ARCHITECTURE.md "Server surprises": protocol_error). */
+ * as llhttp and nginx do (docs/ARCHITECTURE.md "Server surprises": protocol_error). */
 static int cl_element_end(t1_parser *p)
 {
     if (p->flags & F_CL)

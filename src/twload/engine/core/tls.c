@@ -46,7 +46,7 @@ int tls_init(core *k, const char *host, const char *cacert, int insecure) {
     k->tls = calloc((size_t)k->capacity, sizeof *k->tls);
     k->tls_host = strdup(host);
     if (!k->tls || !k->tls_host) return -ENOMEM;
-    /* as Python's ssl.create_default_context, which the asyncio engine uses: TLS 1.2 at least,
+    /* as Python's ssl.create_default_context, which the pre-flight's probe uses: TLS 1.2 at least,
        the peer verified against --cacert alone if given, else the system's store */
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |

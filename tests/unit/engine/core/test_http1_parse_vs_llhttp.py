@@ -1,15 +1,15 @@
-"""The C response parser against llhttp (httptools), the parser of the asyncio engine.
+"""The C response parser against llhttp (httptools), a reference parser (and once the retired asyncio
+engine's).
 
-Both engines must frame responses the same way, so responses drawn by hypothesis (any version,
+Both must frame responses the same way, so responses drawn by hypothesis (any version,
 status, framing, header case, extra headers, chunk extensions, trailers, 1xx interim heads,
 a final 101, answers to HEAD, pipelined after each other) must give the same statuses,
 keep-alive verdicts and response boundaries in both, and a broken response must be an error in
 both. llhttp is fed one byte at a time, so the byte where it completes a response is exact, and
-it is read as the engines use it (docs/ARCHITECTURE.md "Server surprises"): a 1xx interim head
+it is read as the contract has it (docs/ARCHITECTURE.md "Server surprises"): a 1xx interim head
 is no answer; after a 101 nothing more is read (the connection is closed: unexpected_upgrade); a
-response to HEAD ends with its head (the asyncio engine's HeadConnection starts a new parser
-there). The C parser is built as a shared library with the system cc and driven through ctypes;
-only its two public fields are read.
+response to HEAD ends with its head (a new llhttp parser starts there). The C parser is built as a
+shared library with the system cc and driven through ctypes; only its two public fields are read.
 
 Where docs/ARCHITECTURE.md "Server surprises" decides what llhttp does not do, the cases are
 listed apart (CONTRACT_CASES), each with the verdict the contract wants and llhttp's.
@@ -282,7 +282,7 @@ def test_c_parser_follows_the_contract(t1, name, head, stream, contract, llhttp)
 @pytest.mark.parametrize("name, head, stream, contract, llhttp", [
     pytest.param(*case, id=case[0]) for case in CONTRACT_CASES])
 def test_what_llhttp_says_to_the_contract_cases(name, head, stream, contract, llhttp):
-    """Where llhttp differs from the contract, the asyncio engine must correct it (issue #28)."""
+    """Where llhttp differs from the contract, the contract is the C parser's (issue #28)."""
     assert llhttp_responses(stream, head) == at_end(llhttp, stream)
 
 
@@ -301,7 +301,7 @@ def test_interim_and_101_heads(t1):
 def test_head_without_a_length(t1):
     """A response to HEAD with neither Content-Length nor chunked ends at its blank line and keeps
     the connection (RFC 9112 section 6.3 rule 1); llhttp, not told of the HEAD, expects a body up
-    to EOF, so its should_keep_alive() (which the asyncio engine's HeadConnection takes) is false."""
+    to EOF, so its should_keep_alive() is false."""
     stream = b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"
     assert c_responses(t1, stream, head=True) == ([(200, 1, len(stream))], "more")
     assert llhttp_responses(stream, head=True) == ([(200, 0, len(stream))], "more")
