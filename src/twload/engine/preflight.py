@@ -22,7 +22,7 @@ from twload.kernel.sysctl import KernelFacts, gather
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import errno_name
 from twload.plan import Plan, is_loopback
-from twload.ports import budget, timewait
+from twload.ports import budget, timewait, wall
 
 
 def probe_target(plan: Plan) -> TcpInfo:
@@ -249,15 +249,10 @@ def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
     """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why (with the
     ports earlier connections' TIME_WAIT held at the start, where there were any)."""
     first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-    when = f" from {first['at_s']:.2f}s" if first else ""
-    held = (f"; the budget: {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
-            if b.client_holds_time_wait else f"; the budget: {b.ports} ports, held while connections are open")
-    found = summary.get("time_wait_at_start")
-    if found:
-        held += f", {found} of them in TIME_WAIT left by earlier connections at the start"
-    return (f"At the port wall{when}, after {summary['connections_opened']} connections: no free local port "
-            f"towards {plan.target.address[0]}:{plan.target.port} "
-            f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
+    phrase = wall.budget_phrase(b.ports, b.reuse_after_s if b.client_holds_time_wait else None,
+                                summary.get("time_wait_at_start") or 0)
+    return wall.sentence(f"{plan.target.address[0]}:{plan.target.port}", summary["errors"]["EADDRNOTAVAIL"],
+                         summary["connections_opened"], phrase, first["at_s"] if first else None)
 
 
 def budget_block(b: budget.Budget) -> dict:
