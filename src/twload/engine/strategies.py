@@ -1,27 +1,14 @@
-"""Close strategies: what the client does when it is done with a connection.
-
-Which side closes first decides who keeps the 4-tuple in TIME_WAIT for 60 s
-(TCP_TIMEWAIT_LEN, include/net/tcp.h): the active closer does, see
-net/ipv4/tcp_input.c: tcp_fin and net/ipv4/tcp_minisocks.c: tcp_time_wait.
-"""
+"""The asyncio engine's side of the close strategies (twload.plan.close says what each one means):
+the socket option that makes `rst` a reset. It goes with the asyncio engine."""
 
 from __future__ import annotations
 
 import socket
 
 from twload.kernel.linger import LINGER_RST
+from twload.plan.close import asks_server_to_close
 
-WHY = {
-    "keepalive": "reused: TIME_WAIT only for the -c closed at the end",
-    "fin": "client closes first: one client TIME_WAIT per connection",
-    "server": "Connection: close, read to EOF: the server closes first",
-    "rst": "SO_LINGER {1,0}: RST, no TIME_WAIT anywhere",
-}
-
-
-def asks_server_to_close(close: str) -> bool:
-    """`server`: the request carries Connection: close and the client waits for EOF."""
-    return close == "server"
+__all__ = ["asks_server_to_close", "set_rst_on_close"]  # asyncio_loop takes both from here
 
 
 def set_rst_on_close(sock) -> None:

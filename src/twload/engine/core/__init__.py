@@ -15,9 +15,9 @@ import time
 from array import array
 
 from twload.engine.http1 import build_request
-from twload.engine.strategies import asks_server_to_close
 from twload.metrics import encode_counts, free_codec_garbage, new_histogram
 from twload.plan import MAX_HEADER_BYTES, Plan
+from twload.plan.close import asks_server_to_close
 from twload.plan.schedule import worker_part
 
 try:
