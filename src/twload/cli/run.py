@@ -17,7 +17,7 @@ from twload.distributed.spec import parse_cluster
 from twload.doctor.preflight import preflight
 from twload.engine import core
 from twload.engine import preflight as pf
-from twload.engine.limits import file_limit_problem
+from twload.engine.limits import hard_file_limit
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
@@ -32,6 +32,7 @@ from twload.plan import (
     parse_sources,
     parse_stages,
 )
+from twload.plan.limits import file_limit_problem
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2
@@ -127,7 +128,7 @@ def build_plan(
         engine=engine,
         io=io,
     )
-    problem = file_limit_problem(plan)
+    problem = file_limit_problem(plan, hard_file_limit())
     if problem:
         raise PlanError(problem)
     if plan.engine_choice == "core" and plan.io == "uring" and not core.uring_available():
