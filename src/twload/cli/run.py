@@ -18,10 +18,10 @@ from twload.doctor.preflight import preflight
 from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import hard_file_limit
-from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
+from twload.kernel.sources import check_sources_local
 from twload.kernel.sysctl import sysctl_values
 from twload.plan import (
     Plan,

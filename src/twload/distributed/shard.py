@@ -28,9 +28,9 @@ from typing import BinaryIO
 from twload.distributed.messages import ShardDone, ShardError, ShardMessage, ShardReady, ShardTick, encode
 from twload.doctor.preflight import Preflight, preflight
 from twload.engine import preflight as pf
-from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, Supervisor
 from twload.kernel import sockdiag
+from twload.kernel.sources import check_sources_local
 from twload.kernel.sysctl import KernelFacts
 from twload.plan import Plan, PlanError
 from twload.ports.timewait import Found
