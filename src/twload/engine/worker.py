@@ -45,10 +45,11 @@ def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
     """The loop this worker runs: the compiled core (unless --engine asyncio, or it is not built), else uvloop."""
     if plan.engine_choice == "core":
         from twload.engine import core
+        from twload.engine.core.worker import CoreWorker
 
         if core.available() or plan.engine == "core":
             io = core.choose_io(plan.io, plan.target.scheme)
-            return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
+            return "core", CoreWorker(plan, index, connections, budget, share, io=io)
     from twload.engine.asyncio_loop import Worker
 
     return "asyncio", Worker(plan, index, connections, budget, share)
