@@ -49,6 +49,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
+    probe = pf.time_wait_probe(plan, facts.start)  # the run's own TIME_WAIT, told from what the facts found
     pre = preflight(plan, facts)
     for warning in pre.warnings:
         console.print(f"[yellow]{warning}[/]", soft_wrap=True)
@@ -64,7 +65,6 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 
-    probe = pf.time_wait_probe(plan, facts.start)
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
         with live_progress(console, show_progress, pre.budget.ports, probe) as on_progress:
