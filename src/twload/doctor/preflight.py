@@ -114,13 +114,6 @@ def doctor_view(plan: Plan, facts: Facts) -> tuple[rules.TargetFacts, rules.Doct
                                     sources=max(1, len(plan.sources)), in_use=facts.in_use)
 
 
-def runs_out(plan: Plan, b: budget.Budget) -> bool:
-    """True when the plan opens more connections than there are ports, with no reuse to save it."""
-    if b.exhausted_at_connection is None:
-        return False
-    return plan.requests is None or plan.requests >= b.exhausted_at_connection
-
-
 def warning(target: str, b: budget.Budget, facts: Facts) -> str:
     """Ports will run out: why, how many are free, which connection fails, and what to change."""
     why = (f"tcp_tw_reuse={facts.kernel.tcp_tw_reuse}"
@@ -144,13 +137,15 @@ def preflight(plan: Plan, facts: Facts) -> Preflight:
     """The pre-flight of `plan` on a host with `facts`: the one place its budget, warning, wall and advice
     are decided."""
     target = f"{plan.target.address[0]}:{plan.target.port}"
+    # the doctor's view first (its budget's inputs, its advice), then the arithmetic, then the words
     doctor_target, doctor_plan = doctor_view(plan, facts)
-    b = budget.compute(rules.budget_input(facts.kernel, doctor_target, doctor_plan))
-    out = runs_out(plan, b)
-    phrase = wall.budget_phrase(b.ports, b.reuse_after_s if b.client_holds_time_wait else None,
-                                facts.time_wait_at_start)
+    inputs = rules.budget_input(facts.kernel, doctor_target, doctor_plan)
     advice = rules.advice(rules.diagnose(facts.kernel, doctor_target, doctor_plan), plan.close,
                           facts.time_wait_at_start)
+    b = budget.compute(inputs)
+    out = budget.runs_out(b, plan.requests)
+    phrase = wall.budget_phrase(b.ports, b.reuse_after_s if b.client_holds_time_wait else None,
+                                facts.time_wait_at_start)
     warnings = (warning(target, b, facts),) if out else ()
     if warnings:
         sentence = warnings[0].splitlines()[0]
