@@ -254,7 +254,7 @@ def test_a_non_http_peer_shows_its_first_bytes(raw_peer, tmp_path, io):
     peer = raw_peer(ssh_banner)
     plan = Plan(target=parse_target(peer.url), url=peer.url, engine="core", io=io, requests=5, duration_s=None,
                 connections=1, workers=1)
-    from twload.engine.core import CoreWorker
+    from twload.engine.core.worker import CoreWorker
 
     worker = CoreWorker(plan, 0, 1, 5, io=io)
     snaps = []

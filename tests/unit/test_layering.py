@@ -21,7 +21,7 @@ PACKAGE = SRC / "twload"
 # Pure: plain values in, plain values out (docs/ARCHITECTURE.md "Rooms").
 PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch", "twload.ports")
 PURE_MODULES = (
-    "twload.thresholds", "twload.metrics", "twload.doctor.rules",
+    "twload.thresholds", "twload.metrics", "twload.doctor.rules", "twload.doctor.preflight",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",
     "twload.report.compare_text", "twload.report.html", "twload.report.wrap",
     "twload.distributed.spec", "twload.distributed.split",

@@ -17,11 +17,11 @@ import typer
 from rich.console import Console
 
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
-from twload.engine.strategies import WHY
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.kernel.resolve import parse_target
 from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration
+from twload.plan.close import WHY
 from twload.report.text import fmt_us
 from twload.report.wrap import wrap_line
 from twload.results import RunFolderError, claim_run_dir
@@ -58,7 +58,7 @@ def explain_port_wall() -> str:
                                  terminal_width(), hang=0)])
 
 
-# Short enough that a row fits 80 columns; the whole reason (strategies.WHY) goes in a numbered note.
+# Short enough that a row fits 80 columns; the whole reason (plan.close.WHY) goes in a numbered note.
 LABEL = {
     "keepalive": "reuses connections",
     "fin": "client closes first",

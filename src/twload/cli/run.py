@@ -14,14 +14,15 @@ from twload import thresholds as gates
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.cli.progress import live_progress
 from twload.distributed.spec import parse_cluster
+from twload.doctor.preflight import preflight
 from twload.engine import core
 from twload.engine import preflight as pf
-from twload.engine.limits import file_limit_problem
-from twload.engine.sources import check_sources_local
+from twload.engine.limits import hard_file_limit
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
-from twload.kernel.sysctl import gather, sysctl_values
+from twload.kernel.sources import check_sources_local
+from twload.kernel.sysctl import sysctl_values
 from twload.plan import (
     Plan,
     PlanError,
@@ -31,6 +32,7 @@ from twload.plan import (
     parse_sources,
     parse_stages,
 )
+from twload.plan.limits import file_limit_problem
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2
@@ -43,38 +45,29 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     try:
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
-        info = pf.probe_target(plan)
+        facts = pf.gather_facts(plan)
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    kernel = gather()
-    # before the first connection (the probe's own closed with RST): what earlier connections left
-    start = pf.read_start(plan)
-    in_use = start.ports_in_use  # the budget counts them as ports not free yet
-    budget = pf.plan_budget(plan, kernel, info.timestamps, in_use)
-    if pf.will_run_out(plan, budget):
-        console.print(f"[yellow]{pf.warning(plan, budget, kernel, info.timestamps, in_use)}[/]", soft_wrap=True)
-        if strict:
-            console.print("[bold red]twload:[/] refusing to start (--strict)")
-            raise typer.Exit(EXIT_STRICT)
-    record = plan_record(plan, sysctl_values(),
-                         {"target_timestamps": info.timestamps, "budget": pf.budget_block(budget),
-                          "time_wait_at_start": start.time_wait, "ports_in_use_at_start": start.ports_in_use},
-                         keep_credentials)
+    probe = pf.time_wait_probe(plan, facts.start)  # the run's own TIME_WAIT, told from what the facts found
+    pre = preflight(plan, facts)
+    for warning in pre.warnings:
+        console.print(f"[yellow]{warning}[/]", soft_wrap=True)
+    if pre.runs_out and strict:
+        console.print("[bold red]twload:[/] refusing to start (--strict)")
+        raise typer.Exit(EXIT_STRICT)
+    record = plan_record(plan, sysctl_values(), pre.plan_block(), keep_credentials)
 
     def finish(summary: dict) -> None:
-        summary["target_timestamps"] = info.timestamps
-        summary["budget"] = pf.budget_block(budget)
-        if "EADDRNOTAVAIL" in summary["errors"]:
-            summary["wall"] = pf.wall_line(plan, budget, summary)
-            summary["advice"] = pf.advice(plan, kernel, info.timestamps, in_use, start.time_wait)
+        first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
+        summary.update(pre.summary_block(summary["errors"], summary["connections_opened"],
+                                         first["at_s"] if first else None))
         if thresholds:
             summary["thresholds"] = gates.evaluate(thresholds, summary)
 
-    probe = pf.time_wait_probe(plan, start)
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
-        with live_progress(console, show_progress, budget.ports, probe) as on_progress:
+        with live_progress(console, show_progress, pre.budget.ports, probe) as on_progress:
             summary = run_to_folder(plan, path, on_progress, probe, finish, record)
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
@@ -135,7 +128,7 @@ def build_plan(
         engine=engine,
         io=io,
     )
-    problem = file_limit_problem(plan)
+    problem = file_limit_problem(plan, hard_file_limit())
     if problem:
         raise PlanError(problem)
     if plan.io == "uring" and not core.uring_available():

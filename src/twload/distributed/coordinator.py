@@ -26,6 +26,7 @@ from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
 from twload.distributed.task import names, run_shard
 from twload.engine.supervisor import FINAL_GRACE_S, RunError, Supervisor
 from twload.plan import Plan
+from twload.ports import wall
 
 CONNECT_TIMEOUT_S = 10.0  # to reach a --scheduler
 WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for one
@@ -359,13 +360,12 @@ class DaskRun(Supervisor):
     def _wall(self, summary: dict, preflights: list[dict]) -> str:
         """The summary's first line at the port wall (as a local run's), with the workers' budget."""
         first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-        when = f" from {first['at_s']:.2f}s" if first else ""
         walled = sum(1 for counts in self.shard_counts.values() if counts["errors"].get("EADDRNOTAVAIL"))
         budget = wall_line(preflights) or f"{summary['budget']['ports']} ports in all"
         target = self.plan.target
-        return (f"At the port wall{when} on {walled} of {len(self.shards)} workers, after "
-                f"{summary['connections_opened']} connections: no free local port towards {target.address[0]}:"
-                f"{target.port} (EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}); {budget}.")
+        return wall.sentence(f"{target.address[0]}:{target.port}", summary["errors"]["EADDRNOTAVAIL"],
+                             summary["connections_opened"], budget, first["at_s"] if first else None,
+                             (walled, len(self.shards)))
 
     def _workers_advice(self) -> list[str]:
         """Each worker's own advice (its sysctls, its ports): said once when every worker says it."""

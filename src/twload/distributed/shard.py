@@ -22,15 +22,18 @@ import socket
 import struct
 import sys
 import time
+from dataclasses import replace
 from typing import BinaryIO
 
 from twload.distributed.messages import ShardDone, ShardError, ShardMessage, ShardReady, ShardTick, encode
+from twload.doctor.preflight import Preflight, preflight
 from twload.engine import preflight as pf
-from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, Supervisor
 from twload.kernel import sockdiag
-from twload.kernel.sysctl import KernelFacts, gather
+from twload.kernel.sources import check_sources_local
+from twload.kernel.sysctl import KernelFacts
 from twload.plan import Plan, PlanError
+from twload.ports.timewait import Found
 
 FRAME = struct.Struct("!I")  # length of each message (messages.encode) on the pipe
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
@@ -104,14 +107,11 @@ def listeners_in_range(kernel: KernelFacts) -> int:
     return len({s.sport for s in socks if s.state == "LISTEN" and kernel.port_low <= s.sport <= kernel.port_high})
 
 
-def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
+def host_preflight(plan: Plan) -> tuple[dict, Preflight]:
     """This host's own pre-flight, as the coordinator's summary shows it per worker."""
     check_sources_local(plan.sources, plan.target)
-    info = pf.probe_target(plan)
-    kernel = gather()
-    held = pf.sockets_to_target(plan)
-    listeners = listeners_in_range(kernel)
-    budget = pf.plan_budget(plan, kernel, info.timestamps, held + listeners)
+    facts = pf.gather_facts(plan)
+    pre = preflight(plan, replace(facts, listeners_in_range=listeners_in_range(facts.kernel)))
     detail = {
         "host": socket.gethostname(),
         "netns": netns_id(),
@@ -119,17 +119,9 @@ def preflight(plan: Plan) -> tuple[dict, KernelFacts, bool]:
         "sources": list(plan.sources) or [route_source(plan)],
         "engine_processes": len(plan.worker_shares()),
         "connections": plan.connections,
-        "port_range": f"{kernel.port_low}-{kernel.port_high}",
-        "tcp_tw_reuse": kernel.tcp_tw_reuse,
-        "tcp_timestamps": kernel.tcp_timestamps,
-        "target_timestamps": info.timestamps,
-        "time_wait_held": held,
-        "listeners_in_range": listeners,
-        "budget": pf.budget_block(budget),
+        **pre.worker_block(),
     }
-    if pf.will_run_out(plan, budget):
-        detail["warning"] = pf.warning(plan, budget, kernel, info.timestamps, held + listeners)
-    return detail, kernel, info.timestamps
+    return detail, pre
 
 
 class NoFolder:
@@ -142,8 +134,9 @@ class NoFolder:
 class ShardSupervisor(Supervisor):
     """The local supervisor, started at the coordinator's instant, sending seconds instead of writing them."""
 
-    def __init__(self, plan: Plan, index: int, detail: dict, outbox: Outbox, go_line) -> None:
-        super().__init__(plan, folder=NoFolder(), time_wait_probe=pf.time_wait_probe(plan))  # type: ignore[arg-type]
+    def __init__(self, plan: Plan, index: int, detail: dict, outbox: Outbox, go_line,
+                 start: Found | None = None) -> None:
+        super().__init__(plan, folder=NoFolder(), time_wait_probe=pf.time_wait_probe(plan, start))  # type: ignore[arg-type]
         self.index = index
         self.detail = detail
         self.outbox = outbox
@@ -170,14 +163,13 @@ class ShardSupervisor(Supervisor):
 
 def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
     try:
-        detail, kernel, timestamps = preflight(plan)
-        summary = ShardSupervisor(plan, index, detail, outbox, go_line).run()
+        detail, pre = host_preflight(plan)
+        summary = ShardSupervisor(plan, index, detail, outbox, go_line, pre.facts.start).run()
     except (PlanError, RunError) as exc:
         outbox.send(ShardError(index, str(exc)))
         return 1
     if "EADDRNOTAVAIL" in summary["errors"]:
-        in_use = detail["time_wait_held"] + detail["listeners_in_range"]
-        summary["advice"] = pf.advice(plan, kernel, timestamps, in_use, summary.get("time_wait_at_start", 0))
+        summary["advice"] = list(pre.advice)
     outbox.send(ShardDone(index, summary))
     return 0
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from twload.plan import Plan, PlanError
 from twload.plan.schedule import Stage
+from twload.ports import wall
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,5 @@ def wall_line(preflights: list[dict]) -> str | None:
     merged = merged_budget(preflights)
     if merged["sustainable_new_conn_per_s"] is None:
         return None
-    pools = port_pools(preflights)
-    sizes = {p["budget"]["ports"] for p in pools}
-    n, k = len(preflights), len(pools)
-    workers = f"{n} worker{'s' if n > 1 else ''}"
-    if k < n:
-        workers += f" sharing {k} port pool{'s' if k > 1 else ''}"
-    each = f" x {sizes.pop():,} ports" if len(sizes) == 1 else f", {merged['ports']:,} ports in all"
-    return f"{workers}{each}: the wall is at {merged['sustainable_new_conn_per_s']:,.0f} new connections/s"
+    pool_ports = [p["budget"]["ports"] for p in port_pools(preflights)]
+    return wall.pools_phrase(len(preflights), pool_ports, merged["sustainable_new_conn_per_s"])

@@ -1,8 +1,7 @@
-"""Before and after a run: one probe connection to the target, the port budget for the plan,
-and advice when ports ran out.
-
-Glue between the pure budget/doctor rules and what was measured (kernel facts, the probe
-connection's TCP_INFO, sockets already held to the target).
+"""The pre-flight's I/O: one probe connection to the target, the sysctls, and the client sockets
+already held towards it, read before the run (`gather_facts`) and once a second during it
+(`PortProbe`). What the facts mean for the plan (budget, warning, wall, advice) is decided by the
+pure twload.doctor.preflight.
 """
 
 from __future__ import annotations
@@ -13,16 +12,24 @@ import ssl
 import time
 from collections import Counter
 
-from twload.doctor import rules as doctor
+from twload.doctor.preflight import Facts
 from twload.engine.supervisor import RunError
 from twload.engine.tls import tls_context
 from twload.kernel import sockdiag
 from twload.kernel.linger import LINGER_RST
-from twload.kernel.sysctl import KernelFacts, gather
+from twload.kernel.sysctl import gather
 from twload.kernel.tcpinfo import TcpInfo, tcp_info
 from twload.metrics import errno_name
-from twload.plan import Plan, is_loopback
-from twload.ports import budget, timewait
+from twload.plan import Plan
+from twload.ports import timewait
+
+
+def gather_facts(plan: Plan) -> Facts:
+    """The pre-flight's facts, in the order that costs the target least: the probe connection first (an
+    unreachable target ends the run here: RunError), then the sysctls, then the client sockets already
+    held towards the target (the probe's own connection closed with RST and left none)."""
+    info = probe_target(plan)
+    return Facts(gather(), info.timestamps, read_start(plan))
 
 
 def probe_target(plan: Plan) -> TcpInfo:
@@ -125,11 +132,6 @@ def tls_preflight(sock: socket.socket, plan: Plan) -> None:
 
 
 
-def sockets_to_target(plan: Plan) -> int:
-    """Client-side sockets already holding a port towards the target (e.g. TIME_WAIT of an earlier run)."""
-    return sum(held_ports(plan).values())
-
-
 def read_ports(plan: Plan) -> tuple[Counter, list[int] | None]:
     """Client sockets towards the target by state, and each TIME_WAIT one's time left in ms (None
     where sock_diag cannot be read: the /proc fallback is read without its timers)."""
@@ -204,74 +206,3 @@ class PortProbe:
 
 def time_wait_probe(plan: Plan, start: timewait.Found | None = None) -> PortProbe:
     return PortProbe(plan, start)
-
-
-def doctor_view(plan: Plan, timestamps: bool | None, in_use: int) -> tuple[doctor.TargetFacts, doctor.DoctorPlan]:
-    """The run's plan as the doctor's facts: the pre-flight, the live line, the summary and the advice
-    all take their port budget from doctor.budget_input over these, so their numbers agree."""
-    target = doctor.TargetFacts(plan.target.address[0], plan.target.port, is_loopback(plan.target),
-                                timestamps=timestamps)
-    per_connection = plan.per_connection or 1
-    rate = plan.rate / per_connection if plan.rate and plan.close != "keepalive" else None  # new connections/s
-    return target, doctor.DoctorPlan(close=plan.close, rate=rate, connections=plan.connections,
-                                     sources=max(1, len(plan.sources)), in_use=in_use)
-
-
-def plan_budget(plan: Plan, kernel: KernelFacts, timestamps: bool | None, in_use: int) -> budget.Budget:
-    return budget.compute(doctor.budget_input(kernel, *doctor_view(plan, timestamps, in_use)))
-
-
-def will_run_out(plan: Plan, b: budget.Budget) -> bool:
-    """True when the plan opens more connections than there are ports, with no reuse to save it."""
-    if b.exhausted_at_connection is None:
-        return False
-    return plan.requests is None or plan.requests >= b.exhausted_at_connection
-
-
-def warning(plan: Plan, b: budget.Budget, kernel: KernelFacts, timestamps: bool, in_use: int = 0) -> str:
-    why = (f"tcp_tw_reuse={kernel.tcp_tw_reuse}"
-           + ("" if timestamps else ", and the target does not negotiate TCP timestamps"))
-    free = b.exhausted_at_connection - 1
-    held = f" ({in_use} of {b.ports} still held from before, freed within 60 s)" if in_use else f" (of {b.ports})"
-    # short lines, each a whole statement, so the warning reads the same at 80 columns and in a log
-    return "\n".join([
-        f"pre-flight: ports towards {plan.target.address[0]}:{plan.target.port} will run out.",
-        "  --close fin leaves each port in TIME_WAIT for 60 s and nothing reuses it:",
-        f"  {why}.",
-        f"  {free} ports are free{held},",
-        f"  so connection {b.exhausted_at_connection} within 60 s fails with EADDRNOTAVAIL",
-        f"  (sustainable: {b.sustainable_new_conn_per_s:.0f} new connections/s).",
-        "  Use --close server or --close rst, or more source addresses.",
-    ])
-
-
-def wall_line(plan: Plan, b: budget.Budget, summary: dict) -> str:
-    """One line for the top of a summary that saw EADDRNOTAVAIL: where the wall came, and why (with the
-    ports earlier connections' TIME_WAIT held at the start, where there were any)."""
-    first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-    when = f" from {first['at_s']:.2f}s" if first else ""
-    held = (f"; the budget: {b.ports} ports, each unusable for {b.reuse_after_s:g} s after the client closes"
-            if b.client_holds_time_wait else f"; the budget: {b.ports} ports, held while connections are open")
-    found = summary.get("time_wait_at_start")
-    if found:
-        held += f", {found} of them in TIME_WAIT left by earlier connections at the start"
-    return (f"At the port wall{when}, after {summary['connections_opened']} connections: no free local port "
-            f"towards {plan.target.address[0]}:{plan.target.port} "
-            f"(EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}){held}.")
-
-
-def budget_block(b: budget.Budget) -> dict:
-    return {
-        "ports": b.ports,
-        "reuse_after_s": b.reuse_after_s,
-        "sustainable_new_conn_per_s": b.sustainable_new_conn_per_s,
-        "exhausted_at_connection": b.exhausted_at_connection,
-        "exhausted_after_s": b.exhausted_after_s,  # at a planned rate (open loop); the report draws it
-    }
-
-
-def advice(plan: Plan, kernel: KernelFacts, timestamps: bool, in_use: int = 0, found: int = 0) -> list[str]:
-    """What the doctor says about ports, for a summary that saw EADDRNOTAVAIL (each line once); `found`:
-    the client TIME_WAIT towards the target at the run's start, earlier connections'."""
-    target, doctor_plan = doctor_view(plan, timestamps, in_use)
-    return doctor.advice(doctor.diagnose(kernel, target, doctor_plan), plan.close, found)

@@ -45,11 +45,12 @@ def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
     """The loop this worker runs: the compiled core, the one engine (issue #30); not built, the
     worker fails to start with the line that says how to build it."""
     from twload.engine import core
+    from twload.engine.core.worker import CoreWorker
 
     if not core.available():
         raise RuntimeError(core.NOT_BUILT)
     io = core.choose_io(plan.io, plan.target.scheme)
-    return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
+    return "core", CoreWorker(plan, index, connections, budget, share, io=io)
 
 
 def worker_main(plan, index, connections, budget, share, pipe, start_event, stop_event, go_at_value) -> None:

@@ -104,6 +104,14 @@ def compute(b: BudgetInput) -> Budget:
     )
 
 
+def runs_out(b: Budget, requests: int | None) -> bool:
+    """True when a run of `requests` connections' worth (None: until its time is up) needs more ports
+    than there are, with no reuse to save it."""
+    if b.exhausted_at_connection is None:
+        return False
+    return requests is None or requests >= b.exhausted_at_connection
+
+
 def sources_needed(rate: float, ports: int, hold_s: float = TIME_WAIT_S) -> int:
     """Source addresses needed to sustain `rate` new connections/s with the client closing first."""
     if ports <= 0:

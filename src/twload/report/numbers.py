@@ -20,6 +20,9 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from twload.metrics import new_histogram, percentiles_us
+from twload.plan import PlanError, split_url
+from twload.ports.wall import WALL_ERROR, budget_phrase
+from twload.ports.wall import sentence as wall_sentence
 from twload.report.rebuild import rebuild_summary
 from twload.results import (
     HDRH_CONNECT_LOG,
@@ -35,7 +38,6 @@ from twload.results import (
 
 LEGACY_LATENCY_LOG = "latency.hdr"  # older run folders: "t base64" per line
 PERCENTILE_LINES = (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p99_9", "p99.9"))
-WALL_ERROR = "EADDRNOTAVAIL"  # connect() found no free local port (the port wall)
 ERROR_RATE_NOTABLE = 0.01  # more failed requests than this is the headline
 
 
@@ -298,6 +300,16 @@ def fmt_us(us: float | None) -> str:
     return f"{us:.0f} µs"
 
 
+def target_of(files: RunFiles) -> str:
+    """'host:port' of the run's URL, as the summary's wall sentence names the target."""
+    url = ((files.plan or {}).get("plan") or {}).get("url") or files.summary.get("url") or ""
+    try:
+        _, host, port, _ = split_url(url)
+    except PlanError:
+        return "the target"
+    return f"{host}:{port}"
+
+
 def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
     """The headline in plain words: level is ok | wall | errors | failed, and `text`."""
     summary = files.summary
@@ -309,12 +321,11 @@ def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
         level = "wall"
         if summary.get("wall"):  # the run's own one-line verdict (the same computation as its summary)
             text = summary["wall"].rstrip(".")
-        else:
-            when = w["first_eaddrnotavail_s"]
-            why = (f": {_n(w['free_ports'])} free ports, each held {w['hold_s']:g} s in TIME_WAIT"
-                   if w.get("free_ports") and w.get("hold_s") else "")
-            text = (f"the generator hit the port wall after {when:.3f} s{why}"
-                    if when is not None else f"the generator hit the port wall{why}")
+        else:  # a summary written before the sentence, or rebuilt: the same sentence from what the folder holds
+            budget = (budget_phrase(w["ports"], w["hold_s"], w.get("time_wait_at_start") or 0)
+                      if w.get("ports") else "no budget was recorded")
+            text = wall_sentence(target_of(files), errors[WALL_ERROR], tot["connections_opened"], budget,
+                                 w["first_eaddrnotavail_s"]).rstrip(".")
         share = errors[WALL_ERROR] / max(1, tot["errors"])
         tail = ("; EADDRNOTAVAIL is the client running out of local ports, so the server was not the limit"
                 if share > 0.9 else f"; {share:.0%} of the errors are EADDRNOTAVAIL (the client's ports)")

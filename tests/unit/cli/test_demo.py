@@ -2,7 +2,7 @@
 numbered notes, and a wider terminal gets the whole reason in the row."""
 
 from twload.cli.demo import LABEL, DemoRow, demo_table
-from twload.engine.strategies import WHY
+from twload.plan.close import WHY
 
 # numbers as wide as a busy run makes them: six-figure req/s, seconds of p99, five-figure TIME_WAIT
 ROWS = [

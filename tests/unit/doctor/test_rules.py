@@ -169,7 +169,7 @@ def test_every_fix_the_rules_propose_is_one_restore_may_write_back():
 
 
 def test_a_keepalive_run_is_not_said_to_leave_no_time_wait_of_its_own():
-    """keepalive closes its connections first at the end (strategies.WHY: "TIME_WAIT only for the -c closed
+    """keepalive closes its connections first at the end (plan.close.WHY: "TIME_WAIT only for the -c closed
     at the end", one per connection with --requests-per-connection): only server and rst leave none."""
     findings = doctor.diagnose(facts(port_low=40000, port_high=40019), REMOTE, doctor.DoctorPlan(close="keepalive"))
     lines = doctor.advice(findings, "keepalive", found=15)

@@ -69,17 +69,6 @@ def test_sources():
             parse_sources(bad)
 
 
-def test_non_local_source_is_refused():
-    from twload.engine.sources import check_sources_local
-
-    target = parse_target("http://127.0.0.1:9/")
-    check_sources_local(("127.0.0.2",), target)  # all of 127/8 is local
-    with pytest.raises(PlanError, match="not an address of this host"):
-        check_sources_local(("192.0.2.55",), target)
-    with pytest.raises(PlanError, match="address family"):
-        check_sources_local(("::1",), target)
-
-
 def test_requests_per_connection_defaults():
     assert plan(close="keepalive").per_connection is None
     assert plan(close="fin").per_connection == 1

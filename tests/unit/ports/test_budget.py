@@ -78,3 +78,10 @@ def test_an_open_loop_runs_out_after_all_its_ports_whatever_its_pool():
     for pool in (1, 25):
         b = budget.compute(budget.BudgetInput(ports=250, close="fin", connections=pool, rate=100, tw_reuse=0))
         assert b.exhausted_after_s == pytest.approx(2.5)
+
+
+def test_ports_run_out_only_for_a_run_that_reaches_the_first_failing_connection():
+    b = budget.compute(budget.BudgetInput(ports=500, close="fin"))
+    assert b.exhausted_at_connection == 501
+    assert budget.runs_out(b, None) and budget.runs_out(b, 501) and not budget.runs_out(b, 500)
+    assert not budget.runs_out(budget.compute(budget.BudgetInput(ports=500, close="server")), None)

@@ -1,4 +1,5 @@
-"""Source addresses: checked once before the run, bound with IP_BIND_ADDRESS_NO_PORT by the engines."""
+"""Source addresses: checked once, as the plan is made, by asking the kernel to bind each (the engines bind
+them with IP_BIND_ADDRESS_NO_PORT too)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pre-flight's lines when connect() finds no free port (engine/preflight.py, pure parts)."""
+"""The pre-flight's lines when connect() finds no free port (engine/preflight.py: no_free_port)."""
 
 from collections import Counter
 

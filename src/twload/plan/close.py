@@ -1,4 +1,4 @@
-"""Close strategies: what the client does when it is done with a connection.
+"""Close strategies: what the client does when it is done with a connection (pure).
 
 Which side closes first decides who keeps the 4-tuple in TIME_WAIT for 60 s
 (TCP_TIMEWAIT_LEN, include/net/tcp.h): the active closer does, see
@@ -6,10 +6,6 @@ net/ipv4/tcp_input.c: tcp_fin and net/ipv4/tcp_minisocks.c: tcp_time_wait.
 """
 
 from __future__ import annotations
-
-import socket
-
-from twload.kernel.linger import LINGER_RST
 
 WHY = {
     "keepalive": "reused: TIME_WAIT only for the -c closed at the end",
@@ -22,8 +18,3 @@ WHY = {
 def asks_server_to_close(close: str) -> bool:
     """`server`: the request carries Connection: close and the client waits for EOF."""
     return close == "server"
-
-
-def set_rst_on_close(sock) -> None:
-    """Make the next close() of this socket send RST (set once it is connected)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
