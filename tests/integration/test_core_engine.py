@@ -47,18 +47,18 @@ def test_duration_bound_runs_count_what_nginx_logs(nginx, tmp_path, io, close):
 
 
 @NEEDS_URING
-def test_both_backends_time_a_short_request_alike(nginx, tmp_path):
+def test_both_backends_time_a_short_request_from_its_send(nginx, tmp_path):
     """A request's clock runs from its send to its response. io_uring sends a new connection's
     request in the submit that connects it, and over loopback most answers are back before that
     submit returns: a clock started at the connect's completion missed nearly all of the wait
-    (median 3 us against epoll's 750 us). A factor of 4 either way leaves room for noise."""
-    p50 = {}
+    (median 3 us against epoll's 750 us). 50 connections queue at one nginx worker, each answer a
+    loopback round trip and nginx's own parse and write: no median under 20 us is a real one. A
+    floor, not a timing: a loaded machine only makes the real figure larger."""
     for io in ("epoll", "uring"):
         summary = run_core(nginx.url, tmp_path / io, io, close="server", requests=4000, duration_s=None,
                            connections=50, workers=1)
         assert summary["errors"] == {} and summary["requests"] == 4000
-        p50[io] = summary["latency_us"]["p50"]
-    assert p50["epoll"] / 4 <= p50["uring"] <= p50["epoll"] * 4, p50
+        assert summary["latency_us"]["p50"] >= 20, (io, summary["latency_us"])
 
 
 def test_auto_uses_the_core_for_http_and_the_best_backend(nginx, tmp_path):
