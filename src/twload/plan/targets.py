@@ -288,6 +288,11 @@ def parse_json(source: Iterable[bytes], name: str, base: str | None = None) -> l
     return targets
 
 
+def labels(targets: Iterable[RequestTarget]) -> tuple[str, ...]:
+    """The per-target results' names, each once, in the order they first come (a group's index)."""
+    return tuple(dict.fromkeys(t.label for t in targets))
+
+
 def parse_targets(source: Iterable[bytes], name: str, fmt: str = "http", base: str | None = None,
                   read_file: Callable[[str], bytes] = _read_path) -> tuple[RequestTarget, ...]:
     """A request file's targets (format `http` or `json`); checked as a whole: names, the order's size."""
