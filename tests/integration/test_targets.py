@@ -185,3 +185,45 @@ def test_plan_json_says_where_the_targets_came_from(tmp_path, peer):
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())["plan"]
     assert plan["targets"]["source"] == "t" and plan["targets"]["count"] == 1
     assert plan["targets"]["order"] == "random" and isinstance(plan["targets"]["seed"], int)
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_templated_last_request_of_a_connection_asks_the_close(tmp_path, peer, io):
+    (tmp_path / "t").write_text(f"GET {peer.url}a/{{{{seq}}}}\n\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "7", "-c", "1", "-w", "1", "--io", io, "--close", "server",
+               "--requests-per-connection", "3")
+    assert proc.returncode == 0, proc.stderr
+    got = [(c, line.split()[1], ("Connection", "close") in fields) for c, line, fields, _ in peer.requests]
+    paths = [path for _, path, _ in got]
+    assert paths == ["/a/0", "/b", "/a/1", "/b", "/a/2", "/b", "/a/3"]
+    assert [asks for _, _, asks in got] == [False, False, True, False, False, True, False]
+    assert len({c for c, _, _ in got}) == 3
+
+
+def test_open_loop_sends_the_file_and_counts_every_target(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}a?id={{{{seq}}}}\n\n# weight: 2\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "--rate", "300", "-d", "1s", "-w", "2", "--max-connections", "8")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["targets"]}
+    # the peer answers every request it reads; one still unanswered at the stop is counted apart
+    assert 100 < summary["requests"] <= len(peer.requests)
+    assert sum(row["requests"] for row in rows.values()) == summary["requests"]
+    assert sum(sum(row["errors"].values()) for row in rows.values()) <= sum(summary["errors"].values())
+    ids = [line.split("=")[1].split()[0] for _, line, _, _ in peer.requests if "/a?" in line]
+    assert len(ids) == len(set(ids)) >= rows[f"GET {peer.url}a?id={{{{seq}}}}"]["requests"]
+    assert rows[f"GET {peer.url}b"]["requests"] > len(ids)  # weight 2 against 1
+
+
+def test_report_csv_targets(tmp_path, peer):
+    (tmp_path / "t").write_text(f"# name: a\nGET {peer.url}a\n\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "3", "-c", "1", "-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = subprocess.run([sys.executable, "-m", "twload", "report", str(tmp_path / "run"), "-f", "csv-targets"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0] == ("run,target,requests,errors,latency_p50_us,latency_p90_us,latency_p99_us,"
+                        "latency_p99_9_us,latency_max_us,latency_mean_us,status_200")
+    assert [line.split(",")[1:4] for line in lines[1:]] == [["a", "2", "0"], [f"GET {peer.url}b", "1", "0"]]
+    assert lines[1].split(",")[-1] == "2"
