@@ -1,5 +1,5 @@
 """A request set for the compiled core (`--targets`): each target of a request file made, once, into
-the bytes it sends, or, when templated, into ops the core renders per request (core.h OP_*), so no
+the bytes it sends, or, when templated, into ops the core renders per request (core.h TPL_*), so no
 request costs a call into Python.
 
 A target's request is its method and path, then Host (its own `Host` header if it gives one),
@@ -29,7 +29,7 @@ from twload.plan.targets import (
     template_pieces,
 )
 
-# core.h: enum { OP_LIT, OP_LAST_LIT, OP_SEQ, OP_RAND, OP_UUID, OP_WORKER, OP_CLEN }
+# core.h: enum { TPL_LIT, TPL_LAST_LIT, TPL_SEQ, TPL_RAND, TPL_UUID, TPL_WORKER, TPL_CLEN }
 OP_LIT, OP_LAST_LIT, OP_SEQ, OP_RAND, OP_UUID, OP_WORKER, OP_CLEN = range(7)
 _KIND = {SEQ: OP_SEQ, RAND: OP_RAND, UUID: OP_UUID, WORKER: OP_WORKER}
 # the most bytes an op renders to (core.c op_width), for the bound checked before the run

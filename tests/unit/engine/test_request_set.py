@@ -1,5 +1,5 @@
 """engine/request_set.py: each target of a request file made once into bytes, or into the ops the
-core renders (core.h OP_*)."""
+core renders (core.h TPL_*)."""
 
 import pytest
 

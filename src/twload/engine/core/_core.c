@@ -135,7 +135,7 @@ static int load_targets(core *k, PyObject *targets, Py_buffer *order, int groups
                 Py_DECREF(opseq);
                 goto done;
             }
-            if (kind < 0 || kind >= N_OPS) {
+            if (kind < 0 || kind >= N_TPL_OPS) {
                 Py_DECREF(opseq);
                 PyErr_Format(PyExc_ValueError, "unknown template op %d", kind);
                 goto done;
@@ -594,8 +594,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
         {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
-        {"CLOSE_RST", CLOSE_RST}, {"OP_LIT", OP_LIT}, {"OP_LAST_LIT", OP_LAST_LIT}, {"OP_SEQ", OP_SEQ},
-        {"OP_RAND", OP_RAND}, {"OP_UUID", OP_UUID}, {"OP_WORKER", OP_WORKER}, {"OP_CLEN", OP_CLEN},
+        {"CLOSE_RST", CLOSE_RST}, {"OP_LIT", TPL_LIT}, {"OP_LAST_LIT", TPL_LAST_LIT}, {"OP_SEQ", TPL_SEQ},
+        {"OP_RAND", TPL_RAND}, {"OP_UUID", TPL_UUID}, {"OP_WORKER", TPL_WORKER}, {"OP_CLEN", TPL_CLEN},
         {"MAX_RENDER", MAX_RENDER}, {"MAX_GROUPS", MAX_GROUPS},
 #ifdef TWLOAD_HAVE_URING
         {"HAVE_URING", 1},

@@ -477,8 +477,9 @@ int core_connected(core *k, conn *c, int64_t now) {
 
 /* the most bytes each op renders to: 2^64 - 1 has 20 digits; a uuid is 36 characters; the worker
    index and a Content-Length (at most MAX_RENDER) fit in 10 */
-static const uint32_t op_width[N_OPS] = {[OP_SEQ] = 20, [OP_RAND] = 20, [OP_UUID] = 36, [OP_WORKER] = 10,
-                                         [OP_CLEN] = 10};
+static const uint32_t op_width[N_TPL_OPS] = {
+    [TPL_SEQ] = 20, [TPL_RAND] = 20, [TPL_UUID] = 36, [TPL_WORKER] = 10, [TPL_CLEN] = 10,
+};
 
 /* splitmix64 (Steele, Lea, Flood 2014): a 64-bit state, one multiply-xorshift per value */
 static uint64_t splitmix64(uint64_t *state) {
@@ -497,9 +498,9 @@ int core_targets_init(core *k) {
         if (t->group < 0 || t->group >= k->n_groups || t->body_start > t->n_ops) return -EINVAL;
         for (uint32_t j = 0; j < t->n_ops; j++) {
             const tpl_op *op = &t->ops[j];
-            if (op->kind >= N_OPS || (op->kind == OP_RAND && op->arg == 0)) return -EINVAL;
-            uint64_t w = op->kind == OP_LIT || op->kind == OP_LAST_LIT ? op->len : op_width[op->kind];
-            if (op->kind == OP_SEQ) t->uses_seq = 1;
+            if (op->kind >= N_TPL_OPS || (op->kind == TPL_RAND && op->arg == 0)) return -EINVAL;
+            uint64_t w = op->kind == TPL_LIT || op->kind == TPL_LAST_LIT ? op->len : op_width[op->kind];
+            if (op->kind == TPL_SEQ) t->uses_seq = 1;
             if (j < t->body_start) head += w;
             else body += w;
         }
@@ -593,17 +594,17 @@ static uint32_t render_ops(core *k, const req_target *t, uint32_t from, uint32_t
     for (uint32_t j = from; j < to; j++) {
         const tpl_op *op = &t->ops[j];
         switch (op->kind) {
-        case OP_LIT:
-        case OP_LAST_LIT:
-            if (op->kind == OP_LAST_LIT && !last) break;
+        case TPL_LIT:
+        case TPL_LAST_LIT:
+            if (op->kind == TPL_LAST_LIT && !last) break;
             memcpy(p, op->data, op->len);
             p += op->len;
             break;
-        case OP_SEQ: p = put_decimal(p, seq); break;
-        case OP_RAND: p = put_decimal(p, splitmix64(&k->rng_values) % op->arg); break;
-        case OP_UUID: p = put_uuid(k, p); break;
-        case OP_WORKER: p = put_decimal(p, k->worker); break;
-        case OP_CLEN: p = put_decimal(p, body_len); break;
+        case TPL_SEQ: p = put_decimal(p, seq); break;
+        case TPL_RAND: p = put_decimal(p, splitmix64(&k->rng_values) % op->arg); break;
+        case TPL_UUID: p = put_uuid(k, p); break;
+        case TPL_WORKER: p = put_decimal(p, k->worker); break;
+        case TPL_CLEN: p = put_decimal(p, body_len); break;
         default: break;
         }
     }

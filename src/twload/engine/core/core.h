@@ -103,11 +103,11 @@ typedef struct conn {
 
 /* ---- a request set (--targets): targets the core picks per request, some templated ---- */
 /* template ops (engine/request_set.py builds them): literal bytes, or a value filled per request */
-enum { OP_LIT, OP_LAST_LIT, OP_SEQ, OP_RAND, OP_UUID, OP_WORKER, OP_CLEN, N_OPS };
+enum { TPL_LIT, TPL_LAST_LIT, TPL_SEQ, TPL_RAND, TPL_UUID, TPL_WORKER, TPL_CLEN, N_TPL_OPS };
 typedef struct tpl_op {
     uint8_t kind;
-    uint32_t len;          /* OP_LIT / OP_LAST_LIT: bytes at data */
-    uint64_t arg;          /* OP_RAND: N, the values are 0..N-1 */
+    uint32_t len;          /* TPL_LIT / TPL_LAST_LIT: bytes at data */
+    uint64_t arg;          /* TPL_RAND: N, the values are 0..N-1 */
     const char *data;
 } tpl_op;
 typedef struct req_target {
