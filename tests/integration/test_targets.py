@@ -227,3 +227,13 @@ def test_report_csv_targets(tmp_path, peer):
                         "latency_p99_9_us,latency_max_us,latency_mean_us,status_200")
     assert [line.split(",")[1:4] for line in lines[1:]] == [["a", "2", "0"], [f"GET {peer.url}b", "1", "0"]]
     assert lines[1].split(",")[-1] == "2"
+
+
+def test_render_buffers_over_the_bound_are_refused_before_the_run(tmp_path, peer):
+    (tmp_path / "b").write_bytes(b"{{seq}}" + b"x" * 100_000)
+    (tmp_path / "t").write_text(f"POST {peer.url}\n@b\n")
+    proc = run(tmp_path, "--targets", "t", "-c", "3000", "-w", "1", "-d", "1s")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "need 286 MiB of buffers; at most 256 MiB" in lines[0], proc.stderr
+    assert peer.connections == 0

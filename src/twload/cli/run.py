@@ -19,7 +19,7 @@ from twload.distributed.spec import parse_cluster
 from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import file_limit_problem
-from twload.engine.request_set import absolute_url, check_one_destination, request_set
+from twload.engine.request_set import absolute_url, check_buffers, check_one_destination, request_set
 from twload.engine.sources import check_sources_local
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
@@ -153,8 +153,11 @@ def build_plan(
         targets_order=targets_order,
         seed=seed,
     )
-    if plan.targets:
-        request_set(plan, close_line=True)  # each target's request made once here: its mistakes are usage errors
+    if plan.targets:  # each target's request made once here: its mistakes are usage errors
+        slots = max(conns for conns, _ in plan.worker_shares())
+        if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
+            slots = max(slots, int(max(s.target for s in plan.stages) / len(plan.worker_shares()) + 1))
+        check_buffers(request_set(plan, close_line=True), slots)
     problem = file_limit_problem(plan)
     if problem:
         raise PlanError(problem)

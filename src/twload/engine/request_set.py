@@ -35,6 +35,7 @@ _KIND = {SEQ: OP_SEQ, RAND: OP_RAND, UUID: OP_UUID, WORKER: OP_WORKER}
 # the most bytes an op renders to (core.c op_width), for the bound checked before the run
 WIDTH = {OP_SEQ: 20, OP_RAND: 20, OP_UUID: 36, OP_WORKER: 10, OP_CLEN: 10}
 MAX_RENDER = 1 << 20  # core.h MAX_RENDER
+MAX_RENDER_TOTAL = 256 << 20  # core.h MAX_RENDER_TOTAL
 
 Op = tuple[int, bytes, int]
 
@@ -44,6 +45,12 @@ class RequestSet:
     targets: list[tuple]  # what _core.Core(targets=...) takes
     order: array  # int32 target indexes: one cycle, a target as many times as its weight
     labels: tuple[str, ...]  # per-target results: group index -> its name
+
+    @property
+    def render_bytes(self) -> int:
+        """The most bytes one templated request renders to (0: none is templated): the core keeps a
+        buffer this large for each connection slot."""
+        return max((_longest(t[5]) for t in self.targets if t[5]), default=0)
 
 
 def destination(url: str) -> tuple[str, str, int]:
@@ -105,6 +112,20 @@ def _merged(ops: list[Op]) -> list[Op]:
     return out
 
 
+def _longest(ops: list[Op]) -> int:
+    return sum(len(op[1]) if op[0] in (OP_LIT, OP_LAST_LIT) else WIDTH[op[0]] for op in ops)
+
+
+def check_buffers(made: RequestSet, slots: int) -> None:
+    """The core's render buffers for `slots` connection slots of one worker stay within its bound
+    (core.h MAX_RENDER_TOTAL), else a usage error now rather than a worker failing at its start."""
+    need = made.render_bytes * slots
+    if need > MAX_RENDER_TOTAL:
+        raise PlanError(f"templated requests of up to {made.render_bytes:,} bytes for {slots:,} connections of a "
+                        f"worker need {need / 2**20:.0f} MiB of buffers; at most {MAX_RENDER_TOTAL >> 20} MiB: "
+                        "fewer connections, more workers, or a smaller templated body")
+
+
 def compile_target(target: RequestTarget, plan: Plan, group: int, close_line: bool) -> tuple:
     """One target as _core.Core takes it: (group, head, upgrade, plain, last, ops, body_start)."""
     url = absolute_url(target, plan.url)
@@ -142,7 +163,7 @@ def compile_target(target: RequestTarget, plan: Plan, group: int, close_line: bo
         plain = b"".join(op[1] for op in ops if op[0] == OP_LIT)
         last = b"".join(op[1] for op in ops)
         return group, target.method == "HEAD", upgrade, plain, last, (), 0
-    longest = sum(len(op[1]) if op[0] in (OP_LIT, OP_LAST_LIT) else WIDTH[op[0]] for op in ops)
+    longest = _longest(ops)
     if longest > MAX_RENDER:
         raise PlanError(f"{where}: the templated request may reach {longest:,} bytes; at most {MAX_RENDER:,}")
     return group, target.method == "HEAD", upgrade, b"", b"", ops, body_start

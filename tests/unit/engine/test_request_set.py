@@ -8,6 +8,7 @@ from twload.engine.request_set import (
     OP_LAST_LIT,
     OP_LIT,
     OP_SEQ,
+    check_buffers,
     check_one_destination,
     compile_target,
     cycle,
@@ -76,3 +77,13 @@ def test_one_destination():
                           "http://127.0.0.1:8080/")
     with pytest.raises(PlanError, match=r"^f:9: https://127.0.0.1:8080/ is not on http://127.0.0.1:8080"):
         check_one_destination((RequestTarget("GET", "https://127.0.0.1:8080/", where="f:9"),), "http://127.0.0.1:8080/")
+
+
+def test_render_buffers_are_bounded_per_worker():
+    t = RequestTarget("POST", "/a", (), b"{{seq}}" + b"x" * 100_000, where="f:1")
+    made = request_set(plan(t), close_line=False)
+    assert 100_000 < made.render_bytes < 100_300
+    check_buffers(made, 2000)
+    with pytest.raises(PlanError, match=r"for 3,000 connections of a worker need 286 MiB of buffers; at most 256"):
+        check_buffers(made, 3000)
+    assert request_set(plan(RequestTarget("GET", "/a")), close_line=False).render_bytes == 0
