@@ -237,3 +237,10 @@ def test_render_buffers_over_the_bound_are_refused_before_the_run(tmp_path, peer
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "need 286 MiB of buffers; at most 256 MiB" in lines[0], proc.stderr
     assert peer.connections == 0
+
+
+def test_method_option_with_targets_is_refused(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}\n")
+    proc = run(tmp_path, "--targets", "t", "-m", "POST", "-n", "1")
+    assert proc.returncode == 2 and "-m has nothing to do with --targets" in proc.stderr
+    assert peer.connections == 0

@@ -153,6 +153,10 @@ def build_plan(
         targets_order=targets_order,
         seed=seed,
     )
+    if plan.targets and not core.available():  # the asyncio engine would send the URL alone
+        raise PlanError("--targets runs on the compiled core, which is not built (pip install -e . builds it)")
+    if plan.targets and method.upper() != "GET":
+        raise PlanError("-m has nothing to do with --targets: each target names its method")
     if plan.targets:  # each target's request made once here: its mistakes are usage errors
         slots = max(conns for conns, _ in plan.worker_shares())
         if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
