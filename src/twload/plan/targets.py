@@ -38,8 +38,8 @@ from twload.plan.parse import split_url
 
 FORMATS = ("http", "json")
 ORDERS = ("round-robin", "random")
-MAX_WEIGHT = 10_000  # a weight is a count of places in the order's cycle (engine: weights add up to at most)
-MAX_CYCLE = 1_000_000  # the order's cycle: the weights' sum, handed to the core as an int32 array
+MAX_WEIGHT = 10_000  # a weight is how many places a target has in the order's cycle
+MAX_CYCLE = 1_000_000  # the order's cycle (the weights' sum), handed to the core as an int32 array
 MAX_NAMES = 256  # per-target results are kept per name (the core holds a histogram for each)
 
 # RFC 9110 section 5.6.2: token = 1*tchar
@@ -54,7 +54,7 @@ _PLACEHOLDER = re.compile(rb"\{\{(.*?)\}\}")
 
 TEMPLATE_HELP = "{{seq}}, {{rand N}}, {{uuid}}, {{worker}}"
 
-# placeholder kinds: what the core fills (core.h OP_*); the widths bound a rendered request
+# placeholder kinds: what the core fills (core.h TPL_*)
 SEQ, RAND, UUID, WORKER = "seq", "rand", "uuid", "worker"
 MAX_RAND = 2**63
 
@@ -107,10 +107,6 @@ def _placeholder(inner: bytes, where: str, what: str) -> tuple[str, int]:
             raise PlanError(f"{where}: {what}: {shown}: give {{{{rand N}}}} with N from 1 to 2^63")
         return RAND, int(words[1])
     raise PlanError(f"{where}: {what}: unknown placeholder {shown} (known: {TEMPLATE_HELP})")
-
-
-def has_placeholders(data: bytes) -> bool:
-    return b"{{" in data
 
 
 def _check_method(method: str, where: str) -> str:
