@@ -131,11 +131,13 @@ class RecordingPeer(ListeningPeer):
     """Records every request it reads, whole (request line, header fields in order, body by its
     Content-Length), per connection and in the order read, and answers each 200 with an empty body;
     a request that asks `Connection: close` gets its answer and then the close. For checking that
-    exactly the requests a client was told to send arrive."""
+    exactly the requests a client was told to send arrive. With `drop_every` N, every N-th request
+    read (over all connections) is recorded but gets no answer: the connection closes instead."""
 
     POLL_S = 0.1
 
-    def __init__(self, backlog: int = 64) -> None:
+    def __init__(self, backlog: int = 64, drop_every: int = 0) -> None:
+        self.drop_every = drop_every
         self.lock = threading.Lock()
         self.requests: list[tuple[int, str, list[tuple[str, str]], bytes]] = []  # (connection, line, fields, body)
         self.threads: list[threading.Thread] = []
@@ -165,6 +167,9 @@ class RecordingPeer(ListeningPeer):
                         unread = unread[end + 4 + length:]
                         with self.lock:
                             self.requests.append((index, line, pairs, body))
+                            drop = self.drop_every > 0 and len(self.requests) % self.drop_every == 0
+                        if drop:
+                            return
                         close = any(n.lower() == "connection" and v.lower() == "close" for n, v in pairs)
                         try:
                             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"

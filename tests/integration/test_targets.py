@@ -244,3 +244,27 @@ def test_method_option_with_targets_is_refused(tmp_path, peer):
     proc = run(tmp_path, "--targets", "t", "-m", "POST", "-n", "1")
     assert proc.returncode == 2 and "-m has nothing to do with --targets" in proc.stderr
     assert peer.connections == 0
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_errors_count_under_their_targets_and_the_ledger_holds(tmp_path, io):
+    peer = RecordingPeer(drop_every=3)  # every third request read: the connection closes unanswered
+    try:
+        (tmp_path / "t").write_text(f"GET {peer.url}a/{{{{seq}}}}\n\nPOST {peer.url}b\n@b\n")
+        (tmp_path / "b").write_text('{"u": "{{uuid}}"}')
+        proc = run(tmp_path, "--targets", "t", "-n", "30", "-c", "2", "-w", "1", "--io", io)
+    finally:
+        peer.close()
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "uncounted" not in summary["errors"] and "counted_twice" not in summary["errors"]
+    results = summary["requests"] + sum(summary["errors"].values())
+    assert results == 30 and summary["errors"].get("eof_before_response", 0) >= 1
+    rows = summary["targets"]
+    assert sum(r["requests"] for r in rows) == summary["requests"]
+    by_target: dict[str, int] = {}
+    for row in rows:
+        for name, n in row["errors"].items():
+            by_target[name] = by_target.get(name, 0) + n
+    assert by_target == summary["errors"]  # every error here is a request's result: its target's
+    assert len(peer.requests) >= 30
