@@ -103,7 +103,8 @@ def render(summary: dict, width: int = 80) -> str:
     lines = [
         *([summary["wall"]] if summary.get("wall") else []),  # the cause first, for whoever reads one line
         *(["No request got a response."] if not summary["requests"] else []),
-        f"twload @ {summary['url']}",
+        f"twload @ {summary['url']}" + (f", {plural(len(summary['targets']), 'target')} (--targets)"
+                                         if summary.get("targets") else ""),
         f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
         f" close={summary['close']}",
         *latency_rows(summary),
