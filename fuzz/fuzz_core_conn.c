@@ -11,7 +11,8 @@
  * passing (timeouts, backoff), stop, fewer or more connections, open-loop send times.
  *
  * Input: 4 bytes of configuration (close mode, HEAD, open loop, 1-3 slots, requests per
- * connection, budget, head cap, how the fake writes), then operations, each one byte (what,
+ * connection, budget, head cap, how the fake writes, a request set of two targets (one
+ * templated) in round-robin or random order), then operations, each one byte (what,
  * and an argument: the slot, a flag) followed by its data; fuzz/corpus_core holds one seed
  * per situation. A request is written in the send() call (loop_epoll.c's write_request), or,
  * as when that send() says EAGAIN, by a later write operation, whole or in parts. At the end
@@ -23,7 +24,12 @@
  * nothing is pending; in_flight, n_fd and n_connecting never negative and equal to what the
  * connections say; the stats never decrease; answers never exceed the requests whose first
  * byte went out, on the worker and on each connection; the fake's open descriptors are
- * exactly the connections' descriptors, and none is closed twice.
+ * exactly the connections' descriptors, and none is closed twice. With a request set: every
+ * request written is one whole head whose Content-Length is its body's length, and carries
+ * Connection: close exactly when it is its connection's last under --close server; every answer
+ * counts under a target, and no target counts an error the worker did not.
+ * The renderer fills our own templates, not network bytes: the request set is here for the ledger
+ * and these checks of what is written, not because the renderer parses anything.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -101,12 +107,31 @@ static int fk_open(core *k, conn *c)
 }
 
 /* Write n bytes of c's request (all that is left if n is 0), as write_request() in loop_epoll.c. */
+/* a request set: the request about to be written is one whole head, its Content-Length its body's
+   length, and Connection: close exactly on a connection's last request under --close server */
+static void check_request(const core *k, const conn *c, const char *req, uint32_t len)
+{
+    static const char cl[] = "\r\nContent-Length: ", close[] = "\r\nConnection: close\r\n";
+    const char *end = memmem(req, len, "\r\n\r\n", 4);
+    require(end != NULL);
+    uint32_t head = (uint32_t)(end - req) + 4, body = 0;
+    const char *at = memmem(req, head, cl, sizeof cl - 1);
+    if (at)
+        for (at += sizeof cl - 1; *at >= '0' && *at <= '9'; at++)
+            body = body * 10 + (uint32_t)(*at - '0');
+    require(len == head + body);
+    int last = k->per_connection && c->sent + 1 >= k->per_connection;
+    require((memmem(req, head, close, sizeof close - 1) != NULL) == (last && k->close_mode == CLOSE_SERVER));
+}
+
 static void write_some(core *k, conn *c, uint32_t n)
 {
     int i = slot(k, c);
     uint32_t len;
-    core_request(k, c, &len);
+    const char *req = core_request(k, c, &len);
     if (!(c->flags & F_IN_FLIGHT)) {
+        if (k->n_targets)
+            check_request(k, c, req, len);
         core_begin(k, c, now_ns());
         F.begun++;
         if (F.gen_of[i] != c->gen) {
@@ -225,6 +250,82 @@ static void check(const core *k, int finished)
     require(!decreased(k->stats, last_stats, S_LEN)); /* the stats never decrease */
     memcpy(last_stats, k->stats, sizeof last_stats);
     require(k->peer_len >= -1 && k->peer_len <= (int)sizeof k->peer_bytes);
+    if (k->n_targets) { /* never collected here: the groups' rows hold the whole run */
+        int64_t answers_by_target = 0;
+        for (int g = 0; g < k->n_groups; g++)
+            answers_by_target += k->gstats[(size_t)g * G_LEN + G_REQUESTS];
+        require(answers_by_target == k->stats[S_REQUESTS]);
+        for (int e = 0; e < N_ERRORS; e++) {
+            int64_t by_target = 0;
+            for (int g = 0; g < k->n_groups; g++)
+                by_target += k->gstats[(size_t)g * G_LEN + G_ERRORS + e];
+            require(by_target <= k->stats[S_ERRORS + e]);
+        }
+    }
+}
+
+/* ---- a request set: two targets, the second templated (as engine/request_set.py makes them) ---- */
+
+static char *copy(const char *s, uint32_t *len);
+
+static tpl_op lit(int kind, const char *s)
+{
+    return (tpl_op){.kind = (uint8_t)kind, .len = (uint32_t)strlen(s), .data = s};
+}
+
+static void request_set(core *k, int random_order, int capacity)
+{
+    static const char get[] = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char get_last[] = "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    tpl_op ops[] = {
+        lit(TPL_LIT, "POST /b/"), {.kind = TPL_SEQ}, lit(TPL_LIT, "?r="), {.kind = TPL_RAND, .arg = 1000},
+        lit(TPL_LIT, " HTTP/1.1\r\nHost: x\r\nX-Id: "), {.kind = TPL_UUID},
+        lit(TPL_LIT, "\r\nContent-Length: "), {.kind = TPL_CLEN}, lit(TPL_LIT, "\r\n"),
+        lit(TPL_LAST_LIT, "Connection: close\r\n"), lit(TPL_LIT, "\r\n"),
+        /* the body */
+        lit(TPL_LIT, "{\"id\":"), {.kind = TPL_SEQ}, lit(TPL_LIT, ",\"w\":"), {.kind = TPL_WORKER},
+        lit(TPL_LIT, "}"),
+    };
+    k->targets = calloc(2, sizeof *k->targets);
+    k->order = malloc(3 * sizeof *k->order);
+    require(k->targets && k->order);
+    k->n_targets = 2;
+    k->order[0] = 0; /* weights 2 and 1 */
+    k->order[1] = 1;
+    k->order[2] = 0;
+    k->order_len = 3;
+    k->order_random = random_order;
+    k->n_groups = 2;
+    k->worker = 1;
+    k->workers = 2;
+    req_target *t = &k->targets[0];
+    t->plain = copy(get, &t->plain_len);
+    t->last = copy(k->close_mode == CLOSE_SERVER ? get_last : get, &t->last_len);
+    t->head = (uint8_t)k->head_request;
+    t = &k->targets[1];
+    t->group = 1;
+    t->plain = copy("", &t->plain_len);
+    t->last = copy("", &t->last_len);
+    t->n_ops = sizeof ops / sizeof ops[0];
+    t->body_start = 11;
+    t->ops = malloc(sizeof ops);
+    uint32_t pool = 0;
+    for (uint32_t j = 0; j < t->n_ops; j++)
+        pool += ops[j].len;
+    t->pool = malloc(pool);
+    require(t->ops && t->pool);
+    char *at = t->pool;
+    for (uint32_t j = 0; j < t->n_ops; j++) { /* the pool holds the literals, as _core.c copies them */
+        if (ops[j].kind == TPL_LAST_LIT && k->close_mode != CLOSE_SERVER)
+            ops[j].len = 0;
+        if (ops[j].len)
+            memcpy(at, ops[j].data, ops[j].len);
+        t->ops[j] = ops[j];
+        t->ops[j].data = at;
+        at += ops[j].len;
+    }
+    k->capacity = capacity;
+    require(core_targets_init(k) == 0);
 }
 
 /* ---- the input ---- */
@@ -288,6 +389,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k->last_request = copy(k->close_mode == CLOSE_SERVER ? "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                                                          : "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                            &k->last_request_len);
+    if ((c3 >> 2) & 1)
+        request_set(k, (c3 >> 3) & 1, capacity);
     require(core_init(k, capacity) == 0);
     int64_t started = now_ns();
     core_start(k, started, capacity);

@@ -113,6 +113,27 @@ def encode_counts(counts: dict[int, int]) -> bytes:
     return hist.encode()
 
 
+class TargetTotals:
+    """A request set: one target's (one name's) merged counts (the snapshot's `targets`)."""
+
+    __slots__ = ("requests", "status", "errors", "latency", "sum_latency_us")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.status: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.latency = new_histogram()
+        self.sum_latency_us = 0
+
+    def add(self, part: dict) -> None:
+        self.requests += part["requests"]
+        self.status.update(part["status"])
+        self.errors.update(part["errors"])
+        self.sum_latency_us += part["sum_latency_us"]
+        if part.get("latency"):
+            self.latency.decode_and_add(part["latency"])
+
+
 class Totals(Counts):
     """Merged view over snapshots, from any number of workers."""
     latency: HdrHistogram  # one per name in HISTOGRAMS, set in __init__
@@ -120,7 +141,7 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,6 +149,7 @@ class Totals(Counts):
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
+        self.targets: dict[int, TargetTotals] = {}  # a request set: group index -> its counts
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -147,6 +169,8 @@ class Totals(Counts):
             self.peer_bytes = bytes(snap["peer_bytes"])
         if not self.tls_reason and snap.get("tls_reason"):
             self.tls_reason = str(snap["tls_reason"])
+        for group, part in snap.get("targets", {}).items():
+            self.targets.setdefault(int(group), TargetTotals()).add(part)
         for name, (connection, at_s) in snap.get("first_errors", {}).items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:
@@ -173,6 +197,21 @@ def percentiles_us(hist: HdrHistogram, total_us: int | None = None) -> dict:
     out["max"] = hist.get_max_value()
     out["mean"] = round(total_us / count if total_us is not None else hist.get_mean_value(), 1)
     return out
+
+
+def target_rows(totals: Totals, names: tuple[str, ...]) -> list[dict]:
+    """summary.json's `targets`: each target (name) in the file's order, with what it counted."""
+    rows = []
+    for group, name in enumerate(names):
+        counts = totals.targets.get(group) or TargetTotals()
+        rows.append({
+            "name": name,
+            "requests": counts.requests,
+            "status": {str(k): v for k, v in sorted(counts.status.items())},
+            "errors": dict(sorted(counts.errors.items())),
+            "latency_us": percentiles_us(counts.latency, counts.sum_latency_us),
+        })
+    return rows
 
 
 def escaped(data: bytes) -> str:

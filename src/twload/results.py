@@ -226,6 +226,9 @@ def plan_fields(plan: Plan, keep_credentials: bool = False) -> dict:
         "connect_timeout_s": plan.connect_timeout_s,
         "sources": list(plan.sources),
     }
+    if plan.targets:  # a request file: where from, how many, in which order (its headers stay out)
+        fields["targets"] = {"source": plan.targets_source, "count": len(plan.targets),
+                             "order": plan.targets_order, "seed": plan.seed}
     engine = getattr(plan, "engine", None)  # the field comes with the compiled core
     if engine is not None:
         fields["engine"] = engine

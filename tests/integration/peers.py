@@ -125,3 +125,71 @@ class CountingPeer(ListeningPeer):
         super().close()
         for thread in self.threads:
             thread.join(2)
+
+
+class RecordingPeer(ListeningPeer):
+    """Records every request it reads, whole (request line, header fields in order, body by its
+    Content-Length), per connection and in the order read, and answers each 200 with an empty body;
+    a request that asks `Connection: close` gets its answer and then the close. For checking that
+    exactly the requests a client was told to send arrive. With `drop_every` N, every N-th request
+    read (over all connections) is recorded but gets no answer: the connection closes instead."""
+
+    POLL_S = 0.1
+
+    def __init__(self, backlog: int = 64, drop_every: int = 0) -> None:
+        self.drop_every = drop_every
+        self.lock = threading.Lock()
+        self.requests: list[tuple[int, str, list[tuple[str, str]], bytes]] = []  # (connection, line, fields, body)
+        self.threads: list[threading.Thread] = []
+        self.connections = 0
+        super().__init__(backlog)
+
+    def accepted(self, conn: socket.socket) -> None:
+        with self.lock:
+            index = self.connections
+            self.connections += 1
+        thread = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        conn.settimeout(self.POLL_S)
+        unread = b""
+        with conn:
+            while not self.stopped.is_set():
+                end = unread.find(b"\r\n\r\n")
+                if end >= 0:
+                    line, *fields = unread[:end].decode("latin-1").split("\r\n")
+                    pairs = [(n, v.strip()) for n, _, v in (f.partition(":") for f in fields)]
+                    length = sum(int(v) for n, v in pairs if n.lower() == "content-length")
+                    if len(unread) >= end + 4 + length:
+                        body = unread[end + 4:end + 4 + length]
+                        unread = unread[end + 4 + length:]
+                        with self.lock:
+                            self.requests.append((index, line, pairs, body))
+                            drop = self.drop_every > 0 and len(self.requests) % self.drop_every == 0
+                        if drop:
+                            return
+                        close = any(n.lower() == "connection" and v.lower() == "close" for n, v in pairs)
+                        try:
+                            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                                         + (b"Connection: close\r\n" if close else b"") + b"\r\n")
+                        except OSError:
+                            return
+                        if close:
+                            return
+                        continue
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                unread += data
+
+    def close(self) -> None:
+        super().close()
+        for thread in self.threads:
+            thread.join(2)

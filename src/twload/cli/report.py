@@ -28,6 +28,7 @@ class Format(StrEnum):
     json = "json"
     html = "html"
     csv = "csv"
+    csv_targets = "csv-targets"
 
 
 def build(folders: list[Path], fmt: str, width: int = 80) -> str:
@@ -41,6 +42,10 @@ def build(folders: list[Path], fmt: str, width: int = 80) -> str:
         from twload.report.csv import render_csv
 
         return render_csv(runs)
+    if fmt == "csv-targets":  # a request file's targets, one row each (summary.json `targets`)
+        from twload.report.csv import render_targets_csv
+
+        return render_targets_csv([(r["name"], f.summary) for r, f in zip(runs, files, strict=True)])
     if fmt == "html":
         from twload.report.html import render_html  # plotly loads only when it is needed
 
@@ -63,7 +68,7 @@ def write_html(folder: Path) -> Path:
 @app.command()
 def report(
     runs: Annotated[list[Path], typer.Argument(help="One or more run folders (twload-runs/<time>/); several are compared side by side.", metavar="RUN...")],
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="text | json | html | csv (csv: one row per second).")] = Format.text,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text | json | html | csv (csv: one row per second) | csv-targets (a request file's targets, one row each).")] = Format.text,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file (html default: RUN/report.html for one run).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary.json (rebuilt for a killed run).")] = False,
 ) -> None:

@@ -4,6 +4,8 @@ progress, summary."""
 from __future__ import annotations
 
 import json
+import secrets
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +20,7 @@ from twload.doctor.preflight import preflight
 from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import hard_file_limit
+from twload.engine.request_set import absolute_url, check_buffers, check_one_destination, request_set
 from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
@@ -33,6 +36,7 @@ from twload.plan import (
     parse_stages,
 )
 from twload.plan.limits import file_limit_problem
+from twload.plan.targets import parse_targets
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2
@@ -79,12 +83,13 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
 
 
 def build_plan(
-    url: str, connections: int, duration: str | None, requests: int | None, workers: int | None,
+    url: str | None, connections: int, duration: str | None, requests: int | None, workers: int | None,
     method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "epoll", sources_here: bool = True,
+    io: str = "epoll", sources_here: bool = True, targets_file: str | None = None, targets_format: str = "http",
+    targets_order: str = "round-robin", seed: int | None = None,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -92,6 +97,15 @@ def build_plan(
         payload = body_file.read_bytes() if body_file else (body or "").encode()
     except OSError as exc:
         raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
+    targets = read_targets(targets_file, targets_format, url) if targets_file is not None else ()
+    if url is None:
+        if not targets:
+            raise PlanError("give a URL, or a request file with --targets")
+        url = absolute_url(targets[0], None)
+    if targets:
+        check_one_destination(targets, url)
+        if seed is None:  # drawn here, so plan.json says which one ran
+            seed = secrets.randbits(63)
     target = parse_target(url)
     sources = parse_sources(source) if source else ()
     staged = parse_stages(stages, parse_duration) if stages else ()
@@ -127,7 +141,20 @@ def build_plan(
         max_errors=max_errors,
         engine=engine,
         io=io,
+        targets=targets,
+        targets_source=targets_file or "",
+        targets_order=targets_order,
+        seed=seed,
     )
+    if plan.targets and not core.available():  # the request set is made for the core
+        raise PlanError(core.NOT_BUILT)
+    if plan.targets and method.upper() != "GET":
+        raise PlanError("-m has nothing to do with --targets: each target names its method")
+    if plan.targets:  # each target's request made once here: its mistakes are usage errors
+        slots = max(conns for conns, _ in plan.worker_shares())
+        if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
+            slots = max(slots, int(max(s.target for s in plan.stages) / len(plan.worker_shares()) + 1))
+        check_buffers(request_set(plan, close_line=True), slots)
     problem = file_limit_problem(plan, hard_file_limit())
     if problem:
         raise PlanError(problem)
@@ -137,6 +164,17 @@ def build_plan(
     if target.scheme == "https":
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
     return plan
+
+
+def read_targets(path: str, fmt: str, base: str | None) -> tuple:
+    """--targets FILE (or -, standard input) read and checked: every target, or one PlanError line."""
+    if path == "-":
+        return parse_targets(sys.stdin.buffer, "<stdin>", fmt, base)
+    try:
+        with open(path, "rb") as f:
+            return parse_targets(f, path, fmt, base)
+    except OSError as exc:
+        raise PlanError(f"cannot read --targets {path}: {exc.strerror}") from None
 
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
@@ -157,7 +195,7 @@ def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None,
 
 @app.command()
 def run(
-    url: Annotated[str, typer.Argument(help="Target, e.g. http://127.0.0.1:8080/")],
+    url: Annotated[str | None, typer.Argument(help="Target, e.g. http://127.0.0.1:8080/ (with --targets: optional, the base of paths in the file)")] = None,
     connections: Annotated[int, typer.Option("-c", "--connections", help="Concurrent connections.", rich_help_panel="Load")] = 50,
     duration: Annotated[str | None, typer.Option("-d", "--duration", help="How long: 10s, 1m, 500ms. Default 10s unless -n is given.", rich_help_panel="Load")] = None,
     requests: Annotated[int | None, typer.Option("-n", "--requests", help="Stop after this many requests.", rich_help_panel="Load")] = None,
@@ -180,6 +218,10 @@ def run(
     engine: Annotated[str, typer.Option("--engine", help="auto | core: both the compiled core (C event loop; https:// on its epoll backend), the one engine. asyncio was retired.", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).", rich_help_panel="Connections")] = None,
+    targets: Annotated[str | None, typer.Option("--targets", help="Request file in vegeta's format (- reads standard input): many requests, round-robin; -H, --body are their defaults. Templates: {{seq}}, {{rand N}}, {{uuid}}, {{worker}}.", rich_help_panel="Request")] = None,
+    targets_format: Annotated[str, typer.Option("--targets-format", help="http (METHOD URL, headers, @body file; blank line between) | json (one object a line, vegeta's).", rich_help_panel="Request")] = "http",
+    targets_order: Annotated[str, typer.Option("--targets-order", help="round-robin | random (by the targets' weights).", rich_help_panel="Request")] = "round-robin",
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of --targets-order random and of {{rand N}}, {{uuid}} (default: drawn, and written to plan.json).", rich_help_panel="Request")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).", rich_help_panel="Output")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.", rich_help_panel="Output")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live progress.", rich_help_panel="Output")] = False,
@@ -202,7 +244,10 @@ def run(
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
-                          sources_here=spec is None)
+                          sources_here=spec is None, targets_file=targets, targets_format=targets_format,
+                          targets_order=targets_order, seed=seed)
+        if spec is not None and plan.targets:
+            raise PlanError("--targets with --cluster / --scheduler is not built yet (issue #32)")
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
-from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us
+from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us, target_rows
 from twload.plan import Plan
+from twload.plan.targets import labels as target_labels
 from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
@@ -389,6 +390,8 @@ class Supervisor:
             summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
         if self.time_wait_probe is not None:
             summary.update(self._time_wait_keys())
+        if plan.targets:  # a request file: per-target results (docs/ARCHITECTURE.md "The run folder")
+            summary["targets"] = target_rows(totals, target_labels(plan.targets))
         return summary
 
     def _time_wait_keys(self) -> dict:

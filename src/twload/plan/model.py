@@ -61,8 +61,18 @@ class Plan:
     # epoll is the default: io_uring was faster on short connections but served far fewer requests
     # than epoll with tens of thousands of open connections (measured: benchmarks/RESULTS.md).
     io: str = "epoll"
+    # a request set (--targets, plan/targets.py): the requests sent, in this order, instead of one
+    # built from url / method / headers / body (which are then the targets' defaults)
+    targets: tuple = ()  # of plan.targets.RequestTarget
+    targets_source: str = ""  # the file's name, or "-" (standard input)
+    targets_order: str = "round-robin"
+    seed: int | None = None  # --targets-order random and the templates' values: None draws one
 
     def __post_init__(self) -> None:
+        if self.targets_order not in ("round-robin", "random"):
+            raise PlanError(f"--targets-order must be round-robin or random, not {self.targets_order!r}")
+        if self.targets and self.engine == "asyncio":
+            raise PlanError("--targets runs on the compiled core: leave out --engine asyncio")
         if self.close not in CLOSE_STRATEGIES:
             raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {self.close!r}")
         if self.connections < 1:

@@ -43,3 +43,25 @@ def _cell(column: list | None, i: int) -> object:
     if column is None or column[i] is None:
         return ""
     return column[i]
+
+
+TARGET_LATENCY = ("p50", "p90", "p99", "p99_9", "max", "mean")
+
+
+def render_targets_csv(runs: list[tuple[str, dict]]) -> str:
+    """A request file's targets (summary.json `targets`), one row each: run, name, requests, errors,
+    latency in microseconds, then one column per error name and per status code. Runs without
+    targets give no rows."""
+    rows = [(name, row) for name, summary in runs for row in summary.get("targets") or []]
+    error_names = sorted({e for _, row in rows for e in row["errors"]})
+    codes = sorted({code for _, row in rows for code in row["status"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["run", "target", "requests", "errors", *(f"latency_{p}_us" for p in TARGET_LATENCY),
+                     *(f"error_{e}" for e in error_names), *(f"status_{code}" for code in codes)])
+    for run, row in rows:
+        writer.writerow([run, row["name"], row["requests"], sum(row["errors"].values()),
+                         *(row["latency_us"][p] for p in TARGET_LATENCY),
+                         *(row["errors"].get(e, 0) for e in error_names),
+                         *(row["status"].get(code, 0) for code in codes)])
+    return out.getvalue()

@@ -80,12 +80,31 @@ def time_wait_lines(summary: dict) -> list[str]:
     return lines
 
 
+TARGET_LINES = 20  # the slowest this many; summary.json has them all
+
+
+def target_lines(summary: dict) -> list[str]:
+    """A request file's targets, slowest (p99) first: requests, p50, p99, errors, by name."""
+    rows = summary.get("targets") or []
+    if not rows:
+        return []
+    lines = [f"  Targets ({len(rows)}, slowest first):", "      p50      p99   requests  errors  name"]
+    for row in sorted(rows, key=lambda r: (-r["latency_us"]["p99"], r["name"]))[:TARGET_LINES]:
+        lat = row["latency_us"]
+        lines.append(f"  {fmt_us(lat['p50']):>8} {fmt_us(lat['p99']):>8} {row['requests']:>10}"
+                     f" {sum(row['errors'].values()):>7}  {row['name']}")
+    if len(rows) > TARGET_LINES:
+        lines.append(f"  ... {len(rows) - TARGET_LINES} more in summary.json")
+    return lines
+
+
 def render(summary: dict, width: int = 80) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
         *([summary["wall"]] if summary.get("wall") else []),  # the cause first, for whoever reads one line
         *(["No request got a response."] if not summary["requests"] else []),
-        f"twload @ {summary['url']}",
+        f"twload @ {summary['url']}" + (f", {plural(len(summary['targets']), 'target')} (--targets)"
+                                         if summary.get("targets") else ""),
         f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
         f" close={summary['close']}",
         *latency_rows(summary),
@@ -117,6 +136,7 @@ def render(summary: dict, width: int = 80) -> str:
     for failure in summary.get("worker_failures", []):
         lines.append(f"  Worker failure: {failure}")
     lines += [dask_worker_line(w) for w in summary.get("workers_detail", [])]
+    lines += target_lines(summary)
     lines.append(f"Requests/sec: {summary['rps']:>12.2f}")
     lines.append(f"Transfer/sec: {fmt_bytes(summary['bytes_in'] / dur):>12}")
     for t in summary.get("thresholds", []):

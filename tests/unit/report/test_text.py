@@ -50,3 +50,18 @@ def test_time_wait_is_the_runs_own_and_what_earlier_connections_left_is_said_bes
     assert "  14564 more were left by earlier connections; 14064 of them were reused" in text
     alone = render(summary(time_wait_peak=300, time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
     assert "the run's own peaked at 300" in alone and "earlier connections" not in alone
+
+
+def test_targets_slowest_first():
+    def row(name, p99, requests=10, errors=None):
+        return {"name": name, "requests": requests, "status": {"200": requests}, "errors": errors or {},
+                "latency_us": SOME | {"p99": p99}}
+    rows = [row("fast", 100), row("slow", 90_000, errors={"timeout": 2}), row("middle", 5_000)]
+    text = render(summary(targets=rows))
+    assert text.splitlines()[0] == "twload @ http://10.0.0.1/, 3 targets (--targets)"
+    lines = text.splitlines()
+    at = lines.index("  Targets (3, slowest first):")
+    assert [line.split()[-1] for line in lines[at + 2:at + 5]] == ["slow", "middle", "fast"]
+    assert lines[at + 2].split()[:4] == ["120us", "90.00ms", "10", "2"]
+    many = render(summary(targets=[row(f"t{i}", i) for i in range(25)]))
+    assert "  ... 5 more in summary.json" in many and "t24" in many and " t4\n" not in many + "\n"

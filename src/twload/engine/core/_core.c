@@ -49,27 +49,178 @@ static char *copy_bytes(const char *data, Py_ssize_t len) {
     return out;
 }
 
+/* targets: a sequence of (group, head, upgrade, plain, last, ops, body_start), ops a sequence of
+   (kind, data, arg) (engine/request_set.py); order: int32 target indexes (array('i')). Copied into
+   k->targets; on failure what was copied is freed by core_fini (through core_targets_fini). */
+static int load_targets(core *k, PyObject *targets, Py_buffer *order, int groups) {
+    PyObject *seq = PySequence_Fast(targets, "targets must be a sequence");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > INT32_MAX || !order->buf || order->len < (Py_ssize_t)sizeof(int32_t) ||
+        order->len % (Py_ssize_t)sizeof(int32_t) || order->len / (Py_ssize_t)sizeof(int32_t) > UINT32_MAX ||
+        groups < 1 || groups > MAX_GROUPS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "targets need an order (int32 indexes) and 1..256 groups");
+        return -1;
+    }
+    k->targets = calloc((size_t)n, sizeof *k->targets);
+    k->order = malloc((size_t)order->len);
+    if (!k->targets || !k->order) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->n_targets = (int)n;
+    memcpy(k->order, order->buf, (size_t)order->len);
+    k->order_len = (uint32_t)(order->len / (Py_ssize_t)sizeof(int32_t));
+    k->n_groups = groups;
+    int ok = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        req_target *t = &k->targets[i];
+        int group, head, upgrade;
+        unsigned body_start;
+        Py_buffer plain = {0}, last = {0};
+        PyObject *ops = NULL;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ippy*y*OI", &group, &head, &upgrade, &plain, &last,
+                              &ops, &body_start))
+            goto done;
+        t->group = group;
+        t->head = (uint8_t)head;
+        t->asks_upgrade = (uint8_t)upgrade;
+        t->body_start = body_start;
+        t->plain = copy_bytes(plain.buf, plain.len);
+        t->last = copy_bytes(last.buf, last.len);
+        t->plain_len = (uint32_t)plain.len;
+        t->last_len = (uint32_t)last.len;
+        int bad = plain.len > (Py_ssize_t)UINT32_MAX || last.len > (Py_ssize_t)UINT32_MAX;
+        PyBuffer_Release(&plain);
+        PyBuffer_Release(&last);
+        if (!t->plain || !t->last) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        PyObject *opseq = PySequence_Fast(ops, "ops must be a sequence");
+        if (!opseq) goto done;
+        Py_ssize_t n_ops = PySequence_Fast_GET_SIZE(opseq), pool_len = 0;
+        if (bad || n_ops > UINT32_MAX || body_start > (size_t)n_ops) {
+            Py_DECREF(opseq);
+            PyErr_SetString(PyExc_ValueError, "a bad target (its size, or body_start past its ops)");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < n_ops; j++) {  /* the literals' total, for one pool */
+            PyObject *op = PySequence_Fast_GET_ITEM(opseq, j);
+            PyObject *data = PyTuple_Check(op) && PyTuple_GET_SIZE(op) == 3 ? PyTuple_GET_ITEM(op, 1) : NULL;
+            if (!data || !PyBytes_Check(data) || PyBytes_GET_SIZE(data) > MAX_RENDER) {
+                Py_DECREF(opseq);
+                PyErr_SetString(PyExc_ValueError, "an op is (kind, bytes of at most 1 MiB, arg)");
+                goto done;
+            }
+            pool_len += PyBytes_GET_SIZE(data);
+        }
+        t->ops = calloc(n_ops ? (size_t)n_ops : 1, sizeof *t->ops);
+        t->pool = malloc(pool_len ? (size_t)pool_len : 1);
+        if (!t->ops || !t->pool) {
+            Py_DECREF(opseq);
+            PyErr_NoMemory();
+            goto done;
+        }
+        t->n_ops = (uint32_t)n_ops;
+        char *at = t->pool;
+        for (Py_ssize_t j = 0; j < n_ops; j++) {
+            int kind;
+            const char *data;
+            Py_ssize_t len;
+            unsigned long long arg;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(opseq, j), "iy#K", &kind, &data, &len, &arg)) {
+                Py_DECREF(opseq);
+                goto done;
+            }
+            if (kind < 0 || kind >= N_TPL_OPS) {
+                Py_DECREF(opseq);
+                PyErr_Format(PyExc_ValueError, "unknown template op %d", kind);
+                goto done;
+            }
+            memcpy(at, data, (size_t)len);
+            t->ops[j] = (tpl_op){.kind = (uint8_t)kind, .len = (uint32_t)len, .arg = arg, .data = at};
+            at += len;
+        }
+        Py_DECREF(opseq);
+    }
+    ok = 0;
+done:
+    Py_DECREF(seq);
+    return ok;
+}
+
+/* collect_targets() -> [(group, requests, sum_latency_us, {status: n}, {error slot: n}, {hist index: n})]:
+   the groups counted in since the last call, their counts then zeroed */
+static PyObject *Core_collect_targets(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = self->k && self->k->conns ? self->k : NULL;
+    if (!k) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is not initialised");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (int g = 0; g < k->n_groups; g++) {
+        if (!k->gtouched[g]) continue;
+        int64_t *row = k->gstats + (size_t)g * G_LEN;
+        int64_t *hist = k->ghist + (size_t)g * H_LEN;
+        PyObject *status = PyDict_New(), *errors = PyDict_New(), *counts = PyDict_New(), *item = NULL;
+        int failed = !status || !errors || !counts;
+        struct { PyObject *dict; const int64_t *values; int n; } parts[] = {
+            {status, row + G_STATUS, N_STATUS}, {errors, row + G_ERRORS, N_ERRORS}, {counts, hist, H_LEN}};
+        for (size_t p = 0; p < 3 && !failed; p++)
+            for (int i = 0; i < parts[p].n && !failed; i++) {
+                if (!parts[p].values[i]) continue;
+                PyObject *key = PyLong_FromLong(i), *value = PyLong_FromLongLong(parts[p].values[i]);
+                failed = !key || !value || PyDict_SetItem(parts[p].dict, key, value) < 0;
+                Py_XDECREF(key);
+                Py_XDECREF(value);
+            }
+        if (!failed) item = Py_BuildValue("(iLLOOO)", g, (long long)row[G_REQUESTS], (long long)row[G_SUM_LATENCY],
+                                          status, errors, counts);
+        Py_XDECREF(status);
+        Py_XDECREF(errors);
+        Py_XDECREF(counts);
+        if (!item || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+        memset(row, 0, sizeof(int64_t) * G_LEN);
+        memset(hist, 0, sizeof(int64_t) * H_LEN);
+        k->gtouched[g] = 0;
+    }
+    return out;
+}
+
 static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"host", "port", "request", "last_request", "close", "per_connection", "budget",
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
-                             "cacert", "insecure", NULL};
+                             "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
+                             "groups", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
     int tls = 0, insecure = 0;
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
-    Py_buffer request = {0}, last_request = {0};
-    PyObject *sources = NULL;
+    Py_buffer request = {0}, last_request = {0}, order = {0};
+    PyObject *sources = NULL, *targets = NULL;
+    int order_random = 0, groups = 0;
+    unsigned long long seed = 0;
+    unsigned worker = 0, workers = 1;
     if (self->k) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzp", kwlist, &host, &port,
-                                     &request, &last_request, &close_mode, &per_connection, &budget, &head,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIi", kwlist, &host,
+                                     &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
-                                     &insecure))
+                                     &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -152,6 +303,32 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
             goto out;
         }
     }
+    if (targets && targets != Py_None) {
+        if (load_targets(k, targets, &order, groups) < 0) goto out;
+        k->order_random = order_random;
+        k->rng_order = seed ^ (0x9e3779b97f4a7c15ULL * (worker + 1));  /* each worker its own streams */
+        k->rng_values = seed ^ (0xd1b54a32d192ed03ULL * (worker + 1));
+        k->worker = worker;
+        k->workers = workers ? workers : 1;
+        int t = core_targets_init(k);
+        if (t == -E2BIG) {
+            PyErr_Format(PyExc_ValueError, "a templated request may render to more than %u bytes", MAX_RENDER);
+            goto out;
+        }
+        if (t == -ENOBUFS) {
+            PyErr_Format(PyExc_ValueError, "templated requests for %d connections need more than %u MiB of buffers",
+                         capacity, MAX_RENDER_TOTAL >> 20);
+            goto out;
+        }
+        if (t == -EINVAL) {
+            PyErr_SetString(PyExc_ValueError, "a bad request set (targets, order or groups)");
+            goto out;
+        }
+        if (t < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
+    }
     int r = core_init(k, capacity);
     if (r < 0) {
         errno = -r;
@@ -162,6 +339,7 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
 out:
     PyBuffer_Release(&request);
     PyBuffer_Release(&last_request);
+    PyBuffer_Release(&order);
     return ok;
 }
 
@@ -328,6 +506,9 @@ static PyMethodDef Core_methods[] = {
     {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service, tls)"},
     {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
     {"tls_reason", (PyCFunction)Core_tls_reason, METH_NOARGS, "the first TLS failure's reason, once"},
+    {"collect_targets", (PyCFunction)Core_collect_targets, METH_NOARGS,
+     "a request set: the per-target counts since the last call, [(group, requests, sum_latency_us, status, "
+     "errors, histogram counts)]"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -413,7 +594,9 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
         {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
-        {"CLOSE_RST", CLOSE_RST},
+        {"CLOSE_RST", CLOSE_RST}, {"OP_LIT", TPL_LIT}, {"OP_LAST_LIT", TPL_LAST_LIT}, {"OP_SEQ", TPL_SEQ},
+        {"OP_RAND", TPL_RAND}, {"OP_UUID", TPL_UUID}, {"OP_WORKER", TPL_WORKER}, {"OP_CLEN", TPL_CLEN},
+        {"MAX_RENDER", MAX_RENDER}, {"MAX_GROUPS", MAX_GROUPS},
 #ifdef TWLOAD_HAVE_URING
         {"HAVE_URING", 1},
 #else

@@ -59,9 +59,19 @@ static void record(core *k, int h, int sum_slot, int64_t ns) {
 /* https: a handshake's own time, apart from the TCP connect (H_CONNECT) */
 void core_record_tls(core *k, int64_t ns) { record(k, H_TLS, S_SUM_TLS, ns); }
 
+/* a request set: the per-target row c's request counts in (NULL: none, or no request set) */
+static int64_t *group_row(core *k, const conn *c) {
+    if (!k->n_targets || !c || c->target < 0) return NULL;
+    int g = k->targets[c->target].group;
+    k->gtouched[g] = 1;
+    return k->gstats + (size_t)g * G_LEN;
+}
+
 static void count_error(core *k, const conn *c, int error) {
     int i = (error > 0 && error < 256) || (error >= E_CONNECT_TIMEOUT && error < N_ERRORS) ? error : E_OTHER_ERRNO;
     k->stats[S_ERRORS + i]++;
+    int64_t *row = group_row(k, c);
+    if (row) row[G_ERRORS + i]++;
     if (k->stats[S_FIRST_CONN + i] == 0) {
         uint32_t number = c && c->number ? c->number : k->attempts;
         k->stats[S_FIRST_CONN + i] = number ? number : 1;
@@ -144,7 +154,10 @@ static int asks_upgrade(const char *req, size_t len) {
 
 int core_init(core *k, int capacity) {
     k->capacity = capacity;
-    k->asks_upgrade = asks_upgrade(k->request, k->request_len);
+    if (!k->n_targets) {  /* a request set: each target says (core_targets_init) */
+        k->asks_upgrade = asks_upgrade(k->request, k->request_len);
+        k->max_request_len = k->request_len > k->last_request_len ? k->request_len : k->last_request_len;
+    }
     k->conns = calloc((size_t)capacity, sizeof(conn));
     k->idle = calloc((size_t)capacity, sizeof(int));
     k->free_slots = calloc((size_t)capacity, sizeof(int));
@@ -155,6 +168,7 @@ int core_init(core *k, int capacity) {
     if (!k->conns || !k->idle || !k->free_slots || !k->rbuf) return -ENOMEM;
     for (int i = 0; i < capacity; i++) {
         k->conns[i].next_backoff = -1;
+        k->conns[i].target = -1;
         k->free_slots[i] = capacity - 1 - i;  /* slot 0 on top */
     }
     k->n_free = capacity;
@@ -180,6 +194,7 @@ void core_fini(core *k) {
     free(k->source_lens);
     free(k->request);
     free(k->last_request);
+    core_targets_fini(k);
     k->conns = NULL;
 }
 
@@ -226,6 +241,7 @@ static void drop(core *k, conn *c) {
     }
     c->gen++;
     c->flags &= (F_RETIRED | F_IN_IDLE | F_IN_BACKOFF);  /* F_READ_ANY too goes: a new connection */
+    if (!c->chosen) c->target = -1;  /* a chosen target not yet begun waits for the slot's next connection */
     c->state = C_FREE;
     c->intended = 0;
 }
@@ -409,7 +425,12 @@ static void grow_pool(core *k) {
 }
 
 void core_connect_failed(core *k, conn *c, int err) {
+    if (k->n_targets) {  /* the error is the result of the request this connect was to carry: its target's */
+        if (!(c->flags & F_HAS_REQUEST)) c->target = -1;
+        else if (!c->chosen) core_choose(k, c);
+    }
     count_error(k, c, err);
+    c->chosen = 0;
     /* Open loop: the request that waited for this connection has this error as its result. */
     int had_request = (c->flags & F_HAS_REQUEST) && c->intended;
     drop(k, c);
@@ -452,9 +473,180 @@ int core_connected(core *k, conn *c, int64_t now) {
     return 0;
 }
 
+/* ---- a request set: targets picked per request, templates filled per request ---- */
+
+/* the most bytes each op renders to: 2^64 - 1 has 20 digits; a uuid is 36 characters; the worker
+   index and a Content-Length (at most MAX_RENDER) fit in 10 */
+static const uint32_t op_width[N_TPL_OPS] = {
+    [TPL_SEQ] = 20, [TPL_RAND] = 20, [TPL_UUID] = 36, [TPL_WORKER] = 10, [TPL_CLEN] = 10,
+};
+
+/* splitmix64 (Steele, Lea, Flood 2014): a 64-bit state, one multiply-xorshift per value */
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+int core_targets_init(core *k) {
+    uint64_t cap = 0;
+    if (k->n_targets < 1 || k->order_len < 1 || k->n_groups < 1 || k->n_groups > MAX_GROUPS) return -EINVAL;
+    for (int i = 0; i < k->n_targets; i++) {
+        req_target *t = &k->targets[i];
+        uint64_t head = 0, body = 0;
+        if (t->group < 0 || t->group >= k->n_groups || t->body_start > t->n_ops) return -EINVAL;
+        for (uint32_t j = 0; j < t->n_ops; j++) {
+            const tpl_op *op = &t->ops[j];
+            if (op->kind >= N_TPL_OPS || (op->kind == TPL_RAND && op->arg == 0)) return -EINVAL;
+            uint64_t w = op->kind == TPL_LIT || op->kind == TPL_LAST_LIT ? op->len : op_width[op->kind];
+            if (op->kind == TPL_SEQ) t->uses_seq = 1;
+            if (j < t->body_start) head += w;
+            else body += w;
+        }
+        if (head + body > MAX_RENDER) return -E2BIG;
+        t->head_max = (uint32_t)head;
+        t->body_max = (uint32_t)body;
+        uint64_t longest = t->n_ops ? head + body : (t->plain_len > t->last_len ? t->plain_len : t->last_len);
+        if (t->n_ops && longest > cap) cap = longest;
+        if (longest > k->max_request_len) k->max_request_len = (uint32_t)longest;
+    }
+    for (uint32_t i = 0; i < k->order_len; i++)
+        if (k->order[i] < 0 || k->order[i] >= k->n_targets) return -EINVAL;
+    if (cap) {
+        if (cap * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
+        k->render = malloc((size_t)cap * (size_t)k->capacity);
+        if (!k->render) return -ENOMEM;
+        k->render_cap = (uint32_t)cap;
+    }
+    k->gstats = calloc((size_t)k->n_groups * G_LEN, sizeof(int64_t));
+    k->ghist = calloc((size_t)k->n_groups * H_LEN, sizeof(int64_t));
+    k->gtouched = calloc((size_t)k->n_groups, 1);
+    if (!k->gstats || !k->ghist || !k->gtouched) return -ENOMEM;
+    k->order_next = k->worker % k->order_len;  /* the workers start apart in the cycle */
+    return 0;
+}
+
+void core_targets_fini(core *k) {
+    for (int i = 0; i < k->n_targets; i++) {
+        free(k->targets[i].plain);
+        free(k->targets[i].last);
+        free(k->targets[i].ops);
+        free(k->targets[i].pool);
+    }
+    free(k->targets);
+    free(k->order);
+    free(k->render);
+    free(k->gstats);
+    free(k->ghist);
+    free(k->gtouched);
+    k->targets = NULL;
+    k->n_targets = 0;
+    k->order = NULL;
+    k->render = NULL;
+    k->gstats = k->ghist = NULL;
+    k->gtouched = NULL;
+}
+
+/* the next request's target: round-robin through the order's cycle, or a draw from it */
+void core_choose(core *k, conn *c) {
+    uint32_t i;
+    if (k->order_random) {
+        i = (uint32_t)(splitmix64(&k->rng_order) % k->order_len);
+    } else {
+        i = k->order_next;
+        if (++k->order_next == k->order_len) k->order_next = 0;
+    }
+    c->target = k->order[i];
+    c->chosen = 1;
+    c->rendered = 0;
+}
+
+static char *put_decimal(char *p, uint64_t v) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) *p++ = digits[--n];
+    return p;
+}
+
+/* a random (version 4, RFC 9562 section 5.4) UUID, 36 characters */
+static char *put_uuid(core *k, char *p) {
+    static const char hex[] = "0123456789abcdef";
+    uint64_t half[2] = {splitmix64(&k->rng_values), splitmix64(&k->rng_values)};
+    half[0] = (half[0] & ~(0xf0ULL << 8)) | (0x40ULL << 8);     /* octet 6: version 4 */
+    half[1] = (half[1] & ~(0xc0ULL << 56)) | (0x80ULL << 56);   /* octet 8: variant 10 */
+    for (int i = 0; i < 32; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20) *p++ = '-';
+        *p++ = hex[(half[i / 16] >> (60 - 4 * (i % 16))) & 0xf];
+    }
+    return p;
+}
+
+/* ops [from, to) of t into out (bounded by t->head_max or t->body_max: core_targets_init summed
+   their widths); returns the bytes written */
+static uint32_t render_ops(core *k, const req_target *t, uint32_t from, uint32_t to, char *out, int last,
+                           uint64_t seq, uint32_t body_len) {
+    char *p = out;
+    for (uint32_t j = from; j < to; j++) {
+        const tpl_op *op = &t->ops[j];
+        switch (op->kind) {
+        case TPL_LIT:
+        case TPL_LAST_LIT:
+            if (op->kind == TPL_LAST_LIT && !last) break;
+            memcpy(p, op->data, op->len);
+            p += op->len;
+            break;
+        case TPL_SEQ: p = put_decimal(p, seq); break;
+        case TPL_RAND: p = put_decimal(p, splitmix64(&k->rng_values) % op->arg); break;
+        case TPL_UUID: p = put_uuid(k, p); break;
+        case TPL_WORKER: p = put_decimal(p, k->worker); break;
+        case TPL_CLEN: p = put_decimal(p, body_len); break;
+        default: break;
+        }
+    }
+    return (uint32_t)(p - out);
+}
+
+/* c's templated request into its slot's buffer: the body first, past the head's bound, so the
+   head's Content-Length can say its length; then the body moves up behind the head */
+static void render(core *k, conn *c, const req_target *t, int last) {
+    char *buf = k->render + (size_t)slot_of(k, c) * k->render_cap;
+    uint64_t seq = t->uses_seq ? k->seq_next++ * k->workers + k->worker : 0;
+    uint32_t body = render_ops(k, t, t->body_start, t->n_ops, buf + t->head_max, last, seq, 0);
+    uint32_t head = render_ops(k, t, 0, t->body_start, buf, last, seq, body);
+    memmove(buf + head, buf + t->head_max, body);
+    c->rendered_len = head + body;
+    c->rendered = 1;
+    c->rendered_last = (uint8_t)last;
+}
+
+static const char *target_request(core *k, conn *c, int last, uint32_t *len) {
+    if (!(c->flags & F_IN_FLIGHT)) {
+        if (!c->chosen) core_choose(k, c);
+        /* the parser was set up for this connection before the target was known; no byte of a
+           response is fed before the request goes out */
+        c->parser.head_request = k->targets[c->target].head;
+    }
+    const req_target *t = &k->targets[c->target];
+    if (!t->n_ops) {
+        *len = last ? t->last_len : t->plain_len;
+        return last ? t->last : t->plain;
+    }
+    /* rendered once a request: again only when it moved to a connection where it is (or is no
+       longer) the last one (the Connection: close line) */
+    if (!(c->flags & F_IN_FLIGHT) && (!c->rendered || c->rendered_last != last)) render(k, c, t, last);
+    *len = c->rendered_len;
+    return k->render + (size_t)slot_of(k, c) * k->render_cap;
+}
+
 const char *core_request(core *k, conn *c, uint32_t *len) {
     int last = (c->flags & F_IN_FLIGHT) ? (c->flags & F_LAST) != 0
                                         : k->per_connection && c->sent + 1 >= k->per_connection;
+    if (k->n_targets) return target_request(k, c, last, len);
     *len = last ? k->last_request_len : k->request_len;
     return last ? k->last_request : k->request;
 }
@@ -464,6 +656,7 @@ void core_begin(core *k, conn *c, int64_t t) {
     c->sent++;
     c->woff = 0;
     c->t_start = t;
+    c->chosen = 0;  /* a request set: the target is this request's now (c->target, while in flight) */
     c->flags |= F_IN_FLIGHT;
     c->flags &= (uint16_t)~(F_LAST | F_ASKED_CLOSE);
     if (last) c->flags |= F_LAST;
@@ -542,7 +735,18 @@ static void response_done(core *k, conn *c, int surplus) {
     int status = c->parser.status;
     k->stats[S_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
     /* open loop: from the intended send time (free of coordinated omission); closed: from the send */
-    record(k, H_LATENCY, S_SUM_LATENCY, now - (c->intended ? c->intended : c->t_start));
+    int64_t latency = now - (c->intended ? c->intended : c->t_start);
+    record(k, H_LATENCY, S_SUM_LATENCY, latency);
+    int64_t *row = group_row(k, c);
+    if (row) {  /* its target's results */
+        int64_t us = latency / 1000;
+        row[G_REQUESTS]++;
+        row[G_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
+        row[G_SUM_LATENCY] += us;
+        if (us < 1) us = 1;
+        if (us > H_HIGHEST) us = H_HIGHEST;
+        k->ghist[(size_t)k->targets[c->target].group * H_LEN + (size_t)hist_index(us)]++;
+    }
     if (c->intended) record(k, H_SERVICE, S_SUM_SERVICE, now - c->t_start);
     c->completed++;
     c->intended = 0;
@@ -580,8 +784,9 @@ static void response_done(core *k, conn *c, int surplus) {
    protocol's, not bytes nobody asked for; and to a request that asked for no Upgrade a 101 answers
    nothing (docs/ARCHITECTURE.md "Server surprises": unexpected_upgrade, the request's result). */
 static void answered(core *k, conn *c, int surplus) {
+    int upgrade = k->n_targets ? k->targets[c->target].asks_upgrade : k->asks_upgrade;
     if (c->parser.status != 101) response_done(k, c, surplus);
-    else if (k->asks_upgrade) {
+    else if (upgrade) {
         /* the 101 it asked for answers it; the connection now speaks a protocol this client does
            not, and the server will not close it: the client does (not awaiting a FIN) */
         c->parser.client_closes = 1;

@@ -92,8 +92,39 @@ typedef struct conn {
     int64_t intended;      /* open loop: when the request in flight was due (0: closed loop) */
     int64_t t_retry;       /* C_BACKOFF: when to try again */
     int32_t next_backoff;  /* backoff list link (slot index, -1 ends) */
+    /* a request set (k->n_targets > 0): the target of the slot's request; chosen, not yet begun
+       (it stays with the slot through a connection closed before a byte of it went out); its
+       rendering in the slot's part of k->render (templated targets) */
+    int32_t target;        /* -1: none (errors then count in the totals only) */
+    uint8_t chosen, rendered, rendered_last;
+    uint32_t rendered_len;
     t1_parser parser;
 } conn;
+
+/* ---- a request set (--targets): targets the core picks per request, some templated ---- */
+/* template ops (engine/request_set.py builds them): literal bytes, or a value filled per request */
+enum { TPL_LIT, TPL_LAST_LIT, TPL_SEQ, TPL_RAND, TPL_UUID, TPL_WORKER, TPL_CLEN, N_TPL_OPS };
+typedef struct tpl_op {
+    uint8_t kind;
+    uint32_t len;          /* TPL_LIT / TPL_LAST_LIT: bytes at data */
+    uint64_t arg;          /* TPL_RAND: N, the values are 0..N-1 */
+    const char *data;
+} tpl_op;
+typedef struct req_target {
+    char *plain, *last;    /* not templated: the whole request, and its last-on-the-connection form */
+    uint32_t plain_len, last_len;
+    tpl_op *ops;           /* templated: the head's ops [0, body_start), the body's [body_start, n_ops) */
+    uint32_t n_ops, body_start;
+    uint32_t head_max, body_max; /* the most bytes the head and the body render to */
+    char *pool;            /* the ops' literal bytes */
+    int32_t group;         /* its per-target results' index */
+    uint8_t head, asks_upgrade, uses_seq;
+} req_target;
+/* per-target results: one int64 row a group (a name in the file), and a latency histogram */
+enum { G_REQUESTS, G_SUM_LATENCY, G_STATUS, G_ERRORS = G_STATUS + N_STATUS, G_LEN = G_ERRORS + N_ERRORS };
+#define MAX_GROUPS 256           /* plan/targets.py MAX_NAMES */
+#define MAX_RENDER (1u << 20)    /* the most bytes one templated request may render to */
+#define MAX_RENDER_TOTAL (256u << 20) /* render buffers of all slots of a worker, at most */
 
 struct backend;
 struct ssl_st;      /* OpenSSL's SSL and SSL_CTX: only tls.c includes OpenSSL */
@@ -119,6 +150,23 @@ typedef struct core {
     int n_sources, next_source;
     char *request, *last_request;
     uint32_t request_len, last_request_len;
+    uint32_t max_request_len;  /* the longest request written (io_uring's TCP_NODELAY choice) */
+    /* a request set (n_targets > 0; else request/last_request): the order is a cycle of target
+       indexes (weights are repeats), walked round-robin from the worker's index or drawn at random */
+    req_target *targets;
+    int n_targets;
+    int32_t *order;
+    uint32_t order_len, order_next;
+    int order_random;
+    uint64_t rng_order, rng_values;  /* splitmix64 states */
+    uint64_t seq_next;                /* {{seq}}: this worker's k-th request is k * workers + worker */
+    uint32_t worker, workers;
+    char *render;                     /* templated: render_cap bytes per slot */
+    uint32_t render_cap;
+    int n_groups;
+    int64_t *gstats;                  /* n_groups * G_LEN */
+    int64_t *ghist;                   /* n_groups * H_LEN */
+    uint8_t *gtouched;                /* n_groups: counted since the last collect */
     int close_mode;
     uint32_t per_connection;  /* 0: unlimited */
     int64_t budget;           /* requests left to take; -1: unlimited */
@@ -233,6 +281,9 @@ void core_closed(core *k, conn *c);           /* after the backend closed c's fd
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
 void core_record_tls(core *k, int64_t ns);     /* a handshake took ns */
 int core_socket(const core *k);               /* a new socket for the target: fd or -errno */
+int core_targets_init(core *k);               /* after targets, order, groups are set: sizes, buffers (0, -errno) */
+void core_targets_fini(core *k);
+void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
 
 /* tls.c: TLS behind the epoll backend's socket operations */

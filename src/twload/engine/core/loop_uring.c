@@ -225,7 +225,7 @@ static int ur_open(core *k, conn *c) {
     int linger = k->close_mode == CLOSE_RST && s->ring_linger;
     int request = (c->flags & F_HAS_REQUEST) != 0;
     if (reserve(k, 3 + (unsigned)linger) < 0) return -EBUSY;
-    if (k->request_len > NAGLE_SAFE_REQUEST || k->last_request_len > NAGLE_SAFE_REQUEST) core_nodelay(c);
+    if (k->max_request_len > NAGLE_SAFE_REQUEST) core_nodelay(c);
     struct io_uring_sqe *sqe;
     if (linger) {  /* the entries of a submit are issued in order: set before the connect */
         sqe = get_sqe(k);

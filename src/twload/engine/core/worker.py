@@ -15,6 +15,7 @@ from array import array
 
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
+from twload.engine.request_set import request_set as make_request_set
 from twload.metrics import encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
@@ -43,17 +44,29 @@ class CoreWorker:
         if self.staged:  # the most connections any stage asks of this worker
             capacity = max(connections, int(max(s.target for s in plan.stages) * share + 1))
         address = plan.target.address
+        request_set: dict = {}
+        self.labels: tuple[str, ...] = ()
+        if plan.targets:  # a request file: the core picks and fills each request (engine/request_set.py)
+            made = make_request_set(plan, asks_server_to_close(plan.close))
+            self.labels = made.labels
+            request_set = {"targets": made.targets, "order": made.order, "groups": len(made.labels),
+                           "order_random": plan.targets_order == "random", "seed": plan.seed or 0,
+                           "worker": index, "workers": self.workers}
+            request = last_request = b""
+        else:
+            request = build_request(plan, connection_close=False)
+            last_request = build_request(plan, asks_server_to_close(plan.close))
         self.core = _core.Core(
             host=address[0], port=address[1], scope_id=address[3] if len(address) > 3 else 0,
-            request=build_request(plan, connection_close=False),
-            last_request=build_request(plan, asks_server_to_close(plan.close)),
+            request=request, last_request=last_request,
             close=CLOSE[plan.close], per_connection=plan.per_connection or 0,
-            budget=-1 if budget is None or plan.open_loop else budget, head=plan.method == "HEAD",
+            budget=-1 if budget is None or plan.open_loop else budget,
+            head=plan.method == "HEAD" and not plan.targets,
             timeout_ns=int(plan.timeout_s * 1e9), connect_timeout_ns=int(plan.connect_timeout_s * 1e9),
             sources=plan.sources, source_start=index % len(plan.sources) if plan.sources else 0,
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
             tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
-            insecure=plan.insecure,
+            insecure=plan.insecure, **request_set,
         )
         self.io = self.core.io
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
@@ -133,7 +146,23 @@ class CoreWorker:
         values = self.values
         for name, counts in hists.items():
             snap[name] = encode_counts({values[i]: c for i, c in enumerate(counts) if c})
+        if self.labels:
+            snap["targets"] = self.target_counts()
         return snap
+
+    def target_counts(self) -> dict[int, dict]:
+        """A request set: each target's counts since the last snapshot, by its group (its index in
+        plan.targets.labels); only the groups that counted something."""
+        out: dict[int, dict] = {}
+        names, values = self.names, self.values
+        for group, requests, sum_us, status, slots, counts in self.core.collect_targets():
+            errors: dict[str, int] = {}
+            for slot, count in slots.items():
+                name = names.get(slot, f"errno_{slot}")
+                errors[name] = errors.get(name, 0) + count
+            out[group] = {"requests": requests, "sum_latency_us": sum_us, "status": status, "errors": errors,
+                          "latency": encode_counts({values[i]: c for i, c in counts.items()})}
+        return out
 
     def unaccounted(self) -> dict[str, int]:
         """After the run: requests taken that got no result (or two), by error name, so that a flaw in

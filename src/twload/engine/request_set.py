@@ -1,0 +1,185 @@
+"""A request set for the compiled core (`--targets`): each target of a request file made, once, into
+the bytes it sends, or, when templated, into ops the core renders per request (core.h TPL_*), so no
+request costs a call into Python.
+
+A target's request is its method and path, then Host (its own `Host` header if it gives one),
+User-Agent, the command line's -H headers whose names the target does not give, the target's
+headers in the file's order (a repeated name kept), Content-Length when there is a body, and on the
+last request of a connection whose strategy asks the server to close, Connection: close (as
+engine/http1.py build_request for one URL).
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from twload.engine.http1 import USER_AGENT
+from twload.plan import Plan, PlanError, split_url
+from twload.plan.targets import (
+    MAX_NAMES,
+    RAND,
+    SEQ,
+    UUID,
+    WORKER,
+    Piece,
+    RequestTarget,
+    labels,
+    template_pieces,
+)
+
+# core.h: enum { TPL_LIT, TPL_LAST_LIT, TPL_SEQ, TPL_RAND, TPL_UUID, TPL_WORKER, TPL_CLEN }
+OP_LIT, OP_LAST_LIT, OP_SEQ, OP_RAND, OP_UUID, OP_WORKER, OP_CLEN = range(7)
+_KIND = {SEQ: OP_SEQ, RAND: OP_RAND, UUID: OP_UUID, WORKER: OP_WORKER}
+# the most bytes an op renders to (core.c op_width), for the bound checked before the run
+WIDTH = {OP_SEQ: 20, OP_RAND: 20, OP_UUID: 36, OP_WORKER: 10, OP_CLEN: 10}
+MAX_RENDER = 1 << 20  # core.h MAX_RENDER
+MAX_RENDER_TOTAL = 256 << 20  # core.h MAX_RENDER_TOTAL
+
+Op = tuple[int, bytes, int]
+
+
+@dataclass(frozen=True)
+class RequestSet:
+    targets: list[tuple]  # what _core.Core(targets=...) takes
+    order: array  # int32 target indexes: one cycle, a target as many times as its weight
+    labels: tuple[str, ...]  # per-target results: group index -> its name
+
+    @property
+    def render_bytes(self) -> int:
+        """The most bytes one templated request renders to (0: none is templated): the core keeps a
+        buffer this large for each connection slot."""
+        return max((_longest(t[5]) for t in self.targets if t[5]), default=0)
+
+
+def destination(url: str) -> tuple[str, str, int]:
+    scheme, host, port, _ = split_url(url)
+    return scheme, host.lower(), port
+
+
+def absolute_url(target: RequestTarget, base: str | None) -> str:
+    """The target's URL, a path joined to the command line's URL."""
+    if target.url.startswith("/"):
+        assert base is not None  # plan/targets.py refuses a path without one
+        parts = urlsplit(base)
+        return f"{parts.scheme}://{parts.netloc}{target.url}"
+    return target.url
+
+
+def check_one_destination(targets: tuple[RequestTarget, ...], base: str) -> None:
+    """Step 3 of issue #32: one destination (scheme, host, port) per run; a file with more is refused."""
+    want = destination(base)
+    for t in targets:
+        url = absolute_url(t, base)
+        if destination(url) != want:
+            raise PlanError(f"{t.where}: {url} is not on {want[0]}://{want[1]}:{want[2]}: the targets of a run "
+                            "share one scheme, host and port for now")
+
+
+def host_header(url: str) -> str:
+    scheme, host, port, _ = split_url(url)
+    host = f"[{host}]" if ":" in host else host
+    return host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
+
+
+def _pieces(text: str, where: str, what: str) -> list[Piece]:
+    return template_pieces(text.encode(), where, what)
+
+
+def _ops(pieces: list[Piece]) -> list[Op]:
+    """Pieces as ops, neighbouring literals joined."""
+    out: list[Op] = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            if out and out[-1][0] == OP_LIT:
+                out[-1] = (OP_LIT, out[-1][1] + piece, 0)
+            else:
+                out.append((OP_LIT, piece, 0))
+        else:
+            out.append((_KIND[piece[0]], b"", piece[1]))
+    return out
+
+
+def _merged(ops: list[Op]) -> list[Op]:
+    """Neighbouring literals joined: one memcpy each in the core."""
+    out: list[Op] = []
+    for op in ops:
+        if op[0] == OP_LIT and out and out[-1][0] == OP_LIT:
+            out[-1] = (OP_LIT, out[-1][1] + op[1], 0)
+        else:
+            out.append(op)
+    return out
+
+
+def _longest(ops: list[Op]) -> int:
+    return sum(len(op[1]) if op[0] in (OP_LIT, OP_LAST_LIT) else WIDTH[op[0]] for op in ops)
+
+
+def check_buffers(made: RequestSet, slots: int) -> None:
+    """The core's render buffers for `slots` connection slots of one worker stay within its bound
+    (core.h MAX_RENDER_TOTAL), else a usage error now rather than a worker failing at its start."""
+    need = made.render_bytes * slots
+    if need > MAX_RENDER_TOTAL:
+        raise PlanError(f"templated requests of up to {made.render_bytes:,} bytes for {slots:,} connections of a "
+                        f"worker need {need / 2**20:.0f} MiB of buffers; at most {MAX_RENDER_TOTAL >> 20} MiB: "
+                        "fewer connections, more workers, or a smaller templated body")
+
+
+def compile_target(target: RequestTarget, plan: Plan, group: int, close_line: bool) -> tuple:
+    """One target as _core.Core takes it: (group, head, upgrade, plain, last, ops, body_start)."""
+    url = absolute_url(target, plan.url)
+    path = split_url(url)[3]
+    where = target.where
+    given = {name.lower() for name, _ in target.headers}
+    headers = [(n, v) for n, v in plan.headers if n.lower() not in given] + list(target.headers)
+    names = {name.lower() for name, _ in headers}
+    body = plan.body if target.body is None else target.body
+    head: list[Piece] = [f"{target.method} ".encode(), *_pieces(path, where, "URL"), b" HTTP/1.1\r\n"]
+    if "host" not in names:
+        head.append(f"Host: {host_header(url)}\r\n".encode())
+    if "user-agent" not in names:
+        head.append(f"User-Agent: {USER_AGENT}\r\n".encode())
+    for name, value in headers:
+        head += [f"{name}: ".encode(), *_pieces(value, where, f"header {name}"), b"\r\n"]
+    body_pieces = template_pieces(body, where, "body") if body else []
+    templated = any(not isinstance(p, bytes) for p in head + body_pieces)
+    ops = _ops(head)
+    if "content-length" in names and any(not isinstance(p, bytes) for p in body_pieces):
+        raise PlanError(f"{where}: a templated body's length varies: leave Content-Length to twload")
+    if body and "content-length" not in names:
+        if templated and any(not isinstance(p, bytes) for p in body_pieces):
+            ops += [(OP_LIT, b"Content-Length: ", 0), (OP_CLEN, b"", 0), (OP_LIT, b"\r\n", 0)]
+        else:
+            ops.append((OP_LIT, f"Content-Length: {len(body)}\r\n".encode(), 0))
+    if close_line:
+        ops.append((OP_LAST_LIT, b"Connection: close\r\n", 0))
+    ops.append((OP_LIT, b"\r\n", 0))
+    ops = _merged(ops)
+    body_start = len(ops)
+    ops += _ops(body_pieces)
+    upgrade = "upgrade" in names
+    if not templated:
+        plain = b"".join(op[1] for op in ops if op[0] == OP_LIT)
+        last = b"".join(op[1] for op in ops)
+        return group, target.method == "HEAD", upgrade, plain, last, (), 0
+    longest = _longest(ops)
+    if longest > MAX_RENDER:
+        raise PlanError(f"{where}: the templated request may reach {longest:,} bytes; at most {MAX_RENDER:,}")
+    return group, target.method == "HEAD", upgrade, b"", b"", ops, body_start
+
+
+def cycle(weights: list[int]) -> array:
+    """The order's cycle: target i appears weights[i] times, spread out (the j-th of w at (j + 0.5) / w
+    of the way), so round-robin with weights 3 and 1 sends 0 0 1 0 rather than 0 0 0 1."""
+    places = sorted(((j + 0.5) / w, i) for i, w in enumerate(weights) for j in range(w))
+    return array("i", [i for _, i in places])
+
+
+def request_set(plan: Plan, close_line: bool) -> RequestSet:
+    names = labels(plan.targets)
+    if len(names) > MAX_NAMES:  # plan/targets.py refuses it first
+        raise PlanError(f"more than {MAX_NAMES} distinct targets")
+    group = {name: i for i, name in enumerate(names)}
+    compiled = [compile_target(t, plan, group[t.label], close_line) for t in plan.targets]
+    return RequestSet(compiled, cycle([t.weight for t in plan.targets]), names)

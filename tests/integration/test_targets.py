@@ -1,0 +1,270 @@
+"""--targets (issue #32): a recording peer on loopback checks that exactly the requests a request file
+describes arrive, in order, with their headers (repeats in order) and bodies, over the core's
+backends, keep-alive and short connections, both formats; templated values are unique where they
+must be; a bad file is one line and sends nothing."""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.backends import BACKENDS
+from tests.integration.peers import RecordingPeer
+
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+@pytest.fixture
+def peer():
+    p = RecordingPeer()
+    yield p
+    p.close()
+
+
+def host(peer: RecordingPeer) -> str:
+    return peer.url.split("/")[2]
+
+
+def http_file(peer: RecordingPeer) -> str:
+    return (f"# name: list\n"
+            f"GET {peer.url}items?page=1\n"
+            f"X-Tag: one\n"
+            f"X-Tag: two\n"
+            f"\n"
+            f"POST {peer.url}items\n"
+            f"Content-Type: application/json\n"
+            f"@body.json\n"
+            f"\n"
+            f"# weight: 1\n"
+            f"DELETE {peer.url}items/7\n")
+
+
+def json_file(peer: RecordingPeer) -> str:
+    return "\n".join(json.dumps(o) for o in [
+        {"method": "GET", "url": f"{peer.url}items?page=1", "header": {"X-Tag": ["one", "two"]}, "name": "list"},
+        {"method": "POST", "url": f"{peer.url}items", "header": {"Content-Type": ["application/json"]},
+         "body": base64.b64encode(b'{"a": 1}').decode()},
+        {"method": "DELETE", "url": f"{peer.url}items/7"},
+    ]) + "\n"
+
+
+def expected(peer: RecordingPeer, close_line: bool) -> list[tuple[str, list[tuple[str, str]], bytes]]:
+    """The three targets as they must arrive, with -H 'X-Default: d' and -H 'X-Tag: cli' given."""
+    base = [("Host", host(peer)), ("User-Agent", "twload"), ("X-Default", "d")]
+    close = [("Connection", "close")] if close_line else []
+    return [
+        ("GET /items?page=1 HTTP/1.1", base + [("X-Tag", "one"), ("X-Tag", "two")] + close, b""),
+        ("POST /items HTTP/1.1", base + [("X-Tag", "cli"), ("Content-Type", "application/json"),
+                                         ("Content-Length", "8")] + close, b'{"a": 1}'),
+        ("DELETE /items/7 HTTP/1.1", base + [("X-Tag", "cli")] + close, b""),
+    ]
+
+
+def run(tmp_path, *args: str, stdin: str | None = None, out: str = "run") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "twload", "run", "-q", "--out", str(tmp_path / out), *args],
+                          input=stdin, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+@pytest.mark.parametrize("close", ["keepalive", "fin", "server"])
+@pytest.mark.parametrize("fmt", ["http", "json"])
+def test_exactly_the_file_arrives_in_order(tmp_path, peer, io, close, fmt):
+    (tmp_path / "body.json").write_bytes(b'{"a": 1}')
+    (tmp_path / "t").write_text(http_file(peer) if fmt == "http" else json_file(peer))
+    proc = run(tmp_path, "--targets", "t", "--targets-format", fmt, "-n", "7", "-c", "1", "-w", "1", "--io", io,
+               "--close", close, "-H", "X-Default: d", "-H", "X-Tag: cli")
+    assert proc.returncode == 0, proc.stderr
+    want = expected(peer, close_line=close == "server")
+    got = [(line, fields, body) for _, line, fields, body in peer.requests]
+    assert got == [want[i % 3] for i in range(7)]
+    connections = {c for c, *_ in peer.requests}
+    assert len(connections) == (1 if close == "keepalive" else 7)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["targets"]}
+    assert list(rows) == ["list", f"POST {peer.url}items", f"DELETE {peer.url}items/7"]
+    assert [rows[name]["requests"] for name in rows] == [3, 2, 2]
+    assert all(row["status"] == {"200": row["requests"]} and row["errors"] == {} for row in rows.values())
+    assert all(row["latency_us"]["max"] > 0 for row in rows.values())
+
+
+def test_standard_input_and_a_relative_path(tmp_path, peer):
+    proc = run(tmp_path, peer.url, "--targets", "-", "-n", "2", "-c", "1", "-w", "1",
+               stdin="GET /a\n\nPUT /b\n")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for _, line, _, _ in peer.requests] == ["GET /a HTTP/1.1", "PUT /b HTTP/1.1"]
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_seq_is_unique_across_workers(tmp_path, peer, io):
+    (tmp_path / "t").write_text(f"GET {peer.url}?id={{{{seq}}}}&w={{{{worker}}}}\n"
+                                f"X-Request-Id: {{{{uuid}}}}\n\n"
+                                f"POST {peer.url}r\n@b\n")
+    (tmp_path / "b").write_text('{"id": {{seq}}, "r": {{rand 1000}}}')
+    proc = run(tmp_path, "--targets", "t", "-n", "200", "-c", "4", "-w", "2", "--io", io)
+    assert proc.returncode == 0, proc.stderr
+    assert len(peer.requests) == 200
+    seqs, uuids, workers = [], [], set()
+    for _, line, fields, body in peer.requests:
+        if line.startswith("GET"):
+            query = dict(p.split("=") for p in line.split()[1].split("?")[1].split("&"))
+            seqs.append(int(query["id"]))
+            workers.add(query["w"])
+            uuids.append(dict(fields)["X-Request-Id"])
+        else:
+            doc = json.loads(body)
+            seqs.append(doc["id"])
+            assert 0 <= doc["r"] < 1000
+            assert dict(fields)["Content-Length"] == str(len(body))
+    assert len(set(seqs)) == 200  # every request its own number, whichever worker sent it
+    assert len(set(uuids)) == len(uuids) == 100 and all(UUID.match(u) for u in uuids)
+    assert workers == {"0", "1"}
+
+
+def test_random_order_by_weight_and_seed(tmp_path, peer):
+    (tmp_path / "t").write_text(f"# weight: 3\nGET {peer.url}heavy\n\nGET {peer.url}light\n")
+    paths = []
+    for attempt in range(2):
+        proc = run(tmp_path, "--targets", "t", "--targets-order", "random", "--seed", "7",
+                   "-n", "400", "-c", "1", "-w", "1", out=f"run{attempt}")
+        assert proc.returncode == 0, proc.stderr
+        paths.append([line.split()[1] for _, line, _, _ in peer.requests[attempt * 400:]])
+    assert paths[0] == paths[1]  # the same seed, the same order
+    heavy = paths[0].count("/heavy")
+    assert 200 < heavy < 380  # 3:1 of 400 is 300; far outside these the weights were not used
+    assert paths[0][:8] != ["/heavy", "/heavy", "/light", "/heavy"] * 2  # not the round-robin cycle
+
+
+def test_weights_spread_round_robin(tmp_path, peer):
+    (tmp_path / "t").write_text(f"# weight: 3\nGET {peer.url}a\n\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "8", "-c", "1", "-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "".join(line.split()[1][1] for _, line, _, _ in peer.requests) == "aabaaaba"
+
+
+BAD = [
+    ("http", "GET {url}\nX-Foo\n", "t:2: bad header 'X-Foo': no colon"),
+    ("http", "get {url}\n", "t:1: unknown method 'get'"),
+    ("http", "GET {url}{{{{nope}}}}\n", "t:1: URL: unknown placeholder {{nope}}"),
+    ("http", "POST {url}\n@missing\n", "t:2: body file 'missing': No such file or directory"),
+    ("http", "GET {url}\n\nGET http://127.0.0.2:1/\n", "t:3: http://127.0.0.2:1/ is not on"),
+    ("json", '{{"method": "GET", "url": "{url}", "body": "%%%"}}\n', "t:1: bad body: not base64"),
+    ("json", '{{"method": "GET", "url": "{url}"\n', "t:1: bad JSON"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "text", "message"), BAD)
+def test_a_bad_file_is_one_line_and_sends_nothing(tmp_path, peer, fmt, text, message):
+    (tmp_path / "t").write_text(text.format(url=peer.url))
+    proc = run(tmp_path, "--targets", "t", "--targets-format", fmt, "-n", "1")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert peer.connections == 0 and peer.requests == []
+
+
+def test_no_url_and_no_targets(tmp_path):
+    proc = run(tmp_path, "-n", "1")
+    assert proc.returncode == 2 and "give a URL, or a request file with --targets" in proc.stderr
+
+
+def test_missing_file(tmp_path):
+    proc = run(tmp_path, "--targets", "nope.txt", "-n", "1")
+    assert proc.returncode == 2 and "cannot read --targets nope.txt: No such file or directory" in proc.stderr
+
+
+def test_plan_json_says_where_the_targets_came_from(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}a\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "1", "-c", "1", "-w", "1", "--targets-order", "random")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())["plan"]
+    assert plan["targets"]["source"] == "t" and plan["targets"]["count"] == 1
+    assert plan["targets"]["order"] == "random" and isinstance(plan["targets"]["seed"], int)
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_templated_last_request_of_a_connection_asks_the_close(tmp_path, peer, io):
+    (tmp_path / "t").write_text(f"GET {peer.url}a/{{{{seq}}}}\n\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "7", "-c", "1", "-w", "1", "--io", io, "--close", "server",
+               "--requests-per-connection", "3")
+    assert proc.returncode == 0, proc.stderr
+    got = [(c, line.split()[1], ("Connection", "close") in fields) for c, line, fields, _ in peer.requests]
+    paths = [path for _, path, _ in got]
+    assert paths == ["/a/0", "/b", "/a/1", "/b", "/a/2", "/b", "/a/3"]
+    assert [asks for _, _, asks in got] == [False, False, True, False, False, True, False]
+    assert len({c for c, _, _ in got}) == 3
+
+
+def test_open_loop_sends_the_file_and_counts_every_target(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}a?id={{{{seq}}}}\n\n# weight: 2\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "--rate", "300", "-d", "1s", "-w", "2", "--max-connections", "8")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["targets"]}
+    # the peer answers every request it reads; one still unanswered at the stop is counted apart
+    assert 100 < summary["requests"] <= len(peer.requests)
+    assert sum(row["requests"] for row in rows.values()) == summary["requests"]
+    assert sum(sum(row["errors"].values()) for row in rows.values()) <= sum(summary["errors"].values())
+    ids = [line.split("=")[1].split()[0] for _, line, _, _ in peer.requests if "/a?" in line]
+    assert len(ids) == len(set(ids)) >= rows[f"GET {peer.url}a?id={{{{seq}}}}"]["requests"]
+    assert rows[f"GET {peer.url}b"]["requests"] > len(ids)  # weight 2 against 1
+
+
+def test_report_csv_targets(tmp_path, peer):
+    (tmp_path / "t").write_text(f"# name: a\nGET {peer.url}a\n\nGET {peer.url}b\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "3", "-c", "1", "-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    report = subprocess.run([sys.executable, "-m", "twload", "report", str(tmp_path / "run"), "-f", "csv-targets"],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    lines = report.stdout.splitlines()
+    assert lines[0] == ("run,target,requests,errors,latency_p50_us,latency_p90_us,latency_p99_us,"
+                        "latency_p99_9_us,latency_max_us,latency_mean_us,status_200")
+    assert [line.split(",")[1:4] for line in lines[1:]] == [["a", "2", "0"], [f"GET {peer.url}b", "1", "0"]]
+    assert lines[1].split(",")[-1] == "2"
+
+
+def test_render_buffers_over_the_bound_are_refused_before_the_run(tmp_path, peer):
+    (tmp_path / "b").write_bytes(b"{{seq}}" + b"x" * 100_000)
+    (tmp_path / "t").write_text(f"POST {peer.url}\n@b\n")
+    proc = run(tmp_path, "--targets", "t", "-c", "3000", "-w", "1", "-d", "1s")
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "need 286 MiB of buffers; at most 256 MiB" in lines[0], proc.stderr
+    assert peer.connections == 0
+
+
+def test_method_option_with_targets_is_refused(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}\n")
+    proc = run(tmp_path, "--targets", "t", "-m", "POST", "-n", "1")
+    assert proc.returncode == 2 and "-m has nothing to do with --targets" in proc.stderr
+    assert peer.connections == 0
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_errors_count_under_their_targets_and_the_ledger_holds(tmp_path, io):
+    peer = RecordingPeer(drop_every=3)  # every third request read: the connection closes unanswered
+    try:
+        (tmp_path / "t").write_text(f"GET {peer.url}a/{{{{seq}}}}\n\nPOST {peer.url}b\n@b\n")
+        (tmp_path / "b").write_text('{"u": "{{uuid}}"}')
+        proc = run(tmp_path, "--targets", "t", "-n", "30", "-c", "2", "-w", "1", "--io", io)
+    finally:
+        peer.close()
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "uncounted" not in summary["errors"] and "counted_twice" not in summary["errors"]
+    results = summary["requests"] + sum(summary["errors"].values())
+    assert results == 30 and summary["errors"].get("eof_before_response", 0) >= 1
+    rows = summary["targets"]
+    assert sum(r["requests"] for r in rows) == summary["requests"]
+    by_target: dict[str, int] = {}
+    for row in rows:
+        for name, n in row["errors"].items():
+            by_target[name] = by_target.get(name, 0) + n
+    assert by_target == summary["errors"]  # every error here is a request's result: its target's
+    assert len(peer.requests) >= 30
