@@ -12,11 +12,12 @@ from pathlib import Path
 from rich.console import Console
 
 from twload import thresholds as gates
-from twload.cli.progress import live_progress
+from twload.cli.progress import live_hooks, live_progress
 from twload.distributed.coordinator import DaskRun, DistributedError, connect, worker_slots
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import merged_budget, split, wall_line
 from twload.engine.supervisor import exit_code_for
+from twload.live.feed import LiveRun
 from twload.plan import Plan
 from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
@@ -31,13 +32,16 @@ class Refused(DistributedError):
 
 def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out: Path | None,
             show_progress: bool, console: Console, strict: bool = False,
-            thresholds: list | None = None, keep_credentials: bool = False) -> tuple[dict, Path, int]:
+            thresholds: list | None = None, keep_credentials: bool = False, live: LiveRun | None = None,
+            full_screen: bool = False) -> tuple[dict, Path, int]:
     """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
     if spec.plain_beyond_loopback:
         console.print(f"[yellow]note: {spec.scheduler} is plain tcp:// (--allow-insecure-scheduler): whoever "
                       "reaches it can run code on its workers and on this host[/]", soft_wrap=True)
 
     def on_ready(preflights: list[dict]) -> None:
+        if live is not None:
+            live.state.set_budget(merged_budget(preflights))  # the view's and the endpoint's port budget
         skewed = [p for p in preflights if abs(p["clock_offset_s"]) > CLOCK_SKEW_WARN_S]
         for p in skewed:
             console.print(f"[yellow]{p['host']}'s clock is {p['clock_offset_s']:+.2f} s from this host's: it starts "
@@ -74,8 +78,11 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
             record["cluster"] = spec.label
             record["dask_workers"] = [s.worker.address for s in shards]
             folder.write_plan(record)
-            with live_progress(console, show_progress) as on_progress:
-                summary = DaskRun(plan, folder, client, shards, on_progress, on_ready).run()
+            with live_progress(console, show_progress and not full_screen) as on_line, \
+                    live_hooks(live, console, full_screen, None, on_line) as (on_progress, on_second):
+                dask_run = DaskRun(plan, folder, client, shards, on_progress, on_ready)
+                dask_run.on_second.extend(on_second)  # the coordinator's merged seconds, as the local supervisor's
+                summary = dask_run.run()
             summary["cluster"] = spec.label
             if thresholds:
                 summary["thresholds"] = gates.evaluate(thresholds, summary)
