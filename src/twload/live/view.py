@@ -212,14 +212,19 @@ def render(state: LiveState, width: int, height: int) -> Group:
     ports = ports_block(state, width)
     lag = open_loop_line(state, width)
     bottom = ports + ([lag] if lag else [])
-    # the chart takes what the rest leaves, within bounds; a taller screen lists more errors too
-    error_rows = max(4, len(latency)) if half < width else 4
-    middle_h = error_rows if half < width else len(latency) + error_rows
-    chart_h = max(MIN_CHART_H, min(MAX_CHART_H, height - len(top) - 2 - middle_h - len(bottom)))
-    if chart_h == MAX_CHART_H:  # room left over: more error names
-        error_rows += max(0, height - len(top) - 2 - chart_h - middle_h - len(bottom))
-    outcome = outcome_block(state, width - half if half < width else width, error_rows)
-    if half < width:
+    # errors get up to half of what is left (a line each, after the status and the total), the chart
+    # the rest within bounds; a screen with room to spare lists more errors
+    side = half < width
+    avail = height - len(top) - 2 - len(bottom)  # 2: the chart's title and axis
+    error_rows = max(4, min(2 + len(state.errors), avail // 2))
+    if side:
+        error_rows = max(error_rows, len(latency))
+    middle_h = error_rows if side else len(latency) + error_rows
+    chart_h = max(MIN_CHART_H, min(MAX_CHART_H, avail - middle_h))
+    if chart_h == MAX_CHART_H:
+        error_rows += max(0, avail - chart_h - middle_h)
+    outcome = outcome_block(state, width - half if side else width, error_rows)
+    if side:
         rows = max(len(latency), len(outcome))
         latency += [Text()] * (rows - len(latency))
         outcome += [Text()] * (rows - len(outcome))
