@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from twload.report.text import fmt_us
+from twload.live.view import short_us
 
 TMUX = shutil.which("tmux")
 
@@ -113,8 +113,9 @@ def test_the_screen_mid_run_agrees_with_the_run_and_gives_way_to_the_summary(twl
     shown = [s for s in samples if f"{s['rps']:,.0f}" == now]
     assert shown, f"requests/s {now} on screen is no second's in samples.jsonl"
     last_1s = re.search(r"^last 1s +(\S+) +(\S+) +(\S+)", text, re.M)
-    assert any(last_1s.group(1) == fmt_us(s["latency_us"]["p50"]) and last_1s.group(3) == fmt_us(s["latency_us"]["p99"])
-               for s in shown), (last_1s.group(0), shown)
+    p50, p99 = last_1s.group(1), last_1s.group(3)
+    assert any(p50 == short_us(s["latency_us"]["p50"]) and p99 == short_us(s["latency_us"]["p99"]) for s in shown), \
+        (last_1s.group(0), shown)
     status = number(re.search(r"status 200 ([\d,]+)", text).group(1))
     through = max(s["t"] for s in shown)
     assert sum(s["requests"] for s in samples if s["t"] <= through) <= status <= summary["status"]["200"]

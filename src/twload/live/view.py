@@ -15,7 +15,6 @@ from rich.text import Text
 
 from twload.live.chart import bars, gauge, sparkline
 from twload.live.state import LiveState
-from twload.report.text import fmt_us
 
 AXIS_W = 8  # the chart's left labels
 MIN_CHART_H = 3
@@ -47,6 +46,20 @@ def beside(left: Text, right: Text, left_w: int, width: int) -> Text:
 
 def n(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def short_us(us: float) -> str:
+    """A duration in at most 6 characters, three significant digits (report.text's fmt_us takes up to 8)."""
+    ms = us / 1_000
+    if us < 999.5:  # each bound where the next rounding would take a seventh character
+        return f"{us:.0f}us"
+    if ms < 9.995:
+        return f"{ms:.2f}ms"
+    if ms < 99.95:
+        return f"{ms:.1f}ms"
+    if ms < 999.5:
+        return f"{ms:.0f}ms"
+    return f"{us / 1_000_000:.2f}s"  # at most 60 s: HIGHEST_US
 
 
 def header(state: LiveState, width: int) -> list[Text]:
@@ -105,19 +118,19 @@ def rps_chart(state: LiveState, width: int, height: int) -> list[Text]:
 
 def latency_block(state: LiveState, width: int) -> list[Text]:
     columns = [("p50", "p50"), ("p90", "p90"), ("p99", "p99")]
-    if width >= 48:
+    if width >= 45:
         columns.append(("p99.9", "p99_9"))
     columns.append(("max", "max"))
-    cell = 8  # fmt_us is at most 7 wide ("12.34ms")
+    cell = 7  # short_us is at most 6 wide
     last = state.last.get("latency_us", {})
     run = state.run_latency_us
     rows = [line(("latency", "bold"), "".join(f"{name:>{cell}}" for name, _ in columns), width=width)]
     for label, values in (("last 1s", last), ("run", run)):
-        rows.append(line(f"{label:<7}", "".join(f"{fmt_us(values.get(key, 0)):>{cell}}" for _, key in columns),
+        rows.append(line(f"{label:<7}", "".join(f"{short_us(values.get(key, 0)):>{cell}}" for _, key in columns),
                          width=width))
     connect = state.run_connect_us
     opened = f" opened {n(state.connections_opened)}"
-    text = f" p50 {fmt_us(connect.get('p50', 0))} p99 {fmt_us(connect.get('p99', 0))}"
+    text = f" p50 {short_us(connect.get('p50', 0))} p99 {short_us(connect.get('p99', 0))}"
     rows.append(line(("connect", "bold"), text + (opened if 7 + len(text) + len(opened) <= width else ""),
                      width=width))
     return rows
@@ -200,7 +213,7 @@ def open_loop_line(state: LiveState, width: int) -> Text | None:
     lag = last.get("max_lag_us", 0)
     style = "red" if lag > 50_000 else "yellow" if lag > 5_000 else ""
     return line(("rate    ", "bold"), f"target {last['target']:g}/s  sent {n(last.get('rps', 0))}/s  ",
-                ("lag " + fmt_us(lag), style), f"  run max {fmt_us(state.max_lag_us)}", width=width)
+                ("lag " + short_us(lag), style), f"  run max {short_us(state.max_lag_us)}", width=width)
 
 
 def render(state: LiveState, width: int, height: int) -> Group:

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from twload.live.chart import bars, gauge, sparkline
 from twload.live.state import LiveState, RunFacts
-from twload.live.view import render
+from twload.live.view import render, short_us
 from twload.live.watch_view import WatchHistory, render_watch
 from twload.metrics import Totals, encode_counts
 
@@ -110,3 +110,19 @@ def test_the_watch_view_fits_and_keeps_each_destinations_history():
         assert "127.0.0.1:8002" in "\n".join(lines)
         if height >= 24:
             assert "127.0.0.1:8000" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("us", [0, 999, 1_000, 9_994, 9_999, 99_949, 192_130, 999_499, 999_999, 1_000_000, 60_000_000])
+def test_durations_on_screen_take_six_characters_at_most(us):
+    assert len(short_us(us)) <= 6
+
+
+def test_latency_cells_never_touch():
+    """A 192 ms max beside a 3.25 ms p99 read as one cell "3.25ms192.13ms" (seen in the tmux test)."""
+    state = state_at_the_wall(seconds=3, errors=0)
+    state.samples[-1]["latency_us"] = {"p50": 75, "p90": 170, "p99": 3_250, "p99_9": 99_950, "max": 192_130}
+    for width in (80, 120):
+        lines = screen(render(state, width, 24), width, 24)
+        row = next(line for line in lines if line.startswith("last 1s"))
+        cells = row[: width // 2].split()
+        assert cells[2:] in (["75us", "170us", "3.25ms", "192ms"], ["75us", "170us", "3.25ms", "100ms", "192ms"])
