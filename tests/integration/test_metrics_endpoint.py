@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import free_port, run_cli
 
 PROMETHEUS = shutil.which("prometheus")
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-twload.json"
 
 
 class Prometheus:
@@ -51,15 +53,16 @@ class Prometheus:
         self.stop()
         raise RuntimeError("prometheus was not ready within 30 s")
 
-    def query(self, expr: str) -> list[dict]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    def query(self, expr: str, at: float | None = None) -> list[dict]:
+        params = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(params)
         with urllib.request.urlopen(url, timeout=5) as response:
             body = json.loads(response.read())
         assert body["status"] == "success", body
         return body["data"]["result"]
 
-    def value(self, expr: str) -> float | None:
-        result = self.query(expr)
+    def value(self, expr: str, at: float | None = None) -> float | None:
+        result = self.query(expr, at)
         return float(result[0]["value"][1]) if result else None
 
     def stop(self) -> None:
@@ -121,6 +124,7 @@ def test_a_real_prometheus_scrapes_the_run_and_ends_with_summary_json(twload_ser
         assert om["twload_run"].type == "info"
         assert om["twload_run"].samples[0].labels["close"] == "fin"
         stdout, stderr = run.communicate(timeout=60)
+        ended = time.time()
     finally:
         if run.poll() is None:
             run.kill()
@@ -137,6 +141,18 @@ def test_a_real_prometheus_scrapes_the_run_and_ends_with_summary_json(twload_ser
     assert budget == summary["budget"]["ports"]
     peak = prometheus.value('max_over_time(twload_time_wait_sockets{job="twload"}[5m])')
     assert peak is not None and 0 < peak <= summary["time_wait_peak"]  # --close fin: the client holds them
+    # every query of the Grafana dashboard answers, over the run's last seconds
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"].replace("$__rate_interval", "3s").replace('job=~"$job"', 'job="twload"')
+            result = prometheus.query(expr, at=ended - 1.5)
+            if "twload_target_rate" in expr or "twload_lag_seconds" in expr:
+                assert result == [], expr  # closed loop: no such series
+            elif "twload_errors_total" in expr and not summary["errors"]:
+                assert result == [], expr  # no error counted: no series
+            else:
+                assert result, f"the dashboard's {panel['title']!r}: {expr} found nothing"
     # the endpoint is gone once the linger is over: nothing left listening
     with pytest.raises(OSError):
         fetch(f"http://127.0.0.1:{port}/metrics")

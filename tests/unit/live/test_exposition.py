@@ -158,3 +158,18 @@ def test_a_port_in_use_is_one_line():
             MetricsEndpoint("127.0.0.1", first.port, a_run()[0].state.facts)
     finally:
         first.close()
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_endpoint_serves():
+    import json
+    import re
+    from pathlib import Path
+
+    run, totals = a_run()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(exposed_of(run.state, totals)))
+    served = {s.name for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples}
+    dashboard = json.loads((Path(__file__).resolve().parents[3] / "docs" / "grafana-twload.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\btwload_[a-z_]+", expr)}
+    assert used and used <= served, used - served
