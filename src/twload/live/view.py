@@ -91,8 +91,11 @@ def wall_column(state: LiveState, seconds: list[int]) -> int | None:
 
 def rps_chart(state: LiveState, width: int, height: int) -> list[Text]:
     chart_w = max(1, width - AXIS_W)
-    history = state.rps_history()
-    shown = history[-chart_w:]
+    samples = list(state.samples)[-chart_w:]
+    # a short run's seconds get up to 4 columns each, so its first seconds are not a sliver at the right
+    per_second = max(1, min(4, chart_w // max(1, len(samples))))
+    shown = [float(s.get("rps", 0.0)) for s in samples for _ in range(per_second)][-chart_w:]
+    seconds = [int(s.get("t", 0)) for s in samples for _ in range(per_second)][-chart_w:]
     peak = max(shown, default=0.0)
     last = state.last
     title: list[Part] = [("requests/s ", "bold"), f"now {n(last.get('rps', 0))}  peak {n(peak)}"]
@@ -103,7 +106,6 @@ def rps_chart(state: LiveState, width: int, height: int) -> list[Text]:
     for i, row in enumerate(rows):
         label = n(peak) if i == 0 else ("0" if i == height - 1 else "")
         lines.append(line(f"{label:>{AXIS_W - 1}} ", (row, "green"), width=width))
-    seconds = [int(s.get("t", 0)) for s in list(state.samples)[-chart_w:]]
     axis = list("─" * chart_w)
     column = wall_column(state, seconds)
     offset = chart_w - len(seconds)
@@ -200,7 +202,10 @@ def wall_text(state: LiveState) -> list[Part]:
     else:
         parts.append(("no budget known", "dim"))
     eta = state.wall_eta_s()
-    if eta is not None:
+    used = state.ports_in_use or 0
+    # the pace towards the budget, where the pre-flight predicts a wall or half the ports are held already
+    # (where it predicts none, TIME_WAIT's ports are reused and the pace levels off before the budget)
+    if eta is not None and (f.wall_at_connection or (f.ports and used >= f.ports / 2)):
         parts.append((f"; full in ~{eta:.0f}s at +{n(state.ports_trend_per_s() or 0)} ports/s",
                       "red" if eta < 10 else "yellow"))
     return parts
