@@ -166,6 +166,13 @@ def test_beyond_loopback_is_refused_in_one_line(twload_server, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_bad_linger_is_one_line(tmp_path):
+    result = run_cli("run", "http://127.0.0.1:9/", "--metrics-listen", "127.0.0.1:0", "--metrics-linger", "soon",
+                     "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "--metrics-linger" in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_a_port_taken_is_one_line_before_the_run(twload_server, tmp_path):
     import socket
 

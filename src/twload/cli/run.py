@@ -95,7 +95,7 @@ def start_live(plan: Plan, listen: str | None, allow_remote: bool, linger: str) 
     endpoint = None
     facts = facts_of(plan)
     try:
-        linger_s = parse_duration(linger)
+        linger_s = 0.0 if linger.strip() in ("0", "0s") else parse_duration(linger)  # 0: no linger
         if listen is not None:
             host, port = parse_listen(listen, allow_remote)
             endpoint = MetricsEndpoint(host, port, facts)
