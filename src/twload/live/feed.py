@@ -64,6 +64,8 @@ class LiveRun:
         if full_screen:
             self.screen = Screen(console, lambda width, height: render(self.state, width, height))
             self.screen.start()
+            if not self.screen.keys.reading:
+                self.state.stop_hint = "Ctrl-C: stop"
         try:
             yield self
         finally:

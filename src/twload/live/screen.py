@@ -31,6 +31,11 @@ class Keys:
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
 
+    @property
+    def reading(self) -> bool:
+        """Keys are read (stdin is a terminal)."""
+        return self.fd is not None
+
     def start(self) -> None:
         if self.fd is None:
             return

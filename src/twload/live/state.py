@@ -74,6 +74,7 @@ class LiveState:
     time_wait_found: int | None = None
     seconds_seen: int = 0  # the last merged second taken in
     totals_at: int = -1  # the second the run's totals were last read at
+    stop_hint: str = "q or Ctrl-C: stop"  # without a terminal on stdin, no key is read: Ctrl-C only
 
     def set_budget(self, budget: dict | None) -> None:
         """The pre-flight's budget block (results: `budget`), or the merged one of a Dask run."""

@@ -72,7 +72,7 @@ def header(state: LiveState, width: int) -> list[Text]:
     else:
         done = min(1.0, state.requests / f.planned_requests) if f.planned_requests else 0.0
         where = f"{n(state.requests)} / {n(f.planned_requests or 0)} req"
-    hint = f"stopping ({state.stopping})" if state.stopping else "q or Ctrl-C: stop"
+    hint = f"stopping ({state.stopping})" if state.stopping else state.stop_hint
     bar_w = max(5, min(30, width - len(where) - len(hint) - 6))
     second = line(gauge(done, 1.0, bar_w), f" {where}  ", (hint, "yellow" if state.stopping else "dim"),
                   width=width)
