@@ -168,13 +168,15 @@ def ports_block(state: LiveState, width: int) -> list[Text]:
     f = state.facts
     used, ports = state.ports_in_use, f.ports
     lines = []
-    if ports:
-        label = f" {n(used)}/{n(ports)}" if used is not None else f" ?/{n(ports)}"
-        share = (used or 0) / ports
+    if ports and used is None:  # a Dask run: each worker's host holds its own ports
+        lines.append(line(("ports   ", "bold"), f"budget {n(ports)}; in use not measured here", width=width))
+    elif ports and used is not None:
+        label = f" {n(used)}/{n(ports)}"
+        share = used / ports
         style = "red" if share >= 0.9 else "yellow" if share >= 0.5 else "green"
-        bar_w = max(5, min(40, width - 8 - len(label) - 2))
-        lines.append(line(("ports   ", "bold"), (gauge(used or 0, ports, bar_w), style), label,
-                          f" {share:.0%}" if used is not None else "", width=width))
+        bar_w = max(5, min(40, width - 8 - len(label) - 6))
+        lines.append(line(("ports   ", "bold"), (gauge(used, ports, bar_w), style), label, f" {share:.0%}",
+                          width=width))
     own = state.time_wait
     if own is not None:
         tw = [float(s.get("time_wait", 0)) for s in state.samples]
