@@ -126,3 +126,12 @@ def test_latency_cells_never_touch():
         row = next(line for line in lines if line.startswith("last 1s"))
         cells = row[: width // 2].split()
         assert cells[2:] in (["75us", "170us", "3.25ms", "192ms"], ["75us", "170us", "3.25ms", "100ms", "192ms"])
+
+
+def test_without_a_ports_reading_the_budget_is_shown_and_said_unmeasured():
+    """A Dask run's samples carry no ports_in_use: each worker's host holds its own ports."""
+    state = state_at_the_wall(seconds=3, errors=0)
+    for sample in state.samples:
+        del sample["ports_in_use"]
+    text = "\n".join(screen(render(state, 80, 24), 80, 24))
+    assert "budget 28,232; in use not measured here" in text and "?/" not in text
