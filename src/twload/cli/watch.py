@@ -131,7 +131,8 @@ def full_screen_loop(step, dst: str | None, interval: float, count: int | None, 
     latest: dict = {"rows": [], "listeners": [], "header": header(Counter(), dst).plain}
 
     def draw(width: int, height: int):
-        return render_watch(latest["rows"], latest["listeners"], history, latest["header"], interval, width, height)
+        return render_watch(latest["rows"], latest["listeners"], history, latest["header"], interval, width, height,
+                            "q or Ctrl-C: stop" if screen.keys.reading else "Ctrl-C: stop")
 
     screen = Screen(console, draw, on_stop=stop.set)
     screen.start()

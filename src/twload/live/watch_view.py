@@ -41,10 +41,10 @@ def row_key(row: dict) -> str:
 
 
 def render_watch(rows: list[dict], listeners: list[dict], history: WatchHistory, header: str, interval_s: float,
-                 width: int, height: int) -> Group:
+                 width: int, height: int, stop_hint: str = "q or Ctrl-C: stop") -> Group:
     width = max(20, width)
     lines = [line(("twload watch ", "bold"), header, width=width),
-             line(("q or Ctrl-C: stop", "dim"), f"  every {interval_s:g}s, a column a reading", width=width)]
+             line((stop_hint, "dim"), f"  every {interval_s:g}s, a column a reading", width=width)]
     listed = [(row_key(r), r["time_wait"], f"ESTAB {n(r['established'])} budget {r['budget_used']:.1%}",
                r["budget_used"]) for r in rows] + \
              [(f"listen {r['local']}", r["time_wait"], f"ESTAB {n(r['established'])} peers {r['peers']}", 0.0)
