@@ -9,8 +9,9 @@ PYTHON ?= python3
 # benchmarks' peers are the second, and a failure to get them only warns.
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
-# chromium opens the HTML report in its browser test.
-DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium
+# chromium opens the HTML report in its browser test; prometheus scrapes --metrics-listen in its test,
+# and the live view is tested in tmux.
+DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium prometheus tmux
 DEBS_OPT := wrk apache2-utils hey
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize

@@ -176,6 +176,17 @@ def test_at_most_three_modules_stand_loose_at_the_top():
     assert loose == LOOSE
 
 
+def test_the_live_room_is_fed_through_the_supervisors_hooks():
+    """live/ (the full-screen view, the metrics endpoint) gets the run's numbers from the supervisor's hooks
+    (on_progress, on_second) as plain values: it imports none of the rooms that run the load or read the host,
+    so the local supervisor and the Dask coordinator can both feed it."""
+    allowed = ("twload.live", "twload.metrics", "twload.plan")
+    offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.live")
+                 for imported, _ in imports_of(name)
+                 if within(imported, "twload") and not any(within(imported, a) for a in allowed)]
+    assert offenders == []
+
+
 def test_reports_read_the_run_folder_not_the_live_system():
     adapters = (*ADAPTERS, "twload.doctor")
     offenders = [f"{name} imports {imported}" for name in MODULES if within(name, "twload.report")

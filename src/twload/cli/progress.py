@@ -1,6 +1,7 @@
 """Live progress on stderr (rich): elapsed / planned, req/s, the dominant error by name and since
 when, ports in use against the budget, the run's own client TIME_WAIT, p50 / p99; always one line
-within the terminal's width."""
+within the terminal's width. `live_hooks` feeds the full-screen view and the metrics endpoint
+(twload.live) instead of or beside it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from twload.live.feed import LiveRun
 from twload.report.text import fmt_us
 
 
@@ -107,3 +109,18 @@ def live_progress(console: Console, enabled: bool, ports: int | None = None, pro
         # one column spare: a line exactly as wide as the terminal wraps on some terminals
         yield lambda progress: live.update(progress_line(progress, console.width - 1, ports,
                                                          getattr(probe, "in_use", None)))
+
+
+@contextmanager
+def live_hooks(live: LiveRun | None, console: Console, full_screen: bool, budget: dict | None, on_line):
+    """The supervisor's hooks: the progress line alone, or with the live view and the metrics endpoint
+    (twload.live) fed too."""
+    if live is None or not (full_screen or live.endpoint is not None):
+        yield on_line, ()
+        return
+    with live.shown(console, full_screen, budget) as feed:
+        def on_progress(progress) -> None:
+            on_line(progress)
+            feed.on_progress(progress)
+
+        yield on_progress, (feed.on_second,)

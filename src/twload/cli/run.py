@@ -14,7 +14,7 @@ from rich.console import Console
 
 from twload import thresholds as gates
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
-from twload.cli.progress import live_progress
+from twload.cli.progress import live_hooks, live_progress
 from twload.distributed.spec import parse_cluster
 from twload.doctor.preflight import preflight
 from twload.engine import core
@@ -26,6 +26,8 @@ from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
 from twload.kernel.sources import check_sources_local
 from twload.kernel.sysctl import sysctl_values
+from twload.live.exposition import ListenError, MetricsEndpoint, parse_listen
+from twload.live.feed import LiveRun, facts_of
 from twload.plan import (
     Plan,
     PlanError,
@@ -45,7 +47,8 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None,
-            keep_credentials: bool = False) -> tuple[dict, Path, int]:
+            keep_credentials: bool = False, live: LiveRun | None = None,
+            full_screen: bool = False) -> tuple[dict, Path, int]:
     try:
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
@@ -71,8 +74,9 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
 
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
-        with live_progress(console, show_progress, pre.budget.ports, probe) as on_progress:
-            summary = run_to_folder(plan, path, on_progress, probe, finish, record)
+        with live_progress(console, show_progress and not full_screen, pre.budget.ports, probe) as on_line, \
+                live_hooks(live, console, full_screen, pre.budget_block(), on_line) as (on_progress, on_second):
+            summary = run_to_folder(plan, path, on_progress, probe, finish, record, on_second)
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -80,6 +84,31 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
     if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
         code = EXIT_THRESHOLD
     return summary, Path(path), code
+
+
+def start_live(plan: Plan, listen: str | None, allow_remote: bool, linger: str) -> LiveRun:
+    """The run's live outputs; the metrics endpoint listens from here on (a bad address: one line)."""
+    endpoint = None
+    facts = facts_of(plan)
+    try:
+        linger_s = 0.0 if linger.strip() in ("0", "0s") else parse_duration(linger)  # 0: no linger
+        if listen is not None:
+            host, port = parse_listen(listen, allow_remote)
+            endpoint = MetricsEndpoint(host, port, facts)
+    except PlanError as exc:
+        fail(f"--metrics-linger: {exc}", EXIT_USAGE)
+    except ListenError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if endpoint is not None:
+        err.print(f"metrics: {endpoint.url}", highlight=False)
+    return LiveRun(facts, endpoint, linger_s)
+
+
+def full_screen_wanted(show_progress: bool, no_tui: bool) -> bool:
+    """The full-screen view: only when both stdout and stderr are a terminal (a pipe, a file, -q and
+    --json keep today's output), and not with --no-tui or a dumb terminal."""
+    return (show_progress and not no_tui and sys.stdout.isatty() and err.is_terminal
+            and not err.is_dumb_terminal)
 
 
 def build_plan(
@@ -178,12 +207,14 @@ def read_targets(path: str, fmt: str, base: str | None) -> tuple:
 
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
-                        checks: list, strict: bool, keep_credentials: bool = False) -> tuple[dict, Path, int]:
+                        checks: list, strict: bool, keep_credentials: bool = False, live: LiveRun | None = None,
+                        full_screen: bool = False) -> tuple[dict, Path, int]:
     from twload.cli.run_cluster import DistributedError  # imports dask: only here
     from twload.cli.run_cluster import execute as run_on_cluster
 
     try:
-        return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks, keep_credentials)
+        return run_on_cluster(plan, spec, workers, out, show_progress, err, strict, checks, keep_credentials,
+                              live, full_screen)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     except DistributedError as exc:
@@ -228,6 +259,10 @@ def run(
     strict: Annotated[bool, typer.Option("--strict", help="Refuse to start when the pre-flight says ports will run out.", rich_help_panel="Pass/fail")] = False,
     max_errors: Annotated[int | None, typer.Option("--max-errors", help="Stop the run once more than N errors were counted; exit 1.", rich_help_panel="Pass/fail")] = None,
     threshold: Annotated[list[str], typer.Option("--threshold", help="Pass/fail gate, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable); exit 1 if one fails.", rich_help_panel="Pass/fail")] = [],  # noqa: B006
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="On a terminal, the one progress line instead of the full-screen view.", rich_help_panel="Output")] = False,
+    metrics_listen: Annotated[str | None, typer.Option("--metrics-listen", help="Serve Prometheus / OpenMetrics metrics during the run on HOST:PORT (e.g. 127.0.0.1:9464; loopback only unless --metrics-allow-remote).", rich_help_panel="Output")] = None,
+    metrics_allow_remote: Annotated[bool, typer.Option("--metrics-allow-remote", help="Allow --metrics-listen beyond loopback: the endpoint has no authentication and shows the target and its results.", rich_help_panel="Output")] = False,
+    metrics_linger: Annotated[str, typer.Option("--metrics-linger", help="Keep the metrics endpoint answering this long after the run (a scraper's last look).", rich_help_panel="Output")] = "2s",
     report: Annotated[bool, typer.Option("--report", help="Also write report.html (plots, verdict; works offline) into the run folder.", rich_help_panel="Output")] = False,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Spread the run over a Dask LocalCluster of N worker processes on 127.0.0.1: local:N (-w then counts engine processes per Dask worker; default: its threads).", rich_help_panel="Cluster")] = None,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Spread the run over an existing Dask cluster: tls://HOST:PORT (with --tls-*), or tcp://HOST:PORT on loopback (beyond it only with --allow-insecure-scheduler).", rich_help_panel="Cluster")] = None,
@@ -251,21 +286,28 @@ def run(
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    if spec is not None:
-        summary, folder, code = execute_distributed(plan, spec, workers, out, not quiet and not as_json, checks, strict,
-                                                    keep_credentials)
-    else:
-        summary, folder, code = execute(plan, out, show_progress=not quiet and not as_json, console=err,
-                                        strict=strict, thresholds=checks, keep_credentials=keep_credentials)
-    if report:
-        from twload.cli.report import write_html
+    live = start_live(plan, metrics_listen, metrics_allow_remote, metrics_linger)
+    show = not quiet and not as_json
+    full_screen = full_screen_wanted(show, no_tui)
+    try:
+        if spec is not None:
+            summary, folder, code = execute_distributed(plan, spec, workers, out, show, checks, strict,
+                                                        keep_credentials, live, full_screen)
+        else:
+            summary, folder, code = execute(plan, out, show_progress=show, console=err, strict=strict,
+                                            thresholds=checks, keep_credentials=keep_credentials, live=live,
+                                            full_screen=full_screen)
+        if report:
+            from twload.cli.report import write_html
 
-        err.print(f"report: {write_html(folder)}", highlight=False)
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    else:
-        from twload.report.text import render
+            err.print(f"report: {write_html(folder)}", highlight=False)
+        if as_json:
+            print(json.dumps(summary, indent=2), flush=True)
+        else:
+            from twload.report.text import render
 
-        print(render(summary, terminal_width()))
-        err.print(f"results: {folder}", highlight=False)
+            print(render(summary, terminal_width()), flush=True)
+            err.print(f"results: {folder}", highlight=False)
+    finally:
+        live.close()  # after the summary is out: the endpoint lingers for a last scrape
     raise typer.Exit(code)

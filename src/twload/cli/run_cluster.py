@@ -12,11 +12,12 @@ from pathlib import Path
 from rich.console import Console
 
 from twload import thresholds as gates
-from twload.cli.progress import live_progress
+from twload.cli.progress import live_hooks, live_progress
 from twload.distributed.coordinator import DaskRun, DistributedError, connect, worker_slots
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import merged_budget, split, wall_line
 from twload.engine.supervisor import exit_code_for
+from twload.live.feed import LiveRun
 from twload.plan import Plan
 from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
@@ -31,17 +32,27 @@ class Refused(DistributedError):
 
 def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out: Path | None,
             show_progress: bool, console: Console, strict: bool = False,
-            thresholds: list | None = None, keep_credentials: bool = False) -> tuple[dict, Path, int]:
+            thresholds: list | None = None, keep_credentials: bool = False, live: LiveRun | None = None,
+            full_screen: bool = False) -> tuple[dict, Path, int]:
     """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
     if spec.plain_beyond_loopback:
         console.print(f"[yellow]note: {spec.scheduler} is plain tcp:// (--allow-insecure-scheduler): whoever "
                       "reaches it can run code on its workers and on this host[/]", soft_wrap=True)
 
+    held: list[str] = []  # said while the full screen is up: said again once it gave way
+
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True)
+        if full_screen:
+            held.append(text)
+
     def on_ready(preflights: list[dict]) -> None:
+        if live is not None:
+            live.state.set_budget(merged_budget(preflights))  # the view's and the endpoint's port budget
         skewed = [p for p in preflights if abs(p["clock_offset_s"]) > CLOCK_SKEW_WARN_S]
         for p in skewed:
-            console.print(f"[yellow]{p['host']}'s clock is {p['clock_offset_s']:+.2f} s from this host's: it starts "
-                          "that much off the common instant (run NTP on every host)[/]", soft_wrap=True)
+            say(f"[yellow]{p['host']}'s clock is {p['clock_offset_s']:+.2f} s from this host's: it starts "
+                "that much off the common instant (run NTP on every host)[/]")
         warnings = [p["warning"] for p in preflights if "warning" in p]
         if not warnings:
             return
@@ -50,8 +61,7 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
         exhausted = budget["exhausted_at_connection"]
         more = (f"; connection {exhausted:,} within 60 s fails with EADDRNOTAVAIL" if exhausted else "")
         which = "each worker" if len(warnings) == len(preflights) else f"{len(warnings)} of {len(preflights)} workers"
-        console.print(f"[yellow]pre-flight: {line}{more}. {which.capitalize()}: "
-                      f"{warnings[0].removeprefix('pre-flight: ')}[/]", soft_wrap=True)
+        say(f"[yellow]pre-flight: {line}{more}. {which.capitalize()}: {warnings[0].removeprefix('pre-flight: ')}[/]")
         if strict:
             raise Refused("refusing to start (--strict)")
 
@@ -74,8 +84,15 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
             record["cluster"] = spec.label
             record["dask_workers"] = [s.worker.address for s in shards]
             folder.write_plan(record)
-            with live_progress(console, show_progress) as on_progress:
-                summary = DaskRun(plan, folder, client, shards, on_progress, on_ready).run()
+            try:
+                with live_progress(console, show_progress and not full_screen) as on_line, \
+                        live_hooks(live, console, full_screen, None, on_line) as (on_progress, on_second):
+                    dask_run = DaskRun(plan, folder, client, shards, on_progress, on_ready)
+                    dask_run.on_second.extend(on_second)  # the coordinator's merged seconds, as a local run's
+                    summary = dask_run.run()
+            finally:
+                for text in held:
+                    console.print(text, soft_wrap=True)
             summary["cluster"] = spec.label
             if thresholds:
                 summary["thresholds"] = gates.evaluate(thresholds, summary)

@@ -9,6 +9,7 @@ balancer that closes first keeps its TIME_WAIT there).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from typing import Annotated
@@ -23,6 +24,8 @@ from rich.text import Text
 from twload.cli import EXIT_USAGE, app, fail
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import gather
+from twload.live.screen import Screen
+from twload.live.watch_view import WatchHistory, render_watch
 from twload.plan import PlanError, parse_duration
 from twload.watch.rows import destination_rows, header_totals, listener_rows, trend
 
@@ -80,7 +83,8 @@ def render(rows: list[dict], listeners: list[dict], previous: dict, interval: fl
     return Group(*parts)
 
 
-def watch_loop(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console) -> None:
+def watch_loop(dst: str | None, interval: float, count: int | None, as_json: bool, console: Console,
+               full_screen: bool = False) -> None:
     ports = gather().ports
     dst_filter = parse_dst(dst)
     previous: dict = {}
@@ -92,6 +96,9 @@ def watch_loop(dst: str | None, interval: float, count: int | None, as_json: boo
         listeners = listener_rows(socks, dst_filter)
         return rows, listeners, header_totals(socks, dst_filter), source
 
+    if full_screen:
+        full_screen_loop(step, dst, interval, count, console)
+        return
     live = None if as_json or not console.is_terminal else Live(console=console, auto_refresh=False)
     try:
         if live:
@@ -117,12 +124,36 @@ def watch_loop(dst: str | None, interval: float, count: int | None, as_json: boo
             live.stop()
 
 
+def full_screen_loop(step, dst: str | None, interval: float, count: int | None, console: Console) -> None:
+    """On a terminal: TIME_WAIT per destination over time (twload.live.watch_view), until `q`, Ctrl-C or --count."""
+    history = WatchHistory()
+    stop = threading.Event()
+    latest: dict = {"rows": [], "listeners": [], "header": header(Counter(), dst).plain}
+
+    def draw(width: int, height: int):
+        return render_watch(latest["rows"], latest["listeners"], history, latest["header"], interval, width, height,
+                            "q or Ctrl-C: stop" if screen.keys.reading else "Ctrl-C: stop")
+
+    screen = Screen(console, draw, on_stop=stop.set)
+    screen.start()
+    try:
+        while not stop.is_set() and (count is None or history.readings < count):
+            rows, listeners, totals, _ = step()
+            history.add(rows, listeners)
+            latest.update(rows=rows, listeners=listeners, header=header(totals, dst).plain)
+            screen.refresh()
+            stop.wait(interval)
+    finally:
+        screen.close()
+
+
 @app.command()
 def watch(
     dst: Annotated[str | None, typer.Option("--dst", help="Only this destination, HOST:PORT (or this local listening address).")] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between readings.")] = "1s",
     count: Annotated[int | None, typer.Option("--count", help="Stop after N readings.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per reading.")] = False,
+    table: Annotated[bool, typer.Option("--table", help="On a terminal, the tables redrawn in place instead of the full-screen view (TIME_WAIT per destination over time).")] = False,
 ) -> None:
     """Live TCP states per destination and per listening port, TIME_WAIT first, with the share of the port budget
     in use."""
@@ -133,4 +164,6 @@ def watch(
             raise PlanError("--count must be at least 1")
     except (PlanError, ValueError):
         fail("bad --dst (HOST:PORT), --interval or --count", EXIT_USAGE)
-    watch_loop(dst, seconds, count, as_json, Console(highlight=False))
+    console = Console(highlight=False)
+    full_screen = not as_json and not table and console.is_terminal and not console.is_dumb_terminal
+    watch_loop(dst, seconds, count, as_json, console, full_screen)

@@ -107,10 +107,14 @@ class Supervisor:
     late_tick_s = LATE_TICK_S
     final_grace_s = FINAL_GRACE_S
 
-    def __init__(self, plan: Plan, folder: RunFolder, on_progress=None, time_wait_probe=None) -> None:
+    def __init__(self, plan: Plan, folder: RunFolder, on_progress=None, time_wait_probe=None,
+                 on_second=()) -> None:
         self.plan = plan
         self.folder = folder
         self.on_progress = on_progress or (lambda progress: None)
+        # called with each merged second once it is written (samples.jsonl's line): on_progress comes
+        # every 0.25 s and sees only the last one, and two seconds may be written within that
+        self.on_second: list = list(on_second)
         self.progress = Progress(planned_s=plan.duration_s, planned_requests=plan.requests)
         self.signal_received: int | None = None
         self.stopped_by: str | None = None  # "max_errors" when --max-errors ended the run
@@ -193,6 +197,8 @@ class Supervisor:
         self.folder.write_sample(sample, {"latency": merged.latency, "connect": merged.connect}, span)
         self.written_tick = tick
         self.progress.last_sample = sample
+        for observer in self.on_second:
+            observer(sample)
 
     # -- the run -------------------------------------------------------------
     def run(self) -> dict:
@@ -418,14 +424,14 @@ class Supervisor:
 
 
 def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None,
-                  record: dict | None = None) -> dict:
+                  record: dict | None = None, on_second=()) -> dict:
     """Run a plan into a run folder and write its summary; `finish` may add to it first.
 
     plan.json (`record`, by default the plan alone) is on disk before any worker starts."""
     folder = RunFolder(path)
     try:
         folder.write_plan(record if record is not None else plan_record(plan))
-        summary = Supervisor(plan, folder, on_progress, time_wait_probe).run()
+        summary = Supervisor(plan, folder, on_progress, time_wait_probe, on_second).run()
         folder.write_summary(summary)  # on disk at once, whatever `finish` does
         if finish is not None:
             finish(summary)
