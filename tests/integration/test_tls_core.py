@@ -12,7 +12,6 @@ import ssl
 import time
 
 import pytest
-import trustme
 
 from tests.conftest import NGINX, Nginx, run_cli, time_wait_until
 from twload.engine.supervisor import run_to_folder
@@ -23,20 +22,9 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    """A CA and a certificate for 127.0.0.1/localhost; one for another name from the same CA; one
-    from a CA nobody trusts."""
-    root = tmp_path_factory.mktemp("certs")
-    ca, stranger = trustme.CA(), trustme.CA()
-    for name, issuer, hosts in (("good", ca, ("127.0.0.1", "localhost")), ("wrong_name", ca, ("wrong.example",)),
-                                ("untrusted", stranger, ("127.0.0.1", "localhost"))):
-        cert = issuer.issue_cert(*hosts)
-        cert.private_key_pem.write_to_path(str(root / f"{name}.key"))
-        cert.cert_chain_pems[0].write_to_path(str(root / f"{name}.pem"))
-        for extra in cert.cert_chain_pems[1:]:
-            extra.write_to_path(str(root / f"{name}.pem"), append=True)
-    ca.cert_pem.write_to_path(str(root / "ca.pem"))
-    return root
+def certs(tls_certs):
+    """The suite's trustme certificates (tests/conftest.py TlsCerts): good, wrong_name, untrusted, and ca.pem."""
+    return tls_certs.root
 
 
 def server_context(certs, name: str) -> ssl.SSLContext:
@@ -89,19 +77,6 @@ def test_core_https_counts_against_twload_serve(twload_server, certs, tmp_path, 
         # asyncio waits for our close_notify before its FIN: the answer after ANSWER_CLOSE_NS (loop_epoll.c).
         assert time_wait_until(server.port, lambda tw: tw == WHERE[close]) == WHERE[close]
     assert server.stop() == N
-
-
-@pytest.mark.skipif(NGINX is None, reason="SKIPPED LOUDLY: nginx is not installed (Debian package nginx)")
-def test_core_https_duration_run_loses_nothing_at_the_stop(certs, tmp_path):
-    """A timed run stops with requests and handshakes in flight: every request nginx answered is counted
-    once, and every request taken has its one result (no uncounted, no counted_twice)."""
-    server = Nginx(tls=(certs / "good.pem", certs / "good.key"))
-    try:
-        summary = run(server.url, tmp_path, certs, close="fin", duration_s=1.0, connections=10, workers=2)
-        assert summary["requests"] > 0 and summary["errors"] == {}, summary["errors"]
-        assert server.quit_and_count() == summary["requests"]
-    finally:
-        server.stop()
 
 
 def test_core_https_handshake_that_never_ends_is_a_connect_timeout(raw_peer, certs, tmp_path):
