@@ -12,6 +12,7 @@ import ssl
 import time
 
 import pytest
+import trustme
 
 from tests.conftest import NGINX, Nginx, run_cli, time_wait_until
 from twload.engine.supervisor import run_to_folder
@@ -22,9 +23,16 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.fixture(scope="module")
-def certs(tls_certs):
-    """The suite's trustme certificates (tests/conftest.py TlsCerts): good, wrong_name, untrusted, and ca.pem."""
-    return tls_certs.root
+def certs(tls_certs, tmp_path_factory):
+    """The suite's trustme certificates (tests/conftest.py TlsCerts: good, wrong_name, untrusted,
+    expired, and ca.pem), and a self-signed one: a CA's own certificate served as the leaf."""
+    root = tmp_path_factory.mktemp("certs")
+    for path in tls_certs.root.iterdir():
+        (root / path.name).write_bytes(path.read_bytes())
+    own = trustme.CA()
+    own.cert_pem.write_to_path(str(root / "self_signed.pem"))
+    own.private_key_pem.write_to_path(str(root / "self_signed.key"))
+    return root
 
 
 def server_context(certs, name: str) -> ssl.SSLContext:
@@ -142,6 +150,31 @@ def read_hello_then(reply: bytes):
     return fault
 
 
+def first_flight_then_close(context: ssl.SSLContext):
+    """A fault, TLS 1.2: the server's first flight (ServerHello .. ServerHelloDone) goes out through a
+    memory BIO; the client's answer (its key exchange and Finished) is read, so the close that follows
+    is a FIN and not a reset (unread bytes at close() make it one: net/ipv4/tcp.c __tcp_close), and
+    the server's Finished never comes."""
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    def fault(conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        incoming.write(conn.recv(16384))  # the ClientHello
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass  # it waits for the client's answer: the flight is ready to go
+        conn.sendall(outgoing.read())
+        conn.settimeout(0.2)  # the client's key exchange, ChangeCipherSpec and Finished, maybe in parts
+        try:
+            while conn.recv(16384):
+                pass
+        except TimeoutError:
+            pass  # all read: the client now waits for the server's Finished
+    return fault
+
+
 def core_run(url, tmp_path, *extra):
     return run_cli("run", url, "-d", "1s", "-c", "2", "-w", "1", "--engine", "core", "--json",
                    "--out", str(tmp_path / "r"), *extra)
@@ -149,16 +182,24 @@ def core_run(url, tmp_path, *extra):
 
 @pytest.mark.parametrize("fault, name, reason", [
     ("wrong_name", "tls_cert_verify_failed", "certificate verify failed: IP address mismatch"),
-    # a certificate from a CA in no file the client is given, as a self-signed one without --cacert
+    # a certificate from a CA in no file the client is given
     ("untrusted", "tls_cert_verify_failed", "certificate verify failed: unable to get local issuer"),
+    ("self_signed", "tls_cert_verify_failed", "certificate verify failed: self-signed certificate"),
+    ("expired", "tls_cert_verify_failed", "certificate verify failed: certificate has expired"),
     ("mid_handshake", "tls_unexpected_eof", None),
+    # TLS 1.2: the server's first flight sent, the client's read, then the close before the server's
+    # Finished (in TLS 1.3 the client's handshake is complete once it sent its Finished: no such point)
+    ("mid_server_flight", "tls_unexpected_eof", None),
     ("plain_http", "tls_on_plain_http", 'not TLS: the peer answered the ClientHello with "HTTP/"'),
 ])
 def test_core_names_each_tls_failure(raw_peer, certs, tmp_path, fault, name, reason):
     faults = {
         "wrong_name": tls_with(server_context(certs, "wrong_name")),
         "untrusted": tls_with(server_context(certs, "untrusted")),
+        "self_signed": tls_with(server_context(certs, "self_signed")),
+        "expired": tls_with(server_context(certs, "expired")),
         "mid_handshake": read_hello_then(b""),
+        "mid_server_flight": first_flight_then_close(server_context(certs, "good")),
         "plain_http": read_hello_then(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     }
     peer = FaultyTlsPeer(raw_peer, certs, faults[fault])
@@ -179,6 +220,8 @@ def test_core_names_each_tls_failure(raw_peer, certs, tmp_path, fault, name, rea
 @pytest.mark.parametrize("fault, words", [
     ("wrong_name", "certificate verify failed: IP address mismatch"),
     ("untrusted", "certificate verify failed"),
+    ("self_signed", "certificate verify failed: self-signed certificate"),
+    ("expired", "certificate verify failed: certificate has expired"),
     ("mid_handshake", "closed the connection during the TLS handshake"),
     ("plain_http", "did not answer TLS"),
 ])
@@ -187,12 +230,14 @@ def test_core_bad_tls_at_the_first_connection_is_one_line(raw_peer, certs, tmp_p
     faults = {
         "wrong_name": tls_with(server_context(certs, "wrong_name")),
         "untrusted": tls_with(server_context(certs, "untrusted")),
+        "self_signed": tls_with(server_context(certs, "self_signed")),
+        "expired": tls_with(server_context(certs, "expired")),
         "mid_handshake": read_hello_then(b""),
         "plain_http": read_hello_then(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
     }
     peer = raw_peer(lambda conn, stopped: faults[fault](conn))
     url = f"https://127.0.0.1:{peer.port}/"
-    extra = [] if fault == "untrusted" else ["--cacert", str(certs / "ca.pem")]
+    extra = [] if fault in ("untrusted", "self_signed") else ["--cacert", str(certs / "ca.pem")]
     proc = run_cli("run", url, "-n", "10", "-c", "2", "-w", "1", "--engine", "core", *extra, cwd=str(tmp_path))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
