@@ -205,3 +205,53 @@ def nginx():
     server = Nginx()
     yield server
     server.stop()
+
+
+class TlsCerts:
+    """trustme certificates in a folder: `ca` (the CA file a client passes as --cacert); `good`, for
+    127.0.0.1 and localhost; `wrong_name`, from the same CA for another name; `untrusted`, for
+    127.0.0.1 from a CA nobody is given (as a self-signed one); `expired`, for 127.0.0.1 from the
+    good CA, valid until yesterday. Each as (certificate chain PEM, key PEM)."""
+
+    def __init__(self, root: Path) -> None:
+        import datetime
+
+        import trustme
+
+        self.root = root
+        ca, stranger = trustme.CA(), trustme.CA()
+        yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        issued = {"good": ca.issue_cert("127.0.0.1", "localhost"), "wrong_name": ca.issue_cert("wrong.example"),
+                  "untrusted": stranger.issue_cert("127.0.0.1", "localhost"),
+                  "expired": ca.issue_cert("127.0.0.1", "localhost", not_before=yesterday - datetime.timedelta(days=30),
+                                           not_after=yesterday)}
+        for name, cert in issued.items():
+            cert.private_key_pem.write_to_path(str(root / f"{name}.key"))
+            cert.cert_chain_pems[0].write_to_path(str(root / f"{name}.pem"))
+            for extra in cert.cert_chain_pems[1:]:
+                extra.write_to_path(str(root / f"{name}.pem"), append=True)
+        ca.cert_pem.write_to_path(str(root / "ca.pem"))
+        self.ca = root / "ca.pem"
+
+    def pair(self, name: str = "good") -> tuple[Path, Path]:
+        return self.root / f"{name}.pem", self.root / f"{name}.key"
+
+    def serve_args(self, name: str = "good") -> tuple[str, ...]:
+        """`twload serve`'s options to serve https:// with this certificate."""
+        cert, key = self.pair(name)
+        return "--tls-cert", str(cert), "--tls-key", str(key)
+
+
+@pytest.fixture(scope="session")
+def tls_certs(tmp_path_factory) -> TlsCerts:
+    return TlsCerts(tmp_path_factory.mktemp("tls-certs"))
+
+
+@pytest.fixture
+def nginx_tls(tls_certs):
+    """nginx serving https:// with the good certificate; clients trust tls_certs.ca."""
+    if NGINX is None:
+        pytest.skip("SKIPPED LOUDLY: nginx is not installed (Debian package nginx; `make test` installs it as root)")
+    server = Nginx(tls=tls_certs.pair("good"))
+    yield server
+    server.stop()

@@ -16,8 +16,8 @@ from twload.plan import Plan
 from twload.results import read_samples, read_summary
 
 
-def run(url, tmp_path, engine, **kw):
-    plan = Plan(target=parse_target(url), url=url, workers=kw.pop("workers", 1), engine=engine, **kw)
+def run(url, tmp_path, **kw):
+    plan = Plan(target=parse_target(url), url=url, workers=kw.pop("workers", 1), **kw)
     summary = run_to_folder(plan, tmp_path / "run")
     time.sleep(0.3)  # let the closing handshakes settle into their final states
     return summary
@@ -27,9 +27,9 @@ N = 300
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_fin_leaves_time_wait_on_the_client(twload_server, tmp_path, engine, workers):
+def test_fin_leaves_time_wait_on_the_client(twload_server, tmp_path, workers):
     server = twload_server()
-    summary = run(server.url, tmp_path, engine, close="fin", requests=N, duration_s=None, connections=4,
+    summary = run(server.url, tmp_path, close="fin", requests=N, duration_s=None, connections=4,
                   workers=workers)
     tw = time_wait_until(server.port, lambda tw: tw == {"client": N, "server": 0})
     assert summary["requests"] == N and summary["errors"] == {}
@@ -38,27 +38,27 @@ def test_fin_leaves_time_wait_on_the_client(twload_server, tmp_path, engine, wor
     assert server.stop() == N
 
 
-def test_server_close_leaves_time_wait_on_the_server_only(twload_server, tmp_path, engine):
+def test_server_close_leaves_time_wait_on_the_server_only(twload_server, tmp_path):
     server = twload_server()
-    summary = run(server.url, tmp_path, engine, close="server", requests=N, duration_s=None, connections=4)
+    summary = run(server.url, tmp_path, close="server", requests=N, duration_s=None, connections=4)
     tw = time_wait_until(server.port, lambda tw: tw == {"client": 0, "server": N})
     assert summary["requests"] == N and summary["errors"] == {}
     assert tw == {"client": 0, "server": N}
     assert server.stop() == N
 
 
-def test_rst_leaves_no_time_wait(twload_server, tmp_path, engine):
+def test_rst_leaves_no_time_wait(twload_server, tmp_path):
     server = twload_server()
-    summary = run(server.url, tmp_path, engine, close="rst", requests=N, duration_s=None, connections=4)
+    summary = run(server.url, tmp_path, close="rst", requests=N, duration_s=None, connections=4)
     tw = time_wait_until(server.port, lambda tw: tw == {"client": 0, "server": 0})
     assert summary["requests"] == N and summary["errors"] == {}
     assert tw == {"client": 0, "server": 0}
     assert server.stop() == N
 
 
-def test_keepalive_only_the_opened_connections(twload_server, tmp_path, engine):
+def test_keepalive_only_the_opened_connections(twload_server, tmp_path):
     server = twload_server()
-    summary = run(server.url, tmp_path, engine, close="keepalive", requests=2000, duration_s=None, connections=7)
+    summary = run(server.url, tmp_path, close="keepalive", requests=2000, duration_s=None, connections=7)
     tw = time_wait_until(server.port, lambda tw: tw == {"client": 7, "server": 0})
     assert summary["requests"] == 2000 and summary["errors"] == {}
     assert summary["connections_opened"] == 7
@@ -66,9 +66,9 @@ def test_keepalive_only_the_opened_connections(twload_server, tmp_path, engine):
     assert server.stop() == 2000
 
 
-def test_keepalive_reconnects_when_the_server_closes(twload_server, tmp_path, engine):
+def test_keepalive_reconnects_when_the_server_closes(twload_server, tmp_path):
     server = twload_server("--close-after", "10")
-    summary = run(server.url, tmp_path, engine, close="keepalive", requests=500, duration_s=None, connections=5)
+    summary = run(server.url, tmp_path, close="keepalive", requests=500, duration_s=None, connections=5)
     assert summary["requests"] == 500 and summary["errors"] == {}
     # At most 10 requests per connection, then the server closes; when the budget runs out
     # mid-connection (at most one per slot) the client closes that one itself.
@@ -80,9 +80,9 @@ def test_keepalive_reconnects_when_the_server_closes(twload_server, tmp_path, en
     assert server.stop() == 500
 
 
-def test_duration_run_streams_samples_and_matches_server_count(twload_server, tmp_path, engine):
+def test_duration_run_streams_samples_and_matches_server_count(twload_server, tmp_path):
     server = twload_server("--workers", "2")
-    summary = run(server.url, tmp_path, engine, close="keepalive", duration_s=2.0, connections=10, workers=2)
+    summary = run(server.url, tmp_path, close="keepalive", duration_s=2.0, connections=10, workers=2)
     served = server.stop()
     samples = read_samples(tmp_path / "run")
     assert read_summary(tmp_path / "run")["requests"] == summary["requests"]

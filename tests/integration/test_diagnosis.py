@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import free_port, run_cli
+from tests.integration.backends import over_tls
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.resolve import parse_target
 from twload.metrics import escaped
@@ -71,10 +72,11 @@ def test_the_port_probe_counts_every_client_socket_towards_the_target():
                 s.close()
 
 
-def test_max_errors_stops_the_run_and_says_so(raw_peer, tmp_path):
-    peer = raw_peer(ssh_banner)
-    proc = run_cli("run", peer.url, "-d", "30s", "-c", "2", "-w", "1", "--max-errors", "5",
-                   "--out", str(tmp_path / "run"), cwd=str(tmp_path))
+def test_max_errors_stops_the_run_and_says_so(raw_peer, tmp_path, scheme, tls_certs):
+    peer = raw_peer(over_tls(ssh_banner, tls_certs) if scheme == "https" else ssh_banner)
+    tls = ("--cacert", str(tls_certs.ca)) if scheme == "https" else ()
+    proc = run_cli("run", f"{scheme}://127.0.0.1:{peer.port}/", "-d", "30s", "-c", "2", "-w", "1", "--max-errors", "5",
+                   *tls, "--out", str(tmp_path / "run"), cwd=str(tmp_path))
     assert proc.returncode == 1, proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stopped_by"] == "max_errors" and summary["max_errors"] == 5

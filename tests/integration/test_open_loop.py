@@ -18,13 +18,13 @@ def count_at_least(run_dir, us: int) -> int:
     return total
 
 
-def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server, tmp_path, engine):
+def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server, tmp_path):
     """Known answer: R requests are due during a 1 s stall; from their intended send times their
     latencies spread over 1 s .. 0, so about R/2 are >= 0.5 s, while the service time of all but
     the one request caught in the stall stays low."""
     server = twload_server("--stall", "1s", "--stall-after", str(RATE))
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--engine", engine, "--rate", str(RATE), "-d", "4s", "-w", "1",
+    proc = run_cli("run", server.url, "--rate", str(RATE), "-d", "4s", "-w", "1",
                    "--max-connections", "1", "--json", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -38,11 +38,11 @@ def test_a_one_second_stall_is_seen_by_the_requests_that_were_due(twload_server,
     assert summary["rate_target"] == RATE
 
 
-def test_closed_loop_hides_the_same_stall(twload_server, tmp_path, engine):
+def test_closed_loop_hides_the_same_stall(twload_server, tmp_path):
     """The contrast: a closed loop sends nothing during the stall, so one request carries it all."""
     server = twload_server("--stall", "1s", "--stall-after", "300")
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--engine", engine, "-c", "1", "-d", "3s", "-w", "1", "--json", "--out", str(out))
+    proc = run_cli("run", server.url, "-c", "1", "-d", "3s", "-w", "1", "--json", "--out", str(out))
     summary = json.loads(proc.stdout)
     # the one request in flight during the stall carries all of it (a busy machine may add a slow
     # response or two of its own, but not another whole second)
@@ -59,10 +59,10 @@ def planned_by(t: float) -> float:
     return 200 + 200 * t + 100 * t * t  # 200 -> 600/s over 2 s
 
 
-def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path, engine):
-    server = twload_server()
+def test_open_loop_stages_follow_the_ramp(target, tmp_path):
+    server = target()
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--engine", engine, "--stages", "2s:200,2s:600", "--open-loop", "-w", "2",
+    proc = run_cli("run", server.url, *server.args, "--stages", "2s:200,2s:600", "--open-loop", "-w", "2",
                    "--json", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -81,10 +81,10 @@ def test_open_loop_stages_follow_the_ramp(twload_server, tmp_path, engine):
     assert abs(summary["requests"] - 1000) <= 10
 
 
-def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path, engine):
-    server = twload_server()
+def test_closed_loop_stages_ramp_the_connections(target, tmp_path):
+    server = target()
     out = tmp_path / "run"
-    proc = run_cli("run", server.url, "--engine", engine, "--stages", "2s:8,1s:8,1s:2", "-w", "1", "--json",
+    proc = run_cli("run", server.url, *server.args, "--stages", "2s:8,1s:8,1s:2", "-w", "1", "--json",
                    "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
@@ -94,11 +94,11 @@ def test_closed_loop_stages_ramp_the_connections(twload_server, tmp_path, engine
 
 
 @pytest.mark.parametrize("stages, opened", [("2s:1", 1), ("1s:3,2s:3", 3)])
-def test_staged_connections_over_workers_add_up_to_the_target(twload_server, tmp_path, engine, stages, opened):
+def test_staged_connections_over_workers_add_up_to_the_target(twload_server, tmp_path, stages, opened):
     """Two workers share a staged count by whole connections: 1 is one connection (each worker's 0.5
     rounded to 0 sent nothing), 3 is three (1.5 rounded to 2 by each opened four)."""
     server = twload_server()
-    proc = run_cli("run", server.url, "--engine", engine, "--stages", stages, "-w", "2", "--json",
+    proc = run_cli("run", server.url, "--stages", stages, "-w", "2", "--json",
                    "--out", str(tmp_path / "run"))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)

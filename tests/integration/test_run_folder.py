@@ -113,10 +113,10 @@ def folder_text(folder) -> str:
     return "".join(p.read_text(encoding="utf-8", errors="replace") for p in folder.iterdir())
 
 
-def test_credential_headers_go_on_the_wire_but_not_into_the_run_folder(raw_peer, tmp_path, engine):
+def test_credential_headers_go_on_the_wire_but_not_into_the_run_folder(raw_peer, tmp_path):
     peer, heads = recording_peer(raw_peer)
     out = tmp_path / "run"
-    proc = run_cli("run", peer.url, "-n", "20", "-c", "2", "-w", "1", "--engine", engine, *CREDENTIAL_ARGS,
+    proc = run_cli("run", peer.url, "-n", "20", "-c", "2", "-w", "1", *CREDENTIAL_ARGS,
                    "--report", "--json", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["status"] == {"200": 20}

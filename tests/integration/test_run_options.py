@@ -8,23 +8,23 @@ import pytest
 from tests.conftest import run_cli, time_wait_until
 
 
-def run_json(*args, cwd, engine="auto"):
-    proc = run_cli("run", *args, "--json", "-w", "1", "--engine", engine, cwd=cwd)
+def run_json(*args, cwd):
+    proc = run_cli("run", *args, "--json", "-w", "1", cwd=cwd)
     assert "Traceback" not in proc.stderr
     return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
 
 
-def test_thresholds_gate_the_exit_code(twload_server, tmp_path, engine):
-    server = twload_server()
+def test_thresholds_gate_the_exit_code(target, tmp_path):
+    server = target()
     proc, summary = run_json(server.url, "-n", "500", "-c", "4", "--threshold", "rps>1",
-                             "--threshold", "p99<30s", "--threshold", "errors<1%", cwd=str(tmp_path), engine=engine)
+                             "--threshold", "p99<30s", "--threshold", "errors<1%", *server.args, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert [t["passed"] for t in summary["thresholds"]] == [True, True, True]
     proc, summary = run_json(server.url, "-n", "500", "-c", "4", "--threshold", "rps>100000000",
-                             "--threshold", "p50<30s", cwd=str(tmp_path), engine=engine)
+                             "--threshold", "p50<30s", *server.args, cwd=str(tmp_path))
     assert proc.returncode == 1
     assert [t["passed"] for t in summary["thresholds"]] == [False, True]
-    text = run_cli("run", server.url, "-n", "100", "-c", "2", "-w", "1", "--threshold", "p99<1us", "--engine", engine,
+    text = run_cli("run", server.url, "-n", "100", "-c", "2", "-w", "1", "--threshold", "p99<1us", *server.args,
                    cwd=str(tmp_path))
     assert text.returncode == 1 and "Threshold p99<1us: FAIL" in text.stdout
 
@@ -35,10 +35,10 @@ def test_bad_threshold_is_a_usage_error(tmp_path):
 
 
 @pytest.mark.parametrize("close", ["fin", "server", "rst"])
-def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path, engine, close):
+def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path, close):
     server = twload_server()
     proc, summary = run_json(server.url, "-n", "300", "-c", "3", "--close", close,
-                             "--requests-per-connection", "10", cwd=str(tmp_path), engine=engine)
+                             "--requests-per-connection", "10", cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert summary["requests"] == 300 and summary["errors"] == {}
     # 10 requests on each connection, then the strategy; when the budget runs out mid-connection
@@ -55,17 +55,20 @@ def test_requests_per_connection_then_the_close_strategy(twload_server, tmp_path
     assert server.stop() == 300
 
 
-def test_source_addresses_round_robin_on_loopback(twload_server, tmp_path, engine):
+def test_source_addresses_round_robin_on_loopback(target, tmp_path):
+    """--close server: the server holds each connection's TIME_WAIT, addressed to the source the
+    client bound (over TLS too, where the server's close_notify would turn a client's FIN into a
+    RST against `twload serve`: test_tls_core.py)."""
     from twload.kernel import sockdiag
 
-    server = twload_server()
-    proc, summary = run_json(server.url, "-n", "90", "-c", "3", "--close", "fin",
-                             "--source", "127.0.0.1-127.0.0.3", cwd=str(tmp_path), engine=engine)
+    server = target()
+    proc, summary = run_json(server.url, "-n", "90", "-c", "3", "--close", "server",
+                             "--source", "127.0.0.1-127.0.0.3", *server.args, cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert summary["requests"] == 90 and summary["errors"] == {}
     time.sleep(0.3)
     socks, _ = sockdiag.sockets()
-    sources = {s.src for s in socks if s.state == "TIME_WAIT" and s.dport == server.port}
+    sources = {s.dst for s in socks if s.state == "TIME_WAIT" and s.sport == server.port}
     assert sources == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
 
 

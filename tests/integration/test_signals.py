@@ -10,11 +10,11 @@ import time
 import pytest
 
 
-def start_run(url: str, duration: str, out, engine: str):
+def start_run(url: str, duration: str, out, *args: str):
     """`twload run` with two workers, returned once its first sample is on disk."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "twload", "run", url, "-d", duration, "-c", "4", "-w", "2", "--out", str(out), "--json",
-         "--engine", engine],
+         *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     samples = out / "samples.jsonl"
@@ -26,10 +26,10 @@ def start_run(url: str, duration: str, out, engine: str):
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_leaves_valid_run_folder(twload_server, tmp_path, engine, sig, code):
-    server = twload_server()
+def test_signal_leaves_valid_run_folder(target, tmp_path, sig, code):
+    server = target()
     out = tmp_path / "run"
-    proc, samples = start_run(server.url, "60s", out, engine)
+    proc, samples = start_run(server.url, "60s", out, *server.args)
     os.kill(proc.pid, sig)  # only the supervisor: it must stop its workers itself
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == code, stderr
@@ -43,9 +43,9 @@ def test_signal_leaves_valid_run_folder(twload_server, tmp_path, engine, sig, co
     assert sum(s["requests"] for s in lines) == summary["requests"]
 
 
-def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path, engine):
+def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path):
     server = twload_server()
-    proc, _ = start_run(server.url, "3s", tmp_path / "run", engine)
+    proc, _ = start_run(server.url, "3s", tmp_path / "run")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     # workers are spawn children; the resource tracker, also a child, is not one of them
     workers = [int(pid) for pid in children if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
@@ -59,11 +59,11 @@ def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path, engi
     assert summary["requests"] > 0
 
 
-def test_report_rebuilds_a_killed_run_from_its_streams(twload_server, tmp_path, engine):
+def test_report_rebuilds_a_killed_run_from_its_streams(twload_server, tmp_path):
     """SIGKILL gives the supervisor no chance to write summary.json: `twload report` rebuilds it."""
     server = twload_server()
     out = tmp_path / "run"
-    proc, samples = start_run(server.url, "60s", out, engine)
+    proc, samples = start_run(server.url, "60s", out)
     time.sleep(1.5)
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.kill()

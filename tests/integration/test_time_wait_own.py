@@ -16,9 +16,9 @@ from twload.lab.probes import counters
 N = 300
 
 
-def run(url: str, folder, engine: str, close: str, requests: int = N) -> tuple[dict, dict, list[dict]]:
+def run(url: str, folder, close: str, requests: int = N) -> tuple[dict, dict, list[dict]]:
     """One run of `requests` connections (bounded: -n), its summary, plan.json and samples."""
-    done = run_cli("run", url, "--close", close, "-n", str(requests), "-c", "4", "-w", "1", "--engine", engine,
+    done = run_cli("run", url, "--close", close, "-n", str(requests), "-c", "4", "-w", "1",
                    "--json", "-q", "--out", str(folder))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -28,11 +28,11 @@ def run(url: str, folder, engine: str, close: str, requests: int = N) -> tuple[d
     return summary, plan, samples
 
 
-def test_a_run_records_the_time_wait_it_found_at_its_start(twload_server, tmp_path, engine):
+def test_a_run_records_the_time_wait_it_found_at_its_start(twload_server, tmp_path):
     server = twload_server()
-    first, first_plan, _ = run(server.url, tmp_path / "fin", engine, "fin")
+    first, first_plan, _ = run(server.url, tmp_path / "fin", "fin")
     assert first["time_wait_at_start"] == first_plan["preflight"]["time_wait_at_start"] == 0
-    second, second_plan, _ = run(server.url, tmp_path / "fin-again", engine, "fin")
+    second, second_plan, _ = run(server.url, tmp_path / "fin-again", "fin")
     # the first run's TIME_WAIT (60 s each) is there before the second's first connection
     assert second["time_wait_at_start"] == second_plan["preflight"]["time_wait_at_start"] == N
     assert second_plan["preflight"]["ports_in_use_at_start"] >= N
@@ -40,13 +40,13 @@ def test_a_run_records_the_time_wait_it_found_at_its_start(twload_server, tmp_pa
     server.stop()
 
 
-def test_a_server_close_run_right_after_a_fin_run_has_no_time_wait_of_its_own(twload_server, tmp_path, engine):
+def test_a_server_close_run_right_after_a_fin_run_has_no_time_wait_of_its_own(twload_server, tmp_path):
     """The issue's case: the fin run's TIME_WAIT is reported as found, not as the server run's own."""
     server = twload_server()
     overflow = counters()["TcpExtTCPTimeWaitOverflow"]
-    fin, _, _ = run(server.url, tmp_path / "fin", engine, "fin")
+    fin, _, _ = run(server.url, tmp_path / "fin", "fin")
     closed_first = fin["connections_opened"]
-    after, _, samples = run(server.url, tmp_path / "server", engine, "server")
+    after, _, samples = run(server.url, tmp_path / "server", "server")
     # beyond net.ipv4.tcp_max_tw_buckets (for the whole namespace) the kernel keeps none
     dropped = counters()["TcpExtTCPTimeWaitOverflow"] - overflow
     assert closed_first - dropped <= after["time_wait_at_start"] <= closed_first
@@ -58,10 +58,10 @@ def test_a_server_close_run_right_after_a_fin_run_has_no_time_wait_of_its_own(tw
     server.stop()
 
 
-def test_a_fin_run_owns_one_time_wait_per_connection_it_closed_first(twload_server, tmp_path, engine):
+def test_a_fin_run_owns_one_time_wait_per_connection_it_closed_first(twload_server, tmp_path):
     server = twload_server()
     overflow = counters()["TcpExtTCPTimeWaitOverflow"]
-    fin, _, samples = run(server.url, tmp_path / "fin", engine, "fin")
+    fin, _, samples = run(server.url, tmp_path / "fin", "fin")
     # beyond net.ipv4.tcp_max_tw_buckets (for the whole namespace) the kernel keeps none
     dropped = counters()["TcpExtTCPTimeWaitOverflow"] - overflow
     assert fin["connections_opened"] == N
@@ -82,6 +82,6 @@ def closes_late(conn, stopped) -> None:
 def test_the_last_connections_closing_handshakes_are_counted(raw_peer, tmp_path):
     """A fin run ends as its last connections close; their TIME_WAIT comes once the server's FIN does."""
     peer = raw_peer(closes_late)
-    fin, _, samples = run(peer.url, tmp_path / "fin", "core", "fin", requests=20)
+    fin, _, samples = run(peer.url, tmp_path / "fin", "fin", requests=20)
     assert fin["connections_opened"] == 20
     assert fin["time_wait_peak"] == samples[-1]["time_wait"] == 20

@@ -136,7 +136,7 @@ typedef struct tls_conn {
     struct ssl_st *ssl;
     int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
     uint8_t phase;
-    uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said */
+    uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said (1), answered (2) */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
 } tls_conn;

@@ -183,6 +183,9 @@ int tls_handshake(core *k, conn *c, int64_t now) {
 
 int64_t tls_tcp_done(core *k, const conn *c) { return k->tls[c - k->conns].t_tcp; }
 
+/* tls_conn.notified: 1 when TLS_NOTIFIED was said, this once our close_notify answered it */
+#define NOTIFIED_ANSWERED 2
+
 /* After the peer's close_notify: the TCP EOF that follows it, read from the socket itself (SSL_read
    would say ZERO_RETURN again without reading), so the connection closes after the server's FIN, as
    over plain TCP, and the server keeps its TIME_WAIT under --close server. Bytes after the
@@ -198,6 +201,11 @@ static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *
             t->notified = 1;
             return TLS_NOTIFIED;  /* no FIN behind it yet: the backend answers later (tls_answer_close) */
         }
+        /* A reset after we answered its close_notify: a server that does not wait for our answer
+           (nginx), whose FIN came later than ANSWER_CLOSE_NS, closed with our close_notify unread,
+           which makes its close a RST (net/ipv4/tcp.c: __tcp_close). The close it announced, then,
+           not a reset instead of one. */
+        if (errno == ECONNRESET && t->notified == NOTIFIED_ANSWERED) return TLS_CLOSED;
         *error = errno;
         return TLS_FAILED;
     }
@@ -294,6 +302,7 @@ void tls_answer_close(core *k, conn *c) {
     ERR_clear_error();
     SSL_shutdown(t->ssl);
     ERR_clear_error();
+    t->notified = NOTIFIED_ANSWERED;
 }
 
 /* tls_reason() for Python: the first TLS failure's reason, once */
