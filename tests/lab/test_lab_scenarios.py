@@ -10,6 +10,7 @@ import pytest
 
 from tests.lab.conftest import lab_unavailable
 from twload.lab import scenarios, topology
+from twload.lab.haproxy import find_haproxy
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +44,8 @@ def lab_beside():
 
 @pytest.mark.parametrize("name", [name for name in scenarios.SCENARIOS if name != BESIDE])
 def test_scenario(name):
+    if name.startswith("lb-haproxy") and find_haproxy() is None:
+        pytest.skip("SKIPPED LOUDLY: HAProxy is not installed (Debian package haproxy); `make test` installs it")
     checks = scenarios.run(name)
     assert checks
     for check in checks:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from twload.lab import topology
 from twload.lab.check import Check
@@ -121,18 +122,61 @@ def tw_reuse() -> list[Check]:
     return checks
 
 
-def tw_reuse_lb_no_timestamps() -> list[Check]:
-    with topology.lb() as lab:
-        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+def tw_reuse_lb_no_timestamps(balancer: str = "nginx") -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
         client.sysctl("net.ipv4.ip_local_port_range", TWO_PORTS)
         client.sysctl("net.ipv4.tcp_tw_reuse", 1)
-        got = probe(client, "reuse-delay", balancer.address, "80", "--fill", "2", "--limit", "4")
+        got = probe(client, "reuse-delay", front.address, "80", "--fill", "2", "--limit", "4")
     predicted = sim("tw-reuse-lb-no-timestamps", ports=2, rate=50, duration=4)
     measured = got["reused_after_s"]
-    return [Check("tcp_tw_reuse=1 against a load balancer with timestamps off: no reuse until TIME_WAIT ends",
+    return [Check(f"tcp_tw_reuse=1 against {balancer} with timestamps off: no reuse until TIME_WAIT ends",
                   "no reuse within 4 s", "none" if measured is None else f"reused after {measured} s",
                   measured is None and got["failures"].get("EADDRNOTAVAIL", 0) > 0,
                   f"{predicted['tw_reused']} reuses", predicted["tw_reused"] == 0 and measured is None)]
+
+
+def doctor(host: Host, url: str, *args: str) -> dict:
+    """`twload doctor URL --json` run in `host` (it exits 2 when it finds a problem: that is its answer)."""
+    proc = host.run(sys.executable, "-m", "twload", "doctor", url, "--json", *args, timeout=60)
+    if proc.returncode not in (0, 2) or not proc.stdout.strip():
+        raise LabError(f"twload doctor failed in {host.netns}: {proc.stderr.strip()[-400:]}")
+    return json.loads(proc.stdout)
+
+
+def finding(report: dict, ident: str) -> dict:
+    return next((f for f in report["findings"] if f["id"] == ident), {"level": "absent", "message": ""})
+
+
+def fin_wall_lb(balancer: str) -> list[Check]:
+    """--close fin through the load balancer, 20 ports, tcp_tw_reuse=1: the doctor says before the run that
+    reuse will not help (no timestamps) and where the wall is; the run meets it at connection 21."""
+    with topology.lb(balancer=balancer) as lab:
+        client = lab.hosts["client"]
+        client.sysctl("net.ipv4.ip_local_port_range", NARROW)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 1)
+        before = doctor(client, lab.url, "--close", "fin", "-c", "1", "--rate", "50")
+        summary, _ = twload_run(client, lab.url, "-d", "3s", "-c", "1", "--close", "fin")
+        client_tw = time_wait(client, dport=80)
+    reuse, budget = finding(before, "tw_reuse"), finding(before, "port_budget")
+    first = summary.get("first_errors", {}).get("EADDRNOTAVAIL", {}).get("connection")
+    predicted = sim("tw-reuse-lb-no-timestamps", ports=20, rate=50, duration=3)
+    return [
+        Check(f"doctor through {balancer}, before the run: timestamps off, so tcp_tw_reuse=1 will not help and "
+              "20 ports last 60 s", "timestamps false; tw_reuse and port_budget problems; ports reusable after 60 s",
+              f"timestamps {str(before['target']['timestamps']).lower()}; tw_reuse {reuse['level']}, "
+              f"port_budget {budget['level']}; reusable after {before['budget']['reuse_after_s']:g} s",
+              before["target"]["timestamps"] is False and reuse["level"] == "problem"
+              and "will not help" in reuse["message"] and budget["level"] == "problem"
+              and before["budget"]["reuse_after_s"] == 60.0),
+        Check(f"--close fin through {balancer} with tcp_tw_reuse=1: the wall at the port budget, nothing reused",
+              "20 requests in 3 s, EADDRNOTAVAIL from #21 (the budget's #21), client TIME_WAIT 20",
+              f"{summary['requests']} requests, first EADDRNOTAVAIL at #{first} (budget: "
+              f"#{summary['budget']['exhausted_at_connection']}), client TIME_WAIT {client_tw}",
+              summary["requests"] == 20 and first == 21 and summary["budget"]["exhausted_at_connection"] == 21
+              and summary["target_timestamps"] is False and client_tw == 20,
+              f"{predicted['tw_reused']} reuses", predicted["tw_reused"] == 0 and summary["requests"] == 20),
+    ]
 
 
 def tw_reuse_2_loopback() -> list[Check]:
@@ -153,18 +197,25 @@ def tw_reuse_2_loopback() -> list[Check]:
                   and (sim_veth > 0) == (veth_s is not None))]
 
 
-def server_close_lb() -> list[Check]:
-    with topology.lb() as lab:
-        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+def server_close_lb(balancer: str = "nginx") -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
+        before = doctor(client, lab.url, "--close", "server", "-c", "2", "--rate", "50")
         summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "server")
         time.sleep(0.3)
         client_tw = time_wait(client)
-        lb_tw = time_wait(balancer, sport=80)
+        lb_tw = time_wait(front, sport=80)
+    said = finding(before, "server_close")
     predicted = sim("server-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
-    return [Check("--close server through a load balancer: the client holds no TIME_WAIT; the load balancer does",
-                  "client 0, LB >= 50", f"client {client_tw}, LB {lb_tw} ({summary['requests']} requests)",
-                  client_tw == 0 and lb_tw >= 50 and summary["requests"] == 50,
-                  f"peaks {predicted}", "client1" not in predicted and predicted.get("server", 0) > 0)]
+    return [
+        Check(f"doctor through {balancer}, before the run: the target closes first after Connection: close",
+              "server_close ok", f"server_close {said['level']}: {said['message']}",
+              before["target"]["server_closes_first"] is True and said["level"] == "ok"),
+        Check(f"--close server through {balancer}: the client holds no TIME_WAIT; the load balancer does",
+              "client 0, LB >= 50", f"client {client_tw}, LB {lb_tw} ({summary['requests']} requests)",
+              client_tw == 0 and lb_tw >= 50 and summary["requests"] == 50,
+              f"peaks {predicted}", "client1" not in predicted and predicted.get("server", 0) > 0),
+    ]
 
 
 def rst_close() -> list[Check]:
@@ -184,6 +235,18 @@ def rst_close() -> list[Check]:
         Check("--close rst: the server sees each connection reset (ECONNRESET), not a clean EOF",
               "TcpEstabResets +50", f"TcpEstabResets +{resets}", resets >= 50),
     ]
+
+
+def rst_close_lb(balancer: str) -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
+        summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "rst")
+        time.sleep(0.3)
+        tw = (time_wait(client), time_wait(front, sport=80))
+    predicted = sim("rst-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
+    return [Check(f"--close rst through {balancer}: no TIME_WAIT on the client or the load balancer's front",
+                  "client 0, LB 0", f"client {tw[0]}, LB {tw[1]} ({summary['requests']} requests)",
+                  tw == (0, 0) and summary["requests"] == 50, f"peaks {predicted}", predicted == {} and tw == (0, 0))]
 
 
 def nat_timewait_collision() -> list[Check]:
@@ -269,10 +332,16 @@ SCENARIOS = {s.name: s for s in (
                 tw_reuse, 4),
     LabScenario("tw-reuse-lb-no-timestamps", "the same against a load balancer with timestamps off: no reuse",
                 tw_reuse_lb_no_timestamps, 6),
+    LabScenario("lb-haproxy-fin-wall", "HAProxy, timestamps off: doctor and run agree, the wall at #21, "
+                "tcp_tw_reuse=1 no help", partial(fin_wall_lb, "haproxy"), 5),
     LabScenario("tw-reuse-2-loopback", "tcp_tw_reuse=2 applies to loopback only", tw_reuse_2_loopback, 8),
     LabScenario("server-close", "--close server through the lb: TIME_WAIT on the LB, none on the client",
                 server_close_lb, 4),
+    LabScenario("lb-haproxy-server-close", "--close server through HAProxy: TIME_WAIT on the LB, none on the client",
+                partial(server_close_lb, "haproxy"), 3),
     LabScenario("rst-close", "--close rst: no TIME_WAIT anywhere; the server counts resets", rst_close, 3),
+    LabScenario("lb-haproxy-rst-close", "--close rst through HAProxy: no TIME_WAIT on the client or the LB",
+                partial(rst_close_lb, "haproxy"), 2),
     LabScenario("nat-timewait-collision", "NAT reuses a quintuple in the server's TIME_WAIT: ACK instead of SYN-ACK",
                 nat_timewait_collision, 10),
     LabScenario("source-addresses", "each added source address adds a port range", source_addresses, 3),
