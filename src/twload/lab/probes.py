@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from twload.kernel import sockdiag
+from twload.kernel import snmp, sockdiag
 from twload.kernel.linger import LINGER_RST
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
@@ -21,17 +21,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
 
 def counters() -> dict[str, int]:
     """Tcp and TcpExt counters of this namespace (what `nstat` shows)."""
-    out: dict[str, int] = {}
-    for path in ("/proc/net/snmp", "/proc/net/netstat"):
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-        for names, values in zip(lines[::2], lines[1::2], strict=False):
-            prefix, _, keys = names.partition(":")
-            if prefix not in ("Tcp", "TcpExt"):
-                continue
-            for key, value in zip(keys.split(), values.partition(":")[2].split(), strict=False):
-                out[prefix + key] = int(value)
-    return out
+    return snmp.tcp_counters()
 
 
 def time_wait(dport: int | None = None, sport: int | None = None) -> int:
