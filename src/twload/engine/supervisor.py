@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_readable
 from pathlib import Path
 
+from twload.engine.faults import PathFacts
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us
@@ -122,6 +123,7 @@ class Supervisor:
         self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
         self.settled = False  # the port probe waited for the last connections' closing handshakes
         self.schedule = plan.schedule()
+        self.path_facts = PathFacts()  # errors_window, retransmits, slow_connects (engine/faults.py)
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -177,6 +179,7 @@ class Supervisor:
             sample["target"] = round(self.schedule.value(tick - 0.5), 2)
         if self.plan.open_loop:
             sample["max_lag_us"] = merged.max_lag_us
+        sample.update(self.path_facts.sample(tick, sample["errors"]))
         if self.time_wait_probe is not None:
             sample["time_wait"] = count = self.time_wait_probe()  # the run's own
             self.progress.time_wait = count
@@ -222,6 +225,7 @@ class Supervisor:
             go_at_value.value = self.go_at = self._start_instant()
             # the interval logs' time 0, on the wall clock
             self.folder.begin(time.time() + (self.go_at - time.monotonic()))
+            self.path_facts.begin()
             start_event.set()
             try:
                 elapsed = self._collect(messages, procs, stop_event)
@@ -389,6 +393,7 @@ class Supervisor:
             summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
         if self.time_wait_probe is not None:
             summary.update(self._time_wait_keys())
+        summary.update(self.path_facts.summary(totals.connect, elapsed))
         return summary
 
     def _time_wait_keys(self) -> dict:

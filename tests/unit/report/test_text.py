@@ -50,3 +50,14 @@ def test_time_wait_is_the_runs_own_and_what_earlier_connections_left_is_said_bes
     assert "  14564 more were left by earlier connections; 14064 of them were reused" in text
     alone = render(summary(time_wait_peak=300, time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
     assert "the run's own peaked at 300" in alone and "earlier connections" not in alone
+
+
+def test_errors_window_retransmits_and_slow_connects_are_said():
+    text = render(summary(errors={"ECONNREFUSED": 407}, errors_window={"ECONNREFUSED": {"first_t": 3, "last_t": 5}},
+                          retransmits=40, retransmits_per_s=13.3, retransmits_peak_per_s=17,
+                          slow_connects={"count": 4, "at_least_s": 1.0, "why": "connects that took 1 s or more: ..."}),
+                  width=200)
+    assert "ECONNREFUSED counted from second 3 to second 5 of the run" in text
+    assert "Retransmits: 40 (13.3 retransmits/s, peak 17/s;" in text
+    assert "Slow connects: 4, connects that took 1 s or more: ..." in text
+    assert "Retransmits" not in render(summary(retransmits=0, retransmits_per_s=0.0, retransmits_peak_per_s=0))
