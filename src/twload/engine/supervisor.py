@@ -325,8 +325,12 @@ class Supervisor:
         return self.worker_elapsed or self.progress.elapsed_s
 
     def _death(self, index: int, proc) -> str:
-        """The summary's line for a worker that ended without its last snapshot."""
-        return f"worker {index} died with exit code {proc.exitcode}"
+        """The summary's line for a worker that ended without its last snapshot (a negative exit code
+        is the signal that ended it, named)."""
+        code = proc.exitcode
+        killed = code is not None and -code in signal.valid_signals()
+        how = f" (killed by {signal.Signals(-code).name})" if killed else ""
+        return f"worker {index} died with exit code {code}{how}"
 
     def _handle(self, message: Message, finished: set[int]) -> None:
         """One worker message: a second's snapshot, its last one, or its crash."""
