@@ -82,6 +82,40 @@ def reuse_delay(host: str, port: int, fill: int, limit: float) -> dict:
     return {"reused_after_s": None, "failures": failures}
 
 
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+
+
+def slow_accept(host: str, port: int, backlog: int, every: float, limit: float) -> dict:
+    """A listener with a tiny accept queue whose application accepts one connection every `every` seconds:
+    answers it (closing after the response) and waits again. Prints a line once listening; ends after
+    `limit` seconds (or SIGTERM, which ends the process). Counts what it accepted and answered."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen(backlog)
+    server.settimeout(0.5)
+    print(f"listening on {host}:{server.getsockname()[1]}", flush=True)
+    accepted = answered = 0
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        time.sleep(every)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue
+        accepted += 1
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                if conn.recv(65536):
+                    conn.sendall(RESPONSE)
+                    answered += 1
+            except OSError:
+                pass
+    server.close()
+    return {"accepted": accepted, "answered": answered}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m twload.lab.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -95,11 +129,19 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("port", type=int)
         p.add_argument("--limit", type=float, default=70.0)
         p.add_argument("--fill", type=int, default=2)
+    p = sub.add_parser("slow-accept")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--backlog", type=int, default=1)
+    p.add_argument("--every", type=float, default=0.1)
+    p.add_argument("--limit", type=float, default=30.0)
     args = parser.parse_args(argv)
     if args.probe == "counters":
         result = counters()
     elif args.probe == "time-wait":
         result = {"time_wait": time_wait(args.dport, args.sport)}
+    elif args.probe == "slow-accept":
+        result = slow_accept(args.host, args.port, args.backlog, args.every, args.limit)
     elif args.probe == "tw-lifetime":
         result = tw_lifetime(args.host, args.port, args.limit)
     else:

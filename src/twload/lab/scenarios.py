@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from twload.lab import topology
+from twload.lab import faults, topology
 from twload.lab.check import Check
 from twload.lab.inside import counters, delta, doctor, finding, port_of, probe, sim, time_wait, twload_run
 from twload.lab.topology import Host
@@ -295,6 +295,14 @@ SCENARIOS = {s.name: s for s in (
                 nat_timewait_collision, 10),
     LabScenario("source-addresses", "each added source address adds a port range", source_addresses, 3),
     LabScenario("max-tw-buckets", "beyond tcp_max_tw_buckets TIME_WAIT sockets are not kept", max_tw_buckets, 3),
+    LabScenario("fault-target-restart", "the target stops for 2 s mid-run: ECONNREFUSED counted with its window, "
+                "the run goes on, counts match nginx's log", faults.target_restart, 9),
+    LabScenario("fault-lossy-path", "5 % of TCP packets dropped (nftables): retransmits/s counted, the RTO tail",
+                faults.lossy_path, 6),
+    LabScenario("fault-full-accept-queue", "tiny backlog, slow accepter: SYNs dropped, slow connects counted "
+                "and explained", faults.full_accept_queue, 5),
+    LabScenario("fault-killed-worker", "a worker killed mid-run: named, the other's results kept, exit as documented",
+                faults.killed_worker, 6),
     LabScenario("dask-scale-out", "2, then 3 Dask workers in their own namespaces: the port wall moves out",
                 dask_scale_out, 60),
 )}

@@ -305,18 +305,59 @@ for _ in range(200):
 BALANCERS = ("nginx", "haproxy")
 
 
-def _start_nginx(lab: Lab, balancer: Host, listen: str, backend_url: str) -> None:
+@dataclass
+class NginxProcess:
+    """nginx started by the lab in one namespace: its config and logs live in `workdir` (the lab's)."""
+
+    host: Host
+    workdir: str
+    proc: subprocess.Popen
+
+    @property
+    def access_log(self) -> str:
+        return f"{self.workdir}/access.log"
+
+    def access_lines(self) -> int:
+        try:
+            with open(self.access_log) as fh:
+                return sum(1 for _ in fh)
+        except FileNotFoundError:
+            return 0
+
+    def quit(self) -> None:
+        """Graceful stop (SIGQUIT): nginx finishes the requests it read, logs them, closes its listener."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_nginx(lab: Lab, host: Host, server: str, http: str = "access_log off;",
+                again: NginxProcess | None = None) -> NginxProcess:
+    """nginx in `host`'s namespace with `server` as its server block; `again`: the same config restarted
+    (its access log goes on). The caller waits for its port (wait_listening)."""
     from twload.lab.nginx import find_nginx, nginx_config
 
     nginx = find_nginx()
     if nginx is None:
         raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
-    workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
-    conf = f"{workdir}/nginx.conf"
-    with open(conf, "w") as fh:
-        fh.write(nginx_config(workdir, f"listen {listen}:80 backlog=4096; "
-                                       f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}"))
-    lab.start(balancer, nginx, "-p", workdir, "-c", conf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if again is None:
+        workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
+        with open(f"{workdir}/nginx.conf", "w") as fh:
+            fh.write(nginx_config(workdir, server, http=http.replace("{workdir}", workdir)))
+    else:
+        workdir = again.workdir
+    proc = lab.start(host, nginx, "-p", workdir, "-c", f"{workdir}/nginx.conf",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return NginxProcess(host, workdir, proc)
+
+
+def _start_nginx(lab: Lab, balancer: Host, listen: str, backend_url: str) -> None:
+    start_nginx(lab, balancer, f"listen {listen}:80 backlog=4096; "
+                               f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}")
 
 
 def _start_haproxy(lab: Lab, balancer: Host, listen: str, backend_url: str) -> None:
@@ -331,6 +372,12 @@ def _start_haproxy(lab: Lab, balancer: Host, listen: str, backend_url: str) -> N
         fh.write(haproxy_config(listen, 80, backend_url.rstrip("/").split("://", 1)[1]))
     # -db: in the foreground, not a daemon: the lab stops it by its PID
     lab.start(balancer, haproxy, "-db", "-f", conf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(client: Host, address: str, port: int) -> None:
+    """From `client`'s namespace, until address:port accepts a connection (10 s at most); each try ends
+    with a reset, so it leaves no TIME_WAIT and sends no request."""
+    client.run(sys.executable, "-c", WAIT_FOR_PORT, address, str(port))
 
 
 def lb(tag: str | None = None, balancer: str = "nginx") -> Lab:
@@ -349,7 +396,7 @@ def lb(tag: str | None = None, balancer: str = "nginx") -> Lab:
         backend = lab.host("backend", b, backend_addr)
         front.sysctl("net.ipv4.tcp_timestamps", 0)
         start(lab, front, lb_front, lab.serve(backend))
-        client.run(sys.executable, "-c", WAIT_FOR_PORT, lb_front, "80")
+        wait_listening(client, lb_front, 80)
         lab.url = f"http://{lb_front}/"
         return lab
     except Exception:
