@@ -151,8 +151,11 @@ def cmd_name(pid: int) -> str:
             words = fh.read().split(b"\0")
     except OSError:
         return "?"
-    if b"spawn_main" in b" ".join(words):
-        return "worker/helper"
+    joined = b" ".join(words)
+    if b"resource_tracker" in joined:
+        return "resource tracker"
+    if b"spawn_main" in joined:
+        return "worker"
     return "twload run" if b"twload" in words else os.path.basename(words[0].decode(errors="replace"))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from twload.lab import topology
 from twload.lab.check import Check
-from twload.lab.inside import counters, delta
+from twload.lab.inside import counters, delta, doctor, finding, probe
 from twload.lab.topology import Host, Lab, LabError
 
 RUN_TIMEOUT_S = 60.0
@@ -176,13 +176,17 @@ BACKLOG, ACCEPT_EVERY_S, SYN_RATE = 1, 0.1, 40
 def full_accept_queue() -> list[Check]:
     with topology.direct().lab as lab:
         client, server = lab.hosts["client"], lab.hosts["server"]
+        # it accepts nothing until a SYN was dropped: the doctor's first, once the queue is filled below
         listener = lab.start(server, sys.executable, "-m", "twload.lab.probes", "slow-accept", server.address,
                              "8080", "--backlog", str(BACKLOG), "--every", str(ACCEPT_EVERY_S), "--limit", "30",
+                             "--start-after-drops", "1",
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if "listening on" not in (listener.stdout.readline() if listener.stdout else ""):
             raise LabError(f"the slow accepter did not start in {server.netns}")
         url = f"http://{server.address}:8080/"
+        probe(client, "connect", server.address, "8080", "--count", str(BACKLOG + 1))  # the queue is full now
         before = counters(server)
+        said = doctor(client, url, "--close", "server", "-c", "1")
         run = BackgroundRun(lab, client, url, "-w", "1", "--rate", str(SYN_RATE), "-d", "3s",
                             "--close", "server")
         summary, code, _ = run.finish()
@@ -191,16 +195,24 @@ def full_accept_queue() -> list[Check]:
     overflows = delta(before, after, "TcpExtListenOverflows")
     drops = delta(before, after, "TcpExtListenDrops")
     slow = summary.get("slow_connects", {})
-    return [Check(
-        f"a full accept queue (backlog {BACKLOG}, one accept every {ACCEPT_EVERY_S:g} s, {SYN_RATE} new "
-        "connections/s): SYNs dropped, "
-        "connects that waited for the SYN to go again are counted and explained",
-        "server ListenOverflows > 0; slow_connects > 0 with its reason; slowest connect >= 1 s",
-        f"server ListenOverflows +{overflows}, ListenDrops +{drops}; slow_connects {slow.get('count', 0)}; "
-        f"slowest connect {summary['connect_us']['max'] / 1e6:.2f} s; {summary['requests']} answers",
-        overflows > 0 and 0 < slow.get("count", 0) <= summary["connections_opened"]
-        and "accept queue" in slow.get("why", "")
-        and summary["connect_us"]["max"] >= 1_000_000 and summary["requests"] > 0)]
+    warned = finding(said, "slow_connect")
+    connect_s = (said.get("target") or {}).get("connect_s")
+    return [
+        Check("doctor against a full accept queue (filled, its application not accepting until a SYN is "
+              "dropped): its connect waits for the SYN to go again, and it says why",
+              "connect >= 1 s; slow_connect warning naming the accept queue",
+              f"connect {connect_s} s; slow_connect {warned['level']}: {warned['message'][:90]}...",
+              connect_s is not None and connect_s >= 1.0 and warned["level"] == "warning"
+              and "accept queue" in warned["message"]),
+        Check(f"a run against it (backlog {BACKLOG}, one accept every {ACCEPT_EVERY_S:g} s, {SYN_RATE} new "
+              "connections/s): SYNs dropped, connects that waited for the SYN to go again counted and explained",
+              "server ListenOverflows > 0; slow_connects > 0 with its reason; slowest connect >= 1 s",
+              f"server ListenOverflows +{overflows}, ListenDrops +{drops}; slow_connects {slow.get('count', 0)}; "
+              f"slowest connect {summary['connect_us']['max'] / 1e6:.2f} s; {summary['requests']} answers",
+              overflows > 0 and 0 < slow.get("count", 0) <= summary["connections_opened"]
+              and "accept queue" in slow.get("why", "")
+              and summary["connect_us"]["max"] >= 1_000_000 and summary["requests"] > 0),
+    ]
 
 
 # -- a worker killed mid-run -------------------------------------------------------

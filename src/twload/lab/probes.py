@@ -82,21 +82,35 @@ def reuse_delay(host: str, port: int, fill: int, limit: float) -> dict:
     return {"reused_after_s": None, "failures": failures}
 
 
+def connect_and_close(host: str, port: int, count: int) -> dict:
+    """Open `count` connections one after the other and close each (FIN) without a byte sent: a listener
+    that does not accept keeps them in its accept queue until it does."""
+    for _ in range(count):
+        socket.create_connection((host, port), timeout=5.0).close()
+    return {"connected": count}
+
+
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 
 
-def slow_accept(host: str, port: int, backlog: int, every: float, limit: float) -> dict:
+def slow_accept(host: str, port: int, backlog: int, every: float, limit: float, start_after_drops: int) -> dict:
     """A listener with a tiny accept queue whose application accepts one connection every `every` seconds:
     answers it (closing after the response) and waits again. Prints a line once listening; ends after
-    `limit` seconds (or SIGTERM, which ends the process). Counts what it accepted and answered."""
+    `limit` seconds (or SIGTERM, which ends the process). With start_after_drops, it accepts nothing until
+    this namespace's ListenDrops has grown by that many (SYNs dropped while its queue is full). Counts
+    what it accepted and answered."""
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind((host, port))
     server.listen(backlog)
     server.settimeout(0.5)
+    drops_at_start = snmp.tcp_counters().get("TcpExtListenDrops", 0)
     print(f"listening on {host}:{server.getsockname()[1]}", flush=True)
     accepted = answered = 0
     end = time.monotonic() + limit
+    while (time.monotonic() < end and
+           snmp.tcp_counters().get("TcpExtListenDrops", 0) - drops_at_start < start_after_drops):
+        time.sleep(0.01)
     while time.monotonic() < end:
         time.sleep(every)
         try:
@@ -135,13 +149,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backlog", type=int, default=1)
     p.add_argument("--every", type=float, default=0.1)
     p.add_argument("--limit", type=float, default=30.0)
+    p.add_argument("--start-after-drops", type=int, default=0)
+    p = sub.add_parser("connect")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=1)
     args = parser.parse_args(argv)
     if args.probe == "counters":
         result = counters()
     elif args.probe == "time-wait":
         result = {"time_wait": time_wait(args.dport, args.sport)}
     elif args.probe == "slow-accept":
-        result = slow_accept(args.host, args.port, args.backlog, args.every, args.limit)
+        result = slow_accept(args.host, args.port, args.backlog, args.every, args.limit, args.start_after_drops)
+    elif args.probe == "connect":
+        result = connect_and_close(args.host, args.port, args.count)
     elif args.probe == "tw-lifetime":
         result = tw_lifetime(args.host, args.port, args.limit)
     else:
