@@ -117,8 +117,10 @@ def target_restart() -> list[Check]:
 LOSS_PERCENT = 5
 # numgen random mod 100 < 5: nftables draws a number in 0..99 per packet (this kernel has no netem
 # qdisc). In prerouting of both namespaces: each side loses 5 % of what arrives, so both directions
-# of the path lose packets, and nothing is dropped on its way out (a drop in output makes the sender's
-# own transmit fail, which TCP handles differently from a loss on the wire).
+# of the path lose packets, and nothing is dropped on its way out: a drop in an output hook is an error
+# returned to the sender's own transmit (net/netfilter/core.c: nf_hook_slow returns -EPERM for NF_DROP,
+# up through ip_local_out to tcp_transmit_skb, Linux 6.x), which TCP handles differently from a loss
+# on the wire (the segment is not counted as sent, so it is not retransmitted either).
 LOSS_RULES = f"""table ip {topology.PREFIX}loss {{
   chain in {{
     type filter hook prerouting priority 0; policy accept;

@@ -99,7 +99,11 @@ def tw_reuse_lb_no_timestamps(balancer: str = "nginx") -> list[Check]:
 
 def fin_wall_lb(balancer: str) -> list[Check]:
     """--close fin through the load balancer, 20 ports, tcp_tw_reuse=1: the doctor says before the run that
-    reuse will not help (no timestamps) and where the wall is; the run meets it at connection 21."""
+    reuse will not help (no timestamps) and where the wall is; the run meets it at connection 21.
+
+    tcp_tw_reuse lets a connect take a TIME_WAIT port only when that connection carried timestamps
+    (net/ipv4/tcp_ipv4.c: tcp_twsk_unique tests tcptw->tw_ts_recent_stamp, Linux 6.x), and the load
+    balancer's namespace has tcp_timestamps=0: every port waits out its 60 s."""
     with topology.lb(balancer=balancer) as lab:
         client = lab.hosts["client"]
         client.sysctl("net.ipv4.ip_local_port_range", NARROW)
