@@ -193,11 +193,16 @@ def rst_close() -> list[Check]:
 def rst_close_lb(balancer: str) -> list[Check]:
     with topology.lb(balancer=balancer) as lab:
         client, front = lab.hosts["client"], lab.hosts["lb"]
+        before = doctor(client, lab.url, "--close", "rst", "-c", "2", "--rate", "50")
         summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "rst")
         time.sleep(0.3)
         tw = (time_wait(client), time_wait(front, sport=80))
+    said = finding(before, "port_budget")
     predicted = sim("rst-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
-    return [Check(f"--close rst through {balancer}: no TIME_WAIT on the client or the load balancer's front",
+    return [Check(f"doctor through {balancer}, before the run: --close rst leaves no TIME_WAIT, ports do not limit "
+                  "the rate", "port_budget ok", f"port_budget {said['level']}: {said['message']}",
+                  said["level"] == "ok" and "no TIME_WAIT" in said["message"]),
+            Check(f"--close rst through {balancer}: no TIME_WAIT on the client or the load balancer's front",
                   "client 0, LB 0", f"client {tw[0]}, LB {tw[1]} ({summary['requests']} requests)",
                   tw == (0, 0) and summary["requests"] == 50, f"peaks {predicted}", predicted == {} and tw == (0, 0))]
 
