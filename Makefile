@@ -7,11 +7,12 @@ CORE_SRC := $(wildcard src/twload/engine/core/*.c src/twload/engine/core/*.h)
 PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
 # benchmarks' peers are the second, and a failure to get them only warns.
+# haproxy is the lab's second load balancer (lb-haproxy-* scenarios).
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
 # chromium opens the HTML report in its browser test; prometheus scrapes --metrics-listen in its test,
 # and the live view is tested in tmux.
-DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium prometheus tmux
+DEBS     := nginx haproxy iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium prometheus tmux
 DEBS_OPT := wrk apache2-utils hey
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize

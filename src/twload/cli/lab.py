@@ -29,14 +29,15 @@ def stop_on_sigterm(owner: int):
     return handler
 
 
-def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:
+def run_lab(names: list[str], run_all: bool, compare_sim: bool, as_json: bool, err: Console) -> int:
     from twload.lab.scenarios import SCENARIOS
 
-    if not run_all and name is None:
+    if not run_all and not names:
         err.print("[red]twload:[/] give a scenario name or --all (see `twload lab list`)")
         return 2
-    if name is not None and name not in SCENARIOS:
-        err.print(f"[red]twload:[/] unknown lab scenario {name!r}: see `twload lab list`")
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        err.print(f"[red]twload:[/] unknown lab scenario {unknown[0]!r}: see `twload lab list`")
         return 2
     try:
         topology.require_root()
@@ -45,7 +46,7 @@ def run_lab(name: str | None, run_all: bool, compare_sim: bool, as_json: bool, e
         return 1
     # SIGTERM ends the run like Ctrl-C, so the namespaces are removed by the same path
     signal.signal(signal.SIGTERM, stop_on_sigterm(os.getpid()))
-    names = list(SCENARIOS) if run_all else [name]
+    names = list(SCENARIOS) if run_all else list(dict.fromkeys(names))  # in the order given, each once
     results, failed = {}, False
     try:
         for scenario in names:
@@ -102,13 +103,14 @@ def lab_list() -> None:
 
 @lab_app.command("run")
 def lab_run(
-    name: Annotated[str | None, typer.Argument(help="Scenario name (twload lab list).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Scenario names (twload lab list), run in turn.",
+                                                      show_default=False)] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every scenario.")] = False,
     compare_sim: Annotated[bool, typer.Option("--compare-sim", help="Show the simulator's prediction beside each measurement.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:
     """Build the scenario's namespaces, measure, print claim / expected / measured / verdict."""
-    code = run_lab(name, run_all, compare_sim, as_json, err)
+    code = run_lab(names or [], run_all, compare_sim, as_json, err)
     raise typer.Exit(code)
 
 

@@ -24,10 +24,12 @@ SWITCHED = ("it answered a plain GET with 101 Switching Protocols: a load test w
             "as unexpected_upgrade")
 
 
-def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool]:
-    """Send one request; return (socket, response complete, server closed after it). 1xx interim heads
-    (100 Continue, 103 Early Hints) are skipped: the final response is the one that counts."""
+def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.socket, bool, bool, float]:
+    """Send one request; return (socket, response complete, server closed after it, the connect's seconds).
+    1xx interim heads (100 Continue, 103 Early Hints) are skipped: the final response is the one that counts."""
+    started = time.monotonic()
     sock = socket.create_connection(target.address[:2], timeout=timeout)
+    connect_s = time.monotonic() - started
     if target.scheme == "https":  # the doctor looks at TCP, not at the certificate
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -70,7 +72,7 @@ def _exchange(target: Target, request: bytes, timeout: float) -> tuple[socket.so
             except TimeoutError:
                 closed = False
             break
-    return sock, done["complete"], closed
+    return sock, done["complete"], closed, connect_s
 
 
 def no_free_port(address: str, port: int) -> str:
@@ -90,12 +92,13 @@ def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
     loopback = is_loopback(target)
     head = f"GET {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nUser-Agent: twload-doctor\r\n"
     try:
-        sock, complete, closed = _exchange(target, (head + "\r\n").encode(), timeout)
+        sock, complete, closed, connect_s = _exchange(target, (head + "\r\n").encode(), timeout)
         info = tcp_info(sock)
         keepalive = complete and not closed
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)  # leave no TIME_WAIT behind
         sock.close()
-        sock, complete2, closed2 = _exchange(target, (head + "Connection: close\r\n\r\n").encode(), timeout)
+        sock, complete2, closed2, connect2_s = _exchange(target, (head + "Connection: close\r\n\r\n").encode(),
+                                                         timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         sock.close()
     except (OSError, httptools.HttpParserError, SwitchedProtocols) as exc:
@@ -110,4 +113,5 @@ def probe(target: Target, timeout: float = 3.0) -> TargetFacts:
     return TargetFacts(
         address, port, loopback, timestamps=info.timestamps, rtt_us=info.rtt_us,
         server_closes_first=closed2 if complete2 else None, keepalive=keepalive,
+        connect_s=round(max(connect_s, connect2_s), 3),
     )

@@ -27,6 +27,7 @@ class TargetFacts:
     rtt_us: int | None = None
     server_closes_first: bool | None = None  # after `Connection: close`
     keepalive: bool | None = None  # keeps a connection open after a response
+    connect_s: float | None = None  # the probe's slowest connect
 
 
 @dataclass(frozen=True)
@@ -189,8 +190,17 @@ def rule_target(k: KernelFacts, t: TargetFacts | None, p: DoctorPlan) -> list[Fi
     if t.keepalive is False:
         found.append(Finding(WARNING, "keepalive", "target closes connections after each response: keep-alive runs "
                              "will open a connection per request"))
+    if t.connect_s is not None and t.connect_s >= SLOW_CONNECT_S:
+        found.append(Finding(WARNING, "slow_connect", f"a connect to the target took {t.connect_s:.2f} s: its SYN "
+                             "was sent again after the initial retransmission timeout (1 s), so the first was "
+                             "lost: the target's accept queue is full (its application accepts too slowly: "
+                             "ListenOverflows on the target) or the path loses packets; a run counts such "
+                             "connects in slow_connects"))
     return found
 
+
+# include/net/tcp.h: TCP_TIMEOUT_INIT (1 s, Linux 6.x): a connect this slow had its SYN sent again
+SLOW_CONNECT_S = 1.0
 
 RULES = (rule_tw_recycle, rule_client_timestamps, rule_tw_reuse, rule_port_budget, rule_port_range,
          rule_fin_timeout, rule_open_files)
@@ -247,7 +257,7 @@ def report(kernel: KernelFacts, sysctls: dict, target: TargetFacts | None, plan:
         "target": None if target is None else {
             "timestamps": target.timestamps, "server_closes_first": target.server_closes_first,
             "keepalive": target.keepalive, "reachable": target.reachable, "address": target.address,
-            "port": target.port,
+            "port": target.port, "connect_s": target.connect_s,
         },
         "budget": {"ports": b.ports, "reuse_after_s": b.reuse_after_s,
                    "sustainable_new_conn_per_s": b.sustainable_new_conn_per_s},

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_readable
 from pathlib import Path
 
+from twload.engine.faults import PathFacts
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us, target_rows
@@ -127,6 +128,7 @@ class Supervisor:
         self.time_wait_probe = time_wait_probe  # () -> client TIME_WAIT sockets towards the target
         self.settled = False  # the port probe waited for the last connections' closing handshakes
         self.schedule = plan.schedule()
+        self.path_facts = PathFacts()  # errors_window, retransmits, slow_connects (engine/faults.py)
 
     # -- signals -------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -182,6 +184,7 @@ class Supervisor:
             sample["target"] = round(self.schedule.value(tick - 0.5), 2)
         if self.plan.open_loop:
             sample["max_lag_us"] = merged.max_lag_us
+        sample.update(self.path_facts.sample(tick, sample["errors"]))
         if self.time_wait_probe is not None:
             sample["time_wait"] = count = self.time_wait_probe()  # the run's own
             self.progress.time_wait = count
@@ -229,6 +232,7 @@ class Supervisor:
             go_at_value.value = self.go_at = self._start_instant()
             # the interval logs' time 0, on the wall clock
             self.folder.begin(time.time() + (self.go_at - time.monotonic()))
+            self.path_facts.begin()
             start_event.set()
             try:
                 elapsed = self._collect(messages, procs, stop_event)
@@ -328,8 +332,12 @@ class Supervisor:
         return self.worker_elapsed or self.progress.elapsed_s
 
     def _death(self, index: int, proc) -> str:
-        """The summary's line for a worker that ended without its last snapshot."""
-        return f"worker {index} died with exit code {proc.exitcode}"
+        """The summary's line for a worker that ended without its last snapshot (a negative exit code
+        is the signal that ended it, named)."""
+        code = proc.exitcode
+        killed = code is not None and -code in signal.valid_signals()
+        how = f" (killed by {signal.Signals(-code).name})" if killed else ""
+        return f"worker {index} died with exit code {code}{how}"
 
     def _handle(self, message: Message, finished: set[int]) -> None:
         """One worker message: a second's snapshot, its last one, or its crash."""
@@ -398,6 +406,7 @@ class Supervisor:
             summary.update(self._time_wait_keys())
         if plan.targets:  # a request file: per-target results (docs/ARCHITECTURE.md "The run folder")
             summary["targets"] = target_rows(totals, target_labels(plan.targets))
+        summary.update(self.path_facts.summary(totals.connect, elapsed))
         return summary
 
     def _time_wait_keys(self) -> dict:

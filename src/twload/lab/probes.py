@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from twload.kernel import sockdiag
+from twload.kernel import snmp, sockdiag
 from twload.kernel.linger import LINGER_RST
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
@@ -21,17 +21,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n"
 
 def counters() -> dict[str, int]:
     """Tcp and TcpExt counters of this namespace (what `nstat` shows)."""
-    out: dict[str, int] = {}
-    for path in ("/proc/net/snmp", "/proc/net/netstat"):
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-        for names, values in zip(lines[::2], lines[1::2], strict=False):
-            prefix, _, keys = names.partition(":")
-            if prefix not in ("Tcp", "TcpExt"):
-                continue
-            for key, value in zip(keys.split(), values.partition(":")[2].split(), strict=False):
-                out[prefix + key] = int(value)
-    return out
+    return snmp.tcp_counters()
 
 
 def time_wait(dport: int | None = None, sport: int | None = None) -> int:
@@ -92,6 +82,54 @@ def reuse_delay(host: str, port: int, fill: int, limit: float) -> dict:
     return {"reused_after_s": None, "failures": failures}
 
 
+def connect_and_close(host: str, port: int, count: int) -> dict:
+    """Open `count` connections one after the other and close each (FIN) without a byte sent: a listener
+    that does not accept keeps them in its accept queue until it does."""
+    for _ in range(count):
+        socket.create_connection((host, port), timeout=5.0).close()
+    return {"connected": count}
+
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+
+
+def slow_accept(host: str, port: int, backlog: int, every: float, limit: float, start_after_drops: int) -> dict:
+    """A listener with a tiny accept queue whose application accepts one connection every `every` seconds:
+    answers it (closing after the response) and waits again. Prints a line once listening; ends after
+    `limit` seconds (or SIGTERM, which ends the process). With start_after_drops, it accepts nothing until
+    this namespace's ListenDrops has grown by that many (SYNs dropped while its queue is full). Counts
+    what it accepted and answered."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen(backlog)
+    server.settimeout(0.5)
+    drops_at_start = snmp.tcp_counters().get("TcpExtListenDrops", 0)
+    print(f"listening on {host}:{server.getsockname()[1]}", flush=True)
+    accepted = answered = 0
+    end = time.monotonic() + limit
+    while (time.monotonic() < end and
+           snmp.tcp_counters().get("TcpExtListenDrops", 0) - drops_at_start < start_after_drops):
+        time.sleep(0.01)
+    while time.monotonic() < end:
+        time.sleep(every)
+        try:
+            conn, _ = server.accept()
+        except TimeoutError:
+            continue
+        accepted += 1
+        with conn:
+            conn.settimeout(2.0)
+            try:
+                if conn.recv(65536):
+                    conn.sendall(RESPONSE)
+                    answered += 1
+            except OSError:
+                pass
+    server.close()
+    return {"accepted": accepted, "answered": answered}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m twload.lab.probes")
     sub = parser.add_subparsers(dest="probe", required=True)
@@ -105,11 +143,26 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("port", type=int)
         p.add_argument("--limit", type=float, default=70.0)
         p.add_argument("--fill", type=int, default=2)
+    p = sub.add_parser("slow-accept")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--backlog", type=int, default=1)
+    p.add_argument("--every", type=float, default=0.1)
+    p.add_argument("--limit", type=float, default=30.0)
+    p.add_argument("--start-after-drops", type=int, default=0)
+    p = sub.add_parser("connect")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=1)
     args = parser.parse_args(argv)
     if args.probe == "counters":
         result = counters()
     elif args.probe == "time-wait":
         result = {"time_wait": time_wait(args.dport, args.sport)}
+    elif args.probe == "slow-accept":
+        result = slow_accept(args.host, args.port, args.backlog, args.every, args.limit, args.start_after_drops)
+    elif args.probe == "connect":
+        result = connect_and_close(args.host, args.port, args.count)
     elif args.probe == "tw-lifetime":
         result = tw_lifetime(args.host, args.port, args.limit)
     else:

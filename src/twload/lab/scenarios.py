@@ -13,53 +13,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from twload.lab import topology
+from twload.lab import faults, topology
 from twload.lab.check import Check
-from twload.lab.topology import Host, LabError
-from twload.sim.run import run_scenario
+from twload.lab.inside import counters, delta, doctor, finding, port_of, probe, sim, time_wait, twload_run
+from twload.lab.topology import Host
 
 NARROW = "40000 40019"  # 20 ports
 TWO_PORTS = "40000 40001"
-
-
-# -- helpers run inside namespaces ---------------------------------------------
-
-def twload_run(host: Host, url: str, *args: str, timeout: float = 120) -> tuple[dict, str]:
-    out = topology.scratch(host, "run")
-    proc = host.run(sys.executable, "-m", "twload", "run", url, "-w", "1", "--json", "--out", out, *args,
-                    timeout=timeout)
-    if proc.returncode not in (0,) or not proc.stdout.strip():
-        raise LabError(f"twload run failed in {host.netns}: {proc.stderr.strip()[-400:]}")
-    return json.loads(proc.stdout), proc.stderr
-
-
-def probe(host: Host, *args: str, timeout: float = 120) -> dict:
-    proc = host.run(sys.executable, "-m", "twload.lab.probes", *args, timeout=timeout)
-    if proc.returncode != 0:
-        raise LabError(f"probe {args[0]} failed in {host.netns}: {proc.stderr.strip()[-400:]}")
-    return json.loads(proc.stdout)
-
-
-def counters(host: Host) -> dict[str, int]:
-    return probe(host, "counters")
-
-
-def delta(before: dict[str, int], after: dict[str, int], name: str) -> int:
-    return after.get(name, 0) - before.get(name, 0)
-
-
-def time_wait(host: Host, **kw) -> int:
-    args = [f"--{k}={v}" for k, v in kw.items()]
-    return probe(host, "time-wait", *args)["time_wait"]
-
-
-def port_of(url: str) -> int:
-    return int(url.rstrip("/").rsplit(":", 1)[1])
-
-
-def sim(name: str, **overrides) -> dict:
-    return run_scenario(name, {k: str(v) for k, v in overrides.items()}, kernel="6.x")
 
 
 # -- scenarios -------------------------------------------------------------------
@@ -121,18 +83,53 @@ def tw_reuse() -> list[Check]:
     return checks
 
 
-def tw_reuse_lb_no_timestamps() -> list[Check]:
-    with topology.lb() as lab:
-        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+def tw_reuse_lb_no_timestamps(balancer: str = "nginx") -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
         client.sysctl("net.ipv4.ip_local_port_range", TWO_PORTS)
         client.sysctl("net.ipv4.tcp_tw_reuse", 1)
-        got = probe(client, "reuse-delay", balancer.address, "80", "--fill", "2", "--limit", "4")
+        got = probe(client, "reuse-delay", front.address, "80", "--fill", "2", "--limit", "4")
     predicted = sim("tw-reuse-lb-no-timestamps", ports=2, rate=50, duration=4)
     measured = got["reused_after_s"]
-    return [Check("tcp_tw_reuse=1 against a load balancer with timestamps off: no reuse until TIME_WAIT ends",
+    return [Check(f"tcp_tw_reuse=1 against {balancer} with timestamps off: no reuse until TIME_WAIT ends",
                   "no reuse within 4 s", "none" if measured is None else f"reused after {measured} s",
                   measured is None and got["failures"].get("EADDRNOTAVAIL", 0) > 0,
                   f"{predicted['tw_reused']} reuses", predicted["tw_reused"] == 0 and measured is None)]
+
+
+def fin_wall_lb(balancer: str) -> list[Check]:
+    """--close fin through the load balancer, 20 ports, tcp_tw_reuse=1: the doctor says before the run that
+    reuse will not help (no timestamps) and where the wall is; the run meets it at connection 21.
+
+    tcp_tw_reuse lets a connect take a TIME_WAIT port only when that connection carried timestamps
+    (net/ipv4/tcp_ipv4.c: tcp_twsk_unique tests tcptw->tw_ts_recent_stamp, Linux 6.x), and the load
+    balancer's namespace has tcp_timestamps=0: every port waits out its 60 s."""
+    with topology.lb(balancer=balancer) as lab:
+        client = lab.hosts["client"]
+        client.sysctl("net.ipv4.ip_local_port_range", NARROW)
+        client.sysctl("net.ipv4.tcp_tw_reuse", 1)
+        before = doctor(client, lab.url, "--close", "fin", "-c", "1", "--rate", "50")
+        summary, _ = twload_run(client, lab.url, "-d", "3s", "-c", "1", "--close", "fin")
+        client_tw = time_wait(client, dport=80)
+    reuse, budget = finding(before, "tw_reuse"), finding(before, "port_budget")
+    first = summary.get("first_errors", {}).get("EADDRNOTAVAIL", {}).get("connection")
+    predicted = sim("tw-reuse-lb-no-timestamps", ports=20, rate=50, duration=3)
+    return [
+        Check(f"doctor through {balancer}, before the run: timestamps off, so tcp_tw_reuse=1 will not help and "
+              "20 ports last 60 s", "timestamps false; tw_reuse and port_budget problems; ports reusable after 60 s",
+              f"timestamps {str(before['target']['timestamps']).lower()}; tw_reuse {reuse['level']}, "
+              f"port_budget {budget['level']}; reusable after {before['budget']['reuse_after_s']:g} s",
+              before["target"]["timestamps"] is False and reuse["level"] == "problem"
+              and "will not help" in reuse["message"] and budget["level"] == "problem"
+              and before["budget"]["reuse_after_s"] == 60.0),
+        Check(f"--close fin through {balancer} with tcp_tw_reuse=1: the wall at the port budget, nothing reused",
+              "20 requests in 3 s, EADDRNOTAVAIL from #21 (the budget's #21), client TIME_WAIT 20",
+              f"{summary['requests']} requests, first EADDRNOTAVAIL at #{first} (budget: "
+              f"#{summary['budget']['exhausted_at_connection']}), client TIME_WAIT {client_tw}",
+              summary["requests"] == 20 and first == 21 and summary["budget"]["exhausted_at_connection"] == 21
+              and summary["target_timestamps"] is False and client_tw == 20,
+              f"{predicted['tw_reused']} reuses", predicted["tw_reused"] == 0 and summary["requests"] == 20),
+    ]
 
 
 def tw_reuse_2_loopback() -> list[Check]:
@@ -153,18 +150,25 @@ def tw_reuse_2_loopback() -> list[Check]:
                   and (sim_veth > 0) == (veth_s is not None))]
 
 
-def server_close_lb() -> list[Check]:
-    with topology.lb() as lab:
-        client, balancer = lab.hosts["client"], lab.hosts["lb"]
+def server_close_lb(balancer: str = "nginx") -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
+        before = doctor(client, lab.url, "--close", "server", "-c", "2", "--rate", "50")
         summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "server")
         time.sleep(0.3)
         client_tw = time_wait(client)
-        lb_tw = time_wait(balancer, sport=80)
+        lb_tw = time_wait(front, sport=80)
+    said = finding(before, "server_close")
     predicted = sim("server-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
-    return [Check("--close server through a load balancer: the client holds no TIME_WAIT; the load balancer does",
-                  "client 0, LB >= 50", f"client {client_tw}, LB {lb_tw} ({summary['requests']} requests)",
-                  client_tw == 0 and lb_tw >= 50 and summary["requests"] == 50,
-                  f"peaks {predicted}", "client1" not in predicted and predicted.get("server", 0) > 0)]
+    return [
+        Check(f"doctor through {balancer}, before the run: the target closes first after Connection: close",
+              "server_close ok", f"server_close {said['level']}: {said['message']}",
+              before["target"]["server_closes_first"] is True and said["level"] == "ok"),
+        Check(f"--close server through {balancer}: the client holds no TIME_WAIT; the load balancer does",
+              "client 0, LB >= 50", f"client {client_tw}, LB {lb_tw} ({summary['requests']} requests)",
+              client_tw == 0 and lb_tw >= 50 and summary["requests"] == 50,
+              f"peaks {predicted}", "client1" not in predicted and predicted.get("server", 0) > 0),
+    ]
 
 
 def rst_close() -> list[Check]:
@@ -184,6 +188,23 @@ def rst_close() -> list[Check]:
         Check("--close rst: the server sees each connection reset (ECONNRESET), not a clean EOF",
               "TcpEstabResets +50", f"TcpEstabResets +{resets}", resets >= 50),
     ]
+
+
+def rst_close_lb(balancer: str) -> list[Check]:
+    with topology.lb(balancer=balancer) as lab:
+        client, front = lab.hosts["client"], lab.hosts["lb"]
+        before = doctor(client, lab.url, "--close", "rst", "-c", "2", "--rate", "50")
+        summary, _ = twload_run(client, lab.url, "-n", "50", "-c", "2", "--close", "rst")
+        time.sleep(0.3)
+        tw = (time_wait(client), time_wait(front, sport=80))
+    said = finding(before, "port_budget")
+    predicted = sim("rst-close", ports=1000, rate=50, duration=1)["time_wait_peak"]
+    return [Check(f"doctor through {balancer}, before the run: --close rst leaves no TIME_WAIT, ports do not limit "
+                  "the rate", "port_budget ok", f"port_budget {said['level']}: {said['message']}",
+                  said["level"] == "ok" and "no TIME_WAIT" in said["message"]),
+            Check(f"--close rst through {balancer}: no TIME_WAIT on the client or the load balancer's front",
+                  "client 0, LB 0", f"client {tw[0]}, LB {tw[1]} ({summary['requests']} requests)",
+                  tw == (0, 0) and summary["requests"] == 50, f"peaks {predicted}", predicted == {} and tw == (0, 0))]
 
 
 def nat_timewait_collision() -> list[Check]:
@@ -269,14 +290,28 @@ SCENARIOS = {s.name: s for s in (
                 tw_reuse, 4),
     LabScenario("tw-reuse-lb-no-timestamps", "the same against a load balancer with timestamps off: no reuse",
                 tw_reuse_lb_no_timestamps, 6),
+    LabScenario("lb-haproxy-fin-wall", "HAProxy, timestamps off: doctor and run agree, the wall at #21, "
+                "tcp_tw_reuse=1 no help", partial(fin_wall_lb, "haproxy"), 5),
     LabScenario("tw-reuse-2-loopback", "tcp_tw_reuse=2 applies to loopback only", tw_reuse_2_loopback, 8),
     LabScenario("server-close", "--close server through the lb: TIME_WAIT on the LB, none on the client",
                 server_close_lb, 4),
+    LabScenario("lb-haproxy-server-close", "--close server through HAProxy: TIME_WAIT on the LB, none on the client",
+                partial(server_close_lb, "haproxy"), 3),
     LabScenario("rst-close", "--close rst: no TIME_WAIT anywhere; the server counts resets", rst_close, 3),
+    LabScenario("lb-haproxy-rst-close", "--close rst through HAProxy: no TIME_WAIT on the client or the LB",
+                partial(rst_close_lb, "haproxy"), 2),
     LabScenario("nat-timewait-collision", "NAT reuses a quintuple in the server's TIME_WAIT: ACK instead of SYN-ACK",
                 nat_timewait_collision, 10),
     LabScenario("source-addresses", "each added source address adds a port range", source_addresses, 3),
     LabScenario("max-tw-buckets", "beyond tcp_max_tw_buckets TIME_WAIT sockets are not kept", max_tw_buckets, 3),
+    LabScenario("fault-target-restart", "the target stops for 2 s mid-run: ECONNREFUSED counted with its window, "
+                "the run goes on, counts match nginx's log", faults.target_restart, 9),
+    LabScenario("fault-lossy-path", "5 % of TCP packets dropped (nftables): retransmits/s counted, the RTO tail",
+                faults.lossy_path, 6),
+    LabScenario("fault-full-accept-queue", "tiny backlog, slow accepter: SYNs dropped, slow connects counted "
+                "and explained", faults.full_accept_queue, 5),
+    LabScenario("fault-killed-worker", "a worker killed mid-run: named, the other's results kept, exit as documented",
+                faults.killed_worker, 6),
     LabScenario("dask-scale-out", "2, then 3 Dask workers in their own namespaces: the port wall moves out",
                 dask_scale_out, 60),
 )}

@@ -302,30 +302,101 @@ for _ in range(200):
         time.sleep(0.05)
 """
 
-def lb(tag: str | None = None) -> Lab:
-    """client ns -> load balancer ns (nginx, tcp_timestamps=0, as cloud LBs do) -> backend ns (twload serve)."""
+BALANCERS = ("nginx", "haproxy")
+
+
+@dataclass
+class NginxProcess:
+    """nginx started by the lab in one namespace: its config and logs live in `workdir` (the lab's)."""
+
+    host: Host
+    workdir: str
+    proc: subprocess.Popen
+
+    @property
+    def access_log(self) -> str:
+        return f"{self.workdir}/access.log"
+
+    def access_lines(self) -> int:
+        try:
+            with open(self.access_log) as fh:
+                return sum(1 for _ in fh)
+        except FileNotFoundError:
+            return 0
+
+    def quit(self) -> None:
+        """Graceful stop (SIGQUIT): nginx finishes the requests it read, logs them, closes its listener."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_nginx(lab: Lab, host: Host, server: str, http: str = "access_log off;",
+                again: NginxProcess | None = None) -> NginxProcess:
+    """nginx in `host`'s namespace with `server` as its server block; `again`: the same config restarted
+    (its access log goes on). The caller waits for its port (wait_listening)."""
     from twload.lab.nginx import find_nginx, nginx_config
 
     nginx = find_nginx()
     if nginx is None:
         raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
+    if again is None:
+        workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
+        with open(f"{workdir}/nginx.conf", "w") as fh:
+            fh.write(nginx_config(workdir, server, http=http.replace("{workdir}", workdir)))
+    else:
+        workdir = again.workdir
+    proc = lab.start(host, nginx, "-p", workdir, "-c", f"{workdir}/nginx.conf",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return NginxProcess(host, workdir, proc)
+
+
+def _start_nginx(lab: Lab, balancer: Host, listen: str, backend_url: str) -> None:
+    start_nginx(lab, balancer, f"listen {listen}:80 backlog=4096; "
+                               f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}")
+
+
+def _start_haproxy(lab: Lab, balancer: Host, listen: str, backend_url: str) -> None:
+    from twload.lab.haproxy import find_haproxy, haproxy_config
+
+    haproxy = find_haproxy()
+    if haproxy is None:
+        raise LabError("HAProxy is not installed (Debian package haproxy; `make test` installs it as root)")
+    workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-haproxy-")
+    conf = f"{workdir}/haproxy.cfg"
+    with open(conf, "w") as fh:
+        fh.write(haproxy_config(listen, 80, backend_url.rstrip("/").split("://", 1)[1]))
+    # -db: in the foreground, not a daemon: the lab stops it by its PID
+    lab.start(balancer, haproxy, "-db", "-f", conf, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(client: Host, address: str, port: int) -> None:
+    """From `client`'s namespace, until address:port accepts a connection (10 s at most); each try ends
+    with a reset, so it leaves no TIME_WAIT and sends no request."""
+    client.run(sys.executable, "-c", WAIT_FOR_PORT, address, str(port))
+
+
+def lb(tag: str | None = None, balancer: str = "nginx") -> Lab:
+    """client ns -> load balancer ns (nginx or HAProxy, tcp_timestamps=0, as cloud LBs do) -> backend ns
+    (twload serve). The balancer listens on port 80 of the load balancer's front address (lab.url)."""
+    start = {"nginx": _start_nginx, "haproxy": _start_haproxy}.get(balancer)
+    if start is None:
+        raise LabError(f"unknown load balancer {balancer!r} (one of {', '.join(BALANCERS)})")
     lab = Lab(tag)
     try:
         c, lbn, b = lab.namespace("c"), lab.namespace("lb"), lab.namespace("b")
         lb_front, client_addr = lab.link(lbn, c)
         lb_back, backend_addr = lab.link(lbn, b)
         client = lab.host("client", c, client_addr)
-        balancer = lab.host("lb", lbn, lb_front)
+        front = lab.host("lb", lbn, lb_front)
         backend = lab.host("backend", b, backend_addr)
-        balancer.sysctl("net.ipv4.tcp_timestamps", 0)
-        backend_url = lab.serve(backend)
-        workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
-        conf = f"{workdir}/nginx.conf"
-        with open(conf, "w") as fh:
-            fh.write(nginx_config(workdir, f"listen {lb_front}:80 backlog=4096; "
-                                           f"location / {{ proxy_pass {backend_url.rstrip('/')}; }}"))
-        lab.start(balancer, nginx, "-p", workdir, "-c", conf, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client.run(sys.executable, "-c", WAIT_FOR_PORT, lb_front, "80")
+        front.sysctl("net.ipv4.tcp_timestamps", 0)
+        start(lab, front, lb_front, lab.serve(backend))
+        wait_listening(client, lb_front, 80)
         lab.url = f"http://{lb_front}/"
         return lab
     except Exception:

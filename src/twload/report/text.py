@@ -98,6 +98,19 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
+def path_lines(summary: dict) -> list[str]:
+    """When each error was counted, retransmissions, slow connects (engine/faults.py)."""
+    lines = [f"  {name} counted from second {w['first_t']} to second {w['last_t']} of the run"
+             for name, w in summary.get("errors_window", {}).items()]
+    if summary.get("retransmits"):
+        lines.append(f"  Retransmits: {summary['retransmits']} ({summary['retransmits_per_s']:g} retransmits/s, "
+                     f"peak {summary['retransmits_peak_per_s']}/s; TCP RetransSegs of the client's network namespace)")
+    slow = summary.get("slow_connects")
+    if slow:
+        lines.append(f"  Slow connects: {slow['count']}, {slow['why']}")
+    return lines
+
+
 def render(summary: dict, width: int = 80) -> str:
     dur = summary["duration_s"] or 1e-9
     lines = [
@@ -129,6 +142,7 @@ def render(summary: dict, width: int = 80) -> str:
     for name, first in summary.get("first_errors", {}).items():
         lines.append(f"  First {name}: connection {first['connection']} of worker {first['worker']},"
                      f" {first['at_s']:.3f}s into the run")
+    lines += path_lines(summary)
     if summary.get("time_wait_peak") is not None:
         lines += time_wait_lines(summary)
     for line in summary.get("advice", []):

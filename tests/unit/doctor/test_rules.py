@@ -178,3 +178,12 @@ def test_a_keepalive_run_is_not_said_to_leave_no_time_wait_of_its_own():
     for close in ("server", "rst"):
         lines = doctor.advice(doctor.diagnose(facts(), REMOTE, doctor.DoctorPlan(close=close)), close, found=15)
         assert any(f"this run's --close {close} leaves none of its own" in line for line in lines)
+
+
+def test_a_connect_of_a_second_or_more_is_explained():
+    slow = doctor.TargetFacts("192.0.2.10", 80, loopback=False, timestamps=True, connect_s=1.02)
+    found = {f.id: f for f in doctor.diagnose(MODERN, slow, doctor.DoctorPlan())}
+    assert found["slow_connect"].level == "warning"
+    assert "1.02 s" in found["slow_connect"].message and "accept queue is full" in found["slow_connect"].message
+    fast = doctor.TargetFacts("192.0.2.10", 80, loopback=False, timestamps=True, connect_s=0.002)
+    assert "slow_connect" not in {f.id for f in doctor.diagnose(MODERN, fast, doctor.DoctorPlan())}

@@ -65,3 +65,14 @@ def test_targets_slowest_first():
     assert lines[at + 2].split()[:4] == ["120us", "90.00ms", "10", "2"]
     many = render(summary(targets=[row(f"t{i}", i) for i in range(25)]))
     assert "  ... 5 more in summary.json" in many and "t24" in many and " t4\n" not in many + "\n"
+
+
+def test_errors_window_retransmits_and_slow_connects_are_said():
+    text = render(summary(errors={"ECONNREFUSED": 407}, errors_window={"ECONNREFUSED": {"first_t": 3, "last_t": 5}},
+                          retransmits=40, retransmits_per_s=13.3, retransmits_peak_per_s=17,
+                          slow_connects={"count": 4, "at_least_s": 1.0, "why": "connects that took 1 s or more: ..."}),
+                  width=200)
+    assert "ECONNREFUSED counted from second 3 to second 5 of the run" in text
+    assert "Retransmits: 40 (13.3 retransmits/s, peak 17/s;" in text
+    assert "Slow connects: 4, connects that took 1 s or more: ..." in text
+    assert "Retransmits" not in render(summary(retransmits=0, retransmits_per_s=0.0, retransmits_peak_per_s=0))
