@@ -1,10 +1,11 @@
-"""The coordinator: a run over Dask workers, merged into one run folder by the local supervisor's code.
+"""The coordinator: a run over Dask workers, merged into one run folder as a local run is.
 
-DaskRun is engine.supervisor.Supervisor with Dask in place of multiprocessing: each
-shard (one per Dask worker) is a task, its messages arrive as events on the run's
-topic, a Dask Variable carries the common start instant and a Dask Event the stop.
-The Supervisor's own collecting, per-second merging (histograms added, never
-percentiles averaged), signal handling and summary do the rest unchanged.
+DaskRun is a transport, as the local supervisor's worker processes are: each shard (one
+per Dask worker) is a task, its messages arrive as events on the run's topic, a Dask
+Variable carries the common start instant and a Dask Event the stop. The shards' snapshots
+feed the same merger (twload.merge: per-second merging, histograms added, never percentiles
+averaged, and the summary), and the local run's collecting loop (engine.supervisor.Control)
+handles signals, stops and seconds.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from twload.distributed.messages import MalformedEvent, ShardDone, ShardError, S
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
 from twload.distributed.task import names, run_shard
-from twload.engine.supervisor import FINAL_GRACE_S, RunError, Supervisor
+from twload.engine.supervisor import FINAL_GRACE_S, Control, FolderOut, RunError
+from twload.merge.merger import Merger
 from twload.plan import Plan
+from twload.results import RunFolder
 
 CONNECT_TIMEOUT_S = 10.0  # to reach a --scheduler
 WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for one
@@ -107,7 +110,7 @@ def worker_slots(client) -> list[WorkerSlot]:
 
 
 class Events:
-    """The shards' messages as they arrive on the run's topic (what Supervisor._collect reads).
+    """The shards' messages as they arrive on the run's topic (what Control.collect reads).
 
     Whoever reaches the scheduler can log events on the topic too: a payload that is not a shard
     message of this run is counted (`malformed`, the first one's reason kept) and dropped."""
@@ -159,13 +162,13 @@ class LiveWorkers:
 
 
 class ShardHandle:
-    """A shard's task, seen the way the Supervisor sees a worker process (exitcode, kill)."""
+    """A shard's task, seen the way the collecting loop sees a worker (engine.supervisor.WorkerHandle)."""
 
-    def __init__(self, shard: Shard, future, live: LiveWorkers, run: DaskRun) -> None:
+    def __init__(self, shard: Shard, future, live: LiveWorkers, control: Control) -> None:
         self.shard = shard
         self.future = future
         self.live = live
-        self.run = run
+        self.control = control
         self.lost_at_s: float | None = None
         self.finished_seen: float | None = None
 
@@ -173,7 +176,8 @@ class ShardHandle:
     def exitcode(self) -> int | None:
         if not self.live.alive(self.shard.worker.address):
             if self.lost_at_s is None:  # seconds into the run (0 when lost before its start)
-                self.lost_at_s = max(0.0, time.monotonic() - self.run.go_at) if self.run.go_at else 0.0
+                go_at = self.control.go_at
+                self.lost_at_s = max(0.0, time.monotonic() - go_at) if go_at else 0.0
             return -signal.SIGKILL
         status = self.future.status
         if status in ("error", "cancelled"):
@@ -199,15 +203,27 @@ class ShardHandle:
         """Cannot kill a Dask task: it got the stop Event and kills its own shard program."""
         self.future.cancel()
 
+    def death(self) -> str:
+        address = self.shard.worker.address
+        if self.lost_at_s is not None:
+            return (f"Dask worker {address} lost {self.lost_at_s:.1f}s into the run; "
+                    "its seconds until then are kept, the others went on")
+        return f"Dask worker {address}: its task ended (exit code {self.exitcode}) without its last second"
 
-class DaskRun(Supervisor):
+
+class DaskRun:
     # A shard writes its second when its engines reported it (or 1.5 s late), then the event
     # crosses the scheduler: the coordinator waits longer before writing a second without it.
     late_tick_s = 3.0
     final_grace_s = FINAL_GRACE_S + 15.0
 
-    def __init__(self, plan: Plan, folder, client, shards: list[Shard], on_progress=None, on_ready=None) -> None:
-        super().__init__(plan, folder, on_progress, time_wait_probe=self._time_wait)
+    def __init__(self, plan: Plan, folder: RunFolder, client, shards: list[Shard], on_progress=None,
+                 on_ready=None, on_second=()) -> None:
+        self.plan = plan
+        self.folder = folder
+        self.merger = Merger(plan, late_tick_s=self.late_tick_s, on_second=on_second)
+        self.control = Control(plan, self.merger, FolderOut(folder, self.merger, self._time_wait), on_progress,
+                               final_grace_s=self.final_grace_s)
         self.client = client
         self.shards = shards
         self.on_ready = on_ready or (lambda details: None)  # may raise RunError to refuse the start
@@ -219,7 +235,6 @@ class DaskRun(Supervisor):
         self.handles: list[ShardHandle] = []
         self.events = Events(len(shards))
 
-    # -- the Supervisor's hooks ----------------------------------------------
     def _time_wait(self) -> int:
         """Client TIME_WAIT towards the target: shards on one host and namespace count the same sockets."""
         by_netns: dict[str, int] = {}
@@ -228,27 +243,21 @@ class DaskRun(Supervisor):
             by_netns[key] = max(by_netns.get(key, 0), count)
         return sum(by_netns.values())
 
-    def _death(self, index: int, proc) -> str:
-        address = self.shards[index].worker.address
-        if proc.lost_at_s is not None:
-            return (f"Dask worker {address} lost {proc.lost_at_s:.1f}s into the run; "
-                    "its seconds until then are kept, the others went on")
-        return f"Dask worker {address}: its task ended (exit code {proc.exitcode}) without its last second"
-
-    def _handle(self, message, finished: set[int]) -> None:
+    def handle(self, message, finished: set[int]) -> None:
+        """One shard message: its engines' snapshots of a second, its end, its error, or its readiness."""
         match message:
             case ShardTick(shard, tick, snapshots, time_wait):
                 for snap in snapshots:
-                    self._add(shard, tick, snap)
+                    self.merger.add(shard, tick, snap)
                     add_counts(self.shard_counts[shard], snap)
                 if time_wait is not None:
                     self.shard_time_wait[shard] = time_wait
             case ShardDone(shard, summary):
                 self.shard_summaries[shard] = summary
-                self.worker_elapsed = max(self.worker_elapsed, summary["duration_s"])
+                self.control.worker_elapsed = max(self.control.worker_elapsed, summary["duration_s"])
                 finished.add(shard)
             case ShardError(shard, error):
-                self.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
+                self.control.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
                 finished.add(shard)
             case ShardReady(shard, detail):
                 self.details[shard] = detail
@@ -261,27 +270,26 @@ class DaskRun(Supervisor):
         events = self.events
         go, stop = Variable(go_name, client=self.client), Event(stop_name, client=self.client)
         self.client.subscribe_topic(topic, events)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        control = self.control
         started = False
         live = LiveWorkers(self.client)
         try:
-            for shard in self.shards:
-                future = self.client.submit(run_shard, shard.index, shard.plan, self.run_id, __version__,
-                                            key=f"twload-shard-{self.run_id}-{shard.index}", pure=False,
-                                            workers=[shard.worker.address], allow_other_workers=False)
-                self.handles.append(ShardHandle(shard, future, live, self))
-            self._wait_ready(events, self.handles)
-            self.on_ready([self.details[s.index] for s in self.shards])
-            # wall-clock time is what hosts share; this process counts the same instant in monotonic time
-            go_wall = time.time() + GO_DELAY_S
-            go.set(go_wall)
-            self.go_at = time.monotonic() + GO_DELAY_S
-            self.folder.begin(go_wall)  # the interval logs' time 0
-            started = True
-            elapsed = self._collect(events, self.handles, stop)
+            with control.signals():
+                for shard in self.shards:
+                    future = self.client.submit(run_shard, shard.index, shard.plan, self.run_id, __version__,
+                                                key=f"twload-shard-{self.run_id}-{shard.index}", pure=False,
+                                                workers=[shard.worker.address], allow_other_workers=False)
+                    self.handles.append(ShardHandle(shard, future, live, control))
+                self._wait_ready(events, self.handles)
+                self.on_ready([self.details[s.index] for s in self.shards])
+                # wall-clock time is what hosts share; this process counts the same instant in monotonic time
+                go_wall = time.time() + GO_DELAY_S
+                go.set(go_wall)
+                control.go_at = time.monotonic() + GO_DELAY_S
+                control.out.begin(go_wall)  # the interval logs' time 0
+                started = True
+                elapsed = control.collect(events, self.handles, self.handle, stop)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             try:
                 if not started:
                     go.set(-1.0)  # every shard waiting for the start: stop instead
@@ -297,7 +305,7 @@ class DaskRun(Supervisor):
     def _wait_ready(self, messages, procs) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while len(self.details) < len(self.shards):
-            if self.signal_received is not None:
+            if self.control.signal_received is not None:
                 raise RunError("interrupted before the run started")
             if time.monotonic() > deadline:
                 raise DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s")
@@ -331,7 +339,7 @@ class DaskRun(Supervisor):
 
     # -- the summary ---------------------------------------------------------
     def _distributed_summary(self, elapsed: float) -> dict:
-        summary = self._summary(elapsed, sum(len(s.plan.worker_shares()) for s in self.shards))
+        summary = self.control.summary(sum(len(s.plan.worker_shares()) for s in self.shards), elapsed)
         preflights = [self.details[s.index] for s in self.shards]
         summary["dask_workers"] = len(self.shards)
         summary["workers_detail"] = [self._detail(h) for h in self.handles]

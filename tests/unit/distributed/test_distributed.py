@@ -137,12 +137,12 @@ def test_coordinator_merges_shard_seconds_exactly(tmp_path_factory, seconds):
                 for v in latencies:
                     single.record_value(v)
                 requests += len(latencies)
-            run._handle(ShardTick(shard, t, snaps, None), finished)
+            run.handle(ShardTick(shard, t, snaps, None), finished)
     for shard in range(shards):
-        run._handle(ShardDone(shard, {"duration_s": 1.0}), finished)
-    run._flush(set(), force=True)
+        run.handle(ShardDone(shard, {"duration_s": 1.0}), finished)
+    run.control.flush(set(), force=True)
     folder.close()
-    merged = run.progress.totals.latency
+    merged = run.merger.totals.latency
     assert merged.get_total_count() == single.get_total_count() == requests
     for _, p in PERCENTILES:
         assert merged.get_value_at_percentile(p) == single.get_value_at_percentile(p)
