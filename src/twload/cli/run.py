@@ -18,10 +18,11 @@ from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import file_limit_problem
 from twload.engine.sources import check_sources_local
-from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
+from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
 from twload.kernel.sysctl import gather, sysctl_values
+from twload.merge.summary import Summary
 from twload.plan import (
     Plan,
     PlanError,
@@ -39,7 +40,7 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None,
-            keep_credentials: bool = False) -> tuple[dict, Path, int]:
+            keep_credentials: bool = False) -> tuple[Summary, Path, int]:
     try:
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
@@ -62,25 +63,25 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
                           "time_wait_at_start": start.time_wait, "ports_in_use_at_start": start.ports_in_use},
                          keep_credentials)
 
-    def finish(summary: dict) -> None:
-        summary["target_timestamps"] = info.timestamps
-        summary["budget"] = pf.budget_block(budget)
-        if "EADDRNOTAVAIL" in summary["errors"]:
-            summary["wall"] = pf.wall_line(plan, budget, summary)
-            summary["advice"] = pf.advice(plan, kernel, info.timestamps, in_use, start.time_wait)
+    def finish(summary: Summary) -> Summary:
+        summary = summary.with_(target_timestamps=info.timestamps, budget=pf.budget_block(budget))
+        if "EADDRNOTAVAIL" in summary.errors:
+            summary = summary.with_(wall=pf.wall_line(plan, budget, summary.to_dict()),
+                                    advice=tuple(pf.advice(plan, kernel, info.timestamps, in_use, start.time_wait)))
         if thresholds:
-            summary["thresholds"] = gates.evaluate(thresholds, summary)
+            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary.to_dict())))
+        return summary
 
     probe = pf.time_wait_probe(plan, start)
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
         with live_progress(console, show_progress, budget.ports, probe) as on_progress:
-            summary = run_to_folder(plan, path, on_progress, probe, finish, record)
+            summary = run_into_folder(plan, path, on_progress, probe, finish, record)
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = exit_code_for(summary)
-    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+    if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
         code = EXIT_THRESHOLD
     return summary, Path(path), code
 
@@ -149,7 +150,7 @@ def build_plan(
 
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
-                        checks: list, strict: bool, keep_credentials: bool = False) -> tuple[dict, Path, int]:
+                        checks: list, strict: bool, keep_credentials: bool = False) -> tuple[Summary, Path, int]:
     from twload.cli.run_cluster import DistributedError  # imports dask: only here
     from twload.cli.run_cluster import execute as run_on_cluster
 
@@ -224,10 +225,10 @@ def run(
 
         err.print(f"report: {write_html(folder)}", highlight=False)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary.to_dict(), indent=2))
     else:
         from twload.report.text import render
 
-        print(render(summary, terminal_width()))
+        print(render(summary.to_dict(), terminal_width()))
         err.print(f"results: {folder}", highlight=False)
     raise typer.Exit(code)

@@ -27,6 +27,7 @@ from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
 from twload.distributed.task import names, run_shard
 from twload.engine.supervisor import FINAL_GRACE_S, Control, FolderOut, RunError
 from twload.merge.merger import Merger
+from twload.merge.summary import Summary
 from twload.plan import Plan
 from twload.results import RunFolder
 
@@ -229,7 +230,7 @@ class DaskRun:
         self.on_ready = on_ready or (lambda details: None)  # may raise RunError to refuse the start
         self.run_id = secrets.token_hex(4)
         self.details: dict[int, dict] = {}
-        self.shard_summaries: dict[int, dict] = {}
+        self.shard_summaries: dict[int, Summary] = {}
         self.shard_counts: dict[int, dict] = {s.index: new_counts() for s in shards}
         self.shard_time_wait: dict[int, int] = {}
         self.handles: list[ShardHandle] = []
@@ -253,8 +254,8 @@ class DaskRun:
                 if time_wait is not None:
                     self.shard_time_wait[shard] = time_wait
             case ShardDone(shard, summary):
-                self.shard_summaries[shard] = summary
-                self.control.worker_elapsed = max(self.control.worker_elapsed, summary["duration_s"])
+                self.shard_summaries[shard] = Summary.from_dict(summary)
+                self.control.worker_elapsed = max(self.control.worker_elapsed, self.shard_summaries[shard].duration_s)
                 finished.add(shard)
             case ShardError(shard, error):
                 self.control.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
@@ -263,7 +264,7 @@ class DaskRun:
                 self.details[shard] = detail
 
     # -- the run -------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> Summary:
         from distributed import Event, Variable
 
         topic, go_name, stop_name = names(self.run_id)
@@ -338,48 +339,52 @@ class DaskRun:
         Variable(names(self.run_id)[1], client=self.client).delete()
 
     # -- the summary ---------------------------------------------------------
-    def _distributed_summary(self, elapsed: float) -> dict:
+    def _distributed_summary(self, elapsed: float) -> Summary:
         summary = self.control.summary(sum(len(s.plan.worker_shares()) for s in self.shards), elapsed)
         preflights = [self.details[s.index] for s in self.shards]
-        summary["dask_workers"] = len(self.shards)
-        summary["workers_detail"] = [self._detail(h) for h in self.handles]
         timestamps = {p["target_timestamps"] for p in preflights}
-        summary["target_timestamps"] = timestamps.pop() if len(timestamps) == 1 else None
-        summary["budget"] = merged_budget(preflights)
         failures = [f"Dask worker {self.shards[i].worker.address}: {line}"
-                    for i, s in sorted(self.shard_summaries.items()) for line in s.get("worker_failures", [])]
-        if failures:
-            summary["worker_failures"] = summary.get("worker_failures", []) + failures
+                    for i, s in sorted(self.shard_summaries.items()) for line in s.worker_failures]
+        engine = {}
         for key in ("engine", "io"):  # what each shard's engine processes reported (the compiled core's)
-            values = sorted({str(s[key]) for s in self.shard_summaries.values() if s.get(key) is not None})
+            values = sorted({str(getattr(s, key)) for s in self.shard_summaries.values()
+                             if getattr(s, key) is not None})
             if values:
-                summary[key] = values[0] if len(values) == 1 else ",".join(values)
-        if self.events.malformed:  # named, never acted on: someone else logged on the run's topic
-            summary["malformed_events"] = {"count": self.events.malformed, "first": self.events.first_malformed}
-        lost = [h.shard.worker.address for h in self.handles if h.lost_at_s is not None]
-        if lost:
-            summary["lost_workers"] = lost
-        if "EADDRNOTAVAIL" in summary["errors"]:
-            summary["wall"] = self._wall(summary, preflights)
-            summary["advice"] = [line for line in [wall_line(preflights)] if line] + self._workers_advice()
+                engine[key] = values[0] if len(values) == 1 else ",".join(values)
+        summary = summary.with_(
+            dask_workers=len(self.shards),
+            workers_detail=tuple(self._detail(h) for h in self.handles),
+            target_timestamps=timestamps.pop() if len(timestamps) == 1 else None,
+            budget=merged_budget(preflights),
+            worker_failures=summary.worker_failures + tuple(failures),
+            # named, never acted on: someone else logged on the run's topic
+            malformed_events=({"count": self.events.malformed, "first": self.events.first_malformed}
+                              if self.events.malformed else None),
+            lost_workers=tuple(h.shard.worker.address for h in self.handles if h.lost_at_s is not None) or None,
+            **engine,
+        )
+        if "EADDRNOTAVAIL" in summary.errors:
+            summary = summary.with_(
+                wall=self._wall(summary, preflights),
+                advice=tuple([line for line in [wall_line(preflights)] if line] + self._workers_advice()))
         return summary
 
-    def _wall(self, summary: dict, preflights: list[dict]) -> str:
+    def _wall(self, summary: Summary, preflights: list[dict]) -> str:
         """The summary's first line at the port wall (as a local run's), with the workers' budget."""
-        first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-        when = f" from {first['at_s']:.2f}s" if first else ""
+        first = summary.first_errors.get("EADDRNOTAVAIL")
+        when = f" from {first.at_s:.2f}s" if first else ""
         walled = sum(1 for counts in self.shard_counts.values() if counts["errors"].get("EADDRNOTAVAIL"))
-        budget = wall_line(preflights) or f"{summary['budget']['ports']} ports in all"
+        budget = wall_line(preflights) or f"{(summary.budget or {})['ports']} ports in all"
         target = self.plan.target
         return (f"At the port wall{when} on {walled} of {len(self.shards)} workers, after "
-                f"{summary['connections_opened']} connections: no free local port towards {target.address[0]}:"
-                f"{target.port} (EADDRNOTAVAIL x{summary['errors']['EADDRNOTAVAIL']}); {budget}.")
+                f"{summary.connections_opened} connections: no free local port towards {target.address[0]}:"
+                f"{target.port} (EADDRNOTAVAIL x{summary.errors['EADDRNOTAVAIL']}); {budget}.")
 
     def _workers_advice(self) -> list[str]:
         """Each worker's own advice (its sysctls, its ports): said once when every worker says it."""
         by_line: dict[str, list[int]] = {}
         for index, shard_summary in sorted(self.shard_summaries.items()):
-            for line in shard_summary.get("advice", []):
+            for line in shard_summary.advice or ():
                 by_line.setdefault(line, []).append(index)
         advice = []
         for line, indexes in by_line.items():
@@ -399,7 +404,7 @@ class DaskRun:
     def _detail(self, handle: ShardHandle) -> dict:
         index = handle.shard.index
         counts = self.shard_counts[index]
-        own = self.shard_summaries.get(index, {})
+        own = self.shard_summaries[index].to_dict() if index in self.shard_summaries else {}
         detail = {
             "dask_worker": handle.shard.worker.address,
             **{k: v for k, v in self.details[index].items() if k in ("host", "pid", "sources",

@@ -31,6 +31,7 @@ from twload.engine.supervisor import RunError, Supervisor
 from twload.kernel import sockdiag
 from twload.kernel.sysctl import KernelFacts, gather
 from twload.merge.merger import Merger, PortReading, PortsAtStart
+from twload.merge.summary import Summary
 from twload.plan import Plan, PlanError
 
 FRAME = struct.Struct("!I")  # length of each message (messages.encode) on the pipe
@@ -170,7 +171,7 @@ def coordinators_start(index: int, detail: dict, outbox: Outbox, go_line) -> flo
     return time.monotonic() + (go_wall - time.time())
 
 
-def supervise(index: int, plan: Plan, detail: dict, outbox: Outbox, go_line) -> dict:
+def supervise(index: int, plan: Plan, detail: dict, outbox: Outbox, go_line) -> Summary:
     """The local supervisor over this host's engine processes, started at the coordinator's instant,
     sending its seconds instead of writing them."""
     merger = Merger(plan)
@@ -185,10 +186,11 @@ def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
     except (PlanError, RunError) as exc:
         outbox.send(ShardError(index, str(exc)))
         return 1
-    if "EADDRNOTAVAIL" in summary["errors"]:
+    if "EADDRNOTAVAIL" in summary.errors:
         in_use = detail["time_wait_held"] + detail["listeners_in_range"]
-        summary["advice"] = pf.advice(plan, kernel, timestamps, in_use, summary.get("time_wait_at_start", 0))
-    outbox.send(ShardDone(index, summary))
+        summary = summary.with_(advice=tuple(pf.advice(plan, kernel, timestamps, in_use,
+                                                       summary.time_wait_at_start or 0)))
+    outbox.send(ShardDone(index, summary.to_dict()))
     return 0
 
 

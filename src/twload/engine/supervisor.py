@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.merge.merger import Merger, PortReading, PortsAtStart, RunFacts
+from twload.merge.summary import Summary
 from twload.metrics import Totals, free_codec_garbage
 from twload.plan import Plan
 from twload.results import RunFolder, plan_record
@@ -319,7 +320,7 @@ class Control:
                 return
             handle(message, finished)
 
-    def summary(self, workers: int, elapsed_s: float) -> dict:
+    def summary(self, workers: int, elapsed_s: float) -> Summary:
         """The merger's summary with what this loop learnt (signal, stop, failures, engine)."""
         return self.merger.summary(RunFacts(
             workers=workers, elapsed_s=elapsed_s, engine=self.engine,
@@ -340,7 +341,7 @@ class Supervisor:
         self.control = Control(plan, merger, out, on_progress)
         self.start = start or (lambda: time.monotonic() + 0.05)
 
-    def run(self) -> dict:
+    def run(self) -> Summary:
         plan, control = self.plan, self.control
         shares = plan.worker_shares()
         ctx = mp.get_context("spawn")
@@ -421,9 +422,11 @@ class Supervisor:
                 finished.add(worker)
 
 
-def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, finish=None,
-                  record: dict | None = None, on_second: Sequence[Callable[[dict], None]] = ()) -> dict:
-    """Run a plan into a run folder and write its summary; `finish` may add to it first.
+def run_into_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None,
+                    finish: Callable[[Summary], Summary] | None = None, record: dict | None = None,
+                    on_second: Sequence[Callable[[dict], None]] = ()) -> Summary:
+    """Run a plan into a run folder and write its summary; `finish` may complete it first (the
+    pre-flight's keys, the thresholds).
 
     plan.json (`record`, by default the plan alone) is on disk before any worker starts; `on_second`
     observers get each second's samples.jsonl row as it is written."""
@@ -432,24 +435,29 @@ def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None
         folder.write_plan(record if record is not None else plan_record(plan))
         merger = Merger(plan, on_second=on_second)
         summary = Supervisor(plan, merger, FolderOut(folder, merger, time_wait_probe), on_progress).run()
-        folder.write_summary(summary)  # on disk at once, whatever `finish` does
+        folder.write_summary(summary.to_dict())  # on disk at once, whatever `finish` does
         if finish is not None:
-            finish(summary)
-            folder.write_summary(summary)
+            summary = finish(summary)
+            folder.write_summary(summary.to_dict())
     finally:
         folder.close()
     return summary
 
 
+def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None, record: dict | None = None,
+                  on_second: Sequence[Callable[[dict], None]] = ()) -> dict:
+    """run_into_folder, the summary as summary.json holds it (what the tests compare with the folder)."""
+    return run_into_folder(plan, path, on_progress, time_wait_probe, record=record, on_second=on_second).to_dict()
+
+
 EXIT_FAILED = 1  # nothing succeeded, or --max-errors stopped the run
 
 
-def exit_code_for(summary: dict) -> int:
+def exit_code_for(summary: Summary) -> int:
     """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal); 1 when no request got a
     response or --max-errors stopped the run; else 0."""
-    interrupted = summary.get("interrupted")
-    if interrupted:
-        return 128 + signal.Signals[interrupted].value
-    if summary.get("stopped_by") or summary["requests"] == 0:
+    if summary.interrupted:
+        return 128 + signal.Signals[summary.interrupted].value
+    if summary.stopped_by or summary.requests == 0:
         return EXIT_FAILED
     return 0

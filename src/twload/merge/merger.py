@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
+from twload.merge.summary import FirstError, Percentiles, Summary
 from twload.metrics import Totals, escaped, percentiles_us
 from twload.plan import Plan
 from twload.plan.schedule import Schedule
@@ -167,73 +168,64 @@ class Merger:
             observer(row)
         return Second(tick, row, {"latency": merged.latency, "connect": merged.connect}, span)
 
-    def summary(self, facts: RunFacts) -> dict:
+    def summary(self, facts: RunFacts) -> Summary:
         """The run's summary (summary.json, docs/ARCHITECTURE.md "The run folder") from every snapshot added."""
         plan = self.plan
         totals = self.totals
         elapsed = facts.elapsed_s
-        summary = {
-            "url": plan.url,
-            "close": plan.close,
-            "connections": plan.connections,
-            "workers": facts.workers,
-            **facts.engine,
-            "duration_s": round(elapsed, 3),
-            "requests": totals.requests,
-            "rps": round(totals.requests / elapsed, 1) if elapsed > 0 else 0.0,
-            "status": {str(k): v for k, v in sorted(totals.status.items())},
-            "errors": dict(sorted(totals.errors.items())),
-            "connections_opened": totals.connections_opened,
-            "latency_us": percentiles_us(totals.latency, totals.sums_us["latency"]),
-            "connect_us": percentiles_us(totals.connect, totals.sums_us["connect"]),
-            "bytes_in": totals.bytes_in,
-            "bytes_out": totals.bytes_out,
-        }
-        if plan.requests is not None:
-            summary["requests_planned"] = plan.requests
-        if plan.duration_s is not None:
-            summary["duration_planned_s"] = plan.duration_s
-        if facts.interrupted is not None:
-            summary["interrupted"] = facts.interrupted
-        if facts.stopped_by:
-            summary["stopped_by"] = facts.stopped_by
-            summary["max_errors"] = plan.max_errors
-        if facts.worker_failures:
-            summary["worker_failures"] = list(facts.worker_failures)
-        if totals.first_errors:
-            summary["first_errors"] = dict(sorted(totals.first_errors.items()))
-        if totals.peer_bytes:
-            summary["peer_bytes"] = escaped(totals.peer_bytes)
-        if totals.tls_reason:
-            summary["tls_reason"] = totals.tls_reason
-        if plan.open_loop:
-            summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
-        if plan.target.scheme == "https":
-            summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
-        if facts.ports_measured:
-            summary.update(self._time_wait_keys(facts.ports_at_start))
-        return summary
-
-    def _time_wait_keys(self, start: PortsAtStart | None) -> dict:
-        """summary.json's client TIME_WAIT towards the target (with a preflight.PortProbe, every key;
-        with a bare count, the peak alone):
-          time_wait_peak          the run's own: sockets that entered TIME_WAIT after the run started
-          time_wait_at_start      found at the start, before the first connection (earlier connections')
-          ports_in_use_at_start   every client socket towards the target then, all states but LISTEN
-          time_wait_found         of the found ones, still held at the last reading (absent where
-                                  the kernel's timers cannot be read: the /proc fallback)
-          time_wait_found_reused  of the found ones, taken over by the run's connects (tcp_tw_reuse)
-                                  before their 60 s ran out, by the last reading
-        Each sample holds `time_wait` (own), `ports_in_use`, `time_wait_found` and
-        `time_wait_found_reused` as read that second."""
-        keys: dict = {"time_wait_peak": self.time_wait_peak}
-        if start is not None:
-            keys["time_wait_at_start"] = start.time_wait
-            keys["ports_in_use_at_start"] = start.ports_in_use
-        if self.time_wait_found is not None:
-            keys["time_wait_found"] = self.time_wait_found
-            keys["time_wait_found_reused"] = self.time_wait_found_reused
-        return keys
+        open_loop = open_loop_block(self.schedule, totals, elapsed, plan) if plan.open_loop else {}
+        found = self.time_wait_found if facts.ports_measured else None
+        start = facts.ports_at_start if facts.ports_measured else None
+        return Summary(
+            url=plan.url,
+            close=plan.close,
+            connections=plan.connections,
+            workers=facts.workers,
+            engine=facts.engine.get("engine"),
+            io=facts.engine.get("io"),
+            duration_s=round(elapsed, 3),
+            requests=totals.requests,
+            rps=round(totals.requests / elapsed, 1) if elapsed > 0 else 0.0,
+            status={str(k): v for k, v in sorted(totals.status.items())},
+            errors=dict(sorted(totals.errors.items())),
+            connections_opened=totals.connections_opened,
+            latency_us=Percentiles.from_dict(percentiles_us(totals.latency, totals.sums_us["latency"])),
+            connect_us=Percentiles.from_dict(percentiles_us(totals.connect, totals.sums_us["connect"])),
+            bytes_in=totals.bytes_in,
+            bytes_out=totals.bytes_out,
+            requests_planned=plan.requests,
+            duration_planned_s=plan.duration_s,
+            interrupted=facts.interrupted,
+            stopped_by=facts.stopped_by or None,
+            max_errors=plan.max_errors if facts.stopped_by else None,
+            worker_failures=tuple(facts.worker_failures),
+            first_errors={name: FirstError(**first) for name, first in sorted(totals.first_errors.items())},
+            peer_bytes=escaped(totals.peer_bytes) if totals.peer_bytes else None,
+            tls_reason=totals.tls_reason or None,
+            rate_target=open_loop.get("rate_target"),
+            rate_achieved=open_loop.get("rate_achieved"),
+            service_us=Percentiles.from_dict(open_loop["service_us"]) if open_loop else None,
+            max_lag_us=open_loop.get("max_lag_us"),
+            behind=open_loop.get("behind"),
+            tls_handshake_us=(Percentiles.from_dict(percentiles_us(totals.tls, totals.sums_us["tls"]))
+                              if plan.target.scheme == "https" else None),
+            # the run's client TIME_WAIT towards the target (with a preflight.PortProbe, every key; with a
+            # bare count, the peak alone):
+            #   time_wait_peak          the run's own: sockets that entered TIME_WAIT after the run started
+            #   time_wait_at_start      found at the start, before the first connection (earlier connections')
+            #   ports_in_use_at_start   every client socket towards the target then, all states but LISTEN
+            #   time_wait_found         of the found ones, still held at the last reading (absent where
+            #                           the kernel's timers cannot be read: the /proc fallback)
+            #   time_wait_found_reused  of the found ones, taken over by the run's connects (tcp_tw_reuse)
+            #                           before their 60 s ran out, by the last reading
+            # Each sample holds `time_wait` (own), `ports_in_use`, `time_wait_found` and
+            # `time_wait_found_reused` as read that second.
+            time_wait_peak=self.time_wait_peak if facts.ports_measured else None,
+            time_wait_at_start=start.time_wait if start is not None else None,
+            ports_in_use_at_start=start.ports_in_use if start is not None else None,
+            time_wait_found=found,
+            time_wait_found_reused=self.time_wait_found_reused if found is not None else None,
+        )
 
 
 def open_loop_block(schedule: Schedule | None, totals: Totals, elapsed: float, plan: Plan) -> dict:

@@ -42,7 +42,7 @@ def test_folder_out_writes_each_second_with_the_port_reading_of_its_time(tmp_pat
     folder.close()
     assert [(s["t"], s["time_wait"]) for s in read_samples(folder.path)] == [(1, 4), (2, 9), (3, 2)]
     summary = merger.summary(RunFacts(workers=1, elapsed_s=3.0, ports_measured=out.ports_measured))
-    assert summary["time_wait_peak"] == 9 and "time_wait_at_start" not in summary
+    assert summary.time_wait_peak == 9 and summary.time_wait_at_start is None
 
 
 def test_inbox_reads_typed_messages_over_real_pipes_and_sees_a_dead_worker():

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from twload.kernel.resolve import parse_target
 from twload.merge.merger import Merger, PortReading, PortsAtStart, RunFacts
+from twload.merge.summary import FirstError
 from twload.metrics import HIGHEST_US, LOWEST_US, Interval, new_histogram, percentiles_us
 from twload.plan import Plan
 
@@ -95,13 +96,13 @@ def test_totals_equal_the_sum_of_the_ticks_and_one_histogram_of_all_values(secon
 
     assert recorded(merger.totals.latency) == recorded(histogram_of(everything))
     summary = merger.summary(facts(float(len(seconds))))
-    assert summary["requests"] == len(everything) == sum(r["requests"] for r in rows)
-    assert summary["latency_us"] == percentiles_us(histogram_of(everything), sum(everything))
-    assert summary["connect_us"] == percentiles_us(histogram_of([v // 2 + 1 for v in everything]),
-                                                   sum(v // 2 + 1 for v in everything))
+    assert summary.requests == len(everything) == sum(r["requests"] for r in rows)
+    assert summary.latency_us.to_dict() == percentiles_us(histogram_of(everything), sum(everything))
+    assert summary.connect_us.to_dict() == percentiles_us(histogram_of([v // 2 + 1 for v in everything]),
+                                                          sum(v // 2 + 1 for v in everything))
     sent = Counter(str(c) for workers in seconds for values, status in workers for c in status[: len(values)])
-    assert summary["status"] == dict(sorted(sent.items()))
-    assert Counter(summary["status"]) == sum((Counter(r["status"]) for r in rows), Counter())
+    assert summary.status == dict(sorted(sent.items()))
+    assert Counter(summary.status) == sum((Counter(r["status"]) for r in rows), Counter())
 
 
 def test_a_second_is_not_due_until_every_unfinished_worker_reported_it():
@@ -126,7 +127,7 @@ def test_a_dead_workers_seconds_are_kept_and_no_longer_awaited():
     assert merger.due({0, 1, 2}, NOTHING_LATE) == [1]  # second 2 awaits worker 2 while it counts as running
     # the transport saw it die: only the two still running count; its second 1 is merged all the same
     assert [(r["t"], r["requests"]) for r in emit(merger, {0, 1}, NOTHING_LATE)] == [(1, 5), (2, 2)]
-    assert merger.summary(facts(2.0))["requests"] == 7
+    assert merger.summary(facts(2.0)).requests == 7
 
 
 def test_a_second_reported_after_it_was_taken_counts_in_the_next():
@@ -188,9 +189,9 @@ def test_errors_and_first_errors_merge_across_workers():
     assert rows[0]["errors"] == {"EADDRNOTAVAIL": 4, "ECONNRESET": 2}
     assert rows[1]["errors"] == {"timeout": 1}
     summary = merger.summary(facts(2.0))
-    assert summary["errors"] == {"EADDRNOTAVAIL": 4, "ECONNRESET": 2, "timeout": 1}
-    assert summary["first_errors"]["EADDRNOTAVAIL"] == {"at_s": 1.25, "connection": 7, "worker": 1}
-    assert summary["first_errors"]["timeout"] == {"at_s": 4.0, "connection": 1, "worker": 2}
+    assert summary.errors == {"EADDRNOTAVAIL": 4, "ECONNRESET": 2, "timeout": 1}
+    assert summary.first_errors["EADDRNOTAVAIL"] == FirstError(at_s=1.25, connection=7, worker=1)
+    assert summary.first_errors["timeout"] == FirstError(at_s=4.0, connection=1, worker=2)
 
 
 def test_port_readings_go_into_their_rows_and_the_summary():
@@ -204,13 +205,13 @@ def test_port_readings_go_into_their_rows_and_the_summary():
     assert [(r["time_wait"], r["ports_in_use"], r["time_wait_found"]) for r in rows] == [(4, 10, 7), (9, 12, 5),
                                                                                          (2, 3, 1)]
     summary = merger.summary(facts(3.0, workers=1, ports_measured=True, ports_at_start=PortsAtStart(8, 20)))
-    assert (summary["time_wait_peak"], summary["time_wait_at_start"], summary["ports_in_use_at_start"]) == (9, 8, 20)
-    assert (summary["time_wait_found"], summary["time_wait_found_reused"]) == (1, 2)
+    assert (summary.time_wait_peak, summary.time_wait_at_start, summary.ports_in_use_at_start) == (9, 8, 20)
+    assert (summary.time_wait_found, summary.time_wait_found_reused) == (1, 2)
     bare = Merger(make_plan(workers=1))  # a bare count (a shard's, a coordinator's): the peak alone
     bare.read_ports(PortReading(6))
-    assert {k: v for k, v in bare.summary(facts(1.0, ports_measured=True)).items() if "time_wait" in k} == {
-        "time_wait_peak": 6}
-    assert "time_wait_peak" not in Merger(make_plan()).summary(facts(1.0))
+    written = bare.summary(facts(1.0, ports_measured=True)).to_dict()
+    assert {k: v for k, v in written.items() if "time_wait" in k} == {"time_wait_peak": 6}
+    assert "time_wait_peak" not in Merger(make_plan()).summary(facts(1.0)).to_dict()
 
 
 def test_every_merged_second_is_shown_to_the_observers():
@@ -227,7 +228,7 @@ def test_the_summary_says_what_the_transport_learnt():
     merger.add(0, 1, snapshot([1, 2], errors={"ECONNREFUSED": 4}))
     summary = merger.summary(facts(1.0, engine={"engine": "core", "io": "epoll"}, interrupted="SIGINT",
                                    stopped_by="max_errors", worker_failures=["worker 2 crashed: boom"]))
-    assert (summary["engine"], summary["io"], summary["interrupted"]) == ("core", "epoll", "SIGINT")
-    assert (summary["stopped_by"], summary["max_errors"], summary["requests_planned"]) == ("max_errors", 3, 10)
-    assert summary["worker_failures"] == ["worker 2 crashed: boom"]
-    assert "duration_planned_s" not in summary
+    assert (summary.engine, summary.io, summary.interrupted) == ("core", "epoll", "SIGINT")
+    assert (summary.stopped_by, summary.max_errors, summary.requests_planned) == ("max_errors", 3, 10)
+    assert summary.worker_failures == ("worker 2 crashed: boom",)
+    assert "duration_planned_s" not in summary.to_dict()
