@@ -69,7 +69,7 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             summary = summary.with_(wall=pf.wall_line(plan, budget, summary.to_dict()),
                                     advice=tuple(pf.advice(plan, kernel, info.timestamps, in_use, start.time_wait)))
         if thresholds:
-            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary.to_dict())))
+            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
         return summary
 
     probe = pf.time_wait_probe(plan, start)

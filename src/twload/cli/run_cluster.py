@@ -79,7 +79,7 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
                 summary = DaskRun(plan, folder, client, shards, on_progress, on_ready).run()
             summary = summary.with_(cluster=spec.label)
             if thresholds:
-                summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary.to_dict())))
+                summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
             folder.write_summary(summary.to_dict())
         finally:
             folder.close()
