@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
+from twload.merge.summary import Summary
 from twload.report import numbers
 from twload.report.compare_text import render_comparison
 from twload.report.text import render
@@ -47,10 +48,11 @@ def build(folders: list[Path], fmt: str, width: int = 80) -> str:
         return render_html(runs, comparison)
     if comparison:
         return render_comparison(comparison, width)
-    if files[0].summary.get("wall"):  # the summary's own first line says it already
-        return render(files[0].summary, width)
+    summary = Summary.from_dict(files[0].summary)
+    if summary.wall:  # the summary's own first line says it already
+        return render(summary, width)
     verdict = textwrap.fill(f"Verdict: {runs[0]['verdict']['text']}", width, subsequent_indent="  ")
-    return verdict + "\n" + render(files[0].summary, width)
+    return verdict + "\n" + render(summary, width)
 
 
 def write_html(folder: Path) -> Path:

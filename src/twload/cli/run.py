@@ -229,6 +229,6 @@ def run(
     else:
         from twload.report.text import render
 
-        print(render(summary.to_dict(), terminal_width()))
+        print(render(summary, terminal_width()))
         err.print(f"results: {folder}", highlight=False)
     raise typer.Exit(code)
