@@ -254,7 +254,7 @@ class DaskRun:
                 if time_wait is not None:
                     self.shard_time_wait[shard] = time_wait
             case ShardDone(shard, summary):
-                self.shard_summaries[shard] = Summary.from_dict(summary)
+                self.shard_summaries[shard] = summary
                 self.control.worker_elapsed = max(self.control.worker_elapsed, self.shard_summaries[shard].duration_s)
                 finished.add(shard)
             case ShardError(shard, error):

@@ -17,6 +17,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from twload.merge.summary import Summary
 from twload.metrics import HISTOGRAMS
 
 MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
@@ -54,10 +55,10 @@ class ShardTick:
 
 @dataclass(frozen=True, slots=True)
 class ShardDone:
-    """The shard has stopped; `summary` is its own (engine.supervisor) summary."""
+    """The shard has stopped; `summary` is its own (its merger's, as a local run's)."""
 
     shard: int
-    summary: dict
+    summary: Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ def encode(message: ShardMessage) -> bytes:
             body = {"kind": "tick", "shard": shard, "tick": tick, "time_wait": time_wait,
                     "snapshots": [_snapshot_out(s) for s in snapshots]}
         case ShardDone(shard, summary):
-            body = {"kind": "done", "shard": shard, "summary": summary}
+            body = {"kind": "done", "shard": shard, "summary": summary.to_dict()}
         case ShardError(shard, error):
             body = {"kind": "error", "shard": shard, "error": error}
     return json.dumps(body, separators=(",", ":")).encode()
@@ -274,7 +275,7 @@ def _detail(value: object) -> dict:
     return detail
 
 
-def _summary(value: object) -> dict:
+def _summary(value: object) -> Summary:
     """The shard's own summary: the fields the coordinator merges are checked; the rest is data."""
     summary = dict(_dict(value, "summary"))
     summary["duration_s"] = _number(summary.get("duration_s"), "duration_s")
@@ -288,4 +289,7 @@ def _summary(value: object) -> dict:
         summary["time_wait_peak"] = _int(summary["time_wait_peak"], "time_wait_peak")
     if "first_errors" in summary:
         _dict(summary["first_errors"], "first_errors")
-    return summary
+    try:
+        return Summary.from_dict(summary)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field this twload cannot read
+        raise MalformedEvent(f"summary: {type(exc).__name__}: {str(exc)[:80]}") from None

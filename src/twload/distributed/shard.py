@@ -190,7 +190,7 @@ def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
         in_use = detail["time_wait_held"] + detail["listeners_in_range"]
         summary = summary.with_(advice=tuple(pf.advice(plan, kernel, timestamps, in_use,
                                                        summary.time_wait_at_start or 0)))
-    outbox.send(ShardDone(index, summary.to_dict()))
+    outbox.send(ShardDone(index, summary))
     return 0
 
 

@@ -140,7 +140,7 @@ def test_coordinator_merges_shard_seconds_exactly(tmp_path_factory, seconds):
                 requests += len(latencies)
             run.handle(ShardTick(shard, t, snaps, None), finished)
     for shard in range(shards):
-        run.handle(ShardDone(shard, Summary(duration_s=1.0).to_dict()), finished)
+        run.handle(ShardDone(shard, Summary(duration_s=1.0)), finished)
     run.control.flush(set(), force=True)
     folder.close()
     merged = run.merger.totals.latency

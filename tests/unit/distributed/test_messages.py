@@ -19,6 +19,7 @@ from twload.distributed.messages import (
     decode,
     encode,
 )
+from twload.merge.summary import Summary
 from twload.metrics import Interval
 
 
@@ -49,8 +50,10 @@ DETAIL = {
     ShardReady(0, DETAIL),
     ShardTick(1, 3, [snapshot(), snapshot(b"SSH-2.0-OpenSSH\r\n\x00\xff")], 7),
     ShardTick(1, 4, [Interval().snapshot()], None),
-    ShardDone(2, {"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {}, "advice": ["x"],
-                  "worker_failures": ["worker 0: gone"], "engine": "core", "io": "epoll", "time_wait_peak": 4}),
+    ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
+                                    "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",
+                                    "io": "epoll", "time_wait_peak": 4,
+                                    "first_errors": {"ECONNRESET": {"at_s": 0.5, "connection": 3, "worker": 0}}})),
     ShardError(0, "this worker has twload 0.0.9, the coordinator 0.1.0: install the same version"),
 ], ids=lambda m: type(m).__name__)
 def test_each_message_arrives_equal(message):
@@ -111,6 +114,8 @@ BAD = {
     "detail clock not a number": {"kind": "ready", "shard": 0, "detail": dict(DETAIL, clock_s="now")},
     "summary without duration": {"kind": "done", "shard": 0, "summary": {"requests": 1}},
     "summary advice not text": {"kind": "done", "shard": 0, "summary": {"duration_s": 1.0, "advice": [1]}},
+    "summary first error not a record": {"kind": "done", "shard": 0,
+                                         "summary": {"duration_s": 1.0, "first_errors": {"ECONNRESET": 5}}},
 }
 
 
