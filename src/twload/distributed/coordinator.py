@@ -28,6 +28,7 @@ from twload.distributed.task import names, run_shard
 from twload.engine.supervisor import FINAL_GRACE_S, Control, FolderOut, RunError
 from twload.merge.merger import Merger
 from twload.merge.summary import Summary
+from twload.metrics import Snapshot
 from twload.plan import Plan
 from twload.results import RunFolder
 
@@ -432,8 +433,8 @@ def new_counts() -> dict:
     return {"requests": 0, "connections_opened": 0, "errors": Counter(), "status": Counter()}
 
 
-def add_counts(counts: dict, snap: dict) -> None:
-    counts["requests"] += snap["requests"]
-    counts["connections_opened"] += snap["connections_opened"]
-    counts["errors"].update(snap["errors"])
-    counts["status"].update(snap["status"])
+def add_counts(counts: dict, snap: Snapshot) -> None:
+    counts["requests"] += snap.requests
+    counts["connections_opened"] += snap.connections_opened
+    counts["errors"].update(snap.errors)
+    counts["status"].update(snap.status)

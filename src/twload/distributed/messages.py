@@ -18,7 +18,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from twload.merge.summary import Summary
-from twload.metrics import HISTOGRAMS
+from twload.metrics import HISTOGRAMS, Snapshot
 
 MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
 MAX_NAMES = 4096  # error names, status codes, keys of a dict in one message
@@ -49,7 +49,7 @@ class ShardTick:
 
     shard: int
     tick: int
-    snapshots: list[dict]
+    snapshots: list[Snapshot]
     time_wait: int | None
 
 
@@ -89,14 +89,13 @@ def encode(message: ShardMessage) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _snapshot_out(snap: dict) -> dict:
-    out = dict(snap)
-    out["status"] = {str(code): n for code, n in snap["status"].items()}
+def _snapshot_out(snap: Snapshot) -> dict:
+    out = snap.to_dict()
+    out["status"] = {str(code): n for code, n in snap.status.items()}
     for name in HISTOGRAMS:
-        if name in snap:
-            out[name] = bytes(snap[name]).decode("ascii")
-    if "peer_bytes" in snap:
-        out["peer_bytes"] = base64.b64encode(bytes(snap["peer_bytes"])).decode("ascii")
+        out[name] = snap.histogram(name).decode("ascii")
+    if snap.peer_bytes:
+        out["peer_bytes"] = base64.b64encode(snap.peer_bytes).decode("ascii")
     return out
 
 
@@ -206,7 +205,7 @@ def _histogram(value: object, what: str) -> bytes:
 SNAPSHOT_COUNTS = ("requests", "connections_opened", "bytes_in", "bytes_out")
 
 
-def _snapshot_in(value: object) -> dict:
+def _snapshot_in(value: object) -> Snapshot:
     """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
     raw = _dict(value, "snapshot")
     _keys(raw, {*SNAPSHOT_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us", "peer_bytes",
@@ -225,7 +224,7 @@ def _snapshot_in(value: object) -> dict:
             pair = _list(pair, "first_errors")
             if len(pair) != 2:
                 raise MalformedEvent("first_errors: not [connection, seconds]")
-            first[_text(name, "first_errors")] = [_int(pair[0], "first_errors"), _number(pair[1], "first_errors")]
+            first[_text(name, "first_errors")] = (_int(pair[0], "first_errors"), _number(pair[1], "first_errors"))
         snap["first_errors"] = first
     if "max_lag_us" in raw:
         snap["max_lag_us"] = _int(raw["max_lag_us"], "max_lag_us")
@@ -241,7 +240,7 @@ def _snapshot_in(value: object) -> dict:
             raise MalformedEvent("peer_bytes is not base64") from None
     if "tls_reason" in raw:
         snap["tls_reason"] = _text(raw["tls_reason"], "tls_reason")
-    return snap
+    return Snapshot(**snap)
 
 
 def _budget(value: object) -> dict:

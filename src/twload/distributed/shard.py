@@ -32,6 +32,7 @@ from twload.kernel import sockdiag
 from twload.kernel.sysctl import KernelFacts, gather
 from twload.merge.merger import Merger, PortReading, PortsAtStart
 from twload.merge.summary import Summary
+from twload.metrics import Snapshot
 from twload.plan import Plan, PlanError
 
 FRAME = struct.Struct("!I")  # length of each message (messages.encode) on the pipe
@@ -150,7 +151,7 @@ class ShardOut:
     def begin(self, base_epoch_s: float) -> None:
         """The interval logs are the coordinator's: it starts them at the common instant."""
 
-    def write(self, tick: int, snapshots: list[dict], now_s: float) -> None:
+    def write(self, tick: int, snapshots: list[Snapshot], now_s: float) -> None:
         time_wait = self.probe()
         self.merger.read_ports(PortReading(time_wait))  # the shard's summary keeps its peak
         self.outbox.send(ShardTick(self.index, tick, snapshots, time_wait))

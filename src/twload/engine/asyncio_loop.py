@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 from collections import deque
+from dataclasses import replace
 
 import httptools
 
@@ -46,7 +47,7 @@ from twload.engine.lifecycle import (
 )
 from twload.engine.sources import IP_BIND_ADDRESS_NO_PORT
 from twload.engine.tls import tls_context
-from twload.metrics import Interval, errno_name
+from twload.metrics import Interval, Snapshot, errno_name
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.schedule import worker_part
 
@@ -738,12 +739,12 @@ class Worker:
         for conn in list(self.active):
             conn._do(conn.lifecycle.drain_ended())
 
-    def take_snapshot(self) -> dict:
+    def take_snapshot(self) -> Snapshot:
         iv, self.iv = self.iv, Interval()
         snap = iv.snapshot()
         # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
         if self.peer_bytes and not self.peer_bytes_reported:
-            snap["peer_bytes"] = self.peer_bytes
+            snap = replace(snap, peer_bytes=self.peer_bytes)
             self.peer_bytes_reported = True
         return snap
 

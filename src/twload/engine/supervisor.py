@@ -25,7 +25,7 @@ from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.merge.merger import Merger, PortReading, PortsAtStart, RunFacts
 from twload.merge.summary import Summary
-from twload.metrics import Totals, free_codec_garbage
+from twload.metrics import Snapshot, Totals, free_codec_garbage
 from twload.plan import Plan
 from twload.results import RunFolder, plan_record
 
@@ -148,7 +148,7 @@ class SecondsOut(Protocol):
         """The run starts now (time.time()): the interval logs' time 0."""
         ...
 
-    def write(self, tick: int, snapshots: list[dict], now_s: float) -> None: ...
+    def write(self, tick: int, snapshots: list[Snapshot], now_s: float) -> None: ...
 
     def settle(self) -> None:
         """Every worker is done and the last seconds follow: let the last connections close first."""
@@ -195,7 +195,7 @@ class FolderOut:
     def begin(self, base_epoch_s: float) -> None:
         self.folder.begin(base_epoch_s)
 
-    def write(self, tick: int, snapshots: list[dict], now_s: float) -> None:
+    def write(self, tick: int, snapshots: list[Snapshot], now_s: float) -> None:
         reading = port_reading(self.probe) if self.probe is not None else None
         second = self.merger.merge(tick, snapshots, now_s, reading)
         self.folder.write_sample(second.row, second.histograms, second.span_s)

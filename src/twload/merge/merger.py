@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from hdrh.histogram import HdrHistogram
 
 from twload.merge.summary import FirstError, Percentiles, Summary
-from twload.metrics import Totals, escaped, percentiles_us
+from twload.metrics import Snapshot, Totals, escaped, percentiles_us
 from twload.plan import Plan
 from twload.plan.schedule import Schedule
 
@@ -84,14 +84,14 @@ class Merger:
         self.on_second: list[Callable[[Row], None]] = list(on_second)
         self.schedule = plan.schedule()
         self.totals = Totals()  # the run so far, every snapshot added
-        self._pending: dict[int, tuple[set[int], list[dict]]] = {}
+        self._pending: dict[int, tuple[set[int], list[Snapshot]]] = {}
         self._taken = 0  # the last second taken out
         self.time_wait_peak = 0
         self.time_wait_found: int | None = None  # of those found at the start, still held at the last reading
         self.time_wait_found_reused: int | None = None
 
     # -- in ------------------------------------------------------------------
-    def add(self, worker: int, tick: int, snapshot: dict) -> None:
+    def add(self, worker: int, tick: int, snapshot: Snapshot) -> None:
         """A worker's snapshot of second `tick` (1 is the run's first second)."""
         self.totals.add(snapshot, worker)
         tick = max(tick, self._taken + 1)  # a second already taken out: it counts in the next
@@ -117,7 +117,7 @@ class Merger:
             ready.append(tick)
         return ready
 
-    def take(self, tick: int) -> list[dict]:
+    def take(self, tick: int) -> list[Snapshot]:
         """Second `tick`'s snapshots, out of the merger: a snapshot for it added later counts in the next."""
         _, snaps = self._pending.pop(tick)
         self._taken = max(self._taken, tick)
@@ -131,7 +131,7 @@ class Merger:
             self.time_wait_found = reading.found
             self.time_wait_found_reused = reading.found_reused
 
-    def merge(self, tick: int, snapshots: list[dict], now_s: float, ports: PortReading | None = None) -> Second:
+    def merge(self, tick: int, snapshots: list[Snapshot], now_s: float, ports: PortReading | None = None) -> Second:
         """Second `tick`'s row from its snapshots (`take`), with the ports read as it is written."""
         merged = Totals()
         for snap in snapshots:

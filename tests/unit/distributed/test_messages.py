@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -20,10 +21,10 @@ from twload.distributed.messages import (
     encode,
 )
 from twload.merge.summary import Summary
-from twload.metrics import Interval
+from twload.metrics import Interval, Snapshot
 
 
-def snapshot(peer: bytes | None = None) -> dict:
+def snapshot(peer: bytes | None = None) -> Snapshot:
     iv = Interval()
     iv.latency.extend([120, 250, 250, 9000])
     iv.connect.extend([40, 41])
@@ -33,7 +34,7 @@ def snapshot(peer: bytes | None = None) -> dict:
     iv.first_errors["ECONNRESET"] = [3, 0.25]
     snap = iv.snapshot()
     if peer is not None:
-        snap["peer_bytes"] = peer
+        snap = replace(snap, peer_bytes=peer)
     return snap
 
 

@@ -141,7 +141,7 @@ def test_free_running_keepalive_any_split(loop, cuts):
     assert worker.iv.requests == 3 and not worker.iv.errors
     assert transport.written == [worker.request] * 4  # the first request, then one per response
     assert len(worker.iv.latency) == 3
-    assert worker.iv.snapshot()["status"] == {200: 2, 201: 1}
+    assert worker.iv.snapshot().status == {200: 2, 201: 1}
     worker.stop()  # the run ends: the response in flight is the connection's last
     conn.data_received(CL)
     assert worker.iv.requests == 4 and len(transport.written) == 4
@@ -193,7 +193,7 @@ def test_status_codes_counted(loop):
     worker, conn, _ = make_conn(loop, requests=2)
     conn.data_received(CL)
     conn.data_received(CL.replace(b"200 OK", b"503 Service Unavailable"))
-    assert worker.iv.snapshot()["status"] == {200: 1, 503: 1}
+    assert worker.iv.snapshot().status == {200: 1, 503: 1}
 
 
 def test_request_bytes():

@@ -56,7 +56,7 @@ def test_inbox_reads_typed_messages_over_real_pipes_and_sees_a_dead_worker():
         got = [inbox.get(timeout=5), inbox.get(timeout=5)]
         assert sorted(type(m).__name__ for m in got) == ["Final", "Tick"]
         tick = next(m for m in got if isinstance(m, Tick))
-        assert tick.worker == 0 and tick.snapshot["requests"] == 1
+        assert tick.worker == 0 and tick.snapshot.requests == 1
         inbox.started()
         with pytest.raises(queue.Empty):  # both pipes at EOF: no wait, no error, no message
             inbox.get(timeout=5)
