@@ -16,6 +16,7 @@ import secrets
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 import dask
@@ -346,12 +347,9 @@ class DaskRun:
         timestamps = {p["target_timestamps"] for p in preflights}
         failures = [f"Dask worker {self.shards[i].worker.address}: {line}"
                     for i, s in sorted(self.shard_summaries.items()) for line in s.worker_failures]
-        engine = {}
-        for key in ("engine", "io"):  # what each shard's engine processes reported (the compiled core's)
-            values = sorted({str(getattr(s, key)) for s in self.shard_summaries.values()
-                             if getattr(s, key) is not None})
-            if values:
-                engine[key] = values[0] if len(values) == 1 else ",".join(values)
+        # what each shard's engine processes reported (the compiled core's), joined where they differ
+        engines = joined(s.engine for s in self.shard_summaries.values())
+        ios = joined(s.io for s in self.shard_summaries.values())
         summary = summary.with_(
             dask_workers=len(self.shards),
             workers_detail=tuple(self._detail(h) for h in self.handles),
@@ -362,7 +360,8 @@ class DaskRun:
             malformed_events=({"count": self.events.malformed, "first": self.events.first_malformed}
                               if self.events.malformed else None),
             lost_workers=tuple(h.shard.worker.address for h in self.handles if h.lost_at_s is not None) or None,
-            **engine,
+            engine=engines or summary.engine,
+            io=ios or summary.io,
         )
         if "EADDRNOTAVAIL" in summary.errors:
             summary = summary.with_(
@@ -427,6 +426,12 @@ class DaskRun:
 
 
 KILL_GRACE_S = 10.0  # at the end, how long the tasks get to return
+
+
+def joined(values: Iterable[str | None]) -> str | None:
+    """The values that were given, each once, sorted and joined by commas; None when none was."""
+    given = sorted({str(v) for v in values if v is not None})
+    return ",".join(given) or None
 
 
 def new_counts() -> dict:
