@@ -1,6 +1,6 @@
 """Counters and HdrHistograms: recorded in workers, merged by the supervisor.
 
-A worker keeps one Interval and hands it over every second as a plain dict
+A worker keeps one Interval and hands it over every second as a Snapshot
 (histograms encoded in the HdrHistogram wire format), so the supervisor can
 merge, stream to disk, and keep what a dying worker already reported.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 import errno
 import gc
 from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -37,6 +39,60 @@ def free_codec_garbage() -> None:
     a second (4 MB in 30 s) and flat with this. They are young: collecting the young generations is
     cheap."""
     gc.collect(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One worker's second (docs/ARCHITECTURE.md "The worker snapshot"): what it counted since its previous
+    snapshot. Built by the engines (Interval.snapshot, CoreWorker.snapshot), sent over the worker's pipe
+    as it is, over a Dask topic as `to_dict()` (distributed/messages.py checks it back), and added up by
+    Totals.add."""
+
+    requests: int = 0  # responses completed (answers)
+    connections_opened: int = 0  # connects that completed
+    bytes_in: int = 0
+    bytes_out: int = 0
+    status: dict[int, int] = field(default_factory=dict)  # status code -> responses
+    errors: dict[str, int] = field(default_factory=dict)  # error name -> count ("Error names")
+    # error name -> (connection number, seconds into the run): each name once per worker, when first counted
+    first_errors: dict[str, tuple[int, float]] = field(default_factory=dict)
+    max_lag_us: int = 0  # open loop: how late a request was dispatched, at most, in this second
+    sums_us: dict[str, int] = field(default_factory=dict)  # histogram name -> sum of its values, for exact means
+    latency: bytes = b""  # HdrHistograms, encoded (b"" when empty): HISTOGRAMS
+    connect: bytes = b""
+    service: bytes = b""
+    tls: bytes = b""
+    peer_bytes: bytes = b""  # once per worker: the first bytes (at most 64) of a response that was not HTTP
+    tls_reason: str = ""  # once per worker (the core): why its first TLS handshake failed
+    # a request set: each target group's counts this second (CoreWorker.target_counts), only those that counted
+    targets: dict[int, dict] = field(default_factory=dict)
+
+    def histogram(self, name: str) -> bytes:
+        """The encoded histogram `name` (one of HISTOGRAMS)."""
+        return {"latency": self.latency, "connect": self.connect, "service": self.service, "tls": self.tls}[name]
+
+    def with_errors(self, more: dict[str, int]) -> Snapshot:
+        """A copy with these errors counted too (the core's ledger after its last snapshot)."""
+        errors = dict(self.errors)
+        for name, count in more.items():
+            errors[name] = errors.get(name, 0) + count
+        return replace(self, errors=errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The snapshot's fields by name; peer_bytes and tls_reason only when there are any."""
+        out: dict[str, Any] = {
+            "requests": self.requests, "connections_opened": self.connections_opened,
+            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "status": dict(self.status),
+            "errors": dict(self.errors), "first_errors": {k: list(v) for k, v in self.first_errors.items()},
+            "max_lag_us": self.max_lag_us, "sums_us": dict(self.sums_us),
+        } | {name: self.histogram(name) for name in HISTOGRAMS}
+        if self.peer_bytes:
+            out["peer_bytes"] = self.peer_bytes
+        if self.tls_reason:
+            out["tls_reason"] = self.tls_reason
+        if self.targets:
+            out["targets"] = self.targets
+        return out
 
 
 class Counts:
@@ -88,19 +144,23 @@ class Interval(Counts):
                     self.sums_us[name] += sum(values)
                 values.clear()
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         self.fold()
-        return {
-            "requests": self.requests,
-            "connections_opened": self.connections_opened,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "status": dict(self.counted["status_codes"]),
-            "errors": dict(self.errors),
-            "first_errors": self.first_errors,
-            "max_lag_us": self.max_lag_us,
-            "sums_us": dict(self.sums_us),
-        } | {name: encode_counts(self.counted[name]) for name in HISTOGRAMS}
+        return Snapshot(
+            requests=self.requests,
+            connections_opened=self.connections_opened,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            status=dict(self.counted["status_codes"]),
+            errors=dict(self.errors),
+            first_errors={name: (pair[0], pair[1]) for name, pair in self.first_errors.items()},
+            max_lag_us=self.max_lag_us,
+            sums_us=dict(self.sums_us),
+            latency=encode_counts(self.counted["latency"]),
+            connect=encode_counts(self.counted["connect"]),
+            service=encode_counts(self.counted["service"]),
+            tls=encode_counts(self.counted["tls"]),
+        )
 
 
 def encode_counts(counts: dict[int, int]) -> bytes:
@@ -153,25 +213,26 @@ class Totals(Counts):
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
-    def add(self, snap: dict, worker: int = 0) -> None:
-        self.requests += snap["requests"]
-        self.connections_opened += snap["connections_opened"]
-        self.bytes_in += snap["bytes_in"]
-        self.bytes_out += snap["bytes_out"]
-        self.status.update(snap["status"])
-        self.errors.update(snap["errors"])
-        self.sums_us.update(snap.get("sums_us", {}))
+    def add(self, snap: Snapshot, worker: int = 0) -> None:
+        self.requests += snap.requests
+        self.connections_opened += snap.connections_opened
+        self.bytes_in += snap.bytes_in
+        self.bytes_out += snap.bytes_out
+        self.status.update(snap.status)
+        self.errors.update(snap.errors)
+        self.sums_us.update(snap.sums_us)
         for name in HISTOGRAMS:
-            if snap.get(name):
-                getattr(self, name).decode_and_add(snap[name])
-        self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
-        if not self.peer_bytes and snap.get("peer_bytes"):
-            self.peer_bytes = bytes(snap["peer_bytes"])
-        if not self.tls_reason and snap.get("tls_reason"):
-            self.tls_reason = str(snap["tls_reason"])
-        for group, part in snap.get("targets", {}).items():
+            encoded = snap.histogram(name)
+            if encoded:
+                getattr(self, name).decode_and_add(encoded)
+        self.max_lag_us = max(self.max_lag_us, snap.max_lag_us)
+        if not self.peer_bytes and snap.peer_bytes:
+            self.peer_bytes = bytes(snap.peer_bytes)
+        if not self.tls_reason and snap.tls_reason:
+            self.tls_reason = snap.tls_reason
+        for group, part in snap.targets.items():
             self.targets.setdefault(int(group), TargetTotals()).add(part)
-        for name, (connection, at_s) in snap.get("first_errors", {}).items():
+        for name, (connection, at_s) in snap.first_errors.items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:
                 self.first_errors[name] = {"at_s": at_s, "connection": connection, "worker": worker}

@@ -1,9 +1,8 @@
 """Pass/fail thresholds over a summary, k6 style: 'p99<50ms', 'errors<0.1%', 'rps>1000'.
 
 Pure: parse() turns the text into a Threshold, evaluate() checks it against a
-summary dict. Latency metrics (p50 p75 p90 p99 p99_9 max mean, also p99.9) read
-summary["latency_us"]; `service_p99` and friends read summary["service_us"] when
-the run was open loop.
+Summary. Latency metrics (p50 p75 p90 p99 p99_9 max mean, also p99.9) read its
+latency_us; `service_p99` and friends read its service_us when the run was open loop.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import operator
 import re
 from dataclasses import dataclass
 
+from twload.merge.summary import Summary
 from twload.plan import PlanError, parse_duration
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -53,21 +53,21 @@ def parse(text: str) -> Threshold:
     return Threshold(text, metric, op, limit)
 
 
-def observed(t: Threshold, summary: dict) -> float:
-    errors = sum(summary["errors"].values())
-    attempts = summary["requests"] + errors
+def observed(t: Threshold, summary: Summary) -> float:
     if t.metric == "errors":
-        return errors / attempts if attempts else 0.0
+        return summary.error_rate
     if t.metric == "error_count":
-        return float(errors)
-    if t.metric in ("rps", "requests"):
-        return float(summary[t.metric])
+        return float(summary.error_count)
+    if t.metric == "rps":
+        return float(summary.rps)
+    if t.metric == "requests":
+        return float(summary.requests)
     if t.metric.startswith("service_"):
-        return float(summary.get("service_us", summary["latency_us"])[t.metric.removeprefix("service_")])
-    return float(summary["latency_us"][t.metric])
+        return float((summary.service_us or summary.latency_us)[t.metric.removeprefix("service_")])
+    return float(summary.latency_us[t.metric])
 
 
-def evaluate(thresholds: list[Threshold], summary: dict) -> list[dict]:
+def evaluate(thresholds: list[Threshold], summary: Summary) -> list[dict]:
     results = []
     for t in thresholds:
         value = observed(t, summary)

@@ -267,8 +267,8 @@ def test_a_non_http_peer_shows_its_first_bytes(raw_peer, tmp_path, io):
             return False
 
     worker.run(time.monotonic(), Send())
-    assert snaps[-1]["errors"].get("protocol_error", 0) >= 1
-    assert [s["peer_bytes"] for s in snaps if s.get("peer_bytes")] == [b"SSH-2.0-OpenSSH_9.2\r\n"]
+    assert snaps[-1].errors.get("protocol_error", 0) >= 1
+    assert [s.peer_bytes for s in snaps if s.peer_bytes] == [b"SSH-2.0-OpenSSH_9.2\r\n"]
 
 
 @pytest.mark.parametrize("io", BACKENDS)

@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "twload"
 
 # Pure: plain values in, plain values out (docs/ARCHITECTURE.md "Rooms").
-PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch", "twload.ports")
+PURE_PACKAGES = ("twload.plan", "twload.sim", "twload.watch", "twload.ports", "twload.merge")
 PURE_MODULES = (
     "twload.thresholds", "twload.metrics", "twload.doctor.rules", "twload.doctor.preflight",
     "twload.report.text", "twload.report.rebuild", "twload.report.numbers", "twload.report.csv",

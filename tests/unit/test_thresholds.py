@@ -1,13 +1,14 @@
 import pytest
 
+from twload.merge.summary import Summary
 from twload.plan import PlanError
 from twload.thresholds import evaluate, parse
 
-SUMMARY = {
+SUMMARY = Summary.from_dict({
     "requests": 9990, "rps": 999.0, "errors": {"ECONNRESET": 10},
     "latency_us": {"p50": 1000, "p75": 2000, "p90": 3000, "p99": 40_000, "p99_9": 90_000, "max": 120_000, "mean": 1500},
     "service_us": {"p50": 900, "p75": 1000, "p90": 1100, "p99": 2000, "p99_9": 3000, "max": 5000, "mean": 950},
-}
+})
 
 
 @pytest.mark.parametrize("text, passed", [
@@ -23,3 +24,9 @@ def test_thresholds(text, passed):
 def test_bad_thresholds(bad):
     with pytest.raises(PlanError):
         parse(bad)
+
+
+def test_service_thresholds_read_the_latency_of_a_closed_loop_run():
+    closed = SUMMARY.with_(service_us=None)  # no intended send times: service is latency
+    assert evaluate([parse("service_p99<41ms")], closed)[0]["observed"] == 40_000.0
+    assert evaluate([parse("service_p99<41ms")], SUMMARY)[0]["observed"] == 2000.0

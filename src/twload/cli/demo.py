@@ -17,9 +17,10 @@ import typer
 from rich.console import Console
 
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
-from twload.engine.supervisor import run_to_folder
+from twload.engine.supervisor import run_into_folder
 from twload.kernel.procnet import time_wait_by_side
 from twload.kernel.resolve import parse_target
+from twload.merge.summary import Summary
 from twload.plan import CLOSE_STRATEGIES, Plan, PlanError, parse_duration
 from twload.plan.close import WHY
 from twload.report.text import fmt_us
@@ -28,16 +29,18 @@ from twload.results import RunFolderError, claim_run_dir
 from twload.serve.embedded import EmbeddedServer
 
 
-def run_strategy(close: str, duration_s: float, connections: int, workers: int, folder: Path) -> dict:
+def run_strategy(close: str, duration_s: float, connections: int, workers: int,
+                 folder: Path) -> tuple[Summary, dict[str, int]]:
+    """The run's summary, and the TIME_WAIT sockets on each side (client, server) after it."""
     with EmbeddedServer() as server:
         plan = Plan(
             target=parse_target(server.url), url=server.url, connections=connections,
             workers=workers, duration_s=duration_s, close=close,
         )
-        summary = run_to_folder(plan, folder / close)
+        summary = run_into_folder(plan, folder / close)
         time.sleep(0.2)  # let the last FIN/ACK exchanges settle into their states
-        summary["time_wait"] = time_wait_by_side(server.port)
-    return summary
+        time_wait = time_wait_by_side(server.port)
+    return summary, time_wait
 
 
 def explain_port_wall() -> str:
@@ -119,11 +122,10 @@ def run_demo(duration_s: float, connections: int, workers: int, console: Console
     interrupted = False
     for close in CLOSE_STRATEGIES:
         console.print(f"running --close {close} for {duration_s:g}s ...")
-        summary = run_strategy(close, duration_s, connections, workers, folder)
-        tw = summary["time_wait"]
-        rows.append(DemoRow(close, summary["rps"], summary["latency_us"]["p99"], dict(summary["errors"]),
+        summary, tw = run_strategy(close, duration_s, connections, workers, folder)
+        rows.append(DemoRow(close, summary.rps, summary.latency_us.p99, dict(summary.errors),
                             tw["client"], tw["server"]))
-        if summary.get("interrupted"):
+        if summary.interrupted:
             interrupted = True
             break
     print(f"twload demo: {duration_s:g}s per strategy, {connections} connections, loopback\n")

@@ -18,7 +18,7 @@ from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.report import numbers
 from twload.report.compare_text import render_comparison
 from twload.report.text import render
-from twload.results import write_private
+from twload.results import read_summary, write_private
 
 REPORT_HTML = "report.html"
 
@@ -52,10 +52,11 @@ def build(folders: list[Path], fmt: str, width: int = 80) -> str:
         return render_html(runs, comparison)
     if comparison:
         return render_comparison(comparison, width)
-    if files[0].summary.get("wall"):  # the summary's own first line says it already
-        return render(files[0].summary, width)
+    summary = files[0].summary
+    if summary.wall:  # the summary's own first line says it already
+        return render(summary, width)
     verdict = textwrap.fill(f"Verdict: {runs[0]['verdict']['text']}", width, subsequent_indent="  ")
-    return verdict + "\n" + render(files[0].summary, width)
+    return verdict + "\n" + render(summary, width)
 
 
 def write_html(folder: Path) -> Path:
@@ -80,7 +81,9 @@ def report(
             files = numbers.read_run(runs[0])
             if not files.finished:
                 err.print("no summary.json (the run did not finish): rebuilt from plan.json, samples.jsonl and hdrh.log")
-            print(json.dumps(files.summary, indent=2))
+            # a finished run's summary.json as it is on disk, key for key (an older twload's too)
+            written = read_summary(runs[0]) if files.finished else files.summary.to_dict()
+            print(json.dumps(written, indent=2))
             return
         text = build(runs, fmt.value, terminal_width())
         for folder in runs:

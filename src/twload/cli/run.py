@@ -21,13 +21,14 @@ from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import hard_file_limit
 from twload.engine.request_set import absolute_url, check_buffers, check_one_destination, request_set
-from twload.engine.supervisor import RunError, exit_code_for, run_to_folder
+from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
 from twload.kernel.sources import check_sources_local
 from twload.kernel.sysctl import sysctl_values
 from twload.live.exposition import ListenError, MetricsEndpoint, parse_listen
 from twload.live.feed import LiveRun, facts_of
+from twload.merge.summary import Summary
 from twload.plan import (
     Plan,
     PlanError,
@@ -48,7 +49,7 @@ EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None,
             keep_credentials: bool = False, live: LiveRun | None = None,
-            full_screen: bool = False) -> tuple[dict, Path, int]:
+            full_screen: bool = False) -> tuple[Summary, Path, int]:
     try:
         if out is not None:
             check_fresh(out)  # before the probe: a refused folder costs the target nothing
@@ -65,23 +66,26 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         raise typer.Exit(EXIT_STRICT)
     record = plan_record(plan, sysctl_values(), pre.plan_block(), keep_credentials)
 
-    def finish(summary: dict) -> None:
-        first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
-        summary.update(pre.summary_block(summary["errors"], summary["connections_opened"],
-                                         first["at_s"] if first else None))
+    def finish(summary: Summary) -> Summary:
+        first = summary.first_errors.get("EADDRNOTAVAIL")
+        block = pre.summary_block(summary.errors, summary.connections_opened, first.at_s if first else None)
+        if "advice" in block:
+            block["advice"] = tuple(block["advice"])
+        summary = summary.with_(**block)
         if thresholds:
-            summary["thresholds"] = gates.evaluate(thresholds, summary)
+            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
+        return summary
 
     try:
         path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
         with live_progress(console, show_progress and not full_screen, pre.budget.ports, probe) as on_line, \
                 live_hooks(live, console, full_screen, pre.budget_block(), on_line) as (on_progress, on_second):
-            summary = run_to_folder(plan, path, on_progress, probe, finish, record, on_second)
+            summary = run_into_folder(plan, path, on_progress, probe, finish, record, on_second)
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
     code = exit_code_for(summary)
-    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+    if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
         code = EXIT_THRESHOLD
     return summary, Path(path), code
 
@@ -208,7 +212,7 @@ def read_targets(path: str, fmt: str, base: str | None) -> tuple:
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,
                         checks: list, strict: bool, keep_credentials: bool = False, live: LiveRun | None = None,
-                        full_screen: bool = False) -> tuple[dict, Path, int]:
+                        full_screen: bool = False) -> tuple[Summary, Path, int]:
     from twload.cli.run_cluster import DistributedError  # imports dask: only here
     from twload.cli.run_cluster import execute as run_on_cluster
 
@@ -302,7 +306,7 @@ def run(
 
             err.print(f"report: {write_html(folder)}", highlight=False)
         if as_json:
-            print(json.dumps(summary, indent=2), flush=True)
+            print(json.dumps(summary.to_dict(), indent=2), flush=True)
         else:
             from twload.report.text import render
 

@@ -18,6 +18,7 @@ from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import merged_budget, split, wall_line
 from twload.engine.supervisor import exit_code_for
 from twload.live.feed import LiveRun
+from twload.merge.summary import Summary
 from twload.plan import Plan
 from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
@@ -33,7 +34,7 @@ class Refused(DistributedError):
 def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out: Path | None,
             show_progress: bool, console: Console, strict: bool = False,
             thresholds: list | None = None, keep_credentials: bool = False, live: LiveRun | None = None,
-            full_screen: bool = False) -> tuple[dict, Path, int]:
+            full_screen: bool = False) -> tuple[Summary, Path, int]:
     """Run `plan` over the cluster; DistributedError (one line for the user) when it cannot."""
     if spec.plain_beyond_loopback:
         console.print(f"[yellow]note: {spec.scheduler} is plain tcp:// (--allow-insecure-scheduler): whoever "
@@ -87,26 +88,25 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
             try:
                 with live_progress(console, show_progress and not full_screen) as on_line, \
                         live_hooks(live, console, full_screen, None, on_line) as (on_progress, on_second):
-                    dask_run = DaskRun(plan, folder, client, shards, on_progress, on_ready)
-                    dask_run.on_second.extend(on_second)  # the coordinator's merged seconds, as a local run's
-                    summary = dask_run.run()
+                    # on_second: the coordinator's merged seconds, as a local run's
+                    summary = DaskRun(plan, folder, client, shards, on_progress, on_ready, on_second=on_second).run()
             finally:
                 for text in held:
                     console.print(text, soft_wrap=True)
-            summary["cluster"] = spec.label
+            summary = summary.with_(cluster=spec.label)
             if thresholds:
-                summary["thresholds"] = gates.evaluate(thresholds, summary)
-            folder.write_summary(summary)
+                summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
+            folder.write_summary(summary.to_dict())
         finally:
             folder.close()
-    malformed = summary.get("malformed_events")
+    malformed = summary.malformed_events
     if malformed:
         console.print(f"[yellow]{malformed['count']} event(s) on the run's Dask topic were not shard messages and "
                       f"were ignored (first: {malformed['first']}): someone else can reach the scheduler[/]",
                       soft_wrap=True)
     code = exit_code_for(summary)
-    if code == 0 and summary.get("lost_workers"):
+    if code == 0 and summary.lost_workers:
         code = EXIT_WORKER_LOST
-    if code == 0 and any(not t["passed"] for t in summary.get("thresholds", [])):
+    if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
         code = 1
     return summary, path, code

@@ -1,10 +1,11 @@
-"""The coordinator: a run over Dask workers, merged into one run folder by the local supervisor's code.
+"""The coordinator: a run over Dask workers, merged into one run folder as a local run is.
 
-DaskRun is engine.supervisor.Supervisor with Dask in place of multiprocessing: each
-shard (one per Dask worker) is a task, its messages arrive as events on the run's
-topic, a Dask Variable carries the common start instant and a Dask Event the stop.
-The Supervisor's own collecting, per-second merging (histograms added, never
-percentiles averaged), signal handling and summary do the rest unchanged.
+DaskRun is a transport, as the local supervisor's worker processes are: each shard (one
+per Dask worker) is a task, its messages arrive as events on the run's topic, a Dask
+Variable carries the common start instant and a Dask Event the stop. The shards' snapshots
+feed the same merger (twload.merge: per-second merging, histograms added, never percentiles
+averaged, and the summary), and the local run's collecting loop (engine.supervisor.Control)
+handles signals, stops and seconds.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterable
 from contextlib import contextmanager
 
 import dask
@@ -24,9 +26,13 @@ from twload.distributed.messages import MalformedEvent, ShardDone, ShardError, S
 from twload.distributed.spec import ClusterSpec
 from twload.distributed.split import Shard, WorkerSlot, merged_budget, wall_line
 from twload.distributed.task import names, run_shard
-from twload.engine.supervisor import FINAL_GRACE_S, RunError, Supervisor
+from twload.engine.supervisor import FINAL_GRACE_S, Control, FolderOut, RunError
+from twload.merge.merger import Merger
+from twload.merge.summary import Summary
+from twload.metrics import Snapshot
 from twload.plan import Plan
 from twload.ports import wall
+from twload.results import RunFolder
 
 CONNECT_TIMEOUT_S = 10.0  # to reach a --scheduler
 WORKERS_WAIT_S = 10.0  # a scheduler with no worker yet: how long to wait for one
@@ -108,7 +114,7 @@ def worker_slots(client) -> list[WorkerSlot]:
 
 
 class Events:
-    """The shards' messages as they arrive on the run's topic (what Supervisor._collect reads).
+    """The shards' messages as they arrive on the run's topic (what Control.collect reads).
 
     Whoever reaches the scheduler can log events on the topic too: a payload that is not a shard
     message of this run is counted (`malformed`, the first one's reason kept) and dropped."""
@@ -160,13 +166,13 @@ class LiveWorkers:
 
 
 class ShardHandle:
-    """A shard's task, seen the way the Supervisor sees a worker process (exitcode, kill)."""
+    """A shard's task, seen the way the collecting loop sees a worker (engine.supervisor.WorkerHandle)."""
 
-    def __init__(self, shard: Shard, future, live: LiveWorkers, run: DaskRun) -> None:
+    def __init__(self, shard: Shard, future, live: LiveWorkers, control: Control) -> None:
         self.shard = shard
         self.future = future
         self.live = live
-        self.run = run
+        self.control = control
         self.lost_at_s: float | None = None
         self.finished_seen: float | None = None
 
@@ -174,7 +180,8 @@ class ShardHandle:
     def exitcode(self) -> int | None:
         if not self.live.alive(self.shard.worker.address):
             if self.lost_at_s is None:  # seconds into the run (0 when lost before its start)
-                self.lost_at_s = max(0.0, time.monotonic() - self.run.go_at) if self.run.go_at else 0.0
+                go_at = self.control.go_at
+                self.lost_at_s = max(0.0, time.monotonic() - go_at) if go_at else 0.0
             return -signal.SIGKILL
         status = self.future.status
         if status in ("error", "cancelled"):
@@ -200,27 +207,38 @@ class ShardHandle:
         """Cannot kill a Dask task: it got the stop Event and kills its own shard program."""
         self.future.cancel()
 
+    def death(self) -> str:
+        address = self.shard.worker.address
+        if self.lost_at_s is not None:
+            return (f"Dask worker {address} lost {self.lost_at_s:.1f}s into the run; "
+                    "its seconds until then are kept, the others went on")
+        return f"Dask worker {address}: its task ended (exit code {self.exitcode}) without its last second"
 
-class DaskRun(Supervisor):
+
+class DaskRun:
     # A shard writes its second when its engines reported it (or 1.5 s late), then the event
     # crosses the scheduler: the coordinator waits longer before writing a second without it.
     late_tick_s = 3.0
     final_grace_s = FINAL_GRACE_S + 15.0
 
-    def __init__(self, plan: Plan, folder, client, shards: list[Shard], on_progress=None, on_ready=None) -> None:
-        super().__init__(plan, folder, on_progress, time_wait_probe=self._time_wait)
+    def __init__(self, plan: Plan, folder: RunFolder, client, shards: list[Shard], on_progress=None,
+                 on_ready=None, on_second=()) -> None:
+        self.plan = plan
+        self.folder = folder
+        self.merger = Merger(plan, late_tick_s=self.late_tick_s, on_second=on_second)
+        self.control = Control(plan, self.merger, FolderOut(folder, self.merger, self._time_wait), on_progress,
+                               final_grace_s=self.final_grace_s)
         self.client = client
         self.shards = shards
         self.on_ready = on_ready or (lambda details: None)  # may raise RunError to refuse the start
         self.run_id = secrets.token_hex(4)
         self.details: dict[int, dict] = {}
-        self.shard_summaries: dict[int, dict] = {}
+        self.shard_summaries: dict[int, Summary] = {}
         self.shard_counts: dict[int, dict] = {s.index: new_counts() for s in shards}
         self.shard_time_wait: dict[int, int] = {}
         self.handles: list[ShardHandle] = []
         self.events = Events(len(shards))
 
-    # -- the Supervisor's hooks ----------------------------------------------
     def _time_wait(self) -> int:
         """Client TIME_WAIT towards the target: shards on one host and namespace count the same sockets."""
         by_netns: dict[str, int] = {}
@@ -229,60 +247,53 @@ class DaskRun(Supervisor):
             by_netns[key] = max(by_netns.get(key, 0), count)
         return sum(by_netns.values())
 
-    def _death(self, index: int, proc) -> str:
-        address = self.shards[index].worker.address
-        if proc.lost_at_s is not None:
-            return (f"Dask worker {address} lost {proc.lost_at_s:.1f}s into the run; "
-                    "its seconds until then are kept, the others went on")
-        return f"Dask worker {address}: its task ended (exit code {proc.exitcode}) without its last second"
-
-    def _handle(self, message, finished: set[int]) -> None:
+    def handle(self, message, finished: set[int]) -> None:
+        """One shard message: its engines' snapshots of a second, its end, its error, or its readiness."""
         match message:
             case ShardTick(shard, tick, snapshots, time_wait):
                 for snap in snapshots:
-                    self._add(shard, tick, snap)
+                    self.merger.add(shard, tick, snap)
                     add_counts(self.shard_counts[shard], snap)
                 if time_wait is not None:
                     self.shard_time_wait[shard] = time_wait
             case ShardDone(shard, summary):
                 self.shard_summaries[shard] = summary
-                self.worker_elapsed = max(self.worker_elapsed, summary["duration_s"])
+                self.control.worker_elapsed = max(self.control.worker_elapsed, self.shard_summaries[shard].duration_s)
                 finished.add(shard)
             case ShardError(shard, error):
-                self.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
+                self.control.worker_failures.append(f"Dask worker {self.shards[shard].worker.address}: {error}")
                 finished.add(shard)
             case ShardReady(shard, detail):
                 self.details[shard] = detail
 
     # -- the run -------------------------------------------------------------
-    def run(self) -> dict:
+    def run(self) -> Summary:
         from distributed import Event, Variable
 
         topic, go_name, stop_name = names(self.run_id)
         events = self.events
         go, stop = Variable(go_name, client=self.client), Event(stop_name, client=self.client)
         self.client.subscribe_topic(topic, events)
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        control = self.control
         started = False
         live = LiveWorkers(self.client)
         try:
-            for shard in self.shards:
-                future = self.client.submit(run_shard, shard.index, shard.plan, self.run_id, __version__,
-                                            key=f"twload-shard-{self.run_id}-{shard.index}", pure=False,
-                                            workers=[shard.worker.address], allow_other_workers=False)
-                self.handles.append(ShardHandle(shard, future, live, self))
-            self._wait_ready(events, self.handles)
-            self.on_ready([self.details[s.index] for s in self.shards])
-            # wall-clock time is what hosts share; this process counts the same instant in monotonic time
-            go_wall = time.time() + GO_DELAY_S
-            go.set(go_wall)
-            self.go_at = time.monotonic() + GO_DELAY_S
-            self.folder.begin(go_wall)  # the interval logs' time 0
-            started = True
-            elapsed = self._collect(events, self.handles, stop)
+            with control.signals():
+                for shard in self.shards:
+                    future = self.client.submit(run_shard, shard.index, shard.plan, self.run_id, __version__,
+                                                key=f"twload-shard-{self.run_id}-{shard.index}", pure=False,
+                                                workers=[shard.worker.address], allow_other_workers=False)
+                    self.handles.append(ShardHandle(shard, future, live, control))
+                self._wait_ready(events, self.handles)
+                self.on_ready([self.details[s.index] for s in self.shards])
+                # wall-clock time is what hosts share; this process counts the same instant in monotonic time
+                go_wall = time.time() + GO_DELAY_S
+                go.set(go_wall)
+                control.go_at = time.monotonic() + GO_DELAY_S
+                control.out.begin(go_wall)  # the interval logs' time 0
+                started = True
+                elapsed = control.collect(events, self.handles, self.handle, stop)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
             try:
                 if not started:
                     go.set(-1.0)  # every shard waiting for the start: stop instead
@@ -298,7 +309,7 @@ class DaskRun(Supervisor):
     def _wait_ready(self, messages, procs) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while len(self.details) < len(self.shards):
-            if self.signal_received is not None:
+            if self.control.signal_received is not None:
                 raise RunError("interrupted before the run started")
             if time.monotonic() > deadline:
                 raise DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s")
@@ -331,47 +342,49 @@ class DaskRun(Supervisor):
         Variable(names(self.run_id)[1], client=self.client).delete()
 
     # -- the summary ---------------------------------------------------------
-    def _distributed_summary(self, elapsed: float) -> dict:
-        summary = self._summary(elapsed, sum(len(s.plan.worker_shares()) for s in self.shards))
+    def _distributed_summary(self, elapsed: float) -> Summary:
+        summary = self.control.summary(sum(len(s.plan.worker_shares()) for s in self.shards), elapsed)
         preflights = [self.details[s.index] for s in self.shards]
-        summary["dask_workers"] = len(self.shards)
-        summary["workers_detail"] = [self._detail(h) for h in self.handles]
         timestamps = {p["target_timestamps"] for p in preflights}
-        summary["target_timestamps"] = timestamps.pop() if len(timestamps) == 1 else None
-        summary["budget"] = merged_budget(preflights)
         failures = [f"Dask worker {self.shards[i].worker.address}: {line}"
-                    for i, s in sorted(self.shard_summaries.items()) for line in s.get("worker_failures", [])]
-        if failures:
-            summary["worker_failures"] = summary.get("worker_failures", []) + failures
-        for key in ("engine", "io"):  # what each shard's engine processes reported (the compiled core's)
-            values = sorted({str(s[key]) for s in self.shard_summaries.values() if s.get(key) is not None})
-            if values:
-                summary[key] = values[0] if len(values) == 1 else ",".join(values)
-        if self.events.malformed:  # named, never acted on: someone else logged on the run's topic
-            summary["malformed_events"] = {"count": self.events.malformed, "first": self.events.first_malformed}
-        lost = [h.shard.worker.address for h in self.handles if h.lost_at_s is not None]
-        if lost:
-            summary["lost_workers"] = lost
-        if "EADDRNOTAVAIL" in summary["errors"]:
-            summary["wall"] = self._wall(summary, preflights)
-            summary["advice"] = [line for line in [wall_line(preflights)] if line] + self._workers_advice()
+                    for i, s in sorted(self.shard_summaries.items()) for line in s.worker_failures]
+        # what each shard's engine processes reported (the compiled core's), joined where they differ
+        engines = joined(s.engine for s in self.shard_summaries.values())
+        ios = joined(s.io for s in self.shard_summaries.values())
+        summary = summary.with_(
+            dask_workers=len(self.shards),
+            workers_detail=tuple(self._detail(h) for h in self.handles),
+            target_timestamps=timestamps.pop() if len(timestamps) == 1 else None,
+            budget=merged_budget(preflights),
+            worker_failures=summary.worker_failures + tuple(failures),
+            # named, never acted on: someone else logged on the run's topic
+            malformed_events=({"count": self.events.malformed, "first": self.events.first_malformed}
+                              if self.events.malformed else None),
+            lost_workers=tuple(h.shard.worker.address for h in self.handles if h.lost_at_s is not None) or None,
+            engine=engines or summary.engine,
+            io=ios or summary.io,
+        )
+        if "EADDRNOTAVAIL" in summary.errors:
+            summary = summary.with_(
+                wall=self._wall(summary, preflights),
+                advice=tuple([line for line in [wall_line(preflights)] if line] + self._workers_advice()))
         return summary
 
-    def _wall(self, summary: dict, preflights: list[dict]) -> str:
+    def _wall(self, summary: Summary, preflights: list[dict]) -> str:
         """The summary's first line at the port wall (as a local run's), with the workers' budget."""
-        first = summary.get("first_errors", {}).get("EADDRNOTAVAIL")
+        first = summary.first_errors.get("EADDRNOTAVAIL")
         walled = sum(1 for counts in self.shard_counts.values() if counts["errors"].get("EADDRNOTAVAIL"))
-        budget = wall_line(preflights) or f"{summary['budget']['ports']} ports in all"
+        budget = wall_line(preflights) or f"{(summary.budget or {})['ports']} ports in all"
         target = self.plan.target
-        return wall.sentence(f"{target.address[0]}:{target.port}", summary["errors"]["EADDRNOTAVAIL"],
-                             summary["connections_opened"], budget, first["at_s"] if first else None,
+        return wall.sentence(f"{target.address[0]}:{target.port}", summary.errors["EADDRNOTAVAIL"],
+                             summary.connections_opened, budget, first.at_s if first else None,
                              (walled, len(self.shards)))
 
     def _workers_advice(self) -> list[str]:
         """Each worker's own advice (its sysctls, its ports): said once when every worker says it."""
         by_line: dict[str, list[int]] = {}
         for index, shard_summary in sorted(self.shard_summaries.items()):
-            for line in shard_summary.get("advice", []):
+            for line in shard_summary.advice or ():
                 by_line.setdefault(line, []).append(index)
         advice = []
         for line, indexes in by_line.items():
@@ -391,7 +404,7 @@ class DaskRun(Supervisor):
     def _detail(self, handle: ShardHandle) -> dict:
         index = handle.shard.index
         counts = self.shard_counts[index]
-        own = self.shard_summaries.get(index, {})
+        own = self.shard_summaries[index].to_dict() if index in self.shard_summaries else {}
         detail = {
             "dask_worker": handle.shard.worker.address,
             **{k: v for k, v in self.details[index].items() if k in ("host", "pid", "sources",
@@ -415,12 +428,18 @@ class DaskRun(Supervisor):
 KILL_GRACE_S = 10.0  # at the end, how long the tasks get to return
 
 
+def joined(values: Iterable[str | None]) -> str | None:
+    """The values that were given, each once, sorted and joined by commas; None when none was."""
+    given = sorted({str(v) for v in values if v is not None})
+    return ",".join(given) or None
+
+
 def new_counts() -> dict:
     return {"requests": 0, "connections_opened": 0, "errors": Counter(), "status": Counter()}
 
 
-def add_counts(counts: dict, snap: dict) -> None:
-    counts["requests"] += snap["requests"]
-    counts["connections_opened"] += snap["connections_opened"]
-    counts["errors"].update(snap["errors"])
-    counts["status"].update(snap["status"])
+def add_counts(counts: dict, snap: Snapshot) -> None:
+    counts["requests"] += snap.requests
+    counts["connections_opened"] += snap.connections_opened
+    counts["errors"].update(snap.errors)
+    counts["status"].update(snap.status)

@@ -17,7 +17,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from twload.metrics import HISTOGRAMS
+from twload.merge.summary import Summary
+from twload.metrics import HISTOGRAMS, Snapshot
 
 MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
 MAX_NAMES = 4096  # error names, status codes, keys of a dict in one message
@@ -48,16 +49,16 @@ class ShardTick:
 
     shard: int
     tick: int
-    snapshots: list[dict]
+    snapshots: list[Snapshot]
     time_wait: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class ShardDone:
-    """The shard has stopped; `summary` is its own (engine.supervisor) summary."""
+    """The shard has stopped; `summary` is its own (its merger's, as a local run's)."""
 
     shard: int
-    summary: dict
+    summary: Summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +83,19 @@ def encode(message: ShardMessage) -> bytes:
             body = {"kind": "tick", "shard": shard, "tick": tick, "time_wait": time_wait,
                     "snapshots": [_snapshot_out(s) for s in snapshots]}
         case ShardDone(shard, summary):
-            body = {"kind": "done", "shard": shard, "summary": summary}
+            body = {"kind": "done", "shard": shard, "summary": summary.to_dict()}
         case ShardError(shard, error):
             body = {"kind": "error", "shard": shard, "error": error}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def _snapshot_out(snap: dict) -> dict:
-    out = dict(snap)
-    out["status"] = {str(code): n for code, n in snap["status"].items()}
+def _snapshot_out(snap: Snapshot) -> dict:
+    out = snap.to_dict()
+    out["status"] = {str(code): n for code, n in snap.status.items()}
     for name in HISTOGRAMS:
-        if name in snap:
-            out[name] = bytes(snap[name]).decode("ascii")
-    if "peer_bytes" in snap:
-        out["peer_bytes"] = base64.b64encode(bytes(snap["peer_bytes"])).decode("ascii")
+        out[name] = snap.histogram(name).decode("ascii")
+    if snap.peer_bytes:
+        out["peer_bytes"] = base64.b64encode(snap.peer_bytes).decode("ascii")
     return out
 
 
@@ -205,7 +205,7 @@ def _histogram(value: object, what: str) -> bytes:
 SNAPSHOT_COUNTS = ("requests", "connections_opened", "bytes_in", "bytes_out")
 
 
-def _snapshot_in(value: object) -> dict:
+def _snapshot_in(value: object) -> Snapshot:
     """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
     raw = _dict(value, "snapshot")
     _keys(raw, {*SNAPSHOT_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us", "peer_bytes",
@@ -224,7 +224,7 @@ def _snapshot_in(value: object) -> dict:
             pair = _list(pair, "first_errors")
             if len(pair) != 2:
                 raise MalformedEvent("first_errors: not [connection, seconds]")
-            first[_text(name, "first_errors")] = [_int(pair[0], "first_errors"), _number(pair[1], "first_errors")]
+            first[_text(name, "first_errors")] = (_int(pair[0], "first_errors"), _number(pair[1], "first_errors"))
         snap["first_errors"] = first
     if "max_lag_us" in raw:
         snap["max_lag_us"] = _int(raw["max_lag_us"], "max_lag_us")
@@ -240,7 +240,7 @@ def _snapshot_in(value: object) -> dict:
             raise MalformedEvent("peer_bytes is not base64") from None
     if "tls_reason" in raw:
         snap["tls_reason"] = _text(raw["tls_reason"], "tls_reason")
-    return snap
+    return Snapshot(**snap)
 
 
 def _budget(value: object) -> dict:
@@ -274,7 +274,7 @@ def _detail(value: object) -> dict:
     return detail
 
 
-def _summary(value: object) -> dict:
+def _summary(value: object) -> Summary:
     """The shard's own summary: the fields the coordinator merges are checked; the rest is data."""
     summary = dict(_dict(value, "summary"))
     summary["duration_s"] = _number(summary.get("duration_s"), "duration_s")
@@ -288,4 +288,7 @@ def _summary(value: object) -> dict:
         summary["time_wait_peak"] = _int(summary["time_wait_peak"], "time_wait_peak")
     if "first_errors" in summary:
         _dict(summary["first_errors"], "first_errors")
-    return summary
+    try:
+        return Summary.from_dict(summary)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field this twload cannot read
+        raise MalformedEvent(f"summary: {type(exc).__name__}: {str(exc)[:80]}") from None

@@ -32,6 +32,9 @@ from twload.engine.supervisor import RunError, Supervisor
 from twload.kernel import sockdiag
 from twload.kernel.sources import check_sources_local
 from twload.kernel.sysctl import KernelFacts
+from twload.merge.merger import Merger, PortReading, PortsAtStart
+from twload.merge.summary import Summary
+from twload.metrics import Snapshot
 from twload.plan import Plan, PlanError
 from twload.ports.timewait import Found
 
@@ -124,52 +127,60 @@ def host_preflight(plan: Plan) -> tuple[dict, Preflight]:
     return detail, pre
 
 
-class NoFolder:
-    """A shard writes no run folder (the coordinator does); the supervisor's calls on it do nothing."""
+class ShardOut:
+    """The shard's seconds go to the coordinator unmerged (it merges every shard's), each with the
+    port reading taken as it is sent; the run folder is the coordinator's."""
 
-    def __getattr__(self, name: str):
-        return lambda *args, **kwargs: None
+    ports_measured = True
 
-
-class ShardSupervisor(Supervisor):
-    """The local supervisor, started at the coordinator's instant, sending seconds instead of writing them."""
-
-    def __init__(self, plan: Plan, index: int, detail: dict, outbox: Outbox, go_line,
-                 start: Found | None = None) -> None:
-        super().__init__(plan, folder=NoFolder(), time_wait_probe=pf.time_wait_probe(plan, start))  # type: ignore[arg-type]
+    def __init__(self, index: int, outbox: Outbox, merger: Merger, probe: pf.PortProbe) -> None:
         self.index = index
-        self.detail = detail
         self.outbox = outbox
-        self.go_line = go_line
+        self.merger = merger
+        self.probe = probe
+        self.ports_at_start = PortsAtStart(probe.start.time_wait, probe.start.ports_in_use)
 
-    def _start_instant(self) -> float:
-        self.detail["clock_s"] = time.time()  # the start is agreed in wall-clock time: the coordinator checks
-        self.outbox.send(ShardReady(self.index, self.detail))
-        line = self.go_line().strip()
-        if not line or line == b"stop":
-            raise RunError("stopped before the start")
-        go_wall = float(line)
-        # the agreed instant is wall-clock time (hosts keep it in step with NTP); the engines count monotonic
-        return time.monotonic() + (go_wall - time.time())
+    def begin(self, base_epoch_s: float) -> None:
+        """The interval logs are the coordinator's: it starts them at the common instant."""
 
-    def _write_sample(self, tick: int, snaps: list[dict]) -> None:
-        time_wait = None
-        if self.time_wait_probe is not None:
-            time_wait = self.time_wait_probe()
-            self.progress.time_wait_peak = max(self.progress.time_wait_peak, time_wait)
-        self.outbox.send(ShardTick(self.index, tick, snaps, time_wait))
-        self.written_tick = tick
+    def write(self, tick: int, snapshots: list[Snapshot], now_s: float) -> None:
+        time_wait = self.probe()
+        self.merger.read_ports(PortReading(time_wait))  # the shard's summary keeps its peak
+        self.outbox.send(ShardTick(self.index, tick, snapshots, time_wait))
+
+    def settle(self) -> None:
+        self.probe.settle()
+
+
+def coordinators_start(index: int, detail: dict, outbox: Outbox, go_line) -> float:
+    """Say ready and wait for the coordinator's start instant (time.monotonic())."""
+    detail["clock_s"] = time.time()  # the start is agreed in wall-clock time: the coordinator checks
+    outbox.send(ShardReady(index, detail))
+    line = go_line().strip()
+    if not line or line == b"stop":
+        raise RunError("stopped before the start")
+    go_wall = float(line)
+    # the agreed instant is wall-clock time (hosts keep it in step with NTP); the engines count monotonic
+    return time.monotonic() + (go_wall - time.time())
+
+
+def supervise(index: int, plan: Plan, detail: dict, outbox: Outbox, go_line, start: Found | None = None) -> Summary:
+    """The local supervisor over this host's engine processes, started at the coordinator's instant,
+    sending its seconds instead of writing them; its port probe starts from the pre-flight's reading."""
+    merger = Merger(plan)
+    out = ShardOut(index, outbox, merger, pf.time_wait_probe(plan, start))
+    return Supervisor(plan, merger, out, start=lambda: coordinators_start(index, detail, outbox, go_line)).run()
 
 
 def run(index: int, plan: Plan, outbox: Outbox, go_line) -> int:
     try:
         detail, pre = host_preflight(plan)
-        summary = ShardSupervisor(plan, index, detail, outbox, go_line, pre.facts.start).run()
+        summary = supervise(index, plan, detail, outbox, go_line, pre.facts.start)
     except (PlanError, RunError) as exc:
         outbox.send(ShardError(index, str(exc)))
         return 1
-    if "EADDRNOTAVAIL" in summary["errors"]:
-        summary["advice"] = list(pre.advice)
+    if "EADDRNOTAVAIL" in summary.errors:
+        summary = summary.with_(advice=tuple(pre.advice))
     outbox.send(ShardDone(index, summary))
     return 0
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twload.metrics import Snapshot
+
 
 @dataclass(frozen=True, slots=True)
 class Ready:
@@ -16,11 +18,11 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One second's snapshot (metrics.Interval.snapshot): `tick` is the second it belongs to."""
+    """One second's snapshot (metrics.Snapshot): `tick` is the second it belongs to."""
 
     worker: int
     tick: int
-    snapshot: dict
+    snapshot: Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +31,7 @@ class Final:
 
     worker: int
     tick: int
-    snapshot: dict
+    snapshot: Snapshot
     elapsed_s: float
 
 

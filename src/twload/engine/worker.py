@@ -9,6 +9,7 @@ import signal
 
 from twload.engine.limits import raise_file_limit
 from twload.engine.messages import Crash, Final, Ready, Tick
+from twload.metrics import Snapshot
 
 PR_SET_PDEATHSIG = 1  # include/uapi/linux/prctl.h
 
@@ -34,7 +35,7 @@ class Channel:
         self.pipe = pipe
         self.stop_event = stop_event
 
-    def __call__(self, tick: int, snapshot: dict, final: bool = False, elapsed: float = 0.0) -> None:
+    def __call__(self, tick: int, snapshot: Snapshot, final: bool = False, elapsed: float = 0.0) -> None:
         self.pipe.send(Final(self.index, tick, snapshot, elapsed) if final else Tick(self.index, tick, snapshot))
 
     def should_stop(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+from twload.merge.summary import Summary
+
 FIXED = (  # (column, series key); latency and connect columns are in microseconds
     ("requests", "requests"), ("rps", "rps"), ("connections_opened", "connections_opened"),
     ("latency_p50_us", "latency_p50"), ("latency_p90_us", "latency_p90"), ("latency_p99_us", "latency_p99"),
@@ -48,11 +50,11 @@ def _cell(column: list | None, i: int) -> object:
 TARGET_LATENCY = ("p50", "p90", "p99", "p99_9", "max", "mean")
 
 
-def render_targets_csv(runs: list[tuple[str, dict]]) -> str:
+def render_targets_csv(runs: list[tuple[str, Summary]]) -> str:
     """A request file's targets (summary.json `targets`), one row each: run, name, requests, errors,
     latency in microseconds, then one column per error name and per status code. Runs without
     targets give no rows."""
-    rows = [(name, row) for name, summary in runs for row in summary.get("targets") or []]
+    rows = [(name, row) for name, summary in runs for row in summary.targets or ()]
     error_names = sorted({e for _, row in rows for e in row["errors"]})
     codes = sorted({code for _, row in rows for code in row["status"]})
     out = io.StringIO()

@@ -19,6 +19,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from twload.merge.summary import Percentiles, Summary
 from twload.metrics import new_histogram, percentiles_us
 from twload.plan import PlanError, split_url
 from twload.ports.wall import WALL_ERROR, budget_phrase
@@ -51,7 +52,7 @@ class RunFiles:
 
     path: str
     plan: dict | None  # plan.json; None in folders written before it existed
-    summary: dict  # summary.json, or rebuilt from the samples for a run that never finished
+    summary: Summary  # summary.json, or rebuilt from the samples for a run that never finished
     finished: bool  # summary.json was there
     samples: list[dict]
     latency: dict[int, HdrHistogram] = field(default_factory=dict)  # second t -> that second's histogram
@@ -67,7 +68,7 @@ def read_run(folder: Path) -> RunFiles:
         raise ReportError(f"{folder} is not a twload run folder (no summary.json, no samples.jsonl)")
     try:
         samples = read_samples(folder) if (folder / SAMPLES).exists() else []
-        summary = read_summary(folder) if has_summary else rebuild_summary(folder)
+        summary = Summary.from_dict(read_summary(folder)) if has_summary else rebuild_summary(folder)
         plan = read_plan(folder)
         if (folder / HDRH_LOG).exists():
             latency = read_interval_log(folder / HDRH_LOG)
@@ -79,16 +80,20 @@ def read_run(folder: Path) -> RunFiles:
     except OSError as exc:
         raise ReportError(f"{folder}: cannot read {exc.filename}: {exc.strerror}") from None
     if not has_summary:
-        fill_from_logs(summary, latency, connect)
+        summary = fill_from_logs(summary, latency, connect)
     return RunFiles(str(folder), plan, summary, has_summary, samples, latency, connect)
 
 
-def fill_from_logs(summary: dict, latency: dict[int, HdrHistogram], connect: dict[int, HdrHistogram]) -> None:
+def fill_from_logs(summary: Summary, latency: dict[int, HdrHistogram],
+                   connect: dict[int, HdrHistogram]) -> Summary:
     """A rebuilt summary's percentiles, where it could not read the logs itself: the same computation."""
-    for key, logged in (("latency_us", latency), ("connect_us", connect)):
-        total = merged(logged)
-        if total is not None and total.get_total_count() and not summary.get(key, {}).get("p50"):
-            summary[key] = percentiles_us(total)
+    total = merged(latency)
+    if total is not None and total.get_total_count() and not summary.latency_us.p50:
+        summary = summary.with_(latency_us=Percentiles.from_dict(percentiles_us(total)))
+    total = merged(connect)
+    if total is not None and total.get_total_count() and not summary.connect_us.p50:
+        summary = summary.with_(connect_us=Percentiles.from_dict(percentiles_us(total)))
+    return summary
 
 
 def read_interval_log(path: Path) -> dict[int, HdrHistogram]:
@@ -175,9 +180,9 @@ def distribution(files: RunFiles) -> list[dict]:
     """
     total = merged(files.latency)
     if total is None or total.get_total_count() == 0:
-        lat = files.summary.get("latency_us", {})
+        lat = files.summary.latency_us
         points = [(50.0, "p50"), (75.0, "p75"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99_9")]
-        return [{"percentile": p, "latency_us": lat[k]} for p, k in points if lat.get(k)]
+        return [{"percentile": p, "latency_us": lat[k]} for p, k in points if lat[k]]
     out = []
     count = total.get_total_count()
     for item in total.get_percentile_iterator(5):
@@ -187,15 +192,15 @@ def distribution(files: RunFiles) -> list[dict]:
     return out
 
 
-def first_errors(summary: dict, s: dict) -> list[dict]:
+def first_errors(summary: Summary, s: dict) -> list[dict]:
     """When each error was first seen: the summary knows exactly; samples know the second."""
-    known = summary.get("first_errors", {})
+    known = summary.first_errors
     rows = []
     for name in sorted(set(known) | set(s["errors"])):
         if name in known:
             first = known[name]
-            rows.append({"name": name, "at_s": first["at_s"], "connection": first.get("connection"),
-                         "worker": first.get("worker"), "exact": True})
+            rows.append({"name": name, "at_s": first.at_s, "connection": first.connection,
+                         "worker": first.worker, "exact": True})
         else:
             column = s["errors"][name]
             t = next(t for t, n in zip(s["t"], column, strict=True) if n)
@@ -206,7 +211,7 @@ def first_errors(summary: dict, s: dict) -> list[dict]:
 
 def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
     """The port budget the pre-flight computed, where the run met it, and where it predicted it."""
-    budget = files.summary.get("budget") or ((files.plan or {}).get("preflight") or {}).get("budget") or {}
+    budget = files.summary.budget or ((files.plan or {}).get("preflight") or {}).get("budget") or {}
     at_connection = budget.get("exhausted_at_connection")
     first_wall = next((r["at_s"] for r in firsts if r["name"] == WALL_ERROR), None)
     # a time for the wall only where the pre-flight gave one (a planned rate: open loop), its own
@@ -223,8 +228,8 @@ def wall(files: RunFiles, s: dict, firsts: list[dict]) -> dict:
         "predicted_at_s": predicted_at_s,
         "first_eaddrnotavail_s": first_wall,
         "first_eaddrnotavail_connection": first.get("connection"),
-        "time_wait_peak": files.summary.get(
-            "time_wait_peak", max((v for v in s.get("time_wait", []) if v is not None), default=None)),
+        "time_wait_peak": (files.summary.time_wait_peak if files.summary.time_wait_peak is not None
+                           else max((v for v in s.get("time_wait", []) if v is not None), default=None)),
         **time_wait_found(files),
     }
 
@@ -236,26 +241,28 @@ def time_wait_found(files: RunFiles) -> dict:
     preflight = (files.plan or {}).get("preflight") or {}
     last = next((x for x in sorted(files.samples, key=lambda x: x["t"], reverse=True)
                  if "time_wait_found_reused" in x), {})
+    summary = files.summary
     return {
-        "time_wait_at_start": files.summary.get("time_wait_at_start", preflight.get("time_wait_at_start")),
-        "time_wait_found_reused": files.summary.get("time_wait_found_reused", last.get("time_wait_found_reused")),
+        "time_wait_at_start": (summary.time_wait_at_start if summary.time_wait_at_start is not None
+                               else preflight.get("time_wait_at_start")),
+        # written with time_wait_found, null or not
+        "time_wait_found_reused": (summary.time_wait_found_reused if summary.time_wait_found is not None
+                                   else last.get("time_wait_found_reused")),
     }
 
 
-def totals(summary: dict) -> dict:
-    errors = sum(summary.get("errors", {}).values())
-    attempts = summary.get("requests", 0) + errors
+def totals(summary: Summary) -> dict:
     return {
-        "requests": summary.get("requests", 0),
-        "rps": summary.get("rps", 0.0),
-        "duration_s": summary.get("duration_s", 0.0),
-        "connections_opened": summary.get("connections_opened", 0),
-        "errors": errors,
-        "error_rate": errors / attempts if attempts else 0.0,
-        "latency_us": summary.get("latency_us", {}),
-        "connect_us": summary.get("connect_us", {}),
-        "time_wait_peak": summary.get("time_wait_peak"),
-        "bytes_in": summary.get("bytes_in", 0),
+        "requests": summary.requests,
+        "rps": summary.rps,
+        "duration_s": summary.duration_s,
+        "connections_opened": summary.connections_opened,
+        "errors": summary.error_count,
+        "error_rate": summary.error_rate,
+        "latency_us": summary.latency_us.to_dict(),
+        "connect_us": summary.connect_us.to_dict(),
+        "time_wait_peak": summary.time_wait_peak,
+        "bytes_in": summary.bytes_in,
     }
 
 
@@ -264,17 +271,17 @@ def describe_run(files: RunFiles) -> dict:
     plan = (files.plan or {}).get("plan", {})
     summary = files.summary
     rows = {
-        "url": plan.get("url") or summary.get("url"),
-        "close": plan.get("close") or summary.get("close"),
-        "connections": plan.get("connections") or summary.get("connections") or None,
-        "workers": plan.get("workers") or summary.get("workers") or None,
-        "duration_s": plan.get("duration_s") or summary.get("duration_planned_s"),
-        "requests": plan.get("requests") or summary.get("requests_planned"),
-        "rate": plan.get("rate") or summary.get("rate_target"),
+        "url": plan.get("url") or summary.url,
+        "close": plan.get("close") or summary.close,
+        "connections": plan.get("connections") or summary.connections or None,
+        "workers": plan.get("workers") or summary.workers or None,
+        "duration_s": plan.get("duration_s") or summary.duration_planned_s,
+        "requests": plan.get("requests") or summary.requests_planned,
+        "rate": plan.get("rate") or summary.rate_target,
         "stages": plan.get("stages") or None,
         "method": plan.get("method"),
-        "engine": summary.get("engine") or plan.get("engine"),  # what ran, not what was asked ("auto")
-        "io": summary.get("io"),
+        "engine": summary.engine or plan.get("engine"),  # what ran, not what was asked ("auto")
+        "io": summary.io,
         "sources": plan.get("sources") or None,
         "started_utc": (files.plan or {}).get("started_utc"),
         "host": (files.plan or {}).get("host"),
@@ -302,7 +309,7 @@ def fmt_us(us: float | None) -> str:
 
 def target_of(files: RunFiles) -> str:
     """'host:port' of the run's URL, as the summary's wall sentence names the target."""
-    url = ((files.plan or {}).get("plan") or {}).get("url") or files.summary.get("url") or ""
+    url = ((files.plan or {}).get("plan") or {}).get("url") or files.summary.url or ""
     try:
         _, host, port, _ = split_url(url)
     except PlanError:
@@ -313,14 +320,14 @@ def target_of(files: RunFiles) -> str:
 def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
     """The headline in plain words: level is ok | wall | errors | failed, and `text`."""
     summary = files.summary
-    errors = summary.get("errors", {})
+    errors = summary.errors
     dominant = max(errors, key=lambda name: errors[name]) if errors else None
     unfinished = "" if files.finished else (
         f"The run did not finish (no summary.json): these numbers cover its first {len(files.samples)} s. ")
     if WALL_ERROR in errors:
         level = "wall"
-        if summary.get("wall"):  # the run's own one-line verdict (the same computation as its summary)
-            text = summary["wall"].rstrip(".")
+        if summary.wall:  # the run's own one-line verdict (the same computation as its summary)
+            text = summary.wall.rstrip(".")
         else:  # a summary written before the sentence, or rebuilt: the same sentence from what the folder holds
             budget = (budget_phrase(w["ports"], w["hold_s"], w.get("time_wait_at_start") or 0)
                       if w.get("ports") else "no budget was recorded")
@@ -336,6 +343,7 @@ def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
             "No request was made.")
     elif tot["error_rate"] > ERROR_RATE_NOTABLE:
         level = "errors"
+        assert dominant is not None  # errors were counted
         p99 = fmt_us(tot["latency_us"].get("p99"))
         text = (f"{tot['error_rate']:.1%} of requests failed, mostly {dominant} ({_n(errors[dominant])}); "
                 f"{_n(tot['requests'])} succeeded at {_n(tot['rps'])} req/s, p99 {p99}.")
@@ -348,9 +356,9 @@ def verdict(files: RunFiles, tot: dict, w: dict, meta: dict) -> dict:
             text = text[:-1] + (f"; --close fin: {_n(w['sustainable_new_conn_per_s'])} new connections/s is "
                                 "what the client's ports sustain.")
     text = text[0].upper() + text[1:]
-    if summary.get("interrupted"):
-        text += f" Stopped early by {summary['interrupted']}."
-    if summary.get("stopped_by") == "max_errors":
+    if summary.interrupted:
+        text += f" Stopped early by {summary.interrupted}."
+    if summary.stopped_by == "max_errors":
         text += " Stopped early: more errors than --max-errors allows."
     return {"level": level, "text": unfinished + text}
 
@@ -385,7 +393,7 @@ def readings(files: RunFiles, s: dict, tot: dict, w: dict, dist: list[dict], met
     else:
         out["distribution"] = "No latency was recorded."
     out["ports"] = _ports_reading(w, meta, "time_wait" in s)
-    status = files.summary.get("status", {})
+    status = files.summary.status
     ok = sum(n for code, n in status.items() if str(code).startswith("2"))
     if errors_total:
         out["errors"] = f"{_n(errors_total)} errors ({tot['error_rate']:.2%} of attempts); {_n(ok)} 2xx responses."
@@ -433,19 +441,21 @@ def plan_rows(files: RunFiles, meta: dict) -> dict:
     sysctls = (files.plan or {}).get("sysctls") or {}
     findings = []
     preflight = (files.plan or {}).get("preflight") or {}
-    if "target_timestamps" in preflight or "target_timestamps" in files.summary:
-        ts = preflight.get("target_timestamps", files.summary.get("target_timestamps"))
+    summary = files.summary
+    written = summary.budget is not None or summary.target_timestamps is not None  # written with the budget
+    if "target_timestamps" in preflight or written:
+        ts = preflight.get("target_timestamps", summary.target_timestamps)
         findings.append("the target negotiates TCP timestamps (TIME_WAIT ports can be reused where tcp_tw_reuse allows)"
                         if ts else "the target does not negotiate TCP timestamps: tcp_tw_reuse cannot act")
     findings.extend(preflight.get("warnings", []))
-    if files.summary.get("behind"):
-        findings.append(files.summary["behind"])
-    findings.extend(files.summary.get("worker_failures", []))
-    if files.summary.get("peer_bytes"):
-        findings.append(f"the peer sent: {files.summary['peer_bytes']}")
-    advice = list(dict.fromkeys(files.summary.get("advice", [])))
+    if summary.behind:
+        findings.append(summary.behind)
+    findings.extend(summary.worker_failures)
+    if summary.peer_bytes:
+        findings.append(f"the peer sent: {summary.peer_bytes}")
+    advice = list(dict.fromkeys(summary.advice or ()))
     return {"plan": meta, "sysctls": sysctls, "findings": findings, "advice": advice,
-            "thresholds": files.summary.get("thresholds", [])}
+            "thresholds": list(summary.thresholds or ())}
 
 
 def run_numbers(files: RunFiles) -> dict:
@@ -463,15 +473,15 @@ def run_numbers(files: RunFiles) -> dict:
         "verdict": verdict(files, tot, w, meta),
         "run": meta,
         "totals": tot,
-        "status": files.summary.get("status", {}),
-        "errors": files.summary.get("errors", {}),
+        "status": files.summary.status,
+        "errors": files.summary.errors,
         "first_errors": firsts,
         "wall": w,
         "series": s,
         "distribution": dist,
         "readings": readings(files, s, tot, w, dist, meta),
         "context": plan_rows(files, meta),
-        "summary": files.summary,
+        "summary": files.summary.to_dict(),
     }
 
 

@@ -1,7 +1,8 @@
-"""wrk-style text summary of a summary.json dict (pure: dict in, str out), wrapped to a width."""
+"""wrk-style text summary of a run's Summary (pure: the record in, str out), wrapped to a width."""
 
 from __future__ import annotations
 
+from twload.merge.summary import Summary
 from twload.report.wrap import wrap_lines
 
 
@@ -37,18 +38,20 @@ def plural(n: int, word: str) -> str:
 COLUMNS = ("p50", "p90", "p99", "p99_9", "max", "mean")
 
 
-def latency_rows(summary: dict) -> list[str]:
+def latency_rows(summary: Summary) -> list[str]:
     """The percentile table; a row of nothing measured says so instead of showing zeros."""
-    rows = [("Latency", "latency_us", summary["requests"]), ("Connect", "connect_us", summary["connections_opened"]),
-            ("Service", "service_us", summary["requests"]), ("TLS", "tls_handshake_us", summary["connections_opened"])]
+    rows = [("Latency", summary.latency_us, summary.requests, "response"),
+            ("Connect", summary.connect_us, summary.connections_opened, "connection"),
+            ("Service", summary.service_us, summary.requests, "response"),
+            ("TLS", summary.tls_handshake_us, summary.connections_opened, "response")]
     lines = ["                 p50       p90       p99     p99.9       max      mean"]
-    for label, key, measured in rows:
-        if key not in summary:
+    for label, block, measured, what in rows:
+        if block is None:
             continue
         if measured:
-            lines.append(f"  {label:<9}" + "".join(f"{fmt_us(summary[key][k]):>10}" for k in COLUMNS))
+            lines.append(f"  {label:<9}" + "".join(f"{fmt_us(block[k]):>10}" for k in COLUMNS))
         else:
-            lines.append(f"  {label:<9}(none: no {'response' if key != 'connect_us' else 'connection'} completed)")
+            lines.append(f"  {label:<9}(none: no {what} completed)")
     return lines
 
 
@@ -64,17 +67,17 @@ def dask_worker_line(w: dict) -> str:
     return line
 
 
-def time_wait_lines(summary: dict) -> list[str]:
+def time_wait_lines(summary: Summary) -> list[str]:
     """The run's own client TIME_WAIT; then, where there were any, the sockets earlier connections left
     towards the target (found at the start) and how many of them the run's connects took over."""
-    budget = summary.get("budget", {})
+    budget = summary.budget or {}
     share = f" of {budget['ports']} ports" if budget.get("ports") else ""
-    if "time_wait_at_start" not in summary:  # an older run: every socket towards the target counted
-        return [f"  Client TIME_WAIT towards the target: peak {summary['time_wait_peak']}{share}"]
-    lines = [f"  Client TIME_WAIT towards the target: the run's own peaked at {summary['time_wait_peak']}{share}"]
-    found = summary["time_wait_at_start"]
+    if summary.time_wait_at_start is None:  # an older run: every socket towards the target counted
+        return [f"  Client TIME_WAIT towards the target: peak {summary.time_wait_peak}{share}"]
+    lines = [f"  Client TIME_WAIT towards the target: the run's own peaked at {summary.time_wait_peak}{share}"]
+    found = summary.time_wait_at_start
     if found:
-        reused = summary.get("time_wait_found_reused")
+        reused = summary.time_wait_found_reused
         lines.append(f"  {found} more were left by earlier connections"
                      + (f"; {reused} of them were reused" if reused is not None else ""))
     return lines
@@ -83,9 +86,9 @@ def time_wait_lines(summary: dict) -> list[str]:
 TARGET_LINES = 20  # the slowest this many; summary.json has them all
 
 
-def target_lines(summary: dict) -> list[str]:
+def target_lines(summary: Summary) -> list[str]:
     """A request file's targets, slowest (p99) first: requests, p50, p99, errors, by name."""
-    rows = summary.get("targets") or []
+    rows = summary.targets or ()
     if not rows:
         return []
     lines = [f"  Targets ({len(rows)}, slowest first):", "      p50      p99   requests  errors  name"]
@@ -98,67 +101,67 @@ def target_lines(summary: dict) -> list[str]:
     return lines
 
 
-def path_lines(summary: dict) -> list[str]:
-    """When each error was counted, retransmissions, slow connects (engine/faults.py)."""
+def path_lines(summary: Summary) -> list[str]:
+    """When each error was counted, retransmissions, slow connects (merge/path.py)."""
     lines = [f"  {name} counted from second {w['first_t']} to second {w['last_t']} of the run"
-             for name, w in summary.get("errors_window", {}).items()]
-    if summary.get("retransmits"):
-        lines.append(f"  Retransmits: {summary['retransmits']} ({summary['retransmits_per_s']:g} retransmits/s, "
-                     f"peak {summary['retransmits_peak_per_s']}/s; TCP RetransSegs of the client's network namespace)")
-    slow = summary.get("slow_connects")
+             for name, w in (summary.errors_window or {}).items()]
+    if summary.retransmits:
+        lines.append(f"  Retransmits: {summary.retransmits} ({summary.retransmits_per_s:g} retransmits/s, "
+                     f"peak {summary.retransmits_peak_per_s}/s; TCP RetransSegs of the client's network namespace)")
+    slow = summary.slow_connects
     if slow:
         lines.append(f"  Slow connects: {slow['count']}, {slow['why']}")
     return lines
 
 
-def render(summary: dict, width: int = 80) -> str:
-    dur = summary["duration_s"] or 1e-9
+def render(summary: Summary, width: int = 80) -> str:
+    dur = summary.duration_s or 1e-9
     lines = [
-        *([summary["wall"]] if summary.get("wall") else []),  # the cause first, for whoever reads one line
-        *(["No request got a response."] if not summary["requests"] else []),
-        f"twload @ {summary['url']}" + (f", {plural(len(summary['targets']), 'target')} (--targets)"
-                                         if summary.get("targets") else ""),
-        f"  {plural(summary['workers'], 'worker')}, {plural(summary['connections'], 'connection')},"
-        f" close={summary['close']}",
+        *([summary.wall] if summary.wall else []),  # the cause first, for whoever reads one line
+        *(["No request got a response."] if not summary.requests else []),
+        f"twload @ {summary.url}" + (f", {plural(len(summary.targets), 'target')} (--targets)"
+                                     if summary.targets else ""),
+        f"  {plural(summary.workers, 'worker')}, {plural(summary.connections, 'connection')},"
+        f" close={summary.close}",
         *latency_rows(summary),
-        f"  {summary['requests']} requests in {summary['duration_s']:.2f}s, "
-        f"{fmt_bytes(summary['bytes_in'])} read, {summary['connections_opened']} connections opened",
+        f"  {summary.requests} requests in {summary.duration_s:.2f}s, "
+        f"{fmt_bytes(summary.bytes_in)} read, {summary.connections_opened} connections opened",
     ]
-    other = {code: n for code, n in summary["status"].items() if not code.startswith("2")}
+    other = {code: n for code, n in summary.status.items() if not code.startswith("2")}
     if other:
         lines.append("  Non-2xx responses: " + ", ".join(f"{code} {n}" for code, n in other.items()))
-    if summary["errors"]:
-        lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
-    if summary.get("peer_bytes"):
-        lines.append(f"  The peer did not answer HTTP; it sent: {summary['peer_bytes']}")
-    if summary.get("tls_reason"):
-        lines.append(f"  TLS: {summary['tls_reason']} (the first failed handshake)")
-    if "rate_target" in summary:
-        lines.append(f"  Open loop: target {summary['rate_target']:.0f} req/s, achieved {summary['rate_achieved']:.0f}"
-                     f" req/s, max scheduling lag {fmt_us(summary['max_lag_us'])}")
+    if summary.errors:
+        lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary.errors.items()))
+    if summary.peer_bytes:
+        lines.append(f"  The peer did not answer HTTP; it sent: {summary.peer_bytes}")
+    if summary.tls_reason:
+        lines.append(f"  TLS: {summary.tls_reason} (the first failed handshake)")
+    if summary.rate_target is not None:
+        lines.append(f"  Open loop: target {summary.rate_target:.0f} req/s, achieved {summary.rate_achieved or 0:.0f}"
+                     f" req/s, max scheduling lag {fmt_us(summary.max_lag_us or 0)}")
         lines.append("    (Latency counts from the intended send time; Service from the actual send)")
-    if summary.get("behind"):
-        lines.append(f"  Behind: {summary['behind']}")
-    for name, first in summary.get("first_errors", {}).items():
-        lines.append(f"  First {name}: connection {first['connection']} of worker {first['worker']},"
-                     f" {first['at_s']:.3f}s into the run")
+    if summary.behind:
+        lines.append(f"  Behind: {summary.behind}")
+    for name, first in summary.first_errors.items():
+        lines.append(f"  First {name}: connection {first.connection} of worker {first.worker},"
+                     f" {first.at_s:.3f}s into the run")
     lines += path_lines(summary)
-    if summary.get("time_wait_peak") is not None:
+    if summary.time_wait_peak is not None:
         lines += time_wait_lines(summary)
-    for line in summary.get("advice", []):
+    for line in summary.advice or ():
         lines.append(f"  Advice: {line}")
-    for failure in summary.get("worker_failures", []):
+    for failure in summary.worker_failures:
         lines.append(f"  Worker failure: {failure}")
-    lines += [dask_worker_line(w) for w in summary.get("workers_detail", [])]
+    lines += [dask_worker_line(w) for w in summary.workers_detail or ()]
     lines += target_lines(summary)
-    lines.append(f"Requests/sec: {summary['rps']:>12.2f}")
-    lines.append(f"Transfer/sec: {fmt_bytes(summary['bytes_in'] / dur):>12}")
-    for t in summary.get("thresholds", []):
+    lines.append(f"Requests/sec: {summary.rps:>12.2f}")
+    lines.append(f"Transfer/sec: {fmt_bytes(summary.bytes_in / dur):>12}")
+    for t in summary.thresholds or ():
         shown = _threshold_value(t)
         lines.append(f"Threshold {t['threshold']}: {'pass' if t['passed'] else 'FAIL'} (observed {shown})")
-    if summary.get("stopped_by") == "max_errors":
-        lines.append(f"(stopped early: more than {summary['max_errors']} errors (--max-errors); "
+    if summary.stopped_by == "max_errors":
+        lines.append(f"(stopped early: more than {summary.max_errors} errors (--max-errors); "
                      "the numbers cover what was done)")
-    if summary.get("interrupted"):
-        lines.append(f"(stopped early by {summary['interrupted']}: the numbers cover what was done)")
+    if summary.interrupted:
+        lines.append(f"(stopped early by {summary.interrupted}: the numbers cover what was done)")
     return "\n".join(wrap_lines(lines, width))

@@ -5,12 +5,12 @@ import pytest
 
 from twload.cli.progress import progress_line
 from twload.engine.supervisor import Progress
-from twload.metrics import Totals
+from twload.metrics import Snapshot, Totals
 
 
-def snapshot(requests=0, errors=None, first_errors=None) -> dict:
-    return {"requests": requests, "connections_opened": 0, "bytes_in": 0, "bytes_out": 0, "status": {},
-            "errors": errors or {}, "first_errors": first_errors or {}}
+def snapshot(requests=0, errors=None, first_errors=None) -> Snapshot:
+    return Snapshot(requests=requests, errors=errors or {},
+                    first_errors={name: tuple(pair) for name, pair in (first_errors or {}).items()})
 
 
 def at_the_wall() -> Progress:

@@ -8,6 +8,7 @@ from twload.distributed.coordinator import DaskRun
 from twload.distributed.messages import ShardDone, ShardTick
 from twload.distributed.split import Shard, WorkerSlot
 from twload.kernel.resolve import parse_target
+from twload.merge.summary import Summary
 from twload.metrics import HIGHEST_US, PERCENTILES, Interval, new_histogram
 from twload.plan import Plan
 from twload.results import RunFolder, read_samples
@@ -51,12 +52,12 @@ def test_coordinator_merges_shard_seconds_exactly(tmp_path_factory, seconds):
                 for v in latencies:
                     single.record_value(v)
                 requests += len(latencies)
-            run._handle(ShardTick(shard, t, snaps, None), finished)
+            run.handle(ShardTick(shard, t, snaps, None), finished)
     for shard in range(shards):
-        run._handle(ShardDone(shard, {"duration_s": 1.0}), finished)
-    run._flush(set(), force=True)
+        run.handle(ShardDone(shard, Summary(duration_s=1.0)), finished)
+    run.control.flush(set(), force=True)
     folder.close()
-    merged = run.progress.totals.latency
+    merged = run.merger.totals.latency
     assert merged.get_total_count() == single.get_total_count() == requests
     for _, p in PERCENTILES:
         assert merged.get_value_at_percentile(p) == single.get_value_at_percentile(p)
@@ -69,6 +70,6 @@ def test_workers_advice_is_said_once_when_every_worker_says_it(tmp_path):
     the_plan = plan()
     run = DaskRun(the_plan, RunFolder(tmp_path), None, [Shard(i, w, the_plan) for i, w in enumerate(slots(2))])
     run.details = {0: {"host": "a", "sources": ["10.0.0.1"]}, 1: {"host": "b", "sources": ["10.0.0.2"]}}
-    run.shard_summaries = {0: {"advice": ["tw_reuse=0", "only 100 ports"]}, 1: {"advice": ["tw_reuse=0"]}}
+    run.shard_summaries = {0: Summary(advice=("tw_reuse=0", "only 100 ports")), 1: Summary(advice=("tw_reuse=0",))}
     assert run._workers_advice() == ["each worker: tw_reuse=0", "a 10.0.0.1: only 100 ports"]
     run.folder.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -19,10 +20,11 @@ from twload.distributed.messages import (
     decode,
     encode,
 )
-from twload.metrics import Interval
+from twload.merge.summary import Summary
+from twload.metrics import Interval, Snapshot
 
 
-def snapshot(peer: bytes | None = None) -> dict:
+def snapshot(peer: bytes | None = None) -> Snapshot:
     iv = Interval()
     iv.latency.extend([120, 250, 250, 9000])
     iv.connect.extend([40, 41])
@@ -32,7 +34,7 @@ def snapshot(peer: bytes | None = None) -> dict:
     iv.first_errors["ECONNRESET"] = [3, 0.25]
     snap = iv.snapshot()
     if peer is not None:
-        snap["peer_bytes"] = peer
+        snap = replace(snap, peer_bytes=peer)
     return snap
 
 
@@ -49,8 +51,10 @@ DETAIL = {
     ShardReady(0, DETAIL),
     ShardTick(1, 3, [snapshot(), snapshot(b"SSH-2.0-OpenSSH\r\n\x00\xff")], 7),
     ShardTick(1, 4, [Interval().snapshot()], None),
-    ShardDone(2, {"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {}, "advice": ["x"],
-                  "worker_failures": ["worker 0: gone"], "engine": "core", "io": "epoll", "time_wait_peak": 4}),
+    ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
+                                    "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",
+                                    "io": "epoll", "time_wait_peak": 4,
+                                    "first_errors": {"ECONNRESET": {"at_s": 0.5, "connection": 3, "worker": 0}}})),
     ShardError(0, "this worker has twload 0.0.9, the coordinator 0.1.0: install the same version"),
 ], ids=lambda m: type(m).__name__)
 def test_each_message_arrives_equal(message):
@@ -111,6 +115,8 @@ BAD = {
     "detail clock not a number": {"kind": "ready", "shard": 0, "detail": dict(DETAIL, clock_s="now")},
     "summary without duration": {"kind": "done", "shard": 0, "summary": {"requests": 1}},
     "summary advice not text": {"kind": "done", "shard": 0, "summary": {"duration_s": 1.0, "advice": [1]}},
+    "summary first error not a record": {"kind": "done", "shard": 0,
+                                         "summary": {"duration_s": 1.0, "first_errors": {"ECONNRESET": 5}}},
 }
 
 

@@ -21,7 +21,7 @@ from twload.live.exposition import (
 )
 from twload.live.feed import LiveRun
 from twload.live.state import RunFacts, url_without_credentials
-from twload.metrics import Totals, encode_counts, new_histogram
+from twload.metrics import Snapshot, Totals, encode_counts, new_histogram
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -79,11 +79,11 @@ def test_an_empty_histogram_has_zero_buckets():
     assert buckets.count == 0 and all(c == 0 for _, c in buckets.cumulative)
 
 
-def snapshot(requests: int, status: dict, errors: dict, latency: dict) -> dict:
-    return {"requests": requests, "connections_opened": 3, "bytes_in": 0, "bytes_out": 0, "status": status,
-            "errors": errors, "first_errors": {name: [1, 0.25] for name in errors},
-            "latency": encode_counts(latency), "connect": encode_counts({30: 3}),
-            "sums_us": {"latency": sum(v * c for v, c in latency.items()), "connect": 90}}
+def snapshot(requests: int, status: dict, errors: dict, latency: dict) -> Snapshot:
+    return Snapshot(requests=requests, connections_opened=3, status=status, errors=errors,
+                    first_errors={name: (1, 0.25) for name in errors},
+                    latency=encode_counts(latency), connect=encode_counts({30: 3}),
+                    sums_us={"latency": sum(v * c for v, c in latency.items()), "connect": 90})
 
 
 class FakeProgress:

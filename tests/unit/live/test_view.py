@@ -8,7 +8,7 @@ from twload.live.chart import bars, gauge, sparkline
 from twload.live.state import LiveState, RunFacts
 from twload.live.view import render, short_us
 from twload.live.watch_view import WatchHistory, render_watch
-from twload.metrics import Totals, encode_counts
+from twload.metrics import Snapshot, Totals, encode_counts
 
 SIZES = [(80, 24), (120, 40), (60, 15), (200, 60), (80, 10)]
 
@@ -36,11 +36,11 @@ def state_at_the_wall(seconds: int = 30, errors: int = 3) -> LiveState:
     totals = Totals()
     names = ["EADDRNOTAVAIL", "ECONNRESET", "timeout", "EPIPE", "protocol_error", "not_sent"][:errors]
     for t in range(1, seconds + 1):
-        snap = {"requests": 1000 + t, "connections_opened": 1000, "bytes_in": 0, "bytes_out": 0,
-                "status": {200: 1000 + t}, "errors": {name: i + 1 for i, name in enumerate(names)},
-                "first_errors": {name: [1, 0.5 + i] for i, name in enumerate(names)},
-                "latency": encode_counts({200: 1000 + t}), "connect": encode_counts({40: 10}),
-                "sums_us": {"latency": 200 * (1000 + t), "connect": 400}}
+        snap = Snapshot(requests=1000 + t, connections_opened=1000,
+                        status={200: 1000 + t}, errors={name: i + 1 for i, name in enumerate(names)},
+                        first_errors={name: (1, 0.5 + i) for i, name in enumerate(names)},
+                        latency=encode_counts({200: 1000 + t}), connect=encode_counts({40: 10}),
+                        sums_us={"latency": 200 * (1000 + t), "connect": 400})
         totals.add(snap)
         sample = {"t": t, "rps": float(1000 + t), "latency_us": {"p50": 200, "p90": 210, "p99": 220, "p99_9": 230,
                                                                 "max": 240},

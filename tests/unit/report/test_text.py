@@ -1,16 +1,17 @@
 """The text summary (report/text.py): the cause first, nothing made of zeros, within 80 columns."""
 
+from twload.merge.summary import Summary
 from twload.report.text import render
 
 ZERO = {"p50": 0, "p90": 0, "p99": 0, "p99_9": 0, "max": 0, "mean": 0.0}
 SOME = {"p50": 120, "p90": 300, "p99": 900, "p99_9": 1500, "max": 2000, "mean": 150.0}
 
 
-def summary(**kw) -> dict:
+def summary(**kw) -> Summary:
     base = {"url": "http://10.0.0.1/", "workers": 2, "connections": 50, "close": "fin", "duration_s": 3.0,
             "requests": 500, "rps": 166.7, "status": {"200": 500}, "errors": {}, "connections_opened": 500,
             "latency_us": SOME, "connect_us": SOME, "bytes_in": 50_000, "bytes_out": 40_000}
-    return base | kw
+    return Summary.from_dict(base | kw)
 
 
 def test_a_run_at_the_wall_says_so_on_its_first_line():

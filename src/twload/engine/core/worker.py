@@ -16,7 +16,7 @@ from array import array
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
 from twload.engine.request_set import request_set as make_request_set
-from twload.metrics import encode_counts, free_codec_garbage
+from twload.metrics import Snapshot, encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
 from twload.plan.schedule import worker_part
@@ -104,11 +104,11 @@ class CoreWorker:
         return worker_part(self.staged_total.value(t), self.workers, self.index)
 
     # -- snapshots -----------------------------------------------------------
-    def snapshot(self) -> dict:
+    def snapshot(self) -> Snapshot:
         stats, hists = self.stats, self.hists
         self.core.collect(stats, hists["latency"], hists["connect"], hists["service"], hists["tls"])
         errors: dict[str, int] = {}
-        first_errors: dict[str, list] = {}
+        first_errors: dict[str, tuple[int, float]] = {}
         base = _core.S_ERRORS
         for slot in range(_core.N_ERRORS):
             count = stats[base + slot]
@@ -117,38 +117,34 @@ class CoreWorker:
                 errors[name] = errors.get(name, 0) + count
             if slot not in self.reported_first and stats[_core.S_FIRST_CONN + slot]:
                 self.reported_first.add(slot)
-                first_errors[self.names.get(slot, f"errno_{slot}")] = [
-                    stats[_core.S_FIRST_CONN + slot], round(stats[_core.S_FIRST_NS + slot] / 1e9, 6)]
+                first_errors[self.names.get(slot, f"errno_{slot}")] = (
+                    stats[_core.S_FIRST_CONN + slot], round(stats[_core.S_FIRST_NS + slot] / 1e9, 6))
         ledger = self.ledger
         ledger["taken"] += stats[_core.S_TAKEN]
         ledger["withdrawn"] += stats[_core.S_WITHDRAWN]
         ledger["results"] += stats[_core.S_REQUESTS] + sum(errors.values()) - stats[_core.S_CLOSE_ERRORS]
         status_base = _core.S_STATUS
         status = {code: stats[status_base + code] for code in range(_core.N_STATUS) if stats[status_base + code]}
-        snap = {
-            "requests": stats[_core.S_REQUESTS],
-            "connections_opened": stats[_core.S_OPENED],
-            "bytes_in": stats[_core.S_BYTES_IN],
-            "bytes_out": stats[_core.S_BYTES_OUT],
-            "status": status,
-            "errors": errors,
-            "first_errors": first_errors,
-            "max_lag_us": stats[_core.S_MAX_LAG_US],
-            "sums_us": {"latency": stats[_core.S_SUM_LATENCY], "connect": stats[_core.S_SUM_CONNECT],
-                        "service": stats[_core.S_SUM_SERVICE], "tls": stats[_core.S_SUM_TLS]},
-        }
-        peer_bytes = self.core.peer_bytes()
-        if peer_bytes:  # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
-            snap["peer_bytes"] = peer_bytes
-        tls_reason = self.core.tls_reason()
-        if tls_reason:  # once per worker, as peer_bytes: why the first TLS handshake failed
-            snap["tls_reason"] = tls_reason
         values = self.values
-        for name, counts in hists.items():
-            snap[name] = encode_counts({values[i]: c for i, c in enumerate(counts) if c})
-        if self.labels:
-            snap["targets"] = self.target_counts()
-        return snap
+        return Snapshot(
+            requests=stats[_core.S_REQUESTS],
+            connections_opened=stats[_core.S_OPENED],
+            bytes_in=stats[_core.S_BYTES_IN],
+            bytes_out=stats[_core.S_BYTES_OUT],
+            status=status,
+            errors=errors,
+            first_errors=first_errors,
+            max_lag_us=stats[_core.S_MAX_LAG_US],
+            sums_us={"latency": stats[_core.S_SUM_LATENCY], "connect": stats[_core.S_SUM_CONNECT],
+                     "service": stats[_core.S_SUM_SERVICE], "tls": stats[_core.S_SUM_TLS]},
+            # once per worker (docs/ARCHITECTURE.md "The worker snapshot"); tls_reason as peer_bytes: why
+            # the first TLS handshake failed
+            peer_bytes=self.core.peer_bytes() or b"",
+            tls_reason=self.core.tls_reason() or "",
+            targets=self.target_counts() if self.labels else {},
+            **{name: encode_counts({values[i]: c for i, c in enumerate(counts) if c})
+               for name, counts in hists.items()},
+        )
 
     def target_counts(self) -> dict[int, dict]:
         """A request set: each target's counts since the last snapshot, by its group (its index in
@@ -225,7 +221,5 @@ class CoreWorker:
         while not core.run(min(drain_end, time.monotonic_ns() + TICK_NS)) and time.monotonic_ns() < drain_end:
             pass
         core.abandon()  # still in flight after the drain bound: abandoned_at_stop
-        final = self.snapshot()
-        for name, count in self.unaccounted().items():
-            final["errors"][name] = final["errors"].get(name, 0) + count
+        final = self.snapshot().with_errors(self.unaccounted())
         send(tick, final, final=True, elapsed=(time.monotonic_ns() - started) / 1e9)

@@ -1,15 +1,14 @@
 """What a run's samples and summary say about trouble on the path: when each error was counted,
 retransmissions, and connects that waited for a SYN to be sent again.
 
-Kept apart from the supervisor, which calls it at three points (the start, each second written,
-the summary), so that merging workers' data and reading these facts do not mix.
+The Merger keeps one and calls it at three points (the start, each second merged, the summary);
+the transport reads the namespace's retransmission counter (kernel/snmp.py) and passes the
+reading in, so this stays free of I/O.
 """
 
 from __future__ import annotations
 
 from hdrh.histogram import HdrHistogram
-
-from twload.kernel.snmp import retransmitted_segments
 
 # The initial retransmission timeout: a connect whose SYN (or the SYN-ACK) was lost waits this long
 # before the SYN goes again (include/net/tcp.h: TCP_TIMEOUT_INIT, 1 * HZ, set by tcp_connect_init ->
@@ -46,17 +45,19 @@ class PathFacts:
         self.retransmits = 0
         self.retransmits_peak = 0
 
-    def begin(self) -> None:
-        """At the run's time 0: the counter's reading that the first second counts from."""
-        self.last_retrans = retransmitted_segments()
+    def begin(self, counter: int | None) -> None:
+        """At the run's time 0: the counter's reading (kernel.snmp.retransmitted_segments) that the
+        first second counts from; None where it cannot be read."""
+        self.last_retrans = counter
 
-    def sample(self, tick: int, errors: dict[str, int]) -> dict:
-        """Note the second's errors; the keys it adds to the second's sample (`retransmits`)."""
+    def sample(self, tick: int, errors: dict[str, int], counter: int | None) -> dict:
+        """Note the second's errors and the counter's reading as it is written; the keys it adds to
+        the second's sample (`retransmits`)."""
         for name, count in errors.items():
             if count:
                 window = self.windows.setdefault(name, [tick, tick])
                 window[1] = tick
-        now = retransmitted_segments()
+        now = counter
         if now is None or self.last_retrans is None:
             return {}
         count = max(0, now - self.last_retrans)
