@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.conftest import time_wait_until
-from twload.engine.core import DRAIN_S
+from twload.engine.core.worker import DRAIN_S
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.resolve import parse_target
 from twload.plan import Plan
