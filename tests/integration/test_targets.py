@@ -268,3 +268,99 @@ def test_errors_count_under_their_targets_and_the_ledger_holds(tmp_path, io):
             by_target[name] = by_target.get(name, 0) + n
     assert by_target == summary["errors"]  # every error here is a request's result: its target's
     assert len(peer.requests) >= 30
+
+
+# Run inside a user and network namespace of its own (`unshare -rn`): loopback up, and a send buffer
+# too small for the request (tcp_wmem is per namespace since Linux 4.15), so its send waits in the
+# kernel. A peer answers the second request as soon as its head is read, then pauses before reading
+# its body: a client that reused the connection (keep-alive) would render the third request while the
+# second one's send still reads the same buffer (io_uring), and the second body's tail would be the
+# third's. Each body is its {{seq}}, a run of x, then its {{seq}} again.
+EARLY_ANSWER = r'''
+import json, socket, subprocess, sys, threading, time
+tmp, io = sys.argv[1], sys.argv[2]
+with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
+    f.write("4096 16384 65536")
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+listener.bind(("127.0.0.1", 0))
+listener.listen(8)
+listener.settimeout(0.2)
+port = listener.getsockname()[1]
+bodies, done, lock = [], threading.Event(), threading.Lock()
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+def serve(conn):
+    conn.settimeout(3)
+    buf, heads = b"", 0
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            with lock:
+                heads = len(bodies) + 1
+            if heads == 2:
+                conn.sendall(OK)
+                time.sleep(0.5)
+            while len(buf) < length:
+                data = conn.recv(65536)
+                if not data:
+                    with lock:
+                        bodies.append(["cut", len(buf)])
+                    return
+                buf += data
+            body, buf = buf[:length], buf[length:]
+            with lock:
+                bodies.append([body.split(b":", 1)[0].decode("latin-1"), body.rsplit(b":", 1)[1].decode("latin-1")])
+            if heads != 2:
+                conn.sendall(OK)
+    except OSError:
+        return
+    finally:
+        conn.close()
+
+def accept():
+    while not done.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+threading.Thread(target=accept, daemon=True).start()
+with open(f"{tmp}/t", "w") as f:
+    f.write(f"POST http://127.0.0.1:{port}/up\n@b\n")
+with open(f"{tmp}/b", "wb") as f:
+    f.write(b"{{seq}}:" + b"x" * 300_000 + b":{{seq}}")
+proc = subprocess.run([sys.executable, "-m", "twload", "run", "-q", "--out", f"{tmp}/run", "--targets", "t",
+                       "-n", "3", "-c", "1", "-w", "1", "--io", io, "--timeout", "2s"],
+                      capture_output=True, text=True, timeout=60, cwd=tmp)
+time.sleep(0.5)
+done.set()
+with lock:
+    print(json.dumps({"rc": proc.returncode, "stderr": proc.stderr, "bodies": bodies}))
+'''
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_an_early_answer_never_lets_the_next_request_into_the_body_being_sent(tmp_path, io):
+    try:
+        proc = subprocess.run(["unshare", "-rn", sys.executable, "-c", EARLY_ANSWER, str(tmp_path), io],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    except FileNotFoundError:
+        pytest.skip("unshare (util-linux) is not installed: no network namespace for a small send buffer")
+    if proc.returncode != 0 and ("unshare" in proc.stderr or "Operation not permitted" in proc.stderr):
+        pytest.skip(f"no user and network namespace here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["rc"] == 0, out["stderr"]
+    whole = [b for b in out["bodies"] if b[0] != "cut"]
+    assert whole, out["bodies"]
+    # every body read whole is one request's: its tail says the same {{seq}} as its start
+    assert all(first == last for first, last in whole), out["bodies"]

@@ -248,6 +248,10 @@ static void drop(core *k, conn *c) {
 
 static void free_slot(core *k, conn *c) {
     c->state = C_FREE;
+    if (c->render_sends) {  /* its render buffer is still the kernel's: free once it is not (core_render_free) */
+        c->render_wait = 2;
+        return;
+    }
     k->free_slots[k->n_free++] = slot_of(k, c);
 }
 
@@ -301,6 +305,17 @@ void core_close(core *k, conn *c) {
 }
 
 void core_open(core *k, conn *c) {
+    if (c->render_sends) {
+        /* A send from this slot's render buffer is still in the kernel (io_uring: a connection closed
+           while it was written, e.g. at its timeout; until its completion the kernel may read the
+           buffer), and this connection's request would be rendered into that buffer: the slot waits
+           on the backoff list, without a time, until core_render_free. */
+        c->render_wait = 1;
+        c->state = C_BACKOFF;
+        c->t_retry = INT64_MAX;
+        backoff_push(k, c);
+        return;
+    }
     int64_t now = now_ns();
     k->attempts++;
     c->number = k->attempts;
@@ -548,6 +563,23 @@ void core_targets_fini(core *k) {
     k->gtouched = NULL;
 }
 
+int core_rendered(const core *k, const char *req) {
+    return k->render && req >= k->render && req < k->render + (size_t)k->render_cap * (size_t)k->capacity;
+}
+
+/* io_uring: the last send from c's render buffer completed (c->render_sends is 0): a slot that waited
+   for it connects at the next tick, or goes back among the free ones (open loop) */
+void core_render_free(core *k, conn *c) {
+    uint8_t wait = c->render_wait;
+    c->render_wait = 0;
+    if (wait == 1 && (c->flags & F_IN_BACKOFF) && c->t_retry == INT64_MAX) {
+        c->t_retry = 0;
+    } else if (wait == 2 && c->state == C_FREE) {
+        free_slot(k, c);
+        grow_pool(k);
+    }
+}
+
 /* the next request's target: round-robin through the order's cycle, or a draw from it */
 void core_choose(core *k, conn *c) {
     uint32_t i;
@@ -756,7 +788,9 @@ static void response_done(core *k, conn *c, int surplus) {
         core_close_error(k, c, E_UNSOLICITED);
         return;
     }
-    if (c->state == C_SENDING) {  /* answered before the request was all out: do not reuse */
+    /* answered before the request was all out: do not reuse (io_uring: the send from the render buffer
+       has not completed, and the next request would be rendered into the buffer it reads) */
+    if (c->state == C_SENDING || c->render_sends) {
         core_close(k, c);
         return;
     }

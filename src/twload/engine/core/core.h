@@ -98,6 +98,11 @@ typedef struct conn {
     int32_t target;        /* -1: none (errors then count in the totals only) */
     uint8_t chosen, rendered, rendered_last;
     uint32_t rendered_len;
+    /* io_uring: sends from the slot's render buffer the kernel has not completed yet (their CQE is
+       still to come), so the buffer is the kernel's to read: the slot renders nothing, and opens no
+       connection, until it is 0 (core_render_free) */
+    uint8_t render_sends;
+    uint8_t render_wait;   /* the slot waits for render_sends to reach 0 (1: to connect, 2: to be freed) */
     t1_parser parser;
 } conn;
 
@@ -285,6 +290,8 @@ int core_targets_init(core *k);               /* after targets, order, groups ar
 void core_targets_fini(core *k);
 void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
+int core_rendered(const core *k, const char *req); /* req points into a slot's render buffer */
+void core_render_free(core *k, conn *c);      /* io_uring: c's render_sends reached 0: a waiting slot goes on */
 
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
