@@ -17,7 +17,7 @@ from pathlib import Path
 
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
-from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us, target_rows
+from twload.metrics import Totals, destination_rows, escaped, free_codec_garbage, percentiles_us, target_rows
 from twload.plan import Plan
 from twload.plan.targets import labels as target_labels
 from twload.results import RunFolder, plan_record
@@ -392,6 +392,10 @@ class Supervisor:
             summary.update(self._time_wait_keys())
         if plan.targets:  # a request file: per-target results (docs/ARCHITECTURE.md "The run folder")
             summary["targets"] = target_rows(totals, target_labels(plan.targets))
+        if plan.destinations:  # targets on several destinations: each one's connections and ports
+            read = getattr(self.time_wait_probe, "destination_ports", None)  # preflight.PortProbe
+            names = [f"{d.address[0]}:{d.port}" for d in plan.destinations]
+            summary["destinations"] = destination_rows(names, totals, read() if read else None)
         return summary
 
     def _time_wait_keys(self) -> dict:

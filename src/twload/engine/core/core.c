@@ -332,7 +332,7 @@ void core_open(core *k, conn *c) {
         k->n_connecting++;
         return;
     }
-    int fd = core_socket(k);
+    int fd = core_socket(k, c);
     if (fd < 0) {
         core_connect_failed(k, c, -fd);
         return;
@@ -361,8 +361,19 @@ static void socket_ready(core *k, conn *c) {
     start_connect(k, c);
 }
 
-int core_socket(const core *k) {
-    int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len) {
+    if (k->n_dests) {
+        const destination *d = &k->dests[c->dest];
+        *len = d->addr_len;
+        return (const struct sockaddr *)&d->addr;
+    }
+    *len = k->target_len;
+    return (const struct sockaddr *)&k->target;
+}
+
+int core_socket(const core *k, const conn *c) {
+    socklen_t len;
+    int fd = socket(core_address(k, c, &len)->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     return fd < 0 ? -errno : fd;
 }
 
@@ -477,6 +488,7 @@ int core_connected(core *k, conn *c, int64_t now) {
     c->backoff_exp = 0;
     k->backoff_exp_open = 0;
     k->stats[S_OPENED]++;
+    if (k->n_dests) k->dests[c->dest].opened++;
     record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
     if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */
         if (c->flags & F_HAS_REQUEST) withdraw(k, c);
@@ -528,6 +540,20 @@ int core_targets_init(core *k) {
     }
     for (uint32_t i = 0; i < k->order_len; i++)
         if (k->order[i] < 0 || k->order[i] >= k->n_targets) return -EINVAL;
+    if (k->n_dests) {
+        /* each destination's part of the order: inside it, non-empty, and only its own targets */
+        for (int d = 0; d < k->n_dests; d++) {
+            destination *dst = &k->dests[d];
+            if (dst->order_len < 1 || dst->order_start > k->order_len || dst->order_len > k->order_len - dst->order_start)
+                return -EINVAL;
+            for (uint32_t i = dst->order_start; i < dst->order_start + dst->order_len; i++)
+                if (k->targets[k->order[i]].dest != d) return -EINVAL;
+            dst->order_next = k->worker % dst->order_len;
+        }
+    } else {
+        for (int i = 0; i < k->n_targets; i++)
+            if (k->targets[i].dest != 0) return -EINVAL;
+    }
     if (cap) {
         if (cap * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
         k->render = malloc((size_t)cap * (size_t)k->capacity);
@@ -551,6 +577,9 @@ void core_targets_fini(core *k) {
     }
     free(k->targets);
     free(k->order);
+    free(k->dests);
+    k->dests = NULL;
+    k->n_dests = 0;
     free(k->render);
     free(k->gstats);
     free(k->ghist);
@@ -583,7 +612,15 @@ void core_render_free(core *k, conn *c) {
 /* the next request's target: round-robin through the order's cycle, or a draw from it */
 void core_choose(core *k, conn *c) {
     uint32_t i;
-    if (k->order_random) {
+    if (k->n_dests) {  /* the slot's destination's own part of the cycle */
+        destination *d = &k->dests[c->dest];
+        if (k->order_random) {
+            i = d->order_start + (uint32_t)(splitmix64(&k->rng_order) % d->order_len);
+        } else {
+            i = d->order_start + d->order_next;
+            if (++d->order_next == d->order_len) d->order_next = 0;
+        }
+    } else if (k->order_random) {
         i = (uint32_t)(splitmix64(&k->rng_order) % k->order_len);
     } else {
         i = k->order_next;

@@ -255,7 +255,9 @@ static int ur_open(core *k, conn *c) {
         io_uring_sqe_set_data64(sqe, tag(k, c, OP_LINGER));
     }
     sqe = get_sqe(k);
-    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
+    socklen_t len;
+    const struct sockaddr *to = core_address(k, c, &len);
+    io_uring_prep_connect(sqe, c->fd, to, len);
     if (!request) sqe->flags |= IOSQE_IO_LINK;  /* an idle connection's recv waits for it */
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_CONNECT));
     if (request) {  /* not linked to the connect: see the top of this file */
@@ -274,7 +276,8 @@ static int ur_socket(core *k, conn *c) {
     if (!s->ring_sockets) return -ENOTSUP;
     struct io_uring_sqe *sqe = get_sqe(k);
     if (!sqe) return -EBUSY;
-    io_uring_prep_socket(sqe, k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP, 0);
+    socklen_t len;
+    io_uring_prep_socket(sqe, core_address(k, c, &len)->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP, 0);
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_SOCKET));
     return 0;
 }
