@@ -276,10 +276,13 @@ def test_errors_count_under_their_targets_and_the_ledger_holds(tmp_path, io):
 # kernel. A peer answers the second request as soon as its head is read, then pauses before reading
 # its body: a client that reused the connection (keep-alive) would render the third request while the
 # second one's send still reads the same buffer (io_uring), and the second body's tail would be the
-# third's. Each body is its {{seq}}, a run of x, then its {{seq}} again.
+# third's. Each body is its {{seq}}, a run of x, then its {{seq}} again. With `stall` the peer reads
+# each request's head and then neither reads nor answers: each request times out with its send still in
+# the kernel, and the slot's next connection waits for that send's completion before it renders.
 EARLY_ANSWER = r'''
 import json, socket, subprocess, sys, threading, time
-tmp, io = sys.argv[1], sys.argv[2]
+tmp, io, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+connections = []
 with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
     f.write("4096 16384 65536")
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -295,7 +298,16 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 def serve(conn):
     conn.settimeout(3)
     buf, heads = b"", 0
+    connections.append(1)
     try:
+        if mode == "stall":
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            done.wait(30)
+            return
         while True:
             while b"\r\n\r\n" not in buf:
                 data = conn.recv(65536)
@@ -340,26 +352,37 @@ with open(f"{tmp}/t", "w") as f:
 with open(f"{tmp}/b", "wb") as f:
     f.write(b"{{seq}}:" + b"x" * 300_000 + b":{{seq}}")
 proc = subprocess.run([sys.executable, "-m", "twload", "run", "-q", "--out", f"{tmp}/run", "--targets", "t",
-                       "-n", "3", "-c", "1", "-w", "1", "--io", io, "--timeout", "2s"],
+                       "-n", "3", "-c", "1", "-w", "1", "--io", io, "--timeout", "1s" if mode == "stall" else "2s"],
                       capture_output=True, text=True, timeout=60, cwd=tmp)
 time.sleep(0.5)
 done.set()
+try:
+    with open(f"{tmp}/run/summary.json") as f:
+        errors = json.load(f)["errors"]
+except OSError:
+    errors = None
 with lock:
-    print(json.dumps({"rc": proc.returncode, "stderr": proc.stderr, "bodies": bodies}))
+    print(json.dumps({"rc": proc.returncode, "stderr": proc.stderr, "bodies": bodies, "errors": errors,
+                      "connections": len(connections)}))
 '''
 
 
-@pytest.mark.parametrize("io", BACKENDS)
-def test_an_early_answer_never_lets_the_next_request_into_the_body_being_sent(tmp_path, io):
+def in_namespace(tmp_path, io: str, mode: str) -> dict:
+    """EARLY_ANSWER's peer and run in a user and network namespace of their own; what it printed."""
     try:
-        proc = subprocess.run(["unshare", "-rn", sys.executable, "-c", EARLY_ANSWER, str(tmp_path), io],
+        proc = subprocess.run(["unshare", "-rn", sys.executable, "-c", EARLY_ANSWER, str(tmp_path), io, mode],
                               capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
     except FileNotFoundError:
         pytest.skip("unshare (util-linux) is not installed: no network namespace for a small send buffer")
     if proc.returncode != 0 and ("unshare" in proc.stderr or "Operation not permitted" in proc.stderr):
         pytest.skip(f"no user and network namespace here: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_an_early_answer_never_lets_the_next_request_into_the_body_being_sent(tmp_path, io):
+    out = in_namespace(tmp_path, io, "early")
     assert out["rc"] == 0, out["stderr"]
     whole = [b for b in out["bodies"] if b[0] != "cut"]
     assert whole, out["bodies"]
@@ -451,3 +474,13 @@ def test_targets_elsewhere_than_the_url_go_there_and_the_url_gets_nothing(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert [line for _, line, _, _ in b.requests] == ["GET /x HTTP/1.1"] * 3
     assert a.connections == 0  # not even the pre-flight's probe
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_a_request_timed_out_while_its_send_waits_leaves_the_slot_to_go_on(tmp_path, io):
+    """Each request times out with its send still in the kernel (io_uring: the slot's next connection
+    waits for that send's completion, then renders and connects): every request gets its timeout, on a
+    connection of its own, and the run ends."""
+    out = in_namespace(tmp_path, io, "stall")
+    assert out["errors"] == {"timeout": 3}, out
+    assert out["connections"] == 3 + 1  # and the pre-flight's probe
