@@ -66,6 +66,8 @@ class Snapshot:
     tls_reason: str = ""  # once per worker (the core): why its first TLS handshake failed
     # a request set: each target group's counts this second (CoreWorker.target_counts), only those that counted
     targets: dict[int, dict] = field(default_factory=dict)
+    # targets on several destinations: connections opened to each this second, in plan.destinations' order
+    destinations: tuple[int, ...] = ()
 
     def histogram(self, name: str) -> bytes:
         """The encoded histogram `name` (one of HISTOGRAMS)."""
@@ -92,6 +94,8 @@ class Snapshot:
             out["tls_reason"] = self.tls_reason
         if self.targets:
             out["targets"] = self.targets
+        if self.destinations:
+            out["destinations"] = list(self.destinations)
         return out
 
 
@@ -201,7 +205,7 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", "destinations", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -210,6 +214,7 @@ class Totals(Counts):
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
         self.targets: dict[int, TargetTotals] = {}  # a request set: group index -> its counts
+        self.destinations: Counter = Counter()  # several destinations: index -> connections opened to it
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -232,6 +237,8 @@ class Totals(Counts):
             self.tls_reason = snap.tls_reason
         for group, part in snap.targets.items():
             self.targets.setdefault(int(group), TargetTotals()).add(part)
+        for index, opened in enumerate(snap.destinations):
+            self.destinations[index] += opened
         for name, (connection, at_s) in snap.first_errors.items():
             known = self.first_errors.get(name)
             if known is None or at_s < known["at_s"]:
@@ -272,6 +279,19 @@ def target_rows(totals: Totals, names: tuple[str, ...]) -> list[dict]:
             "errors": dict(sorted(counts.errors.items())),
             "latency_us": percentiles_us(counts.latency, counts.sum_latency_us),
         })
+    return rows
+
+
+def destination_rows(names: list[str], totals: Totals, ports: list[tuple[int, int]] | None) -> list[dict]:
+    """summary.json's `destinations`: each destination ('address:port', in the file's order) with the
+    connections opened to it, and (`ports`: each one's (ports in use, TIME_WAIT) read at the run's end)
+    the client's ports held towards it then."""
+    rows = []
+    for i, name in enumerate(names):
+        row: dict = {"destination": name, "connections_opened": totals.destinations.get(i, 0)}
+        if ports is not None:
+            row["ports_in_use_at_end"], row["time_wait_at_end"] = ports[i]
+        rows.append(row)
     return rows
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.integration.backends import BACKENDS
 from tests.integration.peers import RecordingPeer
+from twload.merge.summary import Summary
+from twload.report.text import render
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -151,7 +153,7 @@ BAD = [
     ("http", "get {url}\n", "t:1: unknown method 'get'"),
     ("http", "GET {url}{{{{nope}}}}\n", "t:1: URL: unknown placeholder {{nope}}"),
     ("http", "POST {url}\n@missing\n", "t:2: body file 'missing': No such file or directory"),
-    ("http", "GET {url}\n\nGET http://127.0.0.2:1/\n", "t:3: http://127.0.0.2:1/ is not on"),
+    ("http", "GET {url}\n\nGET https://127.0.0.2:1/\n", "t:3: https://127.0.0.2:1/ is https://"),
     ("json", '{{"method": "GET", "url": "{url}", "body": "%%%"}}\n', "t:1: bad body: not base64"),
     ("json", '{{"method": "GET", "url": "{url}"\n', "t:1: bad JSON"),
 ]
@@ -268,3 +270,218 @@ def test_errors_count_under_their_targets_and_the_ledger_holds(tmp_path, io):
             by_target[name] = by_target.get(name, 0) + n
     assert by_target == summary["errors"]  # every error here is a request's result: its target's
     assert len(peer.requests) >= 30
+
+
+# Run inside a user and network namespace of its own (`unshare -rn`): loopback up, and a send buffer
+# too small for the request (tcp_wmem is per namespace since Linux 4.15), so its send waits in the
+# kernel. A peer answers the second request as soon as its head is read, then pauses before reading
+# its body: a client that reused the connection (keep-alive) would render the third request while the
+# second one's send still reads the same buffer (io_uring), and the second body's tail would be the
+# third's. Each body is its {{seq}}, a run of x, then its {{seq}} again. With `stall` the peer reads
+# each request's head and then neither reads nor answers: each request times out with its send still in
+# the kernel, and the slot's next connection waits for that send's completion before it renders.
+EARLY_ANSWER = r'''
+import json, socket, subprocess, sys, threading, time
+tmp, io, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+connections = []
+with open("/proc/sys/net/ipv4/tcp_wmem", "w") as f:
+    f.write("4096 16384 65536")
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+listener.bind(("127.0.0.1", 0))
+listener.listen(8)
+listener.settimeout(0.2)
+port = listener.getsockname()[1]
+bodies, done, lock = [], threading.Event(), threading.Lock()
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+def serve(conn):
+    conn.settimeout(3)
+    buf, heads = b"", 0
+    connections.append(1)
+    try:
+        if mode == "stall":
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            done.wait(30)
+            return
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            with lock:
+                heads = len(bodies) + 1
+            if heads == 2:
+                conn.sendall(OK)
+                time.sleep(0.5)
+            while len(buf) < length:
+                data = conn.recv(65536)
+                if not data:
+                    with lock:
+                        bodies.append(["cut", len(buf)])
+                    return
+                buf += data
+            body, buf = buf[:length], buf[length:]
+            with lock:
+                bodies.append([body.split(b":", 1)[0].decode("latin-1"), body.rsplit(b":", 1)[1].decode("latin-1")])
+            if heads != 2:
+                conn.sendall(OK)
+    except OSError:
+        return
+    finally:
+        conn.close()
+
+def accept():
+    while not done.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+threading.Thread(target=accept, daemon=True).start()
+with open(f"{tmp}/t", "w") as f:
+    f.write(f"POST http://127.0.0.1:{port}/up\n@b\n")
+with open(f"{tmp}/b", "wb") as f:
+    f.write(b"{{seq}}:" + b"x" * 300_000 + b":{{seq}}")
+proc = subprocess.run([sys.executable, "-m", "twload", "run", "-q", "--out", f"{tmp}/run", "--targets", "t",
+                       "-n", "3", "-c", "1", "-w", "1", "--io", io, "--timeout", "1s" if mode == "stall" else "2s"],
+                      capture_output=True, text=True, timeout=60, cwd=tmp)
+time.sleep(0.5)
+done.set()
+try:
+    with open(f"{tmp}/run/summary.json") as f:
+        errors = json.load(f)["errors"]
+except OSError:
+    errors = None
+with lock:
+    print(json.dumps({"rc": proc.returncode, "stderr": proc.stderr, "bodies": bodies, "errors": errors,
+                      "connections": len(connections)}))
+'''
+
+
+def in_namespace(tmp_path, io: str, mode: str) -> dict:
+    """EARLY_ANSWER's peer and run in a user and network namespace of their own; what it printed."""
+    try:
+        proc = subprocess.run(["unshare", "-rn", sys.executable, "-c", EARLY_ANSWER, str(tmp_path), io, mode],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    except FileNotFoundError:
+        pytest.skip("unshare (util-linux) is not installed: no network namespace for a small send buffer")
+    if proc.returncode != 0 and ("unshare" in proc.stderr or "Operation not permitted" in proc.stderr):
+        pytest.skip(f"no user and network namespace here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_an_early_answer_never_lets_the_next_request_into_the_body_being_sent(tmp_path, io):
+    out = in_namespace(tmp_path, io, "early")
+    assert out["rc"] == 0, out["stderr"]
+    whole = [b for b in out["bodies"] if b[0] != "cut"]
+    assert whole, out["bodies"]
+    # every body read whole is one request's: its tail says the same {{seq}} as its start
+    assert all(first == last for first, last in whole), out["bodies"]
+
+
+@pytest.fixture
+def two_peers():
+    a, b = RecordingPeer(), RecordingPeer()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def prefix_of_cycle(lines: list[str], cycle: list[str]) -> bool:
+    return lines == [cycle[i % len(cycle)] for i in range(len(lines))]
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+@pytest.mark.parametrize("close", ["keepalive", "fin"])
+def test_two_destinations_each_get_exactly_their_targets(tmp_path, two_peers, io, close):
+    a, b = two_peers
+    (tmp_path / "t").write_text(f"GET {a.url}a1\n\n# weight: 2\nGET {b.url}b1?id={{{{seq}}}}\n\n"
+                                f"GET {b.url}b2\n\nPOST {a.url}a2\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "24", "-c", "2", "-w", "1", "--io", io, "--close", close)
+    assert proc.returncode == 0, proc.stderr
+    got_a = [line for _, line, _, _ in a.requests]
+    got_b = [re.sub(r"\?id=\d+", "", line) for _, line, _, _ in b.requests]
+    assert len(got_a) + len(got_b) == 24 and got_a and got_b
+    # one slot each: each destination's own cycle of its own targets, in the file's order and weights
+    assert prefix_of_cycle(got_a, ["GET /a1 HTTP/1.1", "POST /a2 HTTP/1.1"]), got_a
+    assert prefix_of_cycle(got_b, ["GET /b1 HTTP/1.1", "GET /b2 HTTP/1.1", "GET /b1 HTTP/1.1"]), got_b
+    assert {dict(f)["Host"] for _, _, f, _ in a.requests} == {host(a)}
+    assert {dict(f)["Host"] for _, _, f, _ in b.requests} == {host(b)}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    rows = summary["destinations"]
+    assert [r["destination"] for r in rows] == [host(a), host(b)]
+    opened = [a.connections - 1, b.connections - 1]  # less the pre-flight's probe of each
+    assert [r["connections_opened"] for r in rows] == opened and sum(opened) == summary["connections_opened"]
+    if close == "fin":  # a connection a request, closed by the client: its port in TIME_WAIT
+        assert opened == [len(got_a), len(got_b)]
+        assert [r["time_wait_at_end"] for r in rows] == opened
+    assert all(r["connections"] == 1 and "budget" in r for r in rows)
+
+
+def test_the_pre_flight_lists_each_destination(tmp_path, two_peers):
+    a, b = two_peers
+    (tmp_path / "t").write_text(f"GET {a.url}\n\nGET {b.url}\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "4", "-c", "2", "-w", "1", "--close", "fin")
+    assert proc.returncode == 0, proc.stderr
+    for peer in (a, b):  # its budget, and where its wall comes, one line each
+        line = next(x for x in proc.stderr.splitlines() if x.startswith(f"pre-flight: towards {host(peer)},"))
+        assert "new connections/s" in line and "ports" in line
+    plan = json.loads((tmp_path / "run" / "plan.json").read_text())
+    block = plan["preflight"]["destinations"]
+    assert [d["destination"] for d in block] == [host(a), host(b)]
+    assert all(d["budget"]["sustainable_new_conn_per_s"] > 0 for d in block)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    text = render(Summary.from_dict(summary), width=200)  # the text report: a line each, with its wall
+    for peer in (a, b):
+        line = next(x for x in text.splitlines() if x.strip().startswith(f"{host(peer)}:"))
+        assert "connection" in line and "in TIME_WAIT at the end; the wall at" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "10", "-d", "1s"], "--rate with targets on 2 destinations (host:port) is not built yet"),
+    (["-c", "1"], "-c 1: fewer connections than the 2 destinations (host:port) of the targets"),
+])
+def test_what_several_destinations_cannot_do_is_one_line(tmp_path, two_peers, args, message):
+    a, b = two_peers
+    (tmp_path / "t").write_text(f"GET {a.url}\n\nGET {b.url}\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "4", *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert a.connections == b.connections == 0
+
+
+def test_two_schemes_are_one_line(tmp_path, peer):
+    (tmp_path / "t").write_text(f"GET {peer.url}\n\nGET https://{host(peer)}/\n")
+    proc = run(tmp_path, "--targets", "t", "-n", "4")
+    assert proc.returncode == 2 and "t:3: https://" in proc.stderr and "share one scheme" in proc.stderr
+    assert peer.connections == 0
+
+
+def test_targets_elsewhere_than_the_url_go_there_and_the_url_gets_nothing(tmp_path, two_peers):
+    a, b = two_peers
+    (tmp_path / "t").write_text(f"GET {b.url}x\n")
+    proc = run(tmp_path, a.url, "--targets", "t", "-n", "3", "-c", "1", "-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert [line for _, line, _, _ in b.requests] == ["GET /x HTTP/1.1"] * 3
+    assert a.connections == 0  # not even the pre-flight's probe
+
+
+@pytest.mark.parametrize("io", BACKENDS)
+def test_a_request_timed_out_while_its_send_waits_leaves_the_slot_to_go_on(tmp_path, io):
+    """Each request times out with its send still in the kernel (io_uring: the slot's next connection
+    waits for that send's completion, then renders and connects): every request gets its timeout, on a
+    connection of its own, and the run ends."""
+    out = in_namespace(tmp_path, io, "stall")
+    assert out["errors"] == {"timeout": 3}, out
+    assert out["connections"] == 3 + 1  # and the pre-flight's probe

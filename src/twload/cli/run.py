@@ -20,7 +20,7 @@ from twload.doctor.preflight import preflight
 from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import hard_file_limit
-from twload.engine.request_set import absolute_url, check_buffers, check_one_destination, request_set
+from twload.engine.request_set import absolute_url, check_buffers, check_destinations, destination, request_set
 from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
@@ -59,6 +59,9 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         raise typer.Exit(1) from None
     probe = pf.time_wait_probe(plan, facts.start)  # the run's own TIME_WAIT, told from what the facts found
     pre = preflight(plan, facts)
+    for each in pre.destinations:  # targets on several destinations: each one's budget and wall
+        if not each.warnings:
+            console.print(f"[dim]{each.sentence}[/]", soft_wrap=True)
     for warning in pre.warnings:
         console.print(f"[yellow]{warning}[/]", soft_wrap=True)
     if pre.runs_out and strict:
@@ -72,6 +75,10 @@ def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
         if "advice" in block:
             block["advice"] = tuple(block["advice"])
         summary = summary.with_(**block)
+        if summary.destinations:  # each destination's row gains its own pre-flight
+            summary = summary.with_(destinations=tuple(
+                row | each.destination_block()
+                for row, each in zip(summary.destinations, pre.destinations, strict=False)))
         if thresholds:
             summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
         return summary
@@ -135,12 +142,32 @@ def build_plan(
         if not targets:
             raise PlanError("give a URL, or a request file with --targets")
         url = absolute_url(targets[0], None)
+    destinations: tuple = ()
+    destination_weights: tuple[int, ...] = ()
     if targets:
-        check_one_destination(targets, url)
+        dest_urls = check_destinations(targets, url)
+        if len(dest_urls) > 1 or destination(dest_urls[0]) != destination(url):
+            # targets on several destinations (or on one that is not the URL's): a pool each (issue #32)
+            if open_loop or rate is not None:
+                raise PlanError(f"--rate with targets on {len(dest_urls)} destinations (host:port) is not built yet: "
+                                "run the closed loop (-c), or one destination a run")
+            if connections < len(dest_urls):
+                raise PlanError(f"-c {connections}: fewer connections than the {len(dest_urls)} destinations "
+                                "(host:port) of the targets; each needs one at least")
+            destinations = tuple(parse_target(u) for u in dest_urls)
+            where = {destination(u): i for i, u in enumerate(dest_urls)}
+            weights = [0] * len(dest_urls)
+            for t in targets:
+                weights[where[destination(absolute_url(t, url))]] += t.weight
+            destination_weights = tuple(weights)
         if seed is None:  # drawn here, so plan.json says which one ran
             seed = secrets.randbits(63)
     target = parse_target(url)
+    if destinations and destination(url) not in {destination(u) for u in dest_urls}:
+        target = destinations[0]  # the file sends the URL nothing (it is a base at most): probe the first one
     sources = parse_sources(source) if source else ()
+    if sources and len({d.family for d in destinations}) > 1:
+        raise PlanError("--source with targets on both IPv4 and IPv6 destinations: a source address has one family")
     staged = parse_stages(stages, parse_duration) if stages else ()
     open_loop = open_loop or rate is not None
     if staged:
@@ -178,6 +205,8 @@ def build_plan(
         targets_source=targets_file or "",
         targets_order=targets_order,
         seed=seed,
+        destinations=destinations,
+        destination_weights=destination_weights,
     )
     if plan.targets and not core.available():  # the request set is made for the core
         raise PlanError(core.NOT_BUILT)

@@ -11,10 +11,11 @@ each Dask shard reports it, and the report reads what it wrote: one budget for a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twload.doctor import rules
 from twload.plan import Plan, is_loopback
+from twload.plan.targets import split_connections
 from twload.ports import budget, wall
 from twload.ports.facts import KernelFacts
 from twload.ports.timewait import Found
@@ -28,6 +29,9 @@ class Facts:
     target_timestamps: bool | None  # negotiated on the probe connection (TCP_INFO); None: not known
     start: Found | None = None  # client sockets towards the target before the first connection; None: not read
     listeners_in_range: int = 0  # listening sockets on ephemeral ports (a Dask worker's own): connect() skips them
+    # targets on several destinations (plan.destinations): each one's facts, in that order (its probe, its
+    # sockets at the start; the kernel's are the same)
+    destinations: tuple[Facts, ...] = ()
 
     @property
     def time_wait_at_start(self) -> int:
@@ -55,6 +59,17 @@ class Preflight:
     wall: str  # where the budget puts the wall (twload.ports.wall.budget_phrase)
     advice: tuple[str, ...]  # what the doctor says about ports, for a run that meets the wall
     sentence: str  # the pre-flight in one line
+    # targets on several destinations: each one's own pre-flight, over its part of the connections (a port
+    # budget per destination address:port: connect() picks ports per 4-tuple, see ports/budget.py)
+    destinations: tuple[Preflight, ...] = ()
+    connections: int = 0  # the connections this pre-flight's budget holds open (plan.connections, or a part)
+
+    def destination_block(self) -> dict:
+        """One destination's pre-flight, as plan.json's `preflight.destinations` and summary.json's
+        `destinations` rows hold it."""
+        return {"connections": self.connections, "budget": self.budget_block(), "wall": self.wall,
+                "target_timestamps": self.facts.target_timestamps,
+                "time_wait_at_start": self.facts.time_wait_at_start}
 
     def budget_block(self) -> dict:
         """The budget as plan.json and summary.json hold it under `budget` (an interface: keys never change)."""
@@ -74,6 +89,8 @@ class Preflight:
                        "ports_in_use_at_start": self.facts.ports_in_use_at_start}
         if self.warnings:
             block["warnings"] = list(self.warnings)
+        if self.destinations:
+            block["destinations"] = [{"destination": d.target, **d.destination_block()} for d in self.destinations]
         return block
 
     def summary_block(self, errors: Mapping[str, int], connections_opened: int, wall_at_s: float | None) -> dict:
@@ -146,11 +163,28 @@ def preflight(plan: Plan, facts: Facts) -> Preflight:
     out = budget.runs_out(b, plan.requests)
     phrase = wall.budget_phrase(b.ports, b.reuse_after_s if b.client_holds_time_wait else None,
                                 facts.time_wait_at_start)
-    warnings = (warning(target, b, facts),) if out else ()
+    warnings: tuple[str, ...] = (warning(target, b, facts),) if out else ()
     if warnings:
         sentence = warnings[0].splitlines()[0]
     else:
         sentence = f"pre-flight: towards {target}, {phrase}"
         if b.sustainable_new_conn_per_s is not None:
             sentence += f"; at most {b.sustainable_new_conn_per_s:,.0f} new connections/s"
-    return Preflight(target, facts, b, out, warnings, phrase, tuple(advice), sentence)
+    each = destinations(plan, facts)
+    if each:  # the run's ports are each destination's: their warnings, not the first one's over every connection
+        out = any(d.runs_out for d in each)
+        warnings = tuple(w for d in each for w in d.warnings)
+    return Preflight(target, facts, b, out, warnings, phrase, tuple(advice), sentence, each, plan.connections)
+
+
+def destinations(plan: Plan, facts: Facts) -> tuple[Preflight, ...]:
+    """Targets on several destinations: a pre-flight for each, over the connections its slots hold (the
+    run's split by the destinations' weights, plan/targets.py split_connections)."""
+    if not plan.destinations or len(facts.destinations) != len(plan.destinations):
+        return ()
+    total = plan.connections
+    if plan.stages and not plan.open_loop:
+        total = max(total, int(max(s.target for s in plan.stages) + 0.5))
+    parts = split_connections(plan.destination_weights or [1] * len(plan.destinations), total)
+    return tuple(preflight(replace(plan, target=d, destinations=(), destination_weights=(), connections=n), f)
+                 for d, n, f in zip(plan.destinations, parts, facts.destinations, strict=True))

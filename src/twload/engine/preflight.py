@@ -11,6 +11,7 @@ import socket
 import ssl
 import time
 from collections import Counter
+from dataclasses import replace
 
 from twload.doctor.preflight import Facts
 from twload.engine.supervisor import RunError
@@ -28,8 +29,16 @@ def gather_facts(plan: Plan) -> Facts:
     """The pre-flight's facts, in the order that costs the target least: the probe connection first (an
     unreachable target ends the run here: RunError), then the sysctls, then the client sockets already
     held towards the target (the probe's own connection closed with RST and left none)."""
-    info = probe_target(plan)
-    return Facts(gather(), info.timestamps, read_start(plan))
+    if not plan.destinations:
+        info = probe_target(plan)
+        return Facts(gather(), info.timestamps, read_start(plan))
+    # targets on several destinations: each one probed once (the URL's too, if the file sends it nothing)
+    probed = {(d.address[0], d.port): probe_target(replace(plan, target=d, destinations=())) for d in plan.destinations}
+    main = probed.get((plan.target.address[0], plan.target.port)) or probe_target(plan)
+    kernel = gather()
+    each = tuple(Facts(kernel, probed[(d.address[0], d.port)].timestamps,
+                       read_start(replace(plan, target=d, destinations=()))) for d in plan.destinations)
+    return Facts(kernel, main.timestamps, read_start(plan), destinations=each)
 
 
 def probe_target(plan: Plan) -> TcpInfo:
@@ -191,6 +200,18 @@ class PortProbe:
         self.found, self.reused = split.found, split.reused
         return split.own
 
+
+    def destination_ports(self) -> list[tuple[int, int]] | None:
+        """Targets on several destinations: each one's client sockets (all states but LISTEN) and TIME_WAIT
+        now, in plan.destinations' order; None where sock_diag cannot be read."""
+        out = []
+        for d in self.plan.destinations:
+            try:
+                counts = sockdiag.count_states_to(d.address[0], d.port)
+            except OSError:
+                return None
+            out.append((sum(counts.values()), counts.get("TIME_WAIT", 0)))
+        return out
 
     def settle(self) -> None:
         """At the run's end, before its last reading: its last connections closed a moment ago, and each

@@ -26,6 +26,7 @@ from twload.plan.targets import (
     Piece,
     RequestTarget,
     labels,
+    split_connections,
     template_pieces,
 )
 
@@ -45,6 +46,10 @@ class RequestSet:
     targets: list[tuple]  # what _core.Core(targets=...) takes
     order: array  # int32 target indexes: one cycle, a target as many times as its weight
     labels: tuple[str, ...]  # per-target results: group index -> its name
+    # several destinations (plan.destinations): each one's (order start, order length) in `order`, which
+    # holds their cycles one after the other, and its weight (its targets' weights added up); empty with one
+    parts: tuple[tuple[int, int], ...] = ()
+    dest_weights: tuple[int, ...] = ()
 
     @property
     def render_bytes(self) -> int:
@@ -67,14 +72,44 @@ def absolute_url(target: RequestTarget, base: str | None) -> str:
     return target.url
 
 
-def check_one_destination(targets: tuple[RequestTarget, ...], base: str) -> None:
-    """Step 3 of issue #32: one destination (scheme, host, port) per run; a file with more is refused."""
-    want = destination(base)
+MAX_DESTINATIONS = 256  # core.h MAX_DESTS
+
+
+def destination_url(dest: tuple[str, str, int]) -> str:
+    scheme, host, port = dest
+    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+
+def check_destinations(targets: tuple[RequestTarget, ...], base: str) -> tuple[str, ...]:
+    """The destinations (scheme, host, port) a request file sends to, in the order they first appear, each as
+    'scheme://host:port/'; one line for what a run cannot do: two schemes, or https on two hosts (the
+    core has one TLS server name a run)."""
+    seen: dict[tuple[str, str, int], RequestTarget] = {}
     for t in targets:
         url = absolute_url(t, base)
-        if destination(url) != want:
-            raise PlanError(f"{t.where}: {url} is not on {want[0]}://{want[1]}:{want[2]}: the targets of a run "
-                            "share one scheme, host and port for now")
+        dest = destination(url)
+        first = next(iter(seen), None)
+        if first is not None and dest[0] != first[0]:
+            raise PlanError(f"{t.where}: {url} is {dest[0]}://, the file's first target {first[0]}://: the targets "
+                            "of a run share one scheme (http or https)")
+        if first is not None and dest[0] == "https" and dest[1] != first[1]:
+            raise PlanError(f"{t.where}: {url}: https targets on a second host ({dest[1]}, after {first[1]}): "
+                            "one TLS server name a run for now; give each host a run of its own")
+        seen.setdefault(dest, t)
+    if len(seen) > MAX_DESTINATIONS:
+        raise PlanError(f"{len(seen)} destinations (host:port); at most {MAX_DESTINATIONS}")
+    return tuple(destination_url(d) for d in seen)
+
+
+def slot_destinations(weights: tuple[int, ...], slots: int, worker: int, workers: int, total: int) -> array:
+    """Each of a worker's `slots` connection slots' destination (uint16 indexes), for good: the run's
+    `total` connections split across the destinations by weight (plan/targets.py split_connections),
+    spread out as the order's
+    cycle is, and numbered across workers (worker w's slot i is the run's connection i * workers + w,
+    as plan/schedule.py worker_part splits them)."""
+    total = max(total, len(weights))
+    spread = cycle(split_connections(weights, total))
+    return array("H", [spread[(i * workers + worker) % total] for i in range(slots)])
 
 
 def host_header(url: str) -> str:
@@ -182,4 +217,19 @@ def request_set(plan: Plan, close_line: bool) -> RequestSet:
         raise PlanError(f"more than {MAX_NAMES} distinct targets")
     group = {name: i for i, name in enumerate(names)}
     compiled = [compile_target(t, plan, group[t.label], close_line) for t in plan.targets]
-    return RequestSet(compiled, cycle([t.weight for t in plan.targets]), names)
+    if not plan.destinations:
+        return RequestSet(compiled, cycle([t.weight for t in plan.targets]), names)
+    # several destinations: each target knows its own, and each destination has its own cycle
+    index = {destination(destination_url((d.scheme, d.host, d.port))): i for i, d in enumerate(plan.destinations)}
+    dests = [index[destination(absolute_url(t, plan.url))] for t in plan.targets]
+    compiled = [(*c, d) for c, d in zip(compiled, dests, strict=True)]
+    order = array("i")
+    parts: list[tuple[int, int]] = []
+    weights: list[int] = []
+    for d in range(len(plan.destinations)):
+        mine = [i for i, dest in enumerate(dests) if dest == d]
+        part = cycle([plan.targets[i].weight for i in mine])
+        parts.append((len(order), len(part)))
+        order.extend(mine[j] for j in part)
+        weights.append(sum(plan.targets[i].weight for i in mine))
+    return RequestSet(compiled, order, names, tuple(parts), tuple(weights))

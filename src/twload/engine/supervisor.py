@@ -26,7 +26,7 @@ from twload.engine.worker import worker_main
 from twload.kernel.snmp import retransmitted_segments
 from twload.merge.merger import Merger, PortReading, PortsAtStart, RunFacts
 from twload.merge.summary import Summary
-from twload.metrics import Snapshot, Totals, free_codec_garbage
+from twload.metrics import Snapshot, Totals, destination_rows, free_codec_garbage
 from twload.plan import Plan
 from twload.results import RunFolder, plan_record
 
@@ -441,6 +441,11 @@ def run_into_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=No
         folder.write_plan(record if record is not None else plan_record(plan))
         merger = Merger(plan, on_second=on_second)
         summary = Supervisor(plan, merger, FolderOut(folder, merger, time_wait_probe), on_progress).run()
+        if plan.destinations:  # targets on several destinations: each one's connections, its ports at the end
+            read = getattr(time_wait_probe, "destination_ports", None)  # preflight.PortProbe
+            names = [f"{d.address[0]}:{d.port}" for d in plan.destinations]
+            rows = destination_rows(names, merger.totals, read() if read else None)
+            summary = summary.with_(destinations=tuple(rows))
         folder.write_summary(summary.to_dict())  # on disk at once, whatever `finish` does
         if finish is not None:
             summary = finish(summary)

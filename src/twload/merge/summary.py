@@ -114,6 +114,8 @@ class Summary:
     time_wait_found_reused: int | None = None
     # a request file (--targets): one row per target name: name, requests, status, errors, latency_us
     targets: tuple[dict[str, Any], ...] | None = None
+    # targets on several destinations: one row each (connections opened, ports held at the end, its pre-flight)
+    destinations: tuple[dict[str, Any], ...] | None = None
     # trouble on the path (merge/path.py): each error's first and last second, the client namespace's
     # retransmitted segments, connects that took 1 s or more
     errors_window: dict[str, Any] | None = None
@@ -224,6 +226,8 @@ class Summary:
             out["time_wait_found_reused"] = self.time_wait_found_reused
         if self.targets is not None:
             out["targets"] = [dict(row) for row in self.targets]
+        if self.destinations is not None:
+            out["destinations"] = [dict(row) for row in self.destinations]
         if self.errors_window:
             out["errors_window"] = dict(self.errors_window)
         if self.retransmits is not None:
@@ -269,7 +273,8 @@ class Summary:
         values["status"] = {str(k): v for k, v in (data.get("status") or {}).items()}
         values["errors"] = dict(data.get("errors") or {})
         values["first_errors"] = {name: FirstError.from_dict(v) for name, v in (data.get("first_errors") or {}).items()}
-        for name in ("worker_failures", "advice", "lost_workers", "thresholds", "workers_detail", "targets"):
+        for name in ("worker_failures", "advice", "lost_workers", "thresholds", "workers_detail", "targets",
+                     "destinations"):
             if data.get(name) is not None:
                 values[name] = tuple(data[name])
         for name in ("budget", "malformed_events"):

@@ -67,6 +67,10 @@ class Plan:
     targets_source: str = ""  # the file's name, or "-" (standard input)
     targets_order: str = "round-robin"
     seed: int | None = None  # --targets-order random and the templates' values: None draws one
+    # a request file whose targets are on several destinations (host:port), or on one that is not the
+    # URL's: each resolved, in the order the file names them (empty: every request goes to `target`)
+    destinations: tuple[Target, ...] = ()
+    destination_weights: tuple[int, ...] = ()  # each destination's targets' weights added up
 
     def __post_init__(self) -> None:
         if self.targets_order not in ("round-robin", "random"):

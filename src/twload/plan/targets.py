@@ -302,3 +302,22 @@ def parse_targets(source: Iterable[bytes], name: str, fmt: str = "http", base: s
         raise PlanError(f"{name}: {len(labels)} distinct targets; results are kept for at most {MAX_NAMES}: "
                         "give targets a '# name:' line (json: \"name\") to count them together")
     return tuple(targets)
+
+
+def split_connections(weights: tuple[int, ...] | list[int], total: int) -> list[int]:
+    """A run's `total` connections split across destinations in proportion to their weights (largest
+    remainders take what rounding leaves); a destination whose share rounds to none takes one from the
+    largest, so each has one at least (`total` is raised to the destinations' number)."""
+    n = len(weights)
+    total = max(total, n)
+    whole = sum(weights)
+    quotas = [total * w / whole for w in weights]
+    counts = [int(q) for q in quotas]
+    for i in sorted(range(n), key=lambda i: quotas[i] - counts[i], reverse=True)[:total - sum(counts)]:
+        counts[i] += 1
+    for i in range(n):
+        if counts[i] == 0:
+            largest = max(range(n), key=lambda j: counts[j])
+            counts[largest] -= 1
+            counts[i] = 1
+    return counts

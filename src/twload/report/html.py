@@ -95,6 +95,11 @@ def _one_run(r: dict) -> str:
         ("6. Plan, kernel and advice", "What ran, on which kernel settings, and what the pre-flight said.",
          _context(r)),
     ]
+    summary = r.get("summary") or {}
+    if summary.get("targets"):  # a request file (--targets): each target, and each destination
+        sections.append(("7. Targets", "Each target of the request file (by its name), the slowest (p99) first; "
+                         "each destination (host:port) with its own connections and port budget.",
+                         _targets_tables(summary)))
     return head + "".join(_section(*s) for s in sections)
 
 
@@ -186,6 +191,25 @@ def _errors_tables(r: dict) -> str:
     errors = (_table(["error", "count", "first seen", "where"], rows, {1}) if rows
               else "<p>No errors.</p>")
     return f"<div class=\"cols\"><div>{status}</div><div>{errors}</div></div>"
+
+
+def _targets_tables(summary: dict) -> str:
+    """summary.json's `targets`, slowest (p99) first, and its `destinations` (targets on several)."""
+    rows = [[t["name"], f"{t['requests']:,}", f"{sum(t['errors'].values()):,}", fmt_us(t["latency_us"]["p50"]),
+             fmt_us(t["latency_us"]["p99"]), fmt_us(t["latency_us"]["max"])]
+            for t in sorted(summary["targets"], key=lambda t: (-t["latency_us"]["p99"], t["name"]))]
+    out = _table(["target", "requests", "errors", "p50", "p99", "max"], rows, {1, 2, 3, 4, 5})
+    dests = summary.get("destinations") or []
+    if dests:
+        def wall(d: dict) -> str:
+            rate = (d.get("budget") or {}).get("sustainable_new_conn_per_s")
+            return "" if rate is None else f"{rate:,.0f} new connections/s"
+
+        out += _table(["destination", "connections opened", "ports in use at the end", "TIME_WAIT at the end",
+                       "the wall at"],
+                      [[d["destination"], f"{d['connections_opened']:,}", d.get("ports_in_use_at_end"),
+                        d.get("time_wait_at_end"), wall(d)] for d in dests], {1, 2, 3})
+    return out
 
 
 def _context(r: dict) -> str:

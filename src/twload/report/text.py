@@ -114,6 +114,24 @@ def path_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def destination_lines(summary: Summary) -> list[str]:
+    """Targets on several destinations: each one's connections, the ports held towards it at the end (in
+    use, in TIME_WAIT), and where its port budget puts the wall."""
+    rows = summary.destinations or ()
+    if not rows:
+        return []
+    lines = [f"  Destinations ({len(rows)}, a connection pool and a port budget each):"]
+    for row in rows:
+        line = f"    {row['destination']}: {plural(row['connections_opened'], 'connection')} opened"
+        if "ports_in_use_at_end" in row:
+            line += f", {row['ports_in_use_at_end']} ports in use and {row['time_wait_at_end']} in TIME_WAIT at the end"
+        sustainable = (row.get("budget") or {}).get("sustainable_new_conn_per_s")
+        if sustainable is not None:
+            line += f"; the wall at {sustainable:,.0f} new connections/s"
+        lines.append(line)
+    return lines
+
+
 def render(summary: Summary, width: int = 80) -> str:
     dur = summary.duration_s or 1e-9
     lines = [
@@ -153,6 +171,7 @@ def render(summary: Summary, width: int = 80) -> str:
     for failure in summary.worker_failures:
         lines.append(f"  Worker failure: {failure}")
     lines += [dask_worker_line(w) for w in summary.workers_detail or ()]
+    lines += destination_lines(summary)
     lines += target_lines(summary)
     lines.append(f"Requests/sec: {summary.rps:>12.2f}")
     lines.append(f"Transfer/sec: {fmt_bytes(summary.bytes_in / dur):>12}")

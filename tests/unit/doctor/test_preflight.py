@@ -118,3 +118,41 @@ def test_the_preflight_is_a_value():
     with pytest.raises(AttributeError):
         pre.budget = None  # type: ignore[misc]
     assert pre == preflight(plan(), NO_TIMESTAMPS)
+
+
+def test_each_destination_its_own_budget_over_its_part_of_the_connections():
+    """Targets on two destinations: a budget each, as ports/budget.py computes it for that destination
+    alone (ports per (source, destination address:port)), over the connections its slots hold."""
+    from dataclasses import replace
+
+    from twload.ports import budget
+
+    dests = (parse_target("http://10.250.1.2:8081/"), parse_target("http://10.250.1.3:8082/"))
+    two = plan(connections=40, requests=50, duration_s=None, destinations=dests, destination_weights=(1, 3),
+               sources=("10.250.1.10", "10.250.1.11"))
+    facts = replace(NO_TIMESTAMPS, destinations=(NO_TIMESTAMPS, held(100)))
+    pre = preflight(two, facts)
+    assert [d.target for d in pre.destinations] == ["10.250.1.2:8081", "10.250.1.3:8082"]
+    assert [d.connections for d in pre.destinations] == [10, 30]
+    for each, connections, in_use in zip(pre.destinations, (10, 30), (0, 100), strict=True):
+        # --close fin, tcp_tw_reuse=1 without timestamps: the client holds every port 60 s
+        want = budget.compute(budget.BudgetInput(ports=500, close="fin", connections=connections, sources=2,
+                                                 tw_reuse=1, timestamps=False, in_use=in_use))
+        assert each.budget == want
+        assert each.sentence == (f"pre-flight: towards {each.target}, {each.wall}; at most "
+                                 f"{want.sustainable_new_conn_per_s:,.0f} new connections/s")
+    assert pre.destinations[0].budget.sustainable_new_conn_per_s == (1000 - 10) / 60
+    assert pre.destinations[1].budget.sustainable_new_conn_per_s == (1000 - 100 - 30) / 60
+    block = pre.plan_block()["destinations"]
+    assert [(d["destination"], d["connections"]) for d in block] == [("10.250.1.2:8081", 10), ("10.250.1.3:8082", 30)]
+    assert block[1]["budget"]["sustainable_new_conn_per_s"] == pytest.approx(870 / 60)
+
+
+def test_a_destination_whose_ports_run_out_warns_for_the_run():
+    from dataclasses import replace
+
+    dests = (parse_target("http://10.250.1.2:8081/"), parse_target("http://10.250.1.3:8082/"))
+    facts = replace(NO_TIMESTAMPS, destinations=(NO_TIMESTAMPS, held(450)))
+    pre = preflight(plan(connections=2, requests=100, duration_s=None, destinations=dests), facts)
+    assert pre.runs_out
+    assert [w.splitlines()[0] for w in pre.warnings] == ["pre-flight: ports towards 10.250.1.3:8082 will run out."]

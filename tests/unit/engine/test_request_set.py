@@ -9,14 +9,15 @@ from twload.engine.request_set import (
     OP_LIT,
     OP_SEQ,
     check_buffers,
-    check_one_destination,
+    check_destinations,
     compile_target,
     cycle,
     request_set,
+    slot_destinations,
 )
 from twload.kernel.resolve import parse_target
 from twload.plan import Plan, PlanError
-from twload.plan.targets import RequestTarget
+from twload.plan.targets import RequestTarget, split_connections
 
 
 def plan(*targets: RequestTarget, **kw) -> Plan:
@@ -72,11 +73,47 @@ def test_names_group_targets():
     assert [t[0] for t in made.targets] == [0, 0, 1]
 
 
-def test_one_destination():
-    check_one_destination((RequestTarget("GET", "http://127.0.0.1:8080/x"), RequestTarget("GET", "/y")),
-                          "http://127.0.0.1:8080/")
-    with pytest.raises(PlanError, match=r"^f:9: https://127.0.0.1:8080/ is not on http://127.0.0.1:8080"):
-        check_one_destination((RequestTarget("GET", "https://127.0.0.1:8080/", where="f:9"),), "http://127.0.0.1:8080/")
+def test_destinations_in_the_order_the_file_names_them():
+    targets = (RequestTarget("GET", "http://127.0.0.1:8081/x"), RequestTarget("GET", "/y"),
+               RequestTarget("GET", "http://LOCALHOST:8081/z"), RequestTarget("GET", "http://127.0.0.1:8081/w"))
+    assert check_destinations(targets, "http://127.0.0.1:8080/") == (
+        "http://127.0.0.1:8081/", "http://127.0.0.1:8080/", "http://localhost:8081/")
+
+
+def test_one_scheme_a_run_and_https_on_one_host():
+    with pytest.raises(PlanError, match=r"^f:9: https://127.0.0.1:8080/ is https://, the file's first target "
+                                        r"http://: the targets of a run share one scheme \(http or https\)$"):
+        check_destinations((RequestTarget("GET", "/a"), RequestTarget("GET", "https://127.0.0.1:8080/", where="f:9")),
+                           "http://127.0.0.1:8080/")
+    check_destinations((RequestTarget("GET", "https://a.test:1/"), RequestTarget("GET", "https://a.test:2/")), None)
+    with pytest.raises(PlanError, match=r"^f:2: https://b.test:1/: https targets on a second host \(b.test, "
+                                        r"after a.test\)"):
+        check_destinations((RequestTarget("GET", "https://a.test:1/"),
+                            RequestTarget("GET", "https://b.test:1/", where="f:2")), None)
+
+
+def test_several_destinations_each_its_own_cycle_of_its_own_targets():
+    a1 = RequestTarget("GET", "http://127.0.0.1:8081/a1")
+    b1 = RequestTarget("GET", "http://127.0.0.1:8082/b1", weight=2)
+    a2, b2 = RequestTarget("GET", "http://127.0.0.1:8081/a2"), RequestTarget("GET", "http://127.0.0.1:8082/b2")
+    dests = (parse_target("http://127.0.0.1:8081/"), parse_target("http://127.0.0.1:8082/"))
+    made = request_set(plan(a1, b1, a2, b2, destinations=dests, destination_weights=(2, 3)), close_line=False)
+    assert [t[-1] for t in made.targets] == [0, 1, 0, 1]  # each target's destination, last in its tuple
+    assert made.parts == ((0, 2), (2, 3)) and made.dest_weights == (2, 3)
+    assert list(made.order) == [0, 2, 1, 3, 1]  # 8081: a1 a2; 8082: b1 b2 b1 (weights spread)
+
+
+def test_slots_split_across_destinations_by_weight_and_across_workers():
+    # 10 connections, weights 1 and 4: 2 and 8
+    one = slot_destinations((1, 4), 10, 0, 1, 10)
+    assert len(one) == 10 and list(one).count(0) == 2 and list(one).count(1) == 8
+    # the same 10 over 3 workers (4, 3, 3 slots): together the same split
+    parts = [slot_destinations((1, 4), n, w, 3, 10) for w, n in enumerate((4, 3, 3))]
+    assert sorted(d for part in parts for d in part) == sorted(one)
+    # as few connections as destinations: one each
+    assert sorted(slot_destinations((1, 100, 1), 3, 0, 1, 3)) == [0, 1, 2]
+    assert split_connections((1, 100, 1), 10) == [1, 8, 1]  # 0.1, 9.8, 0.1: each takes one from the largest
+    assert split_connections((3, 3, 1), 7) == [3, 3, 1]
 
 
 def test_render_buffers_are_bounded_per_worker():

@@ -277,3 +277,26 @@ def test_an_older_run_folder_keeps_its_one_time_wait_figure(normal):
     assert r["wall"]["time_wait_at_start"] is None and r["wall"]["time_wait_found_reused"] is None
     assert r["readings"]["ports"].startswith("Client TIME_WAIT towards the target peaked at 4 of 500 ports;")
     assert "own" not in r["readings"]["ports"]
+
+
+def test_html_shows_the_targets_slowest_first_and_the_destinations(tmp_path):
+    def lat(p50: int, p99: int) -> dict:
+        return {"p50": p50, "p90": p99, "p99": p99, "p99_9": p99, "max": p99, "mean": float(p50)}
+
+    targets = [{"name": "GET http://127.0.0.1:8081/fast", "requests": 500, "status": {"200": 500}, "errors": {},
+                "latency_us": lat(90, 200)},
+               {"name": "slow-search", "requests": 251, "status": {"200": 250}, "errors": {"timeout": 1},
+                "latency_us": lat(4000, 9000)}]
+    dests = [{"destination": "127.0.0.1:8081", "connections_opened": 3, "ports_in_use_at_end": 3,
+              "time_wait_at_end": 2, "budget": {"sustainable_new_conn_per_s": 470.5}},
+             {"destination": "127.0.0.1:8082", "connections_opened": 1}]
+    folder = write_run(tmp_path / "t", NORMAL, summary=summary_of(NORMAL, targets=targets, destinations=dests),
+                       plan=plan_json())
+    page = render_html([numbers_of(folder)])
+    section = page[page.index("7. Targets"):]
+    assert section.index("slow-search") < section.index("GET http://127.0.0.1:8081/fast")  # slowest first
+    assert "9.00 ms" in section and "<td class=n>1</td>" in section  # its p99, its one error
+    assert section.index("127.0.0.1:8081</td>") < section.index("127.0.0.1:8082</td>")  # the file's order
+    assert "470 new connections/s" in section or "471 new connections/s" in section
+    assert "7. Targets" not in render_html([numbers_of(write_run(tmp_path / "n", NORMAL, summary=summary_of(NORMAL),
+                                                                  plan=plan_json()))])

@@ -77,14 +77,15 @@ static int load_targets(core *k, PyObject *targets, Py_buffer *order, int groups
     int ok = -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         req_target *t = &k->targets[i];
-        int group, head, upgrade;
+        int group, head, upgrade, dest = 0;
         unsigned body_start;
         Py_buffer plain = {0}, last = {0};
         PyObject *ops = NULL;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ippy*y*OI", &group, &head, &upgrade, &plain, &last,
-                              &ops, &body_start))
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "ippy*y*OI|i", &group, &head, &upgrade, &plain, &last,
+                              &ops, &body_start, &dest))
             goto done;
         t->group = group;
+        t->dest = dest;
         t->head = (uint8_t)head;
         t->asks_upgrade = (uint8_t)upgrade;
         t->body_start = body_start;
@@ -152,6 +153,63 @@ done:
     return ok;
 }
 
+/* destinations: a sequence of (host, port, scope_id, order_start, order_len), each a destination's
+   address and its part of the order (engine/request_set.py); checked by core_targets_init */
+static int load_destinations(core *k, PyObject *destinations) {
+    PyObject *seq = PySequence_Fast(destinations, "destinations must be a sequence");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > MAX_DESTS) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "1 to %d destinations", MAX_DESTS);
+        return -1;
+    }
+    k->dests = calloc((size_t)n, sizeof *k->dests);
+    if (!k->dests) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    k->n_dests = (int)n;
+    int ok = 0;
+    for (Py_ssize_t i = 0; i < n && ok == 0; i++) {
+        const char *host;
+        int port;
+        unsigned scope_id, start, len;
+        destination *d = &k->dests[i];
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "siIII", &host, &port, &scope_id, &start, &len) ||
+            parse_address(host, port, scope_id, &d->addr, &d->addr_len) < 0) {
+            ok = -1;
+            break;
+        }
+        d->order_start = start;
+        d->order_len = len;
+    }
+    Py_DECREF(seq);
+    return ok;
+}
+
+/* collect_destinations() -> [opened, ...]: connections opened to each destination since the last call */
+static PyObject *Core_collect_destinations(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
+    core *k = self->k && self->k->conns ? self->k : NULL;
+    if (!k) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is not initialised");
+        return NULL;
+    }
+    PyObject *out = PyList_New(k->n_dests);
+    if (!out) return NULL;
+    for (int d = 0; d < k->n_dests; d++) {
+        PyObject *v = PyLong_FromLongLong(k->dests[d].opened);
+        if (!v) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, d, v);
+        k->dests[d].opened = 0;
+    }
+    return out;
+}
+
 /* collect_targets() -> [(group, requests, sum_latency_us, {status: n}, {error slot: n}, {hist index: n})]:
    the groups counted in since the last call, their counts then zeroed */
 static PyObject *Core_collect_targets(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -201,14 +259,14 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
                              "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
-                             "groups", NULL};
+                             "groups", "destinations", "slot_dests", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
     int tls = 0, insecure = 0;
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
-    Py_buffer request = {0}, last_request = {0}, order = {0};
-    PyObject *sources = NULL, *targets = NULL;
+    Py_buffer request = {0}, last_request = {0}, order = {0}, slot_dests = {0};
+    PyObject *sources = NULL, *targets = NULL, *destinations = NULL;
     int order_random = 0, groups = 0;
     unsigned long long seed = 0;
     unsigned worker = 0, workers = 1;
@@ -216,11 +274,12 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIi", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
-                                     &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups))
+                                     &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups,
+                                     &destinations, &slot_dests))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -305,6 +364,14 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     }
     if (targets && targets != Py_None) {
         if (load_targets(k, targets, &order, groups) < 0) goto out;
+        if (destinations && destinations != Py_None) {
+            /* several destinations: one uint16 destination index per slot (capacity of them) */
+            if (load_destinations(k, destinations) < 0) goto out;
+            if (!slot_dests.buf || slot_dests.len != (Py_ssize_t)sizeof(uint16_t) * capacity) {
+                PyErr_SetString(PyExc_ValueError, "slot_dests: one uint16 destination index per slot");
+                goto out;
+            }
+        }
         k->order_random = order_random;
         k->rng_order = seed ^ (0x9e3779b97f4a7c15ULL * (worker + 1));  /* each worker its own streams */
         k->rng_values = seed ^ (0xd1b54a32d192ed03ULL * (worker + 1));
@@ -335,8 +402,19 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto out;
     }
+    if (k->n_dests) {  /* each slot's destination, for good (the slots split across them by weight) */
+        const uint16_t *dests = slot_dests.buf;
+        for (int i = 0; i < capacity; i++) {
+            if (dests[i] >= k->n_dests) {
+                PyErr_SetString(PyExc_ValueError, "slot_dests: a destination index out of range");
+                goto out;
+            }
+            k->conns[i].dest = dests[i];
+        }
+    }
     ok = 0;
 out:
+    PyBuffer_Release(&slot_dests);
     PyBuffer_Release(&request);
     PyBuffer_Release(&last_request);
     PyBuffer_Release(&order);
@@ -506,6 +584,8 @@ static PyMethodDef Core_methods[] = {
     {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service, tls)"},
     {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
     {"tls_reason", (PyCFunction)Core_tls_reason, METH_NOARGS, "the first TLS failure's reason, once"},
+    {"collect_destinations", (PyCFunction)Core_collect_destinations, METH_NOARGS,
+     "several destinations: connections opened to each since the last call"},
     {"collect_targets", (PyCFunction)Core_collect_targets, METH_NOARGS,
      "a request set: the per-target counts since the last call, [(group, requests, sum_latency_us, status, "
      "errors, histogram counts)]"},

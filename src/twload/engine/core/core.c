@@ -248,6 +248,10 @@ static void drop(core *k, conn *c) {
 
 static void free_slot(core *k, conn *c) {
     c->state = C_FREE;
+    if (c->render_sends) {  /* its render buffer is still the kernel's: free once it is not (core_render_free) */
+        c->render_wait = 2;
+        return;
+    }
     k->free_slots[k->n_free++] = slot_of(k, c);
 }
 
@@ -301,6 +305,17 @@ void core_close(core *k, conn *c) {
 }
 
 void core_open(core *k, conn *c) {
+    if (c->render_sends) {
+        /* A send from this slot's render buffer is still in the kernel (io_uring: a connection closed
+           while it was written, e.g. at its timeout; until its completion the kernel may read the
+           buffer), and this connection's request would be rendered into that buffer: the slot waits
+           on the backoff list, without a time, until core_render_free. */
+        c->render_wait = 1;
+        c->state = C_BACKOFF;
+        c->t_retry = INT64_MAX;
+        backoff_push(k, c);
+        return;
+    }
     int64_t now = now_ns();
     k->attempts++;
     c->number = k->attempts;
@@ -317,7 +332,7 @@ void core_open(core *k, conn *c) {
         k->n_connecting++;
         return;
     }
-    int fd = core_socket(k);
+    int fd = core_socket(k, c);
     if (fd < 0) {
         core_connect_failed(k, c, -fd);
         return;
@@ -346,8 +361,19 @@ static void socket_ready(core *k, conn *c) {
     start_connect(k, c);
 }
 
-int core_socket(const core *k) {
-    int fd = socket(k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len) {
+    if (k->n_dests) {
+        const destination *d = &k->dests[c->dest];
+        *len = d->addr_len;
+        return (const struct sockaddr *)&d->addr;
+    }
+    *len = k->target_len;
+    return (const struct sockaddr *)&k->target;
+}
+
+int core_socket(const core *k, const conn *c) {
+    socklen_t len;
+    int fd = socket(core_address(k, c, &len)->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     return fd < 0 ? -errno : fd;
 }
 
@@ -462,6 +488,7 @@ int core_connected(core *k, conn *c, int64_t now) {
     c->backoff_exp = 0;
     k->backoff_exp_open = 0;
     k->stats[S_OPENED]++;
+    if (k->n_dests) k->dests[c->dest].opened++;
     record(k, H_CONNECT, S_SUM_CONNECT, now - c->t_start);
     if (k->stopping && !(c->flags & F_IN_FLIGHT)) {  /* carries nothing yet: closed unused */
         if (c->flags & F_HAS_REQUEST) withdraw(k, c);
@@ -513,6 +540,20 @@ int core_targets_init(core *k) {
     }
     for (uint32_t i = 0; i < k->order_len; i++)
         if (k->order[i] < 0 || k->order[i] >= k->n_targets) return -EINVAL;
+    if (k->n_dests) {
+        /* each destination's part of the order: inside it, non-empty, and only its own targets */
+        for (int d = 0; d < k->n_dests; d++) {
+            destination *dst = &k->dests[d];
+            if (dst->order_len < 1 || dst->order_start > k->order_len || dst->order_len > k->order_len - dst->order_start)
+                return -EINVAL;
+            for (uint32_t i = dst->order_start; i < dst->order_start + dst->order_len; i++)
+                if (k->targets[k->order[i]].dest != d) return -EINVAL;
+            dst->order_next = k->worker % dst->order_len;
+        }
+    } else {
+        for (int i = 0; i < k->n_targets; i++)
+            if (k->targets[i].dest != 0) return -EINVAL;
+    }
     if (cap) {
         if (cap * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
         k->render = malloc((size_t)cap * (size_t)k->capacity);
@@ -536,6 +577,9 @@ void core_targets_fini(core *k) {
     }
     free(k->targets);
     free(k->order);
+    free(k->dests);
+    k->dests = NULL;
+    k->n_dests = 0;
     free(k->render);
     free(k->gstats);
     free(k->ghist);
@@ -548,10 +592,35 @@ void core_targets_fini(core *k) {
     k->gtouched = NULL;
 }
 
+int core_rendered(const core *k, const char *req) {
+    return k->render && req >= k->render && req < k->render + (size_t)k->render_cap * (size_t)k->capacity;
+}
+
+/* io_uring: the last send from c's render buffer completed (c->render_sends is 0): a slot that waited
+   for it connects at the next tick, or goes back among the free ones (open loop) */
+void core_render_free(core *k, conn *c) {
+    uint8_t wait = c->render_wait;
+    c->render_wait = 0;
+    if (wait == 1 && (c->flags & F_IN_BACKOFF) && c->t_retry == INT64_MAX) {
+        c->t_retry = 0;
+    } else if (wait == 2 && c->state == C_FREE) {
+        free_slot(k, c);
+        grow_pool(k);
+    }
+}
+
 /* the next request's target: round-robin through the order's cycle, or a draw from it */
 void core_choose(core *k, conn *c) {
     uint32_t i;
-    if (k->order_random) {
+    if (k->n_dests) {  /* the slot's destination's own part of the cycle */
+        destination *d = &k->dests[c->dest];
+        if (k->order_random) {
+            i = d->order_start + (uint32_t)(splitmix64(&k->rng_order) % d->order_len);
+        } else {
+            i = d->order_start + d->order_next;
+            if (++d->order_next == d->order_len) d->order_next = 0;
+        }
+    } else if (k->order_random) {
         i = (uint32_t)(splitmix64(&k->rng_order) % k->order_len);
     } else {
         i = k->order_next;
@@ -756,7 +825,9 @@ static void response_done(core *k, conn *c, int surplus) {
         core_close_error(k, c, E_UNSOLICITED);
         return;
     }
-    if (c->state == C_SENDING) {  /* answered before the request was all out: do not reuse */
+    /* answered before the request was all out: do not reuse (io_uring: the send from the render buffer
+       has not completed, and the next request would be rendered into the buffer it reads) */
+    if (c->state == C_SENDING || c->render_sends) {
         core_close(k, c);
         return;
     }

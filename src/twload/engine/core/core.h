@@ -96,8 +96,14 @@ typedef struct conn {
        (it stays with the slot through a connection closed before a byte of it went out); its
        rendering in the slot's part of k->render (templated targets) */
     int32_t target;        /* -1: none (errors then count in the totals only) */
+    uint16_t dest;         /* several destinations (k->n_dests > 0): the one this slot connects to, set at load */
     uint8_t chosen, rendered, rendered_last;
     uint32_t rendered_len;
+    /* io_uring: sends from the slot's render buffer the kernel has not completed yet (their CQE is
+       still to come), so the buffer is the kernel's to read: the slot renders nothing, and opens no
+       connection, until it is 0 (core_render_free) */
+    uint8_t render_sends;
+    uint8_t render_wait;   /* the slot waits for render_sends to reach 0 (1: to connect, 2: to be freed) */
     t1_parser parser;
 } conn;
 
@@ -118,8 +124,18 @@ typedef struct req_target {
     uint32_t head_max, body_max; /* the most bytes the head and the body render to */
     char *pool;            /* the ops' literal bytes */
     int32_t group;         /* its per-target results' index */
+    int32_t dest;          /* its destination (k->dests; 0 with one) */
     uint8_t head, asks_upgrade, uses_seq;
 } req_target;
+/* several destinations (targets on different hosts or ports): each its address, and its part of the
+   order's cycle (its own targets, weights as repeats); the slots are split across them at load */
+typedef struct destination {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    uint32_t order_start, order_len, order_next;
+    int64_t opened;        /* connections opened to it since the last collect */
+} destination;
+#define MAX_DESTS 256
 /* per-target results: one int64 row a group (a name in the file), and a latency histogram */
 enum { G_REQUESTS, G_SUM_LATENCY, G_STATUS, G_ERRORS = G_STATUS + N_STATUS, G_LEN = G_ERRORS + N_ERRORS };
 #define MAX_GROUPS 256           /* plan/targets.py MAX_NAMES */
@@ -157,6 +173,8 @@ typedef struct core {
     int n_targets;
     int32_t *order;
     uint32_t order_len, order_next;
+    destination *dests;               /* n_dests > 0: several destinations (else `target`, one order) */
+    int n_dests;
     int order_random;
     uint64_t rng_order, rng_values;  /* splitmix64 states */
     uint64_t seq_next;                /* {{seq}}: this worker's k-th request is k * workers + worker */
@@ -280,11 +298,15 @@ void core_close_error(core *k, conn *c, int error); /* after a counted response:
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
 void core_record_tls(core *k, int64_t ns);     /* a handshake took ns */
-int core_socket(const core *k);               /* a new socket for the target: fd or -errno */
+int core_socket(const core *k, const conn *c); /* a new socket for c's destination: fd or -errno */
+/* the address slot c connects to: its destination's, or the target's */
+const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len);
 int core_targets_init(core *k);               /* after targets, order, groups are set: sizes, buffers (0, -errno) */
 void core_targets_fini(core *k);
 void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
+int core_rendered(const core *k, const char *req); /* req points into a slot's render buffer */
+void core_render_free(core *k, conn *c);      /* io_uring: c's render_sends reached 0: a waiting slot goes on */
 
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };

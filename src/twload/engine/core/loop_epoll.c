@@ -171,7 +171,9 @@ static int current(const core *k, queued q) { return k->conns[q.slot].gen == q.g
 static int connect_now(core *k, conn *c) {
     epoll_state *s = k->io_state;
     c->t_start = now_ns();  /* the connect time is the connect's own, not its wait in the queue */
-    if (connect(c->fd, (struct sockaddr *)&k->target, k->target_len) < 0 && errno != EINPROGRESS) return -errno;
+    socklen_t len;
+    const struct sockaddr *to = core_address(k, c, &len);
+    if (connect(c->fd, to, len) < 0 && errno != EINPROGRESS) return -errno;
     if (k->tls) {
         /* https: the request waits for the handshake, which the connection's first EPOLLOUT starts
            (handshake) */
@@ -233,7 +235,7 @@ static void run_pending(core *k) {
         for (int i = 0; i < s->n_sockets; i++) {
             conn *c = &k->conns[s->sockets[i].slot];
             if (!current(k, s->sockets[i]) || !(c->flags & F_SOCKET_PENDING)) continue;
-            core_socket_made(k, c, core_socket(k));
+            core_socket_made(k, c, core_socket(k, c));
         }
         s->n_sockets = 0;
         for (int i = 0; i < s->n_connects; i++) {  /* a failure may queue more: n_connects grows */

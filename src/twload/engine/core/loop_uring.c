@@ -41,7 +41,10 @@
 #define BUF_COUNT 64          /* power of two */
 #define BUF_SIZE (16 * 1024)  /* 1 MiB of read buffers per worker */
 
-enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE, OP_SOCKET, OP_LINGER, OP_PROBE };
+/* OP_RSEND: a send from a slot's render buffer (a templated request, rewritten per request): unlike
+   OP_SEND it posts its success too, for the kernel reads the buffer until it completes (see
+   queue_request) */
+enum { OP_CONNECT = 1, OP_SEND, OP_RECV, OP_CANCEL, OP_CLOSE, OP_SOCKET, OP_LINGER, OP_PROBE, OP_RSEND };
 
 typedef struct {
     int slot;
@@ -160,14 +163,31 @@ static void queue_request(core *k, conn *c, int link) {
     struct io_uring_sqe *sqe = get_sqe(k);  /* reserved by the caller */
     /* MSG_WAITALL: a short send is retried in the kernel, not reported as done (Linux 5.18) */
     io_uring_prep_send(sqe, c->fd, req, len, MSG_NOSIGNAL | MSG_WAITALL);
-    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS | (link ? IOSQE_IO_LINK : 0);
-    io_uring_sqe_set_data64(sqe, tag(k, c, OP_SEND));
+    /* A send that does not fit the socket's buffer waits in the kernel for room and then reads the
+       rest from `req` (io_uring/net.c io_send: -EAGAIN, then a poll, then the send again from
+       sr->buf + done_io; Linux 6.x), however its connection ended meanwhile: an ASYNC_CANCEL at the
+       close does not say when it is over (a send run by io-wq is only signalled:
+       io_uring/io-wq.c io_wq_worker_cancel). A slot's render buffer is rewritten for its next
+       request, so a send from it posts its completion, whatever it was, and until then the slot
+       renders nothing (c->render_sends, core_open, response_done). The fixed requests do not change
+       while the worker runs: their success needs no completion. */
+    int rendered = core_rendered(k, req);
+    sqe->flags |= (rendered ? 0 : IOSQE_CQE_SKIP_SUCCESS) | (link ? IOSQE_IO_LINK : 0);
+    io_uring_sqe_set_data64(sqe, tag(k, c, rendered ? OP_RSEND : OP_SEND));
+    if (rendered) c->render_sends++;
     core_begin(k, c, now_ns());
     c->flags |= F_UNSUBMITTED;
     s->begins[s->n_begins].slot = (int)(c - k->conns);
     s->begins[s->n_begins].gen = c->gen;
     s->begins[s->n_begins].sqe = sqe;
     s->n_begins++;
+}
+
+/* A send from c's render buffer is over (its completion came, or it was taken back): the buffer is the
+   slot's again once none is left */
+static void render_send_done(core *k, conn *c) {
+    if (c->render_sends) c->render_sends--;
+    if (!c->render_sends && c->render_wait) core_render_free(k, c);
 }
 
 /* c's request is still queued here (F_UNSUBMITTED): its send entry becomes a no-op, posting nothing
@@ -179,6 +199,7 @@ static void take_back(core *k, conn *c) {
         if (s->begins[i].slot != slot || s->begins[i].gen != c->gen) continue;
         struct io_uring_sqe *sqe = s->begins[i].sqe;
         uint8_t link = sqe->flags & IOSQE_IO_LINK;
+        if ((int)(sqe->user_data >> 56) == OP_RSEND) render_send_done(k, c);
         io_uring_prep_nop(sqe);
         sqe->flags = link | IOSQE_CQE_SKIP_SUCCESS;
         io_uring_sqe_set_data64(sqe, tag(k, c, OP_SEND));
@@ -234,7 +255,9 @@ static int ur_open(core *k, conn *c) {
         io_uring_sqe_set_data64(sqe, tag(k, c, OP_LINGER));
     }
     sqe = get_sqe(k);
-    io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&k->target, k->target_len);
+    socklen_t len;
+    const struct sockaddr *to = core_address(k, c, &len);
+    io_uring_prep_connect(sqe, c->fd, to, len);
     if (!request) sqe->flags |= IOSQE_IO_LINK;  /* an idle connection's recv waits for it */
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_CONNECT));
     if (request) {  /* not linked to the connect: see the top of this file */
@@ -253,7 +276,8 @@ static int ur_socket(core *k, conn *c) {
     if (!s->ring_sockets) return -ENOTSUP;
     struct io_uring_sqe *sqe = get_sqe(k);
     if (!sqe) return -EBUSY;
-    io_uring_prep_socket(sqe, k->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP, 0);
+    socklen_t len;
+    io_uring_prep_socket(sqe, core_address(k, c, &len)->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP, 0);
     io_uring_sqe_set_data64(sqe, tag(k, c, OP_SOCKET));
     return 0;
 }
@@ -413,6 +437,18 @@ static void completed(core *k, struct io_uring_cqe *cqe) {
         return;
     }
     int gen_ok = (c->gen & 0xffffff) == ((data >> 32) & 0xffffff);
+    if (op == OP_RSEND) {
+        /* over, whatever the connection did meanwhile: the slot's render buffer is free */
+        render_send_done(k, c);
+        if (res >= 0 && gen_ok && c->fd >= 0 && (c->flags & F_IN_FLIGHT)) {
+            uint32_t len;
+            core_request(k, c, &len);
+            if ((uint32_t)res >= len) return;  /* all of it went out: what the skipped success says */
+        } else if (res >= 0) {
+            return;
+        }
+        op = OP_SEND;  /* a failure (or a send cut short), as OP_SEND posts it */
+    }
     if (op == OP_SOCKET) {
         if (gen_ok && (c->flags & F_SOCKET_PENDING)) core_socket_made(k, c, res);
         else if (res >= 0) close(res);  /* its connection ended (stop, timeout) before the socket came */
@@ -637,9 +673,49 @@ fail:
     return r;
 }
 
+/* Sends from render buffers still in the kernel (connections closed by a plain close(), at the end of
+   the run or with the ring full) may read those buffers, which core_fini frees next: everything
+   pending is cancelled, and their completions are awaited (a second at most; a cancelled send
+   posts -ECANCELED). Only the counts are kept: the connections are all gone. */
+static void settle_render_sends(core *k) {
+    uring_state *s = k->io_state;
+    int pending = 0;
+    for (int i = 0; i < k->capacity; i++) pending += k->conns[i].render_sends;
+    if (!pending) return;
+    struct io_uring_sqe *sqe = get_sqe(k);
+    if (!sqe) return;
+    io_uring_prep_cancel(sqe, NULL, IORING_ASYNC_CANCEL_ANY);
+    io_uring_sqe_set_data64(sqe, (uint64_t)OP_CANCEL << 56);
+    submit(k);
+    int64_t deadline = now_ns() + 1000000000LL;
+    while (pending > 0) {
+        int64_t left = deadline - now_ns();
+        if (left <= 0) break;
+        struct __kernel_timespec ts = {left / 1000000000LL, left % 1000000000LL};
+        struct io_uring_cqe *cqe;
+        if (io_uring_wait_cqe_timeout(&s->ring, &cqe, &ts) < 0) break;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&s->ring, head, cqe) {
+            int op = (int)(cqe->user_data >> 56);
+            int bid = taken_buffer(s, cqe);
+            if (bid >= 0) give_back(s, bid);
+            conn *c = &k->conns[(uint32_t)cqe->user_data];
+            if (op == OP_RSEND && c->render_sends) {
+                c->render_sends--;
+                pending--;
+            } else if (op == OP_SOCKET && cqe->res >= 0) {
+                close(cqe->res);
+            }
+            n++;
+        }
+        io_uring_cq_advance(&s->ring, n);
+    }
+}
+
 static void ur_fini(core *k) {
     uring_state *s = k->io_state;
     submit(k);  /* the queued closes */
+    settle_render_sends(k);
     /* Sockets made through the ring whose completions nobody reaped: every connection is gone by
        now, so their fds belong to no one (IORING_OP_SOCKET runs at submit: it is not left pending). */
     struct io_uring_cqe *cqe;

@@ -16,6 +16,7 @@ from array import array
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
 from twload.engine.request_set import request_set as make_request_set
+from twload.engine.request_set import slot_destinations
 from twload.metrics import Snapshot, encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
@@ -52,6 +53,14 @@ class CoreWorker:
             request_set = {"targets": made.targets, "order": made.order, "groups": len(made.labels),
                            "order_random": plan.targets_order == "random", "seed": plan.seed or 0,
                            "worker": index, "workers": self.workers}
+            if plan.destinations:  # several destinations: each slot's, and each one's address and cycle
+                total = plan.connections
+                if plan.stages and not plan.open_loop:
+                    total = max(total, int(max(s.target for s in plan.stages) + 0.5))
+                request_set["destinations"] = [
+                    (d.address[0], d.address[1], d.address[3] if len(d.address) > 3 else 0, start, length)
+                    for d, (start, length) in zip(plan.destinations, made.parts, strict=True)]
+                request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, index, self.workers, total)
             request = last_request = b""
         else:
             request = build_request(plan, connection_close=False)
@@ -65,7 +74,8 @@ class CoreWorker:
             timeout_ns=int(plan.timeout_s * 1e9), connect_timeout_ns=int(plan.connect_timeout_s * 1e9),
             sources=plan.sources, source_start=index % len(plan.sources) if plan.sources else 0,
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
-            tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
+            tls=(plan.destinations or (plan.target,))[0].scheme == "https",
+            server_name=(plan.destinations or (plan.target,))[0].host, cacert=plan.cacert,
             insecure=plan.insecure, **request_set,
         )
         self.io = self.core.io
@@ -142,6 +152,8 @@ class CoreWorker:
             peer_bytes=self.core.peer_bytes() or b"",
             tls_reason=self.core.tls_reason() or "",
             targets=self.target_counts() if self.labels else {},
+            # connections opened to each destination (plan.destinations' order)
+            destinations=tuple(self.core.collect_destinations()) if self.plan.destinations else (),
             **{name: encode_counts({values[i]: c for i, c in enumerate(counts) if c})
                for name, counts in hists.items()},
         )
