@@ -9,8 +9,9 @@ PYTHON ?= python3
 # benchmarks' peers are the second, and a failure to get them only warns.
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
-# chromium opens the HTML report in its browser test.
-DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium
+# chromium opens the HTML report in its browser test. libnghttp2-dev builds the core's --http2 (h2.c);
+# nghttp2-client brings h2load, the HTTP/2 anchor of the benchmarks.
+DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev libnghttp2-dev clang libclang-rt-14-dev chromium nghttp2-client
 DEBS_OPT := wrk apache2-utils hey
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize

@@ -120,7 +120,7 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "h2_server_max_streams", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,6 +128,7 @@ class Totals(Counts):
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
+        self.h2_server_max_streams = 0  # HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -145,6 +146,9 @@ class Totals(Counts):
         self.max_lag_us = max(self.max_lag_us, snap.get("max_lag_us", 0))
         if not self.peer_bytes and snap.get("peer_bytes"):
             self.peer_bytes = bytes(snap["peer_bytes"])
+        capped = snap.get("h2_server_max_streams", 0)
+        if capped and (not self.h2_server_max_streams or capped < self.h2_server_max_streams):
+            self.h2_server_max_streams = capped
         if not self.tls_reason and snap.get("tls_reason"):
             self.tls_reason = str(snap["tls_reason"])
         for name, (connection, at_s) in snap.get("first_errors", {}).items():

@@ -91,7 +91,7 @@ def build_plan(
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "epoll", sources_here: bool = True,
+    io: str = "epoll", sources_here: bool = True, http2: bool = False, streams: int = 10,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -134,6 +134,8 @@ def build_plan(
         max_errors=max_errors,
         engine=engine,
         io=io,
+        http2=http2,
+        streams=streams,
     )
     problem = file_limit_problem(plan)
     if problem:
@@ -188,6 +190,8 @@ def run(
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core when built, else asyncio) | core (C event loop; https:// on its epoll backend) | asyncio (uvloop).", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
+    http2: Annotated[bool, typer.Option("--http2", help="HTTP/2 on the compiled core: h2c with prior knowledge for http://, ALPN h2 for https://; -c connections x --streams.", rich_help_panel="Request")] = False,
+    streams: Annotated[int, typer.Option("--streams", help="HTTP/2: concurrent streams per connection (the server's SETTINGS_MAX_CONCURRENT_STREAMS may cap them).", rich_help_panel="Request")] = 10,
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).", rich_help_panel="Connections")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default ./twload-runs/<UTC time>/).", rich_help_panel="Output")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print summary.json on stdout instead of text.", rich_help_panel="Output")] = False,
@@ -209,7 +213,7 @@ def run(
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
-                          sources_here=spec is None)
+                          sources_here=spec is None, http2=http2, streams=streams)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_readable
 from pathlib import Path
 
+from twload.engine import http2
 from twload.engine.messages import Crash, Final, Message, Ready, Tick
 from twload.engine.worker import worker_main
 from twload.metrics import Totals, escaped, free_codec_garbage, percentiles_us
@@ -385,6 +386,8 @@ class Supervisor:
             summary["tls_reason"] = totals.tls_reason
         if plan.open_loop:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
+        if plan.http2:
+            summary.update(http2.summary_keys(plan, totals.requests, elapsed, totals.h2_server_max_streams))
         if plan.target.scheme == "https":
             summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
         if self.time_wait_probe is not None:

@@ -47,7 +47,7 @@ def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
         from twload.engine import core
 
         if core.available() or plan.engine == "core":
-            io = core.choose_io(plan.io, plan.target.scheme)
+            io = core.choose_io(plan.io, plan.target.scheme, plan.http2)
             return "core", core.CoreWorker(plan, index, connections, budget, share, io=io)
     from twload.engine.asyncio_loop import Worker
 

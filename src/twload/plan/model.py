@@ -13,6 +13,7 @@ ENGINES = ("auto", "core", "asyncio")
 IO_BACKENDS = ("auto", "epoll", "uring")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
+MAX_STREAMS = 1000  # --streams at most (core/h2.h H2_MAX_STREAMS: each connection's stream table)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Plan:
     # epoll is the default: io_uring was faster on short connections but served far fewer requests
     # than epoll with tens of thousands of open connections (measured: benchmarks/RESULTS.md).
     io: str = "epoll"
+    http2: bool = False  # HTTP/2 on the core: h2c with prior knowledge for http://, ALPN h2 for https://
+    streams: int = 10  # HTTP/2: concurrent streams per connection (the server's SETTINGS may cap them)
 
     def __post_init__(self) -> None:
         if self.close not in CLOSE_STRATEGIES:
@@ -94,8 +97,24 @@ class Plan:
         if self.io == "uring" and self.target.scheme == "https":
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
+        if self.http2:
+            self._check_http2()
         if self.io == "uring" and self.engine_choice == "asyncio":  # epoll is only the default
             raise PlanError(f"--io {self.io} is for the core engine; this run uses asyncio (uvloop)")
+
+    def _check_http2(self) -> None:
+        """What --http2 does not do yet (issue #31 stage 1), each refused in one line."""
+        if not 1 <= self.streams <= MAX_STREAMS:
+            raise PlanError(f"--streams must be 1..{MAX_STREAMS}")
+        if self.engine == "asyncio":
+            raise PlanError("--http2 runs on the compiled core (--engine core or auto), not asyncio")
+        if self.io == "uring":
+            raise PlanError("--http2 runs on the epoll backend for now; use --io epoll or auto")
+        if self.open_loop or self.stages:
+            raise PlanError("--http2 is closed loop (-c connections x --streams) for now: no --rate or --stages")
+        if self.close == "server":
+            raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
+                            "use keepalive, fin or rst")
 
     @property
     def engine_choice(self) -> str:
@@ -119,6 +138,8 @@ class Plan:
         """Requests on one connection before the close strategy applies (None: no limit)."""
         if self.requests_per_connection is not None:
             return self.requests_per_connection
+        if self.http2:  # streams share the connection: it ends by --requests-per-connection alone
+            return None
         return None if self.close == "keepalive" else 1
 
     def worker_shares(self) -> list[tuple[int, int | None]]:

@@ -15,6 +15,7 @@ import time
 from array import array
 
 from twload.engine.http1 import build_request
+from twload.engine.http2 import header_block
 from twload.engine.strategies import asks_server_to_close
 from twload.metrics import encode_counts, free_codec_garbage, new_histogram
 from twload.plan import MAX_HEADER_BYTES, Plan
@@ -47,13 +48,19 @@ def uring_makes_sockets() -> bool:
     return uring_available() and _core.uring_sockets()
 
 
-def choose_io(requested: str, scheme: str = "http") -> str:
-    """The backend a worker runs: https:// runs on epoll (TLS over the ring is not built yet, issue #30)."""
-    if scheme == "https":
+def choose_io(requested: str, scheme: str = "http", http2: bool = False) -> str:
+    """The backend a worker runs: https:// and --http2 run on epoll (TLS and HTTP/2 over the ring are
+    not built yet, issues #30 and #31)."""
+    if scheme == "https" or http2:
         return "epoll"
     if requested == "auto":
         return "uring" if uring_available() else "epoll"
     return requested
+
+
+H2_ERROR_CODES = ("no_error", "protocol_error", "internal_error", "flow_control_error", "settings_timeout",
+                  "stream_closed", "frame_size_error", "refused_stream", "cancel", "compression_error",
+                  "connect_error", "enhance_your_calm", "inadequate_security", "http_1_1_required", "other")
 
 
 def error_names() -> dict[int, str]:
@@ -69,7 +76,12 @@ def error_names() -> dict[int, str]:
         _core.E_TLS_HANDSHAKE_FAILED: "tls_handshake_failed", _core.E_TLS_CERT_VERIFY_FAILED: "tls_cert_verify_failed",
         _core.E_TLS_UNEXPECTED_EOF: "tls_unexpected_eof", _core.E_TLS_ON_PLAIN_HTTP: "tls_on_plain_http",
         _core.E_TLS_ERROR: "tls_error",
+        _core.E_H2_PROTOCOL: "h2_protocol_error", _core.E_H2_RETRIED: "h2_retried_after_goaway",
+        _core.E_H2_NOT_NEGOTIATED: "h2_not_negotiated",
     })
+    for i, code in enumerate(H2_ERROR_CODES):  # RFC 9113 section 7, lower snake case; then any other
+        names[_core.E_H2_RST + i] = f"h2_rst_stream_{code}"
+        names[_core.E_H2_GOAWAY + i] = f"h2_goaway_{code}"
     return names
 
 
@@ -108,6 +120,7 @@ class CoreWorker:
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
             tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
             insecure=plan.insecure,
+            **({"http2": plan.streams, "h2_headers": header_block(plan), "h2_body": plan.body} if plan.http2 else {}),
         )
         self.io = self.core.io
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
@@ -181,6 +194,8 @@ class CoreWorker:
         peer_bytes = self.core.peer_bytes()
         if peer_bytes:  # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
             snap["peer_bytes"] = peer_bytes
+        if self.plan.http2 and self.core.h2_peer_max_streams:  # the server capped --streams
+            snap["h2_server_max_streams"] = self.core.h2_peer_max_streams
         tls_reason = self.core.tls_reason()
         if tls_reason:  # once per worker, as peer_bytes: why the first TLS handshake failed
             snap["tls_reason"] = tls_reason
