@@ -181,3 +181,11 @@ class _Silent:
 
     def receive_data(self, data: bytes) -> list:
         return []
+
+
+class SilentPeer(H2Peer):
+    """Reads every request and answers none (the client's --timeout must end each stream)."""
+
+    def answer(self, h2c, state: dict, idle: bool) -> bool:
+        state["pending"].clear()
+        return False

@@ -8,7 +8,7 @@ import h2.errors
 import pytest
 
 from tests.conftest import NGINX, Nginx, run_cli
-from tests.integration.h2_peers import GarbagePeer, GoawayPeer, H2Peer, RstEveryThirdPeer
+from tests.integration.h2_peers import GarbagePeer, GoawayPeer, H2Peer, RstEveryThirdPeer, SilentPeer
 from twload.engine.core import available
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.resolve import parse_target
@@ -28,7 +28,8 @@ def results(summary: dict) -> int:
 
 
 def run(url, tmp_path, **kw):
-    plan = Plan(target=parse_target(url), url=url, workers=1, engine="core", http2=True, timeout_s=5.0, **kw)
+    kw.setdefault("timeout_s", 5.0)
+    plan = Plan(target=parse_target(url), url=url, workers=1, engine="core", http2=True, **kw)
     return run_to_folder(plan, tmp_path / "run")
 
 
@@ -137,6 +138,17 @@ def test_garbage_after_the_preface_is_a_protocol_error(peer, tmp_path):
     assert summary["requests"] == 0
     assert summary["errors"] == {"h2_protocol_error": 20}
     assert "peer_bytes" in summary  # what it sent, said once
+
+
+def test_streams_never_answered_time_out_and_the_next_ones_go(peer, tmp_path):
+    """Each stream has its own --timeout: timed out, it is reset (CANCEL) and the slot's next request
+    goes on the same connection; every request gets its one result before the run's end."""
+    p = peer(SilentPeer)
+    summary = run(p.url, tmp_path, connections=1, streams=2, requests=6, timeout_s=0.3, duration_s=8.0)
+    p.settle()
+    assert summary["errors"] == {"timeout": 6}
+    assert summary["requests"] == 0 and p.requests == 6
+    assert summary["duration_s"] < 6  # ended by its budget, not by the duration
 
 
 @pytest.mark.parametrize("args, words", [

@@ -401,7 +401,8 @@ static void hook_drop(core *k, conn *c) {
 
 static void end_with(core *k, conn *c, int error) {
     settle_all(k, of(k, c), error);
-    core_close(k, c);
+    if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);  /* the slot's request was never submitted */
+    else core_close(k, c);
 }
 
 static void hook_ended(core *k, conn *c, int error) {
@@ -475,12 +476,13 @@ static void hook_sweep(core *k, conn *c, int64_t now) {
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
         cancelled = 1;
     }
-    if (cancelled) {
-        uint32_t gen = c->gen;
-        refill(k, c, h);  /* closed loop: the slot's next requests, on the same connection */
-        k->io->send(k, c);
-        if (c->gen == gen) maybe_done(k, c, h);
-    }
+    if (!cancelled) return;
+    uint32_t gen = c->gen;
+    k->io->send(k, c);  /* the RST_STREAMs: nghttp2 closes those streams as they go out */
+    if (c->gen != gen) return;
+    refill(k, c, h);  /* closed loop: the slot's next requests, on the same connection */
+    if (maybe_done(k, c, h)) return;
+    k->io->send(k, c);
 }
 
 static void hook_stop(core *k) {
