@@ -31,6 +31,7 @@ class H2Peer(ListeningPeer):
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests = self.answered = self.reset = self.violations = self.connections = 0
+        self.client_window = 0  # the client's SETTINGS_INITIAL_WINDOW_SIZE, as last seen
         self.threads: list[threading.Thread] = []
         super().__init__()
 
@@ -74,6 +75,8 @@ class H2Peer(ListeningPeer):
                         conn.sendall(h2c.data_to_send())
                         return
                     for event in events:
+                        if isinstance(event, h2.events.RemoteSettingsChanged):
+                            self.client_window = h2c.remote_settings.initial_window_size
                         if isinstance(event, h2.events.RequestReceived):
                             with self.lock:
                                 self.requests += 1

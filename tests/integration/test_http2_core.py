@@ -140,6 +140,16 @@ def test_garbage_after_the_preface_is_a_protocol_error(peer, tmp_path):
     assert "peer_bytes" in summary  # what it sent, said once
 
 
+def test_client_windows_are_h2loads_not_64k(peer, tmp_path):
+    """The client's windows are 2^30 - 1 (h2load's default), not 64 KiB: a large response goes out
+    without waiting for WINDOW_UPDATEs."""
+    p = peer(H2Peer)
+    summary = run(p.url, tmp_path, connections=1, streams=4, requests=20)
+    p.settle()
+    assert summary["requests"] == 20
+    assert p.client_window == 2**30 - 1
+
+
 def test_streams_never_answered_time_out_and_the_next_ones_go(peer, tmp_path):
     """Each stream has its own --timeout: timed out, it is reset (CANCEL) and the slot's next request
     goes on the same connection; every request gets its one result before the run's end."""

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #define SCRATCH (64 * 1024)  /* frames gathered for one write */
+#define WINDOW ((1 << 30) - 1) /* flow-control window for each stream and the connection (create) */
 
 typedef struct h2_stream {
     int32_t id;         /* 0: the entry is free */
@@ -355,9 +356,13 @@ static int create(core *k, conn *c, h2_conn *h) {
     h->goaway_last = -1;
     h->limit = st->streams;
     if (nghttp2_session_client_new2(&h->session, st->cbs, h, st->opt) != 0) return -1;
-    /* our SETTINGS: no server push (RFC 9113 section 8.4); the rest stays at the defaults */
-    nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
-    if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, settings, 1) != 0) return -1;
+    /* our SETTINGS: no server push (RFC 9113 section 8.4), and flow-control windows of 2^30 - 1 for
+       each stream and the connection, as h2load's defaults (-w 30, -W 30): the client reads all it
+       gets, so the 64 KiB default windows would only hold large responses back by round trips */
+    nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW}};
+    if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, settings, 2) != 0) return -1;
+    if (nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, WINDOW) != 0) return -1;
     return 0;
 }
 
