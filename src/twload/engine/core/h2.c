@@ -78,6 +78,8 @@ static h2_conn *of(core *k, const conn *c) { return &k->h2_state->conns[c - k->c
 
 int h2_peer_max_streams(const core *k) { return k->h2_state ? k->h2_state->peer_max : 0; }
 
+int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed : 0; }
+
 /* the error slot of an RFC 9113 error code (section 7), by RST_STREAM or GOAWAY */
 static int code_slot(int base, uint32_t code) { return base + (code <= NGHTTP2_HTTP_1_1_REQUIRED ? (int)code : 14); }
 

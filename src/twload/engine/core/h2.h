@@ -23,6 +23,7 @@ void h2_fini(core *k);
 const uint8_t *h2_output(core *k, conn *c, size_t *len);
 void h2_wrote(core *k, conn *c, size_t n);
 int h2_peer_max_streams(const core *k);       /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS seen (0: none) */
+int64_t h2_owed(const core *k);                /* requests taken and waiting for a stream (the fuzzer's ledger) */
 
 extern const h2_hooks h2_core_hooks;
 
