@@ -9,10 +9,10 @@
  * The harness plays the kernel and the server: connects done or refused, writes blocked and
  * unblocked, the server's bytes (raw, cut where the input says, or a frame built from the input:
  * type, flags, one of the client's stream ids, a payload), EOF, a reset, time passing (each
- * stream's timeout), stop.
+ * stream's timeout), stop, open-loop send times.
  *
  * Input: 3 bytes of configuration (close mode, slots 1-2, streams 1-4, requests per connection,
- * budget), then operations, each one byte (what, and an argument: the slot, a flag) followed by its
+ * budget, a body, open loop), then operations, each one byte (what, and an argument: the slot, a flag) followed by its
  * data; fuzz/corpus_h2 holds one seed per situation.
  *
  * Checked after every step: the request ledger (requests taken == results + withdrawn + those still
@@ -153,6 +153,8 @@ static int64_t owed(const core *k)
     int64_t n = k->in_flight + h2_owed(k);
     for (int i = 0; i < k->capacity; i++)
         n += (k->conns[i].flags & F_HAS_REQUEST) != 0;
+    if (k->open_loop)
+        n += (int64_t)(k->due_seen - k->due_head); /* due, taken, waiting for a stream */
     return n;
 }
 
@@ -200,7 +202,7 @@ typedef struct input {
 static int byte(input *in) { return in->at < in->n ? in->d[in->at++] : 0; }
 
 enum { OP_DATA, OP_FRAME, OP_EOF, OP_RESET, OP_SOCKET, OP_CONNECT, OP_WRITE, OP_BLOCK, OP_TICK, OP_STOP,
-       OP_ABANDON, N_OPS };
+       OP_DUE, OP_ABANDON, N_OPS };
 
 static int connected(const conn *c)
 {
@@ -243,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.blocked = -1;
 
     /* c0: close mode (server is not offered with --http2: keepalive), slots, streams; c1: requests
-       per connection and the budget; c2: a body or none */
+       per connection and the budget; c2: a body or none, open loop */
     static const int modes[4] = {CLOSE_KEEPALIVE, CLOSE_FIN, CLOSE_KEEPALIVE, CLOSE_RST};
     k->io = &fake_backend;
     k->close_mode = modes[c0 & 3];
@@ -251,6 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int streams = 1 + ((c0 >> 3) & 3);
     k->per_connection = (uint32_t)(c1 & 3);
     k->budget = (c1 >> 2) ? (c1 >> 2) : -1;
+    k->open_loop = (c2 >> 1) & 1;
     k->timeout_ns = k->connect_timeout_ns = TIMEOUT_NS;
     k->request = copy("GET / HTTP/1.1\r\n\r\n", 18); /* core_init wants one; HTTP/2 does not use it */
     k->request_len = 18;
@@ -362,6 +365,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case OP_STOP:
             core_stop(k);
             break;
+        case OP_DUE: { /* open loop: send times, due now */
+            if (!k->open_loop || k->stopping)
+                break;
+            int64_t times[4];
+            int n = 1 + arg % 4;
+            for (int t = 0; t < n; t++)
+                times[t] = now_ns();
+            require(core_add_due(k, times, (size_t)n) == 0);
+            if (arg >= 16)
+                k->schedule_done = 1;
+            break;
+        }
         }
         check(k, 0);
     }

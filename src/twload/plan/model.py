@@ -110,8 +110,8 @@ class Plan:
             raise PlanError("--http2 runs on the compiled core (--engine core or auto), not asyncio")
         if self.io == "uring":
             raise PlanError("--http2 runs on the epoll backend for now; use --io epoll or auto")
-        if self.open_loop or self.stages:
-            raise PlanError("--http2 is closed loop (-c connections x --streams) for now: no --rate or --stages")
+        if self.stages and not self.open_loop:
+            raise PlanError("--http2 does not ramp connections yet: --stages only with --rate or --open-loop")
         if self.close == "server":
             raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
                             "use keepalive, fin or rst")

@@ -143,8 +143,8 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     }
     k->capacity = capacity;  /* tls_init and h2_init size their per-slot state by it */
     if (http2) {  /* before tls_init: its ALPN offers h2 then */
-        if (k->io != &epoll_backend || open_loop || staged) {
-            PyErr_SetString(PyExc_ValueError, "HTTP/2 runs on the epoll backend, closed loop, fixed -c only");
+        if (k->io != &epoll_backend || (staged && !open_loop)) {
+            PyErr_SetString(PyExc_ValueError, "HTTP/2 runs on the epoll backend, and not with staged connections");
             goto out;
         }
         int h = h2_init(k, http2, h2_headers.obj ? h2_headers.buf : "", h2_headers.obj ? (size_t)h2_headers.len : 0,

@@ -124,6 +124,11 @@ static int overdue(const core *k) { return k->due_head < k->due_seen; }
 
 static int64_t pop_due(core *k) { return k->due[k->due_head++]; }
 
+int64_t core_next_due(core *k) {
+    scan_due(k, now_ns());
+    return overdue(k) ? pop_due(k) : 0;
+}
+
 int core_add_due(core *k, const int64_t *times, size_t n) {
     if (k->due_head > 0 && k->due_head * 2 >= k->due_len) {  /* compact */
         memmove(k->due, k->due + k->due_head, (k->due_len - k->due_head) * sizeof(int64_t));
@@ -760,6 +765,7 @@ void core_tick(core *k, int64_t now) {
     }
     if (k->open_loop && !k->stopping) {
         scan_due(k, now);
+        if (k->h2 && overdue(k)) k->h2->dispatch(k);  /* HTTP/2: to the streams free first */
         while (overdue(k) && k->n_idle > 0) {
             conn *c = &k->conns[k->idle[--k->n_idle]];
             c->flags &= (uint16_t)~F_IN_IDLE;

@@ -113,6 +113,7 @@ typedef struct h2_hooks {
     void (*drop)(struct core *k, conn *c);        /* c is being closed: its session goes */
     void (*stop)(struct core *k);                 /* no new stream from now on */
     int (*take_owed)(struct core *k);             /* 1: a request refused earlier is the slot's (closed loop) */
+    void (*dispatch)(struct core *k);             /* open loop: due requests to connections with a stream free */
 } h2_hooks;
 struct ssl_st;      /* OpenSSL's SSL and SSL_CTX: only tls.c includes OpenSSL */
 struct ssl_ctx_st;
@@ -257,6 +258,7 @@ void core_count_error(core *k, const conn *c, int error); /* a request's result 
 void core_count_close_error(core *k, const conn *c, int error); /* by name, outside the ledger */
 /* a response: its status and latency (from `intended` in the open loop, else from `sent`) */
 void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t now);
+int64_t core_next_due(core *k);               /* open loop: the oldest due send time, taken (0: none due) */
 void core_close_error(core *k, conn *c, int error); /* after a counted response: the close went wrong, or bytes nobody asked for */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */

@@ -69,6 +69,8 @@ typedef struct h2_state {
     h2_stream *stream_mem; /* capacity * streams entries */
     uint8_t *scratch;
     int64_t owed;         /* requests taken and refused by a GOAWAY, or never written: the next streams' */
+    int64_t *refused;     /* open loop: the same, by their intended send times (cap_refused) */
+    int n_refused, cap_refused;
     int peer_max;         /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams (0: none) */
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
@@ -78,7 +80,19 @@ static h2_conn *of(core *k, const conn *c) { return &k->h2_state->conns[c - k->c
 
 int h2_peer_max_streams(const core *k) { return k->h2_state ? k->h2_state->peer_max : 0; }
 
-int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed : 0; }
+int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed + k->h2_state->n_refused : 0; }
+
+/* A request taken and not processed (never written, or refused by a GOAWAY) goes on the next stream:
+   closed loop, the slot's next (owed); open loop, with its intended send time, so its latency still
+   counts from then (refused); at the stop, or with no room to keep it, it leaves (withdrawn, or
+   not_sent in the open loop). */
+static void give_back(core *k, const conn *c, int64_t intended) {
+    h2_state *st = k->h2_state;
+    if (k->stopping) core_withdraw(k, c);
+    else if (!k->open_loop) st->owed++;
+    else if (st->n_refused < st->cap_refused) st->refused[st->n_refused++] = intended;
+    else core_withdraw(k, c);
+}
 
 /* the error slot of an RFC 9113 error code (section 7), by RST_STREAM or GOAWAY */
 static int code_slot(int base, uint32_t code) { return base + (code <= NGHTTP2_HTTP_1_1_REQUIRED ? (int)code : 14); }
@@ -99,10 +113,8 @@ static void settle(h2_conn *h, h2_stream *s) {
 
 /* a stream never written: nothing of it went out, so the connection owes it no answer */
 static void unsent(core *k, h2_conn *h, h2_stream *s) {
-    h2_state *st = k->h2_state;
     settle(h, s);
-    if (k->open_loop || k->stopping) core_withdraw(k, h->c);
-    else st->owed++;
+    give_back(k, h->c, s->intended);
 }
 
 /* ---- nghttp2's callbacks (user_data: the h2_conn) ---- */
@@ -202,8 +214,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
         /* refused by the GOAWAY: not processed (RFC 9113 section 6.8), so the next connection's */
         settle(h, s);
         core_count_close_error(k, h->c, E_H2_RETRIED);
-        if (k->stopping || k->open_loop) core_withdraw(k, h->c);
-        else k->h2_state->owed++;
+        give_back(k, h->c, s->intended);
     } else {
         settle(h, s);
         if (s->rst) {
@@ -252,7 +263,10 @@ int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *bod
     st->conns = calloc((size_t)k->capacity, sizeof *st->conns);
     st->stream_mem = calloc((size_t)k->capacity * (size_t)streams, sizeof *st->stream_mem);
     st->scratch = malloc(SCRATCH);
-    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch) return -ENOMEM;
+    st->cap_refused = k->capacity * streams;
+    st->refused = malloc((size_t)st->cap_refused * sizeof *st->refused);
+    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->refused)
+        return -ENOMEM;
     memcpy(st->nv_mem, nv, nv_len);
     memcpy(st->body, body, body_len);
     st->body_len = body_len;
@@ -294,6 +308,7 @@ void h2_fini(core *k) {
     free(st->conns);
     free(st->stream_mem);
     free(st->scratch);
+    free(st->refused);
     free(st);
     k->h2_state = NULL;
     k->h2 = NULL;
@@ -331,7 +346,8 @@ static int room(core *k, const h2_conn *h) {
     return h->n_active < limit;
 }
 
-/* closed loop: new streams up to the limit, refused requests first */
+/* new streams up to the limit, refused requests first: closed loop, each takes the next request from
+   the budget; open loop, the oldest due one, while any is due */
 static void refill(core *k, conn *c, h2_conn *h) {
     h2_state *st = k->h2_state;
     if (c->flags & F_HAS_REQUEST) {  /* the slot's request, taken before the connect */
@@ -340,10 +356,17 @@ static void refill(core *k, conn *c, h2_conn *h) {
         c->intended = 0;
     }
     while (room(k, h)) {
-        if (st->owed > 0) st->owed--;
-        else if (k->open_loop || !core_take(k)) return;
-        if (submit(k, h, 0) < 0) {
-            st->owed++;  /* taken: the next stream's */
+        int64_t intended = 0;
+        if (k->open_loop) {
+            if (st->n_refused > 0) intended = st->refused[--st->n_refused];
+            else if (!(intended = core_next_due(k))) return;
+        } else if (st->owed > 0) {
+            st->owed--;
+        } else if (!core_take(k)) {
+            return;
+        }
+        if (submit(k, h, intended) < 0) {
+            give_back(k, c, intended);  /* taken: the next stream's */
             return;
         }
     }
@@ -382,8 +405,7 @@ static void settle_all(core *k, h2_conn *h, int error) {
             } else if (h->goaway_last >= 0 && s->id > h->goaway_last && !s->status) {
                 settle(h, s);
                 core_count_close_error(k, h->c, E_H2_RETRIED);
-                if (k->stopping || k->open_loop) core_withdraw(k, h->c);  /* not processed: leaves the run */
-                else k->h2_state->owed++;
+                give_back(k, h->c, s->intended);
             } else {
                 settle(h, s);
                 core_count_error(k, h->c, error);
@@ -498,10 +520,25 @@ static void hook_stop(core *k) {
         st->owed--;
         core_withdraw(k, NULL);
     }
+    for (; st->n_refused > 0; st->n_refused--) core_withdraw(k, NULL);  /* open loop: not_sent */
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         h2_conn *h = &st->conns[i];
         if (h->session && h->n_active == 0 && c->state != C_FREE && !(c->flags & F_HAS_REQUEST)) core_close(k, c);
+    }
+}
+
+/* open loop: due requests go to connections with a stream free (the pool grows only past them) */
+static void hook_dispatch(core *k) {
+    h2_state *st = k->h2_state;
+    for (int i = 0; i < k->capacity; i++) {
+        conn *c = &k->conns[i];
+        h2_conn *h = &st->conns[i];
+        if (!h->session || c->fd < 0 || !room(k, h)) continue;
+        uint32_t gen = c->gen;
+        refill(k, c, h);
+        k->io->send(k, c);
+        if (c->gen == gen && !h->n_active) break;  /* room and nothing taken: nothing is due any more */
     }
 }
 
@@ -514,7 +551,7 @@ static int hook_take_owed(core *k) {
 
 const h2_hooks h2_core_hooks = {
     .received = hook_received, .ended = hook_ended, .sweep = hook_sweep, .drop = hook_drop,
-    .stop = hook_stop, .take_owed = hook_take_owed,
+    .stop = hook_stop, .take_owed = hook_take_owed, .dispatch = hook_dispatch,
 };
 
 /* ---- the backend's side ---- */
