@@ -190,6 +190,35 @@ def test_open_loop_goaway_requeues_with_the_intended_time(peer, tmp_path):
     assert summary["requests"] > 150
 
 
+def test_against_twload_serve_http2(twload_server, tmp_path):
+    """The embedded h2c target: every request it served is counted once, over a handful of connections."""
+    server = twload_server("--http2")
+    summary = run(server.url, tmp_path, connections=2, streams=10, requests=500, duration_s=None)
+    assert summary["requests"] == server.stop() == 500
+    assert summary["errors"] == {} and summary["connections_opened"] == 2
+
+
+def test_twload_serve_http2_close_after_is_a_goaway(twload_server, tmp_path):
+    """serve --http2 --close-after N: a GOAWAY after N requests on a connection; the streams past it
+    are retried on new connections and every request is answered once."""
+    server = twload_server("--http2", "--close-after", "7")
+    summary = run(server.url, tmp_path, connections=2, streams=10, requests=200, duration_s=None)
+    assert summary["requests"] == server.stop() == 200
+    assert results(summary) == 200
+    assert summary["connections_opened"] >= 200 // 7
+    assert set(summary["errors"]) <= {"h2_retried_after_goaway"}
+
+
+def test_twload_serve_http2_over_tls(twload_server, certs, tmp_path):
+    server = twload_server("--http2", "--tls-cert", str(certs / "good.pem"), "--tls-key", str(certs / "good.key"),
+                           "--body-size", "40000")
+    summary = run(server.url, tmp_path, connections=2, streams=4, requests=100, duration_s=None,
+                  cacert=str(certs / "ca.pem"))
+    assert summary["requests"] == server.stop() == 100
+    assert summary["errors"] == {}
+    assert summary["bytes_in"] > 100 * 40000
+
+
 @pytest.mark.parametrize("args, words", [
     (["--io", "uring"], "epoll backend"),
     (["--stages", "1s:10"], "--stages only with"),
