@@ -74,6 +74,18 @@ def test_h2c_counts_equal_nginx_log(nginx_h2, tmp_path):
     assert "uncounted" not in summary["errors"] and "counted_twice" not in summary["errors"]
 
 
+@pytest.mark.parametrize("close", ["keepalive", "fin", "rst"])
+def test_every_close_strategy_counts_equal_nginx_log(nginx_h2, tmp_path, close):
+    """--requests-per-connection ends each connection after its streams (our GOAWAY, then the close the
+    strategy says: FIN, or RST under rst); a new one follows. Counts equal nginx's log."""
+    summary = run(nginx_h2.url, tmp_path, connections=2, streams=10, requests=500, duration_s=None, close=close,
+                  requests_per_connection=50)
+    assert summary["requests"] == nginx_h2.quit_and_count() == 500
+    assert summary["errors"] == {}
+    # 50 streams each, but the last of each slot's connections may carry fewer (the slots share -n)
+    assert 10 <= summary["connections_opened"] <= 11
+
+
 def test_h2c_timed_run_loses_nothing(nginx_h2, tmp_path):
     """A timed run stops with streams in flight: each one nginx answered is counted, once."""
     summary = run(nginx_h2.url, tmp_path, connections=3, streams=20, duration_s=1.0)
