@@ -50,3 +50,14 @@ def test_time_wait_is_the_runs_own_and_what_earlier_connections_left_is_said_bes
     assert "  14564 more were left by earlier connections; 14064 of them were reused" in text
     alone = render(summary(time_wait_peak=300, time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
     assert "the run's own peaked at 300" in alone and "earlier connections" not in alone
+
+
+def test_an_http2_run_says_its_ports_against_http1s_in_one_line():
+    text = render(summary(http2=True, streams=10, connections_opened=4, http1_ports_needed=500), width=200)
+    lines = [line for line in text.splitlines() if "HTTP/2" in line]
+    assert lines == ["  HTTP/2: 4 connections (ports), 10 streams per connection; the same rate as HTTP/1.1 short "
+                     "connections would hold 500 ports"]
+    capped = render(summary(http2=True, streams=10, connections_opened=4, http1_ports_needed=500,
+                            h2_server_max_streams=1), width=200)
+    assert "(the server capped them at 1)" in capped
+    assert "HTTP/2" not in render(summary())

@@ -1,0 +1,56 @@
+"""engine/http2.py: the request's header block as the core takes it, and the port-wall arithmetic."""
+
+import pytest
+
+from twload.engine.http2 import header_block, http1_ports_needed, summary_keys
+from twload.kernel.resolve import parse_target
+from twload.plan import Plan, PlanError
+
+
+def plan(url="http://127.0.0.1:8080/a?b=1", **kw):
+    return Plan(target=parse_target(url), url=url, http2=True, **kw)
+
+
+def pairs(block: bytes) -> list[tuple[str, str]]:
+    items = block.decode().split("\0")
+    assert items[-1] == ""
+    return list(zip(items[:-1:2], items[1:-1:2], strict=True))
+
+
+def test_pseudo_fields_first_then_lower_case_names_without_connection_fields():
+    got = pairs(header_block(plan(method="POST", body=b"xyz",
+                                  headers=(("X-Trace", "1"), ("Connection", "close"), ("Host", "example.test")))))
+    assert got[:4] == [(":method", "POST"), (":scheme", "http"), (":authority", "example.test"), (":path", "/a?b=1")]
+    assert ("x-trace", "1") in got and ("content-length", "3") in got and ("user-agent", "twload") in got
+    assert not any(name in ("connection", "host") for name, _ in got)
+
+
+def test_authority_is_the_host_header_of_the_url_by_default():
+    assert (":authority", "127.0.0.1:8080") in pairs(header_block(plan()))
+    assert (":scheme", "https") in pairs(header_block(plan("https://127.0.0.1/")))
+
+
+def test_http1_ports_needed_is_every_request_within_a_time_wait_and_the_rate_times_60s_beyond():
+    assert http1_ports_needed(1000, 10.0) == 1000  # all of them still in TIME_WAIT at the end
+    assert http1_ports_needed(600_000, 600.0) == 60_000  # 1000/s held 60 s each
+    assert http1_ports_needed(0, 1.0) == 0
+
+
+def test_summary_keys_say_the_cap_only_when_the_server_set_one():
+    assert summary_keys(plan(streams=10), 100, 1.0, 0) == {"http2": True, "streams": 10, "http1_ports_needed": 100}
+    assert summary_keys(plan(streams=10), 100, 1.0, 1)["h2_server_max_streams"] == 1
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"streams": 0}, "--streams must be"), ({"streams": 1001}, "--streams must be"),
+    ({"io": "uring"}, "epoll backend"), ({"engine": "asyncio"}, "compiled core"),
+    ({"close": "server"}, "--close server"), ({"stages": ((1.0, 10),)}, "--stages only with"),
+])
+def test_what_http2_does_not_do_is_a_plan_error(kw, words):
+    with pytest.raises(PlanError, match=words):
+        plan(**kw)
+
+
+def test_streams_share_a_connection_so_close_strategies_end_it_only_by_requests_per_connection():
+    assert plan(close="fin").per_connection is None
+    assert plan(close="fin", requests_per_connection=5).per_connection == 5
