@@ -18,7 +18,8 @@
  * Checked after every step: the request ledger (requests taken == results + withdrawn + those still
  * owed: streams in flight, slots carrying their request to a connect, requests refused and waiting
  * for a stream), and after the abandon that nothing is owed; n_fd, n_connecting and in_flight never
- * negative, n_fd equal to the fake's open descriptors; the stats never decrease.
+ * negative, n_fd equal to the fake's open descriptors, sessions never more than open connections (none
+ * after the abandon); the stats never decrease.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -181,8 +182,9 @@ static void check(const core *k, int finished)
     require(k->n_fd >= 0 && k->n_fd == fds);
     require(k->n_connecting >= 0 && k->n_connecting == connecting);
     require(unsettled(k) == owed(k)); /* the ledger */
+    require(h2_sessions(k) >= 0 && h2_sessions(k) <= fds); /* a session only on an open connection */
     if (finished)
-        require(owed(k) == 0 && k->n_fd == 0 && k->in_flight == 0);
+        require(owed(k) == 0 && k->n_fd == 0 && k->in_flight == 0 && h2_sessions(k) == 0);
     int64_t answers = 0;
     for (int s = 0; s < N_STATUS; s++)
         answers += k->stats[S_STATUS + s];

@@ -56,6 +56,7 @@ typedef struct h2_conn {
     size_t pending_len, pending_off, pending_cap;
     size_t out_len;      /* what h2_output handed over last (from pending, or the scratch) */
     uint8_t out_scratch;
+    int live_at;         /* its index in h2_state.live */
 } h2_conn;
 
 typedef struct h2_state {
@@ -72,6 +73,8 @@ typedef struct h2_state {
     int64_t *refused;     /* open loop: the same, by their intended send times (cap_refused) */
     int n_refused, cap_refused;
     int peer_max;         /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams (0: none) */
+    int *live;            /* the slots whose connection has a session (open loop: dispatch walks these) */
+    int n_live;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
 } h2_state;
@@ -79,6 +82,8 @@ typedef struct h2_state {
 static h2_conn *of(core *k, const conn *c) { return &k->h2_state->conns[c - k->conns]; }
 
 int h2_peer_max_streams(const core *k) { return k->h2_state ? k->h2_state->peer_max : 0; }
+
+int h2_sessions(const core *k) { return k->h2_state ? k->h2_state->n_live : 0; }
 
 int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed + k->h2_state->n_refused : 0; }
 
@@ -265,7 +270,9 @@ int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *bod
     st->scratch = malloc(SCRATCH);
     st->cap_refused = k->capacity * streams;
     st->refused = malloc((size_t)st->cap_refused * sizeof *st->refused);
-    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->refused)
+    st->live = malloc((size_t)k->capacity * sizeof *st->live);
+    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->refused ||
+        !st->live)
         return -ENOMEM;
     memcpy(st->nv_mem, nv, nv_len);
     memcpy(st->body, body, body_len);
@@ -309,6 +316,7 @@ void h2_fini(core *k) {
     free(st->stream_mem);
     free(st->scratch);
     free(st->refused);
+    free(st->live);
     free(st);
     k->h2_state = NULL;
     k->h2 = NULL;
@@ -347,11 +355,12 @@ static int room(core *k, const h2_conn *h) {
 }
 
 /* new streams up to the limit, refused requests first: closed loop, each takes the next request from
-   the budget; open loop, the oldest due one, while any is due */
-static void refill(core *k, conn *c, h2_conn *h) {
+   the budget; open loop, the oldest due one, while any is due. 1: it stopped because no request was
+   left to take (none due, the budget spent, the stop) */
+static int refill(core *k, conn *c, h2_conn *h) {
     h2_state *st = k->h2_state;
     if (c->flags & F_HAS_REQUEST) {  /* the slot's request, taken before the connect */
-        if (submit(k, h, c->intended) < 0) return;
+        if (submit(k, h, c->intended) < 0) return 0;
         c->flags &= (uint16_t)~F_HAS_REQUEST;
         c->intended = 0;
     }
@@ -359,17 +368,18 @@ static void refill(core *k, conn *c, h2_conn *h) {
         int64_t intended = 0;
         if (k->open_loop) {
             if (st->n_refused > 0) intended = st->refused[--st->n_refused];
-            else if (!(intended = core_next_due(k))) return;
+            else if (!(intended = core_next_due(k))) return 1;
         } else if (st->owed > 0) {
             st->owed--;
         } else if (!core_take(k)) {
-            return;
+            return 1;
         }
         if (submit(k, h, intended) < 0) {
             give_back(k, c, intended);  /* taken: the next stream's */
-            return;
+            return 0;
         }
     }
+    return 0;
 }
 
 static int create(core *k, conn *c, h2_conn *h) {
@@ -381,6 +391,8 @@ static int create(core *k, conn *c, h2_conn *h) {
     h->goaway_last = -1;
     h->limit = st->streams;
     if (nghttp2_session_client_new2(&h->session, st->cbs, h, st->opt) != 0) return -1;
+    h->live_at = st->n_live;  /* at most one entry per slot: a slot has one session at a time */
+    st->live[st->n_live++] = (int)(c - k->conns);
     /* our SETTINGS: no server push (RFC 9113 section 8.4), and flow-control windows of 2^30 - 1 for
        each stream and the connection, as h2load's defaults (-w 30, -W 30): the client reads all it
        gets, so the 64 KiB default windows would only hold large responses back by round trips */
@@ -423,6 +435,10 @@ static void hook_drop(core *k, conn *c) {
     settle_all(k, h, k->abandoning ? E_ABANDONED : E_EOF_BEFORE_RESPONSE);
     nghttp2_session_del(h->session);
     h->session = NULL;
+    h2_state *st = k->h2_state;
+    int last = st->live[--st->n_live];  /* out of the live list: the last entry takes its place */
+    st->live[h->live_at] = last;
+    st->conns[last].live_at = h->live_at;
     free(h->pending);
     h->pending = NULL;
     h->pending_len = h->pending_off = h->pending_cap = 0;
@@ -531,14 +547,15 @@ static void hook_stop(core *k) {
 /* open loop: due requests go to connections with a stream free (the pool grows only past them) */
 static void hook_dispatch(core *k) {
     h2_state *st = k->h2_state;
-    for (int i = 0; i < k->capacity; i++) {
-        conn *c = &k->conns[i];
-        h2_conn *h = &st->conns[i];
-        if (!h->session || c->fd < 0 || !room(k, h)) continue;
+    for (int i = 0; i < st->n_live; i++) {  /* the connections with a session, not every slot */
+        conn *c = &k->conns[st->live[i]];
+        h2_conn *h = &st->conns[st->live[i]];
+        if (c->fd < 0 || !room(k, h)) continue;
         uint32_t gen = c->gen;
-        refill(k, c, h);
-        k->io->send(k, c);
-        if (c->gen == gen && !h->n_active) break;  /* room and nothing taken: nothing is due any more */
+        int drained = refill(k, c, h);
+        k->io->send(k, c);  /* may close c: its entry in live moves, and one entry is visited again or not at all */
+        if (drained) break;  /* nothing more is due */
+        if (c->gen != gen) i--;
     }
 }
 
@@ -562,9 +579,7 @@ const uint8_t *h2_output(core *k, conn *c, size_t *len) {
     *len = 0;
     if (!h->session) {  /* just connected: the session starts with the slot's request */
         if (create(k, c, h) < 0) {
-            nghttp2_session_del(h->session);
-            h->session = NULL;
-            end_with(k, c, E_H2_PROTOCOL);
+            end_with(k, c, E_H2_PROTOCOL);  /* hook_drop deletes what create made */
             return NULL;
         }
         refill(k, c, h);

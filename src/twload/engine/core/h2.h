@@ -24,6 +24,7 @@ const uint8_t *h2_output(core *k, conn *c, size_t *len);
 void h2_wrote(core *k, conn *c, size_t n);
 int h2_peer_max_streams(const core *k);       /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS seen (0: none) */
 int64_t h2_owed(const core *k);                /* requests taken and waiting for a stream (the fuzzer's ledger) */
+int h2_sessions(const core *k);                /* connections with a session (the fuzzer: never more than open) */
 
 extern const h2_hooks h2_core_hooks;
 
