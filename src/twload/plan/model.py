@@ -14,6 +14,9 @@ IO_BACKENDS = ("auto", "epoll", "uring")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
 MAX_STREAMS = 1000  # --streams at most (core/h2.h H2_MAX_STREAMS: each connection's stream table)
+# connections x --streams at most: the core keeps a stream table for every connection slot (40 bytes a
+# stream with its place in the open loop's queue of refused requests, core/h2.c), so ~40 MB at this bound
+MAX_STREAM_SLOTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,10 @@ class Plan:
         """What --http2 does not do yet (issue #31 stage 1), each refused in one line."""
         if not 1 <= self.streams <= MAX_STREAMS:
             raise PlanError(f"--streams must be 1..{MAX_STREAMS}")
+        pool, flag = (self.max_connections, "--max-connections") if self.open_loop else (self.connections, "-c")
+        if pool * self.streams > MAX_STREAM_SLOTS:
+            raise PlanError(f"--streams {self.streams} x {flag} {pool} is over {MAX_STREAM_SLOTS:,} streams at once "
+                            "(each takes memory in the core): lower one of them")
         if self.engine == "asyncio":
             raise PlanError("--http2 runs on the compiled core (--engine core or auto), not asyncio")
         if self.io == "uring":

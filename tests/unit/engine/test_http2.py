@@ -45,6 +45,8 @@ def test_summary_keys_say_the_cap_only_when_the_server_set_one():
     ({"streams": 0}, "--streams must be"), ({"streams": 1001}, "--streams must be"),
     ({"io": "uring"}, "epoll backend"), ({"engine": "asyncio"}, "compiled core"),
     ({"close": "server"}, "--close server"), ({"stages": ((1.0, 10),)}, "--stages only with"),
+    ({"connections": 2000, "streams": 1000}, "over 1,000,000 streams"),
+    ({"rate": 10.0, "streams": 200}, "--max-connections 10000 is over"),
 ])
 def test_what_http2_does_not_do_is_a_plan_error(kw, words):
     with pytest.raises(PlanError, match=words):
