@@ -192,3 +192,30 @@ class SilentPeer(H2Peer):
     def answer(self, h2c, state: dict, idle: bool) -> bool:
         state["pending"].clear()
         return False
+
+
+class NoStatusPeer(H2Peer):
+    """Every other response has no :status (RFC 9113 section 8.3.2 makes it malformed): nghttp2 resets
+    that stream; the connection goes on."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.malformed = 0
+        super().__init__()
+
+    def new_connection(self) -> h2.connection.H2Connection:
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False))
+        h2c.initiate_connection()
+        return h2c
+
+    def respond(self, h2c, stream_id: int) -> None:
+        with self.lock:
+            self.seen += 1
+            bad = self.seen % 2 == 0
+            self.malformed += bad
+        if not bad:
+            super().respond(h2c, stream_id)
+            return
+        h2c.send_headers(stream_id, [(b"content-length", b"2")])
+        h2c.send_data(stream_id, b"ok", end_stream=True)

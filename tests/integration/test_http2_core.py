@@ -8,7 +8,7 @@ import h2.errors
 import pytest
 
 from tests.conftest import NGINX, Nginx, run_cli
-from tests.integration.h2_peers import GarbagePeer, GoawayPeer, H2Peer, RstEveryThirdPeer, SilentPeer
+from tests.integration.h2_peers import GarbagePeer, GoawayPeer, H2Peer, NoStatusPeer, RstEveryThirdPeer, SilentPeer
 from twload.engine.core import available
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.resolve import parse_target
@@ -109,6 +109,16 @@ def test_rst_stream_on_every_third_is_counted_by_name(peer, tmp_path):
     assert summary["errors"].get("h2_rst_stream_cancel") == p.reset == 100
     assert summary["requests"] == p.answered == 200
     assert results(summary) == 300
+
+
+def test_a_response_without_status_is_that_streams_protocol_error(peer, tmp_path):
+    p = peer(NoStatusPeer)
+    summary = run(p.url, tmp_path, connections=1, streams=4, requests=40)
+    p.settle()
+    assert summary["errors"] == {"h2_protocol_error": p.malformed} and p.malformed == 20
+    assert summary["requests"] == 20
+    assert summary["connections_opened"] == 1  # a stream's error, not the connection's
+    assert summary["duration_s"] < 5  # ended by its budget: the last reset stream freed its place
 
 
 def test_goaway_mid_run_retries_what_it_refused(peer, tmp_path):

@@ -57,6 +57,7 @@ typedef struct h2_conn {
     size_t out_len;      /* what h2_output handed over last (from pending, or the scratch) */
     uint8_t out_scratch;
     int live_at;         /* its index in h2_state.live */
+    uint32_t closed;     /* streams closed so far (pump: did a write close some?) */
 } h2_conn;
 
 typedef struct h2_state {
@@ -231,6 +232,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
         }
     }
     release(h, s);
+    h->closed++;
     return 0;
 }
 
@@ -480,8 +482,24 @@ static void keep_peer_bytes(core *k, const char *data, size_t len) {
     memcpy(k->peer_bytes, data, (size_t)k->peer_len);
 }
 
-static int hook_received(core *k, conn *c, const char *data, size_t len) {
+/* After the session has moved: new streams for the free places, the connection closed if it is done,
+   what the session has to say written. Again when that write closed streams: nghttp2 closes a stream
+   it resets (a malformed response; a timeout's CANCEL) as the RST_STREAM goes out, which frees its
+   place only then (bounded: the next read or sweep pumps again). 1 when c was closed. */
+static int pump(core *k, conn *c, h2_conn *h) {
     uint32_t gen = c->gen;
+    for (int round = 0; round < 4; round++) {
+        refill(k, c, h);
+        if (!h->broken && maybe_done(k, c, h)) return 1;
+        uint32_t closed = h->closed;
+        k->io->send(k, c);
+        if (c->gen != gen) return 1;
+        if (h->broken || h->closed == closed) return 0;
+    }
+    return 0;
+}
+
+static int hook_received(core *k, conn *c, const char *data, size_t len) {
     h2_conn *h = of(k, c);
     k->stats[S_BYTES_IN] += (int64_t)len;
     if (!h->session) {  /* bytes before anything was written */
@@ -496,10 +514,7 @@ static int hook_received(core *k, conn *c, const char *data, size_t len) {
         end_with(k, c, E_H2_PROTOCOL);
         return 1;
     }
-    refill(k, c, h);
-    if (!h->broken && maybe_done(k, c, h)) return 1;
-    k->io->send(k, c);  /* nghttp2's GOAWAY goes out with it */
-    if (c->gen != gen) return 1;
+    if (pump(k, c, h)) return 1;  /* nghttp2's GOAWAY, if it found the peer broken, goes out with it */
     if (h->broken) {
         if (k->peer_len == 0 && !(c->flags & F_READ_ANY)) keep_peer_bytes(k, data, len);
         end_with(k, c, E_H2_PROTOCOL);
@@ -521,13 +536,7 @@ static void hook_sweep(core *k, conn *c, int64_t now) {
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
         cancelled = 1;
     }
-    if (!cancelled) return;
-    uint32_t gen = c->gen;
-    k->io->send(k, c);  /* the RST_STREAMs: nghttp2 closes those streams as they go out */
-    if (c->gen != gen) return;
-    refill(k, c, h);  /* closed loop: the slot's next requests, on the same connection */
-    if (maybe_done(k, c, h)) return;
-    k->io->send(k, c);
+    if (cancelled) pump(k, c, h);  /* the RST_STREAMs out, then the slot's next requests on this connection */
 }
 
 static void hook_stop(core *k) {
