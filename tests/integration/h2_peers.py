@@ -27,11 +27,16 @@ class H2Peer(ListeningPeer):
     client caused (`violations`: a stream beyond our SETTINGS_MAX_CONCURRENT_STREAMS, say)."""
 
     max_streams: int | None = None  # our SETTINGS_MAX_CONCURRENT_STREAMS (None: h2's default, 100)
+    # our SETTINGS_INITIAL_WINDOW_SIZE (None: the default, 65,535), sent in a second SETTINGS frame: a
+    # change takes effect when the client acknowledges it (RFC 9113 section 6.5.3), so what the client
+    # sent under the default window before that stays within the rules
+    window: int | None = None
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests = self.answered = self.reset = self.violations = self.connections = 0
         self.client_window = 0  # the client's SETTINGS_INITIAL_WINDOW_SIZE, as last seen
+        self.body_bytes = 0  # request body bytes read
         self.threads: list[threading.Thread] = []
         super().__init__()
 
@@ -48,6 +53,8 @@ class H2Peer(ListeningPeer):
             h2c.local_settings = h2.settings.Settings(
                 client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
         h2c.initiate_connection()
+        if self.window is not None:
+            h2c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.window})
         return h2c
 
     def _serve(self, conn: socket.socket) -> None:
@@ -75,6 +82,10 @@ class H2Peer(ListeningPeer):
                         conn.sendall(h2c.data_to_send())
                         return
                     for event in events:
+                        if isinstance(event, h2.events.DataReceived):  # read: the window goes back (WINDOW_UPDATE)
+                            h2c.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                            with self.lock:
+                                self.body_bytes += len(event.data)
                         if isinstance(event, h2.events.RemoteSettingsChanged):
                             self.client_window = h2c.remote_settings.initial_window_size
                         if isinstance(event, h2.events.RequestReceived):

@@ -121,6 +121,18 @@ def test_a_response_without_status_is_that_streams_protocol_error(peer, tmp_path
     assert summary["duration_s"] < 5  # ended by its budget: the last reset stream freed its place
 
 
+def test_a_tiny_initial_window_slows_request_bodies_but_loses_nothing(peer, tmp_path):
+    """SETTINGS_INITIAL_WINDOW_SIZE 16: each 1000-byte body goes out 16 bytes per WINDOW_UPDATE (nghttp2
+    holds the rest until the peer's update, which the next read brings); no hang, every body whole."""
+    p = peer(H2Peer)
+    p.window = 16
+    summary = run(p.url, tmp_path, connections=2, streams=5, requests=40, method="POST", body=b"x" * 1000)
+    p.settle()
+    assert summary["requests"] == p.answered == 40 and summary["errors"] == {}
+    assert p.body_bytes == 40 * 1000
+    assert summary["duration_s"] < 5
+
+
 def test_goaway_mid_run_retries_what_it_refused(peer, tmp_path):
     """Streams past the GOAWAY's last-stream-id were not processed: retried on a new connection
     (counted), never lost; every request gets one result."""
