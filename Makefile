@@ -11,11 +11,12 @@ PYTHON ?= python3
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
 # chromium opens the HTML report in its browser test; prometheus scrapes --metrics-listen in its test,
-# and the live view is tested in tmux.
-DEBS     := nginx haproxy iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium prometheus tmux
+# and the live view is tested in tmux. libnghttp2-dev builds the core's --http2 (h2.c);
+# nghttp2-client brings h2load, the HTTP/2 anchor of the benchmarks.
+DEBS     := nginx haproxy iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev libnghttp2-dev clang libclang-rt-14-dev chromium prometheus tmux nghttp2-client
 DEBS_OPT := wrk apache2-utils hey
 
-.PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize
+.PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core fuzz-h2 sanitize
 
 # debs first (order-only): the core's build looks for liburing.h
 $(STAMP): pyproject.toml setup.py | debs
@@ -65,6 +66,8 @@ FUZZ_BUILD    := fuzz/build
 FUZZ_SECONDS  ?= 60
 FUZZER        := $(FUZZ_BUILD)/fuzz_http1_parse
 CORE_FUZZER   := $(FUZZ_BUILD)/fuzz_core_conn
+H2_FUZZER     := $(FUZZ_BUILD)/fuzz_h2_session
+FUZZ_H2_SECONDS ?= 20
 FUZZ_CFLAGS   := -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -I$(CORE_DIR)
 
@@ -80,7 +83,14 @@ $(CORE_FUZZER): fuzz/fuzz_core_conn.c $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CO
 	mkdir -p $(FUZZ_BUILD)
 	clang $(FUZZ_CFLAGS) fuzz/fuzz_core_conn.c $(CORE_DIR)/core.c $(CORE_DIR)/http1_parse.c -o $@
 
-fuzz: debs fuzz-parse fuzz-core
+# HTTP/2: nghttp2's client session fed fuzzed server bytes through the core's callbacks
+# (fuzz/fuzz_h2_session.c, its own fake backend), FUZZ_H2_SECONDS, seeded from fuzz/corpus_h2.
+# libnghttp2 itself is the system's, not instrumented: the harness checks h2.c and core.c around it.
+$(H2_FUZZER): fuzz/fuzz_h2_session.c $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CORE_DIR)/h2.c $(CORE_DIR)/h2.h $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
+	mkdir -p $(FUZZ_BUILD)
+	clang $(FUZZ_CFLAGS) fuzz/fuzz_h2_session.c $(CORE_DIR)/core.c $(CORE_DIR)/h2.c $(CORE_DIR)/http1_parse.c -lnghttp2 -o $@
+
+fuzz: debs fuzz-parse fuzz-core fuzz-h2
 
 fuzz-parse: $(FUZZER)
 	mkdir -p $(FUZZ_BUILD)/corpus
@@ -120,6 +130,14 @@ SAN_TESTS ?= $(addprefix tests/integration/,test_bad_input.py test_close_strateg
 # 1 s stall; 989 of 1000 scheduled requests in a 2 s open loop: the 11 missing are now counted
 # not_sent, see tests/integration/test_nothing_lost.py, which runs here).
 SAN_PYTEST_ARGS ?= -k "not one_second_stall and not keeps_its_schedule"
+
+fuzz-h2: $(H2_FUZZER)
+	mkdir -p $(FUZZ_BUILD)/corpus_h2
+	@echo "fuzzing the core's HTTP/2 session for $(FUZZ_H2_SECONDS) s (log: $(FUZZ_BUILD)/fuzz_h2.log)"
+	@$(H2_FUZZER) $(FUZZ_BUILD)/corpus_h2 fuzz/corpus_h2 -max_len=4096 \
+		-max_total_time=$(FUZZ_H2_SECONDS) -artifact_prefix=$(FUZZ_BUILD)/h2- -print_final_stats=1 \
+		>$(FUZZ_BUILD)/fuzz_h2.log 2>&1 || { tail -n 80 $(FUZZ_BUILD)/fuzz_h2.log; echo "fuzz: crash, input saved in $(FUZZ_BUILD)/"; exit 1; }
+	@grep -E '^(Done|stat::(average_exec_per_sec|new_units_added|peak_rss_mb))' $(FUZZ_BUILD)/fuzz_h2.log
 
 sanitize: debs
 	test -x $(SAN_VENV)/bin/python || $(PYTHON) -m venv $(SAN_VENV)

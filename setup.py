@@ -2,7 +2,7 @@
 
 The io_uring backend is compiled in (TWLOAD_HAVE_URING) only when liburing's header is found
 (Debian: liburing-dev); without it the epoll backend still builds. https needs OpenSSL (Debian:
-libssl-dev), linked always. TWLOAD_SANITIZE=1 builds
+libssl-dev), linked always; so is libnghttp2 for --http2 (Debian: libnghttp2-dev). TWLOAD_SANITIZE=1 builds
 with ASan + UBSan for the sanitizer test run; CFLAGS/LDFLAGS from the environment are added by
 setuptools as usual.
 """
@@ -20,9 +20,10 @@ def have_header(name: str) -> bool:
     return any((Path(d) / name).exists() for d in INCLUDE_DIRS)
 
 
-sources = ["_core.c", "core.c", "loop_epoll.c", "tls.c", "http1_parse.c"]
+sources = ["_core.c", "core.c", "loop_epoll.c", "tls.c", "h2.c", "http1_parse.c"]
 macros: list[tuple[str, str | None]] = []
 libraries: list[str] = ["ssl", "crypto"]  # https (tls.c): OpenSSL, Debian libssl-dev
+libraries.append("nghttp2")  # --http2 (h2.c): libnghttp2, Debian libnghttp2-dev
 if have_header("liburing.h") and os.environ.get("TWLOAD_NO_URING") != "1":
     sources.append("loop_uring.c")
     macros.append(("TWLOAD_HAVE_URING", None))

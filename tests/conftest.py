@@ -150,14 +150,16 @@ NGINX = find_nginx()
 class Nginx:
     """nginx from Debian's package, on a free loopback port, with its own temp prefix."""
 
-    def __init__(self, workers: int = 1, tls: tuple | None = None) -> None:
+    def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
         self.port = free_port()
         self.access_log = self.dir / "access.log"
         tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};' if tls else ""
         (self.dir / "nginx.conf").write_text(nginx_config(
             str(self.dir), workers=workers, connections=20000, http=f"access_log {self.access_log};",
-            server=f"listen 127.0.0.1:{self.port} reuseport backlog=4096{' ssl' if tls else ''}; {tls_server} "
+            # http2: h2 by ALPN with ssl, else h2c with prior knowledge only (nginx 1.22's `listen ... http2`)
+            server=f"listen 127.0.0.1:{self.port} reuseport backlog=4096{' ssl' if tls else ''}"
+                   f"{' http2' if http2 else ''}; {tls_server} "
                    'location / { return 200 "hello from nginx\\n"; }'))
         self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -68,6 +68,7 @@ class Snapshot:
     targets: dict[int, dict] = field(default_factory=dict)
     # targets on several destinations: connections opened to each this second, in plan.destinations' order
     destinations: tuple[int, ...] = ()
+    h2_server_max_streams: int = 0  # --http2: the server's SETTINGS_MAX_CONCURRENT_STREAMS when below --streams
 
     def histogram(self, name: str) -> bytes:
         """The encoded histogram `name` (one of HISTOGRAMS)."""
@@ -96,6 +97,8 @@ class Snapshot:
             out["targets"] = self.targets
         if self.destinations:
             out["destinations"] = list(self.destinations)
+        if self.h2_server_max_streams:
+            out["h2_server_max_streams"] = self.h2_server_max_streams
         return out
 
 
@@ -205,7 +208,8 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", "destinations", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", "destinations",
+                 "h2_server_max_streams", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -215,6 +219,7 @@ class Totals(Counts):
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
         self.targets: dict[int, TargetTotals] = {}  # a request set: group index -> its counts
         self.destinations: Counter = Counter()  # several destinations: index -> connections opened to it
+        self.h2_server_max_streams = 0  # HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -235,6 +240,9 @@ class Totals(Counts):
             self.peer_bytes = bytes(snap.peer_bytes)
         if not self.tls_reason and snap.tls_reason:
             self.tls_reason = snap.tls_reason
+        capped = snap.h2_server_max_streams
+        if capped and (not self.h2_server_max_streams or capped < self.h2_server_max_streams):
+            self.h2_server_max_streams = capped
         for group, part in snap.targets.items():
             self.targets.setdefault(int(group), TargetTotals()).add(part)
         for index, opened in enumerate(snap.destinations):

@@ -225,6 +225,8 @@ def plan_fields(plan: Plan, keep_credentials: bool = False) -> dict:
         "timeout_s": plan.timeout_s,
         "connect_timeout_s": plan.connect_timeout_s,
         "sources": list(plan.sources),
+        "http2": plan.http2,
+        "streams": plan.streams if plan.http2 else None,
     }
     if plan.targets:  # a request file: where from, how many, in which order (its headers stay out)
         fields["targets"] = {"source": plan.targets_source, "count": len(plan.targets),

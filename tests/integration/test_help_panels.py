@@ -17,7 +17,7 @@ PANELS = {
     "doctor": ["Plan", "Output", "Fix"],
 }
 PANEL_TOP = re.compile(r"^╭─ (.+?) ─")
-OPTION = re.compile(r"^│ (--[a-z][a-z-]*)")
+OPTION = re.compile(r"^│ (--[a-z][a-z0-9-]*)")  # --http2: digits too
 
 
 def shown_panels(help_text: str) -> dict[str, list[str]]:

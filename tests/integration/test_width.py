@@ -28,7 +28,7 @@ def test_help_fits_and_names_arguments_plainly(columns):
         assert proc.returncode == 0, proc.stderr
         assert widest(proc) <= columns, (command, proc.stdout)
         assert "<bool>" not in proc.stdout and "{url}" not in proc.stdout
-    assert "[OPTIONS] URL" in cli(columns, "run", "--help").stdout
+    assert "[OPTIONS] [URL]" in cli(columns, "run", "--help").stdout  # optional with --targets
 
 
 @pytest.mark.parametrize("columns", [80, 100])

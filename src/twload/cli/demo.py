@@ -1,8 +1,10 @@
-"""`twload demo`: every close strategy against the embedded target, side by side.
+"""`twload demo`: every close strategy against the embedded target, side by side, then HTTP/2.
 
 Each strategy gets its own `twload serve` on a fresh loopback port, so the
 TIME_WAIT sockets counted after its run belong to that run alone (TIME_WAIT
-lasts 60 s: a shared port would mix in the previous strategy's leftovers).
+lasts 60 s: a shared port would mix in the previous strategy's leftovers). The last row is `--http2`
+against `twload serve --http2` (python h2: slow, so its req/s is the embedded server's, not the
+client's): its point is the connections and the TIME_WAIT, the third way out of the port wall.
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ from twload.report.wrap import wrap_line
 from twload.results import RunFolderError, claim_run_dir
 from twload.serve.embedded import EmbeddedServer
 
+HTTP2 = "http2"  # the demo's last row: --http2, keep-alive, -c connections x 10 streams
+
 
 def run_strategy(close: str, duration_s: float, connections: int, workers: int,
                  folder: Path) -> tuple[Summary, dict[str, int]]:
     """The run's summary, and the TIME_WAIT sockets on each side (client, server) after it."""
-    with EmbeddedServer() as server:
+    http2 = close == HTTP2
+    with EmbeddedServer(*(["--http2"] if http2 else [])) as server:
         plan = Plan(
             target=parse_target(server.url), url=server.url, connections=connections,
-            workers=workers, duration_s=duration_s, close=close,
+            workers=workers, duration_s=duration_s, close="keepalive" if http2 else close, http2=http2,
         )
         summary = run_into_folder(plan, folder / close)
         time.sleep(0.2)  # let the last FIN/ACK exchanges settle into their states
@@ -57,7 +62,8 @@ def explain_port_wall() -> str:
            if reuse in ("1", "2") else ".")
     )
     return "\n".join([*wrap_line(text, terminal_width(), hang=0),
-                      *wrap_line("`server` and `rst` leave no TIME_WAIT on the client and never hit that wall.",
+                      *wrap_line("`server` and `rst` leave no TIME_WAIT on the client and never hit that wall; "
+                                 "nor does `http2`, whose requests share the -c connections as streams.",
                                  terminal_width(), hang=0)])
 
 
@@ -67,7 +73,10 @@ LABEL = {
     "fin": "client closes first",
     "server": "server closes first",
     "rst": "RST: no TIME_WAIT",
+    HTTP2: "HTTP/2 streams",
 }
+# the reasons: the close strategies' (plan/close.py), and the HTTP/2 row's
+WHY_ROW = {**WHY, HTTP2: "--http2: requests share the -c connections as streams: no TIME_WAIT per request"}
 GAP = "  "
 
 
@@ -96,13 +105,13 @@ def demo_table(rows: list[DemoRow], width: int) -> list[str]:
         cells: list[str] = []
         notes: list[str] = []
         for r, errors in zip(rows, named, strict=True):
-            parts = ([WHY[r.close]] if notes_why else []) + ([f"errors: {errors}"] if errors else [])
+            parts = ([WHY_ROW[r.close]] if notes_why else []) + ([f"errors: {errors}"] if errors else [])
             if parts:
                 notes.append(f"[{len(notes) + 1}] " + "; ".join(parts))
             cells.append(" ".join(filter(None, [why[r.close], f"[{len(notes)}]" if parts else ""])))
         return cells, notes
 
-    choices = [layout(WHY, False), layout(LABEL, True), layout({close: "" for close in WHY}, True)]
+    choices = [layout(WHY_ROW, False), layout(LABEL, True), layout({close: "" for close in WHY_ROW}, True)]
     fits = (choice for choice in choices if fixed + max([len("why"), *map(len, choice[0])]) <= width)
     why_cells, notes = next(fits, choices[-1])  # the first that fits; the last is the narrowest there is
     aligned = [str.ljust] + [str.rjust] * 5  # the strategy's name to the left, numbers to the right
@@ -120,8 +129,8 @@ def run_demo(duration_s: float, connections: int, workers: int, console: Console
         fail(str(exc))
     rows = []
     interrupted = False
-    for close in CLOSE_STRATEGIES:
-        console.print(f"running --close {close} for {duration_s:g}s ...")
+    for close in (*CLOSE_STRATEGIES, HTTP2):
+        console.print(f"running {'--http2' if close == HTTP2 else f'--close {close}'} for {duration_s:g}s ...")
         summary, tw = run_strategy(close, duration_s, connections, workers, folder)
         rows.append(DemoRow(close, summary.rps, summary.latency_us.p99, dict(summary.errors),
                             tw["client"], tw["server"]))

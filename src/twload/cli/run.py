@@ -129,7 +129,7 @@ def build_plan(
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
     io: str = "epoll", sources_here: bool = True, targets_file: str | None = None, targets_format: str = "http",
-    targets_order: str = "round-robin", seed: int | None = None,
+    targets_order: str = "round-robin", seed: int | None = None, http2: bool = False, streams: int = 10,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -207,6 +207,8 @@ def build_plan(
         seed=seed,
         destinations=destinations,
         destination_weights=destination_weights,
+        http2=http2,
+        streams=streams,
     )
     if plan.targets and not core.available():  # the request set is made for the core
         raise PlanError(core.NOT_BUILT)
@@ -281,6 +283,8 @@ def run(
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | core: both the compiled core (C event loop; https:// on its epoll backend), the one engine. asyncio was retired.", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
+    http2: Annotated[bool, typer.Option("--http2", help="HTTP/2 on the compiled core: h2c with prior knowledge for http://, ALPN h2 for https://; -c connections x --streams.", rich_help_panel="Request")] = False,
+    streams: Annotated[int, typer.Option("--streams", help="HTTP/2: concurrent streams per connection (the server's SETTINGS_MAX_CONCURRENT_STREAMS may cap them).", rich_help_panel="Request")] = 10,
     requests_per_connection: Annotated[int | None, typer.Option("--requests-per-connection", help="Keep-alive for N requests, then apply --close (default: 1 for fin/server/rst, unlimited for keepalive).", rich_help_panel="Connections")] = None,
     targets: Annotated[str | None, typer.Option("--targets", help="Request file in vegeta's format (- reads standard input): many requests, round-robin; -H, --body are their defaults. Templates: {{seq}}, {{rand N}}, {{uuid}}, {{worker}}.", rich_help_panel="Request")] = None,
     targets_format: Annotated[str, typer.Option("--targets-format", help="http (METHOD URL, headers, @body file; blank line between) | json (one object a line, vegeta's).", rich_help_panel="Request")] = "http",
@@ -313,7 +317,7 @@ def run(
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
                           sources_here=spec is None, targets_file=targets, targets_format=targets_format,
-                          targets_order=targets_order, seed=seed)
+                          targets_order=targets_order, seed=seed, http2=http2, streams=streams)
         if spec is not None and plan.targets:
             raise PlanError("--targets with --cluster / --scheduler is not built yet (issue #32)")
         checks = [gates.parse(t) for t in threshold]

@@ -26,9 +26,10 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate chain (PEM).", rich_help_panel="TLS")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).", rich_help_panel="TLS")] = None,
     max_url: Annotated[int, typer.Option("--max-url", help="Longest request-target in bytes; longer: 414, then close. Default as nginx's (one 8k buffer).", rich_help_panel="Limits")] = MAX_URL,
+    http2: Annotated[bool, typer.Option("--http2", help="Speak HTTP/2: h2c with prior knowledge, or h2 by ALPN with --tls-cert (python h2: correct, not fast). --close-after N sends GOAWAY after N requests.", rich_help_panel="Responses")] = False,
     max_head: Annotated[int, typer.Option("--max-head", help="Largest request head in bytes; larger: 431, then close. Default as nginx's (4 x 8k buffers).", rich_help_panel="Limits")] = MAX_HEAD,
 ) -> None:
-    """An embedded HTTP/1.1 target (uvloop + httptools). Stats at GET /__twload/stats."""
+    """An embedded HTTP/1.1 target (uvloop + httptools), or HTTP/2 with --http2. Stats at GET /__twload/stats."""
     from twload.serve.server import ServeOptions
     from twload.serve.server import serve as serve_forever
 
@@ -42,7 +43,7 @@ def serve(
         options = ServeOptions(host, port, workers, body_size, parse_duration(delay) if delay else 0.0, close_after,
                                parse_duration(stall) if stall else 0.0, stall_after,
                                str(tls_cert) if tls_cert else None, str(tls_key) if tls_key else None,
-                               max_url, max_head)
+                               max_url, max_head, http2)
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     try:

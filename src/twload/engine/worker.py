@@ -50,7 +50,7 @@ def make_worker(plan, index, connections, budget, share) -> tuple[str, object]:
 
     if not core.available():
         raise RuntimeError(core.NOT_BUILT)
-    io = core.choose_io(plan.io, plan.target.scheme)
+    io = core.choose_io(plan.io, plan.target.scheme, plan.http2)
     return "core", CoreWorker(plan, index, connections, budget, share, io=io)
 
 

@@ -23,6 +23,7 @@ from twload.metrics import Snapshot, Totals, escaped, percentiles_us, target_row
 from twload.plan import Plan
 from twload.plan.schedule import Schedule
 from twload.plan.targets import labels as target_labels
+from twload.ports.http2 import summary_keys as http2_keys
 
 LATE_TICK_S = 1.5  # a second is due once every running worker reported it, or this long after it ended
 LAG_WARNING_US = 50_000  # open loop: a dispatch this late is worth a line in the summary
@@ -182,6 +183,7 @@ class Merger:
         open_loop = open_loop_block(self.schedule, totals, elapsed, plan) if plan.open_loop else {}
         found = self.time_wait_found if facts.ports_measured else None
         path = self.path.summary(totals.connect, elapsed)
+        h2 = http2_keys(plan, totals.requests, elapsed, totals.h2_server_max_streams) if plan.http2 else {}
         start = facts.ports_at_start if facts.ports_measured else None
         return Summary(
             url=plan.url,
@@ -214,6 +216,10 @@ class Merger:
             service_us=Percentiles.from_dict(open_loop["service_us"]) if open_loop else None,
             max_lag_us=open_loop.get("max_lag_us"),
             behind=open_loop.get("behind"),
+            http2=bool(h2),
+            streams=h2.get("streams"),
+            h2_server_max_streams=h2.get("h2_server_max_streams"),
+            http1_ports_needed=h2.get("http1_ports_needed"),
             tls_handshake_us=(Percentiles.from_dict(percentiles_us(totals.tls, totals.sums_us["tls"]))
                               if plan.target.scheme == "https" else None),
             # the run's client TIME_WAIT towards the target (with a preflight.PortProbe, every key; with a

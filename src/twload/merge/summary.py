@@ -106,6 +106,13 @@ class Summary:
     behind: str | None = None
     # https
     tls_handshake_us: Percentiles | None = None
+    # --http2 (docs/ARCHITECTURE.md "HTTP/2"): streams asked for per connection, the smallest
+    # SETTINGS_MAX_CONCURRENT_STREAMS below it a server sent, and the ports (connections) the same
+    # requests at the same rate would hold as HTTP/1.1 short connections the client closes
+    http2: bool = False
+    streams: int | None = None
+    h2_server_max_streams: int | None = None
+    http1_ports_needed: int | None = None
     # the run's client TIME_WAIT (a port probe read it)
     time_wait_peak: int | None = None
     time_wait_at_start: int | None = None
@@ -216,6 +223,12 @@ class Summary:
             out["max_lag_us"] = self.max_lag_us
         if self.behind:
             out["behind"] = self.behind
+        if self.http2:
+            out["http2"] = True
+            out["streams"] = self.streams
+            out["http1_ports_needed"] = self.http1_ports_needed
+            if self.h2_server_max_streams:
+                out["h2_server_max_streams"] = self.h2_server_max_streams
         if self.tls_handshake_us is not None:
             out["tls_handshake_us"] = self.tls_handshake_us.to_dict()
         for name in ("time_wait_peak", "time_wait_at_start", "ports_in_use_at_start"):

@@ -15,6 +15,10 @@ RETIRED_ENGINES = ("asyncio",)
 IO_BACKENDS = ("auto", "epoll", "uring")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
+MAX_STREAMS = 1000  # --streams at most (core/h2.h H2_MAX_STREAMS: each connection's stream table)
+# connections x --streams at most: the core keeps a stream table for every connection slot (40 bytes a
+# stream with its place in the open loop's queue of refused requests, core/h2.c), so ~40 MB at this bound
+MAX_STREAM_SLOTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -71,12 +75,12 @@ class Plan:
     # URL's: each resolved, in the order the file names them (empty: every request goes to `target`)
     destinations: tuple[Target, ...] = ()
     destination_weights: tuple[int, ...] = ()  # each destination's targets' weights added up
+    http2: bool = False  # HTTP/2 on the core: h2c with prior knowledge for http://, ALPN h2 for https://
+    streams: int = 10  # HTTP/2: concurrent streams per connection (the server's SETTINGS may cap them)
 
     def __post_init__(self) -> None:
         if self.targets_order not in ("round-robin", "random"):
             raise PlanError(f"--targets-order must be round-robin or random, not {self.targets_order!r}")
-        if self.targets and self.engine == "asyncio":
-            raise PlanError("--targets runs on the compiled core: leave out --engine asyncio")
         if self.close not in CLOSE_STRATEGIES:
             raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {self.close!r}")
         if self.connections < 1:
@@ -113,6 +117,26 @@ class Plan:
         if self.io == "uring" and self.target.scheme == "https":
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
+        if self.http2:
+            self._check_http2()
+
+    def _check_http2(self) -> None:
+        """What --http2 does not do yet (issue #31 stage 1), each refused in one line."""
+        if not 1 <= self.streams <= MAX_STREAMS:
+            raise PlanError(f"--streams must be 1..{MAX_STREAMS}")
+        pool, flag = (self.max_connections, "--max-connections") if self.open_loop else (self.connections, "-c")
+        if pool * self.streams > MAX_STREAM_SLOTS:
+            raise PlanError(f"--streams {self.streams} x {flag} {pool} is over {MAX_STREAM_SLOTS:,} streams at once "
+                            "(each takes memory in the core): lower one of them")
+        if self.targets:
+            raise PlanError("--http2 with --targets is not built yet: the core sends one request over HTTP/2")
+        if self.io == "uring":
+            raise PlanError("--http2 runs on the epoll backend for now; use --io epoll or auto")
+        if self.stages and not self.open_loop:
+            raise PlanError("--http2 does not ramp connections yet: --stages only with --rate or --open-loop")
+        if self.close == "server":
+            raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
+                            "use keepalive, fin or rst")
 
     @property
     def engine_choice(self) -> str:
@@ -135,6 +159,8 @@ class Plan:
         """Requests on one connection before the close strategy applies (None: no limit)."""
         if self.requests_per_connection is not None:
             return self.requests_per_connection
+        if self.http2:  # streams share the connection: it ends by --requests-per-connection alone
+            return None
         return None if self.close == "keepalive" else 1
 
     def worker_shares(self) -> list[tuple[int, int | None]]:

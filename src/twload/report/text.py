@@ -132,6 +132,16 @@ def destination_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def http2_line(summary: Summary) -> str:
+    """An HTTP/2 run's one line on the port wall: the connections it used against the ports the same
+    rate would hold as HTTP/1.1 short connections."""
+    capped = summary.h2_server_max_streams
+    streams = plural(summary.streams or 0, "stream") + " per connection" + (
+        f" (the server capped them at {capped})" if capped else "")
+    return (f"  HTTP/2: {plural(summary.connections_opened, 'connection')} (ports), {streams}; the same rate "
+            f"as HTTP/1.1 short connections would hold {summary.http1_ports_needed} ports")
+
+
 def render(summary: Summary, width: int = 80) -> str:
     dur = summary.duration_s or 1e-9
     lines = [
@@ -154,6 +164,8 @@ def render(summary: Summary, width: int = 80) -> str:
         lines.append(f"  The peer did not answer HTTP; it sent: {summary.peer_bytes}")
     if summary.tls_reason:
         lines.append(f"  TLS: {summary.tls_reason} (the first failed handshake)")
+    if summary.http2:
+        lines.append(http2_line(summary))
     if summary.rate_target is not None:
         lines.append(f"  Open loop: target {summary.rate_target:.0f} req/s, achieved {summary.rate_achieved or 0:.0f}"
                      f" req/s, max scheduling lag {fmt_us(summary.max_lag_us or 0)}")

@@ -60,13 +60,14 @@ class ServeOptions:
     tls_key: str | None = None
     max_url: int = MAX_URL
     max_head: int = MAX_HEAD
+    http2: bool = False  # HTTP/2 (serve/http2.py): h2c with prior knowledge, or h2 by ALPN with TLS
 
     def tls_context(self):
         if not self.tls_cert:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.tls_cert, self.tls_key)
-        context.set_alpn_protocols(["http/1.1"])
+        context.set_alpn_protocols(["h2"] if self.http2 else ["http/1.1"])
         return context
 
 
@@ -94,6 +95,7 @@ class App:
 
     def __init__(self, options: ServeOptions, counts, index: int) -> None:
         body = (b"twload says hello\n" * (options.body_size // 18 + 1))[: options.body_size]
+        self.body = body
         self.keep = _response(body, close=False)
         self.close = _response(body, close=True)
         self.options = options
@@ -303,10 +305,18 @@ async def _serve_forever(options: ServeOptions, counts, index: int, port: int, r
     sock = _listening_socket(options.host, port)
     sock.listen(BACKLOG)
     tls = options.tls_context()
+    if options.http2:
+        from twload.serve.http2 import H2ServerConnection
+
+        def factory():
+            return H2ServerConnection(app, loop, STATS_PATH, LINGER_S)
+    else:
+        def factory():
+            return ServerConnection(app, loop)
     if tls is None:
-        server = Acceptor(loop, sock, lambda: ServerConnection(app, loop))
+        server = Acceptor(loop, sock, factory)
     else:  # a TLS handshake costs more than any accept: uvloop's own server is fine there
-        server = await loop.create_server(lambda: ServerConnection(app, loop), sock=sock, backlog=BACKLOG, ssl=tls)
+        server = await loop.create_server(factory, sock=sock, backlog=BACKLOG, ssl=tls)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     ready()

@@ -52,3 +52,13 @@ def test_too_narrow_for_labels_the_row_keeps_the_note_number():
     assert row_lines(lines)["keepalive"].endswith("[1]")
     assert f"[1] {WHY['keepalive']}" in text(lines)
     assert max(map(len, lines)) > 50  # the row itself cannot be narrower; the note wraps
+
+
+def test_the_http2_row_fits_80_columns_with_its_own_reason():
+    from twload.cli.demo import HTTP2, WHY_ROW
+
+    lines = demo_table([*ROWS, DemoRow(HTTP2, 3100.0, 9_000.0, {}, 20, 0)], 80)
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    http2 = next(line for line in lines if line.startswith("http2 "))
+    assert http2.endswith(f"{LABEL[HTTP2]} [5]") and http2.split()[1:6] == ["3100", "9.00ms", "0", "20", "0"]
+    assert f"[5] {WHY_ROW[HTTP2]}" in text(lines)

@@ -51,6 +51,7 @@ DETAIL = {
     ShardReady(0, DETAIL),
     ShardTick(1, 3, [snapshot(), snapshot(b"SSH-2.0-OpenSSH\r\n\x00\xff")], 7),
     ShardTick(1, 4, [Interval().snapshot()], None),
+    ShardTick(1, 5, [replace(snapshot(), h2_server_max_streams=1)], None),  # --http2, capped by the server
     ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
                                     "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",
                                     "io": "epoll", "time_wait_peak": 4,
@@ -109,6 +110,7 @@ BAD = {
     "status not a code": tick(status={"OK": 1}),
     "histogram not hdrh": tick(latency="bm90IGEgaGlzdG9ncmFt"),
     "peer bytes not base64": tick(peer_bytes="***"),
+    "h2 stream cap not a count": tick(h2_server_max_streams="1"),
     "unknown snapshot field": tick(__class__="x"),
     "detail without budget": {"kind": "ready", "shard": 0,
                               "detail": {k: v for k, v in DETAIL.items() if k != "budget"}},

@@ -77,3 +77,14 @@ def test_errors_window_retransmits_and_slow_connects_are_said():
     assert "Retransmits: 40 (13.3 retransmits/s, peak 17/s;" in text
     assert "Slow connects: 4, connects that took 1 s or more: ..." in text
     assert "Retransmits" not in render(summary(retransmits=0, retransmits_per_s=0.0, retransmits_peak_per_s=0))
+
+
+def test_an_http2_run_says_its_ports_against_http1s_in_one_line():
+    text = render(summary(http2=True, streams=10, connections_opened=4, http1_ports_needed=500), width=200)
+    lines = [line for line in text.splitlines() if "HTTP/2" in line]
+    assert lines == ["  HTTP/2: 4 connections (ports), 10 streams per connection; the same rate as HTTP/1.1 short "
+                     "connections would hold 500 ports"]
+    capped = render(summary(http2=True, streams=10, connections_opened=4, http1_ports_needed=500,
+                            h2_server_max_streams=1), width=200)
+    assert "(the server capped them at 1)" in capped
+    assert "HTTP/2" not in render(summary())

@@ -31,13 +31,19 @@ def uring_makes_sockets() -> bool:
     return uring_available() and _core.uring_sockets()
 
 
-def choose_io(requested: str, scheme: str = "http") -> str:
-    """The backend a worker runs: https:// runs on epoll (TLS over the ring is not built yet, issue #30)."""
-    if scheme == "https":
+def choose_io(requested: str, scheme: str = "http", http2: bool = False) -> str:
+    """The backend a worker runs: https:// and --http2 run on epoll (TLS and HTTP/2 over the ring are
+    not built yet, issues #30 and #31)."""
+    if scheme == "https" or http2:
         return "epoll"
     if requested == "auto":
         return "uring" if uring_available() else "epoll"
     return requested
+
+
+H2_ERROR_CODES = ("no_error", "protocol_error", "internal_error", "flow_control_error", "settings_timeout",
+                  "stream_closed", "frame_size_error", "refused_stream", "cancel", "compression_error",
+                  "connect_error", "enhance_your_calm", "inadequate_security", "http_1_1_required", "other")
 
 
 def error_names() -> dict[int, str]:
@@ -53,7 +59,12 @@ def error_names() -> dict[int, str]:
         _core.E_TLS_HANDSHAKE_FAILED: "tls_handshake_failed", _core.E_TLS_CERT_VERIFY_FAILED: "tls_cert_verify_failed",
         _core.E_TLS_UNEXPECTED_EOF: "tls_unexpected_eof", _core.E_TLS_ON_PLAIN_HTTP: "tls_on_plain_http",
         _core.E_TLS_ERROR: "tls_error",
+        _core.E_H2_PROTOCOL: "h2_protocol_error", _core.E_H2_RETRIED: "h2_retried_after_goaway",
+        _core.E_H2_NOT_NEGOTIATED: "h2_not_negotiated",
     })
+    for i, code in enumerate(H2_ERROR_CODES):  # RFC 9113 section 7, lower snake case; then any other
+        names[_core.E_H2_RST + i] = f"h2_rst_stream_{code}"
+        names[_core.E_H2_GOAWAY + i] = f"h2_goaway_{code}"
     return names
 
 

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "h2.h"
 
 typedef struct {
     PyObject_HEAD
@@ -259,13 +260,13 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
                              "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
-                             "groups", "destinations", "slot_dests", NULL};
+                             "groups", "destinations", "slot_dests", "http2", "h2_headers", "h2_body", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
-    int tls = 0, insecure = 0;
+    int tls = 0, insecure = 0, http2 = 0;  /* http2: streams per connection (0: HTTP/1.1) */
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
-    Py_buffer request = {0}, last_request = {0}, order = {0}, slot_dests = {0};
+    Py_buffer request = {0}, last_request = {0}, order = {0}, slot_dests = {0}, h2_headers = {0}, h2_body = {0};
     PyObject *sources = NULL, *targets = NULL, *destinations = NULL;
     int order_random = 0, groups = 0;
     unsigned long long seed = 0;
@@ -274,12 +275,12 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
                                      &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups,
-                                     &destinations, &slot_dests))
+                                     &destinations, &slot_dests, &http2, &h2_headers, &h2_body))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -350,7 +351,24 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_ValueError, "https runs on the epoll backend only");
         goto out;
     }
-    k->capacity = capacity;  /* tls_init sizes its per-slot state by it */
+    k->capacity = capacity;  /* tls_init and h2_init size their per-slot state by it */
+    if (http2) {  /* before tls_init: its ALPN offers h2 then */
+        if (k->io != &epoll_backend || (staged && !open_loop)) {
+            PyErr_SetString(PyExc_ValueError, "HTTP/2 runs on the epoll backend, and not with staged connections");
+            goto out;
+        }
+        int h = h2_init(k, http2, h2_headers.obj ? h2_headers.buf : "", h2_headers.obj ? (size_t)h2_headers.len : 0,
+                        h2_body.obj ? h2_body.buf : "", h2_body.obj ? (size_t)h2_body.len : 0);
+        if (h == -EINVAL) {
+            PyErr_Format(PyExc_ValueError, "http2: streams must be 1..%d and h2_headers name\\0value\\0 pairs",
+                         H2_MAX_STREAMS);
+            goto out;
+        }
+        if (h < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
+    }
     if (tls) {
         int t = tls_init(k, server_name ? server_name : host, cacert, insecure);
         if (t == -EINVAL) {
@@ -418,6 +436,8 @@ out:
     PyBuffer_Release(&request);
     PyBuffer_Release(&last_request);
     PyBuffer_Release(&order);
+    PyBuffer_Release(&h2_headers);
+    PyBuffer_Release(&h2_body);
     return ok;
 }
 
@@ -425,6 +445,7 @@ static void Core_dealloc(CoreObject *self) {
     if (self->k) {
         core_fini(self->k);
         tls_fini(self->k);  /* after core_fini: its closes end each connection's SSL */
+        h2_fini(self->k);   /* after core_fini too: its closes settle each connection's streams */
         free(self->k);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -568,6 +589,10 @@ static PyObject *Core_get_open(CoreObject *self, void *Py_UNUSED(closure)) {
     return PyLong_FromLong(self->k ? self->k->n_fd : 0);
 }
 
+static PyObject *Core_get_h2_peer_max_streams(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(self->k ? h2_peer_max_streams(self->k) : 0);
+}
+
 static PyObject *Core_get_io(CoreObject *self, void *Py_UNUSED(closure)) {
     return PyUnicode_FromString(self->k && self->k->io ? self->k->io->name : "");
 }
@@ -596,6 +621,8 @@ static PyGetSetDef Core_getset[] = {
     {"in_flight", (getter)Core_get_in_flight, NULL, "requests written and not yet answered", NULL},
     {"open", (getter)Core_get_open, NULL, "sockets open (connecting or connected)", NULL},
     {"io", (getter)Core_get_io, NULL, "the I/O backend", NULL},
+    {"h2_peer_max_streams", (getter)Core_get_h2_peer_max_streams, NULL,
+     "HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS a server sent below the streams asked for (0: none)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -673,6 +700,8 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_TLS_HANDSHAKE_FAILED", E_TLS_HANDSHAKE_FAILED}, {"E_TLS_CERT_VERIFY_FAILED", E_TLS_CERT_VERIFY_FAILED},
         {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
         {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
+        {"E_H2_PROTOCOL", E_H2_PROTOCOL}, {"E_H2_RETRIED", E_H2_RETRIED}, {"E_H2_NOT_NEGOTIATED", E_H2_NOT_NEGOTIATED},
+        {"E_H2_RST", E_H2_RST}, {"E_H2_GOAWAY", E_H2_GOAWAY}, {"H2_MAX_STREAMS", H2_MAX_STREAMS},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
         {"CLOSE_RST", CLOSE_RST}, {"OP_LIT", TPL_LIT}, {"OP_LAST_LIT", TPL_LAST_LIT}, {"OP_SEQ", TPL_SEQ},
         {"OP_RAND", TPL_RAND}, {"OP_UUID", TPL_UUID}, {"OP_WORKER", TPL_WORKER}, {"OP_CLEN", TPL_CLEN},

@@ -101,6 +101,24 @@ static void withdraw(core *k, const conn *c) {
     else k->stats[S_WITHDRAWN]++;
 }
 
+/* ---- HTTP/2 (h2.c): one stream's share of the above ---- */
+
+int core_take(core *k) { return take(k); }
+void core_withdraw(core *k, const conn *c) { withdraw(k, c); }
+void core_count_error(core *k, const conn *c, int error) { count_error(k, c, error); }
+
+void core_count_close_error(core *k, const conn *c, int error) {
+    count_error(k, c, error);
+    k->stats[S_CLOSE_ERRORS]++;
+}
+
+void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t now) {
+    k->stats[S_REQUESTS]++;
+    k->stats[S_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
+    record(k, H_LATENCY, S_SUM_LATENCY, now - (intended ? intended : sent));
+    if (intended) record(k, H_SERVICE, S_SUM_SERVICE, now - sent);
+}
+
 /* ---- open loop: intended send times ---- */
 
 static void scan_due(core *k, int64_t now) {
@@ -115,6 +133,11 @@ static void scan_due(core *k, int64_t now) {
 static int overdue(const core *k) { return k->due_head < k->due_seen; }
 
 static int64_t pop_due(core *k) { return k->due[k->due_head++]; }
+
+int64_t core_next_due(core *k) {
+    scan_due(k, now_ns());
+    return overdue(k) ? pop_due(k) : 0;
+}
 
 int core_add_due(core *k, const int64_t *times, size_t n) {
     if (k->due_head > 0 && k->due_head * 2 >= k->due_len) {  /* compact */
@@ -230,6 +253,7 @@ static void unsolicited_unsent(core *k, conn *c);
 
 /* forget the connection: its fd closed, its counts of connecting / in flight undone */
 static void drop(core *k, conn *c) {
+    if (k->h2) k->h2->drop(k, c);  /* HTTP/2: its session and its unsettled streams */
     if (c->state == C_CONNECTING) k->n_connecting--;
     if (c->flags & F_IN_FLIGHT) k->in_flight--;
     if (c->fd >= 0) {
@@ -426,7 +450,7 @@ static void start_slot(core *k, conn *c) {
         c->state = C_FREE;
         return;
     }
-    if (!take(k)) {
+    if (!(k->h2 && k->h2->take_owed(k)) && !take(k)) {  /* HTTP/2: a refused request first */
         k->live_slots--;
         c->state = C_FREE;
         return;
@@ -872,6 +896,7 @@ static int parse_error(int r) {
 }
 
 int core_received(core *k, conn *c, const char *data, size_t len) {
+    if (k->h2) return k->h2->received(k, c, data, len);  /* HTTP/2: the session's bytes */
     uint32_t gen = c->gen;
     k->stats[S_BYTES_IN] += (int64_t)len;
     if (!(c->flags & F_IN_FLIGHT)) {  /* awaiting the server's FIN, idle, or before the request went out */
@@ -937,6 +962,10 @@ void core_received_unsent(core *k, conn *c, size_t len) {
 
 void core_peer_closed(core *k, conn *c) {
     c->flags |= F_PEER_CLOSED;
+    if (k->h2 && c->state != C_CONNECTING) {  /* HTTP/2: every stream still open gets it */
+        k->h2->ended(k, c, 0);
+        return;
+    }
     if (c->flags & F_IN_FLIGHT) {
         int r = t1_eof(&c->parser);
         if (r == T1_DONE) answered(k, c, 0);  /* a body delimited by the server's close */
@@ -951,7 +980,8 @@ void core_peer_closed(core *k, conn *c) {
    gets it as its result; awaiting the server's FIN after a counted response it is counted apart;
    a request taken but not written yet goes on (core_close_unsent); an idle connection just closes. */
 void core_read_failed(core *k, conn *c, int err) {
-    if (c->flags & F_IN_FLIGHT) core_fail(k, c, err);
+    if (k->h2 && c->state != C_CONNECTING) k->h2->ended(k, c, err);  /* HTTP/2: every open stream's result */
+    else if (c->flags & F_IN_FLIGHT) core_fail(k, c, err);
     else if (c->state == C_AWAIT_EOF) core_close_error(k, c, err);
     else if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);
     else core_close(k, c);
@@ -984,7 +1014,8 @@ static void sweep(core *k, int64_t now) {
             break;
         case C_SENDING:
         case C_READING:
-            if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_TIMEOUT);
+            if (k->h2) k->h2->sweep(k, c, now);  /* HTTP/2: each stream's own timeout */
+            else if (now - c->t_start > k->timeout_ns) core_fail(k, c, E_TIMEOUT);
             break;
         case C_AWAIT_EOF:
             if (now - c->t_start > k->timeout_ns) core_close_error(k, c, E_NO_SERVER_CLOSE);
@@ -1010,6 +1041,7 @@ void core_tick(core *k, int64_t now) {
     }
     if (k->open_loop && !k->stopping) {
         scan_due(k, now);
+        if (k->h2 && overdue(k)) k->h2->dispatch(k);  /* HTTP/2: to the streams free first */
         while (overdue(k) && k->n_idle > 0) {
             conn *c = &k->conns[k->idle[--k->n_idle]];
             c->flags &= (uint16_t)~F_IN_IDLE;
@@ -1117,6 +1149,7 @@ void core_stop(core *k) {
         }
         k->due_head = k->due_seen = k->due_len = 0;
     }
+    if (k->h2) k->h2->stop(k);  /* HTTP/2: refused requests leave; connections with no stream close */
     while (k->backoff_head >= 0) {
         conn *c = &k->conns[k->backoff_head];
         backoff_remove(k, -1, c);

@@ -30,7 +30,7 @@ enum {
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
     S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
-    N_ERRORS = 272,
+    N_ERRORS = 320,                   /* E_* below end at E_H2_END */
     S_FIRST_CONN = S_ERRORS + N_ERRORS, /* per error: connection number of its first time (0: never) */
     S_FIRST_NS = S_FIRST_CONN + N_ERRORS, /* per error: ns into the run of its first time */
     S_LEN = S_FIRST_NS + N_ERRORS,
@@ -45,6 +45,12 @@ enum {
        the certificate refused (the verify reason said once); the peer closed during the handshake;
        the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
     E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
+    /* HTTP/2 (h2.c, docs/ARCHITECTURE.md "Error names"): the session failed (nghttp2 said the peer broke
+       the protocol); a stream refused by a GOAWAY and retried (outside the ledger); https: ALPN did not
+       pick h2; then one slot per RFC 9113 error code 0x0..0xd and one for any other code, for a
+       RST_STREAM the server sent (a stream's result) and for a GOAWAY with an error (outside the ledger) */
+    E_H2_PROTOCOL, E_H2_RETRIED, E_H2_NOT_NEGOTIATED,
+    E_H2_RST, E_H2_GOAWAY = E_H2_RST + 15, E_H2_END = E_H2_GOAWAY + 15,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
@@ -143,6 +149,19 @@ enum { G_REQUESTS, G_SUM_LATENCY, G_STATUS, G_ERRORS = G_STATUS + N_STATUS, G_LE
 #define MAX_RENDER_TOTAL (256u << 20) /* render buffers of all slots of a worker, at most */
 
 struct backend;
+struct core;
+struct h2_state;
+/* HTTP/2 (h2.c): what core.c calls where a connection carries streams instead of one request at a
+   time; NULL (k->h2) for HTTP/1.1. Through pointers, so core.c links without nghttp2. */
+typedef struct h2_hooks {
+    int (*received)(struct core *k, conn *c, const char *data, size_t len); /* as core_received */
+    void (*ended)(struct core *k, conn *c, int error); /* the peer closed (error 0) or a read failed: settle, close */
+    void (*sweep)(struct core *k, conn *c, int64_t now); /* its streams' timeouts */
+    void (*drop)(struct core *k, conn *c);        /* c is being closed: its session goes */
+    void (*stop)(struct core *k);                 /* no new stream from now on */
+    int (*take_owed)(struct core *k);             /* 1: a request refused earlier is the slot's (closed loop) */
+    void (*dispatch)(struct core *k);             /* open loop: due requests to connections with a stream free */
+} h2_hooks;
 struct ssl_st;      /* OpenSSL's SSL and SSL_CTX: only tls.c includes OpenSSL */
 struct ssl_ctx_st;
 
@@ -230,6 +249,10 @@ typedef struct core {
     char tls_reason[160];
     int tls_reason_len;       /* > 0: kept, not yet handed to Python; -1: handed over */
 
+    /* HTTP/2 (h2.c; NULL for HTTP/1.1): the hooks core.c calls, and the worker's h2 state */
+    const h2_hooks *h2;
+    struct h2_state *h2_state;
+
     int64_t stats[S_LEN];
     int64_t hist[N_HIST][H_LEN];
 
@@ -294,6 +317,14 @@ void core_peer_closed(core *k, conn *c);      /* EOF: the peer closed */
 void core_close_unsent(core *k, conn *c);     /* c closes before its taken request was written */
 void core_read_failed(core *k, conn *c, int err); /* a read on c failed with err */
 void core_fail(core *k, conn *c, int error);
+/* HTTP/2 (h2.c): one stream's share of what core.c does per request */
+int core_take(core *k);                       /* a request from the budget (1), or none */
+void core_withdraw(core *k, const conn *c);   /* a request taken and never written leaves the run */
+void core_count_error(core *k, const conn *c, int error); /* a request's result by name */
+void core_count_close_error(core *k, const conn *c, int error); /* by name, outside the ledger */
+/* a response: its status and latency (from `intended` in the open loop, else from `sent`) */
+void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t now);
+int64_t core_next_due(core *k);               /* open loop: the oldest due send time, taken (0: none due) */
 void core_close_error(core *k, conn *c, int error); /* after a counted response: the close went wrong, or bytes nobody asked for */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
 void core_nodelay(conn *c);                   /* TCP_NODELAY on c, once: the rest of a request is not held back */
@@ -320,5 +351,6 @@ int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *err
 void tls_end(core *k, conn *c);               /* before c's fd closes */
 void tls_answer_close(core *k, conn *c);      /* our close_notify, to the peer's that came without a FIN */
 const char *tls_take_reason(core *k, int *len); /* the first TLS failure's reason, once */
+int tls_alpn_h2(core *k, conn *c);            /* --http2: ALPN picked h2 (else the reason is kept) */
 
 #endif

@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include "core.h"
+#include "h2.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -187,7 +188,7 @@ static int connect_now(core *k, conn *c) {
     /* Write at once: over loopback the handshake is done by the time connect() returns, and a
        write to a socket still in SYN_SENT just says EAGAIN (net/core/stream.c:
        sk_stream_wait_connect with a zero timeout). */
-    if (c->flags & F_HAS_REQUEST) {
+    if ((c->flags & F_HAS_REQUEST) && !k->h2) {  /* HTTP/2: the session starts at the connect's EPOLLOUT */
         uint32_t len;
         const char *req = core_request(k, c, &len);
         int64_t t = now_ns();
@@ -248,7 +249,49 @@ static void run_pending(core *k) {
     }
 }
 
+/* ---- HTTP/2 (h2.c): the session's bytes, written as the request's are. C_SENDING while some wait
+   for EPOLLOUT, else C_READING. ---- */
+static void h2_write(core *k, conn *c) {
+    uint32_t gen = c->gen;
+    for (;;) {
+        size_t len = 0;
+        const uint8_t *out = h2_output(k, c, &len);
+        if (c->gen != gen) return;  /* the session failed: c is closed */
+        if (!out || len == 0) {
+            c->state = C_READING;
+            return;
+        }
+        ssize_t n;
+        int err = 0;
+        if (k->tls) {
+            size_t done = 0;
+            int r = tls_write(k, c, (const char *)out, len, &done, &err);
+            n = r == TLS_DATA ? (ssize_t)done : -1;
+            if (r == TLS_WAIT_READ || r == TLS_WAIT_WRITE) err = EAGAIN;
+        } else {
+            n = send(c->fd, out, len, MSG_NOSIGNAL);
+            if (n < 0) err = errno;
+        }
+        h2_wrote(k, c, n > 0 ? (size_t)n : 0);  /* what did not go out waits in the session's pending */
+        if (c->gen != gen) return;
+        if (n < 0 && err == EINTR) continue;
+        if (n < 0 && err != EAGAIN) {
+            k->h2->ended(k, c, err);
+            return;
+        }
+        if (n < 0 || (size_t)n < len) {
+            c->state = C_SENDING;
+            watch_out(k, c);
+            return;
+        }
+    }
+}
+
 static void ep_send(core *k, conn *c) {
+    if (k->h2) {  /* HTTP/2 */
+        h2_write(k, c);
+        return;
+    }
     uint32_t gen = c->gen;
     int r = write_request(k, c);
     if (r < 0) core_fail(k, c, -r);
@@ -360,6 +403,10 @@ static void handshake(core *k, conn *c, uint32_t events) {
     if (r == 0) return;
     int64_t tcp = tls_tcp_done(k, c);
     core_record_tls(k, now_ns() - tcp);
+    if (k->h2 && !tls_alpn_h2(k, c)) {  /* --http2: the server did not pick h2 */
+        core_connect_failed(k, c, E_H2_NOT_NEGOTIATED);
+        return;
+    }
     if (!core_connected(k, c, tcp) || c->gen != gen) return;  /* closed, or idle (open loop) */
     ep_send(k, c);
     if (c->gen != gen) return;

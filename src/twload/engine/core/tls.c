@@ -53,7 +53,10 @@ int tls_init(core *k, const char *host, const char *cacert, int insecure) {
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char alpn[] = "\x08http/1.1";
-    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) return -ENOMEM;
+    static const unsigned char alpn_h2[] = "\x02h2";  /* --http2: h2 alone (tls_alpn_h2) */
+    if ((k->h2 ? SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof alpn_h2 - 1)
+               : SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1)) != 0)
+        return -ENOMEM;
     if (insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return 0;
@@ -303,6 +306,21 @@ void tls_answer_close(core *k, conn *c) {
     SSL_shutdown(t->ssl);
     ERR_clear_error();
     t->notified = NOTIFIED_ANSWERED;
+}
+
+/* --http2: the handshake's ALPN picked h2 (RFC 9113 section 3.2). The client offers h2 alone; a server
+   that picks nothing (or, against RFC 7301, something else) speaks HTTP/1.1 at best, and the run
+   asked for HTTP/2: the connection fails (h2_not_negotiated) rather than measure another protocol
+   under its name; the reason is said once. */
+int tls_alpn_h2(core *k, conn *c) {
+    const unsigned char *proto = NULL;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(state(k, c)->ssl, &proto, &len);
+    if (len == 2 && memcmp(proto, "h2", 2) == 0) return 1;
+    char picked[32];
+    snprintf(picked, sizeof picked, "%.*s", (int)(len < 24 ? len : 24), proto ? (const char *)proto : "");
+    keep_reason(k, "the server did not pick h2 by ALPN", len ? picked : "it picked no protocol (HTTP/1.1)");
+    return 0;
 }
 
 /* tls_reason() for Python: the first TLS failure's reason, once */

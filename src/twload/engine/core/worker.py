@@ -15,6 +15,7 @@ from array import array
 
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
+from twload.engine.http2 import header_block
 from twload.engine.request_set import request_set as make_request_set
 from twload.engine.request_set import slot_destinations
 from twload.metrics import Snapshot, encode_counts, free_codec_garbage
@@ -77,6 +78,7 @@ class CoreWorker:
             tls=(plan.destinations or (plan.target,))[0].scheme == "https",
             server_name=(plan.destinations or (plan.target,))[0].host, cacert=plan.cacert,
             insecure=plan.insecure, **request_set,
+            **({"http2": plan.streams, "h2_headers": header_block(plan), "h2_body": plan.body} if plan.http2 else {}),
         )
         self.io = self.core.io
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
@@ -154,6 +156,8 @@ class CoreWorker:
             targets=self.target_counts() if self.labels else {},
             # connections opened to each destination (plan.destinations' order)
             destinations=tuple(self.core.collect_destinations()) if self.plan.destinations else (),
+            # --http2: the server capped the streams below --streams
+            h2_server_max_streams=self.core.h2_peer_max_streams if self.plan.http2 else 0,
             **{name: encode_counts({values[i]: c for i, c in enumerate(counts) if c})
                for name, counts in hists.items()},
         )

@@ -1,0 +1,667 @@
+/* HTTP/2 for the core's connections: libnghttp2's client session, driven with bytes only.
+ *
+ * A connection carries up to `limit` streams at once: --streams, capped by the server's
+ * SETTINGS_MAX_CONCURRENT_STREAMS. Closed loop per stream: a stream's result takes the next request
+ * (core_take) and submits it on the same connection, as h2load's client does (h2load_http2_session.cc:
+ * on_stream_close_callback -> client->process_request). The connection's first stream is the request
+ * the slot took before it connected (F_HAS_REQUEST); the others wait for the server's SETTINGS, so
+ * that no stream goes beyond a limit the server has said (RFC 9113 section 6.5.2: the initial value
+ * is unlimited until then, and a server may refuse the excess).
+ *
+ * The ledger (docs/ARCHITECTURE.md "Every request one result"): every stream submitted is a
+ * request taken, and gets exactly one of: a response (core_response), an error by name
+ * (core_count_error: h2_rst_stream_<code>, timeout, the connection's end), a retry (refused by a
+ * GOAWAY beyond its last-stream-id, RFC 9113 section 6.8: not processed, so it goes on the next
+ * connection; counted h2_retried_after_goaway outside the ledger), or, never written, the slot's
+ * next connection (as core_close_unsent) or withdrawal at the stop.
+ *
+ * Each stream is an entry of its connection's table (H2_MAX_STREAMS bound, `limit` entries used), found
+ * by its stream user data; nghttp2's callbacks only record, and nothing closes a connection while
+ * nghttp2 is inside mem_recv or mem_send.
+ */
+#define _GNU_SOURCE
+#include "h2.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCRATCH (64 * 1024)  /* frames gathered for one write */
+#define WINDOW ((1 << 30) - 1) /* flow-control window for each stream and the connection (create) */
+
+typedef struct h2_stream {
+    int32_t id;         /* 0: the entry is free */
+    int16_t status;     /* :status, 0 before it */
+    uint8_t sent;       /* its HEADERS went out */
+    uint8_t settled;    /* its result is counted already (timeout): its close only frees it */
+    uint32_t rst;       /* RST_STREAM code received + 1 (0: none) */
+    uint32_t body_off;  /* bytes of the request's body handed to nghttp2 */
+    int64_t t_sent;     /* submitted, then when its HEADERS went out: the latency's start */
+    int64_t intended;   /* open loop: when it was due (0: closed loop) */
+} h2_stream;
+
+typedef struct h2_conn {
+    nghttp2_session *session;
+    core *k;
+    conn *c;
+    h2_stream *streams;  /* this slot's `limit_max` entries */
+    int n_active;        /* entries in use */
+    int limit;           /* streams at once: --streams, or fewer if the server said so */
+    int32_t goaway_last; /* the last-stream-id of a GOAWAY received; -1: none */
+    uint32_t submitted;  /* streams submitted on this connection (--requests-per-connection) */
+    uint8_t settings;    /* the server's SETTINGS came */
+    uint8_t broken;      /* nghttp2 found a connection error and sent its GOAWAY: the connection ends */
+    uint8_t *pending;    /* bytes handed to the backend and not all written (copied from the scratch) */
+    size_t pending_len, pending_off, pending_cap;
+    size_t out_len;      /* what h2_output handed over last (from pending, or the scratch) */
+    uint8_t out_scratch;
+    int live_at;         /* its index in h2_state.live */
+    uint32_t closed;     /* streams closed so far (pump: did a write close some?) */
+} h2_conn;
+
+typedef struct h2_state {
+    int streams;          /* --streams */
+    nghttp2_nv *nv;
+    size_t n_nv;
+    char *nv_mem;
+    char *body;
+    size_t body_len;
+    h2_conn *conns;       /* k->capacity entries, by slot */
+    h2_stream *stream_mem; /* capacity * streams entries */
+    uint8_t *scratch;
+    int64_t owed;         /* requests taken and refused by a GOAWAY, or never written: the next streams' */
+    int64_t *refused;     /* open loop: the same, by their intended send times (cap_refused) */
+    int n_refused, cap_refused;
+    int peer_max;         /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams (0: none) */
+    int *live;            /* the slots whose connection has a session (open loop: dispatch walks these) */
+    int n_live;
+    nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+} h2_state;
+
+static h2_conn *of(core *k, const conn *c) { return &k->h2_state->conns[c - k->conns]; }
+
+int h2_peer_max_streams(const core *k) { return k->h2_state ? k->h2_state->peer_max : 0; }
+
+int h2_sessions(const core *k) { return k->h2_state ? k->h2_state->n_live : 0; }
+
+int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed + k->h2_state->n_refused : 0; }
+
+/* A request taken and not processed (never written, or refused by a GOAWAY) goes on the next stream:
+   closed loop, the slot's next (owed); open loop, with its intended send time, so its latency still
+   counts from then (refused); at the stop, or with no room to keep it, it leaves (withdrawn, or
+   not_sent in the open loop). */
+static void give_back(core *k, const conn *c, int64_t intended) {
+    h2_state *st = k->h2_state;
+    if (k->stopping) core_withdraw(k, c);
+    else if (!k->open_loop) st->owed++;
+    else if (st->n_refused < st->cap_refused) st->refused[st->n_refused++] = intended;
+    else core_withdraw(k, c);
+}
+
+/* the error slot of an RFC 9113 error code (section 7), by RST_STREAM or GOAWAY */
+static int code_slot(int base, uint32_t code) { return base + (code <= NGHTTP2_HTTP_1_1_REQUIRED ? (int)code : 14); }
+
+/* ---- a stream's end ---- */
+
+static void release(h2_conn *h, h2_stream *s) {
+    if (s->id && h->session) nghttp2_session_set_stream_user_data(h->session, s->id, NULL);
+    memset(s, 0, sizeof *s);
+    h->n_active--;
+}
+
+/* s's result is counted (or it is retried): no longer in flight */
+static void settle(h2_conn *h, h2_stream *s) {
+    s->settled = 1;
+    h->k->in_flight--;
+}
+
+/* a stream never written: nothing of it went out, so the connection owes it no answer */
+static void unsent(core *k, h2_conn *h, h2_stream *s) {
+    settle(h, s);
+    give_back(k, h->c, s->intended);
+}
+
+/* ---- nghttp2's callbacks (user_data: the h2_conn) ---- */
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+    (void)flags;
+    (void)user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7 || memcmp(name, ":status", 7) != 0) return 0;
+    h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (!s || valuelen != 3) return 0;  /* nghttp2 has checked it is 3 digits (nghttp2_http.c) */
+    int status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+    if (status >= 200 || !s->status) s->status = (int16_t)status;  /* a final status wins over a 1xx */
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+        /* nghttp2_session_mem_recv returns an error only when it cannot go on at all (no memory, a
+           callback failed); a peer that breaks the protocol gets nghttp2's GOAWAY instead
+           (nghttp2_session.c: session_handle_invalid_connection -> nghttp2_session_terminate_session),
+           sent through mem_send, after which the session reads no more (nghttp2_session_want_read) */
+        ((h2_conn *)user_data)->broken = 1;
+        return 0;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (s && !s->sent) {
+        s->sent = 1;
+        s->t_sent = now_ns();  /* the clock starts as the request goes out, as HTTP/1.1's first byte */
+    }
+    return 0;
+}
+
+static h2_stream *find(h2_conn *h, int32_t id) {
+    for (int i = 0; i < h->k->h2_state->streams; i++)
+        if (h->streams[i].id == id) return &h->streams[i];
+    return NULL;
+}
+
+/* a HEADERS that could not go out (e.g. after a GOAWAY): its request was not written */
+static int on_frame_not_send(nghttp2_session *session, const nghttp2_frame *frame, int error, void *user_data) {
+    (void)session;
+    (void)error;
+    h2_conn *h = user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+    h2_stream *s = find(h, frame->hd.stream_id);
+    if (!s || s->settled) return 0;
+    unsent(h->k, h, s);
+    release(h, s);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+    h2_conn *h = user_data;
+    core *k = h->k;
+    switch (frame->hd.type) {
+    case NGHTTP2_RST_STREAM: {
+        h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+        if (s) s->rst = frame->rst_stream.error_code + 1;
+        break;
+    }
+    case NGHTTP2_GOAWAY:
+        h->goaway_last = frame->goaway.last_stream_id;
+        if (frame->goaway.error_code != NGHTTP2_NO_ERROR)
+            core_count_close_error(k, h->c, code_slot(E_H2_GOAWAY, frame->goaway.error_code));
+        break;
+    case NGHTTP2_SETTINGS:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK) break;
+        h->settings = 1;
+        uint32_t max = nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+        int limit = k->h2_state->streams;
+        if (max < (uint32_t)limit) {
+            limit = (int)max;
+            if (!k->h2_state->peer_max || (int)max < k->h2_state->peer_max) k->h2_state->peer_max = (int)max;
+        }
+        /* fewer than in flight already: those finish, and no more start until below it */
+        h->limit = limit;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_code, void *user_data) {
+    h2_conn *h = user_data;
+    core *k = h->k;
+    h2_stream *s = nghttp2_session_get_stream_user_data(session, id);
+    if (!s) s = find(h, id);
+    if (!s) return 0;
+    if (s->settled) {
+        /* counted already (a timeout) */
+    } else if (!s->sent) {
+        unsent(k, h, s);
+    } else if (h->goaway_last >= 0 && id > h->goaway_last && !s->status) {
+        /* refused by the GOAWAY: not processed (RFC 9113 section 6.8), so the next connection's */
+        settle(h, s);
+        core_count_close_error(k, h->c, E_H2_RETRIED);
+        give_back(k, h->c, s->intended);
+    } else {
+        settle(h, s);
+        if (s->rst) {
+            core_count_error(k, h->c, code_slot(E_H2_RST, s->rst - 1));
+        } else if (error_code != NGHTTP2_NO_ERROR || !s->status) {
+            core_count_error(k, h->c, E_H2_PROTOCOL);  /* nghttp2 reset it: the response broke the protocol */
+        } else {
+            core_response(k, s->status, s->intended, s->t_sent, now_ns());
+        }
+    }
+    release(h, s);
+    h->closed++;
+    return 0;
+}
+
+static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
+                         nghttp2_data_source *source, void *user_data) {
+    (void)session;
+    (void)id;
+    h2_state *st = ((h2_conn *)user_data)->k->h2_state;
+    h2_stream *s = source->ptr;  /* the stream's entry: where its body has got to */
+    size_t done = s->body_off;
+    size_t n = st->body_len - done < length ? st->body_len - done : length;
+    memcpy(buf, st->body + done, n);
+    s->body_off = (uint32_t)(done + n);
+    if (done + n == st->body_len) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+/* ---- the worker's state ---- */
+
+int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *body, size_t body_len) {
+    if (streams < 1 || streams > H2_MAX_STREAMS || body_len > INT32_MAX) return -EINVAL;
+    h2_state *st = calloc(1, sizeof *st);
+    if (!st) return -ENOMEM;
+    k->h2_state = st;
+    k->h2 = &h2_core_hooks;
+    st->streams = streams;
+    /* the header block: name\0value\0 pairs */
+    size_t pairs = 0, zeros = 0;
+    for (size_t i = 0; i < nv_len; i++) zeros += nv[i] == 0;
+    if (zeros % 2 || !zeros || (nv_len && nv[nv_len - 1] != 0)) return -EINVAL;
+    pairs = zeros / 2;
+    st->nv_mem = malloc(nv_len);
+    st->nv = calloc(pairs, sizeof *st->nv);
+    st->body = malloc(body_len ? body_len : 1);
+    st->conns = calloc((size_t)k->capacity, sizeof *st->conns);
+    st->stream_mem = calloc((size_t)k->capacity * (size_t)streams, sizeof *st->stream_mem);
+    st->scratch = malloc(SCRATCH);
+    st->cap_refused = k->capacity * streams;
+    st->refused = malloc((size_t)st->cap_refused * sizeof *st->refused);
+    st->live = malloc((size_t)k->capacity * sizeof *st->live);
+    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->refused ||
+        !st->live)
+        return -ENOMEM;
+    memcpy(st->nv_mem, nv, nv_len);
+    memcpy(st->body, body, body_len);
+    st->body_len = body_len;
+    char *p = st->nv_mem;
+    for (size_t i = 0; i < pairs; i++) {
+        size_t nl = strlen(p);
+        char *v = p + nl + 1;
+        size_t vl = strlen(v);
+        st->nv[i] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)v, nl, vl, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+        p = v + vl + 1;
+    }
+    st->n_nv = pairs;
+    for (int i = 0; i < k->capacity; i++) {
+        st->conns[i].streams = &st->stream_mem[(size_t)i * (size_t)streams];
+        st->conns[i].goaway_last = -1;
+    }
+    if (nghttp2_session_callbacks_new(&st->cbs) != 0 || nghttp2_option_new(&st->opt) != 0) return -ENOMEM;
+    nghttp2_session_callbacks_set_on_header_callback(st->cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_send_callback(st->cbs, on_frame_send);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(st->cbs, on_frame_not_send);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(st->cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(st->cbs, on_stream_close);
+    return 0;
+}
+
+void h2_fini(core *k) {
+    h2_state *st = k->h2_state;
+    if (!st) return;
+    if (st->conns)
+        for (int i = 0; i < k->capacity; i++) {
+            nghttp2_session_del(st->conns[i].session);  /* none left normally: core_fini closed them */
+            free(st->conns[i].pending);
+        }
+    if (st->cbs) nghttp2_session_callbacks_del(st->cbs);
+    if (st->opt) nghttp2_option_del(st->opt);
+    free(st->nv_mem);
+    free(st->nv);
+    free(st->body);
+    free(st->conns);
+    free(st->stream_mem);
+    free(st->scratch);
+    free(st->refused);
+    free(st->live);
+    free(st);
+    k->h2_state = NULL;
+    k->h2 = NULL;
+}
+
+/* ---- streams ---- */
+
+/* one more stream on c for a request already taken; 0, or -1 when nghttp2 refused it */
+static int submit(core *k, h2_conn *h, int64_t intended) {
+    h2_state *st = k->h2_state;
+    h2_stream *s = NULL;
+    for (int i = 0; i < st->streams; i++)
+        if (!h->streams[i].id) {
+            s = &h->streams[i];
+            break;
+        }
+    if (!s) return -1;  /* cannot be: n_active < limit <= streams */
+    nghttp2_data_provider body = {.source.ptr = s, .read_callback = read_body};
+    int32_t id = nghttp2_submit_request(h->session, NULL, st->nv, st->n_nv, st->body_len ? &body : NULL, s);
+    if (id < 0) return -1;
+    s->id = id;
+    s->t_sent = now_ns();
+    s->intended = intended;
+    h->n_active++;
+    h->submitted++;
+    k->in_flight++;
+    return 0;
+}
+
+/* the connection may start another stream */
+static int room(core *k, const h2_conn *h) {
+    if (h->goaway_last >= 0 || k->stopping) return 0;
+    if (k->per_connection && h->submitted >= k->per_connection) return 0;
+    int limit = h->settings ? h->limit : 1;  /* before the server's SETTINGS: the slot's request alone */
+    return h->n_active < limit;
+}
+
+/* new streams up to the limit, refused requests first: closed loop, each takes the next request from
+   the budget; open loop, the oldest due one, while any is due. 1: it stopped because no request was
+   left to take (none due, the budget spent, the stop) */
+static int refill(core *k, conn *c, h2_conn *h) {
+    h2_state *st = k->h2_state;
+    if (c->flags & F_HAS_REQUEST) {  /* the slot's request, taken before the connect */
+        if (submit(k, h, c->intended) < 0) return 0;
+        c->flags &= (uint16_t)~F_HAS_REQUEST;
+        c->intended = 0;
+    }
+    while (room(k, h)) {
+        int64_t intended = 0;
+        if (k->open_loop) {
+            if (st->n_refused > 0) intended = st->refused[--st->n_refused];
+            else if (!(intended = core_next_due(k))) return 1;
+        } else if (st->owed > 0) {
+            st->owed--;
+        } else if (!core_take(k)) {
+            return 1;
+        }
+        if (submit(k, h, intended) < 0) {
+            give_back(k, c, intended);  /* taken: the next stream's */
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int create(core *k, conn *c, h2_conn *h) {
+    h2_state *st = k->h2_state;
+    memset(h, 0, sizeof *h);
+    h->streams = &st->stream_mem[(size_t)(c - k->conns) * (size_t)st->streams];
+    h->k = k;
+    h->c = c;
+    h->goaway_last = -1;
+    h->limit = st->streams;
+    if (nghttp2_session_client_new2(&h->session, st->cbs, h, st->opt) != 0) return -1;
+    h->live_at = st->n_live;  /* at most one entry per slot: a slot has one session at a time */
+    st->live[st->n_live++] = (int)(c - k->conns);
+    /* our SETTINGS: no server push (RFC 9113 section 8.4), and flow-control windows of 2^30 - 1 for
+       each stream and the connection, as h2load's defaults (-w 30, -W 30): the client reads all it
+       gets, so the 64 KiB default windows would only hold large responses back by round trips */
+    nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, WINDOW}};
+    if (nghttp2_submit_settings(h->session, NGHTTP2_FLAG_NONE, settings, 2) != 0) return -1;
+    if (nghttp2_session_set_local_window_size(h->session, NGHTTP2_FLAG_NONE, 0, WINDOW) != 0) return -1;
+    return 0;
+}
+
+/* ---- the connection's end ---- */
+
+/* every stream still open gets the connection's end as its result (written), or goes on (not
+   written); a stream past a GOAWAY's last-stream-id is retried */
+static void settle_all(core *k, h2_conn *h, int error) {
+    for (int i = 0; i < k->h2_state->streams; i++) {
+        h2_stream *s = &h->streams[i];
+        if (!s->id) continue;
+        if (!s->settled) {
+            if (!s->sent) {
+                unsent(k, h, s);
+            } else if (h->goaway_last >= 0 && s->id > h->goaway_last && !s->status) {
+                settle(h, s);
+                core_count_close_error(k, h->c, E_H2_RETRIED);
+                give_back(k, h->c, s->intended);
+            } else {
+                settle(h, s);
+                core_count_error(k, h->c, error);
+            }
+        }
+        memset(s, 0, sizeof *s);
+    }
+    h->n_active = 0;
+}
+
+static void hook_drop(core *k, conn *c) {
+    h2_conn *h = of(k, c);
+    if (!h->session) return;
+    /* whatever closes c without saying why first (the drain bound, a failed write): abandoned */
+    settle_all(k, h, k->abandoning ? E_ABANDONED : E_EOF_BEFORE_RESPONSE);
+    nghttp2_session_del(h->session);
+    h->session = NULL;
+    h2_state *st = k->h2_state;
+    int last = st->live[--st->n_live];  /* out of the live list: the last entry takes its place */
+    st->live[h->live_at] = last;
+    st->conns[last].live_at = h->live_at;
+    free(h->pending);
+    h->pending = NULL;
+    h->pending_len = h->pending_off = h->pending_cap = 0;
+}
+
+static void end_with(core *k, conn *c, int error) {
+    settle_all(k, of(k, c), error);
+    if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);  /* the slot's request was never submitted */
+    else core_close(k, c);
+}
+
+static void hook_ended(core *k, conn *c, int error) {
+    end_with(k, c, error ? error : E_EOF_BEFORE_RESPONSE);
+}
+
+/* no stream left and none to start: the connection is done (client closes: under --close rst its
+   SO_LINGER {1,0} makes that a RST). Returns 1 when c was closed. */
+static int maybe_done(core *k, conn *c, h2_conn *h) {
+    if (h->n_active > 0 || (c->flags & F_HAS_REQUEST)) return 0;
+    if (h->goaway_last < 0 && !k->stopping && !(k->per_connection && h->submitted >= k->per_connection) &&
+        (k->open_loop || k->h2_state->owed > 0 || k->budget != 0))
+        return 0;
+    if (k->close_mode != CLOSE_RST && h->goaway_last < 0 && h->session) {
+        /* our GOAWAY first, written with what is queued (best effort: the close follows) */
+        uint32_t gen = c->gen;
+        nghttp2_session_terminate_session(h->session, NGHTTP2_NO_ERROR);
+        k->io->send(k, c);
+        if (c->gen != gen) return 1;
+    }
+    core_close(k, c);
+    return 1;
+}
+
+/* ---- the hooks ---- */
+
+/* what the peer speaks instead of HTTP/2 (an HTTP/1.1 400, say): the first bytes it sent, said once */
+static void keep_peer_bytes(core *k, const char *data, size_t len) {
+    k->peer_len = len < sizeof k->peer_bytes ? (int)len : (int)sizeof k->peer_bytes;
+    memcpy(k->peer_bytes, data, (size_t)k->peer_len);
+}
+
+/* After the session has moved: new streams for the free places, the connection closed if it is done,
+   what the session has to say written. Again when that write closed streams: nghttp2 closes a stream
+   it resets (a malformed response; a timeout's CANCEL) as the RST_STREAM goes out, which frees its
+   place only then (bounded: the next read or sweep pumps again). 1 when c was closed. */
+static int pump(core *k, conn *c, h2_conn *h) {
+    uint32_t gen = c->gen;
+    for (int round = 0; round < 4; round++) {
+        refill(k, c, h);
+        if (!h->broken && maybe_done(k, c, h)) return 1;
+        uint32_t closed = h->closed;
+        k->io->send(k, c);
+        if (c->gen != gen) return 1;
+        if (h->broken || h->closed == closed) return 0;
+    }
+    return 0;
+}
+
+static int hook_received(core *k, conn *c, const char *data, size_t len) {
+    h2_conn *h = of(k, c);
+    k->stats[S_BYTES_IN] += (int64_t)len;
+    if (!h->session) {  /* bytes before anything was written */
+        core_count_close_error(k, c, E_UNSOLICITED);
+        if (c->flags & F_HAS_REQUEST) core_close_unsent(k, c);
+        else core_close(k, c);
+        return 1;
+    }
+    ssize_t r = nghttp2_session_mem_recv(h->session, (const uint8_t *)data, len);
+    if (r < 0) {
+        if (k->peer_len == 0 && !(c->flags & F_READ_ANY)) keep_peer_bytes(k, data, len);
+        end_with(k, c, E_H2_PROTOCOL);
+        return 1;
+    }
+    if (pump(k, c, h)) return 1;  /* nghttp2's GOAWAY, if it found the peer broken, goes out with it */
+    if (h->broken) {
+        if (k->peer_len == 0 && !(c->flags & F_READ_ANY)) keep_peer_bytes(k, data, len);
+        end_with(k, c, E_H2_PROTOCOL);
+        return 1;
+    }
+    c->flags |= F_READ_ANY;
+    return 0;
+}
+
+static void hook_sweep(core *k, conn *c, int64_t now) {
+    h2_conn *h = of(k, c);
+    if (!h->session) return;
+    int cancelled = 0;
+    for (int i = 0; i < k->h2_state->streams; i++) {
+        h2_stream *s = &h->streams[i];
+        if (!s->id || s->settled || now - s->t_sent <= k->timeout_ns) continue;
+        settle(h, s);
+        core_count_error(k, c, E_TIMEOUT);
+        nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+        cancelled = 1;
+    }
+    if (cancelled) pump(k, c, h);  /* the RST_STREAMs out, then the slot's next requests on this connection */
+}
+
+static void hook_stop(core *k) {
+    h2_state *st = k->h2_state;
+    while (st->owed > 0) {  /* taken, never written: they leave the run */
+        st->owed--;
+        core_withdraw(k, NULL);
+    }
+    for (; st->n_refused > 0; st->n_refused--) core_withdraw(k, NULL);  /* open loop: not_sent */
+    for (int i = 0; i < k->capacity; i++) {
+        conn *c = &k->conns[i];
+        h2_conn *h = &st->conns[i];
+        if (h->session && h->n_active == 0 && c->state != C_FREE && !(c->flags & F_HAS_REQUEST)) core_close(k, c);
+    }
+}
+
+/* open loop: due requests go to connections with a stream free (the pool grows only past them) */
+static void hook_dispatch(core *k) {
+    h2_state *st = k->h2_state;
+    for (int i = 0; i < st->n_live; i++) {  /* the connections with a session, not every slot */
+        conn *c = &k->conns[st->live[i]];
+        h2_conn *h = &st->conns[st->live[i]];
+        if (c->fd < 0 || !room(k, h)) continue;
+        uint32_t gen = c->gen;
+        int drained = refill(k, c, h);
+        k->io->send(k, c);  /* may close c: its entry in live moves, and one entry is visited again or not at all */
+        if (drained) break;  /* nothing more is due */
+        if (c->gen != gen) i--;
+    }
+}
+
+static int hook_take_owed(core *k) {
+    h2_state *st = k->h2_state;
+    if (st->owed <= 0 || k->stopping) return 0;
+    st->owed--;
+    return 1;
+}
+
+const h2_hooks h2_core_hooks = {
+    .received = hook_received, .ended = hook_ended, .sweep = hook_sweep, .drop = hook_drop,
+    .stop = hook_stop, .take_owed = hook_take_owed, .dispatch = hook_dispatch,
+};
+
+/* ---- the backend's side ---- */
+
+const uint8_t *h2_output(core *k, conn *c, size_t *len) {
+    h2_conn *h = of(k, c);
+    h2_state *st = k->h2_state;
+    *len = 0;
+    if (!h->session) {  /* just connected: the session starts with the slot's request */
+        if (create(k, c, h) < 0) {
+            end_with(k, c, E_H2_PROTOCOL);  /* hook_drop deletes what create made */
+            return NULL;
+        }
+        refill(k, c, h);
+    }
+    if (h->pending_off < h->pending_len) {
+        h->out_scratch = 0;
+        h->out_len = h->pending_len - h->pending_off;
+        *len = h->out_len;
+        return h->pending + h->pending_off;
+    }
+    size_t n = 0;
+    for (;;) {
+        const uint8_t *p;
+        ssize_t got = nghttp2_session_mem_send(h->session, &p);
+        if (got < 0) {
+            end_with(k, c, E_H2_PROTOCOL);
+            return NULL;
+        }
+        if (got == 0) break;
+        if (n + (size_t)got > SCRATCH) {
+            /* a frame that does not fit behind the others: it waits, copied, as pending */
+            if (h->pending_cap < (size_t)got) {
+                uint8_t *grown = realloc(h->pending, (size_t)got);
+                if (!grown) {
+                    end_with(k, c, ENOMEM);
+                    return NULL;
+                }
+                h->pending = grown;
+                h->pending_cap = (size_t)got;
+            }
+            memcpy(h->pending, p, (size_t)got);
+            h->pending_len = (size_t)got;
+            h->pending_off = 0;
+            if (n == 0) {  /* nothing gathered before it: it goes now */
+                h->out_scratch = 0;
+                h->out_len = *len = (size_t)got;
+                return h->pending;
+            }
+            break;
+        }
+        memcpy(st->scratch + n, p, (size_t)got);
+        n += (size_t)got;
+    }
+    h->out_scratch = 1;
+    h->out_len = *len = n;
+    return st->scratch;
+}
+
+void h2_wrote(core *k, conn *c, size_t n) {
+    h2_conn *h = of(k, c);
+    k->stats[S_BYTES_OUT] += (int64_t)n;
+    if (!h->out_scratch) {
+        h->pending_off += n;
+        if (h->pending_off >= h->pending_len) h->pending_off = h->pending_len = 0;
+        return;
+    }
+    if (n >= h->out_len) return;
+    /* the rest of the scratch waits, copied, in front of anything kept already */
+    size_t rest = h->out_len - n, kept = h->pending_len - h->pending_off;
+    if (h->pending_cap < rest + kept) {
+        uint8_t *grown = malloc(rest + kept);
+        if (!grown) {
+            end_with(k, c, ENOMEM);
+            return;
+        }
+        if (kept) memcpy(grown + rest, h->pending + h->pending_off, kept);
+        free(h->pending);
+        h->pending = grown;
+        h->pending_cap = rest + kept;
+    } else if (kept) {
+        memmove(h->pending + rest, h->pending + h->pending_off, kept);
+    }
+    memcpy(h->pending, k->h2_state->scratch + n, rest);
+    h->pending_len = rest + kept;
+    h->pending_off = 0;
+}
