@@ -70,6 +70,8 @@ def error_names() -> dict[int, str]:
         _core.E_TLS_UNEXPECTED_EOF: "tls_unexpected_eof", _core.E_TLS_ON_PLAIN_HTTP: "tls_on_plain_http",
         _core.E_TLS_ERROR: "tls_error",
     })
+    # the peer's TLS alert by its name; the table is tls.c's (ALERTS), its last entry "unknown"
+    names.update({_core.E_TLS_ALERT + i: f"tls_alert_{name}" for i, name in enumerate(_core.tls_alert_names())})
     return names
 
 

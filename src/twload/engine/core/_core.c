@@ -376,7 +376,23 @@ static PyObject *hist_index_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLong(hist_index(v));
 }
 
+/* tls_alert_names() -> tuple: the name of each alert slot, E_TLS_ALERT + i */
+static PyObject *tls_alert_names(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
+    PyObject *names = PyTuple_New(N_TLS_ALERTS);
+    if (!names) return NULL;
+    for (int i = 0; i < N_TLS_ALERTS; i++) {
+        PyObject *name = PyUnicode_FromString(tls_alert_name(i));
+        if (!name) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
 static PyMethodDef module_methods[] = {
+    {"tls_alert_names", tls_alert_names, METH_NOARGS, "the TLS alerts' names, in error slot order from E_TLS_ALERT"},
     {"hist_index", hist_index_py, METH_O, "the slot of a value (µs) in the HdrHistogram counts array, as recorded"},
     {"uring_available", uring_available, METH_NOARGS,
      "True when this build has io_uring and the kernel lets this process use it"},
@@ -411,7 +427,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_UNSOLICITED", E_UNSOLICITED}, {"E_UNEXPECTED_UPGRADE", E_UNEXPECTED_UPGRADE},
         {"E_TLS_HANDSHAKE_FAILED", E_TLS_HANDSHAKE_FAILED}, {"E_TLS_CERT_VERIFY_FAILED", E_TLS_CERT_VERIFY_FAILED},
         {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
-        {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
+        {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS}, {"E_TLS_ALERT", E_TLS_ALERT},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
         {"CLOSE_RST", CLOSE_RST},
 #ifdef TWLOAD_HAVE_URING

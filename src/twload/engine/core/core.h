@@ -14,6 +14,20 @@
 
 #include "http1_parse.h"
 
+/* error slots past the errno range; names in __init__.py (docs/ARCHITECTURE.md "Error names") */
+enum {
+    E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
+    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
+    E_UNEXPECTED_UPGRADE,
+    /* https (tls.c): a handshake that failed for another reason (the first one's said once, tls_reason);
+       the certificate refused (the verify reason said once); the peer closed during the handshake;
+       the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
+    E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
+    /* the peer's fatal TLS alert, one slot per alert of tls.c's table (its last: an alert not in it) */
+    E_TLS_ALERT,
+};
+enum { N_TLS_ALERTS = 33 };          /* tls.c's ALERTS, checked there */
+
 /* ---- counters handed to Python: one int64 array, this layout (mirrored in __init__.py) ---- */
 enum {
     S_REQUESTS, S_OPENED, S_BYTES_IN, S_BYTES_OUT, S_MAX_LAG_US, S_SUM_LATENCY, S_SUM_CONNECT,
@@ -29,22 +43,12 @@ enum {
     S_SUM_TLS,                        /* https: the handshakes' µs, for the mean of H_TLS */
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
-    S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
-    N_ERRORS = 272,
+    S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* above */
+    N_ERRORS = E_TLS_ALERT + N_TLS_ALERTS,
     S_FIRST_CONN = S_ERRORS + N_ERRORS, /* per error: connection number of its first time (0: never) */
     S_FIRST_NS = S_FIRST_CONN + N_ERRORS, /* per error: ns into the run of its first time */
     S_LEN = S_FIRST_NS + N_ERRORS,
     S_INTERVAL_LEN = S_FIRST_CONN,    /* collect() zeroes these; first errors stay */
-};
-/* error slots past the errno range; names in __init__.py (docs/ARCHITECTURE.md "Error names") */
-enum {
-    E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
-    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
-    E_UNEXPECTED_UPGRADE,
-    /* https (tls.c): a handshake that failed for another reason (the first one's said once, tls_reason);
-       the certificate refused (the verify reason said once); the peer closed during the handshake;
-       the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
-    E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
@@ -108,6 +112,7 @@ typedef struct tls_conn {
     uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
+    uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
 } tls_conn;
 
 typedef struct core {
@@ -238,6 +243,7 @@ void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
 int tls_init(core *k, const char *host, const char *cacert, int insecure); /* 0, -ENOMEM, -EINVAL (--cacert) */
+const char *tls_alert_name(int i);            /* the name of alert slot E_TLS_ALERT + i, i < N_TLS_ALERTS */
 void tls_fini(core *k);
 int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 or -ENOMEM) */
 int tls_handshake(core *k, conn *c, int64_t now); /* 1 done, 0 waiting, -error slot */

@@ -32,11 +32,55 @@
 /* At most this many reads of the worker's buffer drain a closing connection's receive queue. */
 #define DRAIN_READS 4
 
+/* TLS alerts by code, named as in the IANA "TLS Alerts" registry (RFC 8446 section 6, RFC 5246
+   section 7.2). close_notify and user_canceled end nothing and are never kept (on_info). The error
+   slot E_TLS_ALERT + i is ALERTS[i]; the one after them, "unknown", takes a code not in the table. */
+static const struct {
+    uint8_t code;
+    const char *name;
+} ALERTS[] = {
+    {10, "unexpected_message"}, {20, "bad_record_mac"}, {21, "decryption_failed"}, {22, "record_overflow"},
+    {30, "decompression_failure"}, {40, "handshake_failure"}, {41, "no_certificate"}, {42, "bad_certificate"},
+    {43, "unsupported_certificate"}, {44, "certificate_revoked"}, {45, "certificate_expired"},
+    {46, "certificate_unknown"}, {47, "illegal_parameter"}, {48, "unknown_ca"}, {49, "access_denied"},
+    {50, "decode_error"}, {51, "decrypt_error"}, {60, "export_restriction"}, {70, "protocol_version"},
+    {71, "insufficient_security"}, {80, "internal_error"}, {86, "inappropriate_fallback"},
+    {100, "no_renegotiation"}, {109, "missing_extension"}, {110, "unsupported_extension"},
+    {111, "certificate_unobtainable"}, {112, "unrecognized_name"}, {113, "bad_certificate_status_response"},
+    {114, "bad_certificate_hash_value"}, {115, "unknown_psk_identity"}, {116, "certificate_required"},
+    {120, "no_application_protocol"},
+};
+_Static_assert(sizeof ALERTS / sizeof ALERTS[0] == N_TLS_ALERTS - 1, "core.h N_TLS_ALERTS: the table and unknown");
+
+const char *tls_alert_name(int i) {
+    return i >= 0 && i < N_TLS_ALERTS - 1 ? ALERTS[i].name : "unknown";
+}
+
+static int alert_slot(uint8_t code) {
+    for (int i = 0; i < N_TLS_ALERTS - 1; i++)
+        if (ALERTS[i].code == code) return E_TLS_ALERT + i;
+    return E_TLS_ALERT + N_TLS_ALERTS - 1;
+}
+
 static void keep_reason(core *k, const char *what, const char *detail) {
     if (k->tls_reason_len != 0) return;  /* the first one only: kept, or handed over already */
     int n = snprintf(k->tls_reason, sizeof k->tls_reason, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
     if (n < 0) return;
     k->tls_reason_len = n < (int)sizeof k->tls_reason ? n : (int)sizeof k->tls_reason - 1;
+}
+
+/* A fatal alert from the peer is kept on its connection, which names its failure by it (failure()).
+   TLS 1.2 alerts of level warning end nothing (RFC 5246 section 7.2.2); in TLS 1.3 every alert but
+   close_notify and user_canceled is fatal whatever its level says (RFC 8446 section 6). */
+static void on_info(const SSL *ssl, int where, int ret) {
+    /* SSL_CB_READ_ALERT is SSL_CB_ALERT | SSL_CB_READ: `where & SSL_CB_READ_ALERT` alone would take our
+       own alerts (SSL_CB_WRITE_ALERT) too, e.g. the bad_certificate we send on a refused certificate */
+    if ((where & SSL_CB_READ_ALERT) != SSL_CB_READ_ALERT) return;
+    int level = (ret >> 8) & 0xff, code = ret & 0xff;
+    if (code == SSL_AD_CLOSE_NOTIFY || code == SSL_AD_USER_CANCELLED) return;
+    if (level != SSL3_AL_FATAL && SSL_version(ssl) < TLS1_3_VERSION) return;
+    tls_conn *t = SSL_get_app_data(ssl);
+    if (t && !t->alert) t->alert = (uint8_t)code;
 }
 
 int tls_init(core *k, const char *host, const char *cacert, int insecure) {
@@ -51,6 +95,7 @@ int tls_init(core *k, const char *host, const char *cacert, int insecure) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_info_callback(ctx, on_info);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     static const unsigned char alpn[] = "\x08http/1.1";
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) return -ENOMEM;
@@ -112,6 +157,7 @@ int tls_begin(core *k, conn *c) {
     if (inet_pton(AF_INET, k->tls_host, addr) != 1 && inet_pton(AF_INET6, k->tls_host, addr) != 1)
         SSL_set_tlsext_host_name(ssl, k->tls_host);
     if (SSL_set_fd(ssl, c->fd) != 1) return -ENOMEM;
+    SSL_set_app_data(ssl, t);  /* on_info's way to the connection */
     SSL_set_msg_callback(ssl, first_header);
     SSL_set_msg_callback_arg(ssl, t);
     SSL_set_connect_state(ssl);
@@ -127,7 +173,8 @@ static int is_text(const tls_conn *t) {
     return 1;
 }
 
-/* An SSL call failed with SSL_get_error's `err`: the error slot to count (errno or E_TLS_*). */
+/* An SSL call failed with SSL_get_error's `err`: the error slot to count (errno, E_TLS_*, or the peer's
+   alert's E_TLS_ALERT + i). */
 static int failure(core *k, tls_conn *t, int err) {
     int saved = errno;
     unsigned long e = ERR_peek_error();
@@ -147,6 +194,8 @@ static int failure(core *k, tls_conn *t, int err) {
         snprintf(detail, sizeof detail, "the peer answered the ClientHello with \"%s\"", shown);
         keep_reason(k, "not TLS", detail);
         slot = E_TLS_ON_PLAIN_HTTP;
+    } else if (t->alert) {
+        slot = alert_slot(t->alert);  /* the peer said why: tls_alert_<name> */
     } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         keep_reason(k, "certificate verify failed", X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
         slot = E_TLS_CERT_VERIFY_FAILED;
