@@ -1,5 +1,6 @@
-"""What the core names over TLS (issue #30 stage 2): the peer's TLS alerts by name, against hand-made TLS
-peers (the certificates and peers of test_tls_core.py)."""
+"""The core's TLS options and what it names (issue #30 stage 2): the peer's TLS alerts by name, --tls-min,
+--ciphers, --ciphersuites, ALPN, against nginx with TLS and hand-made TLS peers (the certificates and peers
+of test_tls_core.py)."""
 
 import json
 import re
@@ -8,6 +9,7 @@ import ssl
 
 import pytest
 
+from tests.conftest import NGINX, Nginx, run_cli
 from tests.integration.test_tls_core import (  # noqa: F401  (certs: a fixture)
     RESPONSE,
     FaultyTlsPeer,
@@ -18,6 +20,8 @@ from tests.integration.test_tls_core import (  # noqa: F401  (certs: a fixture)
 )
 from twload.engine import core
 from twload.engine.core import _core
+
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="SKIPPED LOUDLY: nginx is not installed (Debian package nginx)")
 
 
 def refused_then_drained(context: ssl.SSLContext):
@@ -73,3 +77,119 @@ def test_tls_alert_names_are_bounded_and_distinct():
     assert alerts[-1] == "tls_alert_unknown"
     assert {"tls_alert_handshake_failure", "tls_alert_protocol_version", "tls_alert_unknown_ca"} <= set(alerts)
     assert all(re.fullmatch(r"tls_alert_[a-z0-9_]+", name) for name in alerts)
+
+
+NGINX_TLS12 = "ssl_protocols TLSv1.2;"
+
+
+def nginx_with(certs, extra: str) -> Nginx:  # noqa: F811
+    return Nginx(tls=(certs / "good.pem", certs / "good.key"), tls_extra=extra)
+
+
+@needs_nginx
+def test_tls_min_13_against_a_tls12_only_server_is_alert_protocol_version(certs, tmp_path):  # noqa: F811
+    """nginx with ssl_protocols TLSv1.2 answers a ClientHello that offers 1.3 alone with the alert
+    protocol_version (RFC 8446 appendix D.2): each connection is that error, by name; nginx logs no request."""
+    server = nginx_with(certs, NGINX_TLS12)
+    try:
+        summary = run(server.url, tmp_path, certs, tls_min="1.3", requests=20, duration_s=None, connections=2)
+        assert summary["requests"] == 0
+        assert summary["errors"] == {"tls_alert_protocol_version": 20}, summary["errors"]
+        assert server.quit_and_count() == 0
+    finally:
+        server.stop()
+
+
+@needs_nginx
+def test_tls_min_13_against_a_tls12_only_server_is_one_line_at_the_cli(certs, tmp_path):  # noqa: F811
+    """From the command line the pre-flight's handshake, which offers what the core's will, meets it first."""
+    server = nginx_with(certs, NGINX_TLS12)
+    try:
+        proc = run_cli("run", server.url, "-n", "10", "-c", "2", "-w", "1", "--engine", "core", "--cacert",
+                       str(certs / "ca.pem"), "--tls-min", "1.3", cwd=str(tmp_path))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "PROTOCOL_VERSION" in lines[0], proc.stderr
+        # and 1.2 at least (the default) talks to it
+        proc = run_cli("run", server.url, "-n", "10", "-c", "2", "-w", "1", "--engine", "core", "--cacert",
+                       str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "ok"))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["requests"] == 10
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--tls-min", "1.1"], "--tls-min must be one of 1.2, 1.3, not '1.1'"),
+    (["--ciphers", "NOT-A-CIPHER"], "--ciphers: NOT-A-CIPHER matches no TLS 1.2 cipher"),
+    (["--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256:TYPO-SHA"], "--ciphers: TYPO-SHA matches no TLS 1.2 cipher"),
+    (["--ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_NOPE"], "--ciphersuites: TLS_NOPE is no TLS 1.3 suite"),
+    (["--tls-min", "1.3", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"], "use --ciphersuites"),
+    (["--tls-min", "1.3", "--engine", "asyncio"], "--tls-min: the compiled core's"),
+])
+def test_bad_tls_options_are_one_line_before_any_request(raw_peer, args, words, tmp_path):
+    """Refused as the plan is made (exit 2): the peer sees no connection, not even the pre-flight's."""
+    seen = []
+    peer = raw_peer(lambda conn, stopped: seen.append(conn))
+    url = f"https://127.0.0.1:{peer.port}/"
+    proc = run_cli("run", url, "-n", "10", "-w", "1", *args, cwd=str(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert seen == []
+
+
+def test_tls_options_on_http_are_refused(tmp_path):
+    proc = run_cli("run", "http://127.0.0.1:9/", "-n", "1", "--tls-min", "1.3", cwd=str(tmp_path))
+    assert proc.returncode == 2 and "--tls-min: for https:// URLs only" in proc.stderr, proc.stderr
+
+
+def recording(context: ssl.SSLContext, seen: list):
+    """A fault that is none: a whole handshake, then answers; what was agreed is kept in `seen`."""
+    def serve(conn: socket.socket) -> None:
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                seen.append((tls.version(), tls.cipher()[0], tls.selected_alpn_protocol()))
+                while tls.recv(4096):
+                    tls.sendall(RESPONSE)
+        except (ssl.SSLError, OSError):
+            pass
+    return serve
+
+
+@pytest.mark.parametrize("args, agreed", [
+    ([], ("TLSv1.3", "TLS_AES_256_GCM_SHA384", "http/1.1")),
+    (["--ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"], ("TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", "http/1.1")),
+    (["--tls-min", "1.3", "--ciphersuites", "TLS_AES_128_GCM_SHA256"],
+     ("TLSv1.3", "TLS_AES_128_GCM_SHA256", "http/1.1")),
+])
+def test_core_offers_alpn_http11_and_the_suites_asked(raw_peer, certs, tmp_path, args, agreed):  # noqa: F811
+    """The server picks from what the ClientHello offers: ALPN http/1.1 always (the server has h2 first on
+    its list, and gets http/1.1), and the one TLS 1.3 suite pinned."""
+    context = server_context(certs, "good")
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    seen: list = []
+    peer = FaultyTlsPeer(raw_peer, certs, recording(context, seen))
+    proc = core_run(peer.url, tmp_path, "--cacert", str(certs / "ca.pem"), *args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["errors"] == {}
+    assert seen and set(seen) == {agreed}, set(seen)
+
+
+def test_core_pins_tls12_ciphers(raw_peer, certs, tmp_path):  # noqa: F811
+    """--ciphers: a TLS 1.2 server takes the one cipher offered; one it does not have is its
+    handshake_failure alert, by name."""
+    context = server_context(certs, "good")
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305")
+    context.set_alpn_protocols(["http/1.1"])
+    seen: list = []
+    peer = FaultyTlsPeer(raw_peer, certs, recording(context, seen))
+    proc = core_run(peer.url, tmp_path, "--cacert", str(certs / "ca.pem"), "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305")
+    assert proc.returncode == 0, proc.stderr
+    assert seen and set(seen) == {("TLSv1.2", "ECDHE-ECDSA-CHACHA20-POLY1305", "http/1.1")}, set(seen)
+    peer = FaultyTlsPeer(raw_peer, certs, refused_then_drained(context))
+    proc = core_run(peer.url, tmp_path / "refused", "--cacert", str(certs / "ca.pem"),
+                    "--ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384")
+    assert proc.returncode == 1, proc.stderr
+    assert set(json.loads(proc.stdout)["errors"]) == {"tls_alert_handshake_failure"}

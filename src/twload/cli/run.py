@@ -91,7 +91,8 @@ def build_plan(
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "epoll", sources_here: bool = True,
+    io: str = "epoll", sources_here: bool = True, tls_min: str = "1.2", ciphers: str | None = None,
+    ciphersuites: str | None = None,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -134,6 +135,9 @@ def build_plan(
         max_errors=max_errors,
         engine=engine,
         io=io,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        ciphersuites=ciphersuites,
     )
     problem = file_limit_problem(plan)
     if problem:
@@ -144,6 +148,13 @@ def build_plan(
     if plan.engine == "core" and not core.available():
         raise PlanError("--engine core: the compiled core is not built (pip install -e . builds it)")
     if target.scheme == "https":
+        if plan.tls_min != "1.2" or plan.ciphers is not None or plan.ciphersuites is not None:
+            if not core.available():  # a worker would fall back to asyncio, which has none of them
+                raise PlanError("--tls-min, --ciphers and --ciphersuites need the compiled core, "
+                                "which is not built (pip install -e . builds it)")
+            problem = core.tls_options_problem(plan.tls_min, plan.ciphers, plan.ciphersuites)
+            if problem:  # the workers' OpenSSL judges the names, before any request
+                raise PlanError(problem)
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
     return plan
 
@@ -185,6 +196,9 @@ def run(
     max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.", rich_help_panel="Connections")] = 10_000,
     insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.", rich_help_panel="TLS")] = False,
     cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).", rich_help_panel="TLS")] = None,
+    tls_min: Annotated[str, typer.Option("--tls-min", help="https: the lowest TLS version offered: 1.2 | 1.3.", rich_help_panel="TLS")] = "1.2",
+    ciphers: Annotated[str | None, typer.Option("--ciphers", help="https: TLS 1.2 ciphers, in OpenSSL's list syntax (ECDHE-RSA-AES128-GCM-SHA256:...).", rich_help_panel="TLS")] = None,
+    ciphersuites: Annotated[str | None, typer.Option("--ciphersuites", help="https: TLS 1.3 cipher suites (TLS_AES_128_GCM_SHA256:...).", rich_help_panel="TLS")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core when built, else asyncio) | core (C event loop; https:// on its epoll backend) | asyncio (uvloop).", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
@@ -209,7 +223,7 @@ def run(
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
-                          sources_here=spec is None)
+                          sources_here=spec is None, tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

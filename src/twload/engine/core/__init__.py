@@ -75,6 +75,11 @@ def error_names() -> dict[int, str]:
     return names
 
 
+def tls_options_problem(tls_min: str | None, ciphers: str | None, ciphersuites: str | None) -> str:
+    """Why the core's OpenSSL refuses these TLS options (one line), or "": checked before any worker starts."""
+    return _core.tls_check(tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites)
+
+
 def histogram_values() -> list[int]:
     """The value each slot of the C counts array stands for (its lowest equivalent value)."""
     hist = new_histogram()
@@ -109,7 +114,7 @@ class CoreWorker:
             sources=plan.sources, source_start=index % len(plan.sources) if plan.sources else 0,
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
             tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
-            insecure=plan.insecure,
+            insecure=plan.insecure, tls_min=plan.tls_min, ciphers=plan.ciphers, ciphersuites=plan.ciphersuites,
         )
         self.io = self.core.io
         self.stats = array("q", bytes(8 * _core.STATS_LEN))

@@ -53,8 +53,9 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"host", "port", "request", "last_request", "close", "per_connection", "budget",
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
-                             "cacert", "insecure", NULL};
+                             "cacert", "insecure", "tls_min", "ciphers", "ciphersuites", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
+    const char *tls_min = NULL, *ciphers = NULL, *ciphersuites = NULL;
     int tls = 0, insecure = 0;
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
@@ -65,11 +66,11 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzp", kwlist, &host, &port,
-                                     &request, &last_request, &close_mode, &per_connection, &budget, &head,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpzzz", kwlist, &host,
+                                     &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
-                                     &insecure))
+                                     &insecure, &tls_min, &ciphers, &ciphersuites))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -142,7 +143,15 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     }
     k->capacity = capacity;  /* tls_init sizes its per-slot state by it */
     if (tls) {
-        int t = tls_init(k, server_name ? server_name : host, cacert, insecure);
+        tls_options o = {.cacert = cacert, .insecure = insecure, .min_version = tls_min, .ciphers = ciphers,
+                         .ciphersuites = ciphersuites};
+        char why[160];
+        const char *bad = tls_check(&o, why, sizeof why);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, bad);
+            goto out;
+        }
+        int t = tls_init(k, server_name ? server_name : host, &o);
         if (t == -EINVAL) {
             PyErr_Format(PyExc_ValueError, "cannot load --cacert %s", cacert ? cacert : "");
             goto out;
@@ -376,6 +385,17 @@ static PyObject *hist_index_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLong(hist_index(v));
 }
 
+/* tls_check(tls_min=None, ciphers=None, ciphersuites=None) -> str: why the TLS options are refused, or "" */
+static PyObject *tls_check_py(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"tls_min", "ciphers", "ciphersuites", NULL};
+    tls_options o = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zzz", kwlist, &o.min_version, &o.ciphers, &o.ciphersuites))
+        return NULL;
+    char why[160];
+    const char *bad = tls_check(&o, why, sizeof why);
+    return PyUnicode_FromString(bad ? bad : "");
+}
+
 /* tls_alert_names() -> tuple: the name of each alert slot, E_TLS_ALERT + i */
 static PyObject *tls_alert_names(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
     PyObject *names = PyTuple_New(N_TLS_ALERTS);
@@ -392,6 +412,8 @@ static PyObject *tls_alert_names(PyObject *Py_UNUSED(module), PyObject *Py_UNUSE
 }
 
 static PyMethodDef module_methods[] = {
+    {"tls_check", (PyCFunction)(void (*)(void))tls_check_py, METH_VARARGS | METH_KEYWORDS,
+     "why these TLS options are refused (one line), or \"\""},
     {"tls_alert_names", tls_alert_names, METH_NOARGS, "the TLS alerts' names, in error slot order from E_TLS_ALERT"},
     {"hist_index", hist_index_py, METH_O, "the slot of a value (µs) in the HdrHistogram counts array, as recorded"},
     {"uring_available", uring_available, METH_NOARGS,

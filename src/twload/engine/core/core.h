@@ -115,6 +115,15 @@ typedef struct tls_conn {
     uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
 } tls_conn;
 
+/* https options (tls_init): what the user may pin */
+typedef struct tls_options {
+    const char *cacert;       /* NULL: the system's store */
+    int insecure;             /* -k: the certificate is not verified */
+    const char *min_version;  /* --tls-min: "1.2" (NULL: the same) or "1.3" */
+    const char *ciphers;      /* TLS 1.2 cipher list (--ciphers), NULL: OpenSSL's default */
+    const char *ciphersuites; /* TLS 1.3 cipher suites (--ciphersuites), NULL: OpenSSL's default */
+} tls_options;
+
 typedef struct core {
     /* plan */
     struct sockaddr_storage target;
@@ -242,7 +251,9 @@ void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket
 
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
-int tls_init(core *k, const char *host, const char *cacert, int insecure); /* 0, -ENOMEM, -EINVAL (--cacert) */
+/* a bad option's one-line reason, or NULL; the same checks tls_init makes (out: why, why_len bytes) */
+const char *tls_check(const tls_options *o, char *why, size_t why_len);
+int tls_init(core *k, const char *host, const tls_options *o); /* 0, -ENOMEM, -EINVAL (--cacert), -EPROTO (tls_check) */
 const char *tls_alert_name(int i);            /* the name of alert slot E_TLS_ALERT + i, i < N_TLS_ALERTS */
 void tls_fini(core *k);
 int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 or -ENOMEM) */

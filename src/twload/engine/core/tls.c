@@ -32,6 +32,10 @@
 /* At most this many reads of the worker's buffer drain a closing connection's receive queue. */
 #define DRAIN_READS 4
 
+/* The ALPN protocols offered, in wire format (RFC 7301 section 3.1: each name after its length byte).
+   The one place they are listed: HTTP/2 adds "\x02h2" here. */
+static const unsigned char ALPN[] = "\x08http/1.1";
+
 /* TLS alerts by code, named as in the IANA "TLS Alerts" registry (RFC 8446 section 6, RFC 5246
    section 7.2). close_notify and user_canceled end nothing and are never kept (on_info). The error
    slot E_TLS_ALERT + i is ALERTS[i]; the one after them, "unknown", takes a code not in the table. */
@@ -69,6 +73,91 @@ static void keep_reason(core *k, const char *what, const char *detail) {
     k->tls_reason_len = n < (int)sizeof k->tls_reason ? n : (int)sizeof k->tls_reason - 1;
 }
 
+/* One TLS 1.3 suite name: OpenSSL takes it alone (SSL_CTX_set_ciphersuites drops names it does not
+   know without a word: ssl/ssl_ciph.c, ciphersuite_cb), so each is tried by itself on `ctx`. */
+static int known_suite(SSL_CTX *ctx, const char *name) {
+    if (SSL_CTX_set_ciphersuites(ctx, name) != 1) return 0;
+    STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(all); i++)
+        if (strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(all, i)), "TLSv1.3") == 0) return 1;
+    return 0;
+}
+
+/* The version floor and the cipher choices on ctx: NULL, or why not (in why). */
+static const char *apply_options(SSL_CTX *ctx, const tls_options *o, char *why, size_t why_len) {
+    int min = TLS1_2_VERSION;
+    if (o->min_version && strcmp(o->min_version, "1.3") == 0)
+        min = TLS1_3_VERSION;
+    else if (o->min_version && strcmp(o->min_version, "1.2") != 0) {
+        snprintf(why, why_len, "--tls-min must be 1.2 or 1.3, not %.40s", o->min_version);
+        return why;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1) {
+        snprintf(why, why_len, "--tls-min %s: this OpenSSL (%s) cannot", min == TLS1_3_VERSION ? "1.3" : "1.2",
+                 OpenSSL_version(OPENSSL_VERSION));
+        return why;
+    }
+    if (o->ciphers) {
+        /* each name (not the !, -, + and @ operators) alone first: a list is refused only when nothing
+           in it matches (ssl/ssl_ciph.c: ssl_create_cipher_list), so a misspelt name would go unsaid */
+        char name[64];
+        const char *p = o->ciphers;
+        while (*p) {
+            size_t n = strcspn(p, ":, ");
+            if (n >= sizeof name) {
+                snprintf(why, why_len, "--ciphers: %.60s... is no cipher name", p);
+                return why;
+            }
+            memcpy(name, p, n);
+            name[n] = 0;
+            if (n && !strchr("!-+@", name[0]) && SSL_CTX_set_cipher_list(ctx, name) != 1) {
+                snprintf(why, why_len, "--ciphers: %s matches no TLS 1.2 cipher this OpenSSL offers "
+                         "(see `openssl ciphers -v`)", name);
+                return why;
+            }
+            p += n + (p[n] != 0);
+        }
+        if (SSL_CTX_set_cipher_list(ctx, o->ciphers) != 1) {
+            snprintf(why, why_len, "--ciphers %.60s: no TLS 1.2 cipher this OpenSSL offers", o->ciphers);
+            return why;
+        }
+    }
+    if (o->ciphersuites) {
+        /* each name alone first, so a misspelt one is said rather than dropped */
+        char name[64];
+        const char *p = o->ciphersuites;
+        while (*p) {
+            size_t n = strcspn(p, ":");
+            if (n == 0 || n >= sizeof name) {
+                snprintf(why, why_len, "--ciphersuites %.60s: not a list of TLS 1.3 suites (A:B)", o->ciphersuites);
+                return why;
+            }
+            memcpy(name, p, n);
+            name[n] = 0;
+            if (!known_suite(ctx, name)) {
+                snprintf(why, why_len, "--ciphersuites: %s is no TLS 1.3 suite OpenSSL knows "
+                         "(TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)", name);
+                return why;
+            }
+            p += n + (p[n] == ':');
+        }
+        if (SSL_CTX_set_ciphersuites(ctx, o->ciphersuites) != 1) {
+            snprintf(why, why_len, "--ciphersuites %.60s: refused by OpenSSL", o->ciphersuites);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+const char *tls_check(const tls_options *o, char *why, size_t why_len) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return "TLS: out of memory";
+    const char *bad = apply_options(ctx, o, why, why_len);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return bad;
+}
+
 /* A fatal alert from the peer is kept on its connection, which names its failure by it (failure()).
    TLS 1.2 alerts of level warning end nothing (RFC 5246 section 7.2.2); in TLS 1.3 every alert but
    close_notify and user_canceled is fatal whatever its level says (RFC 8446 section 6). */
@@ -83,26 +172,27 @@ static void on_info(const SSL *ssl, int where, int ret) {
     if (t && !t->alert) t->alert = (uint8_t)code;
 }
 
-int tls_init(core *k, const char *host, const char *cacert, int insecure) {
+int tls_init(core *k, const char *host, const tls_options *o) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return -ENOMEM;
     k->tls_ctx = ctx;
     k->tls = calloc((size_t)k->capacity, sizeof *k->tls);
     k->tls_host = strdup(host);
     if (!k->tls || !k->tls_host) return -ENOMEM;
-    /* as Python's ssl.create_default_context, which the asyncio engine uses: TLS 1.2 at least,
+    /* as Python's ssl.create_default_context, which the pre-flight uses: TLS 1.2 at least (--tls-min),
        the peer verified against --cacert alone if given, else the system's store */
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    char why[160];
+    if (apply_options(ctx, o, why, sizeof why)) return -EPROTO;
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_info_callback(ctx, on_info);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    static const unsigned char alpn[] = "\x08http/1.1";
-    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1) != 0) return -ENOMEM;
-    if (insecure) {
+    if (SSL_CTX_set_alpn_protos(ctx, ALPN, sizeof ALPN - 1) != 0) return -ENOMEM;
+    if (o->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return 0;
     }
+    const char *cacert = o->cacert;
     int loaded = cacert && *cacert ? SSL_CTX_load_verify_locations(ctx, cacert, NULL)
                                    : SSL_CTX_set_default_verify_paths(ctx);
     if (loaded != 1) return -EINVAL;
