@@ -120,7 +120,7 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "tls_handshakes", "tls_resumed", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -128,6 +128,8 @@ class Totals(Counts):
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
+        self.tls_handshakes = 0  # the compiled core (https): handshakes completed
+        self.tls_resumed = 0  # of them, those that resumed a session (--tls-resume)
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -139,6 +141,8 @@ class Totals(Counts):
         self.status.update(snap["status"])
         self.errors.update(snap["errors"])
         self.sums_us.update(snap.get("sums_us", {}))
+        self.tls_handshakes += snap.get("tls_handshakes", 0)
+        self.tls_resumed += snap.get("tls_resumed", 0)
         for name in HISTOGRAMS:
             if snap.get(name):
                 getattr(self, name).decode_and_add(snap[name])

@@ -1,6 +1,6 @@
 """The core's TLS options and what it names (issue #30 stage 2): the peer's TLS alerts by name, --tls-min,
---ciphers, --ciphersuites, ALPN, against nginx with TLS and hand-made TLS peers (the certificates and peers
-of test_tls_core.py)."""
+--ciphers, --ciphersuites, --tls-resume with its counts, ALPN, against nginx with TLS and hand-made TLS peers
+(the certificates and peers of test_tls_core.py)."""
 
 import json
 import re
@@ -95,6 +95,7 @@ def test_tls_min_13_against_a_tls12_only_server_is_alert_protocol_version(certs,
         summary = run(server.url, tmp_path, certs, tls_min="1.3", requests=20, duration_s=None, connections=2)
         assert summary["requests"] == 0
         assert summary["errors"] == {"tls_alert_protocol_version": 20}, summary["errors"]
+        assert summary["tls_handshakes"] == 0
         assert server.quit_and_count() == 0
     finally:
         server.stop()
@@ -126,6 +127,7 @@ def test_tls_min_13_against_a_tls12_only_server_is_one_line_at_the_cli(certs, tm
     (["--ciphersuites", "TLS_AES_128_GCM_SHA256:TLS_NOPE"], "--ciphersuites: TLS_NOPE is no TLS 1.3 suite"),
     (["--tls-min", "1.3", "--ciphers", "ECDHE-ECDSA-AES128-GCM-SHA256"], "use --ciphersuites"),
     (["--tls-min", "1.3", "--engine", "asyncio"], "--tls-min: the compiled core's"),
+    (["--tls-resume", "--engine", "asyncio"], "--tls-resume: the compiled core's"),
 ])
 def test_bad_tls_options_are_one_line_before_any_request(raw_peer, args, words, tmp_path):
     """Refused as the plan is made (exit 2): the peer sees no connection, not even the pre-flight's."""
@@ -142,6 +144,28 @@ def test_bad_tls_options_are_one_line_before_any_request(raw_peer, args, words, 
 def test_tls_options_on_http_are_refused(tmp_path):
     proc = run_cli("run", "http://127.0.0.1:9/", "-n", "1", "--tls-min", "1.3", cwd=str(tmp_path))
     assert proc.returncode == 2 and "--tls-min: for https:// URLs only" in proc.stderr, proc.stderr
+
+
+NGINX_RESUMES = "ssl_session_cache shared:twload:1m; ssl_session_tickets on;"
+
+
+@needs_nginx
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+@pytest.mark.parametrize("resume", [False, True])
+def test_tls_resume_reuses_sessions_only_when_asked(certs, tmp_path, version, resume):  # noqa: F811
+    """nginx keeps sessions and gives tickets; one connection at a time, closed by the client after each
+    request: with --tls-resume every handshake after the first resumes (TLS 1.2: the session from the
+    handshake's end; TLS 1.3: the ticket read after it, with the response), without it none does."""
+    server = nginx_with(certs, f"ssl_protocols {version}; {NGINX_RESUMES}")
+    try:
+        summary = run(server.url, tmp_path, certs, close="fin", requests=30, duration_s=None, connections=1,
+                      tls_resume=resume)
+        assert summary["requests"] == 30 and summary["errors"] == {}, summary["errors"]
+        assert summary["tls_handshakes"] == summary["connections_opened"] == 30
+        assert summary["tls_resumed"] == (29 if resume else 0)
+        assert server.quit_and_count() == 30
+    finally:
+        server.stop()
 
 
 def recording(context: ssl.SSLContext, seen: list):

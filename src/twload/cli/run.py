@@ -92,7 +92,7 @@ def build_plan(
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
     io: str = "epoll", sources_here: bool = True, tls_min: str = "1.2", ciphers: str | None = None,
-    ciphersuites: str | None = None,
+    ciphersuites: str | None = None, tls_resume: bool = False,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -138,6 +138,7 @@ def build_plan(
         tls_min=tls_min,
         ciphers=ciphers,
         ciphersuites=ciphersuites,
+        tls_resume=tls_resume,
     )
     problem = file_limit_problem(plan)
     if problem:
@@ -148,9 +149,9 @@ def build_plan(
     if plan.engine == "core" and not core.available():
         raise PlanError("--engine core: the compiled core is not built (pip install -e . builds it)")
     if target.scheme == "https":
-        if plan.tls_min != "1.2" or plan.ciphers is not None or plan.ciphersuites is not None:
+        if plan.tls_min != "1.2" or plan.ciphers is not None or plan.ciphersuites is not None or plan.tls_resume:
             if not core.available():  # a worker would fall back to asyncio, which has none of them
-                raise PlanError("--tls-min, --ciphers and --ciphersuites need the compiled core, "
+                raise PlanError("--tls-min, --ciphers, --ciphersuites and --tls-resume need the compiled core, "
                                 "which is not built (pip install -e . builds it)")
             problem = core.tls_options_problem(plan.tls_min, plan.ciphers, plan.ciphersuites)
             if problem:  # the workers' OpenSSL judges the names, before any request
@@ -199,6 +200,7 @@ def run(
     tls_min: Annotated[str, typer.Option("--tls-min", help="https: the lowest TLS version offered: 1.2 | 1.3.", rich_help_panel="TLS")] = "1.2",
     ciphers: Annotated[str | None, typer.Option("--ciphers", help="https: TLS 1.2 ciphers, in OpenSSL's list syntax (ECDHE-RSA-AES128-GCM-SHA256:...).", rich_help_panel="TLS")] = None,
     ciphersuites: Annotated[str | None, typer.Option("--ciphersuites", help="https: TLS 1.3 cipher suites (TLS_AES_128_GCM_SHA256:...).", rich_help_panel="TLS")] = None,
+    tls_resume: Annotated[bool, typer.Option("--tls-resume", help="https: resume TLS sessions (tickets) on each worker's next connections; default: a full handshake on every connection.", rich_help_panel="TLS")] = False,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto (the compiled core when built, else asyncio) | core (C event loop; https:// on its epoll backend) | asyncio (uvloop).", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
@@ -223,7 +225,8 @@ def run(
         plan = build_plan(url, connections, duration, requests, workers, method, header, body,
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
-                          sources_here=spec is None, tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites)
+                          sources_here=spec is None, tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites,
+                          tls_resume=tls_resume)
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -57,6 +57,7 @@ class Plan:
     tls_min: str = "1.2"  # TLS: the lowest version offered (--tls-min 1.2 | 1.3)
     ciphers: str | None = None  # TLS 1.2 cipher list (OpenSSL's syntax); None: OpenSSL's default
     ciphersuites: str | None = None  # TLS 1.3 cipher suites (A:B); None: OpenSSL's default
+    tls_resume: bool = False  # TLS: reuse sessions/tickets on a worker's next connections
     max_errors: int | None = None  # stop the run once more errors than this were counted
     engine: str = "auto"  # auto: the compiled core for http://, asyncio (uvloop) for https://
     # the core's I/O backend: epoll (default); auto (io_uring where the kernel allows it); uring.
@@ -103,12 +104,13 @@ class Plan:
             raise PlanError(f"--io {self.io} is for the core engine; this run uses asyncio (uvloop)")
 
     def _check_tls_options(self) -> None:
-        """--tls-min, --ciphers, --ciphersuites: their values and what they go with (the
+        """--tls-min, --ciphers, --ciphersuites, --tls-resume: their values and what they go with (the
         names in --ciphers and --ciphersuites are OpenSSL's to judge: twload.engine.core.tls_options_problem)."""
         if self.tls_min not in TLS_VERSIONS:
             raise PlanError(f"--tls-min must be one of {', '.join(TLS_VERSIONS)}, not {self.tls_min!r}")
         given = [name for name, on in (("--tls-min", self.tls_min != "1.2"), ("--ciphers", self.ciphers is not None),
-                                       ("--ciphersuites", self.ciphersuites is not None)) if on]
+                                       ("--ciphersuites", self.ciphersuites is not None),
+                                       ("--tls-resume", self.tls_resume)) if on]
         if not given:
             return
         if self.target.scheme != "https":

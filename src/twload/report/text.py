@@ -99,6 +99,8 @@ def render(summary: dict, width: int = 80) -> str:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary["errors"].items()))
     if summary.get("peer_bytes"):
         lines.append(f"  The peer did not answer HTTP; it sent: {summary['peer_bytes']}")
+    if "tls_handshakes" in summary:
+        lines.append(f"  TLS: {plural(summary['tls_handshakes'], 'handshake')}, {summary['tls_resumed']} resumed")
     if summary.get("tls_reason"):
         lines.append(f"  TLS: {summary['tls_reason']} (the first failed handshake)")
     if "rate_target" in summary:

@@ -49,6 +49,7 @@ DETAIL = {
     ShardReady(0, DETAIL),
     ShardTick(1, 3, [snapshot(), snapshot(b"SSH-2.0-OpenSSH\r\n\x00\xff")], 7),
     ShardTick(1, 4, [Interval().snapshot()], None),
+    ShardTick(1, 5, [snapshot() | {"tls_handshakes": 3, "tls_resumed": 2}], None),  # the core's, https
     ShardDone(2, {"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {}, "advice": ["x"],
                   "worker_failures": ["worker 0: gone"], "engine": "core", "io": "epoll", "time_wait_peak": 4}),
     ShardError(0, "this worker has twload 0.0.9, the coordinator 0.1.0: install the same version"),

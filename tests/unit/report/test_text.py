@@ -50,3 +50,9 @@ def test_time_wait_is_the_runs_own_and_what_earlier_connections_left_is_said_bes
     assert "  14564 more were left by earlier connections; 14064 of them were reused" in text
     alone = render(summary(time_wait_peak=300, time_wait_at_start=0, time_wait_found=0, time_wait_found_reused=0))
     assert "the run's own peaked at 300" in alone and "earlier connections" not in alone
+
+
+def test_tls_handshakes_and_resumed_sessions_are_said_when_counted():
+    text = render(summary(tls_handshakes=30, tls_resumed=29))
+    assert "TLS: 30 handshakes, 29 resumed" in text
+    assert "handshake" not in render(summary())  # http://, or asyncio: no such line

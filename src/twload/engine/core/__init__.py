@@ -115,8 +115,10 @@ class CoreWorker:
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
             tls=plan.target.scheme == "https", server_name=plan.target.host, cacert=plan.cacert,
             insecure=plan.insecure, tls_min=plan.tls_min, ciphers=plan.ciphers, ciphersuites=plan.ciphersuites,
+            tls_resume=plan.tls_resume,
         )
         self.io = self.core.io
+        self.core_tls = plan.target.scheme == "https"
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
         self.hists = {name: array("q", bytes(8 * _core.HIST_LEN)) for name in ("latency", "connect", "service", "tls")}
         self.names = error_names()
@@ -185,6 +187,9 @@ class CoreWorker:
             "sums_us": {"latency": stats[_core.S_SUM_LATENCY], "connect": stats[_core.S_SUM_CONNECT],
                         "service": stats[_core.S_SUM_SERVICE], "tls": stats[_core.S_SUM_TLS]},
         }
+        if self.core_tls:  # https: handshakes completed, and how many resumed a session (--tls-resume)
+            snap["tls_handshakes"] = stats[_core.S_TLS_HANDSHAKES]
+            snap["tls_resumed"] = stats[_core.S_TLS_RESUMED]
         peer_bytes = self.core.peer_bytes()
         if peer_bytes:  # once per worker (docs/ARCHITECTURE.md "The worker snapshot")
             snap["peer_bytes"] = peer_bytes

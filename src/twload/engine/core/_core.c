@@ -53,10 +53,10 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"host", "port", "request", "last_request", "close", "per_connection", "budget",
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
-                             "cacert", "insecure", "tls_min", "ciphers", "ciphersuites", NULL};
+                             "cacert", "insecure", "tls_min", "ciphers", "ciphersuites", "tls_resume", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
     const char *tls_min = NULL, *ciphers = NULL, *ciphersuites = NULL;
-    int tls = 0, insecure = 0;
+    int tls = 0, insecure = 0, tls_resume = 0;
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
@@ -66,11 +66,11 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpzzz", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpzzzp", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
-                                     &insecure, &tls_min, &ciphers, &ciphersuites))
+                                     &insecure, &tls_min, &ciphers, &ciphersuites, &tls_resume))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -144,7 +144,7 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     k->capacity = capacity;  /* tls_init sizes its per-slot state by it */
     if (tls) {
         tls_options o = {.cacert = cacert, .insecure = insecure, .min_version = tls_min, .ciphers = ciphers,
-                         .ciphersuites = ciphersuites};
+                         .ciphersuites = ciphersuites, .resume = tls_resume};
         char why[160];
         const char *bad = tls_check(&o, why, sizeof why);
         if (bad) {
@@ -450,6 +450,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_TLS_HANDSHAKE_FAILED", E_TLS_HANDSHAKE_FAILED}, {"E_TLS_CERT_VERIFY_FAILED", E_TLS_CERT_VERIFY_FAILED},
         {"E_TLS_UNEXPECTED_EOF", E_TLS_UNEXPECTED_EOF}, {"E_TLS_ON_PLAIN_HTTP", E_TLS_ON_PLAIN_HTTP},
         {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS}, {"E_TLS_ALERT", E_TLS_ALERT},
+        {"S_TLS_HANDSHAKES", S_TLS_HANDSHAKES}, {"S_TLS_RESUMED", S_TLS_RESUMED},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
         {"CLOSE_RST", CLOSE_RST},
 #ifdef TWLOAD_HAVE_URING

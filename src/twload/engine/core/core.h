@@ -41,6 +41,7 @@ enum {
        response went wrong (awaiting its FIN), or it sent bytes nobody asked for (E_UNSOLICITED) */
     S_CLOSE_ERRORS,
     S_SUM_TLS,                        /* https: the handshakes' µs, for the mean of H_TLS */
+    S_TLS_HANDSHAKES, S_TLS_RESUMED,  /* https: handshakes completed, and those that resumed a session */
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
     S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* above */
@@ -122,6 +123,7 @@ typedef struct tls_options {
     const char *min_version;  /* --tls-min: "1.2" (NULL: the same) or "1.3" */
     const char *ciphers;      /* TLS 1.2 cipher list (--ciphers), NULL: OpenSSL's default */
     const char *ciphersuites; /* TLS 1.3 cipher suites (--ciphersuites), NULL: OpenSSL's default */
+    int resume;               /* --tls-resume: sessions/tickets reused on the worker's next connections */
 } tls_options;
 
 typedef struct core {
@@ -177,6 +179,8 @@ typedef struct core {
     char *tls_host;
     char tls_reason[160];
     int tls_reason_len;       /* > 0: kept, not yet handed to Python; -1: handed over */
+    int tls_resume;           /* --tls-resume: new connections offer tls_session */
+    struct ssl_session_st *tls_session; /* the newest session (ticket) the server gave, one reference held */
 
     int64_t stats[S_LEN];
     int64_t hist[N_HIST][H_LEN];

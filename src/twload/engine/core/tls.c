@@ -8,8 +8,10 @@
  * One SSL_CTX per worker (a core is one worker's), one SSL per open connection in k->tls (a parallel
  * array of k->capacity entries, indexed by slot). SSL_MODE_RELEASE_BUFFERS gives an idle connection's
  * record buffers back (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record).
- * Sessions are not cached: each connection costs the server a full handshake, as a fleet of new
- * clients does (resumption is a later choice, issue #30).
+ * Sessions are not reused by default: each connection costs the server a full handshake, as a fleet
+ * of new clients does. With --tls-resume the worker keeps the newest session the server gave (TLS 1.2:
+ * its session ID or ticket at the handshake's end; TLS 1.3: the NewSessionTicket that comes after the
+ * handshake, read by a later SSL_read) and offers it on every new connection.
  *
  * This file holds every OpenSSL call, so core.c stays libc-only (the core fuzzer builds it alone).
  */
@@ -172,6 +174,15 @@ static void on_info(const SSL *ssl, int where, int ret) {
     if (t && !t->alert) t->alert = (uint8_t)code;
 }
 
+/* --tls-resume: a session the server gave (TLS 1.3: each NewSessionTicket) replaces the one kept; the
+   reference OpenSSL hands over is ours (returning 1). */
+static int on_new_session(SSL *ssl, SSL_SESSION *session) {
+    core *k = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION_free(k->tls_session);
+    k->tls_session = session;
+    return 1;
+}
+
 int tls_init(core *k, const char *host, const tls_options *o) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return -ENOMEM;
@@ -186,7 +197,15 @@ int tls_init(core *k, const char *host, const tls_options *o) {
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_info_callback(ctx, on_info);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_app_data(ctx, k);
+    k->tls_resume = o->resume;
+    if (o->resume) {
+        /* the client cache's only store is k->tls_session: OpenSSL's own would keep every session */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
     if (SSL_CTX_set_alpn_protos(ctx, ALPN, sizeof ALPN - 1) != 0) return -ENOMEM;
     if (o->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
@@ -214,6 +233,8 @@ void tls_fini(core *k) {
         free(k->tls);
         k->tls = NULL;
     }
+    SSL_SESSION_free(k->tls_session);
+    k->tls_session = NULL;
     SSL_CTX_free(k->tls_ctx);
     k->tls_ctx = NULL;
     free(k->tls_host);
@@ -248,6 +269,7 @@ int tls_begin(core *k, conn *c) {
         SSL_set_tlsext_host_name(ssl, k->tls_host);
     if (SSL_set_fd(ssl, c->fd) != 1) return -ENOMEM;
     SSL_set_app_data(ssl, t);  /* on_info's way to the connection */
+    if (k->tls_resume && k->tls_session && SSL_set_session(ssl, k->tls_session) != 1) return -ENOMEM;
     SSL_set_msg_callback(ssl, first_header);
     SSL_set_msg_callback_arg(ssl, t);
     SSL_set_connect_state(ssl);
@@ -313,6 +335,8 @@ int tls_handshake(core *k, conn *c, int64_t now) {
     if (r == 1) {
         SSL_set_msg_callback(t->ssl, NULL);
         t->phase = TLS_OPEN;
+        k->stats[S_TLS_HANDSHAKES]++;
+        if (SSL_session_reused(t->ssl)) k->stats[S_TLS_RESUMED]++;
         return 1;
     }
     int err = SSL_get_error(t->ssl, r);
