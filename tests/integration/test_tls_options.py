@@ -151,14 +151,15 @@ NGINX_RESUMES = "ssl_session_cache shared:twload:1m; ssl_session_tickets on;"
 
 @needs_nginx
 @pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
-@pytest.mark.parametrize("resume", [False, True])
-def test_tls_resume_reuses_sessions_only_when_asked(certs, tmp_path, version, resume):  # noqa: F811
-    """nginx keeps sessions and gives tickets; one connection at a time, closed by the client after each
-    request: with --tls-resume every handshake after the first resumes (TLS 1.2: the session from the
-    handshake's end; TLS 1.3: the ticket read after it, with the response), without it none does."""
+@pytest.mark.parametrize("close, resume", [("fin", False), ("fin", True), ("server", True), ("rst", True)])
+def test_tls_resume_reuses_sessions_only_when_asked(certs, tmp_path, version, close, resume):  # noqa: F811
+    """nginx keeps sessions and gives tickets; one connection at a time, closed after each request by each
+    strategy: with --tls-resume every handshake after the first resumes (TLS 1.2: the session from the
+    handshake's end; TLS 1.3: the ticket read after it, with the response), whoever closed and however;
+    without it none does."""
     server = nginx_with(certs, f"ssl_protocols {version}; {NGINX_RESUMES}")
     try:
-        summary = run(server.url, tmp_path, certs, close="fin", requests=30, duration_s=None, connections=1,
+        summary = run(server.url, tmp_path, certs, close=close, requests=30, duration_s=None, connections=1,
                       tls_resume=resume)
         assert summary["requests"] == 30 and summary["errors"] == {}, summary["errors"]
         assert summary["tls_handshakes"] == summary["connections_opened"] == 30

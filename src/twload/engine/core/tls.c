@@ -441,6 +441,11 @@ void tls_end(core *k, conn *c) {
             shutdown(c->fd, SHUT_WR);
         }
     }
+    /* --tls-resume: a whole session stays resumable however the connection ends. SSL_free marks the
+       session of an SSL that sent no close_notify as bad (ssl/ssl_lib.c: ssl_clear_bad_session ->
+       SSL_CTX_remove_session, which sets not_resumable), and that session is the one kept in
+       k->tls_session; the flag alone says "sent" without sending anything (SSL_set_shutdown(3)) */
+    if (whole && k->tls_resume) SSL_set_shutdown(t->ssl, SSL_get_shutdown(t->ssl) | SSL_SENT_SHUTDOWN);
     ERR_clear_error();
     SSL_free(t->ssl);
     memset(t, 0, sizeof *t);
