@@ -6,12 +6,13 @@ CORE   := $(VENV)/.core-built
 CORE_SRC := $(wildcard src/twload/engine/core/*.c src/twload/engine/core/*.h)
 PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
-# benchmarks' peers are the second, and a failure to get them only warns.
+# benchmarks' peers (and openssl, which makes their https certificate) are the second, and a
+# failure to get them only warns.
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
 # chromium opens the HTML report in its browser test.
 DEBS     := nginx iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev clang libclang-rt-14-dev chromium
-DEBS_OPT := wrk apache2-utils hey
+DEBS_OPT := wrk apache2-utils hey openssl
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core sanitize
 
