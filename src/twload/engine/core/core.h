@@ -111,6 +111,7 @@ typedef struct tls_conn {
     int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
     uint8_t phase;
     uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said */
+    uint8_t answered;      /* our close_notify answered the peer's (tls_answer_close) */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
     uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */

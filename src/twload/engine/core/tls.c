@@ -361,6 +361,12 @@ static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *
             t->notified = 1;
             return TLS_NOTIFIED;  /* no FIN behind it yet: the backend answers later (tls_answer_close) */
         }
+        /* the peer closed its session (close_notify) and then its socket before our answer reached it:
+           its kernel resets a socket closed with our bytes unread (net/ipv4/tcp.c: __tcp_close,
+           data_was_unread), or answers them with a reset once orphaned (net/ipv4/tcp_input.c:
+           tcp_rcv_state_process). Its close, late past ANSWER_CLOSE_NS (nginx on a loaded host), not a
+           reset instead of one */
+        if (errno == ECONNRESET && t->answered) return TLS_CLOSED;
         *error = errno;
         return TLS_FAILED;
     }
@@ -462,6 +468,7 @@ void tls_answer_close(core *k, conn *c) {
     ERR_clear_error();
     SSL_shutdown(t->ssl);
     ERR_clear_error();
+    t->answered = 1;
 }
 
 /* tls_reason() for Python: the first TLS failure's reason, once */
