@@ -128,8 +128,10 @@ class Totals(Counts):
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
-        self.tls_handshakes = 0  # the compiled core (https): handshakes completed
-        self.tls_resumed = 0  # of them, those that resumed a session (--tls-resume)
+        # the compiled core (https): handshakes completed, and of them those that resumed a session
+        # (--tls-resume); None until a snapshot carries them (http://, asyncio)
+        self.tls_handshakes: int | None = None
+        self.tls_resumed: int | None = None
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -141,8 +143,9 @@ class Totals(Counts):
         self.status.update(snap["status"])
         self.errors.update(snap["errors"])
         self.sums_us.update(snap.get("sums_us", {}))
-        self.tls_handshakes += snap.get("tls_handshakes", 0)
-        self.tls_resumed += snap.get("tls_resumed", 0)
+        if "tls_handshakes" in snap:
+            self.tls_handshakes = (self.tls_handshakes or 0) + snap["tls_handshakes"]
+            self.tls_resumed = (self.tls_resumed or 0) + snap.get("tls_resumed", 0)
         for name in HISTOGRAMS:
             if snap.get(name):
                 getattr(self, name).decode_and_add(snap[name])

@@ -387,7 +387,7 @@ class Supervisor:
             summary.update(open_loop_block(self.schedule, totals, elapsed, plan))
         if plan.target.scheme == "https":
             summary["tls_handshake_us"] = percentiles_us(totals.tls, totals.sums_us["tls"])
-            if self.engine.get("engine") == "core":  # the core counts them (asyncio does not)
+            if totals.tls_handshakes is not None:  # the core counts them (asyncio does not)
                 summary["tls_handshakes"] = totals.tls_handshakes
                 summary["tls_resumed"] = totals.tls_resumed
         if self.time_wait_probe is not None:
