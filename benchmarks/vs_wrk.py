@@ -11,11 +11,11 @@ imports, spawning workers), measured apart; its supervisor is included. Then sys
 connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
 are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
-https:// (issue #30): nginx with TLS (RSA 2048, 1 worker pinned to core 1, session cache off; its tickets
-stay on, so --tls-resume can resume), the generator pinned to core 0, 50 connections: wrk against the core
-(-k: wrk does not verify either) for keep-alive and short connections, plus the core's short connections
-with --tls-resume beside its full handshakes; and the RSS per open TLS keep-alive connection, twload's
-worker beside wrk (both with N connections less 1, per connection established).
+https:// (issue #30): nginx with TLS (RSA 2048, 1 worker pinned to core 1, session cache off), the
+generator pinned to core 0, 50 connections: wrk against the core (-k: wrk does not verify either) for
+keep-alive, short connections with full handshakes (nginx's tickets off) and short connections resumed
+(tickets on: wrk resumes by itself, the core with --tls-resume); and the RSS per open TLS keep-alive
+connection, twload's worker beside wrk (both with N connections less 1, per connection established).
 
 Each ratio is given twice: of the median runs (each tool's run with the median req/s), and
 paired by round (the median, and the range, of each run's ratio to wrk's run of the same round):
@@ -70,13 +70,15 @@ def rsa_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 class Nginx:
-    def __init__(self, workers: int, cpus: str | None, tls: bool = False) -> None:
+    def __init__(self, workers: int, cpus: str | None, tls: bool = False, tickets: bool = False) -> None:
+        """tls: session cache off; tickets: the only way left to resume, on or off."""
         self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-nginx-"))
         self.port = free_port()
         listen = f"listen 127.0.0.1:{self.port} reuseport backlog=8192"
-        if tls:  # every handshake a full one unless the client resumes with a ticket (--tls-resume)
+        if tls:
             cert, key = rsa_certificate(self.dir)
-            listen += f" ssl; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache off"
+            listen += (f" ssl; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache off;"
+                       f" ssl_session_tickets {'on' if tickets else 'off'}")
         (self.dir / "nginx.conf").write_text(nginx_config(
             str(self.dir), workers=workers, connections=30000, main="worker_rlimit_nofile 40000;",
             http="access_log off; keepalive_requests 1000000;", error_level="crit",
@@ -270,48 +272,48 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
 
 
 def compare_https(duration: int, repeat: int) -> None:
-    """https, 1 process: nginx (TLS, RSA 2048, 1 worker) on core 1, the generator on core 0."""
-    nginx = Nginx(workers=1, cpus="1", tls=True)
-    pin = ["taskset", "-c", "0"]
+    """https, 1 process: nginx (TLS, RSA 2048, 1 worker) on core 1, the generator on core 0.
+
+    wrk resumes: it reconnects with SSL_clear on the connection's own SSL, which keeps its session
+    (SSL_clear(3)), so against a server with tickets its short connections are resumed handshakes
+    (measured here: 2,319 req/s with nginx's tickets on, 532 off). Hence two short cases: full
+    handshakes (tickets off: neither can resume), wrk against the core's default; and resumed (tickets
+    on), wrk against the core with --tls-resume."""
     insecure = ("-k",)
-    try:
-        for label, close in (("keepalive", False), ("short", True)):
-            conns = 50
+    cases = [  # label, Connection: close, nginx's tickets, twload's options
+        ("keepalive", False, False, insecure),
+        ("short, full handshakes (tickets off)", True, False, insecure),
+        ("short, resumed (tickets on; twload --tls-resume)", True, True, (*insecure, "--tls-resume")),
+    ]
+    pin = ["taskset", "-c", "0"]
+    conns = 50
+    for label, close, tickets, extra in cases:
+        nginx = Nginx(workers=1, cpus="1", tls=True, tickets=tickets)
+        try:
             print(f"\nhttps {label}, 1 process, {conns} connections, {duration}s, median of {repeat}"
                   " (generator on core 0, nginx on core 1; RSA 2048, session cache off)")
             url = nginx.url
             tools = {
                 "wrk": (wrk, (url, conns, 1, duration, close, pin)),
-                "core-epoll": (twload, (url, conns, 1, duration, close, pin, "core-epoll", None, insecure)),
-                # short only: the same connections resuming the server's ticket instead of full handshakes
-                "core-resume": (twload, (url, conns, 1, duration, close, pin, "core-epoll", None,
-                                         (*insecure, "--tls-resume"))) if close else None,
+                "core-epoll": (twload, (url, conns, 1, duration, close, pin, "core-epoll", None, extra)),
             }
             runs: dict[str, list] = {name: [] for name in tools}
             RESUMED.clear()
             for _ in range(repeat):  # alternated, as above
                 for name, tool in tools.items():
-                    runs[name].append(tool[0](*tool[1]) if tool else None)
+                    runs[name].append(tool[0](*tool[1]))
             results = {name: median_run(r) for name, r in runs.items()}
             for name, result in results.items():
                 print(row(name, result))
-            w = results["wrk"]
-            for name in ("core-epoll", "core-resume"):
-                t = results[name]
-                if w and w[0] and t:
-                    print(f"  ratio {name} / wrk: {t[0] / w[0]:.2f}x req/s,"
-                          f" {per_request(t) / per_request(w):.2f}x CPU per request;"
-                          f" {paired(runs[name], runs['wrk'])}")
-            full, resumed = results["core-epoll"], results["core-resume"]
-            if full and resumed and full[0]:
-                print(f"  ratio core-resume / core-epoll (resumed / full handshakes): {resumed[0] / full[0]:.2f}x"
-                      " req/s,"
-                      f" {per_request(resumed) / per_request(full):.2f}x CPU per request;"
-                      f" {paired(runs['core-resume'], runs['core-epoll'])}")
+            w, t = results["wrk"], results["core-epoll"]
+            if w and w[0] and t:
+                print(f"  ratio core-epoll / wrk: {t[0] / w[0]:.2f}x req/s,"
+                      f" {per_request(t) / per_request(w):.2f}x CPU per request;"
+                      f" {paired(runs['core-epoll'], runs['wrk'])}")
             if RESUMED:
-                print("  --tls-resume runs resumed " + ", ".join(f"{r} of {h}" for r, h in RESUMED) + " handshakes")
-    finally:
-        nginx.stop()
+                print("  twload --tls-resume resumed " + ", ".join(f"{r} of {h}" for r, h in RESUMED) + " handshakes")
+        finally:
+            nginx.stop()
 
 
 def rss_kb(pid: int) -> int:
