@@ -242,3 +242,29 @@ def test_the_request_after_a_handshake_is_not_held_by_nagle(certs, tmp_path):  #
         assert server.quit_and_count() == 60
     finally:
         server.stop()
+
+
+def test_a_broken_record_after_the_handshake_is_tls_error(raw_peer, certs, tmp_path):  # noqa: F811
+    """A peer that completes the handshake, reads the request, then sends a record that does not
+    decrypt (application data with a wrong MAC): a TLS failure after the handshake is tls_error, its
+    reason said once; not tls_handshake_failed."""
+    context = server_context(certs, "good")
+
+    def fault(conn: socket.socket) -> None:
+        raw = conn.dup()
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(4096)
+                raw.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))  # an application data record of zeros
+                tls.settimeout(2)
+                tls.recv(4096)  # the client's alert, or its close
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            raw.close()
+    peer = FaultyTlsPeer(raw_peer, certs, fault)
+    proc = core_run(peer.url, tmp_path, "--cacert", str(certs / "ca.pem"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert set(summary["errors"]) == {"tls_error"}, summary["errors"]
+    assert summary["tls_reason"].startswith("TLS error after the handshake: "), summary["tls_reason"]

@@ -291,13 +291,14 @@ static int failure(core *k, tls_conn *t, int err) {
     int saved = errno;
     unsigned long e = ERR_peek_error();
     int reason = ERR_GET_REASON(e);
+    int after = t->phase == TLS_OPEN || t->phase == TLS_PEER_DONE;  /* the handshake was done */
     t->phase = TLS_BROKEN;  /* no close_notify after a fatal error (SSL_shutdown(3)) */
     if (err == SSL_ERROR_SYSCALL && e == 0) {
         ERR_clear_error();
         return saved ? saved : E_TLS_UNEXPECTED_EOF;  /* EOF that OpenSSL did not name (1.1 style) */
     }
     if (err == SSL_ERROR_ZERO_RETURN) return E_TLS_UNEXPECTED_EOF;  /* close_notify mid-handshake */
-    int slot = E_TLS_HANDSHAKE_FAILED;
+    int slot = after ? E_TLS_ERROR : E_TLS_HANDSHAKE_FAILED;
     if (is_text(t)) {
         char shown[sizeof t->first + 1];
         memcpy(shown, t->first, t->first_len);
@@ -317,7 +318,7 @@ static int failure(core *k, tls_conn *t, int err) {
 #endif
     } else {
         const char *text = ERR_reason_error_string(e);
-        keep_reason(k, "handshake failed", text ? text : "unknown");
+        keep_reason(k, after ? "TLS error after the handshake" : "handshake failed", text ? text : "unknown");
     }
     ERR_clear_error();
     return slot;
