@@ -6,7 +6,8 @@ CORE   := $(VENV)/.core-built
 CORE_SRC := $(wildcard src/twload/engine/core/*.c src/twload/engine/core/*.h)
 PYTHON ?= python3
 # Debian packages (installed only when missing): the tests need the first list; the
-# benchmarks' peers are the second, and a failure to get them only warns.
+# benchmarks' peers (and openssl, which makes their https certificate) are the second, and a
+# failure to get them only warns.
 # haproxy is the lab's second load balancer (lb-haproxy-* scenarios).
 # gcc, libc6-dev and liburing-dev build the compiled core (without liburing it builds epoll only).
 # clang and libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang 14) for `make fuzz`;
@@ -14,7 +15,7 @@ PYTHON ?= python3
 # and the live view is tested in tmux. libnghttp2-dev builds the core's --http2 (h2.c);
 # nghttp2-client brings h2load, the HTTP/2 anchor of the benchmarks.
 DEBS     := nginx haproxy iproute2 nftables procps strace gcc libc6-dev liburing-dev libssl-dev libnghttp2-dev clang libclang-rt-14-dev chromium prometheus tmux nghttp2-client
-DEBS_OPT := wrk apache2-utils hey
+DEBS_OPT := wrk apache2-utils hey openssl
 
 .PHONY: demo test lint debs bench clean core ctest fuzz fuzz-parse fuzz-core fuzz-h2 sanitize
 

@@ -11,6 +11,12 @@ imports, spawning workers), measured apart; its supervisor is included. Then sys
 connection (`strace -c -f` on separate short runs: strace slows the tools, so only its counts
 are used) and the generator's memory per open keep-alive connection with 10,000 connections.
 
+https:// (issue #30): nginx with TLS (RSA 2048, 1 worker pinned to core 1, session cache off), the
+generator pinned to core 0, 50 connections: wrk against the core (-k: wrk does not verify either) for
+keep-alive, short connections with full handshakes (nginx's tickets off) and short connections resumed
+(tickets on: wrk resumes by itself, the core with --tls-resume); and the RSS per open TLS keep-alive
+connection, twload's worker beside wrk (both with N connections less 1, per connection established).
+
 Each ratio is given twice: of the median runs (each tool's run with the median req/s), and
 paired by round (the median, and the range, of each run's ratio to wrk's run of the same round):
 on this shared host a minute can be 20 % slower than the next, which moves the median runs of
@@ -18,7 +24,7 @@ two tools apart more than the paired ratios.
 
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
     python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--procs 1|2|both]
-        [--no-memory] [--no-syscalls]
+        [--no-memory] [--no-syscalls] [--scheme http|https|both] [--memory-connections 10000]
 """
 
 from __future__ import annotations
@@ -54,14 +60,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def rsa_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed RSA 2048 certificate for 127.0.0.1 (the clients run with -k, as wrk, which verifies nothing)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
 class Nginx:
-    def __init__(self, workers: int, cpus: str | None) -> None:
+    def __init__(self, workers: int, cpus: str | None, tls: bool = False, tickets: bool = False) -> None:
+        """tls: session cache off; tickets: the only way left to resume, on or off."""
         self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-nginx-"))
         self.port = free_port()
+        listen = f"listen 127.0.0.1:{self.port} reuseport backlog=8192"
+        if tls:
+            cert, key = rsa_certificate(self.dir)
+            listen += (f" ssl; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache off;"
+                       f" ssl_session_tickets {'on' if tickets else 'off'}")
         (self.dir / "nginx.conf").write_text(nginx_config(
             str(self.dir), workers=workers, connections=30000, main="worker_rlimit_nofile 40000;",
             http="access_log off; keepalive_requests 1000000;", error_level="crit",
-            server=f"listen 127.0.0.1:{self.port} reuseport backlog=8192; "
+            server=f"{listen}; "
                    'location / { return 200 "hello from nginx\\n"; }'))
         pin = ["taskset", "-c", cpus] if cpus else []
         conf = str(self.dir / "nginx.conf")
@@ -72,7 +93,7 @@ class Nginx:
                 break
             except OSError:
                 time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGQUIT)
@@ -105,28 +126,34 @@ def wrk(url, conns, threads, secs, close, pin):
 STARTUP_CPU: dict[tuple, float] = {}
 
 
-def startup_cpu(url, workers, pin, engine) -> float:
+def startup_cpu(url, workers, pin, engine, extra=()) -> float:
     """CPU of a twload run that makes one request: interpreter start-up, imports, spawning the
     workers, writing the run folder. Subtracted, so CPU per request is the load's own cost."""
-    key = (url, workers, engine)
+    key = (url, workers, engine, tuple(extra))
     if key not in STARTUP_CPU:
         kind, io = TWLOAD_ENGINES[engine]
         cpus = [timed([*pin, *TWLOAD, "run", url, "-n", "1", "-c", "1", "-w", str(workers), "--engine", kind,
-                       "--io", io, "--json", "--out", tempfile.mkdtemp(prefix="twb-")])[1] for _ in range(3)]
+                       "--io", io, *extra, "--json", "--out", tempfile.mkdtemp(prefix="twb-")])[1] for _ in range(3)]
         STARTUP_CPU[key] = min(cpus)
     return STARTUP_CPU[key]
 
 
-def twload(url, conns, workers, secs, close, pin, engine="core-epoll", strategy=None):
-    """strategy: a --close other than the case's (server when close, else keepalive), e.g. rst."""
+def twload(url, conns, workers, secs, close, pin, engine="core-epoll", strategy=None, extra=()):
+    """strategy: a --close other than the case's (server when close, else keepalive), e.g. rst;
+    extra: more options (https: -k, --tls-resume), given to the start-up run too."""
     kind, io = TWLOAD_ENGINES[engine]
     strategy = strategy or ("server" if close else "keepalive")
     cmd = [*pin, *TWLOAD, "run", url, "-c", str(conns), "-w", str(workers), "-d", f"{secs}s",
-           "--engine", kind, "--io", io, "--close", strategy, "--json",
+           "--engine", kind, "--io", io, "--close", strategy, *extra, "--json",
            "--out", tempfile.mkdtemp(prefix="twb-")]
     out, cpu = timed(cmd)
     summary = json.loads(out)
-    return summary["rps"], summary["requests"], max(0.0, cpu - startup_cpu(url, workers, pin, engine))
+    if "tls_resumed" in summary and "--tls-resume" in extra:
+        RESUMED.append((summary["tls_resumed"], summary["tls_handshakes"]))
+    return summary["rps"], summary["requests"], max(0.0, cpu - startup_cpu(url, workers, pin, engine, extra))
+
+
+RESUMED: list[tuple[int, int]] = []  # --tls-resume runs: (resumed, handshakes), to show resumption happened
 
 
 def floor(url, conns, secs, close, pin):
@@ -243,6 +270,51 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
             nginx.stop()
 
 
+def compare_https(duration: int, repeat: int) -> None:
+    """https, 1 process: nginx (TLS, RSA 2048, 1 worker) on core 1, the generator on core 0.
+
+    wrk resumes: it reconnects with SSL_clear on the connection's own SSL, which keeps its session
+    (SSL_clear(3)), so against a server with tickets its short connections are resumed handshakes
+    (measured here: 2,319 req/s with nginx's tickets on, 532 off). Hence two short cases: full
+    handshakes (tickets off: neither can resume), wrk against the core's default; and resumed (tickets
+    on), wrk against the core with --tls-resume."""
+    insecure = ("-k",)
+    cases = [  # label, Connection: close, nginx's tickets, twload's options
+        ("keepalive", False, False, insecure),
+        ("short, full handshakes (tickets off)", True, False, insecure),
+        ("short, resumed (tickets on; twload --tls-resume)", True, True, (*insecure, "--tls-resume")),
+    ]
+    pin = ["taskset", "-c", "0"]
+    conns = 50
+    for label, close, tickets, extra in cases:
+        nginx = Nginx(workers=1, cpus="1", tls=True, tickets=tickets)
+        try:
+            print(f"\nhttps {label}, 1 process, {conns} connections, {duration}s, median of {repeat}"
+                  " (generator on core 0, nginx on core 1; RSA 2048, session cache off)")
+            url = nginx.url
+            tools = {
+                "wrk": (wrk, (url, conns, 1, duration, close, pin)),
+                "core-epoll": (twload, (url, conns, 1, duration, close, pin, "core-epoll", None, extra)),
+            }
+            runs: dict[str, list] = {name: [] for name in tools}
+            RESUMED.clear()
+            for _ in range(repeat):  # alternated, as above
+                for name, tool in tools.items():
+                    runs[name].append(tool[0](*tool[1]))
+            results = {name: median_run(r) for name, r in runs.items()}
+            for name, result in results.items():
+                print(row(name, result))
+            w, t = results["wrk"], results["core-epoll"]
+            if w and w[0] and t:
+                print(f"  ratio core-epoll / wrk: {t[0] / w[0]:.2f}x req/s,"
+                      f" {per_request(t) / per_request(w):.2f}x CPU per request;"
+                      f" {paired(runs['core-epoll'], runs['wrk'])}")
+            if RESUMED:
+                print("  twload --tls-resume resumed " + ", ".join(f"{r} of {h}" for r, h in RESUMED) + " handshakes")
+        finally:
+            nginx.stop()
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -272,6 +344,51 @@ def memory(conns: int = 10_000) -> None:
             per = (readings[conns] - readings[1]) * 1024 / (conns - 1)
             print(f"\nmemory, {engine}: worker RSS {readings[1]} KB with 1 connection, {readings[conns]} KB with"
                   f" {conns}: {per / 1024:.2f} KB per open connection (target <= 1 KB)")
+    finally:
+        nginx.stop()
+
+
+def established_to(port: int) -> int:
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"dport = :{port}"], capture_output=True, text=True)
+    return out.stdout.count("\n")
+
+
+def settled(port: int, conns: int, limit_s: float = 30.0) -> int:
+    """Wait (at most limit_s) until conns connections towards port are established (each a full TLS
+    handshake with a single nginx worker: seconds for thousands), then 2 s more; how many are."""
+    deadline = time.monotonic() + limit_s
+    while established_to(port) < conns and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    return established_to(port)
+
+
+def memory_tls(conns: int = 10_000) -> None:
+    """RSS per open TLS keep-alive connection: twload's worker and wrk, each with N connections less the
+    same with 1, divided by the connections established when read (nginx, 1 worker, TLS as above)."""
+    nginx = Nginx(workers=1, cpus=None, tls=True)
+    hold_s = 45  # longer than the handshakes of N connections take; each run is stopped once read
+    try:
+        tools = {
+            "core-epoll": lambda n: ([*TWLOAD, "run", nginx.url, "-c", str(n), "-w", "1", "-d", f"{hold_s}s", "-q",
+                                      "-k", "--engine", "core", "--out", tempfile.mkdtemp(prefix="twb-")], worker_rss),
+            "wrk": lambda n: (["wrk", "-t1", f"-c{n}", f"-d{hold_s}s", "--timeout", "30s", nginx.url], rss_kb),
+        }
+        print()
+        for name, make in tools.items():
+            readings, opened = {}, {}
+            for n in (1, conns):
+                cmd, rss = make(n)
+                proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    opened[n] = settled(nginx.port, n)
+                    readings[n] = rss(proc.pid)
+                finally:
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(timeout=30)
+            per = (readings[conns] - readings[1]) / max(opened[conns] - 1, 1)
+            print(f"memory https, {name}: RSS {readings[1]} KB with 1 connection, {readings[conns]} KB with"
+                  f" {opened[conns]} of {conns} established: {per:.2f} KB per open TLS connection")
     finally:
         nginx.stop()
 
@@ -331,15 +448,25 @@ def main() -> None:
                         help="1: generator on core 0, nginx on core 1 (issue #13's protocol); 2: both unpinned")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-syscalls", action="store_true")
+    parser.add_argument("--scheme", choices=["http", "https", "both"], default="both",
+                        help="http: the rows above; https: nginx with TLS (1 process), its memory row")
+    parser.add_argument("--memory-connections", type=int, default=10_000, help="N of the memory rows")
     args = parser.parse_args()
-    for tool in ("wrk", "nginx", "taskset"):
+    for tool in ("wrk", "nginx", "taskset", "openssl"):
         if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
             sys.exit(f"benchmark needs {tool} (make bench installs the Debian packages)")
-    compare(args.duration, args.only, args.repeat, (1, 2) if args.procs == "both" else (int(args.procs),))
-    if not args.no_syscalls:
+    plain, https = args.scheme in ("http", "both"), args.scheme in ("https", "both")
+    if plain:
+        compare(args.duration, args.only, args.repeat, (1, 2) if args.procs == "both" else (int(args.procs),))
+    if https:
+        compare_https(args.duration, args.repeat)
+    if plain and not args.no_syscalls:
         syscalls()
     if not args.no_memory:
-        memory()
+        if plain:
+            memory(args.memory_connections)
+        if https:
+            memory_tls(args.memory_connections)
 
 
 if __name__ == "__main__":

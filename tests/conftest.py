@@ -150,11 +150,12 @@ NGINX = find_nginx()
 class Nginx:
     """nginx from Debian's package, on a free loopback port, with its own temp prefix."""
 
-    def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False) -> None:
+    def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False, tls_extra: str = "") -> None:
+        """tls: (certificate, key); tls_extra: more ssl_* directives for the server (ssl_protocols, ...)."""
         self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
         self.port = free_port()
         self.access_log = self.dir / "access.log"
-        tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};' if tls else ""
+        tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {tls_extra}' if tls else ""
         (self.dir / "nginx.conf").write_text(nginx_config(
             str(self.dir), workers=workers, connections=20000, http=f"access_log {self.access_log};",
             # http2: h2 by ALPN with ssl, else h2c with prior knowledge only (nginx 1.22's `listen ... http2`)

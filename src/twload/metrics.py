@@ -69,6 +69,10 @@ class Snapshot:
     # targets on several destinations: connections opened to each this second, in plan.destinations' order
     destinations: tuple[int, ...] = ()
     h2_server_max_streams: int = 0  # --http2: the server's SETTINGS_MAX_CONCURRENT_STREAMS when below --streams
+    # https: handshakes completed this second, and of them those that resumed a session (--tls-resume);
+    # None on http://
+    tls_handshakes: int | None = None
+    tls_resumed: int | None = None
 
     def histogram(self, name: str) -> bytes:
         """The encoded histogram `name` (one of HISTOGRAMS)."""
@@ -99,6 +103,9 @@ class Snapshot:
             out["destinations"] = list(self.destinations)
         if self.h2_server_max_streams:
             out["h2_server_max_streams"] = self.h2_server_max_streams
+        if self.tls_handshakes is not None:
+            out["tls_handshakes"] = self.tls_handshakes
+            out["tls_resumed"] = self.tls_resumed or 0
         return out
 
 
@@ -208,8 +215,8 @@ class Totals(Counts):
     service: HdrHistogram
     tls: HdrHistogram
 
-    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "targets", "destinations",
-                 "h2_server_max_streams", *HISTOGRAMS)
+    __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "tls_handshakes", "tls_resumed", "targets",
+                 "destinations", "h2_server_max_streams", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -217,6 +224,10 @@ class Totals(Counts):
         self.peer_bytes = b""  # the first bytes a peer sent that were not HTTP (first worker to report)
         self.tls_reason = ""  # the compiled core: why its first TLS handshake failed (first worker to report)
         self.sums_us: Counter = Counter()  # histogram name -> sum of its values, for the mean
+        # the compiled core (https): handshakes completed, and of them those that resumed a session
+        # (--tls-resume); None until a snapshot carries them (http://)
+        self.tls_handshakes: int | None = None
+        self.tls_resumed: int | None = None
         self.targets: dict[int, TargetTotals] = {}  # a request set: group index -> its counts
         self.destinations: Counter = Counter()  # several destinations: index -> connections opened to it
         self.h2_server_max_streams = 0  # HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams
@@ -231,6 +242,9 @@ class Totals(Counts):
         self.status.update(snap.status)
         self.errors.update(snap.errors)
         self.sums_us.update(snap.sums_us)
+        if snap.tls_handshakes is not None:
+            self.tls_handshakes = (self.tls_handshakes or 0) + snap.tls_handshakes
+            self.tls_resumed = (self.tls_resumed or 0) + (snap.tls_resumed or 0)
         for name in HISTOGRAMS:
             encoded = snap.histogram(name)
             if encoded:

@@ -56,6 +56,6 @@ def test_the_flags_a_user_looks_for_are_where_the_panel_says():
     assert {"--connections", "--duration", "--rate"} <= set(panels["Load"])
     assert {"--header", "--body", "--method"} <= set(panels["Request"])
     assert {"--close", "--source", "--connect-timeout"} <= set(panels["Connections"])
-    assert {"--insecure", "--cacert"} == set(panels["TLS"])
+    assert {"--insecure", "--cacert", "--tls-min", "--ciphers", "--ciphersuites", "--tls-resume"} == set(panels["TLS"])
     assert {"--json", "--out", "--report"} <= set(panels["Output"])
     assert {"--cluster", "--scheduler", "--tls-cert"} <= set(panels["Cluster"])

@@ -1,5 +1,7 @@
 """A worker's Interval, counted once a second, merged into Totals: nothing lost or skewed."""
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,3 +98,15 @@ def test_the_codec_garbage_of_a_second_is_freed():
         gc.enable()
     assert left >= len(values) // 2  # the garbage this is about (else the test proves nothing)
     assert after <= 2
+
+
+def test_tls_counts_are_summed_only_where_snapshots_carry_them():
+    """The core's https snapshots carry tls_handshakes and tls_resumed; http:// ones do not, and
+    their totals stay None (summary.json then has no such keys), whoever merges them (a supervisor or a
+    Dask run's coordinator)."""
+    totals = Totals()
+    totals.add(Interval().snapshot())
+    assert (totals.tls_handshakes, totals.tls_resumed) == (None, None)
+    for handshakes, resumed in ((5, 0), (7, 6)):
+        totals.add(replace(Interval().snapshot(), tls_handshakes=handshakes, tls_resumed=resumed))
+    assert (totals.tls_handshakes, totals.tls_resumed) == (12, 6)

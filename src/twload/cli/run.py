@@ -130,6 +130,7 @@ def build_plan(
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
     io: str = "epoll", sources_here: bool = True, targets_file: str | None = None, targets_format: str = "http",
     targets_order: str = "round-robin", seed: int | None = None, http2: bool = False, streams: int = 10,
+    tls_min: str = "1.2", ciphers: str | None = None, ciphersuites: str | None = None, tls_resume: bool = False,
 ) -> Plan:
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
@@ -209,6 +210,10 @@ def build_plan(
         destination_weights=destination_weights,
         http2=http2,
         streams=streams,
+        tls_min=tls_min,
+        ciphers=ciphers,
+        ciphersuites=ciphersuites,
+        tls_resume=tls_resume,
     )
     if plan.targets and not core.available():  # the request set is made for the core
         raise PlanError(core.NOT_BUILT)
@@ -226,6 +231,12 @@ def build_plan(
         raise PlanError("--io uring: io_uring is not usable here (not built with liburing, "
                         "or blocked by sysctl kernel.io_uring_disabled or seccomp); use --io epoll or auto")
     if target.scheme == "https":
+        if plan.tls_min != "1.2" or plan.ciphers is not None or plan.ciphersuites is not None or plan.tls_resume:
+            if not core.available():  # OpenSSL's judgement of the names is the core's
+                raise PlanError(core.NOT_BUILT)
+            problem = core.tls_options_problem(plan.tls_min, plan.ciphers, plan.ciphersuites)
+            if problem:  # the workers' OpenSSL judges the names, before any request
+                raise PlanError(problem)
         tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
     return plan
 
@@ -280,6 +291,10 @@ def run(
     max_connections: Annotated[int, typer.Option("--max-connections", help="Open loop: most connections opened.", rich_help_panel="Connections")] = 10_000,
     insecure: Annotated[bool, typer.Option("-k", "--insecure", help="https: do not verify the certificate.", rich_help_panel="TLS")] = False,
     cacert: Annotated[Path | None, typer.Option("--cacert", help="https: trust this CA bundle (PEM).", rich_help_panel="TLS")] = None,
+    tls_min: Annotated[str, typer.Option("--tls-min", help="https: the lowest TLS version offered: 1.2 | 1.3.", rich_help_panel="TLS")] = "1.2",
+    ciphers: Annotated[str | None, typer.Option("--ciphers", help="https: TLS 1.2 ciphers, in OpenSSL's list syntax (ECDHE-RSA-AES128-GCM-SHA256:...).", rich_help_panel="TLS")] = None,
+    ciphersuites: Annotated[str | None, typer.Option("--ciphersuites", help="https: TLS 1.3 cipher suites (TLS_AES_128_GCM_SHA256:...).", rich_help_panel="TLS")] = None,
+    tls_resume: Annotated[bool, typer.Option("--tls-resume", help="https: resume TLS sessions (tickets) on each worker's next connections; default: a full handshake on every connection.", rich_help_panel="TLS")] = False,
     source: Annotated[str | None, typer.Option("--source", help="Local addresses to connect from, round-robin: 10.0.0.2,10.0.0.3 or 10.0.0.2-10.0.0.9 or 10.0.0.0/29. Each adds a port range.", rich_help_panel="Connections")] = None,
     engine: Annotated[str, typer.Option("--engine", help="auto | core: both the compiled core (C event loop; https:// on its epoll backend), the one engine. asyncio was retired.", rich_help_panel="Engine")] = "auto",
     io: Annotated[str, typer.Option("--io", help="The core's I/O: epoll (default) | auto (io_uring where the kernel allows it, else epoll) | uring.", rich_help_panel="Engine")] = "epoll",
@@ -317,7 +332,8 @@ def run(
                           body_file, timeout, connect_timeout, close, requests_per_connection, source,
                           rate, stages, open_loop, max_connections, insecure, cacert, max_errors, engine, io,
                           sources_here=spec is None, targets_file=targets, targets_format=targets_format,
-                          targets_order=targets_order, seed=seed, http2=http2, streams=streams)
+                          targets_order=targets_order, seed=seed, http2=http2, streams=streams,
+                          tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites, tls_resume=tls_resume)
         if spec is not None and plan.targets:
             raise PlanError("--targets with --cluster / --scheduler is not built yet (issue #32)")
         checks = [gates.parse(t) for t in threshold]

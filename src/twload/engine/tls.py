@@ -19,4 +19,12 @@ def tls_context(plan: Plan) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["http/1.1"])
+    # the pre-flight's handshake offers what the core's will (--ciphersuites has no Python setter)
+    if plan.tls_min == "1.3":
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    if plan.ciphers:
+        try:
+            context.set_ciphers(plan.ciphers)
+        except ssl.SSLError:
+            raise PlanError(f"--ciphers {plan.ciphers}: no cipher OpenSSL knows") from None
     return context

@@ -222,6 +222,8 @@ class Merger:
             http1_ports_needed=h2.get("http1_ports_needed"),
             tls_handshake_us=(Percentiles.from_dict(percentiles_us(totals.tls, totals.sums_us["tls"]))
                               if plan.target.scheme == "https" else None),
+            tls_handshakes=totals.tls_handshakes if plan.target.scheme == "https" else None,
+            tls_resumed=totals.tls_resumed if plan.target.scheme == "https" else None,
             # the run's client TIME_WAIT towards the target (with a preflight.PortProbe, every key; with a
             # bare count, the peak alone):
             #   time_wait_peak          the run's own: sockets that entered TIME_WAIT after the run started

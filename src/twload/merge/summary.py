@@ -106,6 +106,8 @@ class Summary:
     behind: str | None = None
     # https
     tls_handshake_us: Percentiles | None = None
+    tls_handshakes: int | None = None  # https (the core): handshakes completed
+    tls_resumed: int | None = None  # of them, those that resumed a session (--tls-resume)
     # --http2 (docs/ARCHITECTURE.md "HTTP/2"): streams asked for per connection, the smallest
     # SETTINGS_MAX_CONCURRENT_STREAMS below it a server sent, and the ports (connections) the same
     # requests at the same rate would hold as HTTP/1.1 short connections the client closes
@@ -231,6 +233,9 @@ class Summary:
                 out["h2_server_max_streams"] = self.h2_server_max_streams
         if self.tls_handshake_us is not None:
             out["tls_handshake_us"] = self.tls_handshake_us.to_dict()
+        if self.tls_handshakes is not None:
+            out["tls_handshakes"] = self.tls_handshakes
+            out["tls_resumed"] = self.tls_resumed
         for name in ("time_wait_peak", "time_wait_at_start", "ports_in_use_at_start"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)

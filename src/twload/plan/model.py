@@ -13,6 +13,7 @@ ENGINES = ("auto", "core")  # both the compiled core: "auto" stays so that old s
 # the asyncio (uvloop) engine, retired by issue #30: named in one line, never run in its place
 RETIRED_ENGINES = ("asyncio",)
 IO_BACKENDS = ("auto", "epoll", "uring")
+TLS_VERSIONS = ("1.2", "1.3")
 
 MAX_HEADER_BYTES = 64 * 1024  # a response head larger than this is counted as an error
 MAX_STREAMS = 1000  # --streams at most (core/h2.h H2_MAX_STREAMS: each connection's stream table)
@@ -59,6 +60,10 @@ class Plan:
     max_connections: int = 10_000  # open loop: connections are opened as needed, up to this
     insecure: bool = False  # TLS: do not verify the server's certificate
     cacert: str | None = None  # TLS: trust this CA bundle (PEM) instead of the system's
+    tls_min: str = "1.2"  # TLS: the lowest version offered (--tls-min 1.2 | 1.3)
+    ciphers: str | None = None  # TLS 1.2 cipher list (OpenSSL's syntax); None: OpenSSL's default
+    ciphersuites: str | None = None  # TLS 1.3 cipher suites (A:B); None: OpenSSL's default
+    tls_resume: bool = False  # TLS: reuse sessions/tickets on a worker's next connections
     max_errors: int | None = None  # stop the run once more errors than this were counted
     engine: str = "auto"  # auto and core: the compiled core, the one engine (issue #30)
     # the core's I/O backend: epoll (default); auto (io_uring where the kernel allows it); uring.
@@ -117,6 +122,7 @@ class Plan:
         if self.io == "uring" and self.target.scheme == "https":
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
+        self._check_tls_options()
         if self.http2:
             self._check_http2()
 
@@ -137,6 +143,24 @@ class Plan:
         if self.close == "server":
             raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
                             "use keepalive, fin or rst")
+
+    def _check_tls_options(self) -> None:
+        """--tls-min, --ciphers, --ciphersuites, --tls-resume: their values and what they go with (the
+        names in --ciphers and --ciphersuites are OpenSSL's to judge: twload.engine.core.tls_options_problem)."""
+        if self.tls_min not in TLS_VERSIONS:
+            raise PlanError(f"--tls-min must be one of {', '.join(TLS_VERSIONS)}, not {self.tls_min!r}")
+        given = [name for name, on in (("--tls-min", self.tls_min != "1.2"), ("--ciphers", self.ciphers is not None),
+                                       ("--ciphersuites", self.ciphersuites is not None),
+                                       ("--tls-resume", self.tls_resume)) if on]
+        if not given:
+            return
+        if self.target.scheme != "https":
+            raise PlanError(f"{', '.join(given)}: for https:// URLs only")
+        if self.ciphers is not None and self.tls_min == "1.3":
+            raise PlanError("--ciphers sets TLS 1.2's ciphers, which --tls-min 1.3 never offers: use --ciphersuites")
+        for name, value in (("--ciphers", self.ciphers), ("--ciphersuites", self.ciphersuites)):
+            if value is not None and not value.strip():
+                raise PlanError(f"{name} is empty")
 
     @property
     def engine_choice(self) -> str:

@@ -162,6 +162,8 @@ def render(summary: Summary, width: int = 80) -> str:
         lines.append("  Errors: " + ", ".join(f"{name} {n}" for name, n in summary.errors.items()))
     if summary.peer_bytes:
         lines.append(f"  The peer did not answer HTTP; it sent: {summary.peer_bytes}")
+    if summary.tls_handshakes is not None:
+        lines.append(f"  TLS: {plural(summary.tls_handshakes, 'handshake')}, {summary.tls_resumed} resumed")
     if summary.tls_reason:
         lines.append(f"  TLS: {summary.tls_reason} (the first failed handshake)")
     if summary.http2:

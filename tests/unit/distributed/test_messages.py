@@ -51,6 +51,7 @@ DETAIL = {
     ShardReady(0, DETAIL),
     ShardTick(1, 3, [snapshot(), snapshot(b"SSH-2.0-OpenSSH\r\n\x00\xff")], 7),
     ShardTick(1, 4, [Interval().snapshot()], None),
+    ShardTick(1, 5, [replace(snapshot(), tls_handshakes=3, tls_resumed=2)], None),  # the core's, https
     ShardTick(1, 5, [replace(snapshot(), h2_server_max_streams=1)], None),  # --http2, capped by the server
     ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
                                     "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",

@@ -88,3 +88,9 @@ def test_an_http2_run_says_its_ports_against_http1s_in_one_line():
                             h2_server_max_streams=1), width=200)
     assert "(the server capped them at 1)" in capped
     assert "HTTP/2" not in render(summary())
+
+
+def test_tls_handshakes_and_resumed_sessions_are_said_when_counted():
+    text = render(summary(tls_handshakes=30, tls_resumed=29))
+    assert "TLS: 30 handshakes, 29 resumed" in text
+    assert "handshake" not in render(summary())  # http://: no such line

@@ -65,7 +65,14 @@ def error_names() -> dict[int, str]:
     for i, code in enumerate(H2_ERROR_CODES):  # RFC 9113 section 7, lower snake case; then any other
         names[_core.E_H2_RST + i] = f"h2_rst_stream_{code}"
         names[_core.E_H2_GOAWAY + i] = f"h2_goaway_{code}"
+    # the peer's TLS alert by its name; the table is tls.c's (ALERTS), its last entry "unknown"
+    names.update({_core.E_TLS_ALERT + i: f"tls_alert_{name}" for i, name in enumerate(_core.tls_alert_names())})
     return names
+
+
+def tls_options_problem(tls_min: str | None, ciphers: str | None, ciphersuites: str | None) -> str:
+    """Why the core's OpenSSL refuses these TLS options (one line), or "": checked before any worker starts."""
+    return _core.tls_check(tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites)
 
 
 def histogram_values() -> list[int]:

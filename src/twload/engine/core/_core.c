@@ -260,9 +260,11 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                              "head", "timeout_ns", "connect_timeout_ns", "sources", "source_start", "capacity",
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
                              "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
-                             "groups", "destinations", "slot_dests", "http2", "h2_headers", "h2_body", NULL};
+                             "groups", "destinations", "slot_dests", "http2", "h2_headers", "h2_body", "tls_min",
+                             "ciphers", "ciphersuites", "tls_resume", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
-    int tls = 0, insecure = 0, http2 = 0;  /* http2: streams per connection (0: HTTP/1.1) */
+    const char *tls_min = NULL, *ciphers = NULL, *ciphersuites = NULL;
+    int tls = 0, insecure = 0, tls_resume = 0, http2 = 0;  /* http2: streams per connection (0: HTTP/1.1) */
     int port, close_mode = CLOSE_KEEPALIVE, head = 0, open_loop = 0, staged = 0, source_start = 0, capacity = 1;
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
@@ -275,12 +277,13 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*zzzp", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
                                      &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups,
-                                     &destinations, &slot_dests, &http2, &h2_headers, &h2_body))
+                                     &destinations, &slot_dests, &http2, &h2_headers, &h2_body, &tls_min, &ciphers,
+                                     &ciphersuites, &tls_resume))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -370,7 +373,15 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         }
     }
     if (tls) {
-        int t = tls_init(k, server_name ? server_name : host, cacert, insecure);
+        tls_options o = {.cacert = cacert, .insecure = insecure, .min_version = tls_min, .ciphers = ciphers,
+                         .ciphersuites = ciphersuites, .resume = tls_resume};
+        char why[160];
+        const char *bad = tls_check(&o, why, sizeof why);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, bad);
+            goto out;
+        }
+        int t = tls_init(k, server_name ? server_name : host, &o);
         if (t == -EINVAL) {
             PyErr_Format(PyExc_ValueError, "cannot load --cacert %s", cacert ? cacert : "");
             goto out;
@@ -664,7 +675,36 @@ static PyObject *hist_index_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLong(hist_index(v));
 }
 
+/* tls_check(tls_min=None, ciphers=None, ciphersuites=None) -> str: why the TLS options are refused, or "" */
+static PyObject *tls_check_py(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"tls_min", "ciphers", "ciphersuites", NULL};
+    tls_options o = {0};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zzz", kwlist, &o.min_version, &o.ciphers, &o.ciphersuites))
+        return NULL;
+    char why[160];
+    const char *bad = tls_check(&o, why, sizeof why);
+    return PyUnicode_FromString(bad ? bad : "");
+}
+
+/* tls_alert_names() -> tuple: the name of each alert slot, E_TLS_ALERT + i */
+static PyObject *tls_alert_names(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored)) {
+    PyObject *names = PyTuple_New(N_TLS_ALERTS);
+    if (!names) return NULL;
+    for (int i = 0; i < N_TLS_ALERTS; i++) {
+        PyObject *name = PyUnicode_FromString(tls_alert_name(i));
+        if (!name) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return names;
+}
+
 static PyMethodDef module_methods[] = {
+    {"tls_check", (PyCFunction)(void (*)(void))tls_check_py, METH_VARARGS | METH_KEYWORDS,
+     "why these TLS options are refused (one line), or \"\""},
+    {"tls_alert_names", tls_alert_names, METH_NOARGS, "the TLS alerts' names, in error slot order from E_TLS_ALERT"},
     {"hist_index", hist_index_py, METH_O, "the slot of a value (µs) in the HdrHistogram counts array, as recorded"},
     {"uring_available", uring_available, METH_NOARGS,
      "True when this build has io_uring and the kernel lets this process use it"},
@@ -702,6 +742,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         {"E_TLS_ERROR", E_TLS_ERROR}, {"S_SUM_TLS", S_SUM_TLS},
         {"E_H2_PROTOCOL", E_H2_PROTOCOL}, {"E_H2_RETRIED", E_H2_RETRIED}, {"E_H2_NOT_NEGOTIATED", E_H2_NOT_NEGOTIATED},
         {"E_H2_RST", E_H2_RST}, {"E_H2_GOAWAY", E_H2_GOAWAY}, {"H2_MAX_STREAMS", H2_MAX_STREAMS},
+        {"E_TLS_ALERT", E_TLS_ALERT}, {"S_TLS_HANDSHAKES", S_TLS_HANDSHAKES}, {"S_TLS_RESUMED", S_TLS_RESUMED},
         {"CLOSE_KEEPALIVE", CLOSE_KEEPALIVE}, {"CLOSE_FIN", CLOSE_FIN}, {"CLOSE_SERVER", CLOSE_SERVER},
         {"CLOSE_RST", CLOSE_RST}, {"OP_LIT", TPL_LIT}, {"OP_LAST_LIT", TPL_LAST_LIT}, {"OP_SEQ", TPL_SEQ},
         {"OP_RAND", TPL_RAND}, {"OP_UUID", TPL_UUID}, {"OP_WORKER", TPL_WORKER}, {"OP_CLEN", TPL_CLEN},

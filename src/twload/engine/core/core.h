@@ -14,6 +14,28 @@
 
 #include "http1_parse.h"
 
+enum { N_TLS_ALERTS = 33 };          /* tls.c's ALERTS, checked there */
+
+/* error slots past the errno range; names in __init__.py (docs/ARCHITECTURE.md "Error names") */
+enum {
+    E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
+    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
+    E_UNEXPECTED_UPGRADE,
+    /* https (tls.c): a handshake that failed for another reason (the first one's said once, tls_reason);
+       the certificate refused (the verify reason said once); the peer closed during the handshake;
+       the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
+    E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
+    /* the peer's fatal TLS alert, one slot per alert of tls.c's table (its last: an alert not in it) */
+    E_TLS_ALERT,
+    E_TLS_ALERT_END = E_TLS_ALERT + N_TLS_ALERTS,
+    /* HTTP/2 (h2.c, docs/ARCHITECTURE.md "Error names"): the session failed (nghttp2 said the peer broke
+       the protocol); a stream refused by a GOAWAY and retried (outside the ledger); https: ALPN did not
+       pick h2; then one slot per RFC 9113 error code 0x0..0xd and one for any other code, for a
+       RST_STREAM the server sent (a stream's result) and for a GOAWAY with an error (outside the ledger) */
+    E_H2_PROTOCOL = E_TLS_ALERT_END, E_H2_RETRIED, E_H2_NOT_NEGOTIATED,
+    E_H2_RST, E_H2_GOAWAY = E_H2_RST + 15, E_H2_END = E_H2_GOAWAY + 15,
+};
+
 /* ---- counters handed to Python: one int64 array, this layout (mirrored in __init__.py) ---- */
 enum {
     S_REQUESTS, S_OPENED, S_BYTES_IN, S_BYTES_OUT, S_MAX_LAG_US, S_SUM_LATENCY, S_SUM_CONNECT,
@@ -27,30 +49,15 @@ enum {
        response went wrong (awaiting its FIN), or it sent bytes nobody asked for (E_UNSOLICITED) */
     S_CLOSE_ERRORS,
     S_SUM_TLS,                        /* https: the handshakes' µs, for the mean of H_TLS */
+    S_TLS_HANDSHAKES, S_TLS_RESUMED,  /* https: handshakes completed, and those that resumed a session */
     S_STATUS = 16,                    /* S_STATUS + code, codes 0..999 */
     N_STATUS = 1000,
-    S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* below */
-    N_ERRORS = 320,                   /* E_* below end at E_H2_END */
+    S_ERRORS = S_STATUS + N_STATUS,   /* S_ERRORS + errno (1..255) or + E_* above */
+    N_ERRORS = E_H2_END,
     S_FIRST_CONN = S_ERRORS + N_ERRORS, /* per error: connection number of its first time (0: never) */
     S_FIRST_NS = S_FIRST_CONN + N_ERRORS, /* per error: ns into the run of its first time */
     S_LEN = S_FIRST_NS + N_ERRORS,
     S_INTERVAL_LEN = S_FIRST_CONN,    /* collect() zeroes these; first errors stay */
-};
-/* error slots past the errno range; names in __init__.py (docs/ARCHITECTURE.md "Error names") */
-enum {
-    E_CONNECT_TIMEOUT = 256, E_TIMEOUT, E_NO_SERVER_CLOSE, E_PROTOCOL, E_HEAD_TOO_LARGE,
-    E_EOF_BEFORE_RESPONSE, E_NOT_SENT, E_ABANDONED, E_OTHER_ERRNO, E_UNSOLICITED,
-    E_UNEXPECTED_UPGRADE,
-    /* https (tls.c): a handshake that failed for another reason (the first one's said once, tls_reason);
-       the certificate refused (the verify reason said once); the peer closed during the handshake;
-       the peer answered the ClientHello with text (plain HTTP); a TLS error after the handshake */
-    E_TLS_HANDSHAKE_FAILED, E_TLS_CERT_VERIFY_FAILED, E_TLS_UNEXPECTED_EOF, E_TLS_ON_PLAIN_HTTP, E_TLS_ERROR,
-    /* HTTP/2 (h2.c, docs/ARCHITECTURE.md "Error names"): the session failed (nghttp2 said the peer broke
-       the protocol); a stream refused by a GOAWAY and retried (outside the ledger); https: ALPN did not
-       pick h2; then one slot per RFC 9113 error code 0x0..0xd and one for any other code, for a
-       RST_STREAM the server sent (a stream's result) and for a GOAWAY with an error (outside the ledger) */
-    E_H2_PROTOCOL, E_H2_RETRIED, E_H2_NOT_NEGOTIATED,
-    E_H2_RST, E_H2_GOAWAY = E_H2_RST + 15, E_H2_END = E_H2_GOAWAY + 15,
 };
 
 /* ---- HdrHistogram counts layout for lowest 1, highest 60,000,000 (µs), 3 significant digits:
@@ -174,7 +181,18 @@ typedef struct tls_conn {
     uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said (1), answered (2) */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
+    uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
 } tls_conn;
+
+/* https options (tls_init): what the user may pin */
+typedef struct tls_options {
+    const char *cacert;       /* NULL: the system's store */
+    int insecure;             /* -k: the certificate is not verified */
+    const char *min_version;  /* --tls-min: "1.2" (NULL: the same) or "1.3" */
+    const char *ciphers;      /* TLS 1.2 cipher list (--ciphers), NULL: OpenSSL's default */
+    const char *ciphersuites; /* TLS 1.3 cipher suites (--ciphersuites), NULL: OpenSSL's default */
+    int resume;               /* --tls-resume: sessions/tickets reused on the worker's next connections */
+} tls_options;
 
 typedef struct core {
     /* plan */
@@ -248,6 +266,8 @@ typedef struct core {
     char *tls_host;
     char tls_reason[160];
     int tls_reason_len;       /* > 0: kept, not yet handed to Python; -1: handed over */
+    int tls_resume;           /* --tls-resume: new connections offer tls_session */
+    struct ssl_session_st *tls_session; /* the newest session (ticket) the server gave, one reference held */
 
     /* HTTP/2 (h2.c; NULL for HTTP/1.1): the hooks core.c calls, and the worker's h2 state */
     const h2_hooks *h2;
@@ -341,7 +361,10 @@ void core_render_free(core *k, conn *c);      /* io_uring: c's render_sends reac
 
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
-int tls_init(core *k, const char *host, const char *cacert, int insecure); /* 0, -ENOMEM, -EINVAL (--cacert) */
+/* a bad option's one-line reason, or NULL; the same checks tls_init makes (out: why, why_len bytes) */
+const char *tls_check(const tls_options *o, char *why, size_t why_len);
+int tls_init(core *k, const char *host, const tls_options *o); /* 0, -ENOMEM, -EINVAL (--cacert), -EPROTO (tls_check) */
+const char *tls_alert_name(int i);            /* the name of alert slot E_TLS_ALERT + i, i < N_TLS_ALERTS */
 void tls_fini(core *k);
 int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 or -ENOMEM) */
 int tls_handshake(core *k, conn *c, int64_t now); /* 1 done, 0 waiting, -error slot */

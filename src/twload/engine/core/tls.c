@@ -8,8 +8,10 @@
  * One SSL_CTX per worker (a core is one worker's), one SSL per open connection in k->tls (a parallel
  * array of k->capacity entries, indexed by slot). SSL_MODE_RELEASE_BUFFERS gives an idle connection's
  * record buffers back (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record).
- * Sessions are not cached: each connection costs the server a full handshake, as a fleet of new
- * clients does (resumption is a later choice, issue #30).
+ * Sessions are not reused by default: each connection costs the server a full handshake, as a fleet
+ * of new clients does. With --tls-resume the worker keeps the newest session the server gave (TLS 1.2:
+ * its session ID or ticket at the handshake's end; TLS 1.3: the NewSessionTicket that comes after the
+ * handshake, read by a later SSL_read) and offers it on every new connection.
  *
  * This file holds every OpenSSL call, so core.c stays libc-only (the core fuzzer builds it alone).
  */
@@ -32,6 +34,41 @@
 /* At most this many reads of the worker's buffer drain a closing connection's receive queue. */
 #define DRAIN_READS 4
 
+/* The ALPN protocols offered, in wire format (RFC 7301 section 3.1: each name after its length byte).
+   The one place they are listed; --http2 offers h2 alone. */
+static const unsigned char ALPN[] = "\x08http/1.1";
+static const unsigned char ALPN_H2[] = "\x02h2";  /* --http2: h2 alone (tls_alpn_h2) */
+
+/* TLS alerts by code, named as in the IANA "TLS Alerts" registry (RFC 8446 section 6, RFC 5246
+   section 7.2). close_notify and user_canceled end nothing and are never kept (on_info). The error
+   slot E_TLS_ALERT + i is ALERTS[i]; the one after them, "unknown", takes a code not in the table. */
+static const struct {
+    uint8_t code;
+    const char *name;
+} ALERTS[] = {
+    {10, "unexpected_message"}, {20, "bad_record_mac"}, {21, "decryption_failed"}, {22, "record_overflow"},
+    {30, "decompression_failure"}, {40, "handshake_failure"}, {41, "no_certificate"}, {42, "bad_certificate"},
+    {43, "unsupported_certificate"}, {44, "certificate_revoked"}, {45, "certificate_expired"},
+    {46, "certificate_unknown"}, {47, "illegal_parameter"}, {48, "unknown_ca"}, {49, "access_denied"},
+    {50, "decode_error"}, {51, "decrypt_error"}, {60, "export_restriction"}, {70, "protocol_version"},
+    {71, "insufficient_security"}, {80, "internal_error"}, {86, "inappropriate_fallback"},
+    {100, "no_renegotiation"}, {109, "missing_extension"}, {110, "unsupported_extension"},
+    {111, "certificate_unobtainable"}, {112, "unrecognized_name"}, {113, "bad_certificate_status_response"},
+    {114, "bad_certificate_hash_value"}, {115, "unknown_psk_identity"}, {116, "certificate_required"},
+    {120, "no_application_protocol"},
+};
+_Static_assert(sizeof ALERTS / sizeof ALERTS[0] == N_TLS_ALERTS - 1, "core.h N_TLS_ALERTS: the table and unknown");
+
+const char *tls_alert_name(int i) {
+    return i >= 0 && i < N_TLS_ALERTS - 1 ? ALERTS[i].name : "unknown";
+}
+
+static int alert_slot(uint8_t code) {
+    for (int i = 0; i < N_TLS_ALERTS - 1; i++)
+        if (ALERTS[i].code == code) return E_TLS_ALERT + i;
+    return E_TLS_ALERT + N_TLS_ALERTS - 1;
+}
+
 static void keep_reason(core *k, const char *what, const char *detail) {
     if (k->tls_reason_len != 0) return;  /* the first one only: kept, or handed over already */
     int n = snprintf(k->tls_reason, sizeof k->tls_reason, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
@@ -39,28 +76,146 @@ static void keep_reason(core *k, const char *what, const char *detail) {
     k->tls_reason_len = n < (int)sizeof k->tls_reason ? n : (int)sizeof k->tls_reason - 1;
 }
 
-int tls_init(core *k, const char *host, const char *cacert, int insecure) {
+/* One TLS 1.3 suite name: OpenSSL takes it alone (SSL_CTX_set_ciphersuites drops names it does not
+   know without a word: ssl/ssl_ciph.c, ciphersuite_cb), so each is tried by itself on `ctx`. */
+static int known_suite(SSL_CTX *ctx, const char *name) {
+    if (SSL_CTX_set_ciphersuites(ctx, name) != 1) return 0;
+    STACK_OF(SSL_CIPHER) *all = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(all); i++)
+        if (strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(all, i)), "TLSv1.3") == 0) return 1;
+    return 0;
+}
+
+/* The version floor and the cipher choices on ctx: NULL, or why not (in why). */
+static const char *apply_options(SSL_CTX *ctx, const tls_options *o, char *why, size_t why_len) {
+    int min = TLS1_2_VERSION;
+    if (o->min_version && strcmp(o->min_version, "1.3") == 0)
+        min = TLS1_3_VERSION;
+    else if (o->min_version && strcmp(o->min_version, "1.2") != 0) {
+        snprintf(why, why_len, "--tls-min must be 1.2 or 1.3, not %.40s", o->min_version);
+        return why;
+    }
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1) {
+        snprintf(why, why_len, "--tls-min %s: this OpenSSL (%s) cannot", min == TLS1_3_VERSION ? "1.3" : "1.2",
+                 OpenSSL_version(OPENSSL_VERSION));
+        return why;
+    }
+    if (o->ciphers) {
+        /* each name (not the !, -, + and @ operators) alone first: a list is refused only when nothing
+           in it matches (ssl/ssl_ciph.c: ssl_create_cipher_list), so a misspelt name would go unsaid */
+        char name[64];
+        const char *p = o->ciphers;
+        while (*p) {
+            size_t n = strcspn(p, ":, ");
+            if (n >= sizeof name) {
+                snprintf(why, why_len, "--ciphers: %.60s... is no cipher name", p);
+                return why;
+            }
+            memcpy(name, p, n);
+            name[n] = 0;
+            if (n && !strchr("!-+@", name[0]) && SSL_CTX_set_cipher_list(ctx, name) != 1) {
+                snprintf(why, why_len, "--ciphers: %s matches no TLS 1.2 cipher this OpenSSL offers "
+                         "(see `openssl ciphers -v`)", name);
+                return why;
+            }
+            p += n + (p[n] != 0);
+        }
+        if (SSL_CTX_set_cipher_list(ctx, o->ciphers) != 1) {
+            snprintf(why, why_len, "--ciphers %.60s: no TLS 1.2 cipher this OpenSSL offers", o->ciphers);
+            return why;
+        }
+    }
+    if (o->ciphersuites) {
+        /* each name alone first, so a misspelt one is said rather than dropped */
+        char name[64];
+        const char *p = o->ciphersuites;
+        while (*p) {
+            size_t n = strcspn(p, ":");
+            if (n == 0 || n >= sizeof name) {
+                snprintf(why, why_len, "--ciphersuites %.60s: not a list of TLS 1.3 suites (A:B)", o->ciphersuites);
+                return why;
+            }
+            memcpy(name, p, n);
+            name[n] = 0;
+            if (!known_suite(ctx, name)) {
+                snprintf(why, why_len, "--ciphersuites: %s is no TLS 1.3 suite OpenSSL knows "
+                         "(TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)", name);
+                return why;
+            }
+            p += n + (p[n] == ':');
+        }
+        if (SSL_CTX_set_ciphersuites(ctx, o->ciphersuites) != 1) {
+            snprintf(why, why_len, "--ciphersuites %.60s: refused by OpenSSL", o->ciphersuites);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+const char *tls_check(const tls_options *o, char *why, size_t why_len) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return "TLS: out of memory";
+    const char *bad = apply_options(ctx, o, why, why_len);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return bad;
+}
+
+/* A fatal alert from the peer is kept on its connection, which names its failure by it (failure()).
+   TLS 1.2 alerts of level warning end nothing (RFC 5246 section 7.2.2); in TLS 1.3 every alert but
+   close_notify and user_canceled is fatal whatever its level says (RFC 8446 section 6). */
+static void on_info(const SSL *ssl, int where, int ret) {
+    /* SSL_CB_READ_ALERT is SSL_CB_ALERT | SSL_CB_READ: `where & SSL_CB_READ_ALERT` alone would take our
+       own alerts (SSL_CB_WRITE_ALERT) too, e.g. the bad_certificate we send on a refused certificate */
+    if ((where & SSL_CB_READ_ALERT) != SSL_CB_READ_ALERT) return;
+    int level = (ret >> 8) & 0xff, code = ret & 0xff;
+    if (code == SSL_AD_CLOSE_NOTIFY || code == SSL_AD_USER_CANCELLED) return;
+    if (level != SSL3_AL_FATAL && SSL_version(ssl) < TLS1_3_VERSION) return;
+    tls_conn *t = SSL_get_app_data(ssl);
+    if (t && !t->alert) t->alert = (uint8_t)code;
+}
+
+/* --tls-resume: a session the server gave (TLS 1.3: each NewSessionTicket) replaces the one kept; the
+   reference OpenSSL hands over is ours (returning 1). */
+static int on_new_session(SSL *ssl, SSL_SESSION *session) {
+    core *k = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    SSL_SESSION_free(k->tls_session);
+    k->tls_session = session;
+    return 1;
+}
+
+int tls_init(core *k, const char *host, const tls_options *o) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return -ENOMEM;
     k->tls_ctx = ctx;
     k->tls = calloc((size_t)k->capacity, sizeof *k->tls);
     k->tls_host = strdup(host);
     if (!k->tls || !k->tls_host) return -ENOMEM;
-    /* as Python's ssl.create_default_context, which the pre-flight's probe uses: TLS 1.2 at least,
+    /* as Python's ssl.create_default_context, which the pre-flight uses: TLS 1.2 at least (--tls-min),
        the peer verified against --cacert alone if given, else the system's store */
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    char why[160];
+    if (apply_options(ctx, o, why, sizeof why)) return -EPROTO;
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    static const unsigned char alpn[] = "\x08http/1.1";
-    static const unsigned char alpn_h2[] = "\x02h2";  /* --http2: h2 alone (tls_alpn_h2) */
-    if ((k->h2 ? SSL_CTX_set_alpn_protos(ctx, alpn_h2, sizeof alpn_h2 - 1)
-               : SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1)) != 0)
+    SSL_CTX_set_info_callback(ctx, on_info);
+    SSL_CTX_set_app_data(ctx, k);
+    k->tls_resume = o->resume;
+    if (o->resume) {
+        /* the client cache's only store is k->tls_session: OpenSSL's own would keep every session */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    /* --http2: h2 alone (tls_alpn_h2); else http/1.1 */
+    if ((k->h2 ? SSL_CTX_set_alpn_protos(ctx, ALPN_H2, sizeof ALPN_H2 - 1)
+               : SSL_CTX_set_alpn_protos(ctx, ALPN, sizeof ALPN - 1)) != 0)
         return -ENOMEM;
-    if (insecure) {
+    if (o->insecure) {
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
         return 0;
     }
+    const char *cacert = o->cacert;
     int loaded = cacert && *cacert ? SSL_CTX_load_verify_locations(ctx, cacert, NULL)
                                    : SSL_CTX_set_default_verify_paths(ctx);
     if (loaded != 1) return -EINVAL;
@@ -82,6 +237,8 @@ void tls_fini(core *k) {
         free(k->tls);
         k->tls = NULL;
     }
+    SSL_SESSION_free(k->tls_session);
+    k->tls_session = NULL;
     SSL_CTX_free(k->tls_ctx);
     k->tls_ctx = NULL;
     free(k->tls_host);
@@ -115,6 +272,8 @@ int tls_begin(core *k, conn *c) {
     if (inet_pton(AF_INET, k->tls_host, addr) != 1 && inet_pton(AF_INET6, k->tls_host, addr) != 1)
         SSL_set_tlsext_host_name(ssl, k->tls_host);
     if (SSL_set_fd(ssl, c->fd) != 1) return -ENOMEM;
+    SSL_set_app_data(ssl, t);  /* on_info's way to the connection */
+    if (k->tls_resume && k->tls_session && SSL_set_session(ssl, k->tls_session) != 1) return -ENOMEM;
     SSL_set_msg_callback(ssl, first_header);
     SSL_set_msg_callback_arg(ssl, t);
     SSL_set_connect_state(ssl);
@@ -130,18 +289,20 @@ static int is_text(const tls_conn *t) {
     return 1;
 }
 
-/* An SSL call failed with SSL_get_error's `err`: the error slot to count (errno or E_TLS_*). */
+/* An SSL call failed with SSL_get_error's `err`: the error slot to count (errno, E_TLS_*, or the peer's
+   alert's E_TLS_ALERT + i). */
 static int failure(core *k, tls_conn *t, int err) {
     int saved = errno;
     unsigned long e = ERR_peek_error();
     int reason = ERR_GET_REASON(e);
+    int after = t->phase == TLS_OPEN || t->phase == TLS_PEER_DONE;  /* the handshake was done */
     t->phase = TLS_BROKEN;  /* no close_notify after a fatal error (SSL_shutdown(3)) */
     if (err == SSL_ERROR_SYSCALL && e == 0) {
         ERR_clear_error();
         return saved ? saved : E_TLS_UNEXPECTED_EOF;  /* EOF that OpenSSL did not name (1.1 style) */
     }
     if (err == SSL_ERROR_ZERO_RETURN) return E_TLS_UNEXPECTED_EOF;  /* close_notify mid-handshake */
-    int slot = E_TLS_HANDSHAKE_FAILED;
+    int slot = after ? E_TLS_ERROR : E_TLS_HANDSHAKE_FAILED;
     if (is_text(t)) {
         char shown[sizeof t->first + 1];
         memcpy(shown, t->first, t->first_len);
@@ -150,6 +311,8 @@ static int failure(core *k, tls_conn *t, int err) {
         snprintf(detail, sizeof detail, "the peer answered the ClientHello with \"%s\"", shown);
         keep_reason(k, "not TLS", detail);
         slot = E_TLS_ON_PLAIN_HTTP;
+    } else if (t->alert) {
+        slot = alert_slot(t->alert);  /* the peer said why: tls_alert_<name> */
     } else if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
         keep_reason(k, "certificate verify failed", X509_verify_cert_error_string(SSL_get_verify_result(t->ssl)));
         slot = E_TLS_CERT_VERIFY_FAILED;
@@ -159,7 +322,7 @@ static int failure(core *k, tls_conn *t, int err) {
 #endif
     } else {
         const char *text = ERR_reason_error_string(e);
-        keep_reason(k, "handshake failed", text ? text : "unknown");
+        keep_reason(k, after ? "TLS error after the handshake" : "handshake failed", text ? text : "unknown");
     }
     ERR_clear_error();
     return slot;
@@ -177,6 +340,14 @@ int tls_handshake(core *k, conn *c, int64_t now) {
     if (r == 1) {
         SSL_set_msg_callback(t->ssl, NULL);
         t->phase = TLS_OPEN;
+        k->stats[S_TLS_HANDSHAKES]++;
+        if (SSL_session_reused(t->ssl)) k->stats[S_TLS_RESUMED]++;
+        /* the handshake's last flight (Finished) is a small segment the server has not acknowledged yet,
+           and the request written next is small too: Nagle holds it until that ACK (Linux's Minshall
+           variant: net/ipv4/tcp_output.c, tcp_nagle_check -> tcp_minshall_check), which a server with
+           nothing to send back (a resumed TLS 1.3 handshake: no ticket before the request) delays up to
+           its delayed-ACK timeout (40 ms). wrk sets TCP_NODELAY on every socket */
+        core_nodelay(c);
         return 1;
     }
     int err = SSL_get_error(t->ssl, r);
@@ -289,6 +460,11 @@ void tls_end(core *k, conn *c) {
             shutdown(c->fd, SHUT_WR);
         }
     }
+    /* --tls-resume: a whole session stays resumable however the connection ends. SSL_free marks the
+       session of an SSL that sent no close_notify as bad (ssl/ssl_lib.c: ssl_clear_bad_session ->
+       SSL_CTX_remove_session, which sets not_resumable), and that session is the one kept in
+       k->tls_session; the flag alone says "sent" without sending anything (SSL_set_shutdown(3)) */
+    if (whole && k->tls_resume) SSL_set_shutdown(t->ssl, SSL_get_shutdown(t->ssl) | SSL_SENT_SHUTDOWN);
     ERR_clear_error();
     SSL_free(t->ssl);
     memset(t, 0, sizeof *t);

@@ -77,10 +77,12 @@ class CoreWorker:
             capacity=capacity, open_loop=plan.open_loop, staged=self.staged, io=io, max_head=MAX_HEADER_BYTES,
             tls=(plan.destinations or (plan.target,))[0].scheme == "https",
             server_name=(plan.destinations or (plan.target,))[0].host, cacert=plan.cacert,
-            insecure=plan.insecure, **request_set,
+            insecure=plan.insecure, tls_min=plan.tls_min, ciphers=plan.ciphers, ciphersuites=plan.ciphersuites,
+            tls_resume=plan.tls_resume, **request_set,
             **({"http2": plan.streams, "h2_headers": header_block(plan), "h2_body": plan.body} if plan.http2 else {}),
         )
         self.io = self.core.io
+        self.core_tls = plan.target.scheme == "https"
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
         self.hists = {name: array("q", bytes(8 * _core.HIST_LEN)) for name in ("latency", "connect", "service", "tls")}
         self.names = error_names()
@@ -158,6 +160,9 @@ class CoreWorker:
             destinations=tuple(self.core.collect_destinations()) if self.plan.destinations else (),
             # --http2: the server capped the streams below --streams
             h2_server_max_streams=self.core.h2_peer_max_streams if self.plan.http2 else 0,
+            # https: handshakes completed, and how many resumed a session (--tls-resume)
+            tls_handshakes=stats[_core.S_TLS_HANDSHAKES] if self.core_tls else None,
+            tls_resumed=stats[_core.S_TLS_RESUMED] if self.core_tls else None,
             **{name: encode_counts({values[i]: c for i, c in enumerate(counts) if c})
                for name, counts in hists.items()},
         )
