@@ -53,7 +53,7 @@ def test_killed_worker_is_reported_and_others_kept(twload_server, tmp_path):
     victim = workers[0]
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 3, stderr  # a worker lost, the others' results kept
     summary = json.loads(stdout)
     assert any("died" in failure for failure in summary["worker_failures"])
     assert summary["requests"] > 0

@@ -22,7 +22,6 @@ from twload.merge.summary import Summary
 from twload.plan import Plan
 from twload.results import RunFolder, RunFolderError, check_fresh, claim_run_dir, plan_record
 
-EXIT_WORKER_LOST = 3  # the run went on without a lost Dask worker: its numbers cover less than planned
 EXIT_STRICT = 2
 CLOCK_SKEW_WARN_S = 0.25  # the start instant is wall-clock time; a worker this far off starts visibly apart
 
@@ -105,8 +104,6 @@ def execute(plan: Plan, spec: ClusterSpec, processes_per_worker: int | None, out
                       f"were ignored (first: {malformed['first']}): someone else can reach the scheduler[/]",
                       soft_wrap=True)
     code = exit_code_for(summary)
-    if code == 0 and summary.lost_workers:
-        code = EXIT_WORKER_LOST
     if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
         code = 1
     return summary, path, code

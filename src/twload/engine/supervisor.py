@@ -463,13 +463,17 @@ def run_to_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None
 
 
 EXIT_FAILED = 1  # nothing succeeded, or --max-errors stopped the run
+EXIT_WORKER_LOST = 3  # the run went on without a lost worker: its numbers cover less than planned
 
 
 def exit_code_for(summary: Summary) -> int:
     """130 after SIGINT, 143 after SIGTERM (the shell's 128 + signal); 1 when no request got a
-    response or --max-errors stopped the run; else 0."""
+    response or --max-errors stopped the run; 3 when a worker was lost (a local worker process that
+    died or was killed, a Dask worker) and the run went on without it; else 0."""
     if summary.interrupted:
         return 128 + signal.Signals[summary.interrupted].value
     if summary.stopped_by or summary.requests == 0:
         return EXIT_FAILED
+    if summary.worker_failures or summary.lost_workers:
+        return EXIT_WORKER_LOST
     return 0

@@ -259,8 +259,8 @@ def killed_worker() -> list[Check]:
               any(f.startswith("worker 1 ") and "SIGKILL" in f for f in failures) and len(failures) == 1
               and len(after) >= 2 and all(s["requests"] > 0 for s in after)),
         Check("what both workers reported is kept, and the exit code is as documented (docs/ARCHITECTURE.md "
-              "\"Exit codes\": a lost local worker does not change it)",
-              "summary answers == the samples' sum; exit 0",
+              "\"Exit codes\": a lost worker is exit 3)",
+              "summary answers == the samples' sum; exit 3",
               f"summary {summary['requests']}, samples {sum(s['requests'] for s in samples)}; exit {code}",
-              summary["requests"] == sum(s["requests"] for s in samples) > 0 and code == 0),
+              summary["requests"] == sum(s["requests"] for s in samples) > 0 and code == 3),
     ]
