@@ -32,7 +32,7 @@ from twload.results import RunFolder, plan_record
 
 READY_TIMEOUT_S = 30.0
 FINAL_GRACE_S = 5.0  # after stop, how long workers get to send their last snapshot
-# A worker drains for at most DRAIN_S (asyncio_loop: 1 s, twice at most) after its duration; one
+# A worker drains for at most DRAIN_S (engine/core/worker.py: 1 s) after its duration; one
 # still running this long after the planned end is stuck: the watchdog kills it, the others' data
 # stays. Generous, because a kill loses the worker's unsent second: only a stuck worker gets it.
 WATCHDOG_GRACE_S = 10.0
