@@ -6,8 +6,11 @@
  * SSL_write and SSL_read take the place of send and recv, reading into the worker's one buffer.
  *
  * One SSL_CTX per worker (a core is one worker's), one SSL per open connection in k->tls (a parallel
- * array of k->capacity entries, indexed by slot). SSL_MODE_RELEASE_BUFFERS gives an idle connection's
- * record buffers back (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record).
+ * array of k->capacity entries, indexed by slot). Each SSL keeps its record buffers: with
+ * SSL_MODE_RELEASE_BUFFERS OpenSSL frees and allocates the read buffer whenever it empties
+ * (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record), once a request on
+ * keep-alive, which cost 1.12x wrk's CPU per request against nginx; kept, it is 0.99x, and an open
+ * connection holds 41 KB to wrk's 53 (benchmarks/RESULTS.md, 2026-12-06).
  * Sessions are not reused by default: each connection costs the server a full handshake, as a fleet
  * of new clients does. With --tls-resume the worker keeps the newest session the server gave (TLS 1.2:
  * its session ID or ticket at the handshake's end; TLS 1.3: the NewSessionTicket that comes after the
@@ -195,7 +198,7 @@ int tls_init(core *k, const char *host, const tls_options *o) {
        the peer verified against --cacert alone if given, else the system's store */
     char why[160];
     if (apply_options(ctx, o, why, sizeof why)) return -EPROTO;
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_info_callback(ctx, on_info);
     SSL_CTX_set_app_data(ctx, k);
