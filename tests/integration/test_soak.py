@@ -35,6 +35,7 @@ def test_two_minute_soak_keeps_its_invariants(tmp_path):
     assert checks["no_gap"]["samples"] >= 120
     assert checks["exact_counts"]["passed"], checks["exact_counts"]
     assert checks["exact_counts"]["twload"] > 0
+    assert checks["no_errors"]["passed"] and not checks["no_errors"]["errors"], checks["no_errors"]
     assert checks["rss_flat"]["passed"], (checks["rss_flat"], [r["total_kb"] for r in result["rss"]])
     assert len(result["rss"]) >= 20
     # every twload process is read: the run's own and its workers (spawned a moment after the start)
