@@ -3,6 +3,7 @@ error by name (docs/ARCHITECTURE.md "Every request one result"). Forced without 
 target that accepts and never answers, so due requests queue behind a tiny --max-connections and the
 stop comes while the queue is full."""
 
+import json
 import socket
 
 import pytest
@@ -39,7 +40,8 @@ def stalling_peer():
 
 def run(url, tmp_path, engine_io, **kw):
     engine, io = engine_io
-    plan = Plan(target=parse_target(url), url=url, engine=engine, io=io, workers=1, timeout_s=30.0, **kw)
+    kw.setdefault("timeout_s", 30.0)
+    plan = Plan(target=parse_target(url), url=url, engine=engine, io=io, workers=1, **kw)
     return run_to_folder(plan, tmp_path / "run")
 
 
@@ -65,6 +67,22 @@ def test_every_send_time_up_to_the_stop_has_a_result(stalling_peer, tmp_path, en
     assert "uncounted" not in errors and "counted_twice" not in errors
     assert set(errors) == {"abandoned_at_stop", "not_sent"}
     assert summary["requests"] + sum(errors.values()) >= 400  # send times 0 .. 0.9975 s
+
+
+@pytest.mark.parametrize("engine_io", ENGINES, ids=ENGINE_IDS)
+def test_due_requests_older_than_the_timeout_are_not_sent_during_the_run(stalling_peer, tmp_path, engine_io):
+    """A server stalled for longer than --timeout: the queue of due requests does not grow for the
+    rest of the run (it held 18 million send times after minutes of a stalled soak); those due more
+    than --timeout ago are counted not_sent as the run goes, in the seconds' samples, not at the stop."""
+    summary = run(stalling_peer.url, tmp_path, engine_io, rate=200.0, open_loop=True, duration_s=3.0,
+                  max_connections=2, timeout_s=1.0)
+    errors = summary["errors"]
+    assert "uncounted" not in errors and "counted_twice" not in errors
+    assert set(errors) <= {"not_sent", "timeout", "abandoned_at_stop"}, errors
+    assert summary["requests"] + sum(errors.values()) >= 600  # send times 0 .. 2.995 s
+    seconds = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    before_the_stop = sum(s["errors"].get("not_sent", 0) for s in seconds if s["t"] <= 2)
+    assert before_the_stop >= 100, [s["errors"] for s in seconds]  # due before t=1, dropped by t=2
 
 
 @pytest.mark.parametrize("engine_io", ENGINES, ids=ENGINE_IDS)
