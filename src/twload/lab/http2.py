@@ -22,7 +22,9 @@ RANGE_SIZE = 20
 RATE, SECONDS = 200, 3  # 200 new connections/s against 20 ports / 60 s: the wall in 0.1 s
 PLANNED = RATE * SECONDS
 STREAMS = 10  # --streams: concurrent requests a connection
-HANDFUL = 5  # connections (ports) the HTTP/2 run may use at most: the rate needs one, a stall may add some
+# --max-connections of the HTTP/2 run: the rate needs one connection, and the open loop opens another only
+# while every stream of those open is busy, which a stall of the shared machine could make for a moment
+HANDFUL = 4
 H1_PORT, H2_PORT = 80, 8080
 # one line a request: port, protocol, status (nginx's log variables)
 LOG_FORMAT = "log_format lab '$server_port $server_protocol $status'; access_log {workdir}/access.log lab;"
@@ -61,7 +63,8 @@ def http2_past_the_wall() -> list[Check]:
         target = start_server(lab, server, client)  # before any run: the probes leave no TIME_WAIT
         load = ("--rate", str(RATE), "-d", f"{SECONDS}s", "--close", "fin")
         fin, _ = twload_run(client, f"http://{server.address}:{H1_PORT}/", *load)
-        h2, _ = twload_run(client, f"http://{server.address}:{H2_PORT}/", *load, "--http2", "--streams", str(STREAMS))
+        h2, _ = twload_run(client, f"http://{server.address}:{H2_PORT}/", *load, "--http2", "--streams", str(STREAMS),
+                           "--max-connections", str(HANDFUL))
         h2_tw = time_wait(client, dport=H2_PORT)
         target.quit()
         counts = logged(target)
@@ -79,9 +82,9 @@ def http2_past_the_wall() -> list[Check]:
               fin["requests"] == RANGE_SIZE and first == RANGE_SIZE + 1 and fin_results == PLANNED,
               f"{predicted['established']} connections before the first failure",
               predicted["established"] == fin["requests"]),
-        Check(f"the same rate over HTTP/2 (h2c, --close fin, --streams {STREAMS}) on the same {RANGE_SIZE} ports: "
-              "every request answered on a handful of connections",
-              f"{PLANNED} answers, no errors; at most {HANDFUL} connections opened and as many left in TIME_WAIT, "
+        Check(f"the same rate over HTTP/2 (h2c, --close fin, --streams {STREAMS}, --max-connections {HANDFUL}) on the "
+              f"same {RANGE_SIZE} ports: every request answered on a handful of connections",
+              f"{PLANNED} answers, no errors; 1-{HANDFUL} connections opened, no more left in TIME_WAIT, "
               f"where HTTP/1.1 would hold one port a request (summary: http1_ports_needed > {RANGE_SIZE})",
               f"{h2['requests']} answers, errors {h2['errors'] or 'none'}; {h2['connections_opened']} connections, "
               f"client TIME_WAIT {h2_tw}; http1_ports_needed {h2.get('http1_ports_needed')}",
