@@ -178,8 +178,6 @@ def test_against_nginx_its_log_agrees_target_by_target(tmp_path):
 @pytest.mark.parametrize("content, extra, words", [
     ("GET http://127.0.0.1:9/a\n\nGET http://127.0.0.1:10/b\n", [],
      "--http2 with targets on 2 destinations (host:port) is not built yet"),
-    (json.dumps({"method": "GET", "url": "http://127.0.0.1:9/", "header": {"X-A": ["a\u0000b"]}}) + "\n",
-     ["--targets-format", "json"], "holds a NUL byte, which an HTTP/2 field cannot carry"),
     ("POST http://127.0.0.1:9/\n@big\n", ["--streams", "1000", "-c", "1"], "templated bodies of up to"),
 ])
 def test_what_http2_targets_refuse_is_one_line(tmp_path, content, extra, words):
