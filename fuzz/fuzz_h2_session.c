@@ -305,7 +305,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     F.blocked = -1;
 
     /* c0: close mode (server is not offered with --http2: keepalive), slots, streams; c1: requests
-       per connection and the budget; c2: a body or none, open loop, a request set */
+       per connection and the budget; c2: a body or none, open loop */
     static const int modes[4] = {CLOSE_KEEPALIVE, CLOSE_FIN, CLOSE_KEEPALIVE, CLOSE_RST};
     k->io = &fake_backend;
     k->close_mode = modes[c0 & 3];
@@ -322,7 +322,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k->capacity = capacity;
     static const char nv[] = ":method\0POST\0:scheme\0http\0:authority\0x\0:path\0/\0";
     require(h2_init(k, streams, nv, sizeof nv - 1, "body", (c2 & 1) ? 4 : 0) == 0);
-    if ((c2 >> 2) & 1)
+    if ((c2 >> 2) & 1) /* c2's third bit: a request set */
         request_set(k);
     require(core_init(k, capacity) == 0);
     core_start(k, now_ns(), capacity);
