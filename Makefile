@@ -126,7 +126,7 @@ SAN_TESTS ?= $(addprefix tests/integration/,test_bad_input.py test_close_strateg
 	test_core_ring_entries.py test_core_syscalls.py test_engines_agree_on_errors.py test_hostile_peers.py \
 	test_nginx_peer.py test_nothing_lost.py test_open_loop.py test_run_folder.py test_run_options.py \
 	test_signals.py test_time_wait_own.py test_tls_core.py test_stop_rule.py test_diagnosis.py \
-	test_tls_options.py test_http2_core.py test_targets.py)
+	test_tls_options.py test_http2_core.py test_targets.py test_http2_targets.py)
 # Left out: two tests whose counts need the client's full speed, which ASan's 2-3x slowdown
 # on a loaded machine takes away (seen once each: 714 slow requests of at most 280 after a
 # 1 s stall; 989 of 1000 scheduled requests in a 2 s open loop: the 11 missing are now counted

@@ -12,14 +12,16 @@
  * stream's timeout), stop, open-loop send times.
  *
  * Input: 3 bytes of configuration (close mode, slots 1-2, streams 1-4, requests per connection,
- * budget, a body, open loop), then operations, each one byte (what, and an argument: the slot, a flag) followed by its
+ * budget, a body, open loop, a request set of two targets, one templated, as --targets makes them),
+ * then operations, each one byte (what, and an argument: the slot, a flag) followed by its
  * data; fuzz/corpus_h2 holds one seed per situation.
  *
  * Checked after every step: the request ledger (requests taken == results + withdrawn + those still
  * owed: streams in flight, slots carrying their request to a connect, requests refused and waiting
  * for a stream), and after the abandon that nothing is owed; n_fd, n_connecting and in_flight never
  * negative, n_fd equal to the fake's open descriptors, sessions never more than open connections (none
- * after the abandon); the stats never decrease.
+ * after the abandon); the stats never decrease; with a request set, every answer counts under a target
+ * and no target counts an error the worker did not.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -192,6 +194,62 @@ static void check(const core *k, int finished)
     require(!decreased(k->stats, last_stats, S_LEN));
     memcpy(last_stats, k->stats, sizeof last_stats);
     require(k->peer_len >= -1 && k->peer_len <= (int)sizeof k->peer_bytes);
+    if (k->n_targets) { /* never collected here: the groups' rows hold the whole run */
+        int64_t answers_by_target = 0;
+        for (int g = 0; g < k->n_groups; g++)
+            answers_by_target += k->gstats[(size_t)g * G_LEN + G_REQUESTS];
+        require(answers_by_target == k->stats[S_REQUESTS]);
+        for (int e = 0; e < N_ERRORS; e++) {
+            int64_t by_target = 0;
+            for (int g = 0; g < k->n_groups; g++)
+                by_target += k->gstats[(size_t)g * G_LEN + G_ERRORS + e];
+            require(by_target <= k->stats[S_ERRORS + e]);
+        }
+    }
+}
+
+/* ---- a request set: two targets, the second templated (as engine/request_set.py compile_target_h2
+   makes them: the header block's name\0value\0 pairs, then the body) ---- */
+
+#define LIT(s) {.kind = TPL_LIT, .len = sizeof(s) - 1, .data = (s)}
+
+static void request_set(core *k)
+{
+    static const tpl_op plain[] = {
+        LIT(":method\0GET\0:scheme\0http\0:authority\0x\0:path\0/a\0x-a\0one\0x-a\0two\0"),
+    };
+    static const tpl_op templated[] = {
+        LIT(":method\0POST\0:scheme\0http\0:authority\0x\0:path\0/b/"), {.kind = TPL_SEQ},
+        LIT("?r="), {.kind = TPL_RAND, .arg = 1000}, LIT("\0x-id\0"), {.kind = TPL_UUID},
+        LIT("\0content-length\0"), {.kind = TPL_CLEN}, LIT("\0"),
+        /* the body */
+        LIT("{\"id\":"), {.kind = TPL_SEQ}, LIT(",\"w\":"), {.kind = TPL_WORKER}, LIT("}"),
+    };
+    k->targets = calloc(2, sizeof *k->targets);
+    k->order = malloc(3 * sizeof *k->order);
+    require(k->targets && k->order);
+    k->n_targets = 2;
+    k->order[0] = 0; /* weights 2 and 1 */
+    k->order[1] = 1;
+    k->order[2] = 0;
+    k->order_len = 3;
+    k->n_groups = 2;
+    k->worker = 1;
+    k->workers = 2;
+    const tpl_op *ops[2] = {plain, templated};
+    uint32_t n_ops[2] = {sizeof plain / sizeof plain[0], sizeof templated / sizeof templated[0]};
+    uint32_t body_start[2] = {1, 9};
+    for (int i = 0; i < 2; i++) {
+        req_target *t = &k->targets[i];
+        t->group = i;
+        t->n_ops = n_ops[i];
+        t->body_start = body_start[i];
+        t->ops = malloc(n_ops[i] * sizeof *t->ops); /* the literals stay in the harness's static memory */
+        require(t->ops != NULL);
+        memcpy(t->ops, ops[i], n_ops[i] * sizeof *t->ops);
+    }
+    require(core_targets_init(k) == 0);
+    require(h2_targets_init(k) == 0);
 }
 
 /* ---- the input ---- */
@@ -264,6 +322,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k->capacity = capacity;
     static const char nv[] = ":method\0POST\0:scheme\0http\0:authority\0x\0:path\0/\0";
     require(h2_init(k, streams, nv, sizeof nv - 1, "body", (c2 & 1) ? 4 : 0) == 0);
+    if ((c2 >> 2) & 1) /* c2's third bit: a request set */
+        request_set(k);
     require(core_init(k, capacity) == 0);
     core_start(k, now_ns(), capacity);
     check(k, 0);

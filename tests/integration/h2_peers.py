@@ -93,12 +93,16 @@ class H2Peer(ListeningPeer):
                                 self.requests += 1
                             state["n"] += 1
                             state["pending"].append(event.stream_id)
+                        self.on_event(event, state)
                     if self.answer(h2c, state, idle=False):
                         conn.sendall(h2c.data_to_send())
                         return
                     conn.sendall(h2c.data_to_send())
             except OSError:
                 return
+
+    def on_event(self, event: h2.events.Event, state: dict) -> None:
+        """Each event of a connection, after the counting above (`state` is the connection's)."""
 
     def on_bytes(self, conn: socket.socket, h2c, state: dict, data: bytes) -> bool:
         """Before the state machine sees `data`; True ends the connection."""
@@ -182,6 +186,9 @@ class GarbagePeer(H2Peer):
     def new_connection(self):
         return _Silent()
 
+    def on_event(self, event: h2.events.Event, state: dict) -> None:
+        """Each event of a connection, after the counting above (`state` is the connection's)."""
+
     def on_bytes(self, conn: socket.socket, h2c, state: dict, data: bytes) -> bool:
         conn.sendall(b"this is not a frame, it is garbage after the preface\r\n" * 4)
         return False
@@ -230,3 +237,33 @@ class NoStatusPeer(H2Peer):
             return
         h2c.send_headers(stream_id, [(b"content-length", b"2")])
         h2c.send_data(stream_id, b"ok", end_stream=True)
+
+
+class RecordingH2Peer(H2Peer):
+    """Answers as H2Peer and records every request in the order its HEADERS came (streams of one
+    connection in their order): (connection, its fields as (name, value) in order, pseudo-fields
+    first, and its body). The body is whole once the peer has answered (it answers after END_STREAM)."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[int, list[tuple[str, str]], bytearray]] = []
+        self.connection_index = 0
+        super().__init__()
+
+    def on_event(self, event: h2.events.Event, state: dict) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            fields = [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in event.headers]
+            if "connection" not in state:  # the connection's number, at its first request
+                with self.lock:
+                    self.connection_index += 1
+                    state["connection"] = self.connection_index
+            entry = (state["connection"], fields, bytearray())
+            state.setdefault("bodies", {})[event.stream_id] = entry[2]
+            with self.lock:
+                self.recorded.append(entry)
+        elif isinstance(event, h2.events.DataReceived):
+            state["bodies"][event.stream_id].extend(event.data)
+
+    @property
+    def requests_seen(self) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        with self.lock:
+            return [(c, fields, bytes(body)) for c, fields, body in self.recorded]

@@ -223,7 +223,7 @@ def build_plan(
         slots = max(conns for conns, _ in plan.worker_shares())
         if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
             slots = max(slots, int(max(s.target for s in plan.stages) / len(plan.worker_shares()) + 1))
-        check_buffers(request_set(plan, close_line=True), slots)
+        check_buffers(request_set(plan, close_line=True), slots, plan.streams if plan.http2 else 1)
     problem = file_limit_problem(plan, hard_file_limit())
     if problem:
         raise PlanError(problem)

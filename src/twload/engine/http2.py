@@ -7,7 +7,7 @@ from twload.engine.http1 import USER_AGENT
 from twload.plan import Plan
 
 # Connection-specific fields have no place in HTTP/2 (RFC 9113 section 8.2.2); Host becomes :authority.
-_DROPPED = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"}
+DROPPED = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host", "te"}
 
 
 def header_block(plan: Plan) -> bytes:
@@ -19,7 +19,7 @@ def header_block(plan: Plan) -> bytes:
              (":path", plan.target.path)]
     if "user-agent" not in names:
         pairs.append(("user-agent", USER_AGENT))
-    pairs.extend((name.lower(), value) for name, value in plan.headers if name.lower() not in _DROPPED)
+    pairs.extend((name.lower(), value) for name, value in plan.headers if name.lower() not in DROPPED)
     if plan.body and "content-length" not in names:
         pairs.append(("content-length", str(len(plan.body))))
     return b"".join(f"{name}\0{value}\0".encode("latin-1") for name, value in pairs)

@@ -7,6 +7,9 @@ User-Agent, the command line's -H headers whose names the target does not give, 
 headers in the file's order (a repeated name kept), Content-Length when there is a body, and on the
 last request of a connection whose strategy asks the server to close, Connection: close (as
 engine/http1.py build_request for one URL).
+
+Under --http2 a target's request is its header block as name\0value\0 pairs, then its body
+(compile_target_h2): the same fields as HTTP/2 carries them (engine/http2.py header_block for one URL).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from twload.engine.http1 import USER_AGENT
+from twload.engine.http2 import DROPPED
 from twload.plan import Plan, PlanError, split_url
 from twload.plan.targets import (
     MAX_NAMES,
@@ -50,12 +54,24 @@ class RequestSet:
     # holds their cycles one after the other, and its weight (its targets' weights added up); empty with one
     parts: tuple[tuple[int, int], ...] = ()
     dest_weights: tuple[int, ...] = ()
+    http2: bool = False  # targets compiled by compile_target_h2
 
     @property
     def render_bytes(self) -> int:
         """The most bytes one templated request renders to (0: none is templated): the core keeps a
-        buffer this large for each connection slot."""
+        buffer this large for each connection slot (HTTP/1.1; HTTP/2 renders a stream's own)."""
+        if self.http2:
+            return 0
         return max((_longest(t[5]) for t in self.targets if t[5]), default=0)
+
+    @property
+    def stream_body_bytes(self) -> int:
+        """HTTP/2: the most bytes a templated body renders to, with its length (0: none is templated): the
+        core keeps a buffer this large for each stream of each connection slot (core/h2.c bodies)."""
+        if not self.http2:
+            return 0
+        return max((4 + _longest(t[5][t[6]:]) for t in self.targets if any(op[0] != OP_LIT for op in t[5][t[6]:])),
+                   default=0)
 
 
 def destination(url: str) -> tuple[str, str, int]:
@@ -151,9 +167,19 @@ def _longest(ops: list[Op]) -> int:
     return sum(len(op[1]) if op[0] in (OP_LIT, OP_LAST_LIT) else WIDTH[op[0]] for op in ops)
 
 
-def check_buffers(made: RequestSet, slots: int) -> None:
-    """The core's render buffers for `slots` connection slots of one worker stay within its bound
-    (core.h MAX_RENDER_TOTAL), else a usage error now rather than a worker failing at its start."""
+def check_buffers(made: RequestSet, slots: int, streams: int = 1) -> None:
+    """The core's render buffers for `slots` connection slots of one worker (HTTP/2: of their `streams`
+    streams each) stay within its bound (core.h MAX_RENDER_TOTAL), else a usage error now rather than a
+    worker failing at its start."""
+    if made.http2:
+        stride = (made.stream_body_bytes + 7) // 8 * 8  # core/h2.c h2_targets_init: 8-byte entries
+        if stride * slots * streams > MAX_RENDER_TOTAL:
+            raise PlanError(f"templated bodies of up to {made.stream_body_bytes - 4:,} bytes for {slots:,} "
+                            f"connections x {streams} streams of a worker need "
+                            f"{stride * slots * streams / 2**20:.0f} MiB of buffers; at most "
+                            f"{MAX_RENDER_TOTAL >> 20} MiB: fewer connections or streams, more workers, or a "
+                            "smaller templated body")
+        return
     need = made.render_bytes * slots
     if need > MAX_RENDER_TOTAL:
         raise PlanError(f"templated requests of up to {made.render_bytes:,} bytes for {slots:,} connections of a "
@@ -204,6 +230,56 @@ def compile_target(target: RequestTarget, plan: Plan, group: int, close_line: bo
     return group, target.method == "HEAD", upgrade, b"", b"", ops, body_start
 
 
+def _no_nul(pieces: list[Piece], where: str, what: str) -> list[Piece]:
+    """HTTP/2: the core takes the header block as NUL-separated pairs, and RFC 9113 section 8.2.1
+    forbids NUL in a field value anyway."""
+    if any(isinstance(p, bytes) and b"\0" in p for p in pieces):
+        raise PlanError(f"{where}: {what} holds a NUL byte, which an HTTP/2 field cannot carry")
+    return pieces
+
+
+def compile_target_h2(target: RequestTarget, plan: Plan, group: int) -> tuple:
+    """One target as _core.Core takes it under --http2: (group, head, upgrade, b"", b"", ops, body_start),
+    its ops rendering the header block as name\0value\0 pairs, the pseudo-fields first (RFC 9113
+    section 8.3.1), names in lower case (section 8.2.2), connection-specific fields left out and Host
+    as :authority (section 8.2.2, 8.3.1), then its body; literal or templated, core/h2.c renders them."""
+    url = absolute_url(target, plan.url)
+    scheme, _, _, path = split_url(url)
+    where = target.where
+    given = {name.lower() for name, _ in target.headers}
+    headers = [(n, v) for n, v in plan.headers if n.lower() not in given] + list(target.headers)
+    names = {name.lower() for name, _ in headers}
+    body = plan.body if target.body is None else target.body
+    host = next((v for n, v in headers if n.lower() == "host"), None)
+    authority = _no_nul(_pieces(host, where, "header Host"), where, "header Host") if host is not None \
+        else [host_header(url).encode()]
+    head: list[Piece] = [f":method\0{target.method}\0:scheme\0{scheme}\0:authority\0".encode(), *authority,
+                         b"\0:path\0", *_no_nul(_pieces(path, where, "URL"), where, "URL"), b"\0"]
+    if "user-agent" not in names:
+        head.append(f"user-agent\0{USER_AGENT}\0".encode())
+    for name, value in headers:
+        if name.lower() not in DROPPED:
+            what = f"header {name}"
+            head += [f"{name.lower()}\0".encode(), *_no_nul(_pieces(value, where, what), where, what), b"\0"]
+    body_pieces = template_pieces(body, where, "body") if body else []
+    templated_body = any(not isinstance(p, bytes) for p in body_pieces)
+    if "content-length" in names and templated_body:
+        raise PlanError(f"{where}: a templated body's length varies: leave Content-Length to twload")
+    ops = _ops(head)
+    if body and "content-length" not in names:
+        if templated_body:
+            ops += [(OP_LIT, b"content-length\0", 0), (OP_CLEN, b"", 0), (OP_LIT, b"\0", 0)]
+        else:
+            ops.append((OP_LIT, f"content-length\0{len(body)}\0".encode(), 0))
+    ops = _merged(ops)
+    body_start = len(ops)
+    ops += _ops(body_pieces)
+    longest = _longest(ops)
+    if longest > MAX_RENDER:
+        raise PlanError(f"{where}: the templated request may reach {longest:,} bytes; at most {MAX_RENDER:,}")
+    return group, target.method == "HEAD", False, b"", b"", ops, body_start
+
+
 def cycle(weights: list[int]) -> array:
     """The order's cycle: target i appears weights[i] times, spread out (the j-th of w at (j + 0.5) / w
     of the way), so round-robin with weights 3 and 1 sends 0 0 1 0 rather than 0 0 0 1."""
@@ -216,6 +292,9 @@ def request_set(plan: Plan, close_line: bool) -> RequestSet:
     if len(names) > MAX_NAMES:  # plan/targets.py refuses it first
         raise PlanError(f"more than {MAX_NAMES} distinct targets")
     group = {name: i for i, name in enumerate(names)}
+    if plan.http2:  # one destination (plan.model refuses more): no Connection: close, no parts
+        compiled = [compile_target_h2(t, plan, group[t.label]) for t in plan.targets]
+        return RequestSet(compiled, cycle([t.weight for t in plan.targets]), names, http2=True)
     compiled = [compile_target(t, plan, group[t.label], close_line) for t in plan.targets]
     if not plan.destinations:
         return RequestSet(compiled, cycle([t.weight for t in plan.targets]), names)

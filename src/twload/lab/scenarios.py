@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from twload.lab import faults, topology
+from twload.lab import faults, http2, topology
 from twload.lab.check import Check
 from twload.lab.inside import counters, delta, doctor, finding, port_of, probe, sim, time_wait, twload_run
 from twload.lab.topology import Host
@@ -314,6 +314,8 @@ SCENARIOS = {s.name: s for s in (
                 faults.killed_worker, 6),
     LabScenario("dask-scale-out", "2, then 3 Dask workers in their own namespaces: the port wall moves out",
                 dask_scale_out, 60),
+    LabScenario("http2-past-the-wall", "200 requests/s, 20 ports: --close fin fails with EADDRNOTAVAIL from #21; "
+                "the same rate over HTTP/2 holds on a handful of ports (nginx h2c)", http2.http2_past_the_wall, 8),
 )}
 
 

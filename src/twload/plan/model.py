@@ -134,8 +134,9 @@ class Plan:
         if pool * self.streams > MAX_STREAM_SLOTS:
             raise PlanError(f"--streams {self.streams} x {flag} {pool} is over {MAX_STREAM_SLOTS:,} streams at once "
                             "(each takes memory in the core): lower one of them")
-        if self.targets:
-            raise PlanError("--http2 with --targets is not built yet: the core sends one request over HTTP/2")
+        if len(self.destinations) > 1:
+            raise PlanError(f"--http2 with targets on {len(self.destinations)} destinations (host:port) is not built "
+                            "yet: one destination a run over HTTP/2")
         if self.io == "uring":
             raise PlanError("--http2 runs on the epoll backend for now; use --io epoll or auto")
         if self.stages and not self.open_loop:

@@ -424,6 +424,23 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
             PyErr_NoMemory();
             goto out;
         }
+        if (k->h2) {  /* --http2: each target's header block and body as its streams send them */
+            int h = h2_targets_init(k);
+            if (h == -ENOBUFS) {
+                PyErr_Format(PyExc_ValueError, "templated bodies for %d connections x %d streams need more than "
+                             "%u MiB of buffers", capacity, http2, MAX_RENDER_TOTAL >> 20);
+                goto out;
+            }
+            if (h == -EINVAL) {
+                PyErr_SetString(PyExc_ValueError, "http2: a target that is no header block (name\\0value\\0 pairs), "
+                                "or targets on several destinations");
+                goto out;
+            }
+            if (h < 0) {
+                PyErr_NoMemory();
+                goto out;
+            }
+        }
     }
     int r = core_init(k, capacity);
     if (r < 0) {

@@ -59,24 +59,40 @@ static void record(core *k, int h, int sum_slot, int64_t ns) {
 /* https: a handshake's own time, apart from the TCP connect (H_CONNECT) */
 void core_record_tls(core *k, int64_t ns) { record(k, H_TLS, S_SUM_TLS, ns); }
 
-/* a request set: the per-target row c's request counts in (NULL: none, or no request set) */
-static int64_t *group_row(core *k, const conn *c) {
-    if (!k->n_targets || !c || c->target < 0) return NULL;
-    int g = k->targets[c->target].group;
+/* a request set: the per-target row target's requests count in (NULL: none, or no request set) */
+static int64_t *group_row_of(core *k, int32_t target) {
+    if (!k->n_targets || target < 0) return NULL;
+    int g = k->targets[target].group;
     k->gtouched[g] = 1;
     return k->gstats + (size_t)g * G_LEN;
 }
 
-static void count_error(core *k, const conn *c, int error) {
+/* an error of c's, a request's result in `target`'s row (-1: the totals only) */
+static void count_error_in(core *k, const conn *c, int32_t target, int error) {
     int i = (error > 0 && error < 256) || (error >= E_CONNECT_TIMEOUT && error < N_ERRORS) ? error : E_OTHER_ERRNO;
     k->stats[S_ERRORS + i]++;
-    int64_t *row = group_row(k, c);
+    int64_t *row = group_row_of(k, target);
     if (row) row[G_ERRORS + i]++;
     if (k->stats[S_FIRST_CONN + i] == 0) {
         uint32_t number = c && c->number ? c->number : k->attempts;
         k->stats[S_FIRST_CONN + i] = number ? number : 1;
         k->stats[S_FIRST_NS + i] = now_ns() - k->started_ns;
     }
+}
+
+static void count_error(core *k, const conn *c, int error) { count_error_in(k, c, c ? c->target : -1, error); }
+
+/* a response to a request of `target` (-1: none) in its row: status, latency (µs), histogram */
+static void group_response(core *k, int32_t target, int status, int64_t latency_ns) {
+    int64_t *row = group_row_of(k, target);
+    if (!row) return;
+    int64_t us = latency_ns / 1000;
+    row[G_REQUESTS]++;
+    row[G_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
+    row[G_SUM_LATENCY] += us;
+    if (us < 1) us = 1;
+    if (us > H_HIGHEST) us = H_HIGHEST;
+    k->ghist[(size_t)k->targets[target].group * H_LEN + (size_t)hist_index(us)]++;
 }
 
 static int take(core *k) {
@@ -106,16 +122,20 @@ static void withdraw(core *k, const conn *c) {
 int core_take(core *k) { return take(k); }
 void core_withdraw(core *k, const conn *c) { withdraw(k, c); }
 void core_count_error(core *k, const conn *c, int error) { count_error(k, c, error); }
+void core_count_stream_error(core *k, const conn *c, int32_t target, int error) {
+    count_error_in(k, c, target, error);
+}
 
 void core_count_close_error(core *k, const conn *c, int error) {
     count_error(k, c, error);
     k->stats[S_CLOSE_ERRORS]++;
 }
 
-void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t now) {
+void core_response(core *k, int32_t target, int status, int64_t intended, int64_t sent, int64_t now) {
     k->stats[S_REQUESTS]++;
     k->stats[S_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
     record(k, H_LATENCY, S_SUM_LATENCY, now - (intended ? intended : sent));
+    group_response(k, target, status, now - (intended ? intended : sent));
     if (intended) record(k, H_SERVICE, S_SUM_SERVICE, now - sent);
 }
 
@@ -592,7 +612,7 @@ int core_targets_init(core *k) {
         for (int i = 0; i < k->n_targets; i++)
             if (k->targets[i].dest != 0) return -EINVAL;
     }
-    if (cap) {
+    if (cap && !k->h2) {  /* HTTP/2 renders each stream's request itself (h2.c), not in a slot's buffer */
         if (cap * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
         k->render = malloc((size_t)cap * (size_t)k->capacity);
         if (!k->render) return -ENOMEM;
@@ -731,6 +751,13 @@ static void render(core *k, conn *c, const req_target *t, int last) {
     c->rendered_last = (uint8_t)last;
 }
 
+/* (body NULL: the body is not rendered, and *body_len says its length for the head's Content-Length) */
+void core_render_parts(core *k, const req_target *t, char *head, uint32_t *head_len, char *body, uint32_t *body_len) {
+    uint64_t seq = t->uses_seq ? k->seq_next++ * k->workers + k->worker : 0;
+    if (body) *body_len = render_ops(k, t, t->body_start, t->n_ops, body, 0, seq, 0);
+    *head_len = render_ops(k, t, 0, t->body_start, head, 0, seq, *body_len);
+}
+
 static const char *target_request(core *k, conn *c, int last, uint32_t *len) {
     if (!(c->flags & F_IN_FLIGHT)) {
         if (!c->chosen) core_choose(k, c);
@@ -844,16 +871,7 @@ static void response_done(core *k, conn *c, int surplus) {
     /* open loop: from the intended send time (free of coordinated omission); closed: from the send */
     int64_t latency = now - (c->intended ? c->intended : c->t_start);
     record(k, H_LATENCY, S_SUM_LATENCY, latency);
-    int64_t *row = group_row(k, c);
-    if (row) {  /* its target's results */
-        int64_t us = latency / 1000;
-        row[G_REQUESTS]++;
-        row[G_STATUS + (status >= 0 && status < N_STATUS ? status : 0)]++;
-        row[G_SUM_LATENCY] += us;
-        if (us < 1) us = 1;
-        if (us > H_HIGHEST) us = H_HIGHEST;
-        k->ghist[(size_t)k->targets[c->target].group * H_LEN + (size_t)hist_index(us)]++;
-    }
+    group_response(k, c->target, status, latency);  /* its target's results */
     if (c->intended) record(k, H_SERVICE, S_SUM_SERVICE, now - c->t_start);
     c->completed++;
     c->intended = 0;

@@ -341,9 +341,12 @@ void core_fail(core *k, conn *c, int error);
 int core_take(core *k);                       /* a request from the budget (1), or none */
 void core_withdraw(core *k, const conn *c);   /* a request taken and never written leaves the run */
 void core_count_error(core *k, const conn *c, int error); /* a request's result by name */
+/* the same for a stream's request: in `target`'s per-target row (-1: the totals only) */
+void core_count_stream_error(core *k, const conn *c, int32_t target, int error);
 void core_count_close_error(core *k, const conn *c, int error); /* by name, outside the ledger */
-/* a response: its status and latency (from `intended` in the open loop, else from `sent`) */
-void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t now);
+/* a response to a request of `target` (-1: none): its status and latency (from `intended` in the open
+   loop, else from `sent`), also in the target's per-target row */
+void core_response(core *k, int32_t target, int status, int64_t intended, int64_t sent, int64_t now);
 int64_t core_next_due(core *k);               /* open loop: the oldest due send time, taken (0: none due) */
 void core_close_error(core *k, conn *c, int error); /* after a counted response: the close went wrong, or bytes nobody asked for */
 void core_closed(core *k, conn *c);           /* after the backend closed c's fd */
@@ -355,6 +358,10 @@ const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len
 int core_targets_init(core *k);               /* after targets, order, groups are set: sizes, buffers (0, -errno) */
 void core_targets_fini(core *k);
 void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
+/* a request set's target rendered for one request outside any slot's buffer (HTTP/2: a stream's):
+   its body into body (t->body_max bytes at most; NULL: not rendered, *body_len given), its head into
+   head (t->head_max), each's length */
+void core_render_parts(core *k, const req_target *t, char *head, uint32_t *head_len, char *body, uint32_t *body_len);
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */
 int core_rendered(const core *k, const char *req); /* req points into a slot's render buffer */
 void core_render_free(core *k, conn *c);      /* io_uring: c's render_sends reached 0: a waiting slot goes on */

@@ -18,6 +18,15 @@
  * Each stream is an entry of its connection's table (H2_MAX_STREAMS bound, `limit` entries used), found
  * by its stream user data; nghttp2's callbacks only record, and nothing closes a connection while
  * nghttp2 is inside mem_recv or mem_send.
+ *
+ * A request set (--targets, k->n_targets > 0): each stream takes the next target of the order
+ * (core_choose), the slot's first one the target chosen for it before the connect. A target's ops
+ * (engine/request_set.py compile_target_h2) render its header block as name\0value\0 pairs and its
+ * body: a target without templated values once, at the start (its pairs point into that rendering,
+ * as the one request's do); a templated one per stream, its pairs copied by nghttp2 at submission
+ * and its body kept in the stream's entry of `bodies` until nghttp2 has read it all. A stream's
+ * result counts in its target's per-target row. A request given back (never written, or refused by
+ * a GOAWAY) goes on with the next target of the order, not its own.
  */
 #define _GNU_SOURCE
 #include "h2.h"
@@ -37,6 +46,7 @@ typedef struct h2_stream {
     uint8_t settled;    /* its result is counted already (timeout): its close only frees it */
     uint32_t rst;       /* RST_STREAM code received + 1 (0: none) */
     uint32_t body_off;  /* bytes of the request's body handed to nghttp2 */
+    int32_t target;     /* a request set: its request's target (-1: the one request) */
     int64_t t_sent;     /* submitted, then when its HEADERS went out: the latency's start */
     int64_t intended;   /* open loop: when it was due (0: closed loop) */
 } h2_stream;
@@ -60,6 +70,16 @@ typedef struct h2_conn {
     uint32_t closed;     /* streams closed so far (pump: did a write close some?) */
 } h2_conn;
 
+/* a request set's target (core.h req_target) as HTTP/2 sends it */
+typedef struct h2_target {
+    nghttp2_nv *nv;       /* not templated: its header block's pairs, pointing into mem */
+    size_t n_nv;          /* its pairs (templated: in each rendering) */
+    char *mem;            /* not templated: its header block, then its body, rendered once */
+    const char *body;     /* a body without templated values: its bytes (in mem) */
+    uint32_t body_len;
+    uint8_t head_tpl, body_tpl; /* the header block / the body has templated values */
+} h2_target;
+
 typedef struct h2_state {
     int streams;          /* --streams */
     nghttp2_nv *nv;
@@ -78,6 +98,16 @@ typedef struct h2_state {
     int n_live;
     nghttp2_session_callbacks *cbs;
     nghttp2_option *opt;
+    /* a request set (h2_targets_init): each target's form, where a templated header block is rendered
+       (head_cap bytes) and its pairs found (nv_cap), and each stream entry's templated body (at
+       body_stride bytes an entry of stream_mem: its length, then its bytes) */
+    h2_target *targets;
+    int n_targets;
+    char *head_buf;
+    nghttp2_nv *nv_buf;
+    size_t nv_cap;
+    char *bodies;
+    size_t body_stride;
 } h2_state;
 
 static h2_conn *of(core *k, const conn *c) { return &k->h2_state->conns[c - k->conns]; }
@@ -224,16 +254,37 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
     } else {
         settle(h, s);
         if (s->rst) {
-            core_count_error(k, h->c, code_slot(E_H2_RST, s->rst - 1));
+            core_count_stream_error(k, h->c, s->target, code_slot(E_H2_RST, s->rst - 1));
         } else if (error_code != NGHTTP2_NO_ERROR || !s->status) {
-            core_count_error(k, h->c, E_H2_PROTOCOL);  /* nghttp2 reset it: the response broke the protocol */
+            /* nghttp2 reset it: the response broke the protocol */
+            core_count_stream_error(k, h->c, s->target, E_H2_PROTOCOL);
         } else {
-            core_response(k, s->status, s->intended, s->t_sent, now_ns());
+            core_response(k, s->target, s->status, s->intended, s->t_sent, now_ns());
         }
     }
     release(h, s);
     h->closed++;
     return 0;
+}
+
+/* the body of s's request: the one request's, its target's, or its own rendering (templated) */
+static void stream_body(const h2_state *st, const h2_stream *s, const char **body, size_t *len) {
+    if (s->target < 0) {
+        *body = st->body;
+        *len = st->body_len;
+        return;
+    }
+    const h2_target *t = &st->targets[s->target];
+    if (!t->body_tpl) {
+        *body = t->body;
+        *len = t->body_len;
+        return;
+    }
+    const char *at = st->bodies + (size_t)(s - st->stream_mem) * st->body_stride;
+    uint32_t n;
+    memcpy(&n, at, sizeof n);
+    *body = at + sizeof n;
+    *len = n;
 }
 
 static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length, uint32_t *data_flags,
@@ -242,11 +293,14 @@ static ssize_t read_body(nghttp2_session *session, int32_t id, uint8_t *buf, siz
     (void)id;
     h2_state *st = ((h2_conn *)user_data)->k->h2_state;
     h2_stream *s = source->ptr;  /* the stream's entry: where its body has got to */
+    const char *body;
+    size_t body_len;
+    stream_body(st, s, &body, &body_len);
     size_t done = s->body_off;
-    size_t n = st->body_len - done < length ? st->body_len - done : length;
-    memcpy(buf, st->body + done, n);
+    size_t n = body_len - done < length ? body_len - done : length;
+    memcpy(buf, body + done, n);
     s->body_off = (uint32_t)(done + n);
-    if (done + n == st->body_len) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (done + n == body_len) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
 
@@ -301,6 +355,95 @@ int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *bod
     return 0;
 }
 
+/* name\0value\0 pairs of len bytes at p as nghttp2_nv (at most cap of them, with flags); how many */
+static size_t pairs_of(const char *p, size_t len, nghttp2_nv *nv, size_t cap, uint8_t flags) {
+    const char *end = p + len;
+    size_t n = 0;
+    while (n < cap && p < end) {
+        const char *name_end = memchr(p, 0, (size_t)(end - p));
+        if (!name_end) break;
+        const char *value = name_end + 1;
+        const char *value_end = memchr(value, 0, (size_t)(end - value));
+        if (!value_end) break;
+        nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)value, (size_t)(name_end - p), (size_t)(value_end - value),
+                               flags};
+        p = value_end + 1;
+    }
+    return n;
+}
+
+/* the literal ops [from, to) of t into out (their bytes; templated ones are left out) */
+static size_t literals(const req_target *t, uint32_t from, uint32_t to, char *out) {
+    size_t n = 0;
+    for (uint32_t j = from; j < to; j++)
+        if (t->ops[j].kind == TPL_LIT) {
+            if (out) memcpy(out + n, t->ops[j].data, t->ops[j].len);
+            n += t->ops[j].len;
+        }
+    return n;
+}
+
+int h2_targets_init(core *k) {
+    h2_state *st = k->h2_state;
+    if (!st || k->n_targets < 1 || k->n_dests > 1) return -EINVAL;
+    st->targets = calloc((size_t)k->n_targets, sizeof *st->targets);
+    if (!st->targets) return -ENOMEM;
+    st->n_targets = k->n_targets;
+    uint32_t head_cap = 0;
+    size_t stride = 0;
+    for (int i = 0; i < k->n_targets; i++) {
+        const req_target *t = &k->targets[i];
+        h2_target *ht = &st->targets[i];
+        size_t zeros = 0;
+        for (uint32_t j = 0; j < t->n_ops; j++) {
+            const tpl_op *op = &t->ops[j];
+            if (op->kind == TPL_LAST_LIT) return -EINVAL;  /* no Connection: close in HTTP/2 */
+            if (op->kind != TPL_LIT) *(j < t->body_start ? &ht->head_tpl : &ht->body_tpl) = 1;
+            else if (j < t->body_start)
+                for (uint32_t b = 0; b < op->len; b++) zeros += op->data[b] == 0;
+        }
+        /* the header block: pairs, each ending in a NUL (a templated value renders none), the last
+           op a literal that ends the last value */
+        const tpl_op *last = t->body_start ? &t->ops[t->body_start - 1] : NULL;
+        if (!last || last->kind != TPL_LIT || !last->len || last->data[last->len - 1] != 0 || !zeros || zeros % 2)
+            return -EINVAL;
+        ht->n_nv = zeros / 2;
+        if (ht->body_tpl) ht->head_tpl = 1;  /* its Content-Length is the rendered body's */
+        size_t head = literals(t, 0, t->body_start, NULL), body = literals(t, t->body_start, t->n_ops, NULL);
+        ht->mem = malloc(head + body + 1);
+        if (!ht->mem) return -ENOMEM;
+        literals(t, t->body_start, t->n_ops, ht->mem + head);
+        ht->body = ht->mem + head;
+        ht->body_len = (uint32_t)body;  /* t->body_max bounds it: at most MAX_RENDER */
+        if (ht->head_tpl) {
+            if (t->head_max > head_cap) head_cap = t->head_max;
+            if (ht->n_nv > st->nv_cap) st->nv_cap = ht->n_nv;
+            if (ht->body_tpl && sizeof(uint32_t) + t->body_max > stride) stride = sizeof(uint32_t) + t->body_max;
+            continue;
+        }
+        literals(t, 0, t->body_start, ht->mem);
+        ht->nv = calloc(ht->n_nv, sizeof *ht->nv);
+        if (!ht->nv) return -ENOMEM;
+        if (pairs_of(ht->mem, head, ht->nv, ht->n_nv, NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE) !=
+            ht->n_nv)
+            return -EINVAL;
+    }
+    if (head_cap) {
+        st->head_buf = malloc(head_cap);
+        st->nv_buf = calloc(st->nv_cap, sizeof *st->nv_buf);
+        if (!st->head_buf || !st->nv_buf) return -ENOMEM;
+    }
+    if (stride) {  /* a templated body for each stream entry, bounded as HTTP/1.1's render buffers */
+        stride = (stride + 7) & ~(size_t)7;
+        size_t entries = (size_t)k->capacity * (size_t)st->streams;
+        if (entries > MAX_RENDER_TOTAL / stride) return -ENOBUFS;
+        st->bodies = malloc(entries * stride);
+        if (!st->bodies) return -ENOMEM;
+        st->body_stride = stride;
+    }
+    return 0;
+}
+
 void h2_fini(core *k) {
     h2_state *st = k->h2_state;
     if (!st) return;
@@ -311,6 +454,15 @@ void h2_fini(core *k) {
         }
     if (st->cbs) nghttp2_session_callbacks_del(st->cbs);
     if (st->opt) nghttp2_option_del(st->opt);
+    if (st->targets)
+        for (int i = 0; i < st->n_targets; i++) {
+            free(st->targets[i].nv);
+            free(st->targets[i].mem);
+        }
+    free(st->targets);
+    free(st->head_buf);
+    free(st->nv_buf);
+    free(st->bodies);
     free(st->nv_mem);
     free(st->nv);
     free(st->body);
@@ -326,8 +478,45 @@ void h2_fini(core *k) {
 
 /* ---- streams ---- */
 
-/* one more stream on c for a request already taken; 0, or -1 when nghttp2 refused it */
-static int submit(core *k, h2_conn *h, int64_t intended) {
+/* a request set: the target of the next stream on c, and nobody's on c from now on (what c counts
+   later, outside a stream, goes to the totals alone); the slot's first stream takes the target chosen
+   for its request before the connect (core_connect_failed counted that request's errors there) */
+static int32_t next_target(core *k, conn *c) {
+    if (!k->n_targets) return -1;
+    if (!c->chosen) core_choose(k, c);
+    int32_t target = c->target;
+    c->chosen = 0;
+    c->target = -1;
+    return target;
+}
+
+/* s's request of `target`: its header block's pairs (*nv, *n_nv) and its body's length; a templated
+   target rendered now (the pairs in head_buf, for nghttp2 to copy; the body in s's entry of bodies).
+   -1 when the rendering is not the pairs h2_targets_init counted (cannot be: the core renders no NUL) */
+static int stream_request(core *k, h2_state *st, h2_stream *s, int32_t target, const nghttp2_nv **nv, size_t *n_nv,
+                          size_t *body_len) {
+    const h2_target *t = &st->targets[target];
+    if (!t->head_tpl) {
+        *nv = t->nv;
+        *n_nv = t->n_nv;
+        *body_len = t->body_len;
+        return 0;
+    }
+    uint32_t head_len, len = t->body_len;
+    char *body = NULL;
+    if (t->body_tpl) body = st->bodies + (size_t)(s - st->stream_mem) * st->body_stride + sizeof len;
+    core_render_parts(k, &k->targets[target], st->head_buf, &head_len, body, &len);
+    if (body) memcpy(body - sizeof len, &len, sizeof len);
+    if (pairs_of(st->head_buf, head_len, st->nv_buf, st->nv_cap, NGHTTP2_NV_FLAG_NONE) != t->n_nv) return -1;
+    *nv = st->nv_buf;
+    *n_nv = t->n_nv;
+    *body_len = len;
+    return 0;
+}
+
+/* one more stream on c for a request already taken (of `target`, -1: the one request); 0, or -1 when
+   nghttp2 refused it */
+static int submit(core *k, h2_conn *h, int64_t intended, int32_t target) {
     h2_state *st = k->h2_state;
     h2_stream *s = NULL;
     for (int i = 0; i < st->streams; i++)
@@ -336,8 +525,12 @@ static int submit(core *k, h2_conn *h, int64_t intended) {
             break;
         }
     if (!s) return -1;  /* cannot be: n_active < limit <= streams */
+    const nghttp2_nv *nv = st->nv;
+    size_t n_nv = st->n_nv, body_len = st->body_len;
+    if (target >= 0 && stream_request(k, st, s, target, &nv, &n_nv, &body_len) < 0) return -1;
+    s->target = target;
     nghttp2_data_provider body = {.source.ptr = s, .read_callback = read_body};
-    int32_t id = nghttp2_submit_request(h->session, NULL, st->nv, st->n_nv, st->body_len ? &body : NULL, s);
+    int32_t id = nghttp2_submit_request(h->session, NULL, nv, n_nv, body_len ? &body : NULL, s);
     if (id < 0) return -1;
     s->id = id;
     s->t_sent = now_ns();
@@ -362,7 +555,7 @@ static int room(core *k, const h2_conn *h) {
 static int refill(core *k, conn *c, h2_conn *h) {
     h2_state *st = k->h2_state;
     if (c->flags & F_HAS_REQUEST) {  /* the slot's request, taken before the connect */
-        if (submit(k, h, c->intended) < 0) return 0;
+        if (submit(k, h, c->intended, next_target(k, c)) < 0) return 0;
         c->flags &= (uint16_t)~F_HAS_REQUEST;
         c->intended = 0;
     }
@@ -376,7 +569,7 @@ static int refill(core *k, conn *c, h2_conn *h) {
         } else if (!core_take(k)) {
             return 1;
         }
-        if (submit(k, h, intended) < 0) {
+        if (submit(k, h, intended, next_target(k, c)) < 0) {
             give_back(k, c, intended);  /* taken: the next stream's */
             return 0;
         }
@@ -422,7 +615,7 @@ static void settle_all(core *k, h2_conn *h, int error) {
                 give_back(k, h->c, s->intended);
             } else {
                 settle(h, s);
-                core_count_error(k, h->c, error);
+                core_count_stream_error(k, h->c, s->target, error);
             }
         }
         memset(s, 0, sizeof *s);
@@ -532,7 +725,7 @@ static void hook_sweep(core *k, conn *c, int64_t now) {
         h2_stream *s = &h->streams[i];
         if (!s->id || s->settled || now - s->t_sent <= k->timeout_ns) continue;
         settle(h, s);
-        core_count_error(k, c, E_TIMEOUT);
+        core_count_stream_error(k, c, s->target, E_TIMEOUT);
         nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
         cancelled = 1;
     }

@@ -16,6 +16,11 @@
 /* 0, -ENOMEM, -EINVAL. `nv` is the request's header block as name\0value\0 pairs (pseudo-headers
    first, names in lower case), `nv_len` bytes; `body` its body (may be empty). */
 int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *body, size_t body_len);
+/* A request set (--targets, after core_targets_init): each target's header block and body as streams
+   send them (ops rendering name\0value\0 pairs, then the body). 0, -ENOMEM, -EINVAL (a target that is
+   no header block, several destinations), -ENOBUFS (templated bodies of every stream past
+   MAX_RENDER_TOTAL). */
+int h2_targets_init(core *k);
 void h2_fini(core *k);
 
 /* The backend's side: what to write on c now (len 0: nothing; NULL: the session failed, and c is
