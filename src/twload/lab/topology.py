@@ -326,13 +326,9 @@ class NginxProcess:
 
     def quit(self) -> None:
         """Graceful stop (SIGQUIT): nginx finishes the requests it read, logs them, closes its listener."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from twload.lab.nginx import quit_gracefully
+
+        quit_gracefully(self.proc)
 
 
 def start_nginx(lab: Lab, host: Host, server: str, http: str = "access_log off;",
