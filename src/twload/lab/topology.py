@@ -335,11 +335,11 @@ def start_nginx(lab: Lab, host: Host, server: str, http: str = "access_log off;"
                 again: NginxProcess | None = None) -> NginxProcess:
     """nginx in `host`'s namespace with `server` as its server block; `again`: the same config restarted
     (its access log goes on). The caller waits for its port (wait_listening)."""
-    from twload.lab.nginx import find_nginx, nginx_config
+    from twload.lab.nginx import NOT_INSTALLED, find_nginx, nginx_config
 
     nginx = find_nginx()
     if nginx is None:
-        raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
+        raise LabError(NOT_INSTALLED)
     if again is None:
         workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
         with open(f"{workdir}/nginx.conf", "w") as fh:
