@@ -79,17 +79,20 @@ $(FUZZER): fuzz/fuzz_http1_parse.c $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_p
 	mkdir -p $(FUZZ_BUILD)
 	clang $(FUZZ_CFLAGS) fuzz/fuzz_http1_parse.c $(CORE_DIR)/http1_parse.c -o $@
 
-# core.c needs libc only: no Python, no sockets (the harness's fake backend makes none)
-$(CORE_FUZZER): fuzz/fuzz_core_conn.c $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
+# The fake backend both core harnesses run the core over (fuzz/fake_backend.c: no sockets, no I/O).
+FAKE_BACKEND  := fuzz/fake_backend.c fuzz/fake_backend.h
+
+# core.c needs libc only: no Python, no sockets (the fake backend makes none)
+$(CORE_FUZZER): fuzz/fuzz_core_conn.c $(FAKE_BACKEND) $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
 	mkdir -p $(FUZZ_BUILD)
-	clang $(FUZZ_CFLAGS) fuzz/fuzz_core_conn.c $(CORE_DIR)/core.c $(CORE_DIR)/http1_parse.c -o $@
+	clang $(FUZZ_CFLAGS) fuzz/fuzz_core_conn.c fuzz/fake_backend.c $(CORE_DIR)/core.c $(CORE_DIR)/http1_parse.c -o $@
 
 # HTTP/2: nghttp2's client session fed fuzzed server bytes through the core's callbacks
-# (fuzz/fuzz_h2_session.c, its own fake backend), FUZZ_H2_SECONDS, seeded from fuzz/corpus_h2.
+# (fuzz/fuzz_h2_session.c, over the same fake backend), FUZZ_H2_SECONDS, seeded from fuzz/corpus_h2.
 # libnghttp2 itself is the system's, not instrumented: the harness checks h2.c and core.c around it.
-$(H2_FUZZER): fuzz/fuzz_h2_session.c $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CORE_DIR)/h2.c $(CORE_DIR)/h2.h $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
+$(H2_FUZZER): fuzz/fuzz_h2_session.c $(FAKE_BACKEND) $(CORE_DIR)/core.c $(CORE_DIR)/core.h $(CORE_DIR)/h2.c $(CORE_DIR)/h2.h $(CORE_DIR)/http1_parse.c $(CORE_DIR)/http1_parse.h
 	mkdir -p $(FUZZ_BUILD)
-	clang $(FUZZ_CFLAGS) fuzz/fuzz_h2_session.c $(CORE_DIR)/core.c $(CORE_DIR)/h2.c $(CORE_DIR)/http1_parse.c -lnghttp2 -o $@
+	clang $(FUZZ_CFLAGS) fuzz/fuzz_h2_session.c fuzz/fake_backend.c $(CORE_DIR)/core.c $(CORE_DIR)/h2.c $(CORE_DIR)/http1_parse.c -lnghttp2 -o $@
 
 fuzz: debs fuzz-parse fuzz-core fuzz-h2
 

@@ -31,8 +31,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,14 +38,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from twload.lab.nginx import find_nginx, nginx_config
+from twload.lab.nginx import LocalNginx, NginxError, nginx_config
 from twload.metrics import new_histogram, percentiles_us
 from twload.report.numbers import read_interval_log
 
 TWLOAD = [sys.executable, "-m", "twload"]
 # nginx on CPU 1, twload (one worker) on CPU 0, as the other benchmarks: unpinned, the two share both
 # cores and the capacity measured first is not what the open loop then meets.
-PIN_SERVER, PIN_GEN = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+SERVER_CPU, PIN_GEN = "1", ["taskset", "-c", "0"]
 GEN_ARGS = ["-w", "1"]
 # The open loop opens a connection for each request due while the others are busy; past a hiccup on a
 # busy host it would open thousands, and nginx with thousands of connections serves fewer: a spiral.
@@ -59,65 +57,37 @@ BASELINE = (1 / 12, 1 / 4)  # minutes 5-15 of an hour
 LAST = 1 / 6  # the last 10 minutes of an hour
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Nginx:
+class Nginx(LocalNginx):
     """A local nginx that logs one short line ($status) per request: an hour at tens of thousands of
     requests a second stays a few hundred MB. Buffered (64 KB, flushed every second); its graceful
     stop writes what is left."""
 
     def __init__(self) -> None:
-        nginx = find_nginx()
-        if nginx is None:
-            sys.exit("soak: nginx is not installed (Debian package nginx; `make test` installs it as root)")
-        self.dir = Path(tempfile.mkdtemp(prefix="twload-soak-nginx-"))
-        self.port = free_port()
+        super().__init__("twload-soak-nginx-")
         self.log = self.dir / "access.log"
-        (self.dir / "nginx.conf").write_text(nginx_config(
-            str(self.dir), workers=1, connections=20000, main="worker_rlimit_nofile 40000;", error_level="crit",
-            http=f"log_format soak '$status'; access_log {self.log} soak buffer=64k flush=1s; "
-                 "keepalive_requests 1000000000;",
-            server=f"listen 127.0.0.1:{self.port} reuseport backlog=8192; "
-                   'location / { return 200 "hello from nginx\\n"; }'))
-        self.proc = subprocess.Popen([*PIN_SERVER, nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    said = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                    sys.exit(f"soak: nginx did not start: {said}")
-                time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}/"
+        try:
+            self.start(nginx_config(
+                str(self.dir), workers=1, connections=20000, main="worker_rlimit_nofile 40000;", error_level="crit",
+                http=f"log_format soak '$status'; access_log {self.log} soak buffer=64k flush=1s; "
+                     "keepalive_requests 1000000000;",
+                server=f"listen 127.0.0.1:{self.port} reuseport backlog=8192; "
+                       'location / { return 200 "hello from nginx\\n"; }'),
+                cpus=SERVER_CPU)
+        except NginxError as e:
+            sys.exit(f"soak: {e}")
 
     def lines(self) -> int:
-        """Lines logged so far; nginx is reloaded-free, so a graceful stop (stop()) flushes the rest."""
+        """Lines logged so far; nginx is reloaded-free, so a graceful stop (quit_and_count()) flushes the rest."""
         try:
             with open(self.log, "rb") as fh:
                 return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
         except FileNotFoundError:
             return 0
 
-    def stop(self) -> int:
+    def quit_and_count(self) -> int:
         """Graceful stop (it writes every buffered line); the lines logged in all."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self.quit(timeout_s=30)
         return self.lines()
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def run_json(args: list[str], timeout: float) -> dict:
@@ -231,9 +201,9 @@ def soak(minutes: float, rss_every: float, fraction: float, capacity_s: float, f
         if not stdout.strip():
             sys.exit(f"soak: the soak run failed (exit {proc.returncode}): {stderr.strip()[-600:]}")
         summary = json.loads(stdout)
-        logged = nginx.stop() - before
+        logged = nginx.quit_and_count() - before
     finally:
-        nginx.stop()
+        nginx.quit(timeout_s=30)
         nginx.remove()
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     ts = [s["t"] for s in samples]

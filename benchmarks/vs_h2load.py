@@ -19,25 +19,16 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from twload.lab.nginx import find_nginx, nginx_config
+from twload.lab.nginx import LocalNginx, find_nginx, nginx_config
 
 TWLOAD = [sys.executable, "-m", "twload"]
 PIN_GEN, PIN_SERVER = ["taskset", "-c", "0"], "1"
 CASES = ((10, 10), (50, 1))  # (connections, streams per connection)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def certificate(folder: Path) -> tuple[Path, Path, Path]:
@@ -52,35 +43,16 @@ def certificate(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "cert.pem", folder / "key.pem", folder / "ca.pem"
 
 
-class Nginx:
+class Nginx(LocalNginx):
     def __init__(self, tls: tuple[Path, Path] | None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-h2-"))
-        self.port = free_port()
+        super().__init__("twload-bench-h2-")
         ssl = f" ssl; ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}" if tls else ""
-        (self.dir / "nginx.conf").write_text(nginx_config(
+        self.start(nginx_config(
             str(self.dir), workers=1, connections=30000, http="access_log off; keepalive_requests 100000000;",
             error_level="crit",
             server=f"listen 127.0.0.1:{self.port} reuseport backlog=8192 http2{ssl}; "
-                   'location / { return 200 "hello from nginx\\n"; }'))
-        conf = str(self.dir / "nginx.conf")
-        self.proc = subprocess.Popen(["taskset", "-c", PIN_SERVER, find_nginx() or "nginx", "-p", str(self.dir),
-                                      "-c", conf])
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+                   'location / { return 200 "hello from nginx\\n"; }'), scheme="https" if tls else "http",
+            cpus=PIN_SERVER)
 
 
 def timed(cmd: list[str]) -> tuple[str, float]:

@@ -35,14 +35,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from twload.lab.nginx import find_nginx, nginx_config
+from twload.lab.nginx import LocalNginx, nginx_config
 
 TWLOAD = [sys.executable, "-m", "twload"]
 TWLOAD_ENGINES = {"core-epoll": ("core", "epoll"), "core-uring": ("core", "uring")}
@@ -54,12 +53,6 @@ def uring_available() -> bool:
     return core.uring_available()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rsa_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed RSA 2048 certificate for 127.0.0.1 (the clients run with -k, as wrk, which verifies nothing)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
@@ -69,39 +62,20 @@ def rsa_certificate(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class Nginx:
+class Nginx(LocalNginx):
     def __init__(self, workers: int, cpus: str | None, tls: bool = False, tickets: bool = False) -> None:
         """tls: session cache off; tickets: the only way left to resume, on or off."""
-        self.dir = Path(tempfile.mkdtemp(prefix="twload-bench-nginx-"))
-        self.port = free_port()
+        super().__init__("twload-bench-nginx-")
         listen = f"listen 127.0.0.1:{self.port} reuseport backlog=8192"
         if tls:
             cert, key = rsa_certificate(self.dir)
             listen += (f" ssl; ssl_certificate {cert}; ssl_certificate_key {key}; ssl_session_cache off;"
                        f" ssl_session_tickets {'on' if tickets else 'off'}")
-        (self.dir / "nginx.conf").write_text(nginx_config(
+        self.start(nginx_config(
             str(self.dir), workers=workers, connections=30000, main="worker_rlimit_nofile 40000;",
             http="access_log off; keepalive_requests 1000000;", error_level="crit",
             server=f"{listen}; "
-                   'location / { return 200 "hello from nginx\\n"; }'))
-        pin = ["taskset", "-c", cpus] if cpus else []
-        conf = str(self.dir / "nginx.conf")
-        self.proc = subprocess.Popen([*pin, find_nginx() or "nginx", "-p", str(self.dir), "-c", conf])
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+                   'location / { return 200 "hello from nginx\\n"; }'), scheme="https" if tls else "http", cpus=cpus)
 
 
 def timed(cmd: list[str]) -> tuple[str, float]:

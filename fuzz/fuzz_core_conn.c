@@ -1,11 +1,9 @@
 /* libFuzzer harness for the core's connection state machine (src/twload/engine/core/core.c).
  *
  * Build: clang -fsanitize=fuzzer,address,undefined with core.c and http1_parse.c, nothing else
- * (see `make fuzz`): core.c needs only libc, so no Python and no seam. The backend is a fake
- * defined here: it makes no socket and does no I/O, it only records what the core asks of it
- * (sockets, connects, sends, closes) and hands out fake descriptors that no system call ever
- * sees (sets_linger says it sets SO_LINGER itself, and it never calls core_nodelay). The
- * harness plays both the kernel and the server, as loop_epoll.c would report them: a socket
+ * (see `make fuzz`): core.c needs only libc, so no Python and no seam. The backend is the fake of
+ * fuzz/fake_backend.c: it makes no socket and does no I/O, it only records what the core asks of
+ * it; its writes are this harness's fake_send. The harness plays both the kernel and the server, as loop_epoll.c would report them: a socket
  * made or refused, a connect done or refused, a request written whole or in parts, bytes
  * read (cut wherever the input says, including bytes nobody asked for), EOF, a reset, time
  * passing (timeouts, backoff), stop, fewer or more connections, open-loop send times.
@@ -39,74 +37,25 @@
 #include <string.h>
 
 #include "core.h"
+#include "fake_backend.h"
 
 #define MAX_CAPACITY 3
-#define TIMEOUT_NS 1000000000LL
-#define FAKE_FD_BASE 1000000000 /* far above any real descriptor: never one of ours */
+#if MAX_CAPACITY > FAKE_SLOTS
+#error "the fake backend records FAKE_SLOTS slots"
+#endif
 
-/* A broken invariant: which one, then abort (libFuzzer saves the input). */
-#define require(ok)                                                                               \
-    do {                                                                                          \
-        if (!(ok)) {                                                                              \
-            fprintf(stderr, "fuzz_core_conn.c:%d: invariant broken: %s\n", __LINE__, #ok);        \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+/* ---- how the fake writes, and what it saw written ---- */
 
-/* ---- the fake backend: records only ---- */
-
-typedef struct fake {
-    int open_fd[MAX_CAPACITY];     /* the fake descriptor each slot holds (-1: none) */
-    int next_fd;
-    uint32_t socket_gen[MAX_CAPACITY]; /* a socket asked for (the conn's gen + 1; 0: none) */
-    uint32_t connect_gen[MAX_CAPACITY];
-    uint32_t send_gen[MAX_CAPACITY];
+typedef struct writes {
     int deferred_sends;  /* io_uring-like: a send completes at a later write operation */
     int partial_writes;  /* the first write of a request takes half of it */
     uint64_t begun;      /* requests whose first byte went out (core_begin) */
     uint32_t begun_on[MAX_CAPACITY]; /* ... on the slot's current connection */
     uint32_t gen_of[MAX_CAPACITY];   /* the connection begun_on counts for */
-} fake;
+} writes;
 
-static fake F;
+static writes F;
 
-static int slot(const core *k, const conn *c)
-{
-    return (int)(c - k->conns);
-}
-
-static int fk_init(core *k)
-{
-    k->io_state = &F;
-    return 0;
-}
-
-static void fk_fini(core *k)
-{
-    k->io_state = NULL;
-}
-
-static int fk_socket(core *k, conn *c)
-{
-    F.socket_gen[slot(k, c)] = c->gen + 1;
-    return 0;
-}
-
-static int fk_sets_linger(core *k)
-{
-    (void)k;
-    return 1;
-}
-
-static int fk_open(core *k, conn *c)
-{
-    int i = slot(k, c);
-    require(c->fd >= FAKE_FD_BASE && F.open_fd[i] == c->fd);
-    F.connect_gen[i] = c->gen + 1;
-    return 0;
-}
-
-/* Write n bytes of c's request (all that is left if n is 0), as write_request() in loop_epoll.c. */
 /* a request set: the request about to be written is one whole head, its Content-Length its body's
    length, and Connection: close exactly on a connection's last request under --close server */
 static void check_request(const core *k, const conn *c, const char *req, uint32_t len)
@@ -124,9 +73,10 @@ static void check_request(const core *k, const conn *c, const char *req, uint32_
     require((memmem(req, head, close, sizeof close - 1) != NULL) == (last && k->close_mode == CLOSE_SERVER));
 }
 
+/* Write n bytes of c's request (all that is left if n is 0), as write_request() in loop_epoll.c. */
 static void write_some(core *k, conn *c, uint32_t n)
 {
-    int i = slot(k, c);
+    int i = fake_slot(k, c);
     uint32_t len;
     const char *req = core_request(k, c, &len);
     if (!(c->flags & F_IN_FLIGHT)) {
@@ -145,70 +95,21 @@ static void write_some(core *k, conn *c, uint32_t n)
     core_sent(k, c, n);
 }
 
-static void fk_send(core *k, conn *c)
+void fake_send(core *k, conn *c)
 {
-    int i = slot(k, c);
+    int i = fake_slot(k, c);
     if (F.deferred_sends) {
-        F.send_gen[i] = c->gen + 1;
+        fake.send_gen[i] = c->gen + 1;
         return;
     }
     uint32_t len;
     core_request(k, c, &len);
     write_some(k, c, F.partial_writes && !(c->flags & F_IN_FLIGHT) ? len / 2 : 0);
     if (c->state == C_SENDING)
-        F.send_gen[i] = c->gen + 1; /* the rest waits for a write operation (EPOLLOUT) */
+        fake.send_gen[i] = c->gen + 1; /* the rest waits for a write operation (EPOLLOUT) */
 }
-
-static void fk_close(core *k, conn *c)
-{
-    int i = slot(k, c);
-    require(c->fd >= FAKE_FD_BASE && F.open_fd[i] == c->fd); /* open, and not closed before */
-    F.open_fd[i] = -1;
-    F.socket_gen[i] = F.connect_gen[i] = F.send_gen[i] = 0;
-}
-
-static void fk_flush(core *k)
-{
-    (void)k;
-}
-
-static int fk_poll(core *k, int64_t until)
-{
-    (void)k;
-    (void)until;
-    return 0;
-}
-
-static const backend fake_backend = {
-    .name = "fake", .init = fk_init, .fini = fk_fini, .open = fk_open, .socket = fk_socket,
-    .sets_linger = fk_sets_linger, .send = fk_send, .close = fk_close, .flush = fk_flush, .poll = fk_poll,
-};
 
 /* ---- invariants ---- */
-
-static int64_t last_stats[S_LEN];
-
-/* requests taken, less those withdrawn and those with a result (answers, and errors outside
- * S_CLOSE_ERRORS, as __init__.py's ledger counts them) */
-static int64_t owed(const core *k)
-{
-    int64_t errors = 0;
-    for (int e = 0; e < N_ERRORS; e++)
-        errors += k->stats[S_ERRORS + e];
-    int64_t results = k->stats[S_REQUESTS] + errors - k->stats[S_CLOSE_ERRORS];
-    return k->stats[S_TAKEN] - k->stats[S_WITHDRAWN] - results;
-}
-
-/* Whether any of the n counters went down. Not instrumented: it runs after every step over
- * the whole stats array (fixed bounds), and instrumented it halved the harness's speed. */
-__attribute__((no_sanitize("address", "undefined"))) static int decreased(const int64_t *now, const int64_t *before,
-                                                                         int n)
-{
-    int down = 0;
-    for (int i = 0; i < n; i++)
-        down |= now[i] < before[i];
-    return down;
-}
 
 /* requests taken that are still to get a result: on a connection, or due (open loop) */
 static int64_t pending(const core *k)
@@ -229,7 +130,7 @@ static void check(const core *k, int finished)
         in_flight += (c->flags & F_IN_FLIGHT) != 0;
         fds += c->fd >= 0 || (c->flags & F_SOCKET_PENDING);
         connecting += c->state == C_CONNECTING;
-        require(c->fd == F.open_fd[i]); /* the core's descriptors are the fake's open ones */
+        require(c->fd == fake.open_fd[i]); /* the core's descriptors are the fake's open ones */
         require(c->completed <= c->sent);
         if (F.gen_of[i] == c->gen && c->fd >= 0)
             require(c->completed <= F.begun_on[i]);
@@ -237,9 +138,9 @@ static void check(const core *k, int finished)
     require(k->in_flight >= 0 && k->in_flight == in_flight);
     require(k->n_fd >= 0 && k->n_fd == fds);
     require(k->n_connecting >= 0 && k->n_connecting == connecting);
-    require(owed(k) == pending(k)); /* the ledger: taken == results + withdrawn + pending */
+    require(fake_unsettled(k) == pending(k)); /* the ledger: taken == results + withdrawn + pending */
     if (finished)
-        require(owed(k) == 0 && k->n_fd == 0 && k->in_flight == 0);
+        require(fake_unsettled(k) == 0 && k->n_fd == 0 && k->in_flight == 0);
 
     int64_t answers = 0;
     for (int s = 0; s < N_STATUS; s++)
@@ -247,8 +148,7 @@ static void check(const core *k, int finished)
     require(answers == k->stats[S_REQUESTS]);
     require((uint64_t)answers <= F.begun); /* never more answers than requests sent */
 
-    require(!decreased(k->stats, last_stats, S_LEN)); /* the stats never decrease */
-    memcpy(last_stats, k->stats, sizeof last_stats);
+    require(!fake_stats_decreased(k)); /* the stats never decrease */
     require(k->peer_len >= -1 && k->peer_len <= (int)sizeof k->peer_bytes);
     if (k->n_targets) { /* never collected here: the groups' rows hold the whole run */
         int64_t answers_by_target = 0;
@@ -330,16 +230,6 @@ static void request_set(core *k, int random_order, int capacity)
 
 /* ---- the input ---- */
 
-typedef struct input {
-    const uint8_t *d;
-    size_t n, at;
-} input;
-
-static int byte(input *in)
-{
-    return in->at < in->n ? in->d[in->at++] : 0;
-}
-
 enum { OP_DATA, OP_EOF, OP_RESET, OP_SOCKET, OP_CONNECT, OP_WRITE, OP_TICK, OP_STOP, OP_CONNECTIONS, OP_DUE,
        OP_ABANDON, N_OPS };
 
@@ -367,10 +257,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     core *k = calloc(1, sizeof *k);
     require(k != NULL);
     memset(&F, 0, sizeof F);
-    memset(last_stats, 0, sizeof last_stats);
-    for (int i = 0; i < MAX_CAPACITY; i++)
-        F.open_fd[i] = -1;
-    F.next_fd = FAKE_FD_BASE;
+    fake_reset();
 
     /* configuration: c0 close mode, HEAD, open loop, capacity; c1 requests per connection and
      * the budget; c2 the head cap; c3 how the fake writes */
@@ -432,71 +319,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (connected(c))
                 core_read_failed(k, c, ECONNRESET);
             break;
-        case OP_SOCKET: { /* the socket asked for is made, or not */
-            int i = slot(k, c);
-            if (!(c->flags & F_SOCKET_PENDING) || F.socket_gen[i] != c->gen + 1)
-                break;
-            F.socket_gen[i] = 0;
-            if ((arg / MAX_CAPACITY) & 1) {
-                core_socket_made(k, c, -EMFILE);
-            } else {
-                F.open_fd[i] = F.next_fd++;
-                core_socket_made(k, c, F.open_fd[i]);
-            }
+        case OP_SOCKET: /* the socket asked for is made, or not */
+            fake_socket_op(k, c, (arg / MAX_CAPACITY) & 1);
             break;
-        }
-        case OP_CONNECT: { /* the connect completes (then the first write, as handle() does), or fails */
-            int i = slot(k, c);
-            if (c->state != C_CONNECTING || c->fd < 0 || F.connect_gen[i] != c->gen + 1)
-                break;
-            F.connect_gen[i] = 0;
-            if ((arg / MAX_CAPACITY) & 1) {
-                core_connect_failed(k, c, ECONNREFUSED);
-                break;
-            }
-            uint32_t gen = c->gen;
-            if (core_connected(k, c, now_ns()) && c->gen == gen)
-                fk_send(k, c);
+        case OP_CONNECT: /* the connect completes (then the first write, as handle() does), or fails */
+            fake_connect_op(k, c, (arg / MAX_CAPACITY) & 1);
             break;
-        }
         case OP_WRITE: { /* a pending write goes on: some of it, all of it, or it fails */
-            int i = slot(k, c);
-            if ((c->state != C_SENDING && c->state != C_READING) || F.send_gen[i] != c->gen + 1)
+            int i = fake_slot(k, c);
+            if ((c->state != C_SENDING && c->state != C_READING) || fake.send_gen[i] != c->gen + 1)
                 break; /* C_READING: connected, its first write not yet out (deferred) */
             int how = (arg / MAX_CAPACITY) % 3;
             if (how == 2) {
-                F.send_gen[i] = 0;
+                fake.send_gen[i] = 0;
                 core_fail(k, c, EPIPE);
                 break;
             }
             write_some(k, c, how == 1 ? 1 : 0);
             if (c->state != C_SENDING)
-                F.send_gen[i] = 0;
+                fake.send_gen[i] = 0;
             break;
         }
-        case OP_TICK: { /* time passes: timers, backoff, timeouts, the open loop's due requests */
-            static const int64_t steps[4] = {0, 2000000LL, 150000000LL, TIMEOUT_NS + 100000000LL};
-            core_tick(k, now_ns() + steps[arg % 4]);
+        case OP_TICK: /* time passes: timers, backoff, timeouts, the open loop's due requests */
+            fake_tick_op(k, arg);
             break;
-        }
         case OP_STOP:
             core_stop(k);
             break;
         case OP_CONNECTIONS:
             core_set_connections(k, arg % (capacity + 1));
             break;
-        case OP_DUE: { /* open loop: send times, due now */
-            if (!k->open_loop || k->stopping)
-                break;
-            int64_t times[4];
-            int n = 1 + arg % 4;
-            for (int t = 0; t < n; t++)
-                times[t] = now_ns();
-            require(core_add_due(k, times, (size_t)n) == 0);
-            if (arg >= 16)
-                k->schedule_done = 1;
+        case OP_DUE: /* open loop: send times, due now */
+            fake_due_op(k, arg);
             break;
-        }
         }
         if (verbose) {
             static const char *const names[N_OPS] = {"data", "eof", "reset", "socket", "connect", "write",

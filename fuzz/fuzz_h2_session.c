@@ -3,8 +3,8 @@
  * core_read_failed, the sweep's timeouts), as fuzz/fuzz_core_conn.c does for HTTP/1.1.
  *
  * Build: clang -fsanitize=fuzzer,address,undefined with core.c, h2.c and http1_parse.c, linked with
- * libnghttp2 (see `make fuzz-h2`). The backend is a fake defined here: no socket, no I/O; its send()
- * is loop_epoll.c's h2_write with the socket replaced by a sink that takes all, half or nothing of
+ * libnghttp2 (see `make fuzz-h2`). The backend is the fake of fuzz/fake_backend.c: no socket, no I/O;
+ * its send(), this harness's fake_send, is loop_epoll.c's h2_write with the socket replaced by a sink that takes all, half or nothing of
  * what h2_output gives (a full socket buffer), so the session's pending bytes are exercised too.
  * The harness plays the kernel and the server: connects done or refused, writes blocked and
  * unblocked, the server's bytes (raw, cut where the input says, or a frame built from the input:
@@ -31,67 +31,22 @@
 #include <string.h>
 
 #include "core.h"
+#include "fake_backend.h"
 #include "h2.h"
 
 #define MAX_CAPACITY 2
-#define TIMEOUT_NS 1000000000LL
-#define FAKE_FD_BASE 1000000000 /* far above any real descriptor: never one of ours */
+#if MAX_CAPACITY > FAKE_SLOTS
+#error "the fake backend records FAKE_SLOTS slots"
+#endif
 
-#define require(ok)                                                                               \
-    do {                                                                                          \
-        if (!(ok)) {                                                                              \
-            fprintf(stderr, "fuzz_h2_session.c:%d: invariant broken: %s\n", __LINE__, #ok);       \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+/* ---- the fake's writes ---- */
 
-/* ---- the fake backend ---- */
-
-typedef struct fake {
-    int open_fd[MAX_CAPACITY];
-    int next_fd;
-    uint32_t socket_gen[MAX_CAPACITY];  /* the conn's gen + 1 a socket / connect / write waits for; 0: none */
-    uint32_t connect_gen[MAX_CAPACITY];
-    uint32_t send_gen[MAX_CAPACITY];
-    int blocked;   /* the socket takes nothing (0), or half (1) of each write; -1: all */
-} fake;
-
-static fake F;
-
-static int slot(const core *k, const conn *c) { return (int)(c - k->conns); }
-
-static int fk_init(core *k)
-{
-    k->io_state = &F;
-    return 0;
-}
-
-static void fk_fini(core *k) { k->io_state = NULL; }
-
-static int fk_socket(core *k, conn *c)
-{
-    F.socket_gen[slot(k, c)] = c->gen + 1;
-    return 0;
-}
-
-static int fk_sets_linger(core *k)
-{
-    (void)k;
-    return 1;
-}
-
-static int fk_open(core *k, conn *c)
-{
-    int i = slot(k, c);
-    require(c->fd >= FAKE_FD_BASE && F.open_fd[i] == c->fd);
-    F.connect_gen[i] = c->gen + 1;
-    return 0;
-}
+static int blocked; /* the socket takes nothing (0), or half (1) of each write; -1: all */
 
 /* loop_epoll.c's h2_write, writing into a sink */
-static void fk_send(core *k, conn *c)
+void fake_send(core *k, conn *c)
 {
-    int i = slot(k, c);
+    int i = fake_slot(k, c);
     uint32_t gen = c->gen;
     for (int rounds = 0; rounds < 64; rounds++) {
         size_t len = 0;
@@ -100,56 +55,23 @@ static void fk_send(core *k, conn *c)
             return;
         if (!out || len == 0) {
             c->state = C_READING;
-            F.send_gen[i] = 0;
+            fake.send_gen[i] = 0;
             return;
         }
-        size_t n = F.blocked < 0 ? len : F.blocked == 1 ? len / 2 : 0;
+        size_t n = blocked < 0 ? len : blocked == 1 ? len / 2 : 0;
         h2_wrote(k, c, n);
         if (c->gen != gen)
             return;
         if (n < len) {
             c->state = C_SENDING;
-            F.send_gen[i] = c->gen + 1;
+            fake.send_gen[i] = c->gen + 1;
             return;
         }
     }
-    F.send_gen[i] = c->gen + 1; /* more than 64 writes' worth: the rest at the next write operation */
+    fake.send_gen[i] = c->gen + 1; /* more than 64 writes' worth: the rest at the next write operation */
 }
-
-static void fk_close(core *k, conn *c)
-{
-    int i = slot(k, c);
-    require(c->fd >= FAKE_FD_BASE && F.open_fd[i] == c->fd);
-    F.open_fd[i] = -1;
-    F.socket_gen[i] = F.connect_gen[i] = F.send_gen[i] = 0;
-}
-
-static void fk_flush(core *k) { (void)k; }
-
-static int fk_poll(core *k, int64_t until)
-{
-    (void)k;
-    (void)until;
-    return 0;
-}
-
-static const backend fake_backend = {
-    .name = "fake", .init = fk_init, .fini = fk_fini, .open = fk_open, .socket = fk_socket,
-    .sets_linger = fk_sets_linger, .send = fk_send, .close = fk_close, .flush = fk_flush, .poll = fk_poll,
-};
 
 /* ---- invariants ---- */
-
-static int64_t last_stats[S_LEN];
-
-static int64_t unsettled(const core *k)
-{
-    int64_t errors = 0;
-    for (int e = 0; e < N_ERRORS; e++)
-        errors += k->stats[S_ERRORS + e];
-    int64_t results = k->stats[S_REQUESTS] + errors - k->stats[S_CLOSE_ERRORS];
-    return k->stats[S_TAKEN] - k->stats[S_WITHDRAWN] - results;
-}
 
 static int64_t owed(const core *k)
 {
@@ -161,15 +83,6 @@ static int64_t owed(const core *k)
     return n;
 }
 
-__attribute__((no_sanitize("address", "undefined"))) static int decreased(const int64_t *now, const int64_t *before,
-                                                                         int n)
-{
-    int down = 0;
-    for (int i = 0; i < n; i++)
-        down |= now[i] < before[i];
-    return down;
-}
-
 static void check(const core *k, int finished)
 {
     int fds = 0, connecting = 0;
@@ -177,13 +90,13 @@ static void check(const core *k, int finished)
         const conn *c = &k->conns[i];
         fds += c->fd >= 0 || (c->flags & F_SOCKET_PENDING);
         connecting += c->state == C_CONNECTING;
-        require(c->fd == F.open_fd[i]);
+        require(c->fd == fake.open_fd[i]);
         require(!(c->flags & F_IN_FLIGHT)); /* HTTP/2 counts its streams in k->in_flight alone */
     }
     require(k->in_flight >= 0);
     require(k->n_fd >= 0 && k->n_fd == fds);
     require(k->n_connecting >= 0 && k->n_connecting == connecting);
-    require(unsettled(k) == owed(k)); /* the ledger */
+    require(fake_unsettled(k) == owed(k)); /* the ledger */
     require(h2_sessions(k) >= 0 && h2_sessions(k) <= fds); /* a session only on an open connection */
     if (finished)
         require(owed(k) == 0 && k->n_fd == 0 && k->in_flight == 0 && h2_sessions(k) == 0);
@@ -191,8 +104,7 @@ static void check(const core *k, int finished)
     for (int s = 0; s < N_STATUS; s++)
         answers += k->stats[S_STATUS + s];
     require(answers == k->stats[S_REQUESTS]);
-    require(!decreased(k->stats, last_stats, S_LEN));
-    memcpy(last_stats, k->stats, sizeof last_stats);
+    require(!fake_stats_decreased(k));
     require(k->peer_len >= -1 && k->peer_len <= (int)sizeof k->peer_bytes);
     if (k->n_targets) { /* never collected here: the groups' rows hold the whole run */
         int64_t answers_by_target = 0;
@@ -254,13 +166,6 @@ static void request_set(core *k)
 
 /* ---- the input ---- */
 
-typedef struct input {
-    const uint8_t *d;
-    size_t n, at;
-} input;
-
-static int byte(input *in) { return in->at < in->n ? in->d[in->at++] : 0; }
-
 enum { OP_DATA, OP_FRAME, OP_EOF, OP_RESET, OP_SOCKET, OP_CONNECT, OP_WRITE, OP_BLOCK, OP_TICK, OP_STOP,
        OP_DUE, OP_ABANDON, N_OPS };
 
@@ -297,12 +202,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int c0 = byte(&in), c1 = byte(&in), c2 = byte(&in);
     core *k = calloc(1, sizeof *k);
     require(k != NULL);
-    memset(&F, 0, sizeof F);
-    memset(last_stats, 0, sizeof last_stats);
-    for (int i = 0; i < MAX_CAPACITY; i++)
-        F.open_fd[i] = -1;
-    F.next_fd = FAKE_FD_BASE;
-    F.blocked = -1;
+    fake_reset();
+    blocked = -1;
 
     /* c0: close mode (server is not offered with --http2: keepalive), slots, streams; c1: requests
        per connection and the budget; c2: a body or none, open loop */
@@ -377,68 +278,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (connected(c))
                 core_read_failed(k, c, ECONNRESET);
             break;
-        case OP_SOCKET: {
-            int i = slot(k, c);
-            if (!(c->flags & F_SOCKET_PENDING) || F.socket_gen[i] != c->gen + 1)
-                break;
-            F.socket_gen[i] = 0;
-            if (flag) {
-                core_socket_made(k, c, -EMFILE);
-            } else {
-                F.open_fd[i] = F.next_fd++;
-                core_socket_made(k, c, F.open_fd[i]);
-            }
+        case OP_SOCKET:
+            fake_socket_op(k, c, flag);
             break;
-        }
-        case OP_CONNECT: { /* the connect's EPOLLOUT: connected, the session starts (handle()) */
-            int i = slot(k, c);
-            if (c->state != C_CONNECTING || c->fd < 0 || F.connect_gen[i] != c->gen + 1)
-                break;
-            F.connect_gen[i] = 0;
-            if (flag) {
-                core_connect_failed(k, c, ECONNREFUSED);
-                break;
-            }
-            uint32_t gen = c->gen;
-            if (core_connected(k, c, now_ns()) && c->gen == gen)
-                fk_send(k, c);
+        case OP_CONNECT: /* the connect's EPOLLOUT: connected, the session starts (handle()) */
+            fake_connect_op(k, c, flag);
             break;
-        }
         case OP_WRITE: { /* EPOLLOUT on a blocked write: it goes on, or the write fails */
-            int i = slot(k, c);
-            if (!connected(c) || F.send_gen[i] != c->gen + 1)
+            int i = fake_slot(k, c);
+            if (!connected(c) || fake.send_gen[i] != c->gen + 1)
                 break;
             if (flag) {
-                F.send_gen[i] = 0;
+                fake.send_gen[i] = 0;
                 k->h2->ended(k, c, EPIPE);
                 break;
             }
-            fk_send(k, c);
+            fake_send(k, c);
             break;
         }
         case OP_BLOCK: /* the socket's buffer: full (takes nothing), half, or room for all */
-            F.blocked = arg % 3 - 1;
+            blocked = arg % 3 - 1;
             break;
-        case OP_TICK: {
-            static const int64_t steps[4] = {0, 2000000LL, 150000000LL, TIMEOUT_NS + 100000000LL};
-            core_tick(k, now_ns() + steps[arg % 4]);
+        case OP_TICK:
+            fake_tick_op(k, arg);
             break;
-        }
         case OP_STOP:
             core_stop(k);
             break;
-        case OP_DUE: { /* open loop: send times, due now */
-            if (!k->open_loop || k->stopping)
-                break;
-            int64_t times[4];
-            int n = 1 + arg % 4;
-            for (int t = 0; t < n; t++)
-                times[t] = now_ns();
-            require(core_add_due(k, times, (size_t)n) == 0);
-            if (arg >= 16)
-                k->schedule_done = 1;
+        case OP_DUE: /* open loop: send times, due now */
+            fake_due_op(k, arg);
             break;
-        }
         }
         check(k, 0);
     }

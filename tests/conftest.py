@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from twload.kernel.linger import LINGER_RST
 from twload.kernel.procnet import time_wait_by_side
-from twload.lab.nginx import find_nginx, nginx_config
+from twload.lab.nginx import LocalNginx, find_nginx, nginx_config
 from twload.serve.embedded import EmbeddedServer
 
 
@@ -147,35 +143,21 @@ def time_wait_until(port: int, want, tries: int = 40, pause_s: float = 0.05) -> 
 NGINX = find_nginx()
 
 
-class Nginx:
-    """nginx from Debian's package, on a free loopback port, with its own temp prefix."""
+class Nginx(LocalNginx):
+    """nginx from Debian's package, on a quiet loopback port (free_port), with its own temp prefix,
+    logging each request it answers."""
 
     def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False, tls_extra: str = "") -> None:
         """tls: (certificate, key); tls_extra: more ssl_* directives for the server (ssl_protocols, ...)."""
-        self.dir = Path(tempfile.mkdtemp(prefix="twload-nginx-"))
-        self.port = free_port()
+        super().__init__("twload-nginx-", port=free_port())
         self.access_log = self.dir / "access.log"
         tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {tls_extra}' if tls else ""
-        (self.dir / "nginx.conf").write_text(nginx_config(
+        self.start(nginx_config(
             str(self.dir), workers=workers, connections=20000, http=f"access_log {self.access_log};",
             # http2: h2 by ALPN with ssl, else h2c with prior knowledge only (nginx 1.22's `listen ... http2`)
             server=f"listen 127.0.0.1:{self.port} reuseport backlog=4096{' ssl' if tls else ''}"
                    f"{' http2' if http2 else ''}; {tls_server} "
-                   'location / { return 200 "hello from nginx\\n"; }'))
-        self.proc = subprocess.Popen([NGINX, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                probe = socket.create_connection(("127.0.0.1", self.port), timeout=0.2)
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)  # leave no TIME_WAIT
-                probe.close()
-                break
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"nginx exited: {self.proc.stderr.read().decode()}") from None
-                time.sleep(0.05)
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/"
+                   'location / { return 200 "hello from nginx\\n"; }'), scheme="https" if tls else "http")
 
     def access_lines(self) -> int:
         # nginx writes the access log line when the request finishes; give it a moment
@@ -186,19 +168,6 @@ class Nginx:
         """Stop nginx gracefully (it finishes and logs every request it read), then count its log."""
         self.quit()
         return sum(1 for _ in open(self.access_log)) if self.access_log.exists() else 0
-
-    def quit(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish and flush logs
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def stop(self) -> None:
-        self.quit()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

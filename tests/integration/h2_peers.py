@@ -7,7 +7,6 @@ stream, garbage after the client's preface."""
 from __future__ import annotations
 
 import socket
-import threading
 
 import h2.config
 import h2.connection
@@ -16,12 +15,10 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from tests.integration.peers import ListeningPeer
-
-POLL_S = 0.1
+from tests.integration.peers import ThreadedPeer
 
 
-class H2Peer(ListeningPeer):
+class H2Peer(ThreadedPeer):
     """Serves each connection in a thread: every request is answered 200 "ok" unless `on_request`
     says otherwise. Counts (under `lock`): requests read, answered, reset; the protocol errors the
     client caused (`violations`: a stream beyond our SETTINGS_MAX_CONCURRENT_STREAMS, say)."""
@@ -33,19 +30,10 @@ class H2Peer(ListeningPeer):
     window: int | None = None
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.requests = self.answered = self.reset = self.violations = self.connections = 0
+        self.requests = self.answered = self.reset = self.violations = 0
         self.client_window = 0  # the client's SETTINGS_INITIAL_WINDOW_SIZE, as last seen
         self.body_bytes = 0  # request body bytes read
-        self.threads: list[threading.Thread] = []
         super().__init__()
-
-    def accepted(self, conn: socket.socket) -> None:
-        with self.lock:
-            self.connections += 1
-        thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-        self.threads.append(thread)
-        thread.start()
 
     def new_connection(self) -> h2.connection.H2Connection:
         h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
@@ -57,22 +45,20 @@ class H2Peer(ListeningPeer):
             h2c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: self.window})
         return h2c
 
-    def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(POLL_S)
+    def serve(self, conn: socket.socket, index: int) -> None:
         with conn:
             h2c = self.new_connection()
             state: dict = {"n": 0, "pending": []}
+
+            def idle() -> None:
+                if state["pending"]:  # nothing more came for POLL_S: what waits is answered
+                    self.answer(h2c, state, idle=True)
+                    conn.sendall(h2c.data_to_send())
+
             try:
                 conn.sendall(h2c.data_to_send())
-                while not self.stopped.is_set():
-                    try:
-                        data = conn.recv(65536)
-                    except TimeoutError:
-                        if state["pending"]:  # nothing more came for POLL_S: what waits is answered
-                            self.answer(h2c, state, idle=True)
-                            conn.sendall(h2c.data_to_send())
-                        continue
-                    if not data or self.on_bytes(conn, h2c, state, data):
+                for data in self.reads(conn, idle):
+                    if self.on_bytes(conn, h2c, state, data):
                         return
                     try:
                         events = h2c.receive_data(data)
@@ -121,15 +107,6 @@ class H2Peer(ListeningPeer):
         h2c.send_data(stream_id, b"ok", end_stream=True)
         with self.lock:
             self.answered += 1
-
-    def settle(self, timeout_s: float = 5.0) -> None:
-        for thread in list(self.threads):
-            thread.join(timeout_s)
-
-    def close(self) -> None:
-        super().close()
-        for thread in self.threads:
-            thread.join(2)
 
 
 class RstEveryThirdPeer(H2Peer):

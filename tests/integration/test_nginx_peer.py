@@ -2,9 +2,10 @@
 
 import pytest
 
-from tests.conftest import time_wait_until
+from tests.conftest import NGINX, time_wait_until
 from twload.engine.supervisor import run_to_folder
 from twload.kernel.resolve import parse_target
+from twload.lab.nginx import LocalNginx, NginxError
 from twload.plan import Plan
 
 # https://, --close server: nginx answers each close_notify and closes after a lingering wait, about
@@ -42,3 +43,14 @@ def test_duration_bound_run_loses_no_request(nginx_target, tmp_path, close):
     assert summary["requests"] > 0
     assert summary["errors"] == {}, summary["errors"]
     assert nginx.quit_and_count() == summary["requests"]
+
+
+@pytest.mark.skipif(NGINX is None, reason="SKIPPED LOUDLY: nginx is not installed (Debian package nginx)")
+def test_a_local_nginx_that_cannot_start_says_why_and_leaves_nothing():
+    """LocalNginx (the tests' and the benchmarks' nginx): a config nginx refuses is an error in nginx's
+    own words, not a wait on a port nobody will open; its process has ended and its folder is gone."""
+    server = LocalNginx("twload-nginx-refused-")
+    with pytest.raises(NginxError, match='unknown directive "no_such_directive"'):
+        server.start("no_such_directive on;\n")
+    assert server.proc is not None and server.proc.poll() is not None
+    assert not server.dir.exists()

@@ -307,19 +307,12 @@ class DaskRun:
         return self._distributed_summary(elapsed)
 
     def _wait_ready(self, messages, procs) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while len(self.details) < len(self.shards):
-            if self.control.signal_received is not None:
-                raise RunError("interrupted before the run started")
-            if time.monotonic() > deadline:
-                raise DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s")
+        def exited() -> None:
             for handle in procs:
                 if handle.shard.index not in self.details and handle.exitcode is not None:
                     raise DistributedError(f"Dask worker {handle.shard.worker.address}: {handle.why()}")
-            try:
-                message = messages.get(timeout=0.1)
-            except queue.Empty:
-                continue
+
+        def take(message) -> None:
             if isinstance(message, ShardError):
                 raise DistributedError(f"Dask worker {self.shards[message.shard].worker.address} "
                                        f"({self.shards[message.shard].worker.host}): {message.error}")
@@ -327,6 +320,10 @@ class DaskRun:
                 # the worker's clock against ours (its message's transit makes it look a little behind)
                 message.detail["clock_offset_s"] = round(message.detail.pop("clock_s") - time.time(), 3)
                 self.details[message.shard] = message.detail
+
+        self.control.wait_ready(
+            messages, lambda: len(self.details) < len(self.shards), take, exited, READY_TIMEOUT_S,
+            DistributedError(f"the Dask workers did not get ready within {READY_TIMEOUT_S:g} s"))
 
     def _settle(self) -> None:
         """Let the tasks return (they stop their shards), so the cluster is free for the next run."""

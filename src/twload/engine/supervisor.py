@@ -261,6 +261,25 @@ class Control:
             self.out.write(tick, self.merger.take(tick), now_s)
             free_codec_garbage()
 
+    # -- the start -----------------------------------------------------------
+    def wait_ready(self, messages: Messages, waiting: Callable[[], bool], take: Callable[[Any], None],
+                   exited: Callable[[], None], timeout_s: float, late: RunError) -> None:
+        """While `waiting()` (a worker has yet to say it is ready), every message goes to `take`, which
+        raises for a worker that could not start; `exited` raises for one that ended. A signal ends
+        the wait too, and so does timeout_s (raising `late`)."""
+        deadline = time.monotonic() + timeout_s
+        while waiting():
+            if self.signal_received is not None:
+                raise RunError("interrupted before the run started")
+            if time.monotonic() > deadline:
+                raise late
+            exited()
+            try:
+                message = messages.get(timeout=0.1)
+            except queue_mod.Empty:
+                continue
+            take(message)
+
     # -- the loop ------------------------------------------------------------
     def collect(self, messages: Messages, handles: Sequence[WorkerHandle],
                 handle: Callable[[Any, set[int]], None], stop_event) -> float:
@@ -394,25 +413,22 @@ class Supervisor:
         return control.summary(len(shares), elapsed)
 
     def _wait_ready(self, messages: Inbox, procs) -> None:
-        ready = set()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while len(ready) < len(procs):
-            if self.control.signal_received is not None:
-                raise RunError("interrupted before the run started")
-            if time.monotonic() > deadline:
-                raise RunError("workers did not start within 30 s")
+        ready: set[int] = set()
+
+        def exited() -> None:
             dead = [p for p in procs if p.exitcode is not None]
             if dead:
                 raise RunError(f"worker {dead[0].name} exited with code {dead[0].exitcode} before starting")
-            try:
-                message = messages.get(timeout=0.1)
-            except queue_mod.Empty:
-                continue
+
+        def take(message: Message) -> None:
             if isinstance(message, Ready):
                 ready.add(message.worker)
                 self.control.engine = {"engine": message.engine, "io": message.io}
             elif isinstance(message, Crash):
                 raise RunError(f"worker {message.worker} could not start: {message.error}")
+
+        self.control.wait_ready(messages, lambda: len(ready) < len(procs), take, exited, READY_TIMEOUT_S,
+                                RunError(f"workers did not start within {READY_TIMEOUT_S:g} s"))
 
     def handle(self, message: Message, finished: set[int]) -> None:
         """One worker message: a second's snapshot, its last one, or its crash."""

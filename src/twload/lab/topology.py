@@ -326,24 +326,20 @@ class NginxProcess:
 
     def quit(self) -> None:
         """Graceful stop (SIGQUIT): nginx finishes the requests it read, logs them, closes its listener."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from twload.lab.nginx import quit_gracefully
+
+        quit_gracefully(self.proc)
 
 
 def start_nginx(lab: Lab, host: Host, server: str, http: str = "access_log off;",
                 again: NginxProcess | None = None) -> NginxProcess:
     """nginx in `host`'s namespace with `server` as its server block; `again`: the same config restarted
     (its access log goes on). The caller waits for its port (wait_listening)."""
-    from twload.lab.nginx import find_nginx, nginx_config
+    from twload.lab.nginx import NOT_INSTALLED, find_nginx, nginx_config
 
     nginx = find_nginx()
     if nginx is None:
-        raise LabError("nginx is not installed (Debian package nginx; `make test` installs it as root)")
+        raise LabError(NOT_INSTALLED)
     if again is None:
         workdir = tempfile.mkdtemp(prefix=f"{PREFIX}{lab.owner}-{lab.tag}-nginx-")  # the lab's, like its namespaces
         with open(f"{workdir}/nginx.conf", "w") as fh:

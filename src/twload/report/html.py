@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from twload.merge.summary import Summary
 from twload.report.numbers import PERCENTILE_LINES, fmt_us
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
@@ -86,6 +87,7 @@ def _one_run(r: dict) -> str:
                                               meta.get("kernel") and f"Linux {meta['kernel']}") if x)
     head = (f"<div class=\"sub\">run folder <code>{escape(r['path'])}</code>{' · ' + when if when else ''}</div>"
             + _verdict(r["verdict"]) + _tiles(r))
+    summary = Summary.from_dict(r.get("summary") or {})
     sections = [
         ("1. Throughput", r["readings"]["throughput"], _plot(throughput_figure([r]), "throughput")),
         ("2. Latency over time", r["readings"]["latency"], _plot(latency_figure(r), "latency")),
@@ -95,8 +97,7 @@ def _one_run(r: dict) -> str:
         ("6. Plan, kernel and advice", "What ran, on which kernel settings, and what the pre-flight said.",
          _context(r)),
     ]
-    summary = r.get("summary") or {}
-    if summary.get("targets"):  # a request file (--targets): each target, and each destination
+    if summary.targets:  # a request file (--targets): each target, and each destination
         sections.append(("7. Targets", "Each target of the request file (by its name), the slowest (p99) first; "
                          "each destination (host:port) with its own connections and port budget.",
                          _targets_tables(summary)))
@@ -193,13 +194,13 @@ def _errors_tables(r: dict) -> str:
     return f"<div class=\"cols\"><div>{status}</div><div>{errors}</div></div>"
 
 
-def _targets_tables(summary: dict) -> str:
-    """summary.json's `targets`, slowest (p99) first, and its `destinations` (targets on several)."""
+def _targets_tables(summary: Summary) -> str:
+    """The summary's `targets`, slowest (p99) first, and its `destinations` (targets on several)."""
     rows = [[t["name"], f"{t['requests']:,}", f"{sum(t['errors'].values()):,}", fmt_us(t["latency_us"]["p50"]),
              fmt_us(t["latency_us"]["p99"]), fmt_us(t["latency_us"]["max"])]
-            for t in sorted(summary["targets"], key=lambda t: (-t["latency_us"]["p99"], t["name"]))]
+            for t in sorted(summary.targets or (), key=lambda t: (-t["latency_us"]["p99"], t["name"]))]
     out = _table(["target", "requests", "errors", "p50", "p99", "max"], rows, {1, 2, 3, 4, 5})
-    dests = summary.get("destinations") or []
+    dests = summary.destinations or ()
     if dests:
         def wall(d: dict) -> str:
             rate = (d.get("budget") or {}).get("sustainable_new_conn_per_s")

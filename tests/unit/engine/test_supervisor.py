@@ -1,5 +1,6 @@
-"""The supervisor's pieces that need no worker process: the Inbox over real pipes, and the run
-folder's side of the seconds (FolderOut: each due second merged and written, with the ports read).
+"""The supervisor's pieces that need no worker process: the Inbox over real pipes, the run
+folder's side of the seconds (FolderOut: each due second merged and written, with the ports read),
+and the wait for the workers' ready (Control.wait_ready, the local and the Dask run's).
 The merging itself is tested through the merger's API (tests/unit/merge/test_merger.py).
 """
 
@@ -11,7 +12,7 @@ import queue
 import pytest
 
 from twload.engine.messages import Final, Tick
-from twload.engine.supervisor import FolderOut, Inbox
+from twload.engine.supervisor import Control, FolderOut, Inbox, RunError
 from twload.kernel.resolve import parse_target
 from twload.merge.merger import Merger, RunFacts
 from twload.metrics import Interval
@@ -63,3 +64,48 @@ def test_inbox_reads_typed_messages_over_real_pipes_and_sees_a_dead_worker():
         assert inbox.readers == []
     finally:
         inbox.close()
+
+
+def control(tmp_path) -> Control:
+    plan = Plan(target=parse_target(URL), url=URL, workers=2, connections=2)
+    merger = Merger(plan)
+    return Control(plan, merger, FolderOut(RunFolder(tmp_path / "run"), merger))
+
+
+def test_wait_ready_hands_each_message_on_until_none_is_waiting(tmp_path):
+    messages: queue.Queue = queue.Queue()
+    for message in ("ready 0", "a tick too early", "ready 1", "after the start"):
+        messages.put(message)
+    ready: list[str] = []
+
+    def take(message: str) -> None:
+        if message.startswith("ready"):
+            ready.append(message)
+
+    control(tmp_path).wait_ready(messages, lambda: len(ready) < 2, take, lambda: None, 30.0,
+                                 RunError("late"))
+    assert ready == ["ready 0", "ready 1"]
+    assert messages.get_nowait() == "after the start"  # the run's, not the wait's
+
+
+@pytest.mark.parametrize("case", ["signal", "late", "exited", "refused"])
+def test_wait_ready_ends_on_a_signal_the_deadline_an_exited_worker_or_a_refusal(tmp_path, case):
+    c = control(tmp_path)
+    messages: queue.Queue = queue.Queue()
+    messages.put("could not start")
+    if case == "signal":
+        c.signal_received = 2
+
+    def exited() -> None:
+        if case == "exited":
+            raise RunError("worker 1 exited with code 1 before starting")
+
+    def take(message: str) -> None:
+        if case == "refused":
+            raise RunError(f"worker 0 {message}")
+
+    expected = {"signal": "interrupted before the run started", "late": "did not start within",
+                "exited": "exited with code 1", "refused": "worker 0 could not start"}[case]
+    with pytest.raises(RunError, match=expected):
+        c.wait_ready(messages, lambda: True, take, exited, 0.0 if case == "late" else 30.0,
+                     RunError("workers did not start within 0 s"))
