@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file (plotly.js inlined, nothing fetched when opened).
 
-Renders only: every number comes from twload.report.numbers. One run gets six sections,
-each a plot or a table under a one-line reading; several runs get a table of their key
+Renders only: every number comes from twload.report.numbers. One run gets six sections (and one
+for HTTP/2's streams and connections, one for a request file's targets, where they apply), each a
+plot or a table under a one-line reading; several runs get a table of their key
 figures with differences, and the same plots with one line per run on shared axes.
 """
 
