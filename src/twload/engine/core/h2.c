@@ -456,9 +456,13 @@ static void end_with(core *k, conn *c, int error) {
 }
 
 static void hook_ended(core *k, conn *c, int error) {
-    /* awaiting the server's close: its EOF is what was awaited; a failed read is the close gone wrong,
-       counted outside the ledger (as core_read_failed does for HTTP/1.1's C_AWAIT_EOF) */
-    if (of(k, c)->awaiting && error) core_count_close_error(k, c, error);
+    /* awaiting the server's close: its EOF is what was awaited. A reset instead: after its GOAWAY, the
+       close it announced (a server that closes with frames of ours unread, those the client sent before
+       the GOAWAY came, resets: net/ipv4/tcp.c, __tcp_close, data_was_unread), nothing counted, as tls.c
+       takes a reset after close_notify; with no GOAWAY (--close server, the streams spent) the close
+       gone wrong, counted outside the ledger as core_read_failed does for HTTP/1.1's C_AWAIT_EOF */
+    h2_conn *h = of(k, c);
+    if (h->awaiting && error && h->goaway_last < 0) core_count_close_error(k, c, error);
     end_with(k, c, error ? error : E_EOF_BEFORE_RESPONSE);
 }
 
