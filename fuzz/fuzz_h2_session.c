@@ -205,9 +205,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fake_reset();
     blocked = -1;
 
-    /* c0: close mode (server is not offered with --http2: keepalive), slots, streams; c1: requests
-       per connection and the budget; c2: a body or none, open loop */
-    static const int modes[4] = {CLOSE_KEEPALIVE, CLOSE_FIN, CLOSE_KEEPALIVE, CLOSE_RST};
+    /* c0: close mode (server: a done connection reads on to the server's EOF, or its timeout), slots,
+       streams; c1: requests per connection and the budget; c2: a body or none, open loop */
+    static const int modes[4] = {CLOSE_KEEPALIVE, CLOSE_FIN, CLOSE_SERVER, CLOSE_RST};
     k->io = &fake_backend;
     k->close_mode = modes[c0 & 3];
     int capacity = 1 + ((c0 >> 2) & 1);

@@ -147,8 +147,10 @@ class Nginx(LocalNginx):
     """nginx from Debian's package, on a quiet loopback port (free_port), with its own temp prefix,
     logging each request it answers."""
 
-    def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False, tls_extra: str = "") -> None:
-        """tls: (certificate, key); tls_extra: more ssl_* directives for the server (ssl_protocols, ...)."""
+    def __init__(self, workers: int = 1, tls: tuple | None = None, http2: bool = False, tls_extra: str = "",
+                 server_extra: str = "") -> None:
+        """tls: (certificate, key); tls_extra: more ssl_* directives for the server (ssl_protocols, ...);
+        server_extra: more directives for the server block (keepalive_requests 50; ...), http or https."""
         super().__init__("twload-nginx-", port=free_port())
         self.access_log = self.dir / "access.log"
         tls_server = f'ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; {tls_extra}' if tls else ""
@@ -156,7 +158,7 @@ class Nginx(LocalNginx):
             str(self.dir), workers=workers, connections=20000, http=f"access_log {self.access_log};",
             # http2: h2 by ALPN with ssl, else h2c with prior knowledge only (nginx 1.22's `listen ... http2`)
             server=f"listen 127.0.0.1:{self.port} reuseport backlog=4096{' ssl' if tls else ''}"
-                   f"{' http2' if http2 else ''}; {tls_server} "
+                   f"{' http2' if http2 else ''}; {tls_server} {server_extra} "
                    'location / { return 200 "hello from nginx\\n"; }'), scheme="https" if tls else "http")
 
     def access_lines(self) -> int:

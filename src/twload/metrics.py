@@ -69,6 +69,10 @@ class Snapshot:
     # targets on several destinations: connections opened to each this second, in plan.destinations' order
     destinations: tuple[int, ...] = ()
     h2_server_max_streams: int = 0  # --http2: the server's SETTINGS_MAX_CONCURRENT_STREAMS when below --streams
+    # --http2: at the snapshot, the worker's connections open (connecting or connected) and its streams in
+    # flight; gauges, so a second's row adds them over the workers and the run's Totals keeps none
+    h2_connections_open: int = 0
+    h2_streams_open: int = 0
     # https: handshakes completed this second, and of them those that resumed a session (--tls-resume);
     # None on http://
     tls_handshakes: int | None = None
@@ -103,6 +107,9 @@ class Snapshot:
             out["destinations"] = list(self.destinations)
         if self.h2_server_max_streams:
             out["h2_server_max_streams"] = self.h2_server_max_streams
+        if self.h2_connections_open or self.h2_streams_open:
+            out["h2_connections_open"] = self.h2_connections_open
+            out["h2_streams_open"] = self.h2_streams_open
         if self.tls_handshakes is not None:
             out["tls_handshakes"] = self.tls_handshakes
             out["tls_resumed"] = self.tls_resumed or 0

@@ -257,7 +257,6 @@ def test_twload_serve_http2_over_tls(twload_server, certs, tmp_path):
     (["--io", "uring"], "epoll backend"),
     (["--stages", "1s:10"], "--stages only with"),
     (["--engine", "asyncio"], "compiled core"),
-    (["--close", "server"], "--close server"),
     (["--streams", "0"], "--streams must be"),
 ])
 def test_what_http2_does_not_do_yet_is_refused_in_one_line(args, words):

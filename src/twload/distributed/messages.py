@@ -204,13 +204,14 @@ def _histogram(value: object, what: str) -> bytes:
 
 SNAPSHOT_COUNTS = ("requests", "connections_opened", "bytes_in", "bytes_out")
 TLS_COUNTS = ("tls_handshakes", "tls_resumed")  # the core's, https only
+H2_GAUGES = ("h2_server_max_streams", "h2_connections_open", "h2_streams_open")  # the core's, --http2 only
 
 
 def _snapshot_in(value: object) -> Snapshot:
     """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
     raw = _dict(value, "snapshot")
     _keys(raw, {*SNAPSHOT_COUNTS, *TLS_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us",
-                "peer_bytes", "tls_reason", "h2_server_max_streams", *HISTOGRAMS}, "snapshot")
+                "peer_bytes", "tls_reason", *H2_GAUGES, *HISTOGRAMS}, "snapshot")
     snap: dict[str, Any] = {name: _int(raw.get(name), name) for name in SNAPSHOT_COUNTS}
     status = {}
     for code, n in _dict(raw.get("status"), "status").items():
@@ -244,8 +245,9 @@ def _snapshot_in(value: object) -> Snapshot:
     for name in TLS_COUNTS:
         if name in raw:
             snap[name] = _int(raw[name], name)
-    if "h2_server_max_streams" in raw:  # --http2: the server capped the streams
-        snap["h2_server_max_streams"] = _int(raw["h2_server_max_streams"], "h2_server_max_streams")
+    for name in H2_GAUGES:  # --http2: the server's cap on the streams; connections and streams open
+        if name in raw:
+            snap[name] = _int(raw[name], name)
     return Snapshot(**snap)
 
 

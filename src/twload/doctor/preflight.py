@@ -127,8 +127,21 @@ def doctor_view(plan: Plan, facts: Facts) -> tuple[rules.TargetFacts, rules.Doct
                                timestamps=facts.target_timestamps)
     per_connection = plan.per_connection or 1
     rate = plan.rate / per_connection if plan.rate and plan.close != "keepalive" else None  # new connections/s
+    if plan.http2 and plan.per_connection is None:
+        rate = None  # the streams share the -c connections for the whole run: none are opened per request
     return target, rules.DoctorPlan(close=plan.close, rate=rate, connections=plan.connections,
                                     sources=max(1, len(plan.sources)), in_use=facts.in_use)
+
+
+def connections_needed(plan: Plan) -> int | None:
+    """The connections a run opens (None: as many as its time allows): over HTTP/1.1 one a request of
+    --requests (the budget's worst case); with --http2 one per --requests-per-connection streams, or
+    without it the pool alone (-c, or --max-connections in the open loop), each kept for the whole run."""
+    if not plan.http2:
+        return plan.requests
+    if plan.per_connection is None:
+        return plan.max_connections if plan.open_loop else plan.connections
+    return None if plan.requests is None else -(-plan.requests // plan.per_connection)
 
 
 def warning(target: str, b: budget.Budget, facts: Facts) -> str:
@@ -160,7 +173,7 @@ def preflight(plan: Plan, facts: Facts) -> Preflight:
     advice = rules.advice(rules.diagnose(facts.kernel, doctor_target, doctor_plan), plan.close,
                           facts.time_wait_at_start)
     b = budget.compute(inputs)
-    out = budget.runs_out(b, plan.requests)
+    out = budget.runs_out(b, connections_needed(plan))
     phrase = wall.budget_phrase(b.ports, b.reuse_after_s if b.client_holds_time_wait else None,
                                 facts.time_wait_at_start)
     warnings: tuple[str, ...] = (warning(target, b, facts),) if out else ()

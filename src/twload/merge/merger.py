@@ -23,6 +23,8 @@ from twload.metrics import Snapshot, Totals, escaped, percentiles_us, target_row
 from twload.plan import Plan
 from twload.plan.schedule import Schedule
 from twload.plan.targets import labels as target_labels
+from twload.ports.http2 import Http1PortsWindow
+from twload.ports.http2 import sample_keys as http2_sample_keys
 from twload.ports.http2 import summary_keys as http2_keys
 
 LATE_TICK_S = 1.5  # a second is due once every running worker reported it, or this long after it ended
@@ -93,6 +95,7 @@ class Merger:
         self.time_wait_found: int | None = None  # of those found at the start, still held at the last reading
         self.time_wait_found_reused: int | None = None
         self.path = PathFacts()  # errors_window, retransmits, slow_connects (merge/path.py)
+        self.http1_ports = Http1PortsWindow() if plan.http2 else None  # --http2: the rows' http1_ports_needed
 
     # -- in ------------------------------------------------------------------
     def add(self, worker: int, tick: int, snapshot: Snapshot) -> None:
@@ -162,6 +165,11 @@ class Merger:
             row["target"] = round(self.schedule.value(tick - 0.5), 2)
         if self.plan.open_loop:
             row["max_lag_us"] = merged.max_lag_us
+        if self.http1_ports is not None:  # --http2: streams and connections (ports/http2.py)
+            row.update(http2_sample_keys(self.plan, merged.h2_server_max_streams,
+                                         sum(s.h2_connections_open for s in snapshots),
+                                         sum(s.h2_streams_open for s in snapshots),
+                                         self.http1_ports.add(tick, merged.requests)))
         row.update(self.path.sample(tick, row["errors"], retransmit_counter))
         if ports is not None:
             self.read_ports(ports)

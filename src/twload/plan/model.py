@@ -127,7 +127,7 @@ class Plan:
             self._check_http2()
 
     def _check_http2(self) -> None:
-        """What --http2 does not do yet (issue #31 stage 1), each refused in one line."""
+        """What --http2 does not do yet (issue #31), each refused in one line."""
         if not 1 <= self.streams <= MAX_STREAMS:
             raise PlanError(f"--streams must be 1..{MAX_STREAMS}")
         pool, flag = (self.max_connections, "--max-connections") if self.open_loop else (self.connections, "-c")
@@ -137,13 +137,11 @@ class Plan:
         if len(self.destinations) > 1:
             raise PlanError(f"--http2 with targets on {len(self.destinations)} destinations (host:port) is not built "
                             "yet: one destination a run over HTTP/2")
-        if self.io == "uring":
-            raise PlanError("--http2 runs on the epoll backend for now; use --io epoll or auto")
+        if self.io == "uring":  # as https://: --io auto picks epoll for it (engine.core.choose_io)
+            raise PlanError("--io uring: --http2 runs on the epoll backend (HTTP/2 over io_uring is not built yet); "
+                            "use --io epoll or auto")
         if self.stages and not self.open_loop:
             raise PlanError("--http2 does not ramp connections yet: --stages only with --rate or --open-loop")
-        if self.close == "server":
-            raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
-                            "use keepalive, fin or rst")
 
     def _check_tls_options(self) -> None:
         """--tls-min, --ciphers, --ciphersuites, --tls-resume: their values and what they go with (the

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file (plotly.js inlined, nothing fetched when opened).
 
-Renders only: every number comes from twload.report.numbers. One run gets six sections,
-each a plot or a table under a one-line reading; several runs get a table of their key
+Renders only: every number comes from twload.report.numbers. One run gets six sections (and one
+for HTTP/2's streams and connections, one for a request file's targets, where they apply), each a
+plot or a table under a one-line reading; several runs get a table of their key
 figures with differences, and the same plots with one line per run on shared axes.
 """
 
@@ -15,7 +16,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from twload.merge.summary import Summary
-from twload.report.numbers import PERCENTILE_LINES, fmt_us
+from twload.report.numbers import PERCENTILE_LINES, fmt_us, http2_reading, http2_rows
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 ERROR_COLORS = ("#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f")
@@ -97,9 +98,13 @@ def _one_run(r: dict) -> str:
         ("6. Plan, kernel and advice", "What ran, on which kernel settings, and what the pre-flight said.",
          _context(r)),
     ]
+    raw = r.get("summary") or {}
+    if raw.get("http2"):  # --http2: the streams and connections, against HTTP/1.1's ports
+        sections.append((f"{len(sections) + 1}. HTTP/2 streams and connections", http2_reading(raw),
+                         _http2_section(r)))
     if summary.targets:  # a request file (--targets): each target, and each destination
-        sections.append(("7. Targets", "Each target of the request file (by its name), the slowest (p99) first; "
-                         "each destination (host:port) with its own connections and port budget.",
+        sections.append((f"{len(sections) + 1}. Targets", "Each target of the request file (by its name), the slowest "
+                         "(p99) first; each destination (host:port) with its own connections and port budget.",
                          _targets_tables(summary)))
     return head + "".join(_section(*s) for s in sections)
 
@@ -192,6 +197,14 @@ def _errors_tables(r: dict) -> str:
     errors = (_table(["error", "count", "first seen", "where"], rows, {1}) if rows
               else "<p>No errors.</p>")
     return f"<div class=\"cols\"><div>{status}</div><div>{errors}</div></div>"
+
+
+def _http2_section(r: dict) -> str:
+    """The HTTP/2 facts (summary.json), and each second's connections and streams open (samples.jsonl)."""
+    table = _table(["HTTP/2", ""], [list(row) for row in http2_rows(r["summary"])], {1})
+    if "connections_open" not in r["series"]:  # written before samples carried them
+        return table
+    return f"<div class=\"cols\"><div>{table}</div><div>{_plot(http2_figure(r), 'http2')}</div></div>"
 
 
 def _targets_tables(summary: Summary) -> str:
@@ -405,6 +418,22 @@ def ports_figure(r: dict) -> go.Figure:
                       annotation_text=f"first EADDRNOTAVAIL {w['first_eaddrnotavail_s']:.3f} s",
                       annotation_position="bottom right")
     fig.update_yaxes(title_text="sockets / ports", rangemode="tozero")
+    fig.update_xaxes(title_text="seconds into the run", rangemode="tozero")
+    return fig
+
+
+def http2_figure(r: dict) -> go.Figure:
+    """--http2, per second: connections and streams open, against the ports HTTP/1.1 short connections
+    would hold for the same requests (log scale: a handful of connections against thousands of ports)."""
+    s = r["series"]
+    fig = go.Figure()
+    for i, (key, name) in enumerate((("connections_open", "connections open (ports)"),
+                                     ("streams_open", "streams in flight"),
+                                     ("http1_ports_needed", "ports as HTTP/1.1 short connections"))):
+        if key in s:
+            fig.add_trace(go.Scatter(x=s["t"], y=[v if v else None for v in s[key]], name=name, mode="lines+markers",
+                                     line={"color": COLORS[(2, 0, 1)[i]], "dash": "dot" if i == 2 else None}))
+    fig.update_yaxes(title_text="count (log scale)", type="log")
     fig.update_xaxes(title_text="seconds into the run", rangemode="tozero")
     return fig
 

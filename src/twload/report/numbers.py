@@ -153,7 +153,8 @@ def series(files: RunFiles) -> dict:
     out["latency_max"] = [_percentile(s, "latency_us", "max", files.latency) for s in rows]
     out["connect_p50"] = [_percentile(s, "connect_us", "p50", files.connect) for s in rows]
     out["connect_p99"] = [_percentile(s, "connect_us", "p99", files.connect) for s in rows]
-    for optional in ("time_wait", "time_wait_found", "ports_in_use", "target", "max_lag_us"):
+    for optional in ("time_wait", "time_wait_found", "ports_in_use", "target", "max_lag_us",
+                     "connections_open", "streams_open", "http1_ports_needed"):  # the last three: --http2
         if any(optional in s for s in rows):
             out[optional] = [s.get(optional) for s in rows]
     return out
@@ -400,6 +401,29 @@ def readings(files: RunFiles, s: dict, tot: dict, w: dict, dist: list[dict], met
     else:
         out["errors"] = f"No errors; {_n(ok)} of {_n(tot['requests'])} responses were 2xx."
     return out
+
+
+def http2_rows(summary: dict) -> list[tuple[str, str]]:
+    """An HTTP/2 run's streams and connections, as the report's table shows them ([] for HTTP/1.1)."""
+    if not summary.get("http2"):
+        return []
+    capped = summary.get("h2_server_max_streams")
+    rows = [("streams per connection (--streams)", _n(summary.get("streams") or 0))]
+    if capped:
+        rows.append(("the server capped them at (SETTINGS_MAX_CONCURRENT_STREAMS)", _n(capped)))
+    rows += [("connections opened (ports)", _n(summary["connections_opened"])),
+             ("ports the same rate would hold as HTTP/1.1 short connections",
+              _n(summary.get("http1_ports_needed") or 0))]
+    return rows
+
+
+def http2_reading(summary: dict) -> str:
+    """The HTTP/2 section's one line: how many connections carried the requests, against HTTP/1.1's ports."""
+    capped = summary.get("h2_server_max_streams")
+    cap = f" (the server capped them at {_n(capped)})" if capped else ""
+    return (f"{_n(summary['requests'])} requests over {_n(summary['connections_opened'])} connections, "
+            f"{_n(summary.get('streams') or 0)} streams each at once{cap}; as HTTP/1.1 short connections the same "
+            f"rate would hold {_n(summary.get('http1_ports_needed') or 0)} ports in TIME_WAIT.")
 
 
 def found_words(at_start: int, reused: int | None) -> str:

@@ -53,6 +53,7 @@ DETAIL = {
     ShardTick(1, 4, [Interval().snapshot()], None),
     ShardTick(1, 5, [replace(snapshot(), tls_handshakes=3, tls_resumed=2)], None),  # the core's, https
     ShardTick(1, 5, [replace(snapshot(), h2_server_max_streams=1)], None),  # --http2, capped by the server
+    ShardTick(1, 6, [replace(snapshot(), h2_connections_open=3, h2_streams_open=27)], None),  # --http2's gauges
     ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
                                     "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",
                                     "io": "epoll", "time_wait_peak": 4,

@@ -156,3 +156,16 @@ def test_a_destination_whose_ports_run_out_warns_for_the_run():
     pre = preflight(plan(connections=2, requests=100, duration_s=None, destinations=dests), facts)
     assert pre.runs_out
     assert [w.splitlines()[0] for w in pre.warnings] == ["pre-flight: ports towards 10.250.1.3:8082 will run out."]
+
+
+def test_http2_fin_opens_a_connection_per_requests_per_connection_streams_not_per_request():
+    """--http2 --close fin: the -c connections carry every stream unless --requests-per-connection ends
+    them, so 100,000 requests over 2 connections (or 100 of 1,000 streams each) leave 500 ports enough."""
+    kept = preflight(plan(http2=True, connections=2, requests=100_000), NO_TIMESTAMPS)
+    assert not kept.runs_out and kept.warnings == ()
+    assert doctor_view(plan(http2=True, rate=5000.0, duration_s=10.0), NO_TIMESTAMPS)[1].rate is None
+    assert not preflight(plan(http2=True, requests=100_000, requests_per_connection=1000), NO_TIMESTAMPS).runs_out
+    churn = preflight(plan(http2=True, requests=100_000, requests_per_connection=10), NO_TIMESTAMPS)
+    assert churn.runs_out  # 10,000 connections, each its client TIME_WAIT
+    assert doctor_view(plan(http2=True, rate=5000.0, duration_s=10.0, requests_per_connection=10),
+                       NO_TIMESTAMPS)[1].rate == 500.0

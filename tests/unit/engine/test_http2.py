@@ -33,13 +33,19 @@ def test_authority_is_the_host_header_of_the_url_by_default():
 @pytest.mark.parametrize("kw, words", [
     ({"streams": 0}, "--streams must be"), ({"streams": 1001}, "--streams must be"),
     ({"io": "uring"}, "epoll backend"), ({"engine": "asyncio"}, "compiled core"),
-    ({"close": "server"}, "--close server"), ({"stages": ((1.0, 10),)}, "--stages only with"),
+    ({"stages": ((1.0, 10),)}, "--stages only with"),
     ({"connections": 2000, "streams": 1000}, "over 1,000,000 streams"),
     ({"rate": 10.0, "streams": 200}, "--max-connections 10000 is over"),
 ])
 def test_what_http2_does_not_do_is_a_plan_error(kw, words):
     with pytest.raises(PlanError, match=words):
         plan(**kw)
+
+
+def test_every_close_strategy_is_a_plan():
+    """--close server too: the server ends each connection, the client reads to its close (core/h2.c)."""
+    for close in ("keepalive", "fin", "server", "rst"):
+        assert plan(close=close, requests_per_connection=50).close == close
 
 
 def test_streams_share_a_connection_so_close_strategies_end_it_only_by_requests_per_connection():

@@ -8,6 +8,7 @@ them. No process, file or clock: the time since the start is passed in.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
@@ -232,3 +233,23 @@ def test_the_summary_says_what_the_transport_learnt():
     assert (summary.stopped_by, summary.max_errors, summary.requests_planned) == ("max_errors", 3, 10)
     assert summary.worker_failures == ("worker 2 crashed: boom",)
     assert "duration_planned_s" not in summary.to_dict()
+
+
+def test_an_http2_runs_rows_add_the_workers_connections_and_streams_open():
+    """Gauges: a second's row adds each worker's; the HTTP/1.1 ports count every request so far (< 60 s)."""
+    merger = Merger(make_plan(workers=2, http2=True, streams=5))
+    for tick in (1, 2):
+        merger.add(0, tick, replace(snapshot([100] * 10), h2_connections_open=2, h2_streams_open=9))
+        merger.add(1, tick, replace(snapshot([100] * 5), h2_connections_open=1, h2_streams_open=4,
+                                    h2_server_max_streams=3 if tick == 2 else 0))
+    first, second = emit(merger, {0, 1}, LONG_AFTER)
+    assert first["streams"] == 5 and first["connections_open"] == 3 and first["streams_open"] == 13
+    assert first["http1_ports_needed"] == 15 and second["http1_ports_needed"] == 30
+    assert "h2_server_max_streams" not in first and second["h2_server_max_streams"] == 3
+
+
+def test_an_http1_runs_rows_have_no_http2_keys():
+    merger = Merger(make_plan())
+    merger.add(0, 1, snapshot([100]))
+    (row,) = emit(merger, {0}, LONG_AFTER)
+    assert not {"streams", "connections_open", "streams_open", "http1_ports_needed"} & set(row)

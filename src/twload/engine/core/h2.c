@@ -68,6 +68,8 @@ typedef struct h2_conn {
     uint8_t out_scratch;
     int live_at;         /* its index in h2_state.live */
     uint32_t closed;     /* streams closed so far (pump: did a write close some?) */
+    uint8_t awaiting;    /* done, and the server closes first: reading to its EOF (awaits_server) */
+    int64_t t_done;      /* when it began awaiting: the wait has --timeout (no_server_close) */
 } h2_conn;
 
 /* a request set's target (core.h req_target) as HTTP/2 sends it */
@@ -630,6 +632,7 @@ static void hook_drop(core *k, conn *c) {
     settle_all(k, h, k->abandoning ? E_ABANDONED : E_EOF_BEFORE_RESPONSE);
     nghttp2_session_del(h->session);
     h->session = NULL;
+    h->awaiting = 0;
     h2_state *st = k->h2_state;
     int last = st->live[--st->n_live];  /* out of the live list: the last entry takes its place */
     st->live[h->live_at] = last;
@@ -646,16 +649,43 @@ static void end_with(core *k, conn *c, int error) {
 }
 
 static void hook_ended(core *k, conn *c, int error) {
+    /* awaiting the server's close: its EOF is what was awaited. A reset instead: after its GOAWAY, the
+       close it announced (a server that closes with frames of ours unread, those the client sent before
+       the GOAWAY came, resets: net/ipv4/tcp.c, __tcp_close, data_was_unread), nothing counted, as tls.c
+       takes a reset after close_notify; with no GOAWAY (--close server, the streams spent) the close
+       gone wrong, counted outside the ledger as core_read_failed does for HTTP/1.1's C_AWAIT_EOF */
+    h2_conn *h = of(k, c);
+    if (h->awaiting && error && h->goaway_last < 0) core_count_close_error(k, c, error);
     end_with(k, c, error ? error : E_EOF_BEFORE_RESPONSE);
 }
 
-/* no stream left and none to start: the connection is done (client closes: under --close rst its
-   SO_LINGER {1,0} makes that a RST). Returns 1 when c was closed. */
+/* A connection done with its streams that the server closes, not the client: as HTTP/1.1 reads to
+   the FIN after the server said it closes (core.c: end), so the server, the active closer, keeps the
+   TIME_WAIT (net/ipv4/tcp_input.c: tcp_fin; net/ipv4/tcp_minisocks.c: tcp_time_wait). HTTP/2 has no
+   Connection: close to ask with, so the server's own word is its GOAWAY (keepalive and server), or,
+   under --close server, the connection's --requests-per-connection streams are done and the server is
+   expected to end it (nginx: keepalive_requests; twload serve --http2 --close-after). fin and rst end
+   the connection themselves, and so does every strategy at the run's stop for a connection the server
+   has said nothing to. */
+static int awaits_server(const core *k, const h2_conn *h, int spent) {
+    if (k->close_mode == CLOSE_SERVER) return spent || h->goaway_last >= 0;
+    return k->close_mode == CLOSE_KEEPALIVE && h->goaway_last >= 0;
+}
+
+/* no stream left and none to start: the connection is done. The server closes it (awaits_server: it
+   reads on to EOF, within --timeout), or the client does: our GOAWAY first unless the server sent one,
+   then the close (FIN; under --close rst, SO_LINGER {1,0} makes it a RST and no GOAWAY goes first).
+   Returns 1 when c was closed. */
 static int maybe_done(core *k, conn *c, h2_conn *h) {
-    if (h->n_active > 0 || (c->flags & F_HAS_REQUEST)) return 0;
-    if (h->goaway_last < 0 && !k->stopping && !(k->per_connection && h->submitted >= k->per_connection) &&
-        (k->open_loop || k->h2_state->owed > 0 || k->budget != 0))
+    if (h->n_active > 0 || (c->flags & F_HAS_REQUEST) || h->awaiting) return 0;
+    int spent = k->per_connection && h->submitted >= k->per_connection;
+    if (h->goaway_last < 0 && !k->stopping && !spent && (k->open_loop || k->h2_state->owed > 0 || k->budget != 0))
         return 0;
+    if (awaits_server(k, h, spent)) {
+        h->awaiting = 1;
+        h->t_done = now_ns();
+        return 0;
+    }
     if (k->close_mode != CLOSE_RST && h->goaway_last < 0 && h->session) {
         /* our GOAWAY first, written with what is queued (best effort: the close follows) */
         uint32_t gen = c->gen;
@@ -720,6 +750,10 @@ static int hook_received(core *k, conn *c, const char *data, size_t len) {
 static void hook_sweep(core *k, conn *c, int64_t now) {
     h2_conn *h = of(k, c);
     if (!h->session) return;
+    if (h->awaiting) {  /* no stream left: only the server's close is awaited, for --timeout */
+        if (now - h->t_done > k->timeout_ns) core_close_error(k, c, E_NO_SERVER_CLOSE);
+        return;
+    }
     int cancelled = 0;
     for (int i = 0; i < k->h2_state->streams; i++) {
         h2_stream *s = &h->streams[i];
@@ -742,7 +776,9 @@ static void hook_stop(core *k) {
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         h2_conn *h = &st->conns[i];
-        if (h->session && h->n_active == 0 && c->state != C_FREE && !(c->flags & F_HAS_REQUEST)) core_close(k, c);
+        /* idle connections close; one awaiting the server's close waits on for it (core_done: n_fd) */
+        if (h->session && h->n_active == 0 && !h->awaiting && c->state != C_FREE && !(c->flags & F_HAS_REQUEST))
+            core_close(k, c);
     }
 }
 

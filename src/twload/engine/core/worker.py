@@ -160,6 +160,9 @@ class CoreWorker:
             destinations=tuple(self.core.collect_destinations()) if self.plan.destinations else (),
             # --http2: the server capped the streams below --streams
             h2_server_max_streams=self.core.h2_peer_max_streams if self.plan.http2 else 0,
+            # --http2: connections and streams open now (samples.jsonl's connections_open, streams_open)
+            h2_connections_open=self.core.open if self.plan.http2 else 0,
+            h2_streams_open=self.core.in_flight if self.plan.http2 else 0,
             # https: handshakes completed, and how many resumed a session (--tls-resume)
             tls_handshakes=stats[_core.S_TLS_HANDSHAKES] if self.core_tls else None,
             tls_resumed=stats[_core.S_TLS_RESUMED] if self.core_tls else None,
