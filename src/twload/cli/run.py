@@ -334,8 +334,6 @@ def run(
                           sources_here=spec is None, targets_file=targets, targets_format=targets_format,
                           targets_order=targets_order, seed=seed, http2=http2, streams=streams,
                           tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites, tls_resume=tls_resume)
-        if spec is not None and plan.targets:
-            raise PlanError("--targets with --cluster / --scheduler is not built yet (issue #32)")
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -80,6 +80,10 @@ class Plan:
     # URL's: each resolved, in the order the file names them (empty: every request goes to `target`)
     destinations: tuple[Target, ...] = ()
     destination_weights: tuple[int, ...] = ()  # each destination's targets' weights added up
+    # a Dask shard's engine processes, numbered across the whole run: the first one's number, and how many
+    # the run has in all (0: this plan's own, a local run), so {{seq}} and {{worker}} stay unique across shards
+    worker_base: int = 0
+    worker_total: int = 0
     http2: bool = False  # HTTP/2 on the core: h2c with prior knowledge for http://, ALPN h2 for https://
     streams: int = 10  # HTTP/2: concurrent streams per connection (the server's SETTINGS may cap them)
 

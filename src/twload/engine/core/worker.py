@@ -53,7 +53,8 @@ class CoreWorker:
             self.labels = made.labels
             request_set = {"targets": made.targets, "order": made.order, "groups": len(made.labels),
                            "order_random": plan.targets_order == "random", "seed": plan.seed or 0,
-                           "worker": index, "workers": self.workers}
+                           # numbered across the run: a Dask shard's processes come after the earlier shards'
+                           "worker": plan.worker_base + index, "workers": plan.worker_total or self.workers}
             if plan.destinations:  # several destinations: each slot's, and each one's address and cycle
                 total = plan.connections
                 if plan.stages and not plan.open_loop:
