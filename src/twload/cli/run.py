@@ -149,10 +149,7 @@ def build_plan(
         dest_urls = check_destinations(targets, url)
         if len(dest_urls) > 1 or destination(dest_urls[0]) != destination(url):
             # targets on several destinations (or on one that is not the URL's): a pool each (issue #32)
-            if open_loop or rate is not None:
-                raise PlanError(f"--rate with targets on {len(dest_urls)} destinations (host:port) is not built yet: "
-                                "run the closed loop (-c), or one destination a run")
-            if connections < len(dest_urls):
+            if connections < len(dest_urls) and not (open_loop or rate is not None):
                 raise PlanError(f"-c {connections}: fewer connections than the {len(dest_urls)} destinations "
                                 "(host:port) of the targets; each needs one at least")
             destinations = tuple(parse_target(u) for u in dest_urls)

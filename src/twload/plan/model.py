@@ -127,6 +127,8 @@ class Plan:
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
         self._check_tls_options()
+        if self.destinations and self.open_loop:
+            self._check_lanes()
         if self.http2:
             self._check_http2()
 
@@ -147,6 +149,15 @@ class Plan:
         if self.close == "server":
             raise PlanError("--http2 with --close server is not built yet (the server's GOAWAY is not awaited); "
                             "use keepalive, fin or rst")
+
+    def _check_lanes(self) -> None:
+        """Open loop over several destinations: each worker process keeps a pool for each one (its share of
+        --max-connections split by the weights), so each needs a connection of its own in every worker."""
+        workers = len(self.worker_shares())
+        if self.max_connections // workers < len(self.destinations):
+            raise PlanError(f"--max-connections {self.max_connections} over {workers} worker processes leaves one "
+                            f"fewer connections than the {len(self.destinations)} destinations (host:port) of the "
+                            "targets; each needs one at least in every worker: raise --max-connections or lower -w")
 
     def _check_tls_options(self) -> None:
         """--tls-min, --ciphers, --ciphersuites, --tls-resume: their values and what they go with (the

@@ -261,7 +261,7 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
                              "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
                              "groups", "destinations", "slot_dests", "http2", "h2_headers", "h2_body", "tls_min",
-                             "ciphers", "ciphersuites", "tls_resume", NULL};
+                             "ciphers", "ciphersuites", "tls_resume", "dest_cycle", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
     const char *tls_min = NULL, *ciphers = NULL, *ciphersuites = NULL;
     int tls = 0, insecure = 0, tls_resume = 0, http2 = 0;  /* http2: streams per connection (0: HTTP/1.1) */
@@ -269,6 +269,7 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
     Py_buffer request = {0}, last_request = {0}, order = {0}, slot_dests = {0}, h2_headers = {0}, h2_body = {0};
+    Py_buffer dest_cycle = {0};
     PyObject *sources = NULL, *targets = NULL, *destinations = NULL;
     int order_random = 0, groups = 0;
     unsigned long long seed = 0;
@@ -277,13 +278,13 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*zzzp", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*zzzpy*", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
                                      &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups,
                                      &destinations, &slot_dests, &http2, &h2_headers, &h2_body, &tls_min, &ciphers,
-                                     &ciphersuites, &tls_resume))
+                                     &ciphersuites, &tls_resume, &dest_cycle))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -400,6 +401,21 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                 PyErr_SetString(PyExc_ValueError, "slot_dests: one uint16 destination index per slot");
                 goto out;
             }
+            if (open_loop) {  /* each due request's destination: uint16 indexes, the weights as repeats */
+                if (!dest_cycle.buf || dest_cycle.len < (Py_ssize_t)sizeof(uint16_t) ||
+                    dest_cycle.len % (Py_ssize_t)sizeof(uint16_t) ||
+                    dest_cycle.len / (Py_ssize_t)sizeof(uint16_t) > UINT32_MAX) {
+                    PyErr_SetString(PyExc_ValueError, "dest_cycle: uint16 destination indexes (open loop)");
+                    goto out;
+                }
+                k->dest_cycle = malloc((size_t)dest_cycle.len);
+                if (!k->dest_cycle) {
+                    PyErr_NoMemory();
+                    goto out;
+                }
+                memcpy(k->dest_cycle, dest_cycle.buf, (size_t)dest_cycle.len);
+                k->dest_cycle_len = (uint32_t)(dest_cycle.len / (Py_ssize_t)sizeof(uint16_t));
+            }
         }
         k->order_random = order_random;
         k->rng_order = seed ^ (0x9e3779b97f4a7c15ULL * (worker + 1));  /* each worker its own streams */
@@ -440,9 +456,19 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
             }
             k->conns[i].dest = dests[i];
         }
+        r = core_lanes_init(k);  /* open loop: each destination's lane, over its slots */
+        if (r == -EINVAL) {
+            PyErr_SetString(PyExc_ValueError, "open loop: every destination needs a slot, and dest_cycle in range");
+            goto out;
+        }
+        if (r < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
     }
     ok = 0;
 out:
+    PyBuffer_Release(&dest_cycle);
     PyBuffer_Release(&slot_dests);
     PyBuffer_Release(&request);
     PyBuffer_Release(&last_request);

@@ -121,6 +121,41 @@ void core_response(core *k, int status, int64_t intended, int64_t sent, int64_t 
 
 /* ---- open loop: intended send times ---- */
 
+static uint64_t splitmix64(uint64_t *state);
+
+/* open loop over several destinations: each due request goes to its own destination's lane */
+static int lanes(const core *k) { return k->open_loop && k->n_dests > 0; }
+
+/* A request fell due (send time t): its destination is the next of the weights' cycle (or a draw from
+   it, --targets-order random), so the mix follows the weights whichever destination is slower; it
+   waits in that destination's FIFO. No memory to queue it: not_sent now, its one result. */
+static void lane_push(core *k, int64_t t) {
+    uint32_t i;
+    if (k->order_random) {
+        i = (uint32_t)(splitmix64(&k->rng_order) % k->dest_cycle_len);
+    } else {
+        i = k->dest_cycle_next;
+        if (++k->dest_cycle_next == k->dest_cycle_len) k->dest_cycle_next = 0;
+    }
+    destination *d = &k->dests[k->dest_cycle[i]];
+    if (d->due_head > 0 && d->due_head * 2 >= d->due_len) {  /* compact */
+        memmove(d->due, d->due + d->due_head, (size_t)(d->due_len - d->due_head) * sizeof(int64_t));
+        d->due_len -= d->due_head;
+        d->due_head = 0;
+    }
+    if (d->due_len == d->due_cap) {
+        uint32_t cap = d->due_cap ? d->due_cap * 2 : 256;
+        int64_t *grown = d->due_cap < (1u << 30) ? realloc(d->due, (size_t)cap * sizeof(int64_t)) : NULL;
+        if (!grown) {
+            count_error(k, NULL, E_NOT_SENT);
+            return;
+        }
+        d->due = grown;
+        d->due_cap = cap;
+    }
+    d->due[d->due_len++] = t;
+}
+
 static void scan_due(core *k, int64_t now) {
     while (k->due_seen < k->due_len && k->due[k->due_seen] <= now) {
         int64_t lag_us = (now - k->due[k->due_seen]) / 1000;
@@ -128,11 +163,33 @@ static void scan_due(core *k, int64_t now) {
         k->due_seen++;
         k->stats[S_TAKEN]++;
     }
+    if (lanes(k))  /* each to its destination's lane: the one FIFO holds no overdue request */
+        while (k->due_head < k->due_seen) lane_push(k, k->due[k->due_head++]);
 }
 
 static int overdue(const core *k) { return k->due_head < k->due_seen; }
 
 static int64_t pop_due(core *k) { return k->due[k->due_head++]; }
+
+static int lane_overdue(const destination *d) { return d->due_head < d->due_len; }
+
+/* a due request for c's destination (its lane's, with several), and taking it */
+static int due_for(const core *k, const conn *c) {
+    return lanes(k) ? lane_overdue(&k->dests[c->dest]) : overdue(k);
+}
+
+static int64_t pop_for(core *k, const conn *c) {
+    if (!lanes(k)) return pop_due(k);
+    destination *d = &k->dests[c->dest];
+    return d->due[d->due_head++];
+}
+
+static int lanes_empty(const core *k) {
+    if (lanes(k))
+        for (int i = 0; i < k->n_dests; i++)
+            if (lane_overdue(&k->dests[i])) return 0;
+    return 1;
+}
 
 int64_t core_next_due(core *k) {
     scan_due(k, now_ns());
@@ -276,7 +333,12 @@ static void free_slot(core *k, conn *c) {
         c->render_wait = 2;
         return;
     }
-    k->free_slots[k->n_free++] = slot_of(k, c);
+    if (lanes(k)) {
+        destination *d = &k->dests[c->dest];
+        d->free_slots[d->n_free++] = slot_of(k, c);
+    } else {
+        k->free_slots[k->n_free++] = slot_of(k, c);
+    }
 }
 
 /* closed loop: a slot with its request taken connects now, or in a later turn */
@@ -466,6 +528,19 @@ static void start_slot(core *k, conn *c) {
 static void grow_pool(core *k) {
     if (!k->open_loop || k->stopping) return;
     scan_due(k, now_ns());
+    if (lanes(k)) {  /* each destination's waiting requests, on its own unused slots; the first turns */
+        for (int j = 0; j < k->n_dests && k->n_connecting < MAX_CONNECTING; j++) {
+            destination *d = &k->dests[(k->lane_turn + (uint32_t)j) % (uint32_t)k->n_dests];
+            while (lane_overdue(d) && k->n_connecting < MAX_CONNECTING && d->n_free > 0) {
+                conn *c = &k->conns[d->free_slots[--d->n_free]];
+                c->intended = d->due[d->due_head++];
+                c->flags |= F_HAS_REQUEST;
+                core_open(k, c);
+            }
+        }
+        k->lane_turn++;  /* MAX_CONNECTING shared: no destination always first */
+        return;
+    }
     while (overdue(k) && k->n_connecting < MAX_CONNECTING && k->n_free > 0) {
         conn *c = &k->conns[k->free_slots[--k->n_free]];
         c->intended = pop_due(k);  /* written as soon as the connect allows */
@@ -485,7 +560,7 @@ void core_connect_failed(core *k, conn *c, int err) {
     int had_request = (c->flags & F_HAS_REQUEST) && c->intended;
     drop(k, c);
     c->flags &= (uint16_t)~F_HAS_REQUEST;
-    if (k->open_loop && !had_request && overdue(k)) pop_due(k);
+    if (k->open_loop && !had_request && due_for(k, c)) pop_for(k, c);
     if (k->stopping) {
         if (k->open_loop) free_slot(k, c);
         else k->live_slots--;
@@ -592,6 +667,30 @@ int core_targets_init(core *k) {
     return 0;
 }
 
+/* Open loop over several destinations: each destination's lane, once the slots' destinations are set
+   (its unused slots, slot 0 on top as the one pool's). Every destination needs a slot of this worker's,
+   or its requests would only wait (engine/request_set.py gives each one at least). */
+int core_lanes_init(core *k) {
+    if (!lanes(k)) return 0;
+    if (!k->dest_cycle || !k->dest_cycle_len) return -EINVAL;
+    for (uint32_t i = 0; i < k->dest_cycle_len; i++)
+        if (k->dest_cycle[i] >= k->n_dests) return -EINVAL;
+    for (int i = 0; i < k->capacity; i++) k->dests[k->conns[i].dest].n_slots++;
+    for (int j = 0; j < k->n_dests; j++) {
+        destination *d = &k->dests[j];
+        if (d->n_slots < 1) return -EINVAL;
+        d->idle = calloc((size_t)d->n_slots, sizeof(int));
+        d->free_slots = calloc((size_t)d->n_slots, sizeof(int));
+        if (!d->idle || !d->free_slots) return -ENOMEM;
+    }
+    for (int i = k->capacity - 1; i >= 0; i--) {
+        destination *d = &k->dests[k->conns[i].dest];
+        d->free_slots[d->n_free++] = i;
+    }
+    k->dest_cycle_next = k->worker % k->dest_cycle_len;  /* the workers start apart in the cycle */
+    return 0;
+}
+
 void core_targets_fini(core *k) {
     for (int i = 0; i < k->n_targets; i++) {
         free(k->targets[i].plain);
@@ -601,8 +700,15 @@ void core_targets_fini(core *k) {
     }
     free(k->targets);
     free(k->order);
+    for (int d = 0; d < k->n_dests && k->dests; d++) {
+        free(k->dests[d].due);
+        free(k->dests[d].idle);
+        free(k->dests[d].free_slots);
+    }
     free(k->dests);
+    free(k->dest_cycle);
     k->dests = NULL;
+    k->dest_cycle = NULL;
     k->n_dests = 0;
     free(k->render);
     free(k->gstats);
@@ -795,15 +901,20 @@ static void ready(core *k, conn *c) {
         return;
     }
     scan_due(k, now_ns());
-    if (overdue(k)) {
-        c->intended = pop_due(k);
+    if (due_for(k, c)) {
+        c->intended = pop_for(k, c);
         c->flags |= F_HAS_REQUEST;
         next_request(k, c);
         return;
     }
     if (!(c->flags & F_IN_IDLE)) {
         c->flags |= F_IN_IDLE;
-        k->idle[k->n_idle++] = slot_of(k, c);
+        if (lanes(k)) {
+            destination *d = &k->dests[c->dest];
+            d->idle[d->n_idle++] = slot_of(k, c);
+        } else {
+            k->idle[k->n_idle++] = slot_of(k, c);
+        }
     }
 }
 
@@ -1050,6 +1161,17 @@ void core_tick(core *k, int64_t now) {
             c->flags |= F_HAS_REQUEST;
             next_request(k, c);
         }
+        for (int j = 0; lanes(k) && j < k->n_dests; j++) {  /* several destinations: each its own idle ones */
+            destination *d = &k->dests[j];
+            while (lane_overdue(d) && d->n_idle > 0) {
+                conn *c = &k->conns[d->idle[--d->n_idle]];
+                c->flags &= (uint16_t)~F_IN_IDLE;
+                if (c->state != C_IDLE) continue;
+                c->intended = d->due[d->due_head++];
+                c->flags |= F_HAS_REQUEST;
+                next_request(k, c);
+            }
+        }
         grow_pool(k);
     }
     if (now >= k->next_sweep) {
@@ -1075,7 +1197,8 @@ int64_t core_next_timer(core *k, int64_t now, int64_t until) {
 int core_done(core *k) {
     if (k->stopping) return k->n_fd == 0 && k->in_flight == 0;
     if (k->open_loop)
-        return k->schedule_done && k->due_head == k->due_len && k->in_flight == 0 && k->n_connecting == 0;
+        return k->schedule_done && k->due_head == k->due_len && lanes_empty(k) && k->in_flight == 0 &&
+               k->n_connecting == 0;
     return k->live_slots == 0 && !k->staged;
 }
 
@@ -1148,6 +1271,11 @@ void core_stop(core *k) {
             count_error(k, NULL, E_NOT_SENT);
         }
         k->due_head = k->due_seen = k->due_len = 0;
+        for (int j = 0; lanes(k) && j < k->n_dests; j++) {  /* and those in each destination's lane */
+            destination *d = &k->dests[j];
+            for (; lane_overdue(d); d->due_head++) count_error(k, NULL, E_NOT_SENT);
+            d->due_head = d->due_len = 0;
+        }
     }
     if (k->h2) k->h2->stop(k);  /* HTTP/2: refused requests leave; connections with no stream close */
     while (k->backoff_head >= 0) {
@@ -1185,4 +1313,5 @@ void core_abandon(core *k) {
     k->live_slots = 0;
     k->retire = 0;
     k->n_idle = 0;
+    for (int j = 0; j < k->n_dests && k->dests; j++) k->dests[j].n_idle = 0;
 }

@@ -147,6 +147,13 @@ typedef struct destination {
     socklen_t addr_len;
     uint32_t order_start, order_len, order_next;
     int64_t opened;        /* connections opened to it since the last collect */
+    /* open loop: its own lane. Each request falling due is given a destination (k->dest_cycle, the
+       destinations' weights) and waits in that one's FIFO of send times for a connection of its own:
+       an idle one, or a new one on one of its unused slots (its share of --max-connections) */
+    int64_t *due;
+    uint32_t due_head, due_len, due_cap;
+    int *idle, *free_slots; /* stacks of slot indexes, each sized for the slots of this destination */
+    int n_idle, n_free, n_slots;
 } destination;
 #define MAX_DESTS 256
 /* per-target results: one int64 row a group (a name in the file), and a latency histogram */
@@ -212,6 +219,9 @@ typedef struct core {
     uint32_t order_len, order_next;
     destination *dests;               /* n_dests > 0: several destinations (else `target`, one order) */
     int n_dests;
+    uint16_t *dest_cycle;             /* open loop with n_dests: destination indexes, weights as repeats */
+    uint32_t dest_cycle_len, dest_cycle_next;
+    uint32_t lane_turn;               /* open loop with n_dests: the destination whose lane opens first */
     int order_random;
     uint64_t rng_order, rng_values;  /* splitmix64 states */
     uint64_t seq_next;                /* {{seq}}: this worker's k-th request is k * workers + worker */
@@ -353,6 +363,7 @@ int core_socket(const core *k, const conn *c); /* a new socket for c's destinati
 /* the address slot c connects to: its destination's, or the target's */
 const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len);
 int core_targets_init(core *k);               /* after targets, order, groups are set: sizes, buffers (0, -errno) */
+int core_lanes_init(core *k);                 /* open loop, several destinations, slots' dests set: their lanes */
 void core_targets_fini(core *k);
 void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
 void core_socket_made(core *k, conn *c, int res); /* the backend made c's socket: fd or -errno */

@@ -16,8 +16,8 @@ from array import array
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
 from twload.engine.http2 import header_block
+from twload.engine.request_set import cycle, slot_destinations
 from twload.engine.request_set import request_set as make_request_set
-from twload.engine.request_set import slot_destinations
 from twload.metrics import Snapshot, encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
@@ -56,13 +56,19 @@ class CoreWorker:
                            # numbered across the run: a Dask shard's processes come after the earlier shards'
                            "worker": plan.worker_base + index, "workers": plan.worker_total or self.workers}
             if plan.destinations:  # several destinations: each slot's, and each one's address and cycle
-                total = plan.connections
-                if plan.stages and not plan.open_loop:
-                    total = max(total, int(max(s.target for s in plan.stages) + 0.5))
                 request_set["destinations"] = [
                     (d.address[0], d.address[1], d.address[3] if len(d.address) > 3 else 0, start, length)
                     for d, (start, length) in zip(plan.destinations, made.parts, strict=True)]
-                request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, index, self.workers, total)
+                if plan.open_loop:  # this worker's slots split by weight (each destination one at least), and
+                    # each due request's destination by the weights' cycle: its own lane (core.c lane_push)
+                    request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, 0, 1, capacity)
+                    request_set["dest_cycle"] = array("H", cycle(list(made.dest_weights)))
+                else:
+                    total = plan.connections
+                    if plan.stages:
+                        total = max(total, int(max(s.target for s in plan.stages) + 0.5))
+                    request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, index, self.workers,
+                                                                  total)
             request = last_request = b""
         else:
             request = build_request(plan, connection_close=False)
