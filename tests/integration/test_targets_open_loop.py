@@ -42,7 +42,8 @@ def host(url: str) -> str:
 
 def run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "twload", "run", "-q", "--out", str(tmp_path / "run"), *args],
-                          capture_output=True, text=True, timeout=90, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+                          capture_output=True, text=True, timeout=90, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "200"})
 
 
 def summary_of(tmp_path) -> dict:
