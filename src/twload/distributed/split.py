@@ -43,6 +43,9 @@ def split(plan: Plan, slots: list[WorkerSlot], processes_per_worker: int | None 
     """
     if not slots:
         raise PlanError("the Dask cluster has no workers")
+    if plan.targets_spool is not None:  # engine/spool.py: its records are on this host's disk only
+        raise PlanError("--cluster / --scheduler: a request file this large is streamed from this host's disk; "
+                        "run it on one host, or split it into files of fewer targets")
     scheduled = plan.open_loop or bool(plan.stages)
     pool = plan.max_connections if scheduled else plan.connections
     count = min(len(slots), pool, plan.requests or pool)

@@ -74,6 +74,9 @@ class Plan:
     # built from url / method / headers / body (which are then the targets' defaults)
     targets: tuple = ()  # of plan.targets.RequestTarget
     targets_source: str = ""  # the file's name, or "-" (standard input)
+    # a request file too large to hold (plan.targets.Spool): streamed from its compiled records; `targets`
+    # then holds its first target only
+    targets_spool: object = None
     targets_order: str = "round-robin"
     seed: int | None = None  # --targets-order random and the templates' values: None draws one
     # a request file whose targets are on several destinations (host:port), or on one that is not the

@@ -31,6 +31,9 @@
    (net/ipv4/inet_hashtables.c: __inet_hash_connect) would otherwise keep the loop from its
    timers, the stop flag and the deadline for seconds. */
 #define OPENS_PER_TURN 128
+#define SPOOL_CHUNK (1u << 20)   /* a streamed set's records are read this much at a time */
+#define REFILL_NS 5000000LL      /* a spent page is looked at this often until no slot holds its targets */
+#define PAGE_BYTES (8u << 20)    /* a page ends at this many bytes of records too (large requests: fewer a page) */
 
 int64_t now_ns(void) {
     struct timespec ts;
@@ -691,6 +694,178 @@ int core_lanes_init(core *k) {
     return 0;
 }
 
+/* ---- a streamed request set: the spool's records a page at a time ---- */
+
+/* One spool record (engine/spool.py, native byte order) into t, after its length: u16 group,
+   u16 weight, u8 head, u8 upgrade, u8 templated, u8 0, u32 a, u32 b; then, not templated, a bytes of
+   the request and b of its last-on-the-connection form; templated, a ops of 16 bytes (u8 kind, 3 x 0,
+   u32 literal length, u64 arg) with body_start b, then the ops' literals one after the other. Every
+   length is checked against the record's: 0, -EINVAL, -E2BIG (over render_max), -ENOMEM. */
+static int spool_target(core *k, req_target *t, const char *d, uint32_t len) {
+    uint16_t group, weight;
+    uint32_t a, b;
+    if (len < 16) return -EINVAL;
+    memcpy(&group, d, 2);
+    memcpy(&weight, d + 2, 2);
+    memcpy(&a, d + 8, 4);
+    memcpy(&b, d + 12, 4);
+    const char *rest = d + 16;
+    uint32_t left = len - 16;
+    if (group >= k->n_groups || weight < 1) return -EINVAL;
+    t->group = group;
+    t->weight = weight;
+    t->head = d[4] != 0;
+    t->asks_upgrade = d[5] != 0;
+    if (!d[6]) {  /* not templated: its bytes, as they go out */
+        if ((uint64_t)a + b != left) return -EINVAL;
+        t->plain = malloc(a ? a : 1);
+        t->last = malloc(b ? b : 1);
+        if (!t->plain || !t->last) return -ENOMEM;
+        memcpy(t->plain, rest, a);
+        memcpy(t->last, rest + a, b);
+        t->plain_len = a;
+        t->last_len = b;
+        return 0;
+    }
+    if (a == 0 || a > left / 16 || b > a) return -EINVAL;
+    uint32_t lits = left - a * 16;
+    t->ops = calloc(a, sizeof *t->ops);
+    t->pool = malloc(lits ? lits : 1);
+    if (!t->ops || !t->pool) return -ENOMEM;
+    memcpy(t->pool, rest + (size_t)a * 16, lits);
+    uint64_t at = 0, head = 0, body = 0;
+    for (uint32_t j = 0; j < a; j++) {
+        const char *o = rest + (size_t)j * 16;
+        uint8_t kind = (uint8_t)o[0];
+        uint32_t olen;
+        uint64_t arg;
+        memcpy(&olen, o + 4, 4);
+        memcpy(&arg, o + 8, 8);
+        if (kind >= N_TPL_OPS || (kind == TPL_RAND && arg == 0) || olen > lits - at) return -EINVAL;
+        t->ops[j] = (tpl_op){.kind = kind, .len = olen, .arg = arg, .data = t->pool + at};
+        at += olen;
+        uint64_t w = kind == TPL_LIT || kind == TPL_LAST_LIT ? olen : op_width[kind];
+        if (kind == TPL_SEQ) t->uses_seq = 1;
+        if (j < b) head += w;
+        else body += w;
+    }
+    if (at != lits) return -EINVAL;
+    if (head + body > k->render_max) return -E2BIG;
+    t->n_ops = a;
+    t->body_start = b;
+    t->head_max = (uint32_t)head;
+    t->body_max = (uint32_t)body;
+    return 0;
+}
+
+/* spool bytes [off, off + len) into k->spool_buf (grown to len); 0 or -errno (-EIO: the file is shorter) */
+static int spool_read(core *k, uint64_t off, size_t len) {
+    if (len > k->spool_buf_cap) {
+        char *grown = realloc(k->spool_buf, len);
+        if (!grown) return -ENOMEM;
+        k->spool_buf = grown;
+        k->spool_buf_cap = len;
+    }
+    for (size_t got = 0; got < len;) {
+        ssize_t r = pread(k->spool_fd, k->spool_buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -errno;
+        if (r == 0) return -EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void free_target(req_target *t) {
+    free(t->plain);
+    free(t->last);
+    free(t->ops);
+    free(t->pool);
+    memset(t, 0, sizeof *t);
+}
+
+/* page p (targets [p * page_cap, + page_cap)) filled with the spool's next records, at most page_cap,
+   up to the file's end (the next page starts it over) */
+static int spool_page(core *k, int p) {
+    req_target *page = &k->targets[(size_t)p * k->page_cap];
+    for (uint32_t i = 0; i < k->page_cap; i++) free_target(&page[i]);
+    k->page_n[p] = 0;
+    uint64_t off = k->spool_off, buf_off = 0, buf_len = 0;  /* k->spool_buf holds [buf_off, buf_off + buf_len) */
+    uint32_t n = 0;
+    uint64_t start = off;
+    while (n < k->page_cap && off < k->spool_len && off - start < PAGE_BYTES) {
+        uint64_t room = k->spool_len - off;
+        if (off < buf_off || off + 4 > buf_off + buf_len) {
+            buf_len = room < SPOOL_CHUNK ? room : SPOOL_CHUNK;
+            int r = spool_read(k, off, (size_t)buf_len);
+            if (r < 0) return r;
+            buf_off = off;
+        }
+        uint32_t rlen;
+        memcpy(&rlen, k->spool_buf + (off - buf_off), 4);
+        if (rlen > room - 4) return -EINVAL;
+        if (off + 4 + rlen > buf_off + buf_len) {  /* past what was read: from the record on, all of it */
+            buf_len = 4 + (uint64_t)rlen > SPOOL_CHUNK ? 4 + (uint64_t)rlen : (room < SPOOL_CHUNK ? room : SPOOL_CHUNK);
+            int r = spool_read(k, off, (size_t)buf_len);
+            if (r < 0) return r;
+            buf_off = off;
+        }
+        int r = spool_target(k, &page[n], k->spool_buf + (off - buf_off) + 4, rlen);
+        if (r < 0) return r;
+        off += 4 + (uint64_t)rlen;
+        n++;
+    }
+    k->spool_off = off >= k->spool_len ? 0 : off;  /* the file walked to its end: it starts over */
+    k->page_n[p] = n;
+    k->page_ready[p] = n > 0;
+    return n > 0 ? 0 : -EINVAL;
+}
+
+int core_spool_init(core *k) {
+    if (k->page_cap < 1 || k->page_cap > (1u << 24) || k->spool_len < 20 || k->n_groups < 1 ||
+        k->n_groups > MAX_GROUPS || k->render_max > MAX_RENDER)
+        return -EINVAL;
+    k->targets = calloc(2 * (size_t)k->page_cap, sizeof *k->targets);
+    if (!k->targets) return -ENOMEM;
+    k->n_targets = (int)(2 * k->page_cap);
+    if (k->render_max) {
+        if ((uint64_t)k->render_max * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
+        k->render = malloc((size_t)k->render_max * (size_t)k->capacity);
+        if (!k->render) return -ENOMEM;
+        k->render_cap = k->render_max;
+    }
+    k->gstats = calloc((size_t)k->n_groups * G_LEN, sizeof(int64_t));
+    k->ghist = calloc((size_t)k->n_groups * H_LEN, sizeof(int64_t));
+    k->gtouched = calloc((size_t)k->n_groups, 1);
+    if (!k->gstats || !k->ghist || !k->gtouched) return -ENOMEM;
+    int r = spool_page(k, 0);
+    if (r == 0) r = spool_page(k, 1);
+    if (r < 0) return r;
+    k->page_cur = 0;
+    k->page_pos = k->worker % k->page_n[0];  /* the workers start apart in the first page */
+    return 0;
+}
+
+/* The page not being walked, once spent, loaded with the next records when no slot holds one of its
+   targets (a chosen one not yet begun, or one in flight: its bytes may still be written); an answered
+   request's slot forgets its target index (it would name another target's group). Looked at every
+   REFILL_NS at most: the walk over the slots is the cost. A read error stops the refills (the worker
+   reports it, core.spool_error); the page walked meanwhile is walked again. */
+void core_spool_refill(core *k, int64_t now) {
+    int p = 1 - k->page_cur;
+    if (k->page_ready[p] || k->spool_error || now < k->next_refill) return;
+    k->next_refill = now + REFILL_NS;
+    int32_t lo = (int32_t)((uint32_t)p * k->page_cap), hi = lo + (int32_t)k->page_cap;
+    for (int i = 0; i < k->capacity; i++) {
+        const conn *c = &k->conns[i];
+        if (c->target >= lo && c->target < hi && (c->chosen || (c->flags & F_IN_FLIGHT))) return;
+    }
+    for (int i = 0; i < k->capacity; i++)
+        if (k->conns[i].target >= lo && k->conns[i].target < hi) k->conns[i].target = -1;
+    int r = spool_page(k, p);
+    if (r < 0) k->spool_error = -r;
+}
+
 void core_targets_fini(core *k) {
     for (int i = 0; i < k->n_targets; i++) {
         free(k->targets[i].plain);
@@ -711,6 +886,10 @@ void core_targets_fini(core *k) {
     k->dest_cycle = NULL;
     k->n_dests = 0;
     free(k->render);
+    free(k->spool_buf);
+    k->spool_buf = NULL;
+    if (k->paged && k->spool_fd >= 0) close(k->spool_fd);
+    k->paged = 0;
     free(k->gstats);
     free(k->ghist);
     free(k->gtouched);
@@ -742,6 +921,23 @@ void core_render_free(core *k, conn *c) {
 /* the next request's target: round-robin through the order's cycle, or a draw from it */
 void core_choose(core *k, conn *c) {
     uint32_t i;
+    if (k->paged) {  /* a streamed set: the page in turn, each target weight times in a row */
+        int p = k->page_cur;
+        c->target = (int32_t)((uint32_t)p * k->page_cap + k->page_pos);
+        c->chosen = 1;
+        c->rendered = 0;
+        if (++k->page_rep < k->targets[c->target].weight) return;
+        k->page_rep = 0;
+        if (++k->page_pos < k->page_n[p]) return;
+        k->page_pos = 0;
+        if (k->page_ready[1 - p]) {  /* on to the next page; this one is spent, loaded anew once free */
+            k->page_ready[p] = 0;
+            k->page_cur = 1 - p;
+        } else {
+            k->page_repeats++;  /* the next page is not loaded yet: this one again */
+        }
+        return;
+    }
     if (k->n_dests) {  /* the slot's destination's own part of the cycle */
         destination *d = &k->dests[c->dest];
         if (k->order_random) {
@@ -1138,6 +1334,7 @@ static void sweep(core *k, int64_t now) {
 }
 
 void core_tick(core *k, int64_t now) {
+    if (k->paged) core_spool_refill(k, now);
     k->opens_left = OPENS_PER_TURN;
     for (int prev = -1, i = k->backoff_head; i >= 0 && k->opens_left > 0;) {
         conn *c = &k->conns[i];

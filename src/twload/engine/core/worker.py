@@ -10,6 +10,7 @@ no Python object is made per request.
 
 from __future__ import annotations
 
+import os
 import time
 from array import array
 
@@ -18,6 +19,7 @@ from twload.engine.http1 import build_request
 from twload.engine.http2 import header_block
 from twload.engine.request_set import cycle, slot_destinations
 from twload.engine.request_set import request_set as make_request_set
+from twload.engine.spool import PAGE
 from twload.metrics import Snapshot, encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
@@ -48,7 +50,15 @@ class CoreWorker:
         address = plan.target.address
         request_set: dict = {}
         self.labels: tuple[str, ...] = ()
-        if plan.targets:  # a request file: the core picks and fills each request (engine/request_set.py)
+        spool = plan.targets_spool
+        if spool is not None:  # a request file too large to hold: the core reads its spool a page at a time
+            self.labels = spool.labels
+            fd = os.open(spool.path, os.O_RDONLY | os.O_CLOEXEC)  # the core's from here (it closes it)
+            request_set = {"spool": (fd, spool.size, PAGE, spool.render_max, len(spool.labels)),
+                           "seed": plan.seed or 0, "worker": plan.worker_base + index,
+                           "workers": plan.worker_total or self.workers}
+            request = last_request = b""
+        elif plan.targets:  # a request file: the core picks and fills each request (engine/request_set.py)
             made = make_request_set(plan, asks_server_to_close(plan.close))
             self.labels = made.labels
             request_set = {"targets": made.targets, "order": made.order, "groups": len(made.labels),
@@ -221,6 +231,8 @@ class CoreWorker:
             until = min(now + TICK_NS, next_snapshot, deadline or next_snapshot)
             done = core.run(until)
             now = time.monotonic_ns()
+            if plan.targets_spool is not None and core.spool_error:  # a streamed file's page could not be read
+                raise OSError(core.spool_error, f"reading {plan.targets_spool.path}: {os.strerror(core.spool_error)}")
             if self.staged:
                 core.set_connections(self.staged_connections((now - started) / 1e9))
             if done:
