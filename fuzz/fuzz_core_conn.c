@@ -12,7 +12,8 @@
  *
  * Input: 4 bytes of configuration (close mode, HEAD, open loop, 1-3 slots, requests per
  * connection, budget, head cap, how the fake writes, a request set of two targets (one
- * templated) in round-robin or random order), then operations, each one byte (what,
+ * templated) in round-robin or random order, and with 2-3 slots maybe on two destinations, each
+ * target on its own: the open loop then has a lane each, core.c lane_push), then operations, each one byte (what,
  * and an argument: the slot, a flag) followed by its data; fuzz/corpus_core holds one seed
  * per situation. A request is written in the send() call (loop_epoll.c's write_request), or,
  * as when that send() says EAGAIN, by a later write operation, whole or in parts. At the end
@@ -218,6 +219,9 @@ static int64_t pending(const core *k)
         n += (k->conns[i].flags & (F_IN_FLIGHT | F_HAS_REQUEST)) != 0;
     if (k->open_loop)
         n += (int64_t)(k->due_seen - k->due_head); /* due, taken, waiting for a connection */
+    if (k->open_loop && k->n_dests) /* ... in its destination's lane */
+        for (int d = 0; d < k->n_dests; d++)
+            n += (int64_t)(k->dests[d].due_len - k->dests[d].due_head);
     return n;
 }
 
@@ -328,6 +332,31 @@ static void request_set(core *k, int random_order, int capacity)
     require(core_targets_init(k) == 0);
 }
 
+/* two destinations (after request_set, with 2 or more slots): target 0 (weight 2) on the first,
+ * target 1 on the second; the slots alternate between them, and (open loop) each due request's
+ * destination follows the weights' cycle 0 1 0 */
+static void two_destinations(core *k)
+{
+    static const uint16_t cycle[] = {0, 1, 0};
+    k->dests = calloc(2, sizeof *k->dests);
+    k->dest_cycle = malloc(sizeof cycle);
+    require(k->dests && k->dest_cycle);
+    memcpy(k->dest_cycle, cycle, sizeof cycle);
+    k->dest_cycle_len = 3;
+    k->n_dests = 2;
+    k->order[0] = 0; /* the first's part [0, 2), the second's [2, 3) */
+    k->order[1] = 0;
+    k->order[2] = 1;
+    k->dests[0].order_start = 0;
+    k->dests[0].order_len = 2;
+    k->dests[1].order_start = 2;
+    k->dests[1].order_len = 1;
+    k->targets[1].dest = 1;
+    for (int i = 0; i < k->capacity; i++)
+        k->conns[i].dest = (uint16_t)(i % 2);
+    require(core_lanes_init(k) == 0);
+}
+
 /* ---- the input ---- */
 
 typedef struct input {
@@ -392,6 +421,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((c3 >> 2) & 1)
         request_set(k, (c3 >> 3) & 1, capacity);
     require(core_init(k, capacity) == 0);
+    if (((c3 >> 2) & 1) && ((c3 >> 4) & 1) && capacity >= 2)
+        two_destinations(k);
     int64_t started = now_ns();
     core_start(k, started, capacity);
     check(k, 0);
