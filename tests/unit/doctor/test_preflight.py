@@ -156,3 +156,19 @@ def test_a_destination_whose_ports_run_out_warns_for_the_run():
     pre = preflight(plan(connections=2, requests=100, duration_s=None, destinations=dests), facts)
     assert pre.runs_out
     assert [w.splitlines()[0] for w in pre.warnings] == ["pre-flight: ports towards 10.250.1.3:8082 will run out."]
+
+
+def test_open_loop_each_destination_its_share_of_the_rate_and_of_max_connections():
+    """The open loop over two destinations (weights 1 and 3): each one's budget is over its share of
+    --max-connections (the worker's pools) and of the rate (its requests falling due)."""
+    from dataclasses import replace
+
+    dests = (parse_target("http://10.250.1.2:8081/"), parse_target("http://10.250.1.3:8082/"))
+    two = plan(rate=400.0, max_connections=40, destinations=dests, destination_weights=(1, 3))
+    pre = preflight(two, replace(NO_TIMESTAMPS, destinations=(NO_TIMESTAMPS, NO_TIMESTAMPS)))
+    assert [d.connections for d in pre.destinations] == [10, 30]
+    alone = [preflight(plan(rate=rate, max_connections=n, connections=n), NO_TIMESTAMPS)
+             for rate, n in ((100.0, 10), (300.0, 30))]
+    assert [d.budget for d in pre.destinations] == [a.budget for a in alone]
+    # --close fin: a connection a request, so 300 new connections/s run 500 ports out within 60 s, 100/s too
+    assert pre.runs_out and len(pre.warnings) == 2
