@@ -79,7 +79,11 @@ class SpoolWriter:
     def __init__(self, defaults: Defaults, close_line: bool) -> None:
         self.defaults = defaults
         self.close_line = close_line
-        fd, self.path = tempfile.mkstemp(prefix="twload-targets-", suffix=".spool")  # mode 0600
+        try:
+            fd, self.path = tempfile.mkstemp(prefix="twload-targets-", suffix=".spool")  # mode 0600
+        except OSError as exc:
+            raise PlanError(f"cannot make a file for the compiled request file in {tempfile.gettempdir()}: "
+                            f"{exc.strerror}") from None
         atexit.register(_remove, self.path)
         self.file = os.fdopen(fd, "wb", buffering=1 << 20)
         self.groups: dict[str, int] = {}
@@ -95,14 +99,23 @@ class SpoolWriter:
         if compiled[5]:
             self.render_max = max(self.render_max, _longest(compiled[5]))
         data = record(compiled, target.weight)
-        self.file.write(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:  # not the request file's fault: say whose
+            raise PlanError(f"cannot write the compiled request file {self.path}: {exc.strerror}") from None
         self.size += len(data)
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError as exc:
+            raise PlanError(f"cannot write the compiled request file {self.path}: {exc.strerror}") from None
 
     def discard(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:
+            pass
         _remove(self.path)
 
 
