@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from twload.plan.errors import PlanError
 from twload.plan.schedule import Schedule
+from twload.plan.targets import Spool
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
 ENGINES = ("auto", "core")  # both the compiled core: "auto" stays so that old scripts keep running
@@ -76,7 +77,7 @@ class Plan:
     targets_source: str = ""  # the file's name, or "-" (standard input)
     # a request file too large to hold (plan.targets.Spool): streamed from its compiled records; `targets`
     # then holds its first target only
-    targets_spool: object = None
+    targets_spool: Spool | None = None
     targets_order: str = "round-robin"
     seed: int | None = None  # --targets-order random and the templates' values: None draws one
     # a request file whose targets are on several destinations (host:port), or on one that is not the
