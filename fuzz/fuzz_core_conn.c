@@ -10,7 +10,10 @@
  *
  * Input: 4 bytes of configuration (close mode, HEAD, open loop, 1-3 slots, requests per
  * connection, budget, head cap, how the fake writes, a request set of two targets (one
- * templated) in round-robin or random order), then operations, each one byte (what,
+ * templated) in round-robin or random order, and with 2-3 slots maybe on two destinations, each
+ * target on its own: the open loop then has a lane each, core.c lane_push; or a streamed set: five
+ * targets in a spool (a memfd, engine/spool.py's records) read two a page, so pages are loaded anew
+ * while requests of theirs may be chosen or half written), then operations, each one byte (what,
  * and an argument: the slot, a flag) followed by its data; fuzz/corpus_core holds one seed
  * per situation. A request is written in the send() call (loop_epoll.c's write_request), or,
  * as when that send() says EAGAIN, by a later write operation, whole or in parts. At the end
@@ -35,6 +38,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "fake_backend.h"
@@ -92,6 +97,10 @@ static void write_some(core *k, conn *c, uint32_t n)
     }
     if (n == 0 || n > len - c->woff)
         n = len - c->woff;
+    volatile unsigned char sum = 0; /* the bytes written are read, as send() reads them: ASan sees a freed page */
+    for (uint32_t j = 0; j < n; j++)
+        sum += (unsigned char)req[c->woff + j];
+    (void)sum;
     core_sent(k, c, n);
 }
 
@@ -119,6 +128,9 @@ static int64_t pending(const core *k)
         n += (k->conns[i].flags & (F_IN_FLIGHT | F_HAS_REQUEST)) != 0;
     if (k->open_loop)
         n += (int64_t)(k->due_seen - k->due_head); /* due, taken, waiting for a connection */
+    if (k->open_loop && k->n_dests) /* ... in its destination's lane */
+        for (int d = 0; d < k->n_dests; d++)
+            n += (int64_t)(k->dests[d].due_len - k->dests[d].due_head);
     return n;
 }
 
@@ -228,6 +240,107 @@ static void request_set(core *k, int random_order, int capacity)
     require(core_targets_init(k) == 0);
 }
 
+/* two destinations (after request_set, with 2 or more slots): target 0 (weight 2) on the first,
+ * target 1 on the second; the slots alternate between them, and (open loop) each due request's
+ * destination follows the weights' cycle 0 1 0 */
+static void two_destinations(core *k)
+{
+    static const uint16_t cycle[] = {0, 1, 0};
+    k->dests = calloc(2, sizeof *k->dests);
+    k->dest_cycle = malloc(sizeof cycle);
+    require(k->dests && k->dest_cycle);
+    memcpy(k->dest_cycle, cycle, sizeof cycle);
+    k->dest_cycle_len = 3;
+    k->n_dests = 2;
+    k->order[0] = 0; /* the first's part [0, 2), the second's [2, 3) */
+    k->order[1] = 0;
+    k->order[2] = 1;
+    k->dests[0].order_start = 0;
+    k->dests[0].order_len = 2;
+    k->dests[1].order_start = 2;
+    k->dests[1].order_len = 1;
+    k->targets[1].dest = 1;
+    for (int i = 0; i < k->capacity; i++)
+        k->conns[i].dest = (uint16_t)(i % 2);
+    require(core_lanes_init(k) == 0);
+}
+
+/* ---- a streamed request set: a spool of records, as engine/spool.py writes them ---- */
+
+static size_t put_record(char *out, uint16_t group, uint16_t weight, int templated, const char *plain,
+                         const char *last, const tpl_op *ops, uint32_t n_ops, uint32_t body_start)
+{
+    char *p = out + 4;
+    uint8_t flags[4] = {0, 0, (uint8_t)templated, 0};
+    uint32_t a = templated ? n_ops : (uint32_t)strlen(plain), b = templated ? body_start : (uint32_t)strlen(last);
+    memcpy(p, &group, 2);
+    memcpy(p + 2, &weight, 2);
+    memcpy(p + 4, flags, 4);
+    memcpy(p + 8, &a, 4);
+    memcpy(p + 12, &b, 4);
+    p += 16;
+    if (!templated) {
+        memcpy(p, plain, a);
+        memcpy(p + a, last, b);
+        p += a + b;
+    } else {
+        for (uint32_t j = 0; j < n_ops; j++) {
+            uint8_t kind = ops[j].kind;
+            uint32_t len = ops[j].len;
+            memset(p, 0, 16);
+            memcpy(p, &kind, 1);
+            memcpy(p + 4, &len, 4);
+            memcpy(p + 8, &ops[j].arg, 8);
+            p += 16;
+        }
+        for (uint32_t j = 0; j < n_ops; j++) {
+            if (ops[j].len)
+                memcpy(p, ops[j].data, ops[j].len);
+            p += ops[j].len;
+        }
+    }
+    uint32_t size = (uint32_t)(p - out - 4);
+    memcpy(out, &size, 4);
+    return (size_t)(p - out);
+}
+
+static void streamed_set(core *k, int capacity)
+{
+    static char spool[4096];
+    int server = k->close_mode == CLOSE_SERVER;
+    const char *get = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *get_last = server ? "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" : get;
+    const char *del = "DELETE /d HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char *del_last = server ? "DELETE /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" : del;
+    tpl_op ops[] = {
+        lit(TPL_LIT, "POST /b/"), {.kind = TPL_SEQ}, lit(TPL_LIT, " HTTP/1.1\r\nHost: x\r\nContent-Length: "),
+        {.kind = TPL_CLEN}, lit(TPL_LIT, "\r\n"), lit(TPL_LAST_LIT, server ? "Connection: close\r\n" : ""),
+        lit(TPL_LIT, "\r\n"),
+        /* the body */
+        lit(TPL_LIT, "{\"id\":"), {.kind = TPL_SEQ}, lit(TPL_LIT, ",\"u\":\""), {.kind = TPL_UUID}, lit(TPL_LIT, "\"}"),
+    };
+    uint32_t n_ops = sizeof ops / sizeof ops[0];
+    size_t at = 0;
+    at += put_record(spool + at, 0, 1, 0, get, get_last, NULL, 0, 0);
+    at += put_record(spool + at, 1, 2, 1, NULL, NULL, ops, n_ops, 7);
+    at += put_record(spool + at, 0, 1, 0, del, del_last, NULL, 0, 0);
+    at += put_record(spool + at, 1, 1, 1, NULL, NULL, ops, n_ops, 7);
+    at += put_record(spool + at, 0, 3, 0, get, get_last, NULL, 0, 0);
+    require(at <= sizeof spool);
+    int fd = memfd_create("twload-fuzz-spool", MFD_CLOEXEC);
+    require(fd >= 0 && write(fd, spool, at) == (ssize_t)at);
+    k->paged = 1;
+    k->spool_fd = fd;
+    k->spool_len = at;
+    k->page_cap = 2;
+    k->render_max = 512;
+    k->n_groups = 2;
+    k->worker = 1;
+    k->workers = 2;
+    k->capacity = capacity;
+    require(core_spool_init(k) == 0);
+}
+
 /* ---- the input ---- */
 
 enum { OP_DATA, OP_EOF, OP_RESET, OP_SOCKET, OP_CONNECT, OP_WRITE, OP_TICK, OP_STOP, OP_CONNECTIONS, OP_DUE,
@@ -276,9 +389,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k->last_request = copy(k->close_mode == CLOSE_SERVER ? "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
                                                          : "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                            &k->last_request_len);
-    if ((c3 >> 2) & 1)
+    if (((c3 >> 2) & 1) && ((c3 >> 5) & 1))
+        streamed_set(k, capacity);
+    else if ((c3 >> 2) & 1)
         request_set(k, (c3 >> 3) & 1, capacity);
     require(core_init(k, capacity) == 0);
+    if (((c3 >> 2) & 1) && ((c3 >> 4) & 1) && !((c3 >> 5) & 1) && capacity >= 2)
+        two_destinations(k);
     int64_t started = now_ns();
     core_start(k, started, capacity);
     check(k, 0);
@@ -375,6 +492,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (k->stats[S_ERRORS + e])
                 fprintf(stderr, " %d=%lld", e, (long long)k->stats[S_ERRORS + e]);
         fputc('\n', stderr);
+        if (k->paged)
+            fprintf(stderr, "streamed: page %d at %u of %u, pages walked again %lld, next record at %llu of %llu\n",
+                    k->page_cur, k->page_pos, k->page_n[k->page_cur], (long long)k->page_repeats,
+                    (unsigned long long)k->spool_off, (unsigned long long)k->spool_len);
     }
     core_fini(k);
     free(k);

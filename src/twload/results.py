@@ -229,8 +229,9 @@ def plan_fields(plan: Plan, keep_credentials: bool = False) -> dict:
         "streams": plan.streams if plan.http2 else None,
     }
     if plan.targets:  # a request file: where from, how many, in which order (its headers stay out)
-        fields["targets"] = {"source": plan.targets_source, "count": len(plan.targets),
-                             "order": plan.targets_order, "seed": plan.seed}
+        spool = plan.targets_spool
+        fields["targets"] = {"source": plan.targets_source, "count": spool.count if spool else len(plan.targets),
+                             "order": plan.targets_order, "seed": plan.seed, "streamed": spool is not None}
     engine = getattr(plan, "engine", None)  # the field comes with the compiled core
     if engine is not None:
         fields["engine"] = engine

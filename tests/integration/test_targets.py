@@ -450,7 +450,8 @@ def test_the_pre_flight_lists_each_destination(tmp_path, two_peers):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--rate", "10", "-d", "1s"], "--rate with targets on 2 destinations (host:port) is not built yet"),
+    (["--rate", "10", "-d", "1s", "--max-connections", "3", "-w", "2"],
+     "--max-connections 3 over 2 worker processes leaves one fewer connections than the 2 destinations"),
     (["-c", "1"], "-c 1: fewer connections than the 2 destinations (host:port) of the targets"),
 ])
 def test_what_several_destinations_cannot_do_is_one_line(tmp_path, two_peers, args, message):

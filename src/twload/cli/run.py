@@ -21,6 +21,8 @@ from twload.engine import core
 from twload.engine import preflight as pf
 from twload.engine.limits import hard_file_limit
 from twload.engine.request_set import absolute_url, check_buffers, check_destinations, destination, request_set
+from twload.engine.spool import Defaults, read_whole_or_spool, streamed_problem
+from twload.engine.spool import check_buffers as check_spool_buffers
 from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
@@ -38,8 +40,8 @@ from twload.plan import (
     parse_sources,
     parse_stages,
 )
+from twload.plan.close import asks_server_to_close
 from twload.plan.limits import file_limit_problem
-from twload.plan.targets import parse_targets
 from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
 
 EXIT_STRICT = 2
@@ -138,7 +140,12 @@ def build_plan(
         payload = body_file.read_bytes() if body_file else (body or "").encode()
     except OSError as exc:
         raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
-    targets = read_targets(targets_file, targets_format, url) if targets_file is not None else ()
+    spool = None
+    if targets_file is not None:  # held whole, or (a large file) streamed from its compiled spool
+        defaults = Defaults(url, tuple(parse_header(h) for h in header), payload)
+        targets, spool = read_targets(targets_file, targets_format, url, defaults, asks_server_to_close(close))
+    else:
+        targets = ()
     if url is None:
         if not targets:
             raise PlanError("give a URL, or a request file with --targets")
@@ -147,12 +154,9 @@ def build_plan(
     destination_weights: tuple[int, ...] = ()
     if targets:
         dest_urls = check_destinations(targets, url)
-        if len(dest_urls) > 1 or destination(dest_urls[0]) != destination(url):
+        if spool is None and (len(dest_urls) > 1 or destination(dest_urls[0]) != destination(url)):
             # targets on several destinations (or on one that is not the URL's): a pool each (issue #32)
-            if open_loop or rate is not None:
-                raise PlanError(f"--rate with targets on {len(dest_urls)} destinations (host:port) is not built yet: "
-                                "run the closed loop (-c), or one destination a run")
-            if connections < len(dest_urls):
+            if connections < len(dest_urls) and not (open_loop or rate is not None):
                 raise PlanError(f"-c {connections}: fewer connections than the {len(dest_urls)} destinations "
                                 "(host:port) of the targets; each needs one at least")
             destinations = tuple(parse_target(u) for u in dest_urls)
@@ -163,7 +167,7 @@ def build_plan(
             destination_weights = tuple(weights)
         if seed is None:  # drawn here, so plan.json says which one ran
             seed = secrets.randbits(63)
-    target = parse_target(url)
+    target = parse_target(spool.destination if spool is not None else url)  # a streamed file: its one destination
     if destinations and destination(url) not in {destination(u) for u in dest_urls}:
         target = destinations[0]  # the file sends the URL nothing (it is a base at most): probe the first one
     sources = parse_sources(source) if source else ()
@@ -201,9 +205,10 @@ def build_plan(
         cacert=str(cacert) if cacert else None,
         max_errors=max_errors,
         engine=engine,
-        io=io,
+        io="epoll" if spool is not None and io == "auto" else io,  # a streamed file: epoll (engine/spool.py)
         targets=targets,
         targets_source=targets_file or "",
+        targets_spool=spool,
         targets_order=targets_order,
         seed=seed,
         destinations=destinations,
@@ -223,7 +228,16 @@ def build_plan(
         slots = max(conns for conns, _ in plan.worker_shares())
         if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
             slots = max(slots, int(max(s.target for s in plan.stages) / len(plan.worker_shares()) + 1))
-        check_buffers(request_set(plan, close_line=True), slots, plan.streams if plan.http2 else 1)
+        if spool is not None:  # compiled already, as it was read
+            problem = streamed_problem(plan.targets_order, plan.io, not sources_here)
+            if plan.http2:
+                problem = ("--http2 with a streamed request file (over 65,536 targets) is not built: "
+                           "its spool holds HTTP/1.1 requests")
+            if problem:
+                raise PlanError(problem)
+            check_spool_buffers(spool, slots)
+        else:
+            check_buffers(request_set(plan, close_line=True), slots, plan.streams if plan.http2 else 1)
     problem = file_limit_problem(plan, hard_file_limit())
     if problem:
         raise PlanError(problem)
@@ -241,13 +255,14 @@ def build_plan(
     return plan
 
 
-def read_targets(path: str, fmt: str, base: str | None) -> tuple:
-    """--targets FILE (or -, standard input) read and checked: every target, or one PlanError line."""
+def read_targets(path: str, fmt: str, base: str | None, defaults: Defaults, close_line: bool) -> tuple:
+    """--targets FILE (or -, standard input) read a line at a time and checked: (every target, None), or for a
+    file too large to hold (its first target, its Spool) (engine/spool.py); or one PlanError line."""
     if path == "-":
-        return parse_targets(sys.stdin.buffer, "<stdin>", fmt, base)
+        return read_whole_or_spool(sys.stdin.buffer, "<stdin>", fmt, base, defaults, close_line)
     try:
         with open(path, "rb") as f:
-            return parse_targets(f, path, fmt, base)
+            return read_whole_or_spool(f, path, fmt, base, defaults, close_line)
     except OSError as exc:
         raise PlanError(f"cannot read --targets {path}: {exc.strerror}") from None
 
@@ -334,8 +349,6 @@ def run(
                           sources_here=spec is None, targets_file=targets, targets_format=targets_format,
                           targets_order=targets_order, seed=seed, http2=http2, streams=streams,
                           tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites, tls_resume=tls_resume)
-        if spec is not None and plan.targets:
-            raise PlanError("--targets with --cluster / --scheduler is not built yet (issue #32)")
         checks = [gates.parse(t) for t in threshold]
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -29,7 +29,7 @@ from twload.distributed.task import names, run_shard
 from twload.engine.supervisor import FINAL_GRACE_S, Control, FolderOut, RunError
 from twload.merge.merger import Merger
 from twload.merge.summary import Summary
-from twload.metrics import Snapshot
+from twload.metrics import Snapshot, destination_rows
 from twload.plan import Plan
 from twload.ports import wall
 from twload.results import RunFolder
@@ -361,6 +361,9 @@ class DaskRun:
             engine=engines or summary.engine,
             io=ios or summary.io,
         )
+        if self.plan.destinations:  # targets on several destinations: each one's connections, every shard's added
+            names = [f"{d.address[0]}:{d.port}" for d in self.plan.destinations]
+            summary = summary.with_(destinations=tuple(destination_rows(names, self.merger.totals, None)))
         if "EADDRNOTAVAIL" in summary.errors:
             summary = summary.with_(
                 wall=self._wall(summary, preflights),

@@ -96,6 +96,10 @@ def _snapshot_out(snap: Snapshot) -> dict:
         out[name] = snap.histogram(name).decode("ascii")
     if snap.peer_bytes:
         out["peer_bytes"] = base64.b64encode(snap.peer_bytes).decode("ascii")
+    if snap.targets:  # a request file: each target group's counts (group indexes become JSON keys)
+        out["targets"] = {str(group): {**part, "status": {str(code): n for code, n in part["status"].items()},
+                                       "latency": part["latency"].decode("ascii")}
+                          for group, part in snap.targets.items()}
     return out
 
 
@@ -207,19 +211,46 @@ TLS_COUNTS = ("tls_handshakes", "tls_resumed")  # the core's, https only
 H2_GAUGES = ("h2_server_max_streams", "h2_connections_open", "h2_streams_open")  # the core's, --http2 only
 
 
+def _status(value: object, what: str) -> dict[int, int]:
+    status = {}
+    for code, n in _dict(value, what).items():
+        if not (isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3):
+            raise MalformedEvent(f"status code {str(code)[:40]!r} is not a number ({what})")
+        status[int(code)] = _int(n, f"{what}[{code}]")
+    return status
+
+
+MAX_GROUPS = 256  # plan/targets.py MAX_NAMES: a request file's target groups
+
+
+def _targets(value: object) -> dict[int, dict]:
+    """A snapshot's per-target counts (CoreWorker.target_counts), by group index."""
+    out = {}
+    for group, part in _dict(value, "targets").items():
+        if not (isinstance(group, str) and group.isascii() and group.isdigit() and int(group) < MAX_GROUPS):
+            raise MalformedEvent(f"targets: group {str(group)[:40]!r} is not 0..{MAX_GROUPS - 1}")
+        part = _dict(part, "targets")
+        _keys(part, {"requests", "sum_latency_us", "status", "errors", "latency"}, "targets")
+        out[int(group)] = {"requests": _int(part.get("requests"), "targets.requests"),
+                           "sum_latency_us": _int(part.get("sum_latency_us"), "targets.sum_latency_us"),
+                           "status": _status(part.get("status"), "targets.status"),
+                           "errors": _counts(part.get("errors"), "targets.errors"),
+                           "latency": _histogram(part.get("latency"), "targets.latency")}
+    return out
+
+
 def _snapshot_in(value: object) -> Snapshot:
     """A snapshot as Totals.add reads it: counters, status and error counts, histograms (bytes)."""
     raw = _dict(value, "snapshot")
     _keys(raw, {*SNAPSHOT_COUNTS, *TLS_COUNTS, "status", "errors", "first_errors", "max_lag_us", "sums_us",
-                "peer_bytes", "tls_reason", *H2_GAUGES, *HISTOGRAMS}, "snapshot")
+                "peer_bytes", "tls_reason", *H2_GAUGES, "targets", "destinations", *HISTOGRAMS}, "snapshot")
     snap: dict[str, Any] = {name: _int(raw.get(name), name) for name in SNAPSHOT_COUNTS}
-    status = {}
-    for code, n in _dict(raw.get("status"), "status").items():
-        if not (isinstance(code, str) and code.isascii() and code.isdigit() and len(code) <= 3):
-            raise MalformedEvent(f"status code {str(code)[:40]!r} is not a number")
-        status[int(code)] = _int(n, f"status[{code}]")
-    snap["status"] = status
+    snap["status"] = _status(raw.get("status"), "status")
     snap["errors"] = _counts(raw.get("errors"), "errors")
+    if "targets" in raw:
+        snap["targets"] = _targets(raw["targets"])
+    if "destinations" in raw:
+        snap["destinations"] = tuple(_int(n, "destinations") for n in _list(raw["destinations"], "destinations"))
     if "first_errors" in raw:
         first = {}
         for name, pair in _dict(raw["first_errors"], "first_errors").items():

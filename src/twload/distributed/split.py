@@ -43,6 +43,9 @@ def split(plan: Plan, slots: list[WorkerSlot], processes_per_worker: int | None 
     """
     if not slots:
         raise PlanError("the Dask cluster has no workers")
+    if plan.targets_spool is not None:  # engine/spool.py: its records are on this host's disk only
+        raise PlanError("--cluster / --scheduler: a request file this large is streamed from this host's disk; "
+                        "run it on one host, or split it into files of fewer targets")
     scheduled = plan.open_loop or bool(plan.stages)
     pool = plan.max_connections if scheduled else plan.connections
     count = min(len(slots), pool, plan.requests or pool)
@@ -50,6 +53,13 @@ def split(plan: Plan, slots: list[WorkerSlot], processes_per_worker: int | None 
         if len(plan.sources) < count:
             raise PlanError(f"--source gives {len(plan.sources)} address(es) for {count} Dask workers: give at least "
                             "one per worker, or none (each worker then connects from its host's own address)")
+    if plan.destinations and not scheduled and plan.connections // count < len(plan.destinations):
+        raise PlanError(f"-c {plan.connections} over {count} Dask workers leaves a worker fewer connections than the "
+                        f"{len(plan.destinations)} destinations (host:port) of the targets; each needs one at least "
+                        "on every worker: raise -c")
+    if plan.destinations and scheduled and plan.max_connections // count < len(plan.destinations):
+        raise PlanError(f"--max-connections {plan.max_connections} over {count} Dask workers leaves a worker fewer "
+                        f"than the {len(plan.destinations)} destinations (host:port) of the targets: raise it")
     shards = []
     for i, slot in enumerate(slots[:count]):
         processes = processes_per_worker or max(1, slot.nthreads)
@@ -63,7 +73,16 @@ def split(plan: Plan, slots: list[WorkerSlot], processes_per_worker: int | None 
             workers=processes,
             sources=plan.sources[i::count],
         )))
-    return shards
+    return numbered(shards)
+
+
+def numbered(shards: list[Shard]) -> list[Shard]:
+    """Each shard's engine processes numbered after the earlier shards' (a request file's {{seq}} is the
+    k-th request of process w of W in all: k * W + w, so no two processes of the run send the same value)."""
+    counts = [len(s.plan.worker_shares()) for s in shards]
+    total = sum(counts)
+    return [replace(s, plan=replace(s.plan, worker_base=sum(counts[:i]), worker_total=total))
+            for i, s in enumerate(shards)]
 
 
 def port_pools(preflights: list[dict]) -> list[dict]:

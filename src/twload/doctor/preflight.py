@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from twload.doctor import rules
 from twload.plan import Plan, is_loopback
+from twload.plan.schedule import Stage
 from twload.plan.targets import split_connections
 from twload.ports import budget, wall
 from twload.ports.facts import KernelFacts
@@ -195,9 +196,18 @@ def destinations(plan: Plan, facts: Facts) -> tuple[Preflight, ...]:
     run's split by the destinations' weights, plan/targets.py split_connections)."""
     if not plan.destinations or len(facts.destinations) != len(plan.destinations):
         return ()
+    weights = plan.destination_weights or (1,) * len(plan.destinations)
+    if plan.open_loop:  # each its share of the rate (the weights' cycle) and of --max-connections
+        whole = sum(weights)
+        parts = split_connections(weights, plan.max_connections)
+        return tuple(preflight(replace(
+            plan, target=d, destinations=(), destination_weights=(), max_connections=n, connections=n,
+            rate=None if plan.rate is None else plan.rate * w / whole,
+            stages=tuple(Stage(s.duration_s, s.target * w / whole) for s in plan.stages)), f)
+            for d, n, w, f in zip(plan.destinations, parts, weights, facts.destinations, strict=True))
     total = plan.connections
-    if plan.stages and not plan.open_loop:
+    if plan.stages:
         total = max(total, int(max(s.target for s in plan.stages) + 0.5))
-    parts = split_connections(plan.destination_weights or [1] * len(plan.destinations), total)
+    parts = split_connections(weights, total)
     return tuple(preflight(replace(plan, target=d, destinations=(), destination_weights=(), connections=n), f)
                  for d, n, f in zip(plan.destinations, parts, facts.destinations, strict=True))

@@ -249,7 +249,8 @@ class Merger:
             time_wait_found=found,
             time_wait_found_reused=self.time_wait_found_reused if found is not None else None,
             # a request file: per-target results (docs/ARCHITECTURE.md "Request sets")
-            targets=tuple(target_rows(totals, target_labels(plan.targets))) if plan.targets else None,
+            targets=tuple(target_rows(totals, plan.targets_spool.labels if plan.targets_spool is not None
+                                      else target_labels(plan.targets))) if plan.targets else None,
             errors_window=path.get("errors_window"),
             retransmits=path.get("retransmits"),
             retransmits_per_s=path.get("retransmits_per_s"),

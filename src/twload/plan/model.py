@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from twload.plan.errors import PlanError
 from twload.plan.schedule import Schedule
+from twload.plan.targets import Spool
 
 CLOSE_STRATEGIES = ("keepalive", "fin", "server", "rst")
 ENGINES = ("auto", "core")  # both the compiled core: "auto" stays so that old scripts keep running
@@ -74,12 +75,19 @@ class Plan:
     # built from url / method / headers / body (which are then the targets' defaults)
     targets: tuple = ()  # of plan.targets.RequestTarget
     targets_source: str = ""  # the file's name, or "-" (standard input)
+    # a request file too large to hold (plan.targets.Spool): streamed from its compiled records; `targets`
+    # then holds its first target only
+    targets_spool: Spool | None = None
     targets_order: str = "round-robin"
     seed: int | None = None  # --targets-order random and the templates' values: None draws one
     # a request file whose targets are on several destinations (host:port), or on one that is not the
     # URL's: each resolved, in the order the file names them (empty: every request goes to `target`)
     destinations: tuple[Target, ...] = ()
     destination_weights: tuple[int, ...] = ()  # each destination's targets' weights added up
+    # a Dask shard's engine processes, numbered across the whole run: the first one's number, and how many
+    # the run has in all (0: this plan's own, a local run), so {{seq}} and {{worker}} stay unique across shards
+    worker_base: int = 0
+    worker_total: int = 0
     http2: bool = False  # HTTP/2 on the core: h2c with prior knowledge for http://, ALPN h2 for https://
     streams: int = 10  # HTTP/2: concurrent streams per connection (the server's SETTINGS may cap them)
 
@@ -123,6 +131,8 @@ class Plan:
             raise PlanError("--io uring: https:// runs on the epoll backend (TLS over io_uring is not built yet); "
                             "use --io epoll or auto")
         self._check_tls_options()
+        if self.destinations and self.open_loop:
+            self._check_lanes()
         if self.http2:
             self._check_http2()
 
@@ -142,6 +152,15 @@ class Plan:
                             "use --io epoll or auto")
         if self.stages and not self.open_loop:
             raise PlanError("--http2 does not ramp connections yet: --stages only with --rate or --open-loop")
+
+    def _check_lanes(self) -> None:
+        """Open loop over several destinations: each worker process keeps a pool for each one (its share of
+        --max-connections split by the weights), so each needs a connection of its own in every worker."""
+        workers = len(self.worker_shares())
+        if self.max_connections // workers < len(self.destinations):
+            raise PlanError(f"--max-connections {self.max_connections} over {workers} worker processes leaves one "
+                            f"fewer connections than the {len(self.destinations)} destinations (host:port) of the "
+                            "targets; each needs one at least in every worker: raise --max-connections or lower -w")
 
     def _check_tls_options(self) -> None:
         """--tls-min, --ciphers, --ciphersuites, --tls-resume: their values and what they go with (the

@@ -29,7 +29,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -51,6 +51,7 @@ _REQUEST_LINE = re.compile(r"^[A-Z]+\s+\S+$")
 _PLACEHOLDER_TEXT = re.compile(r"\{\{[^{}]*\}\}")
 _DIRECTIVE = re.compile(r"^#\s*(weight|name)\s*:\s*(.*)$", re.IGNORECASE)
 _PLACEHOLDER = re.compile(rb"\{\{(.*?)\}\}")
+_SPACE = re.compile(r"\s")  # str.isspace()'s characters (re's \s for str patterns)
 
 TEMPLATE_HELP = "{{seq}}, {{rand N}}, {{uuid}}, {{worker}}"
 
@@ -78,6 +79,19 @@ class RequestTarget:
 
 
 Piece = bytes | tuple[str, int]  # a literal, or a placeholder (kind, argument)
+
+
+@dataclass(frozen=True)
+class Spool:
+    """A request file too large to hold, streamed (engine/spool.py): its targets compiled into a file of
+    records that each worker's core reads a page at a time, round-robin, to one destination."""
+
+    path: str  # the records (a private temporary file, removed when the run's process ends)
+    size: int  # its bytes
+    count: int  # targets in the request file
+    labels: tuple[str, ...]  # the per-target results' names, a group's index -> its name
+    render_max: int  # the longest templated request (0: none templated): each slot's render buffer
+    destination: str  # 'scheme://host:port/', the one every target goes to
 
 
 def template_pieces(data: bytes, where: str, what: str) -> list[Piece]:
@@ -118,7 +132,7 @@ def _check_method(method: str, where: str) -> str:
 
 
 def _check_url(url: str, where: str, base: str | None) -> str:
-    if not url or any(c.isspace() for c in _PLACEHOLDER_TEXT.sub("x", url)):
+    if not url or _SPACE.search(_PLACEHOLDER_TEXT.sub("x", url)):
         raise PlanError(f"{where}: bad URL {url!r}")
     if url.startswith("/"):
         if base is None:
@@ -193,21 +207,26 @@ def _lines(source: Iterable[bytes], name: str) -> Iterable[tuple[int, str]]:
 def parse_http(source: Iterable[bytes], name: str, base: str | None = None,
                read_file: Callable[[str], bytes] = _read_path) -> list[RequestTarget]:
     """vegeta's `http` format: the targets, in the file's order."""
-    targets: list[RequestTarget] = []
+    targets = list(iter_http(source, name, base, read_file))
+    if not targets:
+        raise PlanError(f"{name}: no targets")
+    return targets
+
+
+def iter_http(source: Iterable[bytes], name: str, base: str | None = None,
+              read_file: Callable[[str], bytes] = _read_path) -> Iterator[RequestTarget]:
+    """vegeta's `http` format, a target at a time as each one ends (a line at a time is read: a file
+    too large to hold is streamed, engine/spool.py)."""
     current: dict | None = None  # the target being read: its request line seen, not yet ended
     pending: dict = {}  # weight / name given before the next request line
-
-    def finish() -> None:
-        nonlocal current
-        if current is not None:
-            targets.append(RequestTarget(**current))
-            current = None
 
     for number, raw in _lines(source, name):
         line = raw.strip()
         where = f"{name}:{number}"
         if not line:
-            finish()
+            if current is not None:
+                yield RequestTarget(**current)
+                current = None
             continue
         if line.startswith("#"):
             directive = _DIRECTIVE.match(line)
@@ -217,7 +236,9 @@ def parse_http(source: Iterable[bytes], name: str, base: str | None = None,
                 (current if current is not None else pending)[key] = checked
             continue
         if current is None or _REQUEST_LINE.match(_PLACEHOLDER_TEXT.sub("x", line)):
-            finish()
+            if current is not None:
+                yield RequestTarget(**current)
+                current = None
             words = line.split(None, 1)
             if len(words) < 2:
                 raise PlanError(f"{where}: bad target {line[:60]!r}: expected 'METHOD URL'")
@@ -231,17 +252,22 @@ def parse_http(source: Iterable[bytes], name: str, base: str | None = None,
             current["body"] = _read_body(line[1:].strip(), where, read_file)
             continue
         current["headers"] = (*current["headers"], _check_header(line, where))
-    finish()
+    if current is not None:
+        yield RequestTarget(**current)
     if pending:
         raise PlanError(f"{name}: '# {next(iter(pending))}:' at the end names no target")
+
+
+def parse_json(source: Iterable[bytes], name: str, base: str | None = None) -> list[RequestTarget]:
+    """vegeta's `json` format: one object a line."""
+    targets = list(iter_json(source, name, base))
     if not targets:
         raise PlanError(f"{name}: no targets")
     return targets
 
 
-def parse_json(source: Iterable[bytes], name: str, base: str | None = None) -> list[RequestTarget]:
-    """vegeta's `json` format: one object a line."""
-    targets: list[RequestTarget] = []
+def iter_json(source: Iterable[bytes], name: str, base: str | None = None) -> Iterator[RequestTarget]:
+    """vegeta's `json` format, a target a line as it is read."""
     for number, raw in _lines(source, name):
         line = raw.strip()
         if not line:
@@ -275,13 +301,10 @@ def parse_json(source: Iterable[bytes], name: str, base: str | None = None) -> l
             except (binascii.Error, ValueError):
                 raise PlanError(f"{where}: bad body: not base64 (standard alphabet, with padding)") from None
             template_pieces(body, where, "body")
-        targets.append(RequestTarget(
+        yield RequestTarget(
             method=_check_method(method, where), url=_check_url(url, where, base), headers=tuple(headers),
             body=body, weight=_check_weight(obj["weight"], where) if "weight" in obj else 1,
-            name=_check_name(obj["name"], where) if "name" in obj else None, where=where))
-    if not targets:
-        raise PlanError(f"{name}: no targets")
-    return targets
+            name=_check_name(obj["name"], where) if "name" in obj else None, where=where)
 
 
 def labels(targets: Iterable[RequestTarget]) -> tuple[str, ...]:
@@ -292,9 +315,27 @@ def labels(targets: Iterable[RequestTarget]) -> tuple[str, ...]:
 def parse_targets(source: Iterable[bytes], name: str, fmt: str = "http", base: str | None = None,
                   read_file: Callable[[str], bytes] = _read_path) -> tuple[RequestTarget, ...]:
     """A request file's targets (format `http` or `json`); checked as a whole: names, the order's size."""
+    if check_format(fmt) == "http":
+        return check_whole(parse_http(source, name, base, read_file), name)
+    return check_whole(parse_json(source, name, base), name)
+
+
+def check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise PlanError(f"--targets-format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    targets = parse_http(source, name, base, read_file) if fmt == "http" else parse_json(source, name, base)
+    return fmt
+
+
+def iter_targets(source: Iterable[bytes], name: str, fmt: str = "http", base: str | None = None,
+                 read_file: Callable[[str], bytes] = _read_path) -> Iterator[RequestTarget]:
+    """A request file's targets one at a time, each checked as it ends (not the file as a whole)."""
+    if check_format(fmt) == "http":
+        return iter_http(source, name, base, read_file)
+    return iter_json(source, name, base)
+
+
+def check_whole(targets: list[RequestTarget] | tuple[RequestTarget, ...], name: str) -> tuple[RequestTarget, ...]:
+    """A request file held whole, checked as a whole: the order's size, the names' number."""
     if sum(t.weight for t in targets) > MAX_CYCLE:
         raise PlanError(f"{name}: the weights add up to more than {MAX_CYCLE:,}")
     labels = {t.label for t in targets}

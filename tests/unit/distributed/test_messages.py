@@ -21,7 +21,7 @@ from twload.distributed.messages import (
     encode,
 )
 from twload.merge.summary import Summary
-from twload.metrics import Interval, Snapshot
+from twload.metrics import Interval, Snapshot, encode_counts
 
 
 def snapshot(peer: bytes | None = None) -> Snapshot:
@@ -54,6 +54,10 @@ DETAIL = {
     ShardTick(1, 5, [replace(snapshot(), tls_handshakes=3, tls_resumed=2)], None),  # the core's, https
     ShardTick(1, 5, [replace(snapshot(), h2_server_max_streams=1)], None),  # --http2, capped by the server
     ShardTick(1, 6, [replace(snapshot(), h2_connections_open=3, h2_streams_open=27)], None),  # --http2's gauges
+    ShardTick(1, 6, [replace(snapshot(), destinations=(3, 0, 7), targets={  # a request file, several destinations
+        0: {"requests": 2, "sum_latency_us": 370, "status": {200: 1, 503: 1}, "errors": {"ECONNRESET": 1},
+            "latency": encode_counts({120: 1, 250: 1})},
+        5: {"requests": 0, "sum_latency_us": 0, "status": {}, "errors": {"timeout": 2}, "latency": b""}})], None),
     ShardDone(2, Summary.from_dict({"duration_s": 2.5, "requests": 10, "status": {"200": 10}, "errors": {},
                                     "advice": ["x"], "worker_failures": ["worker 0: gone"], "engine": "core",
                                     "io": "epoll", "time_wait_peak": 4,
@@ -114,6 +118,13 @@ BAD = {
     "peer bytes not base64": tick(peer_bytes="***"),
     "h2 stream cap not a count": tick(h2_server_max_streams="1"),
     "unknown snapshot field": tick(__class__="x"),
+    "target group not an index": tick(targets={"x": {}}),
+    "target group beyond the file's": tick(targets={"256": {}}),
+    "target count not a count": tick(targets={"0": {"requests": -1, "sum_latency_us": 0, "status": {}, "errors": {},
+                                                    "latency": ""}}),
+    "target field unknown": tick(targets={"0": {"requests": 1, "sum_latency_us": 0, "status": {}, "errors": {},
+                                                "latency": "", "eval": "x"}}),
+    "destination count not a count": tick(destinations=["1"]),
     "detail without budget": {"kind": "ready", "shard": 0,
                               "detail": {k: v for k, v in DETAIL.items() if k != "budget"}},
     "detail clock not a number": {"kind": "ready", "shard": 0, "detail": dict(DETAIL, clock_s="now")},

@@ -39,6 +39,22 @@ def test_split_never_gives_a_worker_nothing():
         split(plan(), [])
 
 
+def test_split_numbers_each_shards_engine_processes_after_the_earlier_ones():
+    shards = split(plan(connections=10), slots(3, threads=2))  # 2 + 2 + 2 engine processes
+    assert [(s.plan.worker_base, s.plan.worker_total) for s in shards] == [(0, 6), (2, 6), (4, 6)]
+    fewer = split(plan(connections=3, requests=5, duration_s=None), slots(2, threads=4))  # 2 + 1 connections
+    assert [(s.plan.worker_base, s.plan.worker_total) for s in fewer] == [(0, 3), (2, 3)]
+
+
+def test_split_gives_every_shard_a_connection_per_destination():
+    two = (parse_target("http://127.0.0.1:8081/"), parse_target("http://127.0.0.1:8082/"))
+    assert len(split(plan(connections=4, destinations=two, destination_weights=(1, 1)), slots(2))) == 2
+    with pytest.raises(PlanError, match="-c 3 over 2 Dask workers leaves a worker fewer connections than the 2"):
+        split(plan(connections=3, destinations=two, destination_weights=(1, 1)), slots(2))
+    with pytest.raises(PlanError, match="--max-connections 3 over 2 Dask workers"):
+        split(plan(rate=10.0, max_connections=3, destinations=two, destination_weights=(1, 1)), slots(2))
+
+
 def test_split_deals_each_source_to_one_worker():
     shards = split(plan(connections=6, sources=("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4")), slots(3))
     assert [s.plan.sources for s in shards] == [("10.0.0.1", "10.0.0.4"), ("10.0.0.2",), ("10.0.0.3",)]

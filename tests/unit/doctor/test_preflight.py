@@ -169,3 +169,19 @@ def test_http2_fin_opens_a_connection_per_requests_per_connection_streams_not_pe
     assert churn.runs_out  # 10,000 connections, each its client TIME_WAIT
     assert doctor_view(plan(http2=True, rate=5000.0, duration_s=10.0, requests_per_connection=10),
                        NO_TIMESTAMPS)[1].rate == 500.0
+
+
+def test_open_loop_each_destination_its_share_of_the_rate_and_of_max_connections():
+    """The open loop over two destinations (weights 1 and 3): each one's budget is over its share of
+    --max-connections (the worker's pools) and of the rate (its requests falling due)."""
+    from dataclasses import replace
+
+    dests = (parse_target("http://10.250.1.2:8081/"), parse_target("http://10.250.1.3:8082/"))
+    two = plan(rate=400.0, max_connections=40, destinations=dests, destination_weights=(1, 3))
+    pre = preflight(two, replace(NO_TIMESTAMPS, destinations=(NO_TIMESTAMPS, NO_TIMESTAMPS)))
+    assert [d.connections for d in pre.destinations] == [10, 30]
+    alone = [preflight(plan(rate=rate, max_connections=n, connections=n), NO_TIMESTAMPS)
+             for rate, n in ((100.0, 10), (300.0, 30))]
+    assert [d.budget for d in pre.destinations] == [a.budget for a in alone]
+    # --close fin: a connection a request, so 300 new connections/s run 500 ports out within 60 s, 100/s too
+    assert pre.runs_out and len(pre.warnings) == 2

@@ -261,7 +261,7 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                              "open_loop", "staged", "io", "max_head", "scope_id", "tls", "server_name",
                              "cacert", "insecure", "targets", "order", "order_random", "seed", "worker", "workers",
                              "groups", "destinations", "slot_dests", "http2", "h2_headers", "h2_body", "tls_min",
-                             "ciphers", "ciphersuites", "tls_resume", NULL};
+                             "ciphers", "ciphersuites", "tls_resume", "dest_cycle", "spool", NULL};
     const char *host = NULL, *io = "epoll", *server_name = NULL, *cacert = NULL;
     const char *tls_min = NULL, *ciphers = NULL, *ciphersuites = NULL;
     int tls = 0, insecure = 0, tls_resume = 0, http2 = 0;  /* http2: streams per connection (0: HTTP/1.1) */
@@ -269,7 +269,8 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
     unsigned per_connection = 0, max_head = 65536, scope_id = 0;
     long long budget = -1, timeout_ns = 10000000000LL, connect_timeout_ns = 5000000000LL;
     Py_buffer request = {0}, last_request = {0}, order = {0}, slot_dests = {0}, h2_headers = {0}, h2_body = {0};
-    PyObject *sources = NULL, *targets = NULL, *destinations = NULL;
+    Py_buffer dest_cycle = {0};
+    PyObject *sources = NULL, *targets = NULL, *destinations = NULL, *spool = NULL;
     int order_random = 0, groups = 0;
     unsigned long long seed = 0;
     unsigned worker = 0, workers = 1;
@@ -277,13 +278,13 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*zzzp", kwlist, &host,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$siy*y*iILpLLOiippsIIpzzpOy*pKIIiOy*iy*y*zzzpy*O", kwlist, &host,
                                      &port, &request, &last_request, &close_mode, &per_connection, &budget, &head,
                                      &timeout_ns, &connect_timeout_ns, &sources, &source_start, &capacity,
                                      &open_loop, &staged, &io, &max_head, &scope_id, &tls, &server_name, &cacert,
                                      &insecure, &targets, &order, &order_random, &seed, &worker, &workers, &groups,
                                      &destinations, &slot_dests, &http2, &h2_headers, &h2_body, &tls_min, &ciphers,
-                                     &ciphersuites, &tls_resume))
+                                     &ciphersuites, &tls_resume, &dest_cycle, &spool))
         return -1;
     int ok = -1;
     if (!host || !request.obj || !last_request.obj || !sources) {
@@ -400,6 +401,21 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
                 PyErr_SetString(PyExc_ValueError, "slot_dests: one uint16 destination index per slot");
                 goto out;
             }
+            if (open_loop) {  /* each due request's destination: uint16 indexes, the weights as repeats */
+                if (!dest_cycle.buf || dest_cycle.len < (Py_ssize_t)sizeof(uint16_t) ||
+                    dest_cycle.len % (Py_ssize_t)sizeof(uint16_t) ||
+                    dest_cycle.len / (Py_ssize_t)sizeof(uint16_t) > UINT32_MAX) {
+                    PyErr_SetString(PyExc_ValueError, "dest_cycle: uint16 destination indexes (open loop)");
+                    goto out;
+                }
+                k->dest_cycle = malloc((size_t)dest_cycle.len);
+                if (!k->dest_cycle) {
+                    PyErr_NoMemory();
+                    goto out;
+                }
+                memcpy(k->dest_cycle, dest_cycle.buf, (size_t)dest_cycle.len);
+                k->dest_cycle_len = (uint32_t)(dest_cycle.len / (Py_ssize_t)sizeof(uint16_t));
+            }
         }
         k->order_random = order_random;
         k->rng_order = seed ^ (0x9e3779b97f4a7c15ULL * (worker + 1));  /* each worker its own streams */
@@ -442,6 +458,40 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
             }
         }
     }
+    if (spool && spool != Py_None) {
+        /* a streamed request set: (fd, its size, targets a page, the longest templated request, groups);
+           the core owns the fd from here (core_targets_fini closes it) */
+        int fd, groups_n;
+        unsigned long long size;
+        unsigned page, render_max;
+        if (targets && targets != Py_None) {
+            PyErr_SetString(PyExc_ValueError, "give targets or spool, not both");
+            goto out;
+        }
+        if (!PyArg_ParseTuple(spool, "iKIIi", &fd, &size, &page, &render_max, &groups_n)) goto out;
+        k->paged = 1;
+        k->spool_fd = fd;
+        k->spool_len = size;
+        k->page_cap = page;
+        k->render_max = render_max;
+        k->n_groups = groups_n;
+        k->rng_values = seed ^ (0xd1b54a32d192ed03ULL * (worker + 1));
+        k->worker = worker;
+        k->workers = workers ? workers : 1;
+        int t = core_spool_init(k);
+        if (t < 0) {
+            if (t == -ENOMEM) PyErr_NoMemory();
+            else if (t == -ENOBUFS)
+                PyErr_Format(PyExc_ValueError, "templated requests for %d connections need more than %u MiB of buffers",
+                             capacity, MAX_RENDER_TOTAL >> 20);
+            else if (t == -EINVAL || t == -E2BIG) PyErr_SetString(PyExc_ValueError, "a bad spool (its records or sizes)");
+            else {
+                errno = -t;
+                PyErr_SetFromErrno(PyExc_OSError);
+            }
+            goto out;
+        }
+    }
     int r = core_init(k, capacity);
     if (r < 0) {
         errno = -r;
@@ -457,9 +507,19 @@ static int Core_init(CoreObject *self, PyObject *args, PyObject *kwargs) {
             }
             k->conns[i].dest = dests[i];
         }
+        r = core_lanes_init(k);  /* open loop: each destination's lane, over its slots */
+        if (r == -EINVAL) {
+            PyErr_SetString(PyExc_ValueError, "open loop: every destination needs a slot, and dest_cycle in range");
+            goto out;
+        }
+        if (r < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
     }
     ok = 0;
 out:
+    PyBuffer_Release(&dest_cycle);
     PyBuffer_Release(&slot_dests);
     PyBuffer_Release(&request);
     PyBuffer_Release(&last_request);
@@ -621,6 +681,14 @@ static PyObject *Core_get_h2_peer_max_streams(CoreObject *self, void *Py_UNUSED(
     return PyLong_FromLong(self->k ? h2_peer_max_streams(self->k) : 0);
 }
 
+static PyObject *Core_get_spool_error(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(self->k ? self->k->spool_error : 0);
+}
+
+static PyObject *Core_get_page_repeats(CoreObject *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromLongLong(self->k ? self->k->page_repeats : 0);
+}
+
 static PyObject *Core_get_io(CoreObject *self, void *Py_UNUSED(closure)) {
     return PyUnicode_FromString(self->k && self->k->io ? self->k->io->name : "");
 }
@@ -649,6 +717,10 @@ static PyGetSetDef Core_getset[] = {
     {"in_flight", (getter)Core_get_in_flight, NULL, "requests written and not yet answered", NULL},
     {"open", (getter)Core_get_open, NULL, "sockets open (connecting or connected)", NULL},
     {"io", (getter)Core_get_io, NULL, "the I/O backend", NULL},
+    {"spool_error", (getter)Core_get_spool_error, NULL, "a streamed request set: errno of a failed read (0: none)",
+     NULL},
+    {"page_repeats", (getter)Core_get_page_repeats, NULL,
+     "a streamed request set: pages walked again because the next was not loaded yet", NULL},
     {"h2_peer_max_streams", (getter)Core_get_h2_peer_max_streams, NULL,
      "HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS a server sent below the streams asked for (0: none)", NULL},
     {NULL, NULL, NULL, NULL, NULL},

@@ -31,6 +31,9 @@
    (net/ipv4/inet_hashtables.c: __inet_hash_connect) would otherwise keep the loop from its
    timers, the stop flag and the deadline for seconds. */
 #define OPENS_PER_TURN 128
+#define SPOOL_CHUNK (1u << 20)   /* a streamed set's records are read this much at a time */
+#define REFILL_NS 5000000LL      /* a spent page is looked at this often until no slot holds its targets */
+#define PAGE_BYTES (8u << 20)    /* a page ends at this many bytes of records too (large requests: fewer a page) */
 
 int64_t now_ns(void) {
     struct timespec ts;
@@ -141,6 +144,41 @@ void core_response(core *k, int32_t target, int status, int64_t intended, int64_
 
 /* ---- open loop: intended send times ---- */
 
+static uint64_t splitmix64(uint64_t *state);
+
+/* open loop over several destinations: each due request goes to its own destination's lane */
+static int lanes(const core *k) { return k->open_loop && k->n_dests > 0; }
+
+/* A request fell due (send time t): its destination is the next of the weights' cycle (or a draw from
+   it, --targets-order random), so the mix follows the weights whichever destination is slower; it
+   waits in that destination's FIFO. No memory to queue it: not_sent now, its one result. */
+static void lane_push(core *k, int64_t t) {
+    uint32_t i;
+    if (k->order_random) {
+        i = (uint32_t)(splitmix64(&k->rng_order) % k->dest_cycle_len);
+    } else {
+        i = k->dest_cycle_next;
+        if (++k->dest_cycle_next == k->dest_cycle_len) k->dest_cycle_next = 0;
+    }
+    destination *d = &k->dests[k->dest_cycle[i]];
+    if (d->due_head > 0 && d->due_head * 2 >= d->due_len) {  /* compact */
+        memmove(d->due, d->due + d->due_head, (size_t)(d->due_len - d->due_head) * sizeof(int64_t));
+        d->due_len -= d->due_head;
+        d->due_head = 0;
+    }
+    if (d->due_len == d->due_cap) {
+        uint32_t cap = d->due_cap ? d->due_cap * 2 : 256;
+        int64_t *grown = d->due_cap < (1u << 30) ? realloc(d->due, (size_t)cap * sizeof(int64_t)) : NULL;
+        if (!grown) {
+            count_error(k, NULL, E_NOT_SENT);
+            return;
+        }
+        d->due = grown;
+        d->due_cap = cap;
+    }
+    d->due[d->due_len++] = t;
+}
+
 static void scan_due(core *k, int64_t now) {
     while (k->due_seen < k->due_len && k->due[k->due_seen] <= now) {
         int64_t lag_us = (now - k->due[k->due_seen]) / 1000;
@@ -148,11 +186,33 @@ static void scan_due(core *k, int64_t now) {
         k->due_seen++;
         k->stats[S_TAKEN]++;
     }
+    if (lanes(k))  /* each to its destination's lane: the one FIFO holds no overdue request */
+        while (k->due_head < k->due_seen) lane_push(k, k->due[k->due_head++]);
 }
 
 static int overdue(const core *k) { return k->due_head < k->due_seen; }
 
 static int64_t pop_due(core *k) { return k->due[k->due_head++]; }
+
+static int lane_overdue(const destination *d) { return d->due_head < d->due_len; }
+
+/* a due request for c's destination (its lane's, with several), and taking it */
+static int due_for(const core *k, const conn *c) {
+    return lanes(k) ? lane_overdue(&k->dests[c->dest]) : overdue(k);
+}
+
+static int64_t pop_for(core *k, const conn *c) {
+    if (!lanes(k)) return pop_due(k);
+    destination *d = &k->dests[c->dest];
+    return d->due[d->due_head++];
+}
+
+static int lanes_empty(const core *k) {
+    if (lanes(k))
+        for (int i = 0; i < k->n_dests; i++)
+            if (lane_overdue(&k->dests[i])) return 0;
+    return 1;
+}
 
 int64_t core_next_due(core *k) {
     scan_due(k, now_ns());
@@ -310,7 +370,12 @@ static void free_slot(core *k, conn *c) {
         c->render_wait = 2;
         return;
     }
-    k->free_slots[k->n_free++] = slot_of(k, c);
+    if (lanes(k)) {
+        destination *d = &k->dests[c->dest];
+        d->free_slots[d->n_free++] = slot_of(k, c);
+    } else {
+        k->free_slots[k->n_free++] = slot_of(k, c);
+    }
 }
 
 /* closed loop: a slot with its request taken connects now, or in a later turn */
@@ -500,6 +565,19 @@ static void start_slot(core *k, conn *c) {
 static void grow_pool(core *k) {
     if (!k->open_loop || k->stopping) return;
     scan_due(k, now_ns());
+    if (lanes(k)) {  /* each destination's waiting requests, on its own unused slots; the first turns */
+        for (int j = 0; j < k->n_dests && k->n_connecting < MAX_CONNECTING; j++) {
+            destination *d = &k->dests[(k->lane_turn + (uint32_t)j) % (uint32_t)k->n_dests];
+            while (lane_overdue(d) && k->n_connecting < MAX_CONNECTING && d->n_free > 0) {
+                conn *c = &k->conns[d->free_slots[--d->n_free]];
+                c->intended = d->due[d->due_head++];
+                c->flags |= F_HAS_REQUEST;
+                core_open(k, c);
+            }
+        }
+        k->lane_turn++;  /* MAX_CONNECTING shared: no destination always first */
+        return;
+    }
     while (overdue(k) && k->n_connecting < MAX_CONNECTING && k->n_free > 0) {
         conn *c = &k->conns[k->free_slots[--k->n_free]];
         c->intended = pop_due(k);  /* written as soon as the connect allows */
@@ -519,7 +597,7 @@ void core_connect_failed(core *k, conn *c, int err) {
     int had_request = (c->flags & F_HAS_REQUEST) && c->intended;
     drop(k, c);
     c->flags &= (uint16_t)~F_HAS_REQUEST;
-    if (k->open_loop && !had_request && overdue(k)) pop_due(k);
+    if (k->open_loop && !had_request && due_for(k, c)) pop_for(k, c);
     if (k->stopping) {
         if (k->open_loop) free_slot(k, c);
         else k->live_slots--;
@@ -626,6 +704,202 @@ int core_targets_init(core *k) {
     return 0;
 }
 
+/* Open loop over several destinations: each destination's lane, once the slots' destinations are set
+   (its unused slots, slot 0 on top as the one pool's). Every destination needs a slot of this worker's,
+   or its requests would only wait (engine/request_set.py gives each one at least). */
+int core_lanes_init(core *k) {
+    if (!lanes(k)) return 0;
+    if (!k->dest_cycle || !k->dest_cycle_len) return -EINVAL;
+    for (uint32_t i = 0; i < k->dest_cycle_len; i++)
+        if (k->dest_cycle[i] >= k->n_dests) return -EINVAL;
+    for (int i = 0; i < k->capacity; i++) k->dests[k->conns[i].dest].n_slots++;
+    for (int j = 0; j < k->n_dests; j++) {
+        destination *d = &k->dests[j];
+        if (d->n_slots < 1) return -EINVAL;
+        d->idle = calloc((size_t)d->n_slots, sizeof(int));
+        d->free_slots = calloc((size_t)d->n_slots, sizeof(int));
+        if (!d->idle || !d->free_slots) return -ENOMEM;
+    }
+    for (int i = k->capacity - 1; i >= 0; i--) {
+        destination *d = &k->dests[k->conns[i].dest];
+        d->free_slots[d->n_free++] = i;
+    }
+    k->dest_cycle_next = k->worker % k->dest_cycle_len;  /* the workers start apart in the cycle */
+    return 0;
+}
+
+/* ---- a streamed request set: the spool's records a page at a time ---- */
+
+/* One spool record (engine/spool.py, native byte order) into t, after its length: u16 group,
+   u16 weight, u8 head, u8 upgrade, u8 templated, u8 0, u32 a, u32 b; then, not templated, a bytes of
+   the request and b of its last-on-the-connection form; templated, a ops of 16 bytes (u8 kind, 3 x 0,
+   u32 literal length, u64 arg) with body_start b, then the ops' literals one after the other. Every
+   length is checked against the record's: 0, -EINVAL, -E2BIG (over render_max), -ENOMEM. */
+static int spool_target(core *k, req_target *t, const char *d, uint32_t len) {
+    uint16_t group, weight;
+    uint32_t a, b;
+    if (len < 16) return -EINVAL;
+    memcpy(&group, d, 2);
+    memcpy(&weight, d + 2, 2);
+    memcpy(&a, d + 8, 4);
+    memcpy(&b, d + 12, 4);
+    const char *rest = d + 16;
+    uint32_t left = len - 16;
+    if (group >= k->n_groups || weight < 1) return -EINVAL;
+    t->group = group;
+    t->weight = weight;
+    t->head = d[4] != 0;
+    t->asks_upgrade = d[5] != 0;
+    if (!d[6]) {  /* not templated: its bytes, as they go out */
+        if ((uint64_t)a + b != left) return -EINVAL;
+        t->plain = malloc(a ? a : 1);
+        t->last = malloc(b ? b : 1);
+        if (!t->plain || !t->last) return -ENOMEM;
+        memcpy(t->plain, rest, a);
+        memcpy(t->last, rest + a, b);
+        t->plain_len = a;
+        t->last_len = b;
+        return 0;
+    }
+    if (a == 0 || a > left / 16 || b > a) return -EINVAL;
+    uint32_t lits = left - a * 16;
+    t->ops = calloc(a, sizeof *t->ops);
+    t->pool = malloc(lits ? lits : 1);
+    if (!t->ops || !t->pool) return -ENOMEM;
+    memcpy(t->pool, rest + (size_t)a * 16, lits);
+    uint64_t at = 0, head = 0, body = 0;
+    for (uint32_t j = 0; j < a; j++) {
+        const char *o = rest + (size_t)j * 16;
+        uint8_t kind = (uint8_t)o[0];
+        uint32_t olen;
+        uint64_t arg;
+        memcpy(&olen, o + 4, 4);
+        memcpy(&arg, o + 8, 8);
+        if (kind >= N_TPL_OPS || (kind == TPL_RAND && arg == 0) || olen > lits - at) return -EINVAL;
+        t->ops[j] = (tpl_op){.kind = kind, .len = olen, .arg = arg, .data = t->pool + at};
+        at += olen;
+        uint64_t w = kind == TPL_LIT || kind == TPL_LAST_LIT ? olen : op_width[kind];
+        if (kind == TPL_SEQ) t->uses_seq = 1;
+        if (j < b) head += w;
+        else body += w;
+    }
+    if (at != lits) return -EINVAL;
+    if (head + body > k->render_max) return -E2BIG;
+    t->n_ops = a;
+    t->body_start = b;
+    t->head_max = (uint32_t)head;
+    t->body_max = (uint32_t)body;
+    return 0;
+}
+
+/* spool bytes [off, off + len) into k->spool_buf (grown to len); 0 or -errno (-EIO: the file is shorter) */
+static int spool_read(core *k, uint64_t off, size_t len) {
+    if (len > k->spool_buf_cap) {
+        char *grown = realloc(k->spool_buf, len);
+        if (!grown) return -ENOMEM;
+        k->spool_buf = grown;
+        k->spool_buf_cap = len;
+    }
+    for (size_t got = 0; got < len;) {
+        ssize_t r = pread(k->spool_fd, k->spool_buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -errno;
+        if (r == 0) return -EIO;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void free_target(req_target *t) {
+    free(t->plain);
+    free(t->last);
+    free(t->ops);
+    free(t->pool);
+    memset(t, 0, sizeof *t);
+}
+
+/* page p (targets [p * page_cap, + page_cap)) filled with the spool's next records, at most page_cap,
+   up to the file's end (the next page starts it over) */
+static int spool_page(core *k, int p) {
+    req_target *page = &k->targets[(size_t)p * k->page_cap];
+    for (uint32_t i = 0; i < k->page_cap; i++) free_target(&page[i]);
+    k->page_n[p] = 0;
+    uint64_t off = k->spool_off, buf_off = 0, buf_len = 0;  /* k->spool_buf holds [buf_off, buf_off + buf_len) */
+    uint32_t n = 0;
+    uint64_t start = off;
+    while (n < k->page_cap && off < k->spool_len && off - start < PAGE_BYTES) {
+        uint64_t room = k->spool_len - off;
+        if (off < buf_off || off + 4 > buf_off + buf_len) {
+            buf_len = room < SPOOL_CHUNK ? room : SPOOL_CHUNK;
+            int r = spool_read(k, off, (size_t)buf_len);
+            if (r < 0) return r;
+            buf_off = off;
+        }
+        uint32_t rlen;
+        memcpy(&rlen, k->spool_buf + (off - buf_off), 4);
+        if (rlen > room - 4) return -EINVAL;
+        if (off + 4 + rlen > buf_off + buf_len) {  /* past what was read: from the record on, all of it */
+            buf_len = 4 + (uint64_t)rlen > SPOOL_CHUNK ? 4 + (uint64_t)rlen : (room < SPOOL_CHUNK ? room : SPOOL_CHUNK);
+            int r = spool_read(k, off, (size_t)buf_len);
+            if (r < 0) return r;
+            buf_off = off;
+        }
+        int r = spool_target(k, &page[n], k->spool_buf + (off - buf_off) + 4, rlen);
+        if (r < 0) return r;
+        off += 4 + (uint64_t)rlen;
+        n++;
+    }
+    k->spool_off = off >= k->spool_len ? 0 : off;  /* the file walked to its end: it starts over */
+    k->page_n[p] = n;
+    k->page_ready[p] = n > 0;
+    return n > 0 ? 0 : -EINVAL;
+}
+
+int core_spool_init(core *k) {
+    if (k->page_cap < 1 || k->page_cap > (1u << 24) || k->spool_len < 20 || k->n_groups < 1 ||
+        k->n_groups > MAX_GROUPS || k->render_max > MAX_RENDER)
+        return -EINVAL;
+    k->targets = calloc(2 * (size_t)k->page_cap, sizeof *k->targets);
+    if (!k->targets) return -ENOMEM;
+    k->n_targets = (int)(2 * k->page_cap);
+    if (k->render_max) {
+        if ((uint64_t)k->render_max * (uint64_t)k->capacity > MAX_RENDER_TOTAL) return -ENOBUFS;
+        k->render = malloc((size_t)k->render_max * (size_t)k->capacity);
+        if (!k->render) return -ENOMEM;
+        k->render_cap = k->render_max;
+    }
+    k->gstats = calloc((size_t)k->n_groups * G_LEN, sizeof(int64_t));
+    k->ghist = calloc((size_t)k->n_groups * H_LEN, sizeof(int64_t));
+    k->gtouched = calloc((size_t)k->n_groups, 1);
+    if (!k->gstats || !k->ghist || !k->gtouched) return -ENOMEM;
+    int r = spool_page(k, 0);
+    if (r == 0) r = spool_page(k, 1);
+    if (r < 0) return r;
+    k->page_cur = 0;
+    k->page_pos = k->worker % k->page_n[0];  /* the workers start apart in the first page */
+    return 0;
+}
+
+/* The page not being walked, once spent, loaded with the next records when no slot holds one of its
+   targets (a chosen one not yet begun, or one in flight: its bytes may still be written); an answered
+   request's slot forgets its target index (it would name another target's group). Looked at every
+   REFILL_NS at most: the walk over the slots is the cost. A read error stops the refills (the worker
+   reports it, core.spool_error); the page walked meanwhile is walked again. */
+void core_spool_refill(core *k, int64_t now) {
+    int p = 1 - k->page_cur;
+    if (k->page_ready[p] || k->spool_error || now < k->next_refill) return;
+    k->next_refill = now + REFILL_NS;
+    int32_t lo = (int32_t)((uint32_t)p * k->page_cap), hi = lo + (int32_t)k->page_cap;
+    for (int i = 0; i < k->capacity; i++) {
+        const conn *c = &k->conns[i];
+        if (c->target >= lo && c->target < hi && (c->chosen || (c->flags & F_IN_FLIGHT))) return;
+    }
+    for (int i = 0; i < k->capacity; i++)
+        if (k->conns[i].target >= lo && k->conns[i].target < hi) k->conns[i].target = -1;
+    int r = spool_page(k, p);
+    if (r < 0) k->spool_error = -r;
+}
+
 void core_targets_fini(core *k) {
     for (int i = 0; i < k->n_targets; i++) {
         free(k->targets[i].plain);
@@ -635,10 +909,21 @@ void core_targets_fini(core *k) {
     }
     free(k->targets);
     free(k->order);
+    for (int d = 0; d < k->n_dests && k->dests; d++) {
+        free(k->dests[d].due);
+        free(k->dests[d].idle);
+        free(k->dests[d].free_slots);
+    }
     free(k->dests);
+    free(k->dest_cycle);
     k->dests = NULL;
+    k->dest_cycle = NULL;
     k->n_dests = 0;
     free(k->render);
+    free(k->spool_buf);
+    k->spool_buf = NULL;
+    if (k->paged && k->spool_fd >= 0) close(k->spool_fd);
+    k->paged = 0;
     free(k->gstats);
     free(k->ghist);
     free(k->gtouched);
@@ -670,6 +955,23 @@ void core_render_free(core *k, conn *c) {
 /* the next request's target: round-robin through the order's cycle, or a draw from it */
 void core_choose(core *k, conn *c) {
     uint32_t i;
+    if (k->paged) {  /* a streamed set: the page in turn, each target weight times in a row */
+        int p = k->page_cur;
+        c->target = (int32_t)((uint32_t)p * k->page_cap + k->page_pos);
+        c->chosen = 1;
+        c->rendered = 0;
+        if (++k->page_rep < k->targets[c->target].weight) return;
+        k->page_rep = 0;
+        if (++k->page_pos < k->page_n[p]) return;
+        k->page_pos = 0;
+        if (k->page_ready[1 - p]) {  /* on to the next page; this one is spent, loaded anew once free */
+            k->page_ready[p] = 0;
+            k->page_cur = 1 - p;
+        } else {
+            k->page_repeats++;  /* the next page is not loaded yet: this one again */
+        }
+        return;
+    }
     if (k->n_dests) {  /* the slot's destination's own part of the cycle */
         destination *d = &k->dests[c->dest];
         if (k->order_random) {
@@ -836,15 +1138,20 @@ static void ready(core *k, conn *c) {
         return;
     }
     scan_due(k, now_ns());
-    if (overdue(k)) {
-        c->intended = pop_due(k);
+    if (due_for(k, c)) {
+        c->intended = pop_for(k, c);
         c->flags |= F_HAS_REQUEST;
         next_request(k, c);
         return;
     }
     if (!(c->flags & F_IN_IDLE)) {
         c->flags |= F_IN_IDLE;
-        k->idle[k->n_idle++] = slot_of(k, c);
+        if (lanes(k)) {
+            destination *d = &k->dests[c->dest];
+            d->idle[d->n_idle++] = slot_of(k, c);
+        } else {
+            k->idle[k->n_idle++] = slot_of(k, c);
+        }
     }
 }
 
@@ -1059,6 +1366,7 @@ static void sweep(core *k, int64_t now) {
 }
 
 void core_tick(core *k, int64_t now) {
+    if (k->paged) core_spool_refill(k, now);
     k->opens_left = OPENS_PER_TURN;
     for (int prev = -1, i = k->backoff_head; i >= 0 && k->opens_left > 0;) {
         conn *c = &k->conns[i];
@@ -1081,6 +1389,17 @@ void core_tick(core *k, int64_t now) {
             c->intended = pop_due(k);
             c->flags |= F_HAS_REQUEST;
             next_request(k, c);
+        }
+        for (int j = 0; lanes(k) && j < k->n_dests; j++) {  /* several destinations: each its own idle ones */
+            destination *d = &k->dests[j];
+            while (lane_overdue(d) && d->n_idle > 0) {
+                conn *c = &k->conns[d->idle[--d->n_idle]];
+                c->flags &= (uint16_t)~F_IN_IDLE;
+                if (c->state != C_IDLE) continue;
+                c->intended = d->due[d->due_head++];
+                c->flags |= F_HAS_REQUEST;
+                next_request(k, c);
+            }
         }
         grow_pool(k);
     }
@@ -1107,7 +1426,8 @@ int64_t core_next_timer(core *k, int64_t now, int64_t until) {
 int core_done(core *k) {
     if (k->stopping) return k->n_fd == 0 && k->in_flight == 0;
     if (k->open_loop)
-        return k->schedule_done && k->due_head == k->due_len && k->in_flight == 0 && k->n_connecting == 0;
+        return k->schedule_done && k->due_head == k->due_len && lanes_empty(k) && k->in_flight == 0 &&
+               k->n_connecting == 0;
     return k->live_slots == 0 && !k->staged;
 }
 
@@ -1180,6 +1500,11 @@ void core_stop(core *k) {
             count_error(k, NULL, E_NOT_SENT);
         }
         k->due_head = k->due_seen = k->due_len = 0;
+        for (int j = 0; lanes(k) && j < k->n_dests; j++) {  /* and those in each destination's lane */
+            destination *d = &k->dests[j];
+            for (; lane_overdue(d); d->due_head++) count_error(k, NULL, E_NOT_SENT);
+            d->due_head = d->due_len = 0;
+        }
     }
     if (k->h2) k->h2->stop(k);  /* HTTP/2: refused requests leave; connections with no stream close */
     while (k->backoff_head >= 0) {
@@ -1217,4 +1542,5 @@ void core_abandon(core *k) {
     k->live_slots = 0;
     k->retire = 0;
     k->n_idle = 0;
+    for (int j = 0; j < k->n_dests && k->dests; j++) k->dests[j].n_idle = 0;
 }

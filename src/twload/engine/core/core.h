@@ -139,6 +139,7 @@ typedef struct req_target {
     int32_t group;         /* its per-target results' index */
     int32_t dest;          /* its destination (k->dests; 0 with one) */
     uint8_t head, asks_upgrade, uses_seq;
+    uint16_t weight;       /* a streamed set (k->paged): sent this many times in a row */
 } req_target;
 /* several destinations (targets on different hosts or ports): each its address, and its part of the
    order's cycle (its own targets, weights as repeats); the slots are split across them at load */
@@ -147,6 +148,13 @@ typedef struct destination {
     socklen_t addr_len;
     uint32_t order_start, order_len, order_next;
     int64_t opened;        /* connections opened to it since the last collect */
+    /* open loop: its own lane. Each request falling due is given a destination (k->dest_cycle, the
+       destinations' weights) and waits in that one's FIFO of send times for a connection of its own:
+       an idle one, or a new one on one of its unused slots (its share of --max-connections) */
+    int64_t *due;
+    uint32_t due_head, due_len, due_cap;
+    int *idle, *free_slots; /* stacks of slot indexes, each sized for the slots of this destination */
+    int n_idle, n_free, n_slots;
 } destination;
 #define MAX_DESTS 256
 /* per-target results: one int64 row a group (a name in the file), and a latency histogram */
@@ -212,6 +220,24 @@ typedef struct core {
     uint32_t order_len, order_next;
     destination *dests;               /* n_dests > 0: several destinations (else `target`, one order) */
     int n_dests;
+    uint16_t *dest_cycle;             /* open loop with n_dests: destination indexes, weights as repeats */
+    uint32_t dest_cycle_len, dest_cycle_next;
+    uint32_t lane_turn;               /* open loop with n_dests: the destination whose lane opens first */
+    /* a streamed request set (a request file over engine/spool.py SPOOL_OVER targets): its targets
+       compiled into a spool file (records, engine/spool.py), read a page at a time into one of two
+       halves of `targets` (page_cap each): the core walks one page while the other is loaded ahead;
+       a page is loaded again only once no slot holds one of its targets (chosen or in flight) */
+    int paged;
+    int spool_fd;
+    uint64_t spool_off, spool_len;    /* the next record's offset; the file's size (then it starts over) */
+    uint32_t page_cap, page_n[2], page_pos, page_rep;
+    uint8_t page_ready[2];
+    int page_cur;
+    uint32_t render_max;              /* the spool's longest templated request (its buffers' size) */
+    char *spool_buf;                  /* records read in chunks */
+    size_t spool_buf_cap;
+    int64_t next_refill, page_repeats;
+    int spool_error;                  /* errno of a failed read (the worker reports it), 0: none */
     int order_random;
     uint64_t rng_order, rng_values;  /* splitmix64 states */
     uint64_t seq_next;                /* {{seq}}: this worker's k-th request is k * workers + worker */
@@ -356,6 +382,9 @@ int core_socket(const core *k, const conn *c); /* a new socket for c's destinati
 /* the address slot c connects to: its destination's, or the target's */
 const struct sockaddr *core_address(const core *k, const conn *c, socklen_t *len);
 int core_targets_init(core *k);               /* after targets, order, groups are set: sizes, buffers (0, -errno) */
+int core_lanes_init(core *k);                 /* open loop, several destinations, slots' dests set: their lanes */
+int core_spool_init(core *k);                 /* paged: spool_fd, spool_len, page_cap, render_max, n_groups set */
+void core_spool_refill(core *k, int64_t now); /* paged: the page not walked, loaded when it is free */
 void core_targets_fini(core *k);
 void core_choose(core *k, conn *c);           /* a request set: the target of c's next request */
 /* a request set's target rendered for one request outside any slot's buffer (HTTP/2: a stream's):

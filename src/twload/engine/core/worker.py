@@ -10,14 +10,16 @@ no Python object is made per request.
 
 from __future__ import annotations
 
+import os
 import time
 from array import array
 
 from twload.engine.core import _core, error_names, histogram_values
 from twload.engine.http1 import build_request
 from twload.engine.http2 import header_block
+from twload.engine.request_set import cycle, slot_destinations
 from twload.engine.request_set import request_set as make_request_set
-from twload.engine.request_set import slot_destinations
+from twload.engine.spool import PAGE
 from twload.metrics import Snapshot, encode_counts, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
@@ -48,20 +50,35 @@ class CoreWorker:
         address = plan.target.address
         request_set: dict = {}
         self.labels: tuple[str, ...] = ()
-        if plan.targets:  # a request file: the core picks and fills each request (engine/request_set.py)
+        spool = plan.targets_spool
+        if spool is not None:  # a request file too large to hold: the core reads its spool a page at a time
+            self.labels = spool.labels
+            fd = os.open(spool.path, os.O_RDONLY | os.O_CLOEXEC)  # the core's from here (it closes it)
+            request_set = {"spool": (fd, spool.size, PAGE, spool.render_max, len(spool.labels)),
+                           "seed": plan.seed or 0, "worker": plan.worker_base + index,
+                           "workers": plan.worker_total or self.workers}
+            request = last_request = b""
+        elif plan.targets:  # a request file: the core picks and fills each request (engine/request_set.py)
             made = make_request_set(plan, asks_server_to_close(plan.close))
             self.labels = made.labels
             request_set = {"targets": made.targets, "order": made.order, "groups": len(made.labels),
                            "order_random": plan.targets_order == "random", "seed": plan.seed or 0,
-                           "worker": index, "workers": self.workers}
+                           # numbered across the run: a Dask shard's processes come after the earlier shards'
+                           "worker": plan.worker_base + index, "workers": plan.worker_total or self.workers}
             if plan.destinations:  # several destinations: each slot's, and each one's address and cycle
-                total = plan.connections
-                if plan.stages and not plan.open_loop:
-                    total = max(total, int(max(s.target for s in plan.stages) + 0.5))
                 request_set["destinations"] = [
                     (d.address[0], d.address[1], d.address[3] if len(d.address) > 3 else 0, start, length)
                     for d, (start, length) in zip(plan.destinations, made.parts, strict=True)]
-                request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, index, self.workers, total)
+                if plan.open_loop:  # this worker's slots split by weight (each destination one at least), and
+                    # each due request's destination by the weights' cycle: its own lane (core.c lane_push)
+                    request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, 0, 1, capacity)
+                    request_set["dest_cycle"] = array("H", cycle(list(made.dest_weights)))
+                else:
+                    total = plan.connections
+                    if plan.stages:
+                        total = max(total, int(max(s.target for s in plan.stages) + 0.5))
+                    request_set["slot_dests"] = slot_destinations(made.dest_weights, capacity, index, self.workers,
+                                                                  total)
             request = last_request = b""
         else:
             request = build_request(plan, connection_close=False)
@@ -217,6 +234,8 @@ class CoreWorker:
             until = min(now + TICK_NS, next_snapshot, deadline or next_snapshot)
             done = core.run(until)
             now = time.monotonic_ns()
+            if plan.targets_spool is not None and core.spool_error:  # a streamed file's page could not be read
+                raise OSError(core.spool_error, f"reading {plan.targets_spool.path}: {os.strerror(core.spool_error)}")
             if self.staged:
                 core.set_connections(self.staged_connections((now - started) / 1e9))
             if done:
