@@ -93,6 +93,20 @@ def test_a_destination_that_does_not_answer_holds_up_no_other(tmp_path, two_peer
     assert summary["requests"] + sum(summary["errors"].values()) == 100
 
 
+def test_a_silent_destinations_lane_drops_what_waited_longer_than_the_timeout(tmp_path, two_peers, silent):
+    """Each destination's lane holds no send time older than --timeout: those are not_sent as the run
+    goes (in the seconds' samples, before the stop), so a silent destination's queue does not grow."""
+    a, _ = two_peers
+    (tmp_path / "t").write_text(f"GET {a.url}fast\n\nGET {silent}slow\n")
+    proc = run(tmp_path, "--targets", "t", "--rate", "100", "-d", "3s", "-w", "1", "--max-connections", "4",
+               "--timeout", "500ms")
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = summary_of(tmp_path)
+    assert summary["requests"] + sum(summary["errors"].values()) == 300
+    seconds = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert sum(s["errors"].get("not_sent", 0) for s in seconds if s["t"] <= 2) > 0, [s["errors"] for s in seconds]
+
+
 def test_stages_over_two_destinations(tmp_path, two_peers):
     a, b = two_peers
     (tmp_path / "t").write_text(f"GET {a.url}\n\nGET {b.url}\n")

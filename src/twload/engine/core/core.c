@@ -223,12 +223,20 @@ int64_t core_next_due(core *k) {
    the stop: the server has been too slow (or stalled) for longer than any answer would be waited
    for, and without this the queue of intended times grew by the rate every second it lasted (a
    stalled nginx for minutes of a soak: 18 million times, 140 MB). So the queue holds at most
-   rate x timeout entries. */
+   rate x timeout entries, and so does each destination's lane. */
 static void drop_stale_due(core *k, int64_t now) {
     scan_due(k, now);
     while (overdue(k) && now - k->due[k->due_head] > k->timeout_ns) {
         pop_due(k);
         count_error(k, NULL, E_NOT_SENT);
+    }
+    if (!lanes(k)) return;
+    for (int i = 0; i < k->n_dests; i++) {
+        destination *d = &k->dests[i];
+        while (lane_overdue(d) && now - d->due[d->due_head] > k->timeout_ns) {
+            d->due_head++;
+            count_error(k, NULL, E_NOT_SENT);
+        }
     }
 }
 
