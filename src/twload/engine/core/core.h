@@ -182,6 +182,7 @@ typedef struct tls_conn {
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
     uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
+    uint8_t drained;       /* OpenSSL's last read of the socket came back short: its queue was empty (tls_drained) */
 } tls_conn;
 
 /* https options (tls_init): what the user may pin */
@@ -370,6 +371,7 @@ int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 o
 int tls_handshake(core *k, conn *c, int64_t now); /* 1 done, 0 waiting, -error slot */
 int64_t tls_tcp_done(core *k, const conn *c); /* when c's TCP connect was done */
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error);   /* TLS_* */
+int tls_drained(const core *k, const conn *c); /* 1: nothing left to read until the socket's next edge */
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error);
 void tls_end(core *k, conn *c);               /* before c's fd closes */
 void tls_answer_close(core *k, conn *c);      /* our close_notify, to the peer's that came without a FIN */

@@ -200,6 +200,12 @@ int tls_init(core *k, const char *host, const tls_options *o) {
     if (apply_options(ctx, o, why, sizeof why)) return -EPROTO;
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
                               SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Without read-ahead OpenSSL reads a record in two read()s, its 5-byte header and then exactly its
+       body (ssl/record/rec_layer_s3.c, OpenSSL 3.0: ssl3_read_n sets max = n unless read_ahead), so a
+       keep-alive response cost two reads, and a server's handshake flight two per record. With it, one
+       read() takes what the socket holds, up to the record buffer, which is as large either way
+       (ssl3_setup_read_buffer sizes it for a whole record), so an open connection holds no more. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_info_callback(ctx, on_info);
     SSL_CTX_set_app_data(ctx, k);
     k->tls_resume = o->resume;
@@ -263,6 +269,21 @@ static void first_header(int write_p, int version, int content_type, const void 
     memcpy(t->first, buf, t->first_len);
 }
 
+/* Each read OpenSSL makes of the socket (the socket BIO SSL_set_fd made, BIO_s_socket: read(2) as
+   asked): whether it came back short, i.e. took all the receive queue held, or found it empty (EAGAIN,
+   or the EOF and errors that end the connection). Every other operation passes through untouched: a
+   callback returns what it is given (crypto/bio/bio_lib.c: bio_call_callback). */
+static long on_bio(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret, size_t *processed) {
+    (void)argp;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        tls_conn *t = (tls_conn *)BIO_get_callback_arg(b);
+        if (t) t->drained = ret <= 0 || !processed || *processed < len;
+    }
+    return ret;
+}
+
 int tls_begin(core *k, conn *c) {
     tls_conn *t = state(k, c);
     SSL_free(t->ssl);  /* none: the slot's last connection freed its own */
@@ -275,6 +296,9 @@ int tls_begin(core *k, conn *c) {
     if (inet_pton(AF_INET, k->tls_host, addr) != 1 && inet_pton(AF_INET6, k->tls_host, addr) != 1)
         SSL_set_tlsext_host_name(ssl, k->tls_host);
     if (SSL_set_fd(ssl, c->fd) != 1) return -ENOMEM;
+    BIO *bio = SSL_get_rbio(ssl);  /* the one socket BIO, read and write */
+    BIO_set_callback_arg(bio, (char *)t);
+    BIO_set_callback_ex(bio, on_bio);
     SSL_set_app_data(ssl, t);  /* on_info's way to the connection */
     if (k->tls_resume && k->tls_session && SSL_set_session(ssl, k->tls_session) != 1) return -ENOMEM;
     SSL_set_msg_callback(ssl, first_header);
@@ -416,6 +440,16 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     if (slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
     *error = slot;
     return TLS_FAILED;
+}
+
+/* The connection needs no read before the socket's next edge: OpenSSL's last read of it came back
+   short (edge-triggered epoll reports anything that arrives after it) and OpenSSL holds nothing it read
+   and has not handed over (SSL_has_pending: a record's plaintext, or record bytes not yet processed,
+   such as a close_notify behind the response). Read-ahead makes a read take all the queue holds (tls_init);
+   without it every read asks for exactly one record's part and would never come back short. */
+int tls_drained(const core *k, const conn *c) {
+    const tls_conn *t = &k->tls[c - k->conns];
+    return t->drained && t->ssl && t->phase == TLS_OPEN && !SSL_has_pending(t->ssl);
 }
 
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error) {
