@@ -176,6 +176,7 @@ struct ssl_ctx_st;
 enum { TLS_NONE, TLS_HANDSHAKE, TLS_OPEN, TLS_PEER_DONE, TLS_BROKEN };
 typedef struct tls_conn {
     struct ssl_st *ssl;
+    struct ssl_st *spare;  /* the slot's last connection's SSL, reset for its next one (tls_begin) */
     int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
     uint8_t phase;
     uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said (1), answered (2) */

@@ -6,7 +6,8 @@
  * SSL_write and SSL_read take the place of send and recv, reading into the worker's one buffer.
  *
  * One SSL_CTX per worker (a core is one worker's), one SSL per open connection in k->tls (a parallel
- * array of k->capacity entries, indexed by slot). Each SSL keeps its record buffers: with
+ * array of k->capacity entries, indexed by slot), kept when it closes whole and reset for the slot's
+ * next connection (tls_begin). Each SSL keeps its record buffers: with
  * SSL_MODE_RELEASE_BUFFERS OpenSSL frees and allocates the read buffer whenever it empties
  * (ssl/record/rec_layer_s3.c: ssl3_release_read_buffer after each record), once a request on
  * keep-alive, which cost 1.12x wrk's CPU per request against nginx; kept, it is 0.99x, and an open
@@ -242,7 +243,10 @@ int tls_init(core *k, const char *host, const tls_options *o) {
 
 void tls_fini(core *k) {
     if (k->tls) {
-        for (int i = 0; i < k->capacity; i++) SSL_free(k->tls[i].ssl);  /* none left open normally */
+        for (int i = 0; i < k->capacity; i++) {
+            SSL_free(k->tls[i].ssl);  /* none left open normally */
+            SSL_free(k->tls[i].spare);
+        }
         free(k->tls);
         k->tls = NULL;
     }
@@ -286,9 +290,20 @@ static long on_bio(BIO *b, int oper, const char *argp, size_t len, int argi, lon
 
 int tls_begin(core *k, conn *c) {
     tls_conn *t = state(k, c);
-    SSL_free(t->ssl);  /* none: the slot's last connection freed its own */
+    SSL *ssl = t->spare;
+    SSL_free(t->ssl);  /* none: the slot's last connection freed or kept its own */
     memset(t, 0, sizeof *t);
-    SSL *ssl = SSL_new(k->tls_ctx);
+    /* The slot's last SSL, reset, rather than a new one, as wrk does (src/ssl.c: ssl_close ->
+       SSL_clear): SSL_new copies the context's certificate state, cipher lists and verify parameters
+       and SSL_free frees them and the record buffers, once a connection. SSL_clear keeps the last
+       session (ssl/ssl_lib.c, OpenSSL 3.0), so it is replaced: by the one --tls-resume keeps, or by
+       none, so that a full handshake offers nothing to resume, as from a new SSL. */
+    if (ssl && (SSL_clear(ssl) != 1 || SSL_set_session(ssl, k->tls_resume ? k->tls_session : NULL) != 1)) {
+        SSL_free(ssl);
+        ssl = NULL;
+    }
+    ERR_clear_error();
+    if (!ssl) ssl = SSL_new(k->tls_ctx);
     if (!ssl) return -ENOMEM;
     t->ssl = ssl;
     unsigned char addr[16];
@@ -300,7 +315,9 @@ int tls_begin(core *k, conn *c) {
     BIO_set_callback_arg(bio, (char *)t);
     BIO_set_callback_ex(bio, on_bio);
     SSL_set_app_data(ssl, t);  /* on_info's way to the connection */
-    if (k->tls_resume && k->tls_session && SSL_set_session(ssl, k->tls_session) != 1) return -ENOMEM;
+    if (k->tls_resume && k->tls_session && SSL_get_session(ssl) != k->tls_session &&
+        SSL_set_session(ssl, k->tls_session) != 1)
+        return -ENOMEM;
     SSL_set_msg_callback(ssl, first_header);
     SSL_set_msg_callback_arg(ssl, t);
     SSL_set_connect_state(ssl);
@@ -497,14 +514,19 @@ void tls_end(core *k, conn *c) {
             shutdown(c->fd, SHUT_WR);
         }
     }
-    /* --tls-resume: a whole session stays resumable however the connection ends. SSL_free marks the
-       session of an SSL that sent no close_notify as bad (ssl/ssl_lib.c: ssl_clear_bad_session ->
+    /* --tls-resume: a whole session stays resumable however the connection ends. SSL_free and SSL_clear
+       mark the session of an SSL that sent no close_notify as bad (ssl/ssl_lib.c: ssl_clear_bad_session ->
        SSL_CTX_remove_session, which sets not_resumable), and that session is the one kept in
        k->tls_session; the flag alone says "sent" without sending anything (SSL_set_shutdown(3)) */
     if (whole && k->tls_resume) SSL_set_shutdown(t->ssl, SSL_get_shutdown(t->ssl) | SSL_SENT_SHUTDOWN);
     ERR_clear_error();
-    SSL_free(t->ssl);
+    /* a whole session's SSL waits for the slot's next connection (tls_begin resets it); one that failed
+       goes, lest a reset carry its state over */
+    SSL *keep = whole ? t->ssl : NULL;
+    if (!whole) SSL_free(t->ssl);
+    SSL_free(t->spare);  /* none: tls_begin took it */
     memset(t, 0, sizeof *t);
+    t->spare = keep;
 }
 
 /* The peer's close_notify came a while ago and its FIN has not: it waits for ours before it closes
