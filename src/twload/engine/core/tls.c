@@ -411,7 +411,10 @@ int64_t tls_tcp_done(core *k, const conn *c) { return k->tls[c - k->conns].t_tcp
 static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *error) {
     for (;;) {
         ssize_t r = recv(c->fd, buf, len, 0);
-        if (r == 0) return TLS_CLOSED;
+        if (r == 0) {
+            t->eof = 1;
+            return TLS_CLOSED;
+        }
         if (r > 0) continue;
         if (errno == EINTR) continue;
         if (errno == EAGAIN) {
@@ -498,7 +501,7 @@ void tls_end(core *k, conn *c) {
     int whole = t->phase == TLS_OPEN || t->phase == TLS_PEER_DONE;
     if (whole && k->close_mode != CLOSE_RST && !k->abandoning) {
         if (c->flags & F_PEER_CLOSED) {
-            for (int i = 0; i < DRAIN_READS; i++)
+            for (int i = 0; i < DRAIN_READS && !t->eof; i++)  /* read to its EOF already: nothing left */
                 if (recv(c->fd, k->rbuf, k->rbuf_len, MSG_DONTWAIT) <= 0) break;
         } else if (t->phase == TLS_OPEN) {
             /* close_notify and the FIN leave in one segment: corked, the close_notify waits in the
