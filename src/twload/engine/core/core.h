@@ -184,12 +184,15 @@ struct ssl_ctx_st;
 enum { TLS_NONE, TLS_HANDSHAKE, TLS_OPEN, TLS_PEER_DONE, TLS_BROKEN };
 typedef struct tls_conn {
     struct ssl_st *ssl;
+    struct ssl_st *spare;  /* the slot's last connection's SSL, reset for its next one (tls_begin) */
     int64_t t_tcp;         /* when the TCP connect was done (the ClientHello went out): the handshake's start */
     uint8_t phase;
     uint8_t notified;      /* the peer's close_notify came without its FIN: TLS_NOTIFIED was said (1), answered (2) */
     uint8_t first_len;     /* during the handshake: the first record header the peer sent */
     uint8_t first[5];
     uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
+    uint8_t drained;       /* OpenSSL's last read of the socket came back short: its queue was empty (tls_drained) */
+    uint8_t eof;           /* the peer's FIN was read (after its close_notify): nothing is left to drain (tls_end) */
 } tls_conn;
 
 /* https options (tls_init): what the user may pin */
@@ -406,6 +409,7 @@ int tls_begin(core *k, conn *c);              /* c's socket exists: its SSL (0 o
 int tls_handshake(core *k, conn *c, int64_t now); /* 1 done, 0 waiting, -error slot */
 int64_t tls_tcp_done(core *k, const conn *c); /* when c's TCP connect was done */
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error);   /* TLS_* */
+int tls_drained(const core *k, const conn *c); /* 1: nothing left to read until the socket's next edge */
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error);
 void tls_end(core *k, conn *c);               /* before c's fd closes */
 void tls_answer_close(core *k, conn *c);      /* our close_notify, to the peer's that came without a FIN */

@@ -345,10 +345,15 @@ static void readable(core *k, conn *c, uint32_t events) {
     }
 }
 
-/* https: readable() with SSL_read, which hands over at most one record (16 KiB) a call, so a short
-   read says nothing about the queue: it reads on until OpenSSL wants more from the socket. */
+/* https: readable() with SSL_read, which hands over at most one record (16 KiB) a call, so its size
+   says nothing about the queue: it reads on until OpenSSL wants more from the socket, or until
+   OpenSSL's own last read of the socket came back short with nothing left over (tls_drained), as
+   readable() stops at a short recv. That spares the read() that only says EAGAIN, one per response on
+   keep-alive. Not when the event brought the FIN: its EOF (without close_notify) is only learnt by
+   reading it, and no edge follows it. */
 static void tls_readable(core *k, conn *c, uint32_t events) {
-    if (events & (EPOLLRDHUP | EPOLLHUP)) c->flags |= F_PEER_CLOSED;
+    int fin = (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+    if (fin) c->flags |= F_PEER_CLOSED;
     for (int reads = 0;; reads++) {
         if (reads == READS_PER_TURN && read_later(k, c)) return;
         size_t n = 0;
@@ -356,6 +361,7 @@ static void tls_readable(core *k, conn *c, uint32_t events) {
         switch (tls_read(k, c, k->rbuf, k->rbuf_len, &n, &error)) {
         case TLS_DATA:
             if (core_received(k, c, k->rbuf, n)) return;  /* closed (and maybe reused) */
+            if (!fin && tls_drained(k, c)) return;
             continue;
         case TLS_CLOSED:  /* the peer's close_notify, or its EOF without one */
             core_peer_closed(k, c);
@@ -410,7 +416,10 @@ static void handshake(core *k, conn *c, uint32_t events) {
     if (!core_connected(k, c, tcp) || c->gen != gen) return;  /* closed, or idle (open loop) */
     ep_send(k, c);
     if (c->gen != gen) return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) tls_readable(k, c, events);
+    /* the handshake's last read took what the socket held: what follows (the response, a ticket) is
+       an edge of its own (tls_readable) */
+    int fin = (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+    if (fin || ((events & EPOLLIN) && !tls_drained(k, c))) tls_readable(k, c, events);
 }
 
 static void handle(core *k, conn *c, uint32_t events) {
