@@ -1,0 +1,1 @@
+"""The Python API (`import twload`): what the command line's commands call too."""
