@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,74 +14,49 @@ import typer
 from rich.console import Console
 
 from twload import thresholds as gates
+from twload.api import running
 from twload.api.building import build_plan
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.cli.progress import live_hooks, live_progress
 from twload.distributed.spec import parse_cluster
-from twload.doctor.preflight import preflight
+from twload.doctor.preflight import Preflight
 from twload.engine import core
-from twload.engine import preflight as pf
-from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
-from twload.kernel.sysctl import sysctl_values
+from twload.engine.preflight import PortProbe
+from twload.engine.supervisor import RunError
 from twload.live.exposition import ListenError, MetricsEndpoint, parse_listen
 from twload.live.feed import LiveRun, facts_of
 from twload.merge.summary import Summary
 from twload.plan import Plan, PlanError, parse_duration
-from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
+from twload.results import RunFolderError
 
-EXIT_STRICT = 2
-EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
+EXIT_STRICT = running.EXIT_STRICT
+EXIT_THRESHOLD = running.EXIT_THRESHOLD  # a failed --threshold: the run itself went fine, the target did not
 
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None,
             keep_credentials: bool = False, live: LiveRun | None = None,
             full_screen: bool = False) -> tuple[Summary, Path, int]:
-    try:
-        if out is not None:
-            check_fresh(out)  # before the probe: a refused folder costs the target nothing
-        facts = pf.gather_facts(plan)
-    except (RunError, RunFolderError) as exc:
-        console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    probe = pf.time_wait_probe(plan, facts.start)  # the run's own TIME_WAIT, told from what the facts found
-    pre = preflight(plan, facts)
-    for each in pre.destinations:  # targets on several destinations: each one's budget and wall
-        if not each.warnings:
-            console.print(f"[dim]{each.sentence}[/]", soft_wrap=True)
-    for warning in pre.warnings:
-        console.print(f"[yellow]{warning}[/]", soft_wrap=True)
-    if pre.runs_out and strict:
-        console.print("[bold red]twload:[/] refusing to start (--strict)")
-        raise typer.Exit(EXIT_STRICT)
-    record = plan_record(plan, sysctl_values(), pre.plan_block(), keep_credentials)
+    """The API's run (twload.api.running.execute, what `twload.run()` calls too), shown on the console."""
+    def note(line: str, warning: bool) -> None:
+        console.print(f"[yellow]{line}[/]" if warning else f"[dim]{line}[/]", soft_wrap=True)
 
-    def finish(summary: Summary) -> Summary:
-        first = summary.first_errors.get("EADDRNOTAVAIL")
-        block = pre.summary_block(summary.errors, summary.connections_opened, first.at_s if first else None)
-        if "advice" in block:
-            block["advice"] = tuple(block["advice"])
-        summary = summary.with_(**block)
-        if summary.destinations:  # each destination's row gains its own pre-flight
-            summary = summary.with_(destinations=tuple(
-                row | each.destination_block()
-                for row, each in zip(summary.destinations, pre.destinations, strict=False)))
-        if thresholds:
-            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
-        return summary
-
-    try:
-        path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
+    @contextmanager
+    def watch(pre: Preflight, probe: PortProbe) -> Iterator[running.Hooks]:
         with live_progress(console, show_progress and not full_screen, pre.budget.ports, probe) as on_line, \
                 live_hooks(live, console, full_screen, pre.budget_block(), on_line) as (on_progress, on_second):
-            summary = run_into_folder(plan, path, on_progress, probe, finish, record, on_second)
+            yield on_progress, on_second
+
+    try:
+        outcome = running.execute(plan, out, strict=strict, thresholds=thresholds or (),
+                                  keep_credentials=keep_credentials, note=note, watch=watch)
+    except running.StrictRefusal as exc:
+        console.print(f"[bold red]twload:[/] {exc}")
+        raise typer.Exit(EXIT_STRICT) from None
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    code = exit_code_for(summary)
-    if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
-        code = EXIT_THRESHOLD
-    return summary, Path(path), code
+    return outcome.summary, outcome.folder, outcome.code
 
 
 def start_live(plan: Plan, listen: str | None, allow_remote: bool, linger: str) -> LiveRun:
