@@ -3,6 +3,7 @@ become, with the same defaults and the same checks (each mistake one PlanError l
 
 from __future__ import annotations
 
+import io
 import secrets
 import sys
 from pathlib import Path
@@ -13,33 +14,46 @@ from twload.engine.request_set import absolute_url, check_buffers, check_destina
 from twload.engine.tls import tls_context
 from twload.kernel.resolve import parse_target
 from twload.kernel.sources import check_sources_local
-from twload.plan import Plan, PlanError, default_workers, parse_duration, parse_header, parse_sources, parse_stages
+from twload.plan import (
+    Plan,
+    PlanError,
+    Target,
+    default_workers,
+    parse_duration,
+    parse_header,
+    parse_sources,
+    parse_stages,
+)
 from twload.plan.limits import file_limit_problem
-from twload.plan.targets import parse_targets
+from twload.plan.targets import RequestTarget, parse_targets
 
 
 def build_plan(
     url: str | None, connections: int, duration: str | None, requests: int | None, workers: int | None,
-    method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
+    method: str, header: list[str], body: str | bytes | None, body_file: Path | None, timeout: str,
     connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
     rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
     insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
     io: str = "epoll", sources_here: bool = True, targets_file: str | None = None, targets_format: str = "http",
     targets_order: str = "round-robin", seed: int | None = None, http2: bool = False, streams: int = 10,
     tls_min: str = "1.2", ciphers: str | None = None, ciphersuites: str | None = None, tls_resume: bool = False,
+    targets_data: bytes | None = None,
 ) -> Plan:
+    """The plan of `twload run`'s options, checked. `targets_data`: a request file's content given in
+    memory (the API's list of targets), `targets_file` then its name."""
     if body is not None and body_file is not None:
         raise PlanError("give --body or --body-file, not both")
     try:
-        payload = body_file.read_bytes() if body_file else (body or "").encode()
+        payload = body_file.read_bytes() if body_file else body.encode() if isinstance(body, str) else body or b""
     except OSError as exc:
         raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
-    targets = read_targets(targets_file, targets_format, url) if targets_file is not None else ()
+    targets = read_targets(targets_file, targets_format, url, targets_data) if targets_file is not None else ()
     if url is None:
         if not targets:
             raise PlanError("give a URL, or a request file with --targets")
         url = absolute_url(targets[0], None)
-    destinations: tuple = ()
+    destinations: tuple[Target, ...] = ()
+    dest_urls: tuple[str, ...] = ()
     destination_weights: tuple[int, ...] = ()
     if targets:
         dest_urls = check_destinations(targets, url)
@@ -137,8 +151,11 @@ def build_plan(
     return plan
 
 
-def read_targets(path: str, fmt: str, base: str | None) -> tuple:
-    """--targets FILE (or -, standard input) read and checked: every target, or one PlanError line."""
+def read_targets(path: str, fmt: str, base: str | None, data: bytes | None = None) -> tuple[RequestTarget, ...]:
+    """--targets FILE (or -, standard input; or `data`, named `path`) read and checked: every target, or
+    one PlanError line."""
+    if data is not None:
+        return parse_targets(io.BytesIO(data), path, fmt, base)
     if path == "-":
         return parse_targets(sys.stdin.buffer, "<stdin>", fmt, base)
     try:

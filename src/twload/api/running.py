@@ -7,6 +7,7 @@ A run that cannot start raises RunError or RunFolderError, with one line for the
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -56,9 +57,10 @@ def quiet(line: str, warning: bool) -> None:
 def execute(plan: Plan, out: Path | None = None, *, strict: bool = False,
             thresholds: Sequence[gates.Threshold] = (), keep_credentials: bool = False,
             command: list[str] | None = None, note: Note = quiet, watch: Watch = unwatched,
-            on_second: Sequence[OnSecond] = ()) -> Outcome:
+            on_second: Sequence[OnSecond] = (), stop: threading.Event | None = None) -> Outcome:
     """Run `plan` into `out` (default: a new folder under ./twload-runs/). `command`: what plan.json
-    records as the command (default: this process's argv)."""
+    records as the command (default: this process's argv); `stop`, set from another thread, stops the
+    run as Ctrl-C does."""
     if out is not None:
         check_fresh(out)  # before the probe: a refused folder costs the target nothing
     facts = pf.gather_facts(plan)
@@ -89,7 +91,7 @@ def execute(plan: Plan, out: Path | None = None, *, strict: bool = False,
 
     path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
     with watch(pre, probe) as (on_progress, observers):
-        summary = run_into_folder(plan, path, on_progress, probe, finish, record, (*observers, *on_second))
+        summary = run_into_folder(plan, path, on_progress, probe, finish, record, (*observers, *on_second), stop)
     code = exit_code_for(summary)
     if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
         code = EXIT_THRESHOLD
