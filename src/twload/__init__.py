@@ -7,7 +7,14 @@ importing one of twload's modules (a worker process does, for instance) does not
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
+
+# Two rooms share their names with the API's functions: `twload.doctor` and `twload.serve`. Python sets a
+# package's attribute to a subpackage when that is first imported, which would replace the function; so
+# they are imported here first (each __init__ holds a docstring only) and the functions below are set after.
+importlib.import_module("twload.doctor")
+importlib.import_module("twload.serve")
 
 __version__ = "0.1.0"
 
@@ -17,6 +24,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getattr__ below loads them
+    from contextlib import AbstractContextManager
+
     from twload.api import (
         Diagnosis,
         FirstError,
@@ -28,12 +37,28 @@ if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getatt
         RunInterrupted,
         SimResult,
         Summary,
-        doctor,
         read_run,
         run,
-        serve,
         simulate,
     )
+
+
+def doctor(url: str | None = None, *, close: str = "fin", rate: float | None = None, connections: int = 50,
+           source: str | None = None) -> Diagnosis:
+    """`twload doctor [URL] --close ... --rate ... -c ... --source ...`: the diagnosis of a planned run
+    (twload.api.diagnosis.doctor)."""
+    from twload.api.diagnosis import doctor as diagnose
+
+    return diagnose(url, close=close, rate=rate, connections=connections, source=source)
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 0, body_size: int = 12, delay: str | None = None,
+          close_after: int = 0, workers: int = 1, http2: bool = False) -> AbstractContextManager[str]:
+    """`twload serve` in a child process for the `with` block: its URL (twload.api.target.serve)."""
+    from twload.api.target import serve as embedded
+
+    return embedded(host=host, port=port, body_size=body_size, delay=delay, close_after=close_after,
+                    workers=workers, http2=http2)
 
 
 def __getattr__(name: str) -> Any:
