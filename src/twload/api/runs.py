@@ -20,7 +20,7 @@ from twload import thresholds as gates
 from twload.api.building import build_plan
 from twload.api.running import execute
 from twload.engine import core
-from twload.engine.supervisor import RunError
+from twload.engine.supervisor import RunError, StartInterrupted
 from twload.merge.summary import Summary
 
 # what `twload.run()` takes as its first argument: a URL; a request file (a Path); or the targets
@@ -147,8 +147,9 @@ def run(
     Raises PlanError (a mistake in the arguments: the command line's one line), RunError (the target
     cannot be reached, or the run cannot start), RunFolderError (`out` cannot hold the run), and
     RunInterrupted (a KeyboardInterrupt) when Ctrl-C, SIGTERM or `stop` ended the run: it carries the
-    partial summary. A run that went wrong otherwise (errors, a lost worker, `max_errors` reached,
-    thresholds failed) returns its summary: judge it.
+    partial summary (a plain KeyboardInterrupt while the workers were still starting: nothing ran).
+    A run that went wrong otherwise (errors, a lost worker, `max_errors` reached, thresholds failed)
+    returns its summary: judge it.
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # spawn runs the parent's __main__ again in each worker process before the worker starts
@@ -186,9 +187,12 @@ def run(
         "targets_format": targets_format, "targets_order": targets_order, "seed": seed,
         "max_errors": max_errors, "thresholds": list(thresholds), "strict": strict,
         "keep_credentials": keep_credentials, "out": out})
-    outcome = execute(plan, Path(out) if out is not None else None, strict=strict, thresholds=checks,
-                      keep_credentials=keep_credentials, command=command,
-                      on_second=(on_second,) if on_second is not None else (), stop=stop)
+    try:
+        outcome = execute(plan, Path(out) if out is not None else None, strict=strict, thresholds=checks,
+                          keep_credentials=keep_credentials, command=command,
+                          on_second=(on_second,) if on_second is not None else (), stop=stop)
+    except StartInterrupted:  # Ctrl-C before any request: nothing measured, a KeyboardInterrupt as any other
+        raise KeyboardInterrupt("interrupted before the run started") from None
     if outcome.summary.interrupted:
         raise RunInterrupted(outcome.summary, outcome.folder)
     return outcome.summary

@@ -43,6 +43,10 @@ class RunError(Exception):
     """The run could not start; the message is for the user."""
 
 
+class StartInterrupted(RunError):
+    """SIGINT or SIGTERM (or the stop event) came while the workers were starting: nothing ran."""
+
+
 @dataclass
 class Progress:
     """What the supervisor knows while running; handed to the progress display."""
@@ -413,7 +417,7 @@ class Supervisor:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while len(ready) < len(procs):
             if self.control.stop_asked():
-                raise RunError("interrupted before the run started")
+                raise StartInterrupted("interrupted before the run started")
             if time.monotonic() > deadline:
                 raise RunError("workers did not start within 30 s")
             dead = [p for p in procs if p.exitcode is not None]
