@@ -39,6 +39,9 @@ class RunInterrupted(KeyboardInterrupt):
         self.summary = summary
         self.folder = folder
 
+    def __reduce__(self) -> tuple[type[RunInterrupted], tuple[Summary, Path]]:
+        return RunInterrupted, (self.summary, self.folder)  # pickled whole (a process pool hands it back)
+
 
 def _seconds(value: Duration | None) -> str | None:
     return None if value is None else str(value)

@@ -169,3 +169,13 @@ def test_the_root_package_lists_the_api():
             assert getattr(twload, name) is getattr(twload.api, name)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         twload.nope  # noqa: B018
+
+
+def test_run_interrupted_is_a_keyboard_interrupt_that_pickles_whole(tmp_path):
+    import pickle
+
+    summary = twload.Summary(url="http://h/", interrupted="SIGINT", requests=3)
+    caught = pickle.loads(pickle.dumps(twload.RunInterrupted(summary, tmp_path)))
+    assert isinstance(caught, KeyboardInterrupt)
+    assert (caught.summary, caught.folder) == (summary, tmp_path)
+    assert str(caught).startswith(f"the run was interrupted (SIGINT); partial results in {tmp_path}: Summary(")
