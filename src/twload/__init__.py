@@ -1,8 +1,9 @@
 """twload: a load generator and TCP diagnostics kit for short-connection load tests.
 
-The Python API (docs/api.md): `twload.run()`, `twload.doctor()`, `twload.simulate()`, `twload.read_run()`,
-`twload.serve()`, and the records and errors they use. They load on first use (PEP 562 `__getattr__`):
-importing one of twload's modules (a worker process does, for instance) does not import the API.
+The Python API (docs/api.md): `twload.run()` (`await twload.arun()` in async code), `twload.doctor()`,
+`twload.simulate()`, `twload.read_run()`, `twload.serve()`, and the records and errors they use. They
+load on first use (PEP 562 `__getattr__`): importing one of twload's modules (a worker process does, for
+instance) does not import the API.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ importlib.import_module("twload.serve")
 __version__ = "0.1.0"
 
 __all__ = [
-    "Diagnosis", "FirstError", "Percentiles", "PlanError", "Run", "RunError", "RunFolderError", "RunInterrupted",
-    "SimResult", "Summary", "__version__", "doctor", "read_run", "run", "serve", "simulate",
+    "Diagnosis", "FirstError", "Percentiles", "PlanError", "Run", "RunCancelled", "RunError", "RunFolderError",
+    "RunInterrupted", "SimResult", "Summary", "__version__", "arun", "doctor", "read_run", "run", "serve", "simulate",
 ]
 
 if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getattr__ below loads them
@@ -32,11 +33,13 @@ if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getatt
         Percentiles,
         PlanError,
         Run,
+        RunCancelled,
         RunError,
         RunFolderError,
         RunInterrupted,
         SimResult,
         Summary,
+        arun,
         read_run,
         run,
         simulate,

@@ -129,7 +129,41 @@ def test_stop_from_another_thread_ends_the_run_with_its_partial_summary(twload_s
     assert json.loads((caught.folder / "summary.json").read_text()) == caught.summary.to_dict()
 
 
+def test_arun_leaves_the_loop_free_and_stops_the_run_when_cancelled(twload_server, tmp_path):
+    server = twload_server()
+
+    async def main() -> tuple[twload.Summary, int, twload.RunCancelled]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        summary = await twload.arun(server.url, requests=200, out=tmp_path / "whole", **QUICK)
+        loop, first = asyncio.get_running_loop(), asyncio.Event()
+        task = asyncio.create_task(twload.arun(server.url, duration="60s", out=tmp_path / "cut", **QUICK,
+                                               on_second=lambda row: loop.call_soon_threadsafe(first.set)))
+        await first.wait()
+        task.cancel()  # what asyncio.run() does to its task on Ctrl-C
+        try:
+            await task
+        except twload.RunCancelled as exc:  # a CancelledError: the task ends cancelled, with what was measured
+            cut = exc
+        ticker.cancel()
+        return summary, ticks, cut
+
+    summary, ticks, cut = asyncio.run(main())
+    assert summary.requests == 200
+    assert ticks > 0  # the loop ran other tasks while the run went on
+    assert cut.summary.interrupted == "SIGINT" and cut.summary.requests > 0 and cut.folder == tmp_path / "cut"
+    assert json.loads((cut.folder / "summary.json").read_text()) == cut.summary.to_dict()
+
+
 SCRIPT = """
+import asyncio
 import sys
 
 import twload
@@ -138,22 +172,30 @@ if __name__ == "__main__":
     def seen(row):
         print("second", row["t"], flush=True)
 
+    async def in_async_code():
+        await twload.arun(sys.argv[1], duration="60s", connections=2, workers=1, out=sys.argv[2], on_second=seen)
+
     try:
-        twload.run(sys.argv[1], duration="60s", connections=2, workers=1, out=sys.argv[2], on_second=seen)
+        if sys.argv[4] == "async":  # asyncio.run() cancels its task on Ctrl-C: arun stops the run
+            asyncio.run(in_async_code())
+        else:
+            twload.run(sys.argv[1], duration="60s", connections=2, workers=1, out=sys.argv[2], on_second=seen)
     except twload.RunInterrupted as exc:
         if sys.argv[3] == "raise":
             raise
         print("interrupted", exc.summary.interrupted, exc.summary.requests, exc.folder, flush=True)
+    except KeyboardInterrupt:  # asyncio.run()'s own, once arun stopped the run: the folder has the summary
+        print("interrupted under asyncio.run", flush=True)
 """
 
 
-@pytest.mark.parametrize("caught", [True, False])
-def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twload_server, tmp_path, caught):
+@pytest.mark.parametrize("caught, how", [(True, "sync"), (False, "sync"), (True, "async")])
+def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twload_server, tmp_path, caught, how):
     server = twload_server()
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), server.url, str(out), "catch" if caught else "raise"],
+    proc = subprocess.Popen([sys.executable, str(script), server.url, str(out), "catch" if caught else "raise", how],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
@@ -166,7 +208,10 @@ def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twl
             proc.wait()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "SIGINT" and summary["requests"] > 0
-    if caught:
+    if how == "async":
+        assert proc.returncode == 0, stderr
+        assert stdout.splitlines()[-1] == "interrupted under asyncio.run"
+    elif caught:
         assert proc.returncode == 0, stderr
         assert stdout.splitlines()[-1] == f"interrupted SIGINT {summary['requests']} {out}"
     else:  # uncaught, it ends the script as Ctrl-C does: a KeyboardInterrupt, the process killed by SIGINT

@@ -5,6 +5,7 @@ the modules here are the API's workings, and the command line's commands call th
 `running.execute` is how both `twload run` and `twload.run()` run a plan.
 """
 
+from twload.api.asynchronous import RunCancelled, arun
 from twload.api.diagnosis import Diagnosis, doctor
 from twload.api.folders import Run, read_run
 from twload.api.runs import RunInterrupted, run
@@ -16,6 +17,6 @@ from twload.plan import PlanError
 from twload.results import RunFolderError
 
 __all__ = [
-    "Diagnosis", "FirstError", "Percentiles", "PlanError", "Run", "RunError", "RunFolderError", "RunInterrupted",
-    "SimResult", "Summary", "doctor", "read_run", "run", "serve", "simulate",
+    "Diagnosis", "FirstError", "Percentiles", "PlanError", "Run", "RunCancelled", "RunError", "RunFolderError",
+    "RunInterrupted", "SimResult", "Summary", "arun", "doctor", "read_run", "run", "serve", "simulate",
 ]
