@@ -179,3 +179,13 @@ def test_run_interrupted_is_a_keyboard_interrupt_that_pickles_whole(tmp_path):
     assert isinstance(caught, KeyboardInterrupt)
     assert (caught.summary, caught.folder) == (summary, tmp_path)
     assert str(caught).startswith(f"the run was interrupted (SIGINT); partial results in {tmp_path}: Summary(")
+
+
+def test_run_cancelled_is_a_cancelled_error_that_pickles_whole(tmp_path):
+    import asyncio
+    import pickle
+
+    summary = twload.Summary(url="http://h/", interrupted="SIGINT", requests=3)
+    caught = pickle.loads(pickle.dumps(twload.RunCancelled(summary, tmp_path)))
+    assert isinstance(caught, asyncio.CancelledError)
+    assert (caught.summary, caught.folder) == (summary, tmp_path)
