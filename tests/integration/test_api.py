@@ -214,8 +214,9 @@ def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twl
     elif caught:
         assert proc.returncode == 0, stderr
         assert stdout.splitlines()[-1] == f"interrupted SIGINT {summary['requests']} {out}"
-    else:  # uncaught, it ends the script as Ctrl-C does: a KeyboardInterrupt, the process killed by SIGINT
-        assert proc.returncode == -signal.SIGINT, stderr
+    else:  # uncaught, it ends the script as a KeyboardInterrupt does; CPython exits 1 for a subclass of it
+        # (Python/pythonrun.c: run_eval_code_obj marks an unhandled interrupt for the exact type only)
+        assert proc.returncode == 1, stderr
         assert "twload.api.runs.RunInterrupted: the run was interrupted (SIGINT)" in stderr
 
 
