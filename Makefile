@@ -49,9 +49,11 @@ debs:
 demo: $(CORE)
 	$(BIN)/twload demo
 
+# the public API (twload.run and the rest) and its examples pass mypy --strict, as a user's code is checked
 lint: $(CORE)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/examples
 	$(BIN)/mypy
+	MYPYPATH=src $(BIN)/mypy --strict --follow-imports=silent src/twload/api src/twload/__init__.py docs/examples
 
 # --durations: the slowest tests are listed, so the time of the whole run (aimed under 15 min) can be watched
 test: $(CORE) debs lint ctest fuzz sanitize

@@ -239,13 +239,15 @@ def plan_fields(plan: Plan, keep_credentials: bool = False) -> dict:
 
 
 def plan_record(plan: Plan, sysctls: dict | None = None, preflight: dict | None = None,
-                keep_credentials: bool = False) -> dict:
-    """What plan.json holds: the command, the plan, where and when it ran, the kernel's settings.
-    Credential headers are redacted in the command and the plan, unless `keep_credentials`
-    (then plan.json says "credentials": "kept", and the report shows them too)."""
+                keep_credentials: bool = False, command: list[str] | None = None) -> dict:
+    """What plan.json holds: the command (`command`, by default this process's argv; the Python API
+    gives the `twload run` command line that does the same), the plan, where and when it ran, the
+    kernel's settings. Credential headers are redacted in the command and the plan, unless
+    `keep_credentials` (then plan.json says "credentials": "kept", and the report shows them too)."""
     now = time.time()
+    argv = list(sys.argv) if command is None else list(command)
     record = {
-        "command": list(sys.argv) if keep_credentials else redact_command(sys.argv),
+        "command": argv if keep_credentials else redact_command(argv),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "started_epoch_s": round(now, 3),
         "host": socket.gethostname(),

@@ -77,6 +77,30 @@ def within(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
+class _Lazy(ast.NodeTransformer):
+    """Drops what importing a module does not run: function bodies and `if TYPE_CHECKING:` blocks."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        return None
+
+    def visit_If(self, node: ast.If) -> ast.AST | list[ast.stmt]:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return [self.visit(n) for n in node.orelse]
+        return self.generic_visit(node)
+
+
+def eager_imports_of(name: str) -> list[tuple[str, set[str] | None]]:
+    """The imports that importing `name` runs: at module level, outside functions and TYPE_CHECKING."""
+    tree = _Lazy().visit(ast.parse(MODULES[name].read_text(encoding="utf-8")))
+    return imports_of(name, ast.unparse(ast.fix_missing_locations(tree)))
+
+
+# The root package names the public API (twload.api) lazily, by PEP 562's module __getattr__: importing
+# any twload module imports the root package first, yet runs none of the API (a worker process imports
+# the engine alone). So a closure follows the root's eager imports only.
+ROOT = "twload"
+
+
 def twload_closure(start: str) -> dict[str, str]:
     """Every twload module that importing `start` runs (parent packages included) -> who imported it."""
     seen: dict[str, str] = {}
@@ -89,8 +113,24 @@ def twload_closure(start: str) -> dict[str, str]:
         parent = name.rpartition(".")[0]
         if parent:
             todo.append((parent, name))
-        todo += [(imported, name) for imported, _ in imports_of(name) if within(imported, "twload")]
+        found = eager_imports_of(name) if name == ROOT and start != ROOT else imports_of(name)
+        todo += [(imported, name) for imported, _ in found if within(imported, "twload")]
     return seen
+
+
+# ... but for two rooms whose names are the API's functions too (twload.doctor(), twload.serve()): the root
+# imports them before it sets the functions, as their first import would set the name to the package.
+ROOT_EAGER = ("twload.doctor", "twload.serve")
+
+
+def test_the_root_package_imports_no_twload_code_when_imported():
+    """What makes the closure above right: `import twload` (and so every twload import) runs no twload code
+    but two packages' docstrings; the API comes with the first use of one of its names."""
+    eager = [imported for imported, _ in eager_imports_of(ROOT) if within(imported, "twload")]
+    assert sorted(set(eager)) == sorted(ROOT_EAGER)
+    for room in ROOT_EAGER:
+        assert eager_imports_of(room) == [], f"{room}/__init__.py imports: `import twload` would run it"
+    assert "twload.api" in [imported for imported, _ in imports_of(ROOT)]  # the lazy import is seen at all
 
 
 def pure_modules() -> list[str]:
@@ -107,7 +147,9 @@ def violations_in_pure(name: str) -> list[str]:
     out = []
     for module, by in twload_closure(name).items():
         forbidden_here = ADAPTERS + IO if module == name or module in pure_modules() else ADAPTERS
-        for imported, _ in imports_of(module):
+        for imported, _ in (eager_imports_of(module) if module == ROOT and name != ROOT else imports_of(module)):
+            if module == ROOT and imported in ROOT_EAGER:  # a docstring, no code (see ROOT_EAGER)
+                continue
             for forbidden in forbidden_here:
                 if within(imported, forbidden):
                     chain = f" (reached through {by})" if module != name else ""
@@ -136,6 +178,14 @@ def test_only_the_command_line_imports_the_command_line():
         for imported, _ in imports_of(name)
         if within(imported, "twload.cli")
     ]
+    assert offenders == []
+
+
+def test_only_the_command_line_and_the_root_package_import_the_api():
+    """api/ is what a Python user calls and what the commands call: it stands on the rooms, under cli/."""
+    offenders = [f"{name} imports {imported}" for name in MODULES
+                 if not any(within(name, top) for top in ("twload.cli", "twload.api")) and name != ROOT
+                 for imported, _ in imports_of(name) if within(imported, "twload.api")]
     assert offenders == []
 
 

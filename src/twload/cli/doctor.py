@@ -14,12 +14,12 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from twload.api.diagnosis import diagnose, doctor_plan
 from twload.cli import EXIT_USAGE, app, err, fail
 from twload.doctor import rules
-from twload.doctor.probe import probe
 from twload.kernel import sysctl
 from twload.kernel.resolve import parse_target
-from twload.plan import CLOSE_STRATEGIES, PlanError, Target, parse_sources
+from twload.plan import PlanError, Target
 
 MARK = {rules.OK: "[green]ok     [/]", rules.WARNING: "[yellow]warning[/]", rules.PROBLEM: "[red]problem[/]"}
 
@@ -40,8 +40,8 @@ def findings_table(findings: list[rules.Finding]) -> Padding:
     return Padding(grid, (0, 0, 0, 2))
 
 
-def run_doctor(target: Target | None, url: str | None, close: str, rate: float | None, connections: int,
-               sources: int, as_json: bool, fix: bool, yes: bool, restore: bool, err: Console) -> int:
+def run_doctor(url: str | None, target: Target | None, plan: rules.DoctorPlan, as_json: bool, fix: bool, yes: bool,
+               restore: bool, err: Console) -> int:
     out = Console(highlight=False)
     saved = sysctl.SavedSysctls(state_file())
     if restore:
@@ -56,13 +56,10 @@ def run_doctor(target: Target | None, url: str | None, close: str, rate: float |
             return 1
         out.print("restored: " + (", ".join(f"{k}={v}" for k, v in restored.items()) or "nothing was saved"))
         return 0
-    kernel = sysctl.gather()
-    facts = probe(target) if target else None
-    plan = rules.DoctorPlan(close=close, rate=rate, connections=connections, sources=sources)
-    findings = rules.diagnose(kernel, facts, plan)
-    values = sysctl.sysctl_values()
+    found = diagnose(url, plan, target)  # what twload.doctor() returns
+    kernel, values, findings = found.kernel, found.sysctls, list(found.findings)
     if as_json:
-        print(json.dumps(rules.report(kernel, values, facts, plan, findings), indent=2))
+        print(json.dumps(found.to_dict(), indent=2))
     else:
         out.print(f"twload doctor — kernel {kernel.kernel_release}"
                   + (f", target {url}" if url else " (give a URL to probe a target)"), soft_wrap=True)
@@ -110,15 +107,9 @@ def doctor(
 ) -> None:
     """Say what will fail in a short-connection load test, why, and what to change."""
     try:
-        if close not in CLOSE_STRATEGIES:
-            raise PlanError(f"--close must be one of {', '.join(CLOSE_STRATEGIES)}, not {close!r}")
-        if source is not None and sources is not None:
-            raise PlanError("give --source ADDRESSES (or the old --sources N), not both")
-        count = len(parse_sources(source)) if source else (sources if sources is not None else 1)
-        if count < 1 or connections < 1 or (rate is not None and rate <= 0):
-            raise PlanError("--source needs at least one address, --connections at least 1, --rate positive")
+        plan = doctor_plan(close, rate, connections, source, sources)
         target = parse_target(url) if url else None
     except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
-    code = run_doctor(target, url, close, rate, connections, count, as_json, fix, yes, restore, err)
+    code = run_doctor(url, target, plan, as_json, fix, yes, restore, err)
     raise typer.Exit(code)

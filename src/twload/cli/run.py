@@ -4,8 +4,9 @@ progress, summary."""
 from __future__ import annotations
 
 import json
-import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,90 +14,49 @@ import typer
 from rich.console import Console
 
 from twload import thresholds as gates
+from twload.api import running
+from twload.api.building import build_plan
 from twload.cli import EXIT_USAGE, app, err, fail, terminal_width
 from twload.cli.progress import live_hooks, live_progress
 from twload.distributed.spec import parse_cluster
-from twload.doctor.preflight import preflight
+from twload.doctor.preflight import Preflight
 from twload.engine import core
-from twload.engine import preflight as pf
-from twload.engine.limits import hard_file_limit
-from twload.engine.request_set import absolute_url, check_buffers, check_destinations, destination, request_set
-from twload.engine.spool import Defaults, read_whole_or_spool, streamed_problem
-from twload.engine.spool import check_buffers as check_spool_buffers
-from twload.engine.supervisor import RunError, exit_code_for, run_into_folder
-from twload.engine.tls import tls_context
-from twload.kernel.resolve import parse_target
-from twload.kernel.sources import check_sources_local
-from twload.kernel.sysctl import sysctl_values
+from twload.engine.preflight import PortProbe
+from twload.engine.supervisor import RunError
 from twload.live.exposition import ListenError, MetricsEndpoint, parse_listen
 from twload.live.feed import LiveRun, facts_of
 from twload.merge.summary import Summary
-from twload.plan import (
-    Plan,
-    PlanError,
-    default_workers,
-    parse_duration,
-    parse_header,
-    parse_sources,
-    parse_stages,
-)
-from twload.plan.close import asks_server_to_close
-from twload.plan.limits import file_limit_problem
-from twload.results import RunFolderError, check_fresh, claim_run_dir, plan_record
+from twload.plan import Plan, PlanError, parse_duration
+from twload.results import RunFolderError
 
-EXIT_STRICT = 2
-EXIT_THRESHOLD = 1  # a failed --threshold: the run itself went fine, the target did not
+EXIT_STRICT = running.EXIT_STRICT
+EXIT_THRESHOLD = running.EXIT_THRESHOLD  # a failed --threshold: the run itself went fine, the target did not
 
 
 def execute(plan: Plan, out: Path | None, show_progress: bool, console: Console,
             strict: bool = False, thresholds: list | None = None,
             keep_credentials: bool = False, live: LiveRun | None = None,
             full_screen: bool = False) -> tuple[Summary, Path, int]:
-    try:
-        if out is not None:
-            check_fresh(out)  # before the probe: a refused folder costs the target nothing
-        facts = pf.gather_facts(plan)
-    except (RunError, RunFolderError) as exc:
-        console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    probe = pf.time_wait_probe(plan, facts.start)  # the run's own TIME_WAIT, told from what the facts found
-    pre = preflight(plan, facts)
-    for each in pre.destinations:  # targets on several destinations: each one's budget and wall
-        if not each.warnings:
-            console.print(f"[dim]{each.sentence}[/]", soft_wrap=True)
-    for warning in pre.warnings:
-        console.print(f"[yellow]{warning}[/]", soft_wrap=True)
-    if pre.runs_out and strict:
-        console.print("[bold red]twload:[/] refusing to start (--strict)")
-        raise typer.Exit(EXIT_STRICT)
-    record = plan_record(plan, sysctl_values(), pre.plan_block(), keep_credentials)
+    """The API's run (twload.api.running.execute, what `twload.run()` calls too), shown on the console."""
+    def note(line: str, warning: bool) -> None:
+        console.print(f"[yellow]{line}[/]" if warning else f"[dim]{line}[/]", soft_wrap=True)
 
-    def finish(summary: Summary) -> Summary:
-        first = summary.first_errors.get("EADDRNOTAVAIL")
-        block = pre.summary_block(summary.errors, summary.connections_opened, first.at_s if first else None)
-        if "advice" in block:
-            block["advice"] = tuple(block["advice"])
-        summary = summary.with_(**block)
-        if summary.destinations:  # each destination's row gains its own pre-flight
-            summary = summary.with_(destinations=tuple(
-                row | each.destination_block()
-                for row, each in zip(summary.destinations, pre.destinations, strict=False)))
-        if thresholds:
-            summary = summary.with_(thresholds=tuple(gates.evaluate(thresholds, summary)))
-        return summary
-
-    try:
-        path = out or claim_run_dir()  # claimed now: a probe that fails above leaves no empty folder
+    @contextmanager
+    def watch(pre: Preflight, probe: PortProbe) -> Iterator[running.Hooks]:
         with live_progress(console, show_progress and not full_screen, pre.budget.ports, probe) as on_line, \
                 live_hooks(live, console, full_screen, pre.budget_block(), on_line) as (on_progress, on_second):
-            summary = run_into_folder(plan, path, on_progress, probe, finish, record, on_second)
+            yield on_progress, on_second
+
+    try:
+        outcome = running.execute(plan, out, strict=strict, thresholds=thresholds or (),
+                                  keep_credentials=keep_credentials, note=note, watch=watch)
+    except running.StrictRefusal as exc:
+        console.print(f"[bold red]twload:[/] {exc}")
+        raise typer.Exit(EXIT_STRICT) from None
     except (RunError, RunFolderError) as exc:
         console.print(f"[bold red]twload:[/] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
-    code = exit_code_for(summary)
-    if code == 0 and any(not t["passed"] for t in summary.thresholds or ()):
-        code = EXIT_THRESHOLD
-    return summary, Path(path), code
+    return outcome.summary, outcome.folder, outcome.code
 
 
 def start_live(plan: Plan, listen: str | None, allow_remote: bool, linger: str) -> LiveRun:
@@ -122,149 +82,6 @@ def full_screen_wanted(show_progress: bool, no_tui: bool) -> bool:
     --json keep today's output), and not with --no-tui or a dumb terminal."""
     return (show_progress and not no_tui and sys.stdout.isatty() and err.is_terminal
             and not err.is_dumb_terminal)
-
-
-def build_plan(
-    url: str | None, connections: int, duration: str | None, requests: int | None, workers: int | None,
-    method: str, header: list[str], body: str | None, body_file: Path | None, timeout: str,
-    connect_timeout: str, close: str, requests_per_connection: int | None = None, source: str | None = None,
-    rate: float | None = None, stages: str | None = None, open_loop: bool = False, max_connections: int = 10_000,
-    insecure: bool = False, cacert: Path | None = None, max_errors: int | None = None, engine: str = "auto",
-    io: str = "epoll", sources_here: bool = True, targets_file: str | None = None, targets_format: str = "http",
-    targets_order: str = "round-robin", seed: int | None = None, http2: bool = False, streams: int = 10,
-    tls_min: str = "1.2", ciphers: str | None = None, ciphersuites: str | None = None, tls_resume: bool = False,
-) -> Plan:
-    if body is not None and body_file is not None:
-        raise PlanError("give --body or --body-file, not both")
-    try:
-        payload = body_file.read_bytes() if body_file else (body or "").encode()
-    except OSError as exc:
-        raise PlanError(f"cannot read --body-file {body_file}: {exc.strerror}") from None
-    spool = None
-    if targets_file is not None:  # held whole, or (a large file) streamed from its compiled spool
-        defaults = Defaults(url, tuple(parse_header(h) for h in header), payload)
-        targets, spool = read_targets(targets_file, targets_format, url, defaults, asks_server_to_close(close))
-    else:
-        targets = ()
-    if url is None:
-        if not targets:
-            raise PlanError("give a URL, or a request file with --targets")
-        url = absolute_url(targets[0], None)
-    destinations: tuple = ()
-    destination_weights: tuple[int, ...] = ()
-    if targets:
-        dest_urls = check_destinations(targets, url)
-        if spool is None and (len(dest_urls) > 1 or destination(dest_urls[0]) != destination(url)):
-            # targets on several destinations (or on one that is not the URL's): a pool each (issue #32)
-            if connections < len(dest_urls) and not (open_loop or rate is not None):
-                raise PlanError(f"-c {connections}: fewer connections than the {len(dest_urls)} destinations "
-                                "(host:port) of the targets; each needs one at least")
-            destinations = tuple(parse_target(u) for u in dest_urls)
-            where = {destination(u): i for i, u in enumerate(dest_urls)}
-            weights = [0] * len(dest_urls)
-            for t in targets:
-                weights[where[destination(absolute_url(t, url))]] += t.weight
-            destination_weights = tuple(weights)
-        if seed is None:  # drawn here, so plan.json says which one ran
-            seed = secrets.randbits(63)
-    target = parse_target(spool.destination if spool is not None else url)  # a streamed file: its one destination
-    if destinations and destination(url) not in {destination(u) for u in dest_urls}:
-        target = destinations[0]  # the file sends the URL nothing (it is a base at most): probe the first one
-    sources = parse_sources(source) if source else ()
-    if sources and len({d.family for d in destinations}) > 1:
-        raise PlanError("--source with targets on both IPv4 and IPv6 destinations: a source address has one family")
-    staged = parse_stages(stages, parse_duration) if stages else ()
-    open_loop = open_loop or rate is not None
-    if staged:
-        duration = None
-        if not open_loop:
-            connections = max(1, int(max(s.target for s in staged)))
-    if sources_here:  # a distributed run checks them on each worker's host
-        check_sources_local(sources, target)
-    plan = Plan(
-        target=target,
-        url=url,
-        connections=connections,
-        workers=workers or default_workers(),
-        duration_s=(sum(s.duration_s for s in staged) if staged
-                    else parse_duration(duration) if duration else (None if requests else 10.0)),
-        requests=requests,
-        method=method.upper(),
-        headers=tuple(parse_header(h) for h in header),
-        body=payload,
-        close=close,
-        timeout_s=parse_duration(timeout),
-        connect_timeout_s=parse_duration(connect_timeout),
-        requests_per_connection=requests_per_connection,
-        sources=sources,
-        rate=rate,
-        stages=staged,
-        open_loop=open_loop,
-        max_connections=max_connections,
-        insecure=insecure,
-        cacert=str(cacert) if cacert else None,
-        max_errors=max_errors,
-        engine=engine,
-        io="epoll" if spool is not None and io == "auto" else io,  # a streamed file: epoll (engine/spool.py)
-        targets=targets,
-        targets_source=targets_file or "",
-        targets_spool=spool,
-        targets_order=targets_order,
-        seed=seed,
-        destinations=destinations,
-        destination_weights=destination_weights,
-        http2=http2,
-        streams=streams,
-        tls_min=tls_min,
-        ciphers=ciphers,
-        ciphersuites=ciphersuites,
-        tls_resume=tls_resume,
-    )
-    if plan.targets and not core.available():  # the request set is made for the core
-        raise PlanError(core.NOT_BUILT)
-    if plan.targets and method.upper() != "GET":
-        raise PlanError("-m has nothing to do with --targets: each target names its method")
-    if plan.targets:  # each target's request made once here: its mistakes are usage errors
-        slots = max(conns for conns, _ in plan.worker_shares())
-        if plan.stages and not plan.open_loop:  # CoreWorker's capacity for the largest stage
-            slots = max(slots, int(max(s.target for s in plan.stages) / len(plan.worker_shares()) + 1))
-        if spool is not None:  # compiled already, as it was read
-            problem = streamed_problem(plan.targets_order, plan.io, not sources_here)
-            if plan.http2:
-                problem = ("--http2 with a streamed request file (over 65,536 targets) is not built: "
-                           "its spool holds HTTP/1.1 requests")
-            if problem:
-                raise PlanError(problem)
-            check_spool_buffers(spool, slots)
-        else:
-            check_buffers(request_set(plan, close_line=True), slots, plan.streams if plan.http2 else 1)
-    problem = file_limit_problem(plan, hard_file_limit())
-    if problem:
-        raise PlanError(problem)
-    if plan.io == "uring" and not core.uring_available():
-        raise PlanError("--io uring: io_uring is not usable here (not built with liburing, "
-                        "or blocked by sysctl kernel.io_uring_disabled or seccomp); use --io epoll or auto")
-    if target.scheme == "https":
-        if plan.tls_min != "1.2" or plan.ciphers is not None or plan.ciphersuites is not None or plan.tls_resume:
-            if not core.available():  # OpenSSL's judgement of the names is the core's
-                raise PlanError(core.NOT_BUILT)
-            problem = core.tls_options_problem(plan.tls_min, plan.ciphers, plan.ciphersuites)
-            if problem:  # the workers' OpenSSL judges the names, before any request
-                raise PlanError(problem)
-        tls_context(plan)  # a bad --cacert is a usage error here, not a crash in a worker
-    return plan
-
-
-def read_targets(path: str, fmt: str, base: str | None, defaults: Defaults, close_line: bool) -> tuple:
-    """--targets FILE (or -, standard input) read a line at a time and checked: (every target, None), or for a
-    file too large to hold (its first target, its Spool) (engine/spool.py); or one PlanError line."""
-    if path == "-":
-        return read_whole_or_spool(sys.stdin.buffer, "<stdin>", fmt, base, defaults, close_line)
-    try:
-        with open(path, "rb") as f:
-            return read_whole_or_spool(f, path, fmt, base, defaults, close_line)
-    except OSError as exc:
-        raise PlanError(f"cannot read --targets {path}: {exc.strerror}") from None
 
 
 def execute_distributed(plan: Plan, spec, workers: int | None, out: Path | None, show_progress: bool,

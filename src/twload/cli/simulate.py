@@ -39,7 +39,7 @@ def simulate_run(
     trace: Annotated[bool, typer.Option("--trace", help="Packet-level timeline (first 400 lines).")] = False,
 ) -> None:
     """Run one scenario and explain the rules that fired."""
-    from twload.sim.run import run_scenario
+    from twload.api.simulation import scenario_result  # what twload.simulate() returns
     from twload.sim.scenarios import SCENARIOS
 
     try:
@@ -51,8 +51,8 @@ def simulate_run(
             if not sep:
                 raise PlanError(f"bad --set {item!r}: use key=value")
             overrides[key.strip()] = value.strip()
-        result = run_scenario(name, overrides, kernel, seed, trace)
-    except (PlanError, ValueError) as exc:
+        result = scenario_result(name, overrides, kernel, seed, trace).to_dict()
+    except PlanError as exc:
         fail(str(exc), EXIT_USAGE)
     if as_json:
         print(json.dumps(result, indent=2))

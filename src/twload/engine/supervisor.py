@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue as queue_mod
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ WATCHDOG_GRACE_S = 10.0
 
 class RunError(Exception):
     """The run could not start; the message is for the user."""
+
+
+class StartInterrupted(RunError):
+    """SIGINT or SIGTERM (or the stop event) came while the workers were starting: nothing ran."""
 
 
 @dataclass
@@ -218,8 +223,9 @@ class Control:
     --max-errors, a worker that does not stop within the grace, the watchdog."""
 
     def __init__(self, plan: Plan, merger: Merger, out: SecondsOut, on_progress=None,
-                 final_grace_s: float = FINAL_GRACE_S) -> None:
+                 final_grace_s: float = FINAL_GRACE_S, stop: threading.Event | None = None) -> None:
         self.plan = plan
+        self.stop = stop  # set from another thread: stop the run as Ctrl-C does
         self.merger = merger
         self.out = out
         self.final_grace_s = final_grace_s
@@ -240,9 +246,22 @@ class Control:
             self.signal_received = signum
             self.progress.stopping = signal.Signals(signum).name
 
+    def stop_asked(self) -> bool:
+        """A signal came, or `stop` was set (it counts as SIGINT: the summary says interrupted)."""
+        if self.signal_received is None and self.stop is not None and self.stop.is_set():
+            self.on_signal(signal.SIGINT, None)
+        return self.signal_received is not None
+
     @contextmanager
     def signals(self):
-        """SIGINT and SIGTERM stop the run (the summary is still written), for as long as it runs."""
+        """SIGINT and SIGTERM stop the run (the summary is still written), for as long as it runs.
+
+        Only the main thread may set a handler (signal.signal raises ValueError in any other): a run
+        started from another thread (twload.run() in a thread pool, asyncio.to_thread) leaves the
+        handlers be; Ctrl-C reaches the main thread, which stops such a run by setting `stop`."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
@@ -269,8 +288,8 @@ class Control:
         the wait too, and so does timeout_s (raising `late`)."""
         deadline = time.monotonic() + timeout_s
         while waiting():
-            if self.signal_received is not None:
-                raise RunError("interrupted before the run started")
+            if self.stop_asked():
+                raise StartInterrupted("interrupted before the run started")
             if time.monotonic() > deadline:
                 raise late
             exited()
@@ -295,7 +314,7 @@ class Control:
                     and self.merger.totals.error_count > self.plan.max_errors):
                 self.stopped_by = "max_errors"
                 self.progress.stopping = f"more than {self.plan.max_errors} errors"
-            if (self.signal_received is not None or self.stopped_by) and stop_sent_at is None:
+            if (self.stop_asked() or self.stopped_by) and stop_sent_at is None:
                 stop_event.set()
                 stop_sent_at = now
             if stop_sent_at is not None and now - stop_sent_at > self.final_grace_s:
@@ -360,10 +379,10 @@ class Supervisor:
     by default a moment after every worker is ready."""
 
     def __init__(self, plan: Plan, merger: Merger, out: SecondsOut, on_progress=None,
-                 start: Callable[[], float] | None = None) -> None:
+                 start: Callable[[], float] | None = None, stop: threading.Event | None = None) -> None:
         self.plan = plan
         self.merger = merger
-        self.control = Control(plan, merger, out, on_progress)
+        self.control = Control(plan, merger, out, on_progress, stop=stop)
         self.start = start or (lambda: time.monotonic() + 0.05)
 
     def run(self) -> Summary:
@@ -446,17 +465,20 @@ class Supervisor:
 
 def run_into_folder(plan: Plan, path: Path, on_progress=None, time_wait_probe=None,
                     finish: Callable[[Summary], Summary] | None = None, record: dict | None = None,
-                    on_second: Sequence[Callable[[dict], None]] = ()) -> Summary:
+                    on_second: Sequence[Callable[[dict], None]] = (),
+                    stop: threading.Event | None = None) -> Summary:
     """Run a plan into a run folder and write its summary; `finish` may complete it first (the
     pre-flight's keys, the thresholds).
 
     plan.json (`record`, by default the plan alone) is on disk before any worker starts; `on_second`
-    observers get each second's samples.jsonl row as it is written."""
+    observers get each second's samples.jsonl row as it is written; `stop`, set from another thread,
+    stops the run as SIGINT does."""
     folder = RunFolder(path)
     try:
         folder.write_plan(record if record is not None else plan_record(plan))
         merger = Merger(plan, on_second=on_second)
-        summary = Supervisor(plan, merger, FolderOut(folder, merger, time_wait_probe), on_progress).run()
+        summary = Supervisor(plan, merger, FolderOut(folder, merger, time_wait_probe), on_progress,
+                             stop=stop).run()
         if plan.destinations:  # targets on several destinations: each one's connections, its ports at the end
             read = getattr(time_wait_probe, "destination_ports", None)  # preflight.PortProbe
             names = [f"{d.address[0]}:{d.port}" for d in plan.destinations]
