@@ -21,6 +21,10 @@ def test_summary_json_has_mains_keys_and_reads_back(twload_server, tmp_path, nam
     proc = run_cli("run", server.url, *PLANS[name], "--json", "-q", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     written = json.loads((out / "summary.json").read_text())
-    assert shape(written) == MAIN_SHAPES[name]
+    # `behind` is written only when the open loop fell behind its schedule: on a loaded host it may
+    # be, whatever the code (it failed this test once under a load average of 17); its own test is
+    # the merger's. The rest of the shape is the plan's.
+    assert isinstance(written.get("behind", ""), str)
+    assert shape({k: v for k, v in written.items() if k != "behind"}) == MAIN_SHAPES[name]
     assert json.loads(proc.stdout) == written  # --json prints what was written
     assert json.dumps(Summary.from_dict(written).to_dict()) == json.dumps(written)
