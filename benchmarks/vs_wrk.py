@@ -344,7 +344,11 @@ def memory_tls(conns: int = 10_000) -> None:
     hold_s = 45  # longer than the handshakes of N connections take; each run is stopped once read
     try:
         tools = {
+            # the same 30 s for a handshake as wrk's --timeout: with twload's default 5 s connect timeout,
+            # connections queued behind thousands of full handshakes to one nginx worker time out and
+            # retry, and fewer than N are open when the RSS is read
             "core-epoll": lambda n: ([*TWLOAD, "run", nginx.url, "-c", str(n), "-w", "1", "-d", f"{hold_s}s", "-q",
+                                      "--connect-timeout", "30s", "--timeout", "30s",
                                       "-k", "--engine", "core", "--out", tempfile.mkdtemp(prefix="twb-")], worker_rss),
             "wrk": lambda n: (["wrk", "-t1", f"-c{n}", f"-d{hold_s}s", "--timeout", "30s", nginx.url], rss_kb),
         }
