@@ -486,3 +486,19 @@ def test_a_request_timed_out_while_its_send_waits_leaves_the_slot_to_go_on(tmp_p
     out = in_namespace(tmp_path, io, "stall")
     assert out["errors"] == {"timeout": 3}, out
     assert out["connections"] == 3 + 1  # and the pre-flight's probe
+
+
+def test_a_vegeta_file_of_300_urls_runs_unchanged(tmp_path, peer):
+    """vegeta's files name no target: past 256 distinct URLs the run still goes, every request of the
+    file is sent, the first 255 counted each on its own row and the rest together as (other targets)."""
+    (tmp_path / "t").write_text("\n".join(f"GET {peer.url}p{i}\n" for i in range(300)))
+    proc = run(tmp_path, "--targets", "t", "-n", "600", "-c", "2", "-w", "1")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["requests"] == 600 and summary["errors"] == {}
+    paths = [line.split()[1] for _, line, _, _ in peer.requests]
+    assert sorted(set(paths)) == sorted(f"/p{i}" for i in range(300)) and len(paths) == 600
+    rows = {row["name"]: row for row in summary["targets"]}
+    assert len(rows) == 256
+    assert rows[f"GET {peer.url}p0"]["requests"] == 2 and rows[f"GET {peer.url}p254"]["requests"] == 2
+    assert rows["(other targets)"]["requests"] == 90  # p255 .. p299, twice each

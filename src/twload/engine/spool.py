@@ -41,7 +41,7 @@ from twload.engine.request_set import (
     destination,
 )
 from twload.plan import PlanError
-from twload.plan.targets import MAX_NAMES, RequestTarget, Spool, check_whole, iter_targets
+from twload.plan.targets import MAX_NAMES, OTHER_TARGETS, RequestTarget, Spool, check_whole, iter_targets
 
 SPOOL_OVER = 65_536  # a file with more targets than this is streamed
 SPOOL_OVER_BYTES = 32 << 20  # or with more bytes of compiled requests than this
@@ -91,10 +91,10 @@ class SpoolWriter:
         self.size = 0
 
     def add(self, target: RequestTarget) -> None:
-        group = self.groups.setdefault(target.label, len(self.groups))
-        if len(self.groups) > MAX_NAMES:
-            raise PlanError(f"{target.where}: more than {MAX_NAMES} distinct targets; results are kept for at most "
-                            f"{MAX_NAMES}: give targets a '# name:' line (json: \"name\") to count them together")
+        label = target.label
+        if label not in self.groups and len(self.groups) >= MAX_NAMES - 1:
+            label = OTHER_TARGETS  # plan/targets.py check_whole: the rest counted together
+        group = self.groups.setdefault(label, len(self.groups))
         compiled = compile_target(target, self.defaults, group, self.close_line)  # type: ignore[arg-type]
         if compiled[5]:
             self.render_max = max(self.render_max, _longest(compiled[5]))

@@ -30,7 +30,7 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from twload.plan.errors import PlanError
@@ -41,6 +41,9 @@ ORDERS = ("round-robin", "random")
 MAX_WEIGHT = 10_000  # a weight is how many places a target has in the order's cycle
 MAX_CYCLE = 1_000_000  # the order's cycle (the weights' sum), handed to the core as an int32 array
 MAX_NAMES = 256  # per-target results are kept per name (the core holds a histogram for each)
+# a file with more distinct targets than that (vegeta's files name none): the first MAX_NAMES - 1 are
+# counted each under its own name, the rest together under this one, so the file runs unchanged
+OTHER_TARGETS = "(other targets)"
 
 # RFC 9110 section 5.6.2: token = 1*tchar
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -338,10 +341,10 @@ def check_whole(targets: list[RequestTarget] | tuple[RequestTarget, ...], name: 
     """A request file held whole, checked as a whole: the order's size, the names' number."""
     if sum(t.weight for t in targets) > MAX_CYCLE:
         raise PlanError(f"{name}: the weights add up to more than {MAX_CYCLE:,}")
-    labels = {t.label for t in targets}
-    if len(labels) > MAX_NAMES:
-        raise PlanError(f"{name}: {len(labels)} distinct targets; results are kept for at most {MAX_NAMES}: "
-                        "give targets a '# name:' line (json: \"name\") to count them together")
+    kept = labels(targets)[:MAX_NAMES - 1]
+    if len(labels(targets)) > MAX_NAMES:
+        own = set(kept)
+        return tuple(t if t.label in own else replace(t, name=OTHER_TARGETS) for t in targets)
     return tuple(targets)
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twload.plan import PlanError
-from twload.plan.targets import RequestTarget, parse_targets, template_pieces
+from twload.plan.targets import MAX_NAMES, OTHER_TARGETS, RequestTarget, labels, parse_targets, template_pieces
 
 
 def lines(text: str) -> list[bytes]:
@@ -170,11 +170,18 @@ def test_unknown_format():
         parse_targets([], "t", "yaml")
 
 
-def test_too_many_distinct_names():
-    text = "\n\n".join(f"GET http://h/{i}" for i in range(257))
-    with pytest.raises(PlanError, match=r"^t.txt: 257 distinct targets; .* '# name:'"):
-        http(text)
-    assert len(http("# name: all\n" + text.replace("\n\n", "\n\n# name: all\n"))) == 257
+def test_past_256_distinct_names_the_rest_count_together():
+    """A vegeta file names no target: over 256 distinct URLs it still runs, the first 255 counted each
+    under its own method and URL, the others together as (other targets)."""
+    text = "\n\n".join(f"GET http://h/{i}" for i in range(300))
+    targets = http(text)
+    assert len(targets) == 300 and [t.url for t in targets] == [f"http://h/{i}" for i in range(300)]
+    names = labels(targets)
+    assert len(names) == MAX_NAMES and names[-1] == OTHER_TARGETS
+    assert names[:3] == ("GET http://h/0", "GET http://h/1", "GET http://h/2")
+    assert {t.label for t in targets[255:]} == {OTHER_TARGETS}
+    assert len(labels(http("\n\n".join(f"GET http://h/{i}" for i in range(256))))) == 256  # up to 256: each its own
+    assert len(http("# name: all\n" + text.replace("\n\n", "\n\n# name: all\n"))) == 300
 
 
 @settings(max_examples=300, deadline=None)
