@@ -341,9 +341,9 @@ def check_whole(targets: list[RequestTarget] | tuple[RequestTarget, ...], name: 
     """A request file held whole, checked as a whole: the order's size, the names' number."""
     if sum(t.weight for t in targets) > MAX_CYCLE:
         raise PlanError(f"{name}: the weights add up to more than {MAX_CYCLE:,}")
-    kept = labels(targets)[:MAX_NAMES - 1]
-    if len(labels(targets)) > MAX_NAMES:
-        own = set(kept)
+    names = labels(targets)
+    if len(names) > MAX_NAMES:
+        own = set(names[:MAX_NAMES - 1])
         return tuple(t if t.label in own else replace(t, name=OTHER_TARGETS) for t in targets)
     return tuple(targets)
 
