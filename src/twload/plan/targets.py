@@ -338,7 +338,8 @@ def iter_targets(source: Iterable[bytes], name: str, fmt: str = "http", base: st
 
 
 def check_whole(targets: list[RequestTarget] | tuple[RequestTarget, ...], name: str) -> tuple[RequestTarget, ...]:
-    """A request file held whole, checked as a whole: the order's size, the names' number."""
+    """A request file held whole, checked as a whole: the order's size; past MAX_NAMES names, the rest
+    renamed OTHER_TARGETS (counted together)."""
     if sum(t.weight for t in targets) > MAX_CYCLE:
         raise PlanError(f"{name}: the weights add up to more than {MAX_CYCLE:,}")
     names = labels(targets)
