@@ -154,6 +154,21 @@ int fake_stats_decreased(const core *k)
     return down;
 }
 
+void fake_check_targets(const core *k)
+{
+    if (!k->n_targets) return;
+    int64_t answers_by_target = 0;
+    for (int g = 0; g < k->n_groups; g++)
+        answers_by_target += k->gstats[(size_t)g * G_LEN + G_REQUESTS];
+    require(answers_by_target == k->stats[S_REQUESTS]);
+    for (int e = 0; e < N_ERRORS; e++) {
+        int64_t by_target = 0;
+        for (int g = 0; g < k->n_groups; g++)
+            by_target += k->gstats[(size_t)g * G_LEN + G_ERRORS + e];
+        require(by_target <= k->stats[S_ERRORS + e]);
+    }
+}
+
 int byte(input *in)
 {
     return in->at < in->n ? in->d[in->at++] : 0;

@@ -63,6 +63,9 @@ void fake_due_op(core *k, int arg);
 int64_t fake_unsettled(const core *k);
 /* whether any of the stats went down since the last call (0 at the first call after fake_reset) */
 int fake_stats_decreased(const core *k);
+/* a request set's per-target rows (never collected in a harness: they hold the whole run) add up to
+ * the answers, and no error is counted for targets more often than in all */
+void fake_check_targets(const core *k);
 
 /* the fuzzer's input, read a byte at a time (0 past its end) */
 typedef struct input {
