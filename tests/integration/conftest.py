@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.integration.backends import SCHEMES
+from tests.integration.peers import RecordingPeer
 
 
 @pytest.fixture(params=SCHEMES)
@@ -46,3 +47,12 @@ def nginx_target(request, scheme, tls_certs):
     """nginx on this test's scheme, and the CA file a client trusts it with (None on http://)."""
     server = request.getfixturevalue("nginx_tls" if scheme == "https" else "nginx")
     return server, (str(tls_certs.ca) if scheme == "https" else None)
+
+
+@pytest.fixture
+def two_peers():
+    """Two recording loopback peers: a request file's two destinations."""
+    a, b = RecordingPeer(), RecordingPeer()
+    yield a, b
+    a.close()
+    b.close()

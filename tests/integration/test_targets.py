@@ -391,14 +391,6 @@ def test_an_early_answer_never_lets_the_next_request_into_the_body_being_sent(tm
     assert all(first == last for first, last in whole), out["bodies"]
 
 
-@pytest.fixture
-def two_peers():
-    a, b = RecordingPeer(), RecordingPeer()
-    yield a, b
-    a.close()
-    b.close()
-
-
 def prefix_of_cycle(lines: list[str], cycle: list[str]) -> bool:
     return lines == [cycle[i % len(cycle)] for i in range(len(lines))]
 

@@ -15,15 +15,6 @@ import sys
 import pytest
 
 from tests.integration.backends import BACKENDS
-from tests.integration.peers import RecordingPeer
-
-
-@pytest.fixture
-def two_peers():
-    a, b = RecordingPeer(), RecordingPeer()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.fixture
