@@ -8,16 +8,10 @@ from twload.kernel.resolve import parse_target
 from twload.lab.nginx import LocalNginx, NginxError
 from twload.plan import Plan
 
-# https://, --close server: nginx answers each close_notify and closes after a lingering wait, about
-# 20 ms a connection here (1000 took 22 s on a loaded host): fewer keep the test's time in check
-HTTPS_REQUESTS = {"server": 300}
-
 
 @pytest.mark.parametrize("close, requests", [("keepalive", 3000), ("server", 1000), ("fin", 500), ("rst", 500)])
 def test_requests_equal_access_log(nginx_target, tmp_path, close, requests, scheme):
     nginx, cacert = nginx_target
-    if scheme == "https":
-        requests = HTTPS_REQUESTS.get(close, requests)
     plan = Plan(target=parse_target(nginx.url), url=nginx.url, close=close, requests=requests,
                 duration_s=None, connections=8, workers=2, cacert=cacert)
     summary = run_to_folder(plan, tmp_path / "run")

@@ -296,6 +296,7 @@ typedef struct core {
     char tls_reason[160];
     int tls_reason_len;       /* > 0: kept, not yet handed to Python; -1: handed over */
     int tls_resume;           /* --tls-resume: new connections offer tls_session */
+    int tls_peer_close;       /* how the servers met so far close after their close_notify (TLS_PEER_*, tls_answer_delay) */
     struct ssl_session_st *tls_session; /* the newest session (ticket) the server gave, one reference held */
 
     /* HTTP/2 (h2.c; NULL for HTTP/1.1): the hooks core.c calls, and the worker's h2 state */
@@ -400,6 +401,9 @@ void core_render_free(core *k, conn *c);      /* io_uring: c's render_sends reac
 
 /* tls.c: TLS behind the epoll backend's socket operations */
 enum { TLS_DATA, TLS_WAIT_READ, TLS_WAIT_WRITE, TLS_CLOSED, TLS_FAILED, TLS_NOTIFIED };
+/* core.tls_peer_close: nothing seen yet; a server waited for our close_notify before its FIN; one closed
+   without waiting for it (sticky: a single FIN that came unanswered settles it) */
+enum { TLS_PEER_UNKNOWN, TLS_PEER_WAITS, TLS_PEER_CLOSES_ALONE };
 /* a bad option's one-line reason, or NULL; the same checks tls_init makes (out: why, why_len bytes) */
 const char *tls_check(const tls_options *o, char *why, size_t why_len);
 int tls_init(core *k, const char *host, const tls_options *o); /* 0, -ENOMEM, -EINVAL (--cacert), -EPROTO (tls_check) */
@@ -413,6 +417,7 @@ int tls_drained(const core *k, const conn *c); /* 1: nothing left to read until 
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error);
 void tls_end(core *k, conn *c);               /* before c's fd closes */
 void tls_answer_close(core *k, conn *c);      /* our close_notify, to the peer's that came without a FIN */
+int64_t tls_answer_delay(const core *k);      /* how long a FIN may follow the peer's close_notify before tls_answer_close */
 const char *tls_take_reason(core *k, int *len); /* the first TLS failure's reason, once */
 int tls_alpn_h2(core *k, conn *c);            /* --http2: ALPN picked h2 (else the reason is kept) */
 

@@ -36,9 +36,6 @@
    streamed faster than it is read would otherwise keep every recv full, and the loop never got
    back to its timers (--timeout, the run's end) or to its other connections. */
 #define READS_PER_TURN 8
-/* https: how long the peer's FIN may follow its close_notify before our close_notify answers it
-   (tls_answer_close: a server that waits for it, and one that closes at once, both keep their TIME_WAIT) */
-#define ANSWER_CLOSE_NS 2000000LL
 
 typedef struct {
     int32_t slot;
@@ -167,6 +164,19 @@ static queued queue_entry(const core *k, const conn *c) { return (queued){(int32
 
 /* c is still the connection the entry was queued for */
 static int current(const core *k, queued q) { return k->conns[q.slot].gen == q.gen; }
+
+/* https: the answer queue without the entries of connections that have closed since (their FIN came
+   first), in its order; entries wait out their time otherwise, and a full queue answers at once */
+static void drop_closed_answers(core *k) {
+    epoll_state *s = k->io_state;
+    int kept = 0;
+    for (int i = 0; i < s->n_answer; i++) {
+        if (!current(k, s->answer[i]) || k->conns[s->answer[i].slot].fd < 0) continue;
+        s->answer[kept] = s->answer[i];
+        s->answer_at[kept++] = s->answer_at[i];
+    }
+    s->n_answer = kept;
+}
 
 /* c's connect, its first write and its registration */
 static int connect_now(core *k, conn *c) {
@@ -369,13 +379,18 @@ static void tls_readable(core *k, conn *c, uint32_t events) {
         case TLS_WAIT_WRITE:
             watch_out(k, c);
             return;
-        case TLS_NOTIFIED: {  /* answered after ANSWER_CLOSE_NS unless its FIN comes first */
+        case TLS_NOTIFIED: {  /* answered after tls_answer_delay unless its FIN comes first */
             epoll_state *s = k->io_state;
+            if (s->n_answer == s->cap_unread) drop_closed_answers(k);
             if (s->n_answer < s->cap_unread) {
+                /* due no earlier than the entry before it (answer_due reads the queue in order): a
+                   delay that shrank (tls_answer_delay) waits behind the longer one queued before it */
+                int64_t at = now_ns() + tls_answer_delay(k);
+                if (s->n_answer && at < s->answer_at[s->n_answer - 1]) at = s->answer_at[s->n_answer - 1];
                 s->answer[s->n_answer] = queue_entry(k, c);
-                s->answer_at[s->n_answer++] = now_ns() + ANSWER_CLOSE_NS;
+                s->answer_at[s->n_answer++] = at;
             } else {
-                tls_answer_close(k, c);  /* full of closed connections' entries, still waiting out their time */
+                tls_answer_close(k, c);  /* full of open connections' entries (cap_unread: twice the slots) */
             }
             return;
         }

@@ -417,15 +417,45 @@ int64_t tls_tcp_done(core *k, const conn *c) { return k->tls[c - k->conns].t_tcp
 /* tls_conn.notified: 1 when TLS_NOTIFIED was said, this once our close_notify answered it */
 #define NOTIFIED_ANSWERED 2
 
+/* How long the peer's FIN may follow its close_notify before our close_notify answers it (tls_answer_close),
+   by what the servers met so far did (core.tls_peer_close). A server that waits for our answer (Python's
+   asyncio) gets it soon; one that closes without waiting (nginx: its close() follows its close_notify at
+   once, but on a busy host it may be descheduled between them for milliseconds) must not get it before
+   its FIN, or its close() finds our close_notify unread and resets (net/ipv4/tcp.c: __tcp_close,
+   data_was_unread), and --close server loses the server's TIME_WAIT. Until a server has shown which it
+   is, the wait is long enough for a busy host; once one closed alone, longer still (it is only there for
+   a waiting server among several destinations, which then is slow rather than held to its timeout). */
+#define ANSWER_WAITING_NS 2000000LL       /* 2 ms */
+#define ANSWER_UNKNOWN_NS 200000000LL     /* 200 ms */
+#define ANSWER_CLOSES_ALONE_NS 1000000000LL  /* 1 s */
+
+int64_t tls_answer_delay(const core *k) {
+    switch (k->tls_peer_close) {
+    case TLS_PEER_WAITS: return ANSWER_WAITING_NS;
+    case TLS_PEER_CLOSES_ALONE: return ANSWER_CLOSES_ALONE_NS;
+    default: return ANSWER_UNKNOWN_NS;
+    }
+}
+
+/* The peer's FIN (or its reset, provoked by our answer) after its close_notify: what it says of how
+   the server closes (tls_answer_delay). A FIN we had not answered, or a reset of our answer (it
+   arrived while the server was closing), is a server that closes alone; a FIN after our answer, while
+   nothing says otherwise, one that waited for it. */
+static void learn_peer_close(core *k, const tls_conn *t, int reset) {
+    if (reset || t->notified != NOTIFIED_ANSWERED) k->tls_peer_close = TLS_PEER_CLOSES_ALONE;
+    else if (k->tls_peer_close == TLS_PEER_UNKNOWN) k->tls_peer_close = TLS_PEER_WAITS;
+}
+
 /* After the peer's close_notify: the TCP EOF that follows it, read from the socket itself (SSL_read
    would say ZERO_RETURN again without reading), so the connection closes after the server's FIN, as
    over plain TCP, and the server keeps its TIME_WAIT under --close server. Bytes after the
    close_notify are no TLS anybody asked for: dropped. */
-static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *error) {
+static int after_close_notify(core *k, tls_conn *t, conn *c, char *buf, size_t len, int *error) {
     for (;;) {
         ssize_t r = recv(c->fd, buf, len, 0);
         if (r == 0) {
             t->eof = 1;
+            learn_peer_close(k, t, 0);
             return TLS_CLOSED;
         }
         if (r > 0) continue;
@@ -436,10 +466,13 @@ static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *
             return TLS_NOTIFIED;  /* no FIN behind it yet: the backend answers later (tls_answer_close) */
         }
         /* A reset after we answered its close_notify: a server that does not wait for our answer
-           (nginx), whose FIN came later than ANSWER_CLOSE_NS, closed with our close_notify unread,
+           (nginx), whose FIN came later than tls_answer_delay, closed with our close_notify unread,
            which makes its close a RST (net/ipv4/tcp.c: __tcp_close). The close it announced, then,
            not a reset instead of one. */
-        if (errno == ECONNRESET && t->notified == NOTIFIED_ANSWERED) return TLS_CLOSED;
+        if (errno == ECONNRESET && t->notified == NOTIFIED_ANSWERED) {
+            learn_peer_close(k, t, 1);
+            return TLS_CLOSED;
+        }
         *error = errno;
         return TLS_FAILED;
     }
@@ -447,7 +480,7 @@ static int after_close_notify(tls_conn *t, conn *c, char *buf, size_t len, int *
 
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     tls_conn *t = state(k, c);
-    if (t->phase == TLS_PEER_DONE) return after_close_notify(t, c, buf, len, error);
+    if (t->phase == TLS_PEER_DONE) return after_close_notify(k, t, c, buf, len, error);
     ERR_clear_error();
     errno = 0;
     int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
@@ -463,7 +496,7 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
         return TLS_WAIT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
         t->phase = TLS_PEER_DONE;  /* the peer's close_notify: its FIN is next */
-        return after_close_notify(t, c, buf, len, error);
+        return after_close_notify(k, t, c, buf, len, error);
     default:
         break;
     }
