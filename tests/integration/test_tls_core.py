@@ -255,6 +255,30 @@ def test_core_http_to_a_tls_server_is_a_named_error(twload_server, certs, tmp_pa
     assert set(summary["errors"]) == {"eof_before_response"}, summary["errors"]
 
 
+def pumped(conn: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO, step):
+    """step() of a server's TLS over memory BIOs, its records written to conn and the client's read
+    from it as it asks; step's result."""
+    while True:
+        try:
+            result = step()
+            conn.sendall(outgoing.read())
+            return result
+        except ssl.SSLWantReadError:
+            conn.sendall(outgoing.read())
+            data = conn.recv(16384)
+            if not data:
+                raise ConnectionError("the client closed") from None
+            incoming.write(data)
+
+
+def read_request(conn: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+    """The handshake, then the client's request head."""
+    pumped(conn, tls, incoming, outgoing, tls.do_handshake)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += pumped(conn, tls, incoming, outgoing, lambda: tls.read(16384))
+
+
 def close_notify_then_late_close(context: ssl.SSLContext, linger_s: float = 0.2, notify_after_s: float = 0.0):
     """A server as nginx is on a busy host: the response with Connection: close, its close_notify
     `notify_after_s` later (apart, the client reads it on its own), and its close() `linger_s` later,
@@ -266,25 +290,8 @@ def close_notify_then_late_close(context: ssl.SSLContext, linger_s: float = 0.2,
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = context.wrap_bio(incoming, outgoing, server_side=True)
-
-        def pump(step):
-            while True:
-                try:
-                    result = step()
-                    conn.sendall(outgoing.read())
-                    return result
-                except ssl.SSLWantReadError:
-                    conn.sendall(outgoing.read())
-                    data = conn.recv(16384)
-                    if not data:
-                        raise ConnectionError("the client closed") from None
-                    incoming.write(data)
-
         try:
-            pump(tls.do_handshake)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += pump(lambda: tls.read(16384))
+            read_request(conn, tls, incoming, outgoing)
             tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
             conn.sendall(outgoing.read())
             time.sleep(notify_after_s)
@@ -330,3 +337,36 @@ def test_a_server_that_closes_alone_a_little_late_keeps_every_time_wait(raw_peer
     assert summary["requests"] == 40 and summary["errors"] == {}, summary["errors"]
     want = {"client": 0, "server": 40}
     assert time_wait_until(peer.port, lambda tw: tw == want) == want
+
+
+def close_notify_with_the_response_then_wait(context: ssl.SSLContext, answered: list):
+    """A server as Python's asyncio is: its close_notify in the same segment as the response, then no
+    FIN until the client's close_notify answers it (each answer it gets is appended to `answered`)."""
+    def serve(conn: socket.socket, stopped) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        try:
+            read_request(conn, tls, incoming, outgoing)
+            tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            pumped(conn, tls, incoming, outgoing, tls.unwrap)  # one sendall: response and close_notify
+            answered.append(1)
+        except (ssl.SSLError, ConnectionError):
+            pass
+    return serve
+
+
+def test_a_close_notify_read_with_the_response_is_answered(raw_peer, certs, tmp_path):
+    """The core reads every record OpenSSL already holds in one call (tls.c: gather), so a close_notify
+    behind the response is consumed with it and the socket has nothing more to say. The close_notify
+    must still be answered, or a server that waits for the answer before its FIN (asyncio) never
+    closes: each of the 10 connections ends with the server's close after our answer, none by
+    --timeout (no_server_close)."""
+    answered: list = []
+    peer = raw_peer(close_notify_with_the_response_then_wait(server_context(certs, "good"), answered))
+    url = f"https://127.0.0.1:{peer.port}/"
+    proc = run_cli("run", url, "-n", "10", "-c", "2", "-w", "1", "--close", "server", "--timeout", "3s",
+                   "--cacert", str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"] == 10 and summary["errors"] == {}, summary["errors"]
+    assert len(answered) == 10

@@ -193,6 +193,8 @@ typedef struct tls_conn {
     uint8_t alert;         /* the fatal alert the peer sent (its code; 0: none, as close_notify is no failure) */
     uint8_t drained;       /* OpenSSL's last read of the socket came back short: its queue was empty (tls_drained) */
     uint8_t eof;           /* the peer's FIN was read (after its close_notify): nothing is left to drain (tls_end) */
+    uint8_t held;          /* a read failed behind data it handed over (tls_read, gather): held_slot is said next */
+    int held_slot;
 } tls_conn;
 
 /* https options (tls_init): what the user may pin */

@@ -478,14 +478,51 @@ static int after_close_notify(core *k, tls_conn *t, conn *c, char *buf, size_t l
     }
 }
 
+/* The records OpenSSL holds already (read-ahead took them off the socket with the one just read) join
+   this read, up to len: one call hands the caller every whole response that came together, so HTTP/2
+   answers a burst of responses with one write of the next requests rather than one write a record.
+   What ends the gathering is said by the next call, not lost: a close_notify by the phase (SSL_read
+   would say ZERO_RETURN again, but tls_drained would wait for a socket edge that a server waiting for
+   our close_notify never sends), a failure by `held`, its reason taken now (ERR_peek_error). */
+static void gather(core *k, tls_conn *t, char *buf, size_t len, size_t *n) {
+    while (*n < len && SSL_has_pending(t->ssl)) {
+        size_t room = len - *n;
+        int r = SSL_read(t->ssl, buf + *n, room > INT32_MAX ? INT32_MAX : (int)room);
+        if (r > 0) {
+            *n += (size_t)r;
+            continue;
+        }
+        int err = SSL_get_error(t->ssl, r);
+        if (err == SSL_ERROR_WANT_READ) return;
+        if (err == SSL_ERROR_WANT_WRITE) {  /* (a KeyUpdate's answer held by a full socket) the next call says it */
+            t->drained = 0;
+            return;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN) {
+            t->phase = TLS_PEER_DONE;  /* the next call reads the FIN behind it (after_close_notify) */
+            return;
+        }
+        t->held_slot = failure(k, t, err);
+        t->held = 1;
+        return;
+    }
+}
+
 int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     tls_conn *t = state(k, c);
+    if (t->held) {  /* the failure behind the last data handed over (gather) */
+        t->held = 0;
+        if (t->held_slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
+        *error = t->held_slot;
+        return TLS_FAILED;
+    }
     if (t->phase == TLS_PEER_DONE) return after_close_notify(k, t, c, buf, len, error);
     ERR_clear_error();
     errno = 0;
     int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (r > 0) {
         *n = (size_t)r;
+        gather(k, t, buf, len, n);
         return TLS_DATA;
     }
     int err = SSL_get_error(t->ssl, r);
