@@ -118,9 +118,11 @@ def reads_in(url: str, tmp_path, requests: int, *extra: str) -> int:
     subprocess.run([STRACE, "-f", "-c", "-e", "trace=read,recvfrom", "-o", str(out), sys.executable, "-m", "twload",
                     "run", url, "-n", str(requests), "-c", "4", "-w", "1", "--engine", "core", *extra,
                     "--out", str(tmp_path / f"run-{requests}")], check=True, capture_output=True, timeout=120)
-    total = re.search(r"\s(\d+)\s+(?:\d+\s+)?total$", out.read_text(), re.MULTILINE)
+    # strace -c's columns: % time, seconds, usecs/call, calls, errors (empty when none), syscall. The
+    # calls are the fourth field; a search from the right took usecs/call when errors was empty
+    total = [line.split() for line in out.read_text().splitlines() if line.split()[-1:] == ["total"]]
     assert total, out.read_text()
-    return int(total.group(1))
+    return int(total[0][3])
 
 
 def test_https_keepalive_reads_each_response_once(strace, nginx_tls, tls_certs, tmp_path):
