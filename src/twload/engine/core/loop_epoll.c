@@ -390,7 +390,7 @@ static void tls_readable(core *k, conn *c, uint32_t events) {
                 s->answer[s->n_answer] = queue_entry(k, c);
                 s->answer_at[s->n_answer++] = at;
             } else {
-                tls_answer_close(k, c);  /* full of open connections' entries (cap_unread: twice the slots) */
+                tls_answer_close(k, c);  /* the bound only: one entry per open connection at most, cap_unread twice the slots */
             }
             return;
         }
