@@ -306,6 +306,16 @@ def close_notify_then_late_close(context: ssl.SSLContext, linger_s: float = 0.2,
     return serve
 
 
+def run_server_close(peer, certs, tmp_path, requests: int, *extra: str) -> dict:
+    """`twload run --close server` of `requests` over 2 connections against a hand-made TLS peer: its
+    summary, once the run ended cleanly."""
+    proc = run_cli("run", f"https://127.0.0.1:{peer.port}/", "-n", str(requests), "-c", "2", "-w", "1",
+                   "--close", "server", "--cacert", str(certs / "ca.pem"), *extra, "--json",
+                   "--out", str(tmp_path / "r"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def test_a_reset_after_the_servers_close_notify_is_its_close(raw_peer, certs, tmp_path):
     """--close server: the server's close_notify says it closes; if its FIN is late (tls_answer_delay,
     tls.c) the core answers with its own, and the server's close() then finds it unread and
@@ -313,11 +323,7 @@ def test_a_reset_after_the_servers_close_notify_is_its_close(raw_peer, certs, tm
     (seen before the fix in tls.c: one in about 9,000 connections against nginx on a loaded host, and
     here {'ECONNRESET': 10})."""
     peer = raw_peer(close_notify_then_late_close(server_context(certs, "good")))
-    url = f"https://127.0.0.1:{peer.port}/"
-    proc = run_cli("run", url, "-n", "10", "-c", "2", "-w", "1", "--close", "server", "--cacert",
-                   str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "r"))
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = run_server_close(peer, certs, tmp_path, 10)
     assert summary["requests"] == 10 and summary["errors"] == {}, summary["errors"]
 
 
@@ -329,11 +335,7 @@ def test_a_server_that_closes_alone_a_little_late_keeps_every_time_wait(raw_peer
     resets, so the server keeps the TIME_WAIT of every connection (an answer after 2 ms, as before,
     left it none)."""
     peer = raw_peer(close_notify_then_late_close(server_context(certs, "good"), linger_s=0.02, notify_after_s=0.005))
-    url = f"https://127.0.0.1:{peer.port}/"
-    proc = run_cli("run", url, "-n", "40", "-c", "2", "-w", "1", "--close", "server", "--cacert",
-                   str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "r"))
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = run_server_close(peer, certs, tmp_path, 40)
     assert summary["requests"] == 40 and summary["errors"] == {}, summary["errors"]
     want = {"client": 0, "server": 40}
     assert time_wait_until(peer.port, lambda tw: tw == want) == want
@@ -363,10 +365,6 @@ def test_a_close_notify_read_with_the_response_is_answered(raw_peer, certs, tmp_
     --timeout (no_server_close)."""
     answered: list = []
     peer = raw_peer(close_notify_with_the_response_then_wait(server_context(certs, "good"), answered))
-    url = f"https://127.0.0.1:{peer.port}/"
-    proc = run_cli("run", url, "-n", "10", "-c", "2", "-w", "1", "--close", "server", "--timeout", "3s",
-                   "--cacert", str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "r"))
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = run_server_close(peer, certs, tmp_path, 10, "--timeout", "3s")
     assert summary["requests"] == 10 and summary["errors"] == {}, summary["errors"]
     assert len(answered) == 10
