@@ -66,13 +66,18 @@ def test_due_requests_go_to_their_destination_by_weight(tmp_path, two_peers, io,
     assert opened[0] <= (2 if close == "keepalive" else 40) and opened[1] <= (6 if close == "keepalive" else 160)
 
 
+def run_fast_and_silent(tmp_path, fast: str, silent: str, *args: str) -> dict:
+    """An open loop of 100 req/s on one worker over two targets, `fast` + "fast" and `silent` + "slow",
+    with `args`; its summary, once it ran without a traceback."""
+    (tmp_path / "t").write_text(f"GET {fast}fast\n\nGET {silent}slow\n")
+    proc = run(tmp_path, "--targets", "t", "--rate", "100", "-w", "1", *args)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return summary_of(tmp_path)
+
+
 def test_a_destination_that_does_not_answer_holds_up_no_other(tmp_path, two_peers, silent):
     a, _ = two_peers
-    (tmp_path / "t").write_text(f"GET {a.url}fast\n\nGET {silent}slow\n")
-    proc = run(tmp_path, "--targets", "t", "--rate", "100", "-d", "1s", "-w", "1", "--max-connections", "10",
-               "--timeout", "300ms")
-    assert "Traceback" not in proc.stderr, proc.stderr
-    summary = summary_of(tmp_path)
+    summary = run_fast_and_silent(tmp_path, a.url, silent, "-d", "1s", "--max-connections", "10", "--timeout", "300ms")
     rows = {row["name"]: row for row in summary["targets"]}
     fast = rows[f"GET {a.url}fast"]
     # every other due request is a's, and a's own connections carry all of them, none lent to the silent one
@@ -88,11 +93,7 @@ def test_a_silent_destinations_lane_drops_what_waited_longer_than_the_timeout(tm
     """Each destination's lane holds no send time older than --timeout: those are not_sent as the run
     goes (in the seconds' samples, before the stop), so a silent destination's queue does not grow."""
     a, _ = two_peers
-    (tmp_path / "t").write_text(f"GET {a.url}fast\n\nGET {silent}slow\n")
-    proc = run(tmp_path, "--targets", "t", "--rate", "100", "-d", "3s", "-w", "1", "--max-connections", "4",
-               "--timeout", "500ms")
-    assert "Traceback" not in proc.stderr, proc.stderr
-    summary = summary_of(tmp_path)
+    summary = run_fast_and_silent(tmp_path, a.url, silent, "-d", "3s", "--max-connections", "4", "--timeout", "500ms")
     assert summary["requests"] + sum(summary["errors"].values()) == 300
     seconds = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert sum(s["errors"].get("not_sent", 0) for s in seconds if s["t"] <= 2) > 0, [s["errors"] for s in seconds]
