@@ -53,6 +53,20 @@ class Prometheus:
         self.stop()
         raise RuntimeError("prometheus was not ready within 30 s")
 
+    def wait_scraping(self, timeout_s: float = 30) -> None:
+        """Until the scrape loop has tried the target once. Prometheus hands discovered targets to its
+        scrape manager at most every 5 s (discovery/manager.go: updatert), so a run started on
+        readiness alone would end before its first scrape; the target answers nothing yet (down)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            url = f"http://127.0.0.1:{self.port}/api/v1/targets?state=active"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                targets = json.loads(response.read())["data"]["activeTargets"]
+            if any(not t["lastScrape"].startswith("0001-") for t in targets):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"prometheus scraped nothing within {timeout_s:.0f} s")
+
     def query(self, expr: str, at: float | None = None) -> list[dict]:
         params = {"query": expr} | ({"time": f"{at:.3f}"} if at is not None else {})
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(params)
@@ -103,6 +117,7 @@ def test_a_real_prometheus_scrapes_the_run_and_ends_with_summary_json(twload_ser
     server = twload_server()
     port = free_port()
     prometheus = prometheus_for(f"127.0.0.1:{port}")
+    prometheus.wait_scraping()
     out = tmp_path / "run"
     run = subprocess.Popen(
         [sys.executable, "-m", "twload", "run", server.url, "-d", "4s", "-c", "4", "-w", "2", "--close", "fin",
@@ -116,8 +131,11 @@ def test_a_real_prometheus_scrapes_the_run_and_ends_with_summary_json(twload_ser
             time.sleep(0.5)
             up = prometheus.value('up{job="twload"}')
         assert up == 1.0, "Prometheus never saw the twload endpoint up"
-        text = fetch(f"http://127.0.0.1:{port}/metrics")
-        names = {f.name for f in text_string_to_metric_families(text)}
+        names: set[str] = set()
+        deadline = time.monotonic() + 3  # the socket gauges come with the first merged second
+        while time.monotonic() < deadline and "twload_time_wait_sockets" not in names:
+            names = {f.name for f in text_string_to_metric_families(fetch(f"http://127.0.0.1:{port}/metrics"))}
+            time.sleep(0.1)
         assert {"twload_requests", "twload_errors", "twload_latency_seconds", "twload_connect_seconds",
                 "twload_time_wait_sockets", "twload_ports_in_use", "twload_port_budget", "twload_run_info"} <= names
         om = {f.name: f for f in parse_openmetrics(fetch(f"http://127.0.0.1:{port}/metrics", openmetrics=True))}
@@ -141,12 +159,18 @@ def test_a_real_prometheus_scrapes_the_run_and_ends_with_summary_json(twload_ser
     assert budget == summary["budget"]["ports"]
     peak = prometheus.value('max_over_time(twload_time_wait_sockets{job="twload"}[5m])')
     assert peak is not None and 0 < peak <= summary["time_wait_peak"]  # --close fin: the client holds them
-    # every query of the Grafana dashboard answers, over the run's last seconds
+    # scraped while the run went, not only in the linger: a stored count short of the run's total
+    scrapes = [(float(t), float(v)) for t, v in
+               prometheus.query('twload_requests_total{job="twload",status="200"}[5m]', at=ended)[0]["values"]]
+    assert scrapes[0][1] < summary["requests"], "Prometheus stored no scrape from while the run went"
+    # every query of the Grafana dashboard answers at the last stored scrape; Grafana's $__rate_interval
+    # is four scrape intervals (its default), so a rate finds two samples with one scrape missed
+    last_scrape = scrapes[-1][0]
     dashboard = json.loads(DASHBOARD.read_text())
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
-            expr = target["expr"].replace("$__rate_interval", "3s").replace('job=~"$job"', 'job="twload"')
-            result = prometheus.query(expr, at=ended - 1.5)
+            expr = target["expr"].replace("$__rate_interval", "4s").replace('job=~"$job"', 'job="twload"')
+            result = prometheus.query(expr, at=last_scrape)
             if "twload_target_rate" in expr or "twload_lag_seconds" in expr:
                 assert result == [], expr  # closed loop: no such series
             elif "twload_errors_total" in expr and not summary["errors"]:
