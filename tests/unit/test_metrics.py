@@ -1,13 +1,16 @@
 """A worker's Interval, counted once a second, merged into Totals: nothing lost or skewed."""
 
+from array import array
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twload.metrics import (
     HIGHEST_US,
     PERCENTILES,
+    IndexCountsEncoder,
     Interval,
     Totals,
     encode_counts,
@@ -110,3 +113,41 @@ def test_tls_counts_are_summed_only_where_snapshots_carry_them():
     for handshakes, resumed in ((5, 0), (7, 6)):
         totals.add(replace(Interval().snapshot(), tls_handshakes=handshakes, tls_resumed=resumed))
     assert (totals.tls_handshakes, totals.tls_resumed) == (12, 6)
+
+
+def span_of(values: list[int]) -> tuple[int, bytes]:
+    """values as the core's counts_span: the slot of the first and the last non-zero count, and the
+    native int64 counts between (a slot by hdrh's own layout)."""
+    layout = new_histogram()
+    counts = array("q", bytes(8 * layout.counts_len))
+    for v in values:
+        counts[layout._counts_index_for(v)] += 1
+    used = [i for i, c in enumerate(counts) if c]
+    return (used[0], counts[used[0]:used[-1] + 1].tobytes()) if used else (0, b"")
+
+
+@settings(max_examples=60, deadline=None)
+@given(seconds=st.lists(st.lists(st.integers(1, HIGHEST_US), max_size=200), min_size=1, max_size=4))
+def test_slot_counts_encode_as_the_values_would(seconds):
+    """The core's histograms, copied in by slot (IndexCountsEncoder), decode to what recording each
+    value gives (encode_counts); one encoder, second after second, carries nothing over."""
+    encoder = IndexCountsEncoder(new_histogram().counts_len)
+    for values in seconds:
+        by_slot = encoder.encode(*span_of(values))
+        by_value = encode_counts({v: values.count(v) for v in set(values)})
+        assert (by_slot == b"") == (by_value == b"") == (not values)
+        if values:
+            a, b = new_histogram(), new_histogram()
+            a.decode_and_add(by_slot)
+            b.decode_and_add(by_value)
+            assert a.get_total_count() == b.get_total_count() == len(values)
+            assert (a.get_min_value(), a.get_max_value()) == (b.get_min_value(), b.get_max_value())
+            assert percentiles_us(a) == percentiles_us(b)
+
+
+def test_slot_counts_outside_the_layout_are_refused():
+    encoder = IndexCountsEncoder(new_histogram().counts_len)
+    with pytest.raises(ValueError, match="outside"):
+        encoder.encode(new_histogram().counts_len - 1, array("q", [1, 1]).tobytes())
+    with pytest.raises(RuntimeError, match="layout"):
+        IndexCountsEncoder(new_histogram().counts_len + 1)

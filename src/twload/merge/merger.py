@@ -144,7 +144,7 @@ class Merger:
         retransmission counter (kernel.snmp) read as it is written."""
         merged = Totals()
         for snap in snapshots:
-            merged.add(snap)
+            merged.add(snap, targets=False)  # the run's Totals has them; a row shows none
         # Every second is whole but the last one of a run, which ends when the run does.
         span = min(1.0, max(0.001, now_s - (tick - 1)))
         lat = percentiles_us(merged.latency, merged.sums_us["latency"])

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import errno
 
-from twload.metrics import new_histogram
-
 try:
     from twload.engine.core import _core
 except ImportError:  # not built (see setup.py): a run stops at once with NOT_BUILT
@@ -73,11 +71,3 @@ def error_names() -> dict[int, str]:
 def tls_options_problem(tls_min: str | None, ciphers: str | None, ciphersuites: str | None) -> str:
     """Why the core's OpenSSL refuses these TLS options (one line), or "": checked before any worker starts."""
     return _core.tls_check(tls_min=tls_min, ciphers=ciphers, ciphersuites=ciphersuites)
-
-
-def histogram_values() -> list[int]:
-    """The value each slot of the C counts array stands for (its lowest equivalent value)."""
-    hist = new_histogram()
-    if hist.counts_len != _core.HIST_LEN:  # core.h H_LEN must follow hdrh's layout
-        raise RuntimeError(f"core histogram layout {_core.HIST_LEN} != hdrh {hist.counts_len}")
-    return [hist.get_value_from_index(i) for i in range(_core.HIST_LEN)]

@@ -211,7 +211,17 @@ static PyObject *Core_collect_destinations(CoreObject *self, PyObject *Py_UNUSED
     return out;
 }
 
-/* collect_targets() -> [(group, requests, sum_latency_us, {status: n}, {error slot: n}, {hist index: n})]:
+/* counts[0, n)'s non-zero span as (low, the int64 counts of [low, last non-zero]) in bytes: what
+   metrics.IndexCountsEncoder copies into an HdrHistogram's counts in one go; (0, b"") when all are 0 */
+static PyObject *counts_span(const int64_t *counts, int n) {
+    int low = 0, end = n;
+    while (low < n && !counts[low]) low++;
+    if (low == n) return Py_BuildValue("(iy#)", 0, "", (Py_ssize_t)0);
+    while (!counts[end - 1]) end--;
+    return Py_BuildValue("(iy#)", low, (const char *)(counts + low), (Py_ssize_t)sizeof(int64_t) * (end - low));
+}
+
+/* collect_targets() -> [(group, requests, sum_latency_us, {status: n}, {error slot: n}, counts_span)]:
    the groups counted in since the last call, their counts then zeroed */
 static PyObject *Core_collect_targets(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
     core *k = self->k && self->k->conns ? self->k : NULL;
@@ -225,11 +235,11 @@ static PyObject *Core_collect_targets(CoreObject *self, PyObject *Py_UNUSED(igno
         if (!k->gtouched[g]) continue;
         int64_t *row = k->gstats + (size_t)g * G_LEN;
         int64_t *hist = k->ghist + (size_t)g * H_LEN;
-        PyObject *status = PyDict_New(), *errors = PyDict_New(), *counts = PyDict_New(), *item = NULL;
-        int failed = !status || !errors || !counts;
+        PyObject *status = PyDict_New(), *errors = PyDict_New(), *span = counts_span(hist, H_LEN), *item = NULL;
+        int failed = !status || !errors || !span;
         struct { PyObject *dict; const int64_t *values; int n; } parts[] = {
-            {status, row + G_STATUS, N_STATUS}, {errors, row + G_ERRORS, N_ERRORS}, {counts, hist, H_LEN}};
-        for (size_t p = 0; p < 3 && !failed; p++)
+            {status, row + G_STATUS, N_STATUS}, {errors, row + G_ERRORS, N_ERRORS}};
+        for (size_t p = 0; p < 2 && !failed; p++)
             for (int i = 0; i < parts[p].n && !failed; i++) {
                 if (!parts[p].values[i]) continue;
                 PyObject *key = PyLong_FromLong(i), *value = PyLong_FromLongLong(parts[p].values[i]);
@@ -238,10 +248,10 @@ static PyObject *Core_collect_targets(CoreObject *self, PyObject *Py_UNUSED(igno
                 Py_XDECREF(value);
             }
         if (!failed) item = Py_BuildValue("(iLLOOO)", g, (long long)row[G_REQUESTS], (long long)row[G_SUM_LATENCY],
-                                          status, errors, counts);
+                                          status, errors, span);
         Py_XDECREF(status);
         Py_XDECREF(errors);
-        Py_XDECREF(counts);
+        Py_XDECREF(span);
         if (!item || PyList_Append(out, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(out);
@@ -617,37 +627,32 @@ static PyObject *Core_abandon(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-static int writable(PyObject *obj, Py_buffer *view, Py_ssize_t len) {
-    if (PyObject_GetBuffer(obj, view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return -1;
-    if (view->len != len) {
-        PyBuffer_Release(view);
-        PyErr_Format(PyExc_ValueError, "collect: a buffer of %zd bytes is needed", len);
-        return -1;
-    }
-    return 0;
-}
-
-/* collect(stats, latency, connect, service, tls): each a writable int64 buffer (array('q')) of
-   STATS_LEN / HIST_LEN items. The interval's counts are copied there and zeroed here. */
+/* collect(stats) -> ((low, counts) for latency, connect, service, tls): stats, a writable int64 buffer
+   (array('q')) of STATS_LEN items, gets the interval's counters; each histogram comes back as its
+   non-zero span (counts_span); all are zeroed here */
 static PyObject *Core_collect(CoreObject *self, PyObject *args) {
-    PyObject *objs[1 + N_HIST];
-    Py_buffer views[1 + N_HIST];
+    PyObject *obj;
+    Py_buffer view;
     core *k = ready_core(self);
-    if (!k || !PyArg_ParseTuple(args, "OOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4])) return NULL;
-    int got = 0;
-    for (; got < 1 + N_HIST; got++)
-        if (writable(objs[got], &views[got], (Py_ssize_t)sizeof(int64_t) * (got ? H_LEN : S_LEN)) < 0) break;
-    if (got == 1 + N_HIST) {
-        memcpy(views[0].buf, k->stats, sizeof k->stats);
-        memset(k->stats, 0, sizeof(int64_t) * S_INTERVAL_LEN);
-        for (int h = 0; h < N_HIST; h++) {
-            memcpy(views[1 + h].buf, k->hist[h], sizeof k->hist[h]);
-            memset(k->hist[h], 0, sizeof k->hist[h]);
-        }
+    if (!k || !PyArg_ParseTuple(args, "O", &obj)) return NULL;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) return NULL;
+    if (view.len != (Py_ssize_t)sizeof k->stats) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "collect: a buffer of %zd bytes is needed", sizeof k->stats);
     }
-    for (int i = 0; i < got; i++) PyBuffer_Release(&views[i]);
-    if (got < 1 + N_HIST) return NULL;
-    Py_RETURN_NONE;
+    PyObject *spans = PyTuple_New(N_HIST);
+    for (int h = 0; spans && h < N_HIST; h++) {
+        PyObject *span = counts_span(k->hist[h], H_LEN);
+        if (!span) Py_CLEAR(spans);
+        else PyTuple_SET_ITEM(spans, h, span);
+    }
+    if (spans) {  /* nothing is zeroed unless every span was made: a failed call loses no count */
+        memcpy(view.buf, k->stats, sizeof k->stats);
+        memset(k->stats, 0, sizeof(int64_t) * S_INTERVAL_LEN);
+        memset(k->hist, 0, sizeof k->hist);
+    }
+    PyBuffer_Release(&view);
+    return spans;
 }
 
 /* peer_bytes() -> bytes: the first bytes of a non-HTTP peer, once (b"" before and after) */
@@ -702,14 +707,15 @@ static PyMethodDef Core_methods[] = {
     {"schedule_done", (PyCFunction)Core_schedule_done, METH_NOARGS, "open loop: no more send times will come"},
     {"stop", (PyCFunction)Core_stop, METH_NOARGS, "no new request from now on; in-flight ones drain"},
     {"abandon", (PyCFunction)Core_abandon, METH_NOARGS, "count what is still in flight as abandoned, close all"},
-    {"collect", (PyCFunction)Core_collect, METH_VARARGS, "collect(stats, latency, connect, service, tls)"},
+    {"collect", (PyCFunction)Core_collect, METH_VARARGS,
+     "collect(stats) -> ((low, counts) for latency, connect, service, tls): the interval's counters and histograms"},
     {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
     {"tls_reason", (PyCFunction)Core_tls_reason, METH_NOARGS, "the first TLS failure's reason, once"},
     {"collect_destinations", (PyCFunction)Core_collect_destinations, METH_NOARGS,
      "several destinations: connections opened to each since the last call"},
     {"collect_targets", (PyCFunction)Core_collect_targets, METH_NOARGS,
      "a request set: the per-target counts since the last call, [(group, requests, sum_latency_us, status, "
-     "errors, histogram counts)]"},
+     "errors, (low, histogram counts))]"},
     {NULL, NULL, 0, NULL},
 };
 

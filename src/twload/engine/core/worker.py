@@ -14,13 +14,13 @@ import os
 import time
 from array import array
 
-from twload.engine.core import _core, error_names, histogram_values
+from twload.engine.core import _core, error_names
 from twload.engine.http1 import build_request
 from twload.engine.http2 import header_block
 from twload.engine.request_set import cycle, slot_destinations
 from twload.engine.request_set import request_set as make_request_set
 from twload.engine.spool import PAGE
-from twload.metrics import Snapshot, encode_counts, free_codec_garbage
+from twload.metrics import HISTOGRAMS, IndexCountsEncoder, Snapshot, free_codec_garbage
 from twload.plan import MAX_HEADER_BYTES, Plan
 from twload.plan.close import asks_server_to_close
 from twload.plan.schedule import worker_part
@@ -101,9 +101,8 @@ class CoreWorker:
         self.io = self.core.io
         self.core_tls = plan.target.scheme == "https"
         self.stats = array("q", bytes(8 * _core.STATS_LEN))
-        self.hists = {name: array("q", bytes(8 * _core.HIST_LEN)) for name in ("latency", "connect", "service", "tls")}
         self.names = error_names()
-        self.values = histogram_values()
+        self.encoder = IndexCountsEncoder(_core.HIST_LEN)
         self.reported_first: set[int] = set()
         self.next_due = 0  # open loop: index of the next send time to hand over
         self.schedule_done = False
@@ -136,8 +135,8 @@ class CoreWorker:
 
     # -- snapshots -----------------------------------------------------------
     def snapshot(self) -> Snapshot:
-        stats, hists = self.stats, self.hists
-        self.core.collect(stats, hists["latency"], hists["connect"], hists["service"], hists["tls"])
+        stats = self.stats
+        spans = self.core.collect(stats)  # latency, connect, service, tls: metrics.HISTOGRAMS' order
         errors: dict[str, int] = {}
         first_errors: dict[str, tuple[int, float]] = {}
         base = _core.S_ERRORS
@@ -156,7 +155,6 @@ class CoreWorker:
         ledger["results"] += stats[_core.S_REQUESTS] + sum(errors.values()) - stats[_core.S_CLOSE_ERRORS]
         status_base = _core.S_STATUS
         status = {code: stats[status_base + code] for code in range(_core.N_STATUS) if stats[status_base + code]}
-        values = self.values
         return Snapshot(
             requests=stats[_core.S_REQUESTS],
             connections_opened=stats[_core.S_OPENED],
@@ -183,22 +181,21 @@ class CoreWorker:
             # https: handshakes completed, and how many resumed a session (--tls-resume)
             tls_handshakes=stats[_core.S_TLS_HANDSHAKES] if self.core_tls else None,
             tls_resumed=stats[_core.S_TLS_RESUMED] if self.core_tls else None,
-            **{name: encode_counts({values[i]: c for i, c in enumerate(counts) if c})
-               for name, counts in hists.items()},
+            **{name: self.encoder.encode(low, counts) for name, (low, counts) in zip(HISTOGRAMS, spans, strict=True)},
         )
 
     def target_counts(self) -> dict[int, dict]:
         """A request set: each target's counts since the last snapshot, by its group (its index in
         plan.targets.labels); only the groups that counted something."""
         out: dict[int, dict] = {}
-        names, values = self.names, self.values
-        for group, requests, sum_us, status, slots, counts in self.core.collect_targets():
+        names = self.names
+        for group, requests, sum_us, status, slots, (low, counts) in self.core.collect_targets():
             errors: dict[str, int] = {}
             for slot, count in slots.items():
                 name = names.get(slot, f"errno_{slot}")
                 errors[name] = errors.get(name, 0) + count
             out[group] = {"requests": requests, "sum_latency_us": sum_us, "status": status, "errors": errors,
-                          "latency": encode_counts({values[i]: c for i, c in counts.items()})}
+                          "latency": self.encoder.encode(low, counts)}
         return out
 
     def unaccounted(self) -> dict[str, int]:
