@@ -45,7 +45,7 @@ from twload.report.numbers import read_interval_log
 TWLOAD = [sys.executable, "-m", "twload"]
 # nginx on CPU 1, twload (one worker) on CPU 0, as the other benchmarks: unpinned, the two share both
 # cores and the capacity measured first is not what the open loop then meets.
-SERVER_CPU, PIN_GEN = "1", ["taskset", "-c", "0"]
+SERVER_CPU, PIN_GEN, GEN_CPUS = "1", ["taskset", "-c", "0"], {0}
 GEN_ARGS = ["-w", "1"]
 # The open loop opens a connection for each request due while the others are busy; past a hiccup on a
 # busy host it would open thousands, and nginx with thousands of connections serves fewer: a spiral.
@@ -183,9 +183,12 @@ def soak(minutes: float, rss_every: float, fraction: float, capacity_s: float, f
         rate = max(1, round(capacity * fraction))
         seconds = minutes * 60
         out = folder / "soak"
-        proc = subprocess.Popen([*PIN_GEN, *TWLOAD, "run", nginx.url, "--rate", str(rate), "-d", f"{seconds:g}s",
+        # Pinned by the pid, not by a taskset in front: Popen returns once its child has exec'd, and
+        # through taskset that child is taskset, and the first reading found taskset, not twload (1 in 50).
+        proc = subprocess.Popen([*TWLOAD, "run", nginx.url, "--rate", str(rate), "-d", f"{seconds:g}s",
                                  *GEN_ARGS, "--max-connections", str(SOAK_MAX_CONNECTIONS), "--json", "-q",
                                  "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.sched_setaffinity(proc.pid, GEN_CPUS)  # before its workers are spawned, which inherit it
         started = time.monotonic()
         readings = []
         while proc.poll() is None:
