@@ -7,6 +7,7 @@ connection, the core's, gets the fault, so each is counted by the core under its
 """
 
 import json
+import os
 import socket
 import ssl
 import time
@@ -368,3 +369,37 @@ def test_a_close_notify_read_with_the_response_is_answered(raw_peer, certs, tmp_
     summary = run_server_close(peer, certs, tmp_path, 10, "--timeout", "3s")
     assert summary["requests"] == 10 and summary["errors"] == {}, summary["errors"]
     assert len(answered) == 10
+
+
+def response_then_a_forged_record(context: ssl.SSLContext):
+    """A server whose keep-alive response is followed, in the same segment, by an application-data
+    record it did not seal (its bytes random, so its authentication fails), then silence until the
+    client closes."""
+    def serve(conn: socket.socket, stopped) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_side=True)
+        try:
+            read_request(conn, tls, incoming, outgoing)
+            tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            conn.sendall(outgoing.read() + b"\x17\x03\x03\x00\x20" + os.urandom(32))
+            conn.settimeout(5)
+            while conn.recv(16384):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
+    return serve
+
+
+def test_a_failure_read_behind_a_response_is_counted_after_it(raw_peer, certs, tmp_path):
+    """The read that takes the response also meets the forged record behind it (tls.c: gather): the
+    response counts, and the failure is held for the next call. The next request's write comes first
+    and says it: that request ends as tls_error, with OpenSSL's reason, at once (it was EPIPE, the
+    write's own failure on the broken session, and the held failure was lost)."""
+    peer = raw_peer(response_then_a_forged_record(server_context(certs, "good")))
+    proc = run_cli("run", f"https://127.0.0.1:{peer.port}/", "-n", "10", "-c", "1", "-w", "1", "--timeout", "10s",
+                   "--cacert", str(certs / "ca.pem"), "--json", "--out", str(tmp_path / "r"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["requests"] == 5 and summary["errors"] == {"tls_error": 5}, (summary["requests"], summary["errors"])
+    assert "bad record mac" in summary["tls_reason"]
+    assert summary["duration_s"] < 5  # no request waited for its timeout

@@ -557,6 +557,12 @@ int tls_drained(const core *k, const conn *c) {
 
 int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *error) {
     tls_conn *t = state(k, c);
+    if (t->held) {  /* gather met a failure behind the response just handled, and the next request comes
+                       first: the failure is why it cannot go (SSL_write on the broken session would say EPIPE) */
+        t->held = 0;
+        *error = t->held_slot == E_TLS_UNEXPECTED_EOF ? EPIPE : t->held_slot;
+        return TLS_FAILED;
+    }
     ERR_clear_error();
     errno = 0;
     int r = SSL_write(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
