@@ -280,6 +280,20 @@ def read_request(conn: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBI
         head += pumped(conn, tls, incoming, outgoing, lambda: tls.read(16384))
 
 
+CLOSING_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+def answer_over_bios(conn: socket.socket, context: ssl.SSLContext,
+                     response: bytes) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A hand-made server's one exchange over memory BIOs: the handshake, the client's request head,
+    then `response` written; its records wait in the outgoing BIO for the caller to send."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_side=True)
+    read_request(conn, tls, incoming, outgoing)
+    tls.write(response)
+    return tls, incoming, outgoing
+
+
 def close_notify_then_late_close(context: ssl.SSLContext, linger_s: float = 0.2, notify_after_s: float = 0.0):
     """A server as nginx is on a busy host: the response with Connection: close, its close_notify
     `notify_after_s` later (apart, the client reads it on its own), and its close() `linger_s` later,
@@ -289,11 +303,8 @@ def close_notify_then_late_close(context: ssl.SSLContext, linger_s: float = 0.2,
     def serve(conn: socket.socket, stopped) -> None:
         # as nginx (tcp_nodelay on): the close_notify leaves when written, not when Nagle lets it
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context.wrap_bio(incoming, outgoing, server_side=True)
         try:
-            read_request(conn, tls, incoming, outgoing)
-            tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            tls, _, outgoing = answer_over_bios(conn, context, CLOSING_RESPONSE)
             conn.sendall(outgoing.read())
             time.sleep(notify_after_s)
             try:
@@ -346,11 +357,8 @@ def close_notify_with_the_response_then_wait(context: ssl.SSLContext, answered: 
     """A server as Python's asyncio is: its close_notify in the same segment as the response, then no
     FIN until the client's close_notify answers it (each answer it gets is appended to `answered`)."""
     def serve(conn: socket.socket, stopped) -> None:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context.wrap_bio(incoming, outgoing, server_side=True)
         try:
-            read_request(conn, tls, incoming, outgoing)
-            tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            tls, incoming, outgoing = answer_over_bios(conn, context, CLOSING_RESPONSE)
             pumped(conn, tls, incoming, outgoing, tls.unwrap)  # one sendall: response and close_notify
             answered.append(1)
         except (ssl.SSLError, ConnectionError):
@@ -376,11 +384,8 @@ def response_then_a_forged_record(context: ssl.SSLContext):
     record it did not seal (its bytes random, so its authentication fails), then silence until the
     client closes."""
     def serve(conn: socket.socket, stopped) -> None:
-        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        tls = context.wrap_bio(incoming, outgoing, server_side=True)
         try:
-            read_request(conn, tls, incoming, outgoing)
-            tls.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            _, _, outgoing = answer_over_bios(conn, context, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             conn.sendall(outgoing.read() + b"\x17\x03\x03\x00\x20" + os.urandom(32))
             conn.settimeout(5)
             while conn.recv(16384):
