@@ -478,6 +478,21 @@ static int after_close_notify(core *k, tls_conn *t, conn *c, char *buf, size_t l
     }
 }
 
+/* A read's failure (slot: failure()'s) as tls_read says it. EOF without close_notify is the plain EOF
+   HTTP/1.1 knows (a body delimited by the close still ends there): the caller treats it as the peer's
+   close. */
+static int read_failed(int slot, int *error) {
+    if (slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
+    *error = slot;
+    return TLS_FAILED;
+}
+
+/* A write's failure as tls_write says it: the same EOF there is the write's EPIPE */
+static int write_failed(int slot, int *error) {
+    *error = slot == E_TLS_UNEXPECTED_EOF ? EPIPE : slot;
+    return TLS_FAILED;
+}
+
 /* The records OpenSSL holds already (read-ahead took them off the socket with the one just read) join
    this read, up to len: one call hands the caller every whole response that came together, so HTTP/2
    answers a burst of responses with one write of the next requests rather than one write a record.
@@ -512,9 +527,7 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     tls_conn *t = state(k, c);
     if (t->held) {  /* the failure behind the last data handed over (gather) */
         t->held = 0;
-        if (t->held_slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
-        *error = t->held_slot;
-        return TLS_FAILED;
+        return read_failed(t->held_slot, error);
     }
     if (t->phase == TLS_PEER_DONE) return after_close_notify(k, t, c, buf, len, error);
     ERR_clear_error();
@@ -537,12 +550,7 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
     default:
         break;
     }
-    int slot = failure(k, t, err);
-    /* EOF without close_notify is the plain EOF HTTP/1.1 knows (a body delimited by the close
-       still ends there): the caller treats it as the peer's close */
-    if (slot == E_TLS_UNEXPECTED_EOF) return TLS_CLOSED;
-    *error = slot;
-    return TLS_FAILED;
+    return read_failed(failure(k, t, err), error);
 }
 
 /* The connection needs no read before the socket's next edge: OpenSSL's last read of it came back
@@ -560,8 +568,7 @@ int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *err
     if (t->held) {  /* gather met a failure behind the response just handled, and the next request comes
                        first: the failure is why it cannot go (SSL_write on the broken session would say EPIPE) */
         t->held = 0;
-        *error = t->held_slot == E_TLS_UNEXPECTED_EOF ? EPIPE : t->held_slot;
-        return TLS_FAILED;
+        return write_failed(t->held_slot, error);
     }
     ERR_clear_error();
     errno = 0;
@@ -573,9 +580,7 @@ int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *err
     int err = SSL_get_error(t->ssl, r);
     if (err == SSL_ERROR_WANT_WRITE) return TLS_WAIT_WRITE;
     if (err == SSL_ERROR_WANT_READ) return TLS_WAIT_READ;
-    int slot = failure(k, t, err);
-    *error = slot == E_TLS_UNEXPECTED_EOF ? EPIPE : slot;
-    return TLS_FAILED;
+    return write_failed(failure(k, t, err), error);
 }
 
 /* c closes (its fd is closed by the caller right after). Its close_notify goes out first when the
