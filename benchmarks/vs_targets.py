@@ -80,9 +80,12 @@ def compare(duration: int, repeat: int, only: str | None, conns: int) -> None:
                   " (generator on core 0, nginx on core 1)")
             variants = {"plain URL": ()} | {name: ("--targets", str(path)) for name, path in targets.items()}
             runs: dict[str, list] = {name: [] for name in variants}
-            for _ in range(repeat):  # alternate, so a noisy minute hits every variant alike
-                for name, extra in variants.items():
-                    runs[name].append(twload(nginx.url, conns, 1, duration, close, pin, "core-epoll", None, extra))
+            names = list(variants)
+            for r in range(repeat):  # alternate, so a noisy minute hits every variant alike, and rotate
+                # the order, so none always runs first (after a pause) or last (after the others' TIME_WAIT)
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    runs[name].append(twload(nginx.url, conns, 1, duration, close, pin, "core-epoll", None,
+                                             variants[name]))
             results = {name: median_run(r) for name, r in runs.items()}
             for name, result in results.items():
                 print(row(name, result))
