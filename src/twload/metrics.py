@@ -295,7 +295,10 @@ class Totals(Counts):
         if capped and (not self.h2_server_max_streams or capped < self.h2_server_max_streams):
             self.h2_server_max_streams = capped
         for group, part in snap.targets.items() if targets else ():
-            self.targets.setdefault(int(group), TargetTotals()).add(part)
+            target = self.targets.get(int(group))
+            if target is None:  # (not setdefault: it would make a TargetTotals, a whole histogram, each time)
+                target = self.targets[int(group)] = TargetTotals()
+            target.add(part)
         for index, opened in enumerate(snap.destinations):
             self.destinations[index] += opened
         for name, (connection, at_s) in snap.first_errors.items():
