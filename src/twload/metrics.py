@@ -10,8 +10,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import gc
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -322,10 +324,35 @@ def percentiles_us(hist: HdrHistogram, total_us: int | None = None) -> dict:
     count = hist.get_total_count()
     if count == 0:
         return {name: 0 for name, _ in PERCENTILES} | {"max": 0, "mean": 0.0}
-    values = hist.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+    values = percentile_values(hist, [p for _, p in PERCENTILES])
     out = {name: values[p] for name, p in PERCENTILES}
     out["max"] = hist.get_max_value()
     out["mean"] = round(total_us / count if total_us is not None else hist.get_mean_value(), 1)
+    return out
+
+
+def counts_of(hist: HdrHistogram) -> memoryview:
+    """hist's counts array as int64s, without a copy."""
+    return memoryview(hist.counts).cast("B").cast("q")
+
+
+def recorded_span(hist: HdrHistogram) -> tuple[int, int]:
+    """The slots [low, high] that hold hist's recorded values (from its min and max: counts outside are 0)."""
+    return hist.get_counts_array_index(hist.get_min_value()), hist.get_counts_array_index(hist.get_max_value())
+
+
+def percentile_values(hist: HdrHistogram, percentiles: list[float]) -> dict[float, int]:
+    """What hist.get_percentile_to_value_dict(percentiles) gives, from running totals made in C over the
+    recorded slots: hdrh's walks every slot to the last percentile's with Python calls, about 1.5 ms a
+    histogram, and a request file's summary has one a target."""
+    low, high = recorded_span(hist)
+    running = list(accumulate(counts_of(hist)[low:high + 1]))
+    if not running or running[-1] != hist.get_total_count():  # min, max and counts disagree: hdrh's own walk
+        return hist.get_percentile_to_value_dict(percentiles)
+    out = {}
+    for p in percentiles:
+        value = hist.get_value_from_index(low + bisect_left(running, hist.get_target_count_at_percentile(p)))
+        out[p] = hist.get_highest_equivalent_value(value) if p else hist.get_lowest_equivalent_value(value)
     return out
 
 

@@ -16,6 +16,7 @@ from twload.metrics import (
     encode_counts,
     free_codec_garbage,
     new_histogram,
+    percentile_values,
     percentiles_us,
 )
 
@@ -151,3 +152,19 @@ def test_slot_counts_outside_the_layout_are_refused():
         encoder.encode(new_histogram().counts_len - 1, array("q", [1, 1]).tobytes())
     with pytest.raises(RuntimeError, match="layout"):
         IndexCountsEncoder(new_histogram().counts_len + 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seconds=st.lists(st.lists(st.integers(0, HIGHEST_US), min_size=1, max_size=200), min_size=1, max_size=3),
+       percentiles=st.lists(st.floats(0, 100), min_size=1, max_size=6))
+def test_percentile_values_agree_with_hdrhs_own(seconds, percentiles):
+    """From running totals over the recorded slots, as hdrh's get_percentile_to_value_dict, for histograms
+    recorded into and for histograms added up from encoded ones (whose min hdrh may have left at 0)."""
+    recorded, added = new_histogram(), new_histogram()
+    for values in seconds:
+        for value in values:
+            recorded.record_value(max(value, 1))
+        added.decode_and_add(encode_counts({v: values.count(v) for v in set(values)}))
+        added.decode_and_add(new_histogram().encode())  # hdrh's add of an empty one sets min_value to 0
+    for hist in (recorded, added):
+        assert percentile_values(hist, percentiles) == hist.get_percentile_to_value_dict(percentiles)

@@ -1,8 +1,11 @@
 """merge/path.py: the errors' windows, the retransmissions read from this namespace, slow connects."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from twload.kernel.snmp import retransmitted_segments, tcp_counters
 from twload.merge.path import SLOW_CONNECT_US, PathFacts, count_at_least
-from twload.metrics import new_histogram
+from twload.metrics import HIGHEST_US, new_histogram
 
 
 def test_an_errors_window_is_its_first_and_last_second():
@@ -42,3 +45,14 @@ def test_slow_connects_are_those_of_one_second_or_more_and_are_explained():
     slow = PathFacts().summary(hist, 1.0)["slow_connects"]
     assert slow["count"] == 4 and slow["at_least_s"] == 1.0
     assert "accept queue" in slow["why"] and "ListenOverflows" in slow["why"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.integers(1, HIGHEST_US), max_size=200), at_least=st.integers(0, 2 * HIGHEST_US))
+def test_count_at_least_agrees_with_hdrhs_recorded_iterator(values, at_least):
+    hist = new_histogram()
+    for value in values:
+        hist.record_value(value)
+    by_iterator = sum(item.count_at_value_iterated_to for item in hist.get_recorded_iterator()
+                      if item.value_iterated_to >= at_least)
+    assert count_at_least(hist, at_least) == by_iterator
