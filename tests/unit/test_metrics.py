@@ -1,9 +1,13 @@
 """A worker's Interval, counted once a second, merged into Totals: nothing lost or skewed."""
 
+import base64
+import zlib
 from array import array
 from dataclasses import replace
 
 import pytest
+from hdrh.codec import ext_header_size
+from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +16,7 @@ from twload.metrics import (
     PERCENTILES,
     IndexCountsEncoder,
     Interval,
+    SpanDecoder,
     Totals,
     encode_counts,
     free_codec_garbage,
@@ -116,15 +121,15 @@ def test_tls_counts_are_summed_only_where_snapshots_carry_them():
     assert (totals.tls_handshakes, totals.tls_resumed) == (12, 6)
 
 
-def span_of(values: list[int]) -> tuple[int, bytes]:
-    """values as the core's counts_span: the slot of the first and the last non-zero count, and the
-    native int64 counts between (a slot by hdrh's own layout)."""
+def span_of(values: list[int]) -> tuple[int, bytes, int]:
+    """values as the core's counts_span: the slot of the first and the last non-zero count, the
+    native int64 counts between (a slot by hdrh's own layout), and how many values."""
     layout = new_histogram()
     counts = array("q", bytes(8 * layout.counts_len))
     for v in values:
         counts[layout._counts_index_for(v)] += 1
     used = [i for i, c in enumerate(counts) if c]
-    return (used[0], counts[used[0]:used[-1] + 1].tobytes()) if used else (0, b"")
+    return (used[0], counts[used[0]:used[-1] + 1].tobytes(), len(values)) if used else (0, b"", 0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -149,9 +154,54 @@ def test_slot_counts_encode_as_the_values_would(seconds):
 def test_slot_counts_outside_the_layout_are_refused():
     encoder = IndexCountsEncoder(new_histogram().counts_len)
     with pytest.raises(ValueError, match="outside"):
-        encoder.encode(new_histogram().counts_len - 1, array("q", [1, 1]).tobytes())
+        encoder.encode(new_histogram().counts_len - 1, array("q", [1, 1]).tobytes(), 2)
     with pytest.raises(RuntimeError, match="layout"):
         IndexCountsEncoder(new_histogram().counts_len + 1)
+
+
+def same_histogram(a, b) -> bool:
+    return (a.get_total_count(), a.get_min_value(), a.get_max_value(), percentiles_us(a), list(a.counts)) == (
+        b.get_total_count(), b.get_min_value(), b.get_max_value(), percentiles_us(b), list(b.counts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seconds=st.lists(st.lists(st.integers(0, HIGHEST_US), max_size=200), min_size=1, max_size=4))
+def test_a_span_decoded_histogram_adds_up_as_hdrhs_own_decode(seconds):
+    """SpanDecoder.add, second after second into one histogram, leaves what decode_and_add leaves: the
+    same slots, count, min, max and percentiles; an empty one adds nothing (hdrh's own add would set
+    the min to 0); its scratch array is clean after each."""
+    decoder = SpanDecoder()
+    by_span, by_hdrh = new_histogram(), new_histogram()
+    for values in seconds:
+        encoded = encode_counts({v: values.count(v) for v in set(values)})
+        decoder.add(by_span, encoded or new_histogram().encode())
+        if encoded:
+            by_hdrh.decode_and_add(encoded)
+        assert same_histogram(by_span, by_hdrh)
+        assert not any(decoder.scratch.counts)
+
+
+def test_a_histogram_of_another_layout_is_added_by_hdrhs_decode():
+    other = HdrHistogram(1, 3_600_000_000, 2)
+    for value in (5, 700, 90_000, 1_000_000):
+        other.record_value(value, 3)
+    by_span, by_hdrh = new_histogram(), new_histogram()
+    SpanDecoder().add(by_span, other.encode())
+    by_hdrh.decode_and_add(other.encode())
+    assert by_span.get_total_count() == 12
+    assert same_histogram(by_span, by_hdrh)
+
+
+def test_a_malformed_or_inflating_histogram_is_refused():
+    decoder = SpanDecoder()
+    with pytest.raises(ValueError):  # binascii.Error, as hdrh's decode
+        decoder.add(new_histogram(), b"not a histogram")
+    valid = base64.b64decode(encode_counts({100: 1}))
+    # a payload that inflates past what any histogram of this layout can take (a zlib bomb)
+    bomb = valid[:ext_header_size] + zlib.compress(valid[ext_header_size:][:0] + b"\0" * 10_000_000)
+    with pytest.raises(ValueError, match="larger than its layout"):
+        decoder.add(new_histogram(), base64.b64encode(bomb))
+    assert new_histogram().get_total_count() == 0
 
 
 @settings(max_examples=80, deadline=None)

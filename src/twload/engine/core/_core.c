@@ -211,14 +211,18 @@ static PyObject *Core_collect_destinations(CoreObject *self, PyObject *Py_UNUSED
     return out;
 }
 
-/* counts[0, n)'s non-zero span as (low, the int64 counts of [low, last non-zero]) in bytes: what
-   metrics.IndexCountsEncoder copies into an HdrHistogram's counts in one go; (0, b"") when all are 0 */
+/* counts[0, n)'s non-zero span as (low, the int64 counts of [low, last non-zero] in bytes, their sum): what
+   metrics.IndexCountsEncoder copies into an HdrHistogram's counts in one go (the sum is its total count,
+   added here: summed in Python, a PyLong a slot); (0, b"", 0) when all are 0 */
 static PyObject *counts_span(const int64_t *counts, int n) {
     int low = 0, end = n;
     while (low < n && !counts[low]) low++;
-    if (low == n) return Py_BuildValue("(iy#)", 0, "", (Py_ssize_t)0);
+    if (low == n) return Py_BuildValue("(iy#L)", 0, "", (Py_ssize_t)0, 0LL);
     while (!counts[end - 1]) end--;
-    return Py_BuildValue("(iy#)", low, (const char *)(counts + low), (Py_ssize_t)sizeof(int64_t) * (end - low));
+    long long total = 0;
+    for (int i = low; i < end; i++) total += counts[i];
+    return Py_BuildValue("(iy#L)", low, (const char *)(counts + low), (Py_ssize_t)sizeof(int64_t) * (end - low),
+                         total);
 }
 
 /* collect_targets() -> [(group, requests, sum_latency_us, {status: n}, {error slot: n}, counts_span)]:
@@ -627,7 +631,7 @@ static PyObject *Core_abandon(CoreObject *self, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-/* collect(stats) -> ((low, counts) for latency, connect, service, tls): stats, a writable int64 buffer
+/* collect(stats) -> ((low, counts, total) for latency, connect, service, tls): stats, a writable int64 buffer
    (array('q')) of STATS_LEN items, gets the interval's counters; each histogram comes back as its
    non-zero span (counts_span); all are zeroed here */
 static PyObject *Core_collect(CoreObject *self, PyObject *args) {
@@ -708,7 +712,7 @@ static PyMethodDef Core_methods[] = {
     {"stop", (PyCFunction)Core_stop, METH_NOARGS, "no new request from now on; in-flight ones drain"},
     {"abandon", (PyCFunction)Core_abandon, METH_NOARGS, "count what is still in flight as abandoned, close all"},
     {"collect", (PyCFunction)Core_collect, METH_VARARGS,
-     "collect(stats) -> ((low, counts) for latency, connect, service, tls): the interval's counters and histograms"},
+     "collect(stats) -> ((low, counts, total) for latency, connect, service, tls): the interval's counters and histograms"},
     {"peer_bytes", (PyCFunction)Core_peer_bytes, METH_NOARGS, "the first bytes of a non-HTTP peer, once"},
     {"tls_reason", (PyCFunction)Core_tls_reason, METH_NOARGS, "the first TLS failure's reason, once"},
     {"collect_destinations", (PyCFunction)Core_collect_destinations, METH_NOARGS,

@@ -181,7 +181,7 @@ class CoreWorker:
             # https: handshakes completed, and how many resumed a session (--tls-resume)
             tls_handshakes=stats[_core.S_TLS_HANDSHAKES] if self.core_tls else None,
             tls_resumed=stats[_core.S_TLS_RESUMED] if self.core_tls else None,
-            **{name: self.encoder.encode(low, counts) for name, (low, counts) in zip(HISTOGRAMS, spans, strict=True)},
+            **{name: self.encoder.encode(*span) for name, span in zip(HISTOGRAMS, spans, strict=True)},
         )
 
     def target_counts(self) -> dict[int, dict]:
@@ -189,13 +189,13 @@ class CoreWorker:
         plan.targets.labels); only the groups that counted something."""
         out: dict[int, dict] = {}
         names = self.names
-        for group, requests, sum_us, status, slots, (low, counts) in self.core.collect_targets():
+        for group, requests, sum_us, status, slots, span in self.core.collect_targets():
             errors: dict[str, int] = {}
             for slot, count in slots.items():
                 name = names.get(slot, f"errno_{slot}")
                 errors[name] = errors.get(name, 0) + count
             out[group] = {"requests": requests, "sum_latency_us": sum_us, "status": status, "errors": errors,
-                          "latency": self.encoder.encode(low, counts)}
+                          "latency": self.encoder.encode(*span)}
         return out
 
     def unaccounted(self) -> dict[str, int]:
