@@ -220,6 +220,33 @@ def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twl
         assert "twload.api.runs.RunInterrupted: the run was interrupted (SIGINT)" in stderr
 
 
+def test_ctrl_c_taken_by_the_runs_thread_still_stops_an_async_run(twload_server, tmp_path):
+    """The kernel may hand a process's SIGINT to any of its threads that does not block it. Sent to the
+    thread that runs the run (kill() with its thread id: the kernel tries that thread first), the handler
+    still runs in the main thread, whose event loop must wake to run it: asyncio.run()'s handler cancels
+    arun's task, which stops the run."""
+    server = twload_server()
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), server.url, str(out), "catch", "async"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    try:
+        assert read_first_line(proc.stdout, 30).startswith("second "), "no second within 30 s"
+        others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task") if int(tid) != proc.pid]
+        assert others, "the run goes on in a thread of its own"
+        os.kill(max(others), signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert stdout.splitlines()[-1] == "interrupted under asyncio.run"
+    assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGINT"
+
+
 def test_a_script_without_the_main_guard_is_told_what_to_do(twload_server, tmp_path):
     """spawn imports the main script again in each worker: an unguarded call there is refused by name."""
     server = twload_server()

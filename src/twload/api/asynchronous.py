@@ -16,6 +16,7 @@ from twload.api.runs import RunInterrupted, run
 from twload.merge.summary import Summary
 
 P = ParamSpec("P")
+WAKE_S = 0.2  # how long a signal taken by another thread may wait for its handler (in_a_thread)
 
 
 class RunCancelled(asyncio.CancelledError):
@@ -40,7 +41,13 @@ def awaitable(call: Callable[P, Summary]) -> Callable[P, Coroutine[Any, Any, Sum
         settings: dict[str, Any] = {**kwargs, "stop": stop}
         future = asyncio.get_running_loop().run_in_executor(None, lambda: call(*args, **settings))
         try:
-            return await asyncio.shield(future)
+            while not future.done():
+                # Awake now and then: Python runs a signal's handler in the main thread alone, and the kernel
+                # may hand the process's SIGINT to the run's thread (any thread that does not block it:
+                # kernel/signal.c, complete_signal, Linux 6.x). An event loop asleep on this future would
+                # then run asyncio.run()'s handler, which cancels us, only once the run had ended.
+                await asyncio.wait({future}, timeout=WAKE_S)
+            return future.result()
         except asyncio.CancelledError:
             # a thread cannot be cancelled: ask the run to stop, wait for it, hand over what it measured
             stop.set()
