@@ -148,7 +148,7 @@ def test_slot_counts_encode_as_the_values_would(seconds):
             b.decode_and_add(by_value)
             assert a.get_total_count() == b.get_total_count() == len(values)
             assert (a.get_min_value(), a.get_max_value()) == (b.get_min_value(), b.get_max_value())
-            assert percentiles_us(a) == percentiles_us(b)
+            assert percentiles_us(a, 0) == percentiles_us(b, 0)  # (no mean: hdrh walks every value for it)
 
 
 def test_slot_counts_outside_the_layout_are_refused():
