@@ -164,11 +164,17 @@ def test_arun_leaves_the_loop_free_and_stops_the_run_when_cancelled(twload_serve
 
 SCRIPT = """
 import asyncio
+import signal
 import sys
 
 import twload
 
 if __name__ == "__main__":
+    # Ctrl-C as a terminal sends it to a script started there. Started in the background (`cmd &` in a
+    # shell without job control, as a CI job may be), a process inherits SIGINT ignored, Python keeps
+    # it so, and asyncio.run() then installs no handler of its own (asyncio/runners.py).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def seen(row):
         print("second", row["t"], flush=True)
 
