@@ -250,8 +250,10 @@ class SpanDecoder:
         raw = base64.b64decode(encoded)
         inflater = zlib.decompressobj()
         data = inflater.decompress(raw[ext_header_size:], payload_header_size + self.MAX_VARINT * self.length)
-        if len(data) < payload_header_size or inflater.unconsumed_tail:
+        if inflater.unconsumed_tail:
             raise ValueError("an encoded histogram larger than its layout allows")
+        if len(data) < payload_header_size:
+            raise ValueError("an encoded histogram cut short")
         header = PayloadHeader.from_buffer_copy(data)
         if (hist.counts_len != self.length or get_cookie_base(header.cookie) != V2_ENCODING_COOKIE_BASE
                 or (header.lowest_trackable_value, header.highest_trackable_value, header.significant_figures)
@@ -262,9 +264,9 @@ class SpanDecoder:
         if not found["total"]:
             return
         low, high = found["min_nonzero_index"], found["max_nonzero_index"]
-        span = 8 * low, high - low + 1
-        add_array(ctypes.addressof(hist.counts) + span[0], self.base + span[0], span[1], 8)
-        ctypes.memset(self.base + span[0], 0, 8 * span[1])
+        offset, n = 8 * low, high - low + 1
+        add_array(ctypes.addressof(hist.counts) + offset, self.base + offset, n, 8)
+        ctypes.memset(self.base + offset, 0, 8 * n)
         hist.total_count += found["total"]
         hist.min_value = min(hist.min_value, hist.get_value_from_index(low))
         hist.max_value = max(hist.max_value, hist.get_highest_equivalent_value(hist.get_value_from_index(high)))
@@ -399,7 +401,7 @@ def recorded_span(hist: HdrHistogram) -> tuple[int, int]:
 
 def percentile_values(hist: HdrHistogram, percentiles: list[float]) -> dict[float, int]:
     """What hist.get_percentile_to_value_dict(percentiles) gives, from running totals made in C over the
-    recorded slots: hdrh's walks every slot to the last percentile's with Python calls, about 1.5 ms a
+    recorded slots: hdrh's walks every slot to the last percentile's with Python calls, about 0.5 ms a
     histogram, and a request file's summary has one a target."""
     low, high = recorded_span(hist)
     running = list(accumulate(counts_of(hist)[low:high + 1]))

@@ -26,8 +26,8 @@ SLOW_CONNECT_WHY = (
 
 def count_at_least(hist: HdrHistogram, value_us: int) -> int:
     """Recorded values of at least value_us (to the histogram's precision: 3 significant digits): the
-    counts from value_us's slot on, as summed from hdrh's recorded iterator, which walks every slot in
-    Python calls (about 0.1 s at each run's end)."""
+    counts from value_us's slot on. (hdrh's recorded iterator gives the same sum, and walks every slot
+    with Python calls to get it, at each run's end.)"""
     if not hist.get_total_count() or value_us > hist.get_max_value():
         return 0
     low, high = recorded_span(hist)
