@@ -195,23 +195,31 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("caught, how", [(True, "sync"), (False, "sync"), (True, "async")])
-def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twload_server, tmp_path, caught, how):
-    server = twload_server()
+def interrupt_script(url: str, tmp_path, caught: bool, how: str, interrupt) -> tuple[subprocess.Popen, str, str]:
+    """SCRIPT run against url until its first second, then `interrupt(proc)`; its stdout and stderr
+    once it ended (killed if it has not within 30 s)."""
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), server.url, str(out), "catch" if caught else "raise", how],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, str(script), url, str(tmp_path / "run"), "catch" if caught else "raise",
+                             how], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
         assert read_first_line(proc.stdout, 30).startswith("second "), "no second within 30 s"
-        os.kill(proc.pid, signal.SIGINT)  # the script's process only: Ctrl-C as the run's own handler sees it
+        interrupt(proc)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return proc, stdout, stderr
+
+
+@pytest.mark.parametrize("caught, how", [(True, "sync"), (False, "sync"), (True, "async")])
+def test_ctrl_c_in_a_script_stops_the_run_and_hands_over_the_partial_summary(twload_server, tmp_path, caught, how):
+    out = tmp_path / "run"
+    # the script's process only: Ctrl-C as the run's own handler sees it
+    proc, stdout, stderr = interrupt_script(twload_server().url, tmp_path, caught, how,
+                                            lambda proc: os.kill(proc.pid, signal.SIGINT))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] == "SIGINT" and summary["requests"] > 0
     if how == "async":
@@ -231,26 +239,16 @@ def test_ctrl_c_taken_by_the_runs_thread_still_stops_an_async_run(twload_server,
     thread that runs the run (kill() with its thread id: the kernel tries that thread first), the handler
     still runs in the main thread, whose event loop must wake to run it: asyncio.run()'s handler cancels
     arun's task, which stops the run."""
-    server = twload_server()
-    script = tmp_path / "script.py"
-    script.write_text(SCRIPT)
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), server.url, str(out), "catch", "async"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    try:
-        assert read_first_line(proc.stdout, 30).startswith("second "), "no second within 30 s"
+
+    def to_the_runs_thread(proc: subprocess.Popen) -> None:
         others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task") if int(tid) != proc.pid]
         assert others, "the run goes on in a thread of its own"
         os.kill(max(others), signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    proc, stdout, stderr = interrupt_script(twload_server().url, tmp_path, True, "async", to_the_runs_thread)
     assert proc.returncode == 0, stderr
     assert stdout.splitlines()[-1] == "interrupted under asyncio.run"
-    assert json.loads((out / "summary.json").read_text())["interrupted"] == "SIGINT"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["interrupted"] == "SIGINT"
 
 
 def test_a_script_without_the_main_guard_is_told_what_to_do(twload_server, tmp_path):
