@@ -36,7 +36,17 @@ def twload_server():
 # host has used lately. A port taken from bind(0) comes from the ephemeral range, where earlier
 # tests' client sockets and TIME_WAIT leftovers (60 s) may carry the same number, and the tests'
 # TIME_WAIT counts by port (procnet.time_wait_by_side) would count them too.
-QUIET_PORTS = range(20000, 32000)
+# Under pytest-xdist (`make test` runs two workers) each worker cycles through its own slice, so two
+# workers never pick the same port between one's check and its server's bind.
+def _quiet_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (32000 - 20000) // max(workers, 1)
+    return range(20000 + index * size, 20000 + (index + 1) * size)
+
+
+QUIET_PORTS = _quiet_slice()
 _next_quiet = [QUIET_PORTS.start + os.getpid() % len(QUIET_PORTS)]
 
 
@@ -56,7 +66,7 @@ def free_port() -> int:
             except OSError:
                 continue
         return port
-    raise RuntimeError("no quiet loopback port left in 20000-32000")
+    raise RuntimeError(f"no quiet loopback port left in {QUIET_PORTS.start}-{QUIET_PORTS.stop - 1}")
 
 
 class RawPeer:

@@ -1,6 +1,8 @@
 """The entries the io_uring backend submits, counted by the kernel itself: the tracepoint
 io_uring:io_uring_submit_req (io_uring/io_uring.c io_submit_sqe, Linux 5.5+; it names the opcode)
-in a trace instance of the test's own, so no other tracer's settings are touched. Guards #13's
+in a trace instance of the test's own, so no other tracer's settings are touched, that records the
+run's own processes only (set_event_pid with event-fork: the run and the worker it spawns), so another
+test's io_uring run beside it (pytest-xdist) is not counted. Guards #13's
 lever for keep-alive: one recv armed per connection (multishot), not one per request; and a short
 connection's close without an ASYNC_CANCEL."""
 
@@ -53,14 +55,24 @@ def ring_trace(tracefs):
 
 
 def submitted(instance: Path, url: str, tmp_path, *options: str) -> dict[str, int]:
-    """Entries by opcode over one `twload run` on io_uring (one worker); every event counted (no overrun)."""
+    """Entries by opcode over one `twload run` on io_uring (one worker); every event counted (no overrun).
+    The run waits on its stdin until the instance follows its PID (exec keeps it), so none of its
+    processes starts unfollowed."""
+    run = [sys.executable, "-m", "twload", "run", url, "-c", str(CONNECTIONS), "-w", "1", "--engine", "core",
+           "--io", "uring", "--out", str(tmp_path / "run"), "-q", *options]
+    gated = subprocess.Popen(["sh", "-c", 'read go && exec "$@"', "gate", *run], stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    (instance / "options" / "event-fork").write_text("1\n")
+    (instance / "set_event_pid").write_text(f"{gated.pid}\n")
     (instance / EVENT / "enable").write_text("1\n")
     try:
-        subprocess.run([sys.executable, "-m", "twload", "run", url, "-c", str(CONNECTIONS), "-w", "1",
-                        "--engine", "core", "--io", "uring", "--out", str(tmp_path / "run"), "-q", *options],
-                       check=True, capture_output=True, timeout=120)
+        _, err = gated.communicate("go\n", timeout=120)
+        assert gated.returncode == 0, err
     finally:
         (instance / EVENT / "enable").write_text("0\n")
+        if gated.poll() is None:
+            gated.kill()
+            gated.wait()
     for stats in instance.glob("per_cpu/cpu*/stats"):
         assert "overrun: 0\n" in stats.read_text(), stats.read_text()
     counts: dict[str, int] = {}
