@@ -56,8 +56,13 @@ lint: $(CORE)
 	MYPYPATH=src $(BIN)/mypy --strict --follow-imports=silent src/twload/api src/twload/__init__.py docs/examples
 
 # --durations: the slowest tests are listed, so the time of the whole run (aimed under 15 min) can be watched
+# Two pytest-xdist workers (most tests wait on sockets, servers and timers: one worker kept about
+# 0.8 of this 2-core machine busy); the lab tests stay on one worker, in order (tests/lab/conftest.py).
+# XDIST= runs them in one process.
+XDIST ?= -n 2 --dist loadgroup
+
 test: $(CORE) debs lint ctest fuzz sanitize
-	$(BIN)/pytest --durations=15
+	$(BIN)/pytest $(XDIST) --durations=15
 
 # The C response parser: its unit test (also part of the pytest suite); libFuzzer with ASan +
 # UBSan over the parser (fuzz/fuzz_http1_parse.c, with its reference decoder) and over the core's
@@ -160,7 +165,7 @@ sanitize: debs
 	TWLOAD_ASAN_RUNTIME=$$(clang -print-file-name=libclang_rt.asan-x86_64.so) \
 	ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(SAN_LOGS)/asan \
 	UBSAN_OPTIONS=print_stacktrace=1:log_path=$(CURDIR)/$(SAN_LOGS)/ubsan \
-		$(SAN_VENV)/bin/python-asan -m pytest -q -p no:cacheprovider $(SAN_TESTS) $(SAN_PYTEST_ARGS); rc=$$?; \
+		$(SAN_VENV)/bin/python-asan -m pytest -q -p no:cacheprovider $(XDIST) $(SAN_TESTS) $(SAN_PYTEST_ARGS); rc=$$?; \
 	if ls $(SAN_LOGS)/* >/dev/null 2>&1; then cat $(SAN_LOGS)/*; echo "sanitize: sanitizer reports above"; exit 1; fi; \
 	[ $$rc = 0 ] && echo "sanitize: tests passed, no ASan/UBSan reports"; exit $$rc
 
