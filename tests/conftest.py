@@ -17,6 +17,22 @@ from twload.lab.nginx import LocalNginx, find_nginx, nginx_config
 from twload.serve.embedded import EmbeddedServer
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """Under pytest-xdist (`make test` runs two workers) every test is its own unit of work but the lab
+    tests, which go to one worker together, in their order: test_zz_cleanup runs last and finds every
+    namespace the others made gone, and a crashed lab's `twload lab clean` never meets another lab
+    test's crash. (xdist's own --dist loadgroup marks tests by their node id, which pytest 9 no longer
+    lets it change.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/lab" if nodeid.startswith("tests/lab/") else nodeid
+
+    return LabTogether(config, log)
+
+
 @pytest.fixture
 def twload_server():
     """Factory: start `twload serve --port <a quiet port> ARGS...`; all are stopped at teardown."""

@@ -6,20 +6,10 @@ import json
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from twload.lab import topology
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Under pytest-xdist (`make test`) the lab tests run on one worker, in their order:
-    test_zz_cleanup, last, checks that every namespace the others made is gone."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.xdist_group("lab"))
 
 
 def lab_unavailable() -> str | None:
