@@ -2,9 +2,10 @@
 
 h2c (prior knowledge, `listen ... http2`) and h2 over TLS (ALPN), each at `-c 10 --streams 10` (h2load
 `-c10 -m10`) and `-c 50 --streams 1` (h2load `-c50 -m1`); nginx with 1 worker pinned to CPU 1, the
-generator to CPU 0; rounds alternate the tools; req/s, generator CPU per request (user + sys; twload's
-less that of a one-request run: start-up, imports, the worker's spawn), latency (twload's p50 and
-mean, h2load's mean "time for request"), the medians of each tool and the ratios paired by round.
+generator to CPU 0; each round runs both tools, which one goes first turning each round (rounds.py);
+req/s, generator CPU per request (user + sys; twload's less that of a one-request run: start-up,
+imports, the worker's spawn), latency (twload's p50 and mean, h2load's mean "time for request"), the
+medians of each tool and the ratios paired by round.
 nginx's keepalive_requests is raised: at its default (1000) h2load's connections end at the GOAWAY
 (h2load does not reconnect) while twload's retry and reconnect, so the two would not run the same load.
 
@@ -23,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from rounds import rotated
 
 from twload.lab.nginx import LocalNginx, find_nginx, nginx_config
 
@@ -106,9 +109,12 @@ def compare(duration: int, repeat: int, only: str | None) -> None:
             try:
                 for conns, streams in CASES:
                     ours, theirs = [], []
-                    for _ in range(repeat):  # alternated: a slow minute of this shared host hits both
-                        theirs.append(h2load(nginx.url, conns, streams, duration))
-                        ours.append(twload(nginx.url, conns, streams, duration, ca if tls else None))
+                    for r in range(repeat):
+                        for tool in rotated(("h2load", "twload"), r):
+                            if tool == "h2load":
+                                theirs.append(h2load(nginx.url, conns, streams, duration))
+                            else:
+                                ours.append(twload(nginx.url, conns, streams, duration, ca if tls else None))
                     report(scheme, conns, streams, ours, theirs)
             finally:
                 nginx.stop()

@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rounds import rotated
 from vs_wrk import Nginx, median_run, paired, per_request, row, twload
 
 TARGETS_GOAL = {"1 target": 0.97, "100 targets": 0.95}  # req/s, as a ratio to the plain URL run
@@ -81,9 +82,8 @@ def compare(duration: int, repeat: int, only: str | None, conns: int) -> None:
             variants = {"plain URL": ()} | {name: ("--targets", str(path)) for name, path in targets.items()}
             runs: dict[str, list] = {name: [] for name in variants}
             names = list(variants)
-            for r in range(repeat):  # alternate, so a noisy minute hits every variant alike, and rotate
-                # the order, so none always runs first (after a pause) or last (after the others' TIME_WAIT)
-                for name in names[r % len(names):] + names[:r % len(names)]:
+            for r in range(repeat):
+                for name in rotated(names, r):
                     runs[name].append(twload(nginx.url, conns, 1, duration, close, pin, "core-epoll", None,
                                              variants[name]))
             results = {name: median_run(r) for name, r in runs.items()}

@@ -20,7 +20,8 @@ connection, twload's worker beside wrk (both with N connections less 1, per conn
 Each ratio is given twice: of the median runs (each tool's run with the median req/s), and
 paired by round (the median, and the range, of each run's ratio to wrk's run of the same round):
 on this shared host a minute can be 20 % slower than the next, which moves the median runs of
-two tools apart more than the paired ratios.
+two tools apart more than the paired ratios. A round runs every tool once, in an order that turns by
+one each round (rounds.py).
 
 Not a test: numbers on a noisy 2-core machine vary; compare the ratios in one run.
     python benchmarks/vs_wrk.py [--duration 5] [--repeat 3] [--only keepalive|short] [--procs 1|2|both]
@@ -40,6 +41,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rounds import rotated
 
 from twload.lab.nginx import LocalNginx, nginx_config
 
@@ -221,8 +224,9 @@ def compare(duration: int, only: str | None, repeat: int, procs_list: tuple[int,
                     "hey": (hey, (url, conns, duration, close, pin)),
                 }
                 runs = {name: [] for name in tools}
-                for _ in range(repeat):  # alternate, so a noisy minute hits every tool alike
-                    for name, tool in tools.items():
+                for r in range(repeat):
+                    for name in rotated(list(tools), r):
+                        tool = tools[name]
                         runs[name].append(tool[0](*tool[1]) if tool else None)
                 results = {name: median_run(r) for name, r in runs.items()}
                 for name, result in results.items():
@@ -272,8 +276,9 @@ def compare_https(duration: int, repeat: int) -> None:
             }
             runs: dict[str, list] = {name: [] for name in tools}
             RESUMED.clear()
-            for _ in range(repeat):  # alternated, as above
-                for name, tool in tools.items():
+            for r in range(repeat):
+                for name in rotated(list(tools), r):
+                    tool = tools[name]
                     runs[name].append(tool[0](*tool[1]))
             results = {name: median_run(r) for name, r in runs.items()}
             for name, result in results.items():
