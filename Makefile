@@ -58,7 +58,7 @@ lint: $(CORE)
 # --durations: the slowest tests are listed, so the time of the whole run (aimed under 15 min) can be watched
 # Two pytest-xdist workers (most tests wait on sockets, servers and timers: one worker kept about
 # 0.8 of this 2-core machine busy); the lab tests stay on one worker, in order (tests/conftest.py,
-# pytest_xdist_make_scheduler). XDIST= runs them all in one process.
+# pytest_xdist_make_scheduler). `make test XDIST=` runs them all in one process.
 XDIST ?= -n 2
 
 test: $(CORE) debs lint ctest fuzz sanitize
