@@ -91,7 +91,7 @@ class RawPeer:
     def __init__(self, handler) -> None:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", free_port()))
         self.sock.listen(512)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]

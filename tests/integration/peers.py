@@ -6,13 +6,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from tests.conftest import free_port
+
 
 class ListeningPeer:
     """Listens on 127.0.0.1 and hands each accepted connection to `accepted`, in its accept thread."""
 
     def __init__(self, backlog: int = 64) -> None:
         self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
+        self.listener.bind(("127.0.0.1", free_port()))  # quiet: see tests/conftest.py free_port
         self.listener.listen(backlog)
         self.listener.settimeout(0.1)  # the accept loop looks at `stopped` this often
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/"

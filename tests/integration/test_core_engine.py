@@ -343,7 +343,7 @@ class BurstServer:
 
         self.connections = connections
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", free_port()))
         self.sock.listen(connections)
         self.sock.setblocking(False)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.backends import BACKENDS
 
 
@@ -21,7 +22,7 @@ from tests.integration.backends import BACKENDS
 def silent():
     """A listener that never accepts: connects complete in its backlog, requests get no answer."""
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", free_port()))
     sock.listen(256)
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
     sock.close()
