@@ -61,7 +61,10 @@ lint: $(CORE)
 # pytest_xdist_make_scheduler). `make test XDIST=` runs them all in one process.
 XDIST ?= -n 2
 
-test: $(CORE) debs lint ctest fuzz sanitize
+# The fuzzers (one after the other on one core, 80 s in all) run beside the sanitizer's build and
+# tests: two make jobs, each target's output printed whole when it ends (-O).
+test: $(CORE) debs lint ctest
+	$(MAKE) --no-print-directory -j2 -O sanitize fuzz
 	$(BIN)/pytest $(XDIST) --durations=15
 
 # The C response parser: its unit test (also part of the pytest suite); libFuzzer with ASan +
