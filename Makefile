@@ -33,17 +33,27 @@ $(CORE): $(STAMP) $(CORE_SRC)
 
 core: $(CORE)
 
+# A package counts when dpkg says it is installed (`dpkg -s` also succeeds for one removed with its
+# configuration files left). The required packages in one apt-get call, not one each (every call
+# loads the package lists and runs dpkg's triggers again); the optional ones each apart, so one that
+# cannot be had only warns.
 debs:
-	@missing=""; for p in $(DEBS) $(DEBS_OPT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBS) $(DEBS_OPT); do \
+		[ "$$(dpkg-query -W -f='$${Status}' $$p 2>/dev/null)" = "install ok installed" ] || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 		echo "WARNING: missing Debian packages:$$missing (not root; tests that need them will be skipped)"; exit 0; \
 	fi; \
 	echo "installing Debian packages:$$missing"; \
 	apt-get update -qq; \
-	for p in $$missing; do \
+	required=""; optional=""; \
+	for p in $$missing; do case " $(DEBS_OPT) " in *" $$p "*) optional="$$optional $$p";; *) required="$$required $$p";; esac; done; \
+	if [ -n "$$required" ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$required >/dev/null || exit 1; \
+	fi; \
+	for p in $$optional; do \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null \
-			|| case " $(DEBS_OPT) " in *" $$p "*) echo "WARNING: could not install $$p (benchmarks only)";; *) exit 1;; esac; \
+			|| echo "WARNING: could not install $$p (benchmarks only)"; \
 	done
 
 demo: $(CORE)
