@@ -72,9 +72,9 @@ lint: $(CORE)
 XDIST ?= -n 2
 
 # The fuzzers (one after the other on one core, 80 s in all) run beside the sanitizer's build and
-# tests: two make jobs, each target's output printed whole when it ends (-O).
+# tests: two make jobs, whose output is kept whole line by line (-Oline), so the tests' progress shows.
 test: $(CORE) debs lint ctest
-	$(MAKE) --no-print-directory -j2 -O sanitize fuzz
+	$(MAKE) --no-print-directory -j2 -Oline sanitize fuzz
 	$(BIN)/pytest $(XDIST) --durations=15
 
 # The C response parser: its unit test (also part of the pytest suite); libFuzzer with ASan +
