@@ -57,7 +57,7 @@ def test_the_port_probe_counts_every_client_socket_towards_the_target():
     from twload.engine.preflight import PortProbe
 
     with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", free_port()))
         listener.listen(8)
         port = listener.getsockname()[1]
         url = f"http://127.0.0.1:{port}/"
@@ -113,7 +113,7 @@ def test_watch_shows_the_listener_side_and_its_header_honours_dst():
     import socket
 
     with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("127.0.0.1", free_port()))
         listener.listen(8)
         port = listener.getsockname()[1]
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
