@@ -47,18 +47,29 @@ class BackToBackPeer(CountingPeer):
     them (no pause): PER_REQUEST responses of SIZE bytes, 16 KiB a request, so dozens fit one
     io_uring provided buffer (loop_uring.c BUF_SIZE, 16 KiB) and hundreds one 64 KiB read (epoll);
     whether they arrive in one read or one each is the kernel's timing. Only the first of each
-    burst was asked for."""
+    burst was asked for.
+
+    Corked (TCP_CORK around the burst), the writes leave together, so the whole burst is in the
+    client's socket before the client can send its next request. Without it, a peer descheduled
+    between its writes (a loaded host) lets the client read the first response alone and send its
+    next request, which the rest of the burst then answers, as any client must take it: then no
+    response is left over to be named."""
 
     SIZE = 256
     PER_REQUEST = 64
 
-    def __init__(self) -> None:
+    def __init__(self, corked: bool = False) -> None:
         self.response = sized_response(self.SIZE)
+        self.corked = corked
         super().__init__()
 
     def respond(self, conn: socket.socket) -> bool:
+        if self.corked:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
         for _ in range(self.PER_REQUEST):
             self.send(conn, self.response)
+        if self.corked:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
         return True
 
 

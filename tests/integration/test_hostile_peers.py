@@ -180,7 +180,7 @@ class TestBackToBackResponses:
         assert outcome.errors.get("unsolicited_response", 0) > 0, str(outcome)
 
     def test_bounded_by_count(self, peers: Peers, tmp_path: Path, engine_io: EngineIO) -> None:
-        peers.append(peer := BackToBackPeer())
+        peers.append(peer := BackToBackPeer(corked=True))  # each burst whole before the next request
         outcome = counted(peer, tmp_path, engine_io, 50, 1)
         assert set(outcome.errors) == {"unsolicited_response"}, str(outcome)
 
