@@ -557,7 +557,7 @@ static void start_slot(core *k, conn *c) {
         c->state = C_FREE;
         return;
     }
-    if (!(k->h2 && k->h2->take_owed(k)) && !take(k)) {  /* HTTP/2: a refused request first */
+    if (!(k->h2 && k->h2->take_owed(k, c)) && !take(k)) {  /* HTTP/2: a refused request first */
         k->live_slots--;
         c->state = C_FREE;
         return;

@@ -174,7 +174,7 @@ typedef struct h2_hooks {
     void (*sweep)(struct core *k, conn *c, int64_t now); /* its streams' timeouts */
     void (*drop)(struct core *k, conn *c);        /* c is being closed: its session goes */
     void (*stop)(struct core *k);                 /* no new stream from now on */
-    int (*take_owed)(struct core *k);             /* 1: a request refused earlier is the slot's (closed loop) */
+    int (*take_owed)(struct core *k, conn *c);    /* 1: a request refused earlier is c's, its target too (closed loop) */
     void (*dispatch)(struct core *k);             /* open loop: due requests to connections with a stream free */
 } h2_hooks;
 struct ssl_st;      /* OpenSSL's SSL and SSL_CTX: only tls.c includes OpenSSL */

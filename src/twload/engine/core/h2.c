@@ -26,7 +26,7 @@
  * as the one request's do); a templated one per stream, its pairs copied by nghttp2 at submission
  * and its body kept in the stream's entry of `bodies` until nghttp2 has read it all. A stream's
  * result counts in its target's per-target row. A request given back (never written, or refused by
- * a GOAWAY) goes on with the next target of the order, not its own.
+ * a GOAWAY) goes on with its own target, so the file's mix holds whatever the server refuses.
  */
 #define _GNU_SOURCE
 #include "h2.h"
@@ -82,6 +82,12 @@ typedef struct h2_target {
     uint8_t head_tpl, body_tpl; /* the header block / the body has templated values */
 } h2_target;
 
+/* a request given back (give_back), for a next stream */
+typedef struct given {
+    int64_t intended;  /* open loop: when it was due (0: closed loop) */
+    int32_t target;    /* a request set: its target (-1: the one request) */
+} given;
+
 typedef struct h2_state {
     int streams;          /* --streams */
     nghttp2_nv *nv;
@@ -92,9 +98,9 @@ typedef struct h2_state {
     h2_conn *conns;       /* k->capacity entries, by slot */
     h2_stream *stream_mem; /* capacity * streams entries */
     uint8_t *scratch;
-    int64_t owed;         /* requests taken and refused by a GOAWAY, or never written: the next streams' */
-    int64_t *refused;     /* open loop: the same, by their intended send times (cap_refused) */
-    int n_refused, cap_refused;
+    given *back;          /* requests taken and not processed (refused by a GOAWAY, or never written):
+                             the next streams', taken before new ones (cap_back) */
+    int n_back, cap_back;
     int peer_max;         /* the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams (0: none) */
     int *live;            /* the slots whose connection has a session (open loop: dispatch walks these) */
     int n_live;
@@ -118,18 +124,17 @@ int h2_peer_max_streams(const core *k) { return k->h2_state ? k->h2_state->peer_
 
 int h2_sessions(const core *k) { return k->h2_state ? k->h2_state->n_live : 0; }
 
-int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->owed + k->h2_state->n_refused : 0; }
+int64_t h2_owed(const core *k) { return k->h2_state ? k->h2_state->n_back : 0; }
 
-/* A request taken and not processed (never written, or refused by a GOAWAY) goes on the next stream:
-   closed loop, the slot's next (owed); open loop, with its intended send time, so its latency still
-   counts from then (refused); at the stop, or with no room to keep it, it leaves (withdrawn, or
-   not_sent in the open loop). */
-static void give_back(core *k, const conn *c, int64_t intended) {
+/* A request taken and not processed (never written, or refused by a GOAWAY) goes on a next stream
+   with its target (a request set's) and, in the open loop, its intended send time, so its latency
+   still counts from then; at the stop, or with no room to keep it (cannot be: at most every stream
+   and every slot's request is out at once, h2_init), it leaves (withdrawn, or not_sent in the open
+   loop). */
+static void give_back(core *k, const conn *c, int64_t intended, int32_t target) {
     h2_state *st = k->h2_state;
-    if (k->stopping) core_withdraw(k, c);
-    else if (!k->open_loop) st->owed++;
-    else if (st->n_refused < st->cap_refused) st->refused[st->n_refused++] = intended;
-    else core_withdraw(k, c);
+    if (k->stopping || st->n_back >= st->cap_back) core_withdraw(k, c);
+    else st->back[st->n_back++] = (given){.intended = k->open_loop ? intended : 0, .target = target};
 }
 
 /* the error slot of an RFC 9113 error code (section 7), by RST_STREAM or GOAWAY */
@@ -152,7 +157,7 @@ static void settle(h2_conn *h, h2_stream *s) {
 /* a stream never written: nothing of it went out, so the connection owes it no answer */
 static void unsent(core *k, h2_conn *h, h2_stream *s) {
     settle(h, s);
-    give_back(k, h->c, s->intended);
+    give_back(k, h->c, s->intended, s->target);
 }
 
 /* ---- nghttp2's callbacks (user_data: the h2_conn) ---- */
@@ -252,7 +257,7 @@ static int on_stream_close(nghttp2_session *session, int32_t id, uint32_t error_
         /* refused by the GOAWAY: not processed (RFC 9113 section 6.8), so the next connection's */
         settle(h, s);
         core_count_close_error(k, h->c, E_H2_RETRIED);
-        give_back(k, h->c, s->intended);
+        give_back(k, h->c, s->intended, s->target);
     } else {
         settle(h, s);
         if (s->rst) {
@@ -326,10 +331,10 @@ int h2_init(core *k, int streams, const char *nv, size_t nv_len, const char *bod
     st->conns = calloc((size_t)k->capacity, sizeof *st->conns);
     st->stream_mem = calloc((size_t)k->capacity * (size_t)streams, sizeof *st->stream_mem);
     st->scratch = malloc(SCRATCH);
-    st->cap_refused = k->capacity * streams;
-    st->refused = malloc((size_t)st->cap_refused * sizeof *st->refused);
+    st->cap_back = k->capacity * (streams + 1);  /* every stream, and each slot's request before its connect */
+    st->back = malloc((size_t)st->cap_back * sizeof *st->back);
     st->live = malloc((size_t)k->capacity * sizeof *st->live);
-    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->refused ||
+    if (!st->nv_mem || !st->nv || !st->body || !st->conns || !st->stream_mem || !st->scratch || !st->back ||
         !st->live)
         return -ENOMEM;
     memcpy(st->nv_mem, nv, nv_len);
@@ -471,7 +476,7 @@ void h2_fini(core *k) {
     free(st->conns);
     free(st->stream_mem);
     free(st->scratch);
-    free(st->refused);
+    free(st->back);
     free(st->live);
     free(st);
     k->h2_state = NULL;
@@ -490,6 +495,14 @@ static int32_t next_target(core *k, conn *c) {
     c->chosen = 0;
     c->target = -1;
     return target;
+}
+
+/* a request set: `target` is the one of c's request not yet begun, as core_choose leaves it (-1: the one
+   request, nothing chosen) */
+static void keep_target(conn *c, int32_t target) {
+    c->target = target;
+    c->chosen = target >= 0;
+    c->rendered = 0;
 }
 
 /* s's request of `target`: its header block's pairs (*nv, *n_nv) and its body's length; a templated
@@ -557,22 +570,31 @@ static int room(core *k, const h2_conn *h) {
 static int refill(core *k, conn *c, h2_conn *h) {
     h2_state *st = k->h2_state;
     if (c->flags & F_HAS_REQUEST) {  /* the slot's request, taken before the connect */
-        if (submit(k, h, c->intended, next_target(k, c)) < 0) return 0;
+        int32_t target = next_target(k, c);
+        if (submit(k, h, c->intended, target) < 0) {
+            keep_target(c, target);  /* still the slot's request */
+            return 0;
+        }
         c->flags &= (uint16_t)~F_HAS_REQUEST;
         c->intended = 0;
     }
     while (room(k, h)) {
         int64_t intended = 0;
-        if (k->open_loop) {
-            if (st->n_refused > 0) intended = st->refused[--st->n_refused];
-            else if (!(intended = core_next_due(k))) return 1;
-        } else if (st->owed > 0) {
-            st->owed--;
-        } else if (!core_take(k)) {
-            return 1;
+        int32_t target;
+        if (st->n_back > 0) {
+            given g = st->back[--st->n_back];
+            intended = g.intended;
+            target = g.target;
+        } else {
+            if (k->open_loop) {
+                if (!(intended = core_next_due(k))) return 1;
+            } else if (!core_take(k)) {
+                return 1;
+            }
+            target = next_target(k, c);
         }
-        if (submit(k, h, intended, next_target(k, c)) < 0) {
-            give_back(k, c, intended);  /* taken: the next stream's */
+        if (submit(k, h, intended, target) < 0) {
+            give_back(k, c, intended, target);  /* taken: the next stream's */
             return 0;
         }
     }
@@ -614,7 +636,7 @@ static void settle_all(core *k, h2_conn *h, int error) {
             } else if (h->goaway_last >= 0 && s->id > h->goaway_last && !s->status) {
                 settle(h, s);
                 core_count_close_error(k, h->c, E_H2_RETRIED);
-                give_back(k, h->c, s->intended);
+                give_back(k, h->c, s->intended, s->target);
             } else {
                 settle(h, s);
                 core_count_stream_error(k, h->c, s->target, error);
@@ -679,7 +701,7 @@ static int awaits_server(const core *k, const h2_conn *h, int spent) {
 static int maybe_done(core *k, conn *c, h2_conn *h) {
     if (h->n_active > 0 || (c->flags & F_HAS_REQUEST) || h->awaiting) return 0;
     int spent = k->per_connection && h->submitted >= k->per_connection;
-    if (h->goaway_last < 0 && !k->stopping && !spent && (k->open_loop || k->h2_state->owed > 0 || k->budget != 0))
+    if (h->goaway_last < 0 && !k->stopping && !spent && (k->open_loop || k->h2_state->n_back > 0 || k->budget != 0))
         return 0;
     if (awaits_server(k, h, spent)) {
         h->awaiting = 1;
@@ -768,11 +790,7 @@ static void hook_sweep(core *k, conn *c, int64_t now) {
 
 static void hook_stop(core *k) {
     h2_state *st = k->h2_state;
-    while (st->owed > 0) {  /* taken, never written: they leave the run */
-        st->owed--;
-        core_withdraw(k, NULL);
-    }
-    for (; st->n_refused > 0; st->n_refused--) core_withdraw(k, NULL);  /* open loop: not_sent */
+    for (; st->n_back > 0; st->n_back--) core_withdraw(k, NULL);  /* taken, never written: withdrawn (open loop: not_sent) */
     for (int i = 0; i < k->capacity; i++) {
         conn *c = &k->conns[i];
         h2_conn *h = &st->conns[i];
@@ -797,10 +815,11 @@ static void hook_dispatch(core *k) {
     }
 }
 
-static int hook_take_owed(core *k) {
+/* closed loop: a request given back is c's, the request its connect carries, with its target */
+static int hook_take_owed(core *k, conn *c) {
     h2_state *st = k->h2_state;
-    if (st->owed <= 0 || k->stopping) return 0;
-    st->owed--;
+    if (k->open_loop || st->n_back <= 0 || k->stopping) return 0;
+    keep_target(c, st->back[--st->n_back].target);
     return 1;
 }
 
