@@ -35,6 +35,14 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+/* The thread's error queue emptied, as SSL_get_error needs it before each call (SSL_get_error(3)).
+   failure() empties it after every failed call, so it is empty nearly always: looking (ERR_peek_error)
+   costs less than ERR_clear_error, which clears each of the queue's 16 entries every time
+   (crypto/err/err.c, OpenSSL 3.0: ERR_clear_error -> err_clear for i < ERR_NUM_ERRORS). */
+static inline void errors_clear(void) {
+    if (ERR_peek_error()) ERR_clear_error();
+}
+
 /* At most this many reads of the worker's buffer drain a closing connection's receive queue. */
 #define DRAIN_READS 4
 
@@ -161,7 +169,7 @@ const char *tls_check(const tls_options *o, char *why, size_t why_len) {
     if (!ctx) return "TLS: out of memory";
     const char *bad = apply_options(ctx, o, why, why_len);
     SSL_CTX_free(ctx);
-    ERR_clear_error();
+    errors_clear();
     return bad;
 }
 
@@ -315,7 +323,7 @@ int tls_begin(core *k, conn *c) {
         SSL_free(ssl);
         ssl = NULL;
     }
-    ERR_clear_error();
+    errors_clear();
     if (!ssl) ssl = SSL_new(k->tls_ctx);
     if (!ssl) return -ENOMEM;
     t->ssl = ssl;
@@ -391,7 +399,7 @@ int tls_handshake(core *k, conn *c, int64_t now) {
        loopback the server's whole first flight may be back before SSL_connect's first read, so the
        handshake can end in this very call) */
     if (!t->t_tcp) t->t_tcp = now;
-    ERR_clear_error();
+    errors_clear();
     errno = 0;
     int r = SSL_connect(t->ssl);
     if (r == 1) {
@@ -530,7 +538,7 @@ int tls_read(core *k, conn *c, char *buf, size_t len, size_t *n, int *error) {
         return read_failed(t->held_slot, error);
     }
     if (t->phase == TLS_PEER_DONE) return after_close_notify(k, t, c, buf, len, error);
-    ERR_clear_error();
+    errors_clear();
     errno = 0;
     int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (r > 0) {
@@ -570,7 +578,7 @@ int tls_write(core *k, conn *c, const char *buf, size_t len, size_t *n, int *err
         t->held = 0;
         return write_failed(t->held_slot, error);
     }
-    ERR_clear_error();
+    errors_clear();
     errno = 0;
     int r = SSL_write(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     if (r > 0) {
@@ -606,7 +614,7 @@ void tls_end(core *k, conn *c) {
                TIME_WAIT that --close fin leaves with the client. */
             int one = 1;
             setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
-            ERR_clear_error();
+            errors_clear();
             SSL_shutdown(t->ssl);  /* sends close_notify; the peer's answer is not waited for */
             shutdown(c->fd, SHUT_WR);
         }
@@ -616,7 +624,7 @@ void tls_end(core *k, conn *c) {
        SSL_CTX_remove_session, which sets not_resumable), and that session is the one kept in
        k->tls_session; the flag alone says "sent" without sending anything (SSL_set_shutdown(3)) */
     if (whole && k->tls_resume) SSL_set_shutdown(t->ssl, SSL_get_shutdown(t->ssl) | SSL_SENT_SHUTDOWN);
-    ERR_clear_error();
+    errors_clear();
     /* a whole session's SSL waits for the slot's next connection (tls_begin resets it); one that failed
        goes, lest a reset carry its state over */
     SSL *keep = whole ? t->ssl : NULL;
@@ -634,9 +642,9 @@ void tls_end(core *k, conn *c) {
 void tls_answer_close(core *k, conn *c) {
     tls_conn *t = state(k, c);
     if (!t->ssl || t->phase != TLS_PEER_DONE) return;
-    ERR_clear_error();
+    errors_clear();
     SSL_shutdown(t->ssl);
-    ERR_clear_error();
+    errors_clear();
     t->notified = NOTIFIED_ANSWERED;
 }
 
