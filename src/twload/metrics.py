@@ -244,9 +244,11 @@ class SpanDecoder:
         self.base = ctypes.addressof(self.scratch.counts)
         self.length = self.scratch.counts_len
 
-    def add(self, hist: HdrHistogram, encoded: bytes) -> None:
-        """hist += the decoded histogram. One of another layout (another lowest, highest or significant
-        figures) goes through hdrh's own decode_and_add. A malformed one raises, as hdrh's decode does."""
+    def _span(self, encoded: bytes) -> dict | None:
+        """The encoded histogram's counts into the scratch array: decode_varints' findings (its total and
+        the span of its non-zero slots), or None for one of another layout (another lowest, highest or
+        significant figures), left to hdrh. A malformed one raises, as hdrh's decode does, and leaves
+        the scratch array clean."""
         raw = base64.b64decode(encoded)
         inflater = zlib.decompressobj()
         data = inflater.decompress(raw[ext_header_size:], payload_header_size + self.MAX_VARINT * self.length)
@@ -255,12 +257,23 @@ class SpanDecoder:
         if len(data) < payload_header_size:
             raise ValueError("an encoded histogram cut short")
         header = PayloadHeader.from_buffer_copy(data)
-        if (hist.counts_len != self.length or get_cookie_base(header.cookie) != V2_ENCODING_COOKIE_BASE
+        if (get_cookie_base(header.cookie) != V2_ENCODING_COOKIE_BASE
                 or (header.lowest_trackable_value, header.highest_trackable_value, header.significant_figures)
                 != (LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)):
+            return None
+        try:
+            return decode_varints(data, payload_header_size, self.base, self.length, 8)
+        except Exception:
+            ctypes.memset(self.base, 0, 8 * self.length)  # whatever it wrote before it failed
+            raise
+
+    def add(self, hist: HdrHistogram, encoded: bytes) -> None:
+        """hist += the decoded histogram. One of another layout goes through hdrh's own decode_and_add.
+        A malformed one raises, as hdrh's decode does."""
+        found = self._span(encoded) if hist.counts_len == self.length else None
+        if found is None:
             hist.decode_and_add(encoded)
             return
-        found = decode_varints(data, payload_header_size, self.base, self.length, 8)
         if not found["total"]:
             return
         low, high = found["min_nonzero_index"], found["max_nonzero_index"]
@@ -275,12 +288,16 @@ class SpanDecoder:
 _DECODERS = threading.local()  # one SpanDecoder a thread: its scratch array is written and cleared by each add
 
 
-def add_encoded(hist: HdrHistogram, encoded: bytes) -> None:
-    """hist += an encoded histogram (SpanDecoder.add)."""
+def _decoder() -> SpanDecoder:
     decoder = getattr(_DECODERS, "decoder", None)
     if decoder is None:
         decoder = _DECODERS.decoder = SpanDecoder()
-    decoder.add(hist, encoded)
+    return decoder
+
+
+def add_encoded(hist: HdrHistogram, encoded: bytes) -> None:
+    """hist += an encoded histogram (SpanDecoder.add)."""
+    _decoder().add(hist, encoded)
 
 
 class TargetTotals:

@@ -206,6 +206,25 @@ def test_a_malformed_or_inflating_histogram_is_refused():
     assert new_histogram().get_total_count() == 0
 
 
+def overrunning(encoded: bytes) -> bytes:
+    """encoded with counts past the last slot of its layout appended (a ZigZag 1, slot after slot)."""
+    raw = base64.b64decode(encoded)
+    payload = zlib.decompress(raw[ext_header_size:])
+    return base64.b64encode(raw[:ext_header_size] + zlib.compress(payload + b"\x02" * 30_000))
+
+
+def test_a_histogram_past_its_layout_is_refused_and_leaves_the_scratch_clean():
+    """decode_varints writes the slots it read before it finds the overrun: they are cleared, so the
+    next histogram adds only its own counts."""
+    decoder = SpanDecoder()
+    with pytest.raises(IndexError):
+        decoder.add(new_histogram(), overrunning(encode_counts({100: 1, 5000: 3})))
+    assert not any(decoder.scratch.counts)
+    hist = new_histogram()
+    decoder.add(hist, encode_counts({1: 2, HIGHEST_US: 5}))
+    assert hist.get_total_count() == 7 and sum(hist.counts) == 7
+
+
 @settings(max_examples=80, deadline=None)
 @given(seconds=st.lists(st.lists(st.integers(0, HIGHEST_US), min_size=1, max_size=200), min_size=1, max_size=3),
        percentiles=st.lists(st.floats(0, 100), min_size=1, max_size=6))
