@@ -284,6 +284,17 @@ class SpanDecoder:
         hist.min_value = min(hist.min_value, hist.get_value_from_index(low))
         hist.max_value = max(hist.max_value, hist.get_highest_equivalent_value(hist.get_value_from_index(high)))
 
+    def check(self, encoded: bytes) -> None:
+        """Raises what add would raise for this encoded histogram, and adds it nowhere: a message is
+        refused whole before any of it is added (distributed/messages.py)."""
+        found = self._span(encoded)
+        if found is None:
+            HdrHistogram.decode(encoded)  # another layout: hdrh's decode says whether it is one
+            return
+        if found["total"]:
+            low, high = found["min_nonzero_index"], found["max_nonzero_index"]
+            ctypes.memset(self.base + 8 * low, 0, 8 * (high - low + 1))
+
 
 _DECODERS = threading.local()  # one SpanDecoder a thread: its scratch array is written and cleared by each add
 
@@ -298,6 +309,11 @@ def _decoder() -> SpanDecoder:
 def add_encoded(hist: HdrHistogram, encoded: bytes) -> None:
     """hist += an encoded histogram (SpanDecoder.add)."""
     _decoder().add(hist, encoded)
+
+
+def check_encoded(encoded: bytes) -> None:
+    """Raises ValueError (or hdrh's codec errors) unless add_encoded would take it (SpanDecoder.check)."""
+    _decoder().check(encoded)
 
 
 class TargetTotals:

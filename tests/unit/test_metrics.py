@@ -225,6 +225,23 @@ def test_a_histogram_past_its_layout_is_refused_and_leaves_the_scratch_clean():
     assert hist.get_total_count() == 7 and sum(hist.counts) == 7
 
 
+def test_check_refuses_what_add_refuses_and_adds_nothing():
+    decoder = SpanDecoder()
+    good = encode_counts({100: 1, 90_000: 4})
+    decoder.check(good)
+    assert not any(decoder.scratch.counts)
+    other = HdrHistogram(1, 3_600_000_000, 2)
+    other.record_value(700, 2)
+    decoder.check(other.encode())  # another layout: hdrh's decode
+    for bad, error in ((b"not a histogram", ValueError), (overrunning(good), IndexError),
+                       (base64.b64encode(base64.b64decode(good)[:ext_header_size + 4]), Exception)):
+        with pytest.raises(error):
+            decoder.add(new_histogram(), bad)
+        with pytest.raises(error):
+            decoder.check(bad)
+        assert not any(decoder.scratch.counts)
+
+
 @settings(max_examples=80, deadline=None)
 @given(seconds=st.lists(st.lists(st.integers(0, HIGHEST_US), min_size=1, max_size=200), min_size=1, max_size=3),
        percentiles=st.lists(st.floats(0, 100), min_size=1, max_size=6))

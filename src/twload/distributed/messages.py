@@ -15,10 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from hdrh.histogram import HdrHistogram
-
 from twload.merge.summary import Summary
-from twload.metrics import HISTOGRAMS, Snapshot
+from twload.metrics import HISTOGRAMS, Snapshot, check_encoded
 
 MAX_EVENT_BYTES = 8 << 20  # a busy second of one shard's engine processes is tens of KiB
 MAX_NAMES = 4096  # error names, status codes, keys of a dict in one message
@@ -200,7 +198,7 @@ def _histogram(value: object, what: str) -> bytes:
         return b""
     try:
         data = text.encode("ascii")
-        HdrHistogram.decode(data)  # what Totals.add will decode: a bad one is refused here, not there
+        check_encoded(data)  # as Totals.add will decode it: a bad one is refused here, not there
     except Exception:  # hdrh raises binascii, zlib, struct or its own codec errors
         raise MalformedEvent(f"{what} is not an encoded HdrHistogram") from None
     return data
