@@ -86,6 +86,9 @@ class Snapshot:
     # None on http://
     tls_handshakes: int | None = None
     tls_resumed: int | None = None
+    # a streamed request file: pages walked again this second, the next one not loaded yet (its targets
+    # got more than their share of the file's order)
+    page_repeats: int = 0
 
     def histogram(self, name: str) -> bytes:
         """The encoded histogram `name` (one of HISTOGRAMS)."""
@@ -122,6 +125,8 @@ class Snapshot:
         if self.tls_handshakes is not None:
             out["tls_handshakes"] = self.tls_handshakes
             out["tls_resumed"] = self.tls_resumed or 0
+        if self.page_repeats:
+            out["page_repeats"] = self.page_repeats
         return out
 
 
@@ -345,7 +350,7 @@ class Totals(Counts):
     tls: HdrHistogram
 
     __slots__ = ("first_errors", "sums_us", "peer_bytes", "tls_reason", "tls_handshakes", "tls_resumed", "targets",
-                 "destinations", "h2_server_max_streams", *HISTOGRAMS)
+                 "destinations", "h2_server_max_streams", "page_repeats", *HISTOGRAMS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,6 +365,7 @@ class Totals(Counts):
         self.targets: dict[int, TargetTotals] = {}  # a request set: group index -> its counts
         self.destinations: Counter = Counter()  # several destinations: index -> connections opened to it
         self.h2_server_max_streams = 0  # HTTP/2: the smallest SETTINGS_MAX_CONCURRENT_STREAMS below --streams
+        self.page_repeats = 0  # a streamed request file: pages walked again (Snapshot.page_repeats)
         for name in HISTOGRAMS:
             setattr(self, name, new_histogram())
 
@@ -375,6 +381,7 @@ class Totals(Counts):
         if snap.tls_handshakes is not None:
             self.tls_handshakes = (self.tls_handshakes or 0) + snap.tls_handshakes
             self.tls_resumed = (self.tls_resumed or 0) + (snap.tls_resumed or 0)
+        self.page_repeats += snap.page_repeats
         for name in HISTOGRAMS:
             encoded = snap.histogram(name)
             if encoded:

@@ -160,10 +160,16 @@ class RecordingPeer(ThreadedPeer):
     Content-Length), per connection and in the order read, and answers each 200 with an empty body;
     a request that asks `Connection: close` gets its answer and then the close. For checking that
     exactly the requests a client was told to send arrive. With `drop_every` N, every N-th request
-    read (over all connections) is recorded but gets no answer: the connection closes instead."""
+    read (over all connections) is recorded but gets no answer: the connection closes instead. With
+    `hold_first` N, the first request read is answered only once N more have been read (on other
+    connections), or after HOLD_S."""
 
-    def __init__(self, backlog: int = 64, drop_every: int = 0) -> None:
+    HOLD_S = 60.0
+
+    def __init__(self, backlog: int = 64, drop_every: int = 0, hold_first: int = 0) -> None:
         self.drop_every = drop_every
+        self.hold_first = hold_first
+        self.released = threading.Event()
         self.requests: list[tuple[int, str, list[tuple[str, str]], bytes]] = []  # (connection, line, fields, body)
         super().__init__(backlog)
 
@@ -183,8 +189,13 @@ class RecordingPeer(ThreadedPeer):
                     with self.lock:
                         self.requests.append((index, line, pairs, body))
                         drop = self.drop_every > 0 and len(self.requests) % self.drop_every == 0
+                        held = self.hold_first > 0 and len(self.requests) == 1
+                        if len(self.requests) > self.hold_first:
+                            self.released.set()
                     if drop:
                         return
+                    if held:
+                        self.released.wait(self.HOLD_S)
                     close = any(n.lower() == "connection" and v.lower() == "close" for n, v in pairs)
                     try:
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"

@@ -66,8 +66,34 @@ def test_a_large_file_arrives_in_its_order_across_pages_and_around_its_end(tmp_p
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     rows = {row["name"]: row["requests"] for row in summary["targets"]}
     assert list(rows) == [f"g{i}" for i in range(10)] and sum(rows.values()) == sent
+    assert summary["targets_page_repeats"] == 0  # one connection: each page was free when its turn came
     plan = json.loads((tmp_path / "run" / "plan.json").read_text())
     assert plan["plan"]["targets"]["count"] == N and plan["plan"]["targets"]["streamed"] is True
+
+
+def test_a_page_held_by_a_request_in_flight_is_walked_again_and_said(tmp_path):
+    """The first request (the first page's first target) is held until 36,000 more have been answered
+    on the other connection: the first page cannot be loaded anew while a request of it is in flight,
+    so past the second page the core walks the second page again, and the summary and the text
+    report say so (the file's order did not hold)."""
+    peer = RecordingPeer(hold_first=36_000)
+    try:
+        text, _ = request_file(peer.url, N)
+        (tmp_path / "t").write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "twload", "run", "--out", str(tmp_path / "run"), "--targets",
+                               "t", "-n", "40000", "-c", "2", "-w", "1"], capture_output=True, text=True,
+                              timeout=240, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"})
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        peer.close()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["requests"] == 40_000 and summary["errors"] == {}
+    assert summary["targets_page_repeats"] >= 1
+    assert f"{summary['targets_page_repeats']} page" in proc.stdout and "walked again" in proc.stdout
+    # the second page's targets came round more often than the file's order gives them
+    paths = [line.split()[1] for _, line, _, _ in peer.requests]
+    second_page = sum(1 for path in paths if 16_384 <= int(path.split("/")[2].split("?")[0]) < 32_768)
+    assert second_page > 16_384 + 16  # its 16,384 targets (and their weights) once, and more
 
 
 @pytest.mark.parametrize("args, words", [

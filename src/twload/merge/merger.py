@@ -251,6 +251,7 @@ class Merger:
             # a request file: per-target results (docs/ARCHITECTURE.md "Request sets")
             targets=tuple(target_rows(totals, plan.targets_spool.labels if plan.targets_spool is not None
                                       else target_labels(plan.targets))) if plan.targets else None,
+            targets_page_repeats=totals.page_repeats if plan.targets_spool is not None else None,
             errors_window=path.get("errors_window"),
             retransmits=path.get("retransmits"),
             retransmits_per_s=path.get("retransmits_per_s"),

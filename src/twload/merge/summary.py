@@ -123,6 +123,10 @@ class Summary:
     time_wait_found_reused: int | None = None
     # a request file (--targets): one row per target name: name, requests, status, errors, latency_us
     targets: tuple[dict[str, Any], ...] | None = None
+    # a streamed one (engine/spool.py): pages a worker walked again because the next was not loaded yet (a
+    # request of it in flight, or not yet read), so their targets got more than their share of the file's
+    # order (0: the order held)
+    targets_page_repeats: int | None = None
     # targets on several destinations: one row each (connections opened, ports held at the end, its pre-flight)
     destinations: tuple[dict[str, Any], ...] | None = None
     # trouble on the path (merge/path.py): each error's first and last second, the client namespace's
@@ -244,6 +248,8 @@ class Summary:
             out["time_wait_found_reused"] = self.time_wait_found_reused
         if self.targets is not None:
             out["targets"] = [dict(row) for row in self.targets]
+        if self.targets_page_repeats is not None:
+            out["targets_page_repeats"] = self.targets_page_repeats
         if self.destinations is not None:
             out["destinations"] = [dict(row) for row in self.destinations]
         if self.errors_window:

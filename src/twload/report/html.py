@@ -213,6 +213,10 @@ def _targets_tables(summary: Summary) -> str:
              fmt_us(t["latency_us"]["p99"]), fmt_us(t["latency_us"]["max"])]
             for t in sorted(summary.targets or (), key=lambda t: (-t["latency_us"]["p99"], t["name"]))]
     out = _table(["target", "requests", "errors", "p50", "p99", "max"], rows, {1, 2, 3, 4, 5})
+    if summary.targets_page_repeats:
+        out += (f"<p>{summary.targets_page_repeats:,} page(s) of the streamed file walked again, the next not loaded"
+                " yet (a request of it in flight, or not yet read): their targets got more than their share of the"
+                " file's order.</p>")
     dests = summary.destinations or ()
     if dests:
         def wall(d: dict) -> str:

@@ -164,6 +164,9 @@ def render(summary: Summary, width: int = 80) -> str:
         lines.append(f"  The peer did not answer HTTP; it sent: {summary.peer_bytes}")
     if summary.tls_handshakes is not None:
         lines.append(f"  TLS: {plural(summary.tls_handshakes, 'handshake')}, {summary.tls_resumed} resumed")
+    if summary.targets_page_repeats:
+        lines.append(f"  Request file: {plural(summary.targets_page_repeats, 'page')} of targets walked again, the next"
+                     " not loaded yet (a request of it in flight, or not yet read): more than their share of the order")
     if summary.tls_reason:
         lines.append(f"  TLS: {summary.tls_reason} (the first failed handshake)")
     if summary.http2:

@@ -108,6 +108,7 @@ class CoreWorker:
         self.schedule_done = False
         self.started_ns = 0
         self.ledger = {"taken": 0, "withdrawn": 0, "results": 0}  # the whole run's, across snapshots
+        self.page_repeats = 0  # a streamed request file: the core's count at the last snapshot
 
     # -- open loop -----------------------------------------------------------
     def feed(self, now_ns: int) -> None:
@@ -181,8 +182,16 @@ class CoreWorker:
             # https: handshakes completed, and how many resumed a session (--tls-resume)
             tls_handshakes=stats[_core.S_TLS_HANDSHAKES] if self.core_tls else None,
             tls_resumed=stats[_core.S_TLS_RESUMED] if self.core_tls else None,
+            page_repeats=self.new_page_repeats() if self.plan.targets_spool is not None else 0,
             **{name: self.encoder.encode(*span) for name, span in zip(HISTOGRAMS, spans, strict=True)},
         )
+
+    def new_page_repeats(self) -> int:
+        """A streamed request file: the pages the core walked again since the last snapshot (core.c
+        core_choose: the next page was not loaded yet, a request of its last walk still in flight)."""
+        total = self.core.page_repeats
+        new, self.page_repeats = total - self.page_repeats, total
+        return new
 
     def target_counts(self) -> dict[int, dict]:
         """A request set: each target's counts since the last snapshot, by its group (its index in
